@@ -1,0 +1,179 @@
+"""The ``nuru-yield`` command (DESIGN §8). Each subcommand calls the same library function
+as the matching Airflow task; heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from nuru_yield.errors import NotBuiltYet, NuruError
+
+app = typer.Typer(
+    help="Nuru Yield: nightly in-season maize yield forecasts for smallholder plots.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Manage the predictions database.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print ratios against a bare baseline.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
+
+DateOption = Annotated[
+    dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date, YYYY-MM-DD.")
+]
+
+
+def _not_built(what: str, issue: str) -> NotBuiltYet:
+    return NotBuiltYet(f"'{what}' is not built yet ({issue})")
+
+
+@app.callback()
+def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command("sample-data")
+def sample_data(
+    plots: Annotated[int, typer.Option(min=1, help="Number of plots.")] = 20_000,
+    start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
+    end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    from nuru_yield.lake import Lake
+    from nuru_yield.sample_data import generate_to_lake
+
+    if end_year < start_year:
+        raise typer.BadParameter("--end-year must not be before --start-year")
+    lake = Lake.from_settings()
+    summary = generate_to_lake(lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed)
+    typer.echo(summary.render())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate every table and view (idempotent)."""
+    from nuru_yield.db import upgrade
+
+    version = upgrade()
+    typer.echo(f"database schema at version {version}")
+
+
+@app.command()
+def features(date: DateOption) -> None:
+    """Materialize season-to-date plot features for one date."""
+    raise _not_built("features", "issue 3")
+
+
+@app.command()
+def train(date: DateOption) -> None:
+    """Train candidates, evaluate, and run the promotion gate."""
+    raise _not_built("train", "issue 4")
+
+
+@app.command()
+def promote(
+    run_id: Annotated[str, typer.Option()],
+    model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor",
+    stage: Annotated[str, typer.Option()] = "Production",
+) -> None:
+    """Register a run's model and move the alias its stage maps to."""
+    raise _not_built("promote", "issue 4")
+
+
+@app.command()
+def rollback(model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor") -> None:
+    """Restore the `previous` champion."""
+    raise _not_built("rollback", "issue 4")
+
+
+@app.command()
+def score(
+    date: DateOption,
+    shards: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """Score every in-progress plot-season for one date."""
+    raise _not_built("score", "issue 5")
+
+
+@app.command()
+def drift(date: DateOption) -> None:
+    """Drift statistics, realized accuracy and the retraining trigger for one date."""
+    raise _not_built("drift", "issue 6")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the read-only prediction API."""
+    raise _not_built("serve", "issue 7")
+
+
+@app.command()
+def demo(
+    plots: Annotated[int, typer.Option(min=100)] = 20_000,
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Build the demo from an empty NURU_HOME: sample data, database, summary."""
+    from nuru_yield.demo import run_demo
+
+    run_demo(plots=plots, seed=seed)
+
+
+@bench_app.command("features")
+def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
+    """Time feature materialization against a hand-written DuckDB query."""
+    raise _not_built("bench features", "issue 3")
+
+
+@bench_app.command("scoring")
+def bench_scoring(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
+    """Time batch scoring against bare predict + bare ingest."""
+    raise _not_built("bench scoring", "issue 5")
+
+
+@bench_app.command("api")
+def bench_api(
+    rows: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    seconds: Annotated[int, typer.Option(min=1)] = 30,
+) -> None:
+    """Drive the API under load against a bare Starlette endpoint."""
+    raise _not_built("bench api", "issue 7")
+
+
+def _usage_message(error: typer.TyperException) -> str:
+    message = error.format_message() if hasattr(error, "format_message") else str(error)
+    param = getattr(error, "param", None)
+    hint = getattr(param, "opts", None)
+    if hint and hint[0] not in message:
+        message = f"{hint[0]}: {message}"
+    return message.splitlines()[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: expected failures print one line and exit non-zero, never a traceback."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except typer.TyperException as error:  # usage errors: bad option values, unknown commands
+        typer.echo(f"error: {_usage_message(error)}", err=True)
+        sys.exit(getattr(error, "exit_code", 2))
+    except NuruError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)
+    if isinstance(result, int) and result:  # typer.Exit(code) with standalone_mode=False
+        sys.exit(result)

@@ -1,0 +1,102 @@
+"""Typed settings from the environment (and `.env`), built lazily at first use.
+
+Nothing here runs at import time: call :func:`get_settings`. A bad value raises
+:class:`~nuru_yield.errors.ConfigError` with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nuru_yield.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every knob of the system. Environment variable = field name in upper case."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    nuru_home: Path = Field(Path(".nuru"), description="All local state lives here.")
+    lake_url: str = Field("", description="file:///dir or s3://bucket[/prefix]; default under NURU_HOME.")
+    s3_bucket_name: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    mlflow_tracking_uri: str = ""
+    mlflow_artifact_root: str = ""
+    predictions_db_url: str = ""
+    api_key: SecretStr | None = None
+    log_file: Path | None = None
+
+    # Pipeline behaviour.
+    season_max_days: int = Field(180, ge=30, le=365)
+    validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
+    scoring_shards: int = Field(4, ge=1, le=1024)
+    promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
+    promotion_county_tolerance: float = Field(0.05, ge=0.0)
+
+    @field_validator("lake_url")
+    @classmethod
+    def _check_lake_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("file", "s3"):
+            raise ValueError("must start with file:// or s3://")
+        if value.startswith("s3://") and not urlparse(value).netloc:
+            raise ValueError("s3:// URL needs a bucket, e.g. s3://nuru-yield")
+        return value.rstrip("/")
+
+    @field_validator("predictions_db_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg2:// URL")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        home = self.nuru_home.expanduser().resolve()
+        self.nuru_home = home
+        if not self.lake_url:
+            self.lake_url = f"file://{home / 'lake'}"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        if not self.mlflow_artifact_root:
+            self.mlflow_artifact_root = str(home / "mlartifacts")
+        if not self.predictions_db_url:
+            self.predictions_db_url = f"sqlite:///{home / 'predictions.db'}"
+        return self
+
+
+def _first_error_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f"={value!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {variable}{shown}: {message}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, validated on first call."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise ConfigError(_first_error_line(error)) from None
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests, or after changing the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,29 @@
+"""Errors a user can act on. The CLI prints their message as one line and exits with `exit_code`."""
+
+
+class NuruError(Exception):
+    """Base class: an expected failure with a message meant for a person, not a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(NuruError):
+    """A setting is missing or invalid (names the variable)."""
+
+    exit_code = 2
+
+
+class LakeError(NuruError):
+    """The lake cannot be read or written (missing file, unwritable directory, missing bucket)."""
+
+
+class DatabaseError(NuruError):
+    """The predictions database is unreachable or a load failed."""
+
+
+class DataValidationError(NuruError):
+    """Input data failed a validation gate beyond its configured tolerance."""
+
+
+class NotBuiltYet(NuruError):
+    """A subcommand whose implementation has not landed yet."""

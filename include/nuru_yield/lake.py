@@ -1,0 +1,366 @@
+"""Object-store paths and parquet I/O under ``LAKE_URL`` (a local directory or S3/MinIO).
+
+Every write is atomic: data goes to a temporary local file first and only a complete file
+is moved into place (``os.replace`` on disk, a single managed upload on S3, where the
+object appears only once the upload completes). A reader therefore never sees half a file
+and a writer that crashes leaves the previous file as it was.
+
+Paths passed to :class:`Lake` are relative to the lake root and use ``/``; the dated
+partition layout of DESIGN §5 lives in the ``*_path`` helpers below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from nuru_yield.errors import LakeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from nuru_yield.config import Settings
+
+# --- raw contract (DESIGN §4) -------------------------------------------------------------
+RAW_PLOTS = "raw/plots.parquet"
+RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
+RAW_WEATHER = "raw/weather"
+RAW_NDVI = "raw/ndvi"
+RAW_YIELDS = "raw/yields.parquet"
+
+FEATURES = "features"
+PREDICTION_LOG = "monitoring/predictions"
+DRIFT = "monitoring/drift"
+
+
+def _day(date: dt.date | str) -> str:
+    return date if isinstance(date, str) else date.isoformat()
+
+
+def weather_year_path(year: int, part: str = "part-0") -> str:
+    return f"{RAW_WEATHER}/year={year}/{part}.parquet"
+
+
+def ndvi_year_path(year: int, part: str = "part-0") -> str:
+    return f"{RAW_NDVI}/year={year}/{part}.parquet"
+
+
+def features_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/plot_features.parquet"
+
+
+def rejected_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/rejected.parquet"
+
+
+def validation_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/validation.json"
+
+
+def prediction_log_path(date: dt.date | str) -> str:
+    return f"{PREDICTION_LOG}/{_day(date)}/predictions.parquet"
+
+
+def drift_report_path(date: dt.date | str) -> str:
+    return f"{DRIFT}/{_day(date)}/drift_report.json"
+
+
+def drift_html_path(date: dt.date | str) -> str:
+    return f"{DRIFT}/{_day(date)}/drift_report.html"
+
+
+# Parquet writer defaults: dictionary encoding off for float columns is ~4x faster to write
+# and smaller (NOTES.md, Speed); strings keep it.
+_WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
+
+
+class Lake:
+    """Parquet/JSON/bytes storage rooted at a ``file://`` directory or an ``s3://`` bucket."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("file", "s3"):
+            raise LakeError(f"LAKE_URL must be file:// or s3://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.is_s3 = parsed.scheme == "s3"
+        self._endpoint_url = endpoint_url
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._region = region
+        if self.is_s3:
+            self.bucket = parsed.netloc
+            self._prefix = parsed.path.strip("/")
+        else:
+            self.root = Path(parsed.netloc + parsed.path).resolve()
+        self._fs: pafs.FileSystem | None = None
+        self._s3_client: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> Lake:
+        from nuru_yield.config import get_settings
+
+        settings = settings or get_settings()
+        secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+        return cls(
+            settings.lake_url,
+            endpoint_url=settings.s3_endpoint_url,
+            access_key=settings.s3_access_key,
+            secret_key=secret,
+            region=settings.s3_region,
+        )
+
+    def __repr__(self) -> str:
+        return f"Lake({self.url!r})"
+
+    # --- addressing ----------------------------------------------------------------------
+    def uri(self, path: str) -> str:
+        """Absolute URI of a lake path, as recorded in tables and reports."""
+        return f"{self.url}/{path.lstrip('/')}"
+
+    def _key(self, path: str) -> str:
+        """Location inside the filesystem: an absolute local path or ``bucket/key``."""
+        path = path.lstrip("/")
+        if self.is_s3:
+            return "/".join(p for p in (self.bucket, self._prefix, path) if p)
+        return str(self.root / path)
+
+    def _object_key(self, path: str) -> str:
+        return "/".join(p for p in (self._prefix, path.lstrip("/")) if p)
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        """A pyarrow filesystem for reads (random access, streaming batches)."""
+        if self._fs is None:
+            import pyarrow.fs as pafs
+
+            if self.is_s3:
+                endpoint = urlparse(self._endpoint_url) if self._endpoint_url else None
+                self._fs = pafs.S3FileSystem(
+                    access_key=self._access_key,
+                    secret_key=self._secret_key,
+                    region=self._region,
+                    endpoint_override=endpoint.netloc if endpoint else None,
+                    scheme=endpoint.scheme if endpoint else "https",
+                )
+            else:
+                self._fs = pafs.LocalFileSystem()
+        return self._fs
+
+    @property
+    def _s3(self) -> Any:
+        if self._s3_client is None:
+            import boto3
+
+            self._s3_client = boto3.client(
+                "s3",
+                endpoint_url=self._endpoint_url,
+                aws_access_key_id=self._access_key,
+                aws_secret_access_key=self._secret_key,
+                region_name=self._region,
+            )
+        return self._s3_client
+
+    # --- checks ---------------------------------------------------------------------------
+    def check_writable(self) -> None:
+        """Fail early with one clear line when the lake root cannot be written."""
+        probe = f"_probe/{os.getpid()}"
+        try:
+            self.write_bytes(probe, b"ok")
+            self.delete(probe)
+        except LakeError as error:
+            raise LakeError(f"cannot write to lake {self.url}: {error.__cause__ or error}") from None
+
+    def exists(self, path: str) -> bool:
+        import pyarrow.fs as pafs
+
+        try:
+            info = self.filesystem.get_file_info(self._key(path))
+        except OSError as error:
+            raise self._error("check", path, error) from error
+        return info.type != pafs.FileType.NotFound
+
+    def list(self, prefix: str, suffix: str = "") -> list[str]:
+        """Lake paths of every file below ``prefix`` ending in ``suffix``, sorted."""
+        import pyarrow.fs as pafs
+
+        selector = pafs.FileSelector(self._key(prefix), recursive=True, allow_not_found=True)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except OSError as error:
+            raise self._error("list", prefix, error) from error
+        base = self._key("")
+        return sorted(
+            info.path[len(base) :].lstrip("/")
+            for info in infos
+            if info.type == pafs.FileType.File and info.path.endswith(suffix)
+        )
+
+    def partition_dates(self, prefix: str) -> list[dt.date]:
+        """Dates of the ``{prefix}/{YYYY-MM-DD}/…`` partitions that hold at least one file."""
+        dates = set()
+        for path in self.list(prefix):
+            part = path[len(prefix) :].strip("/").split("/", 1)[0]
+            with contextlib.suppress(ValueError):
+                dates.add(dt.date.fromisoformat(part))
+        return sorted(dates)
+
+    # --- atomic writes --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def atomic_local_file(self, path: str, suffix: str = "") -> Iterator[Path]:
+        """Yield a temporary local file; on clean exit it replaces ``path`` in one step.
+
+        On an exception the temporary file is removed and ``path`` is left untouched.
+        """
+        if self.is_s3:
+            tmp_dir = None
+        else:
+            target = Path(self._key(path))
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise self._error("write", path, error) from error
+            tmp_dir = target.parent
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=tmp_dir)
+        except OSError as error:
+            raise self._error("write", path, error) from error
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            self._publish(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _publish(self, tmp: Path, path: str) -> None:
+        if self.is_s3:
+            from boto3.exceptions import S3UploadFailedError
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                self._s3.upload_file(str(tmp), self.bucket, self._object_key(path))
+            except (BotoCoreError, ClientError, S3UploadFailedError) as error:
+                raise self._error("write", path, error) from error
+            return
+        try:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, self._key(path))
+        except OSError as error:
+            raise self._error("write", path, error) from error
+
+    def write_parquet(self, path: str, data: pa.Table | pd.DataFrame) -> str:
+        """Write a table atomically; returns its URI."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        with self.atomic_local_file(path, ".parquet") as tmp:
+            pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table.schema), **_WRITE_OPTIONS)
+        return self.uri(path)
+
+    def write_parquet_batches(
+        self, path: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch | pa.Table]
+    ) -> tuple[str, int]:
+        """Stream batches into one parquet file atomically; returns (URI, rows written)."""
+        import pyarrow.parquet as pq
+
+        rows = 0
+        with self.atomic_local_file(path, ".parquet") as tmp:
+            with pq.ParquetWriter(
+                tmp, schema, use_dictionary=_dictionary_columns(schema), **_WRITE_OPTIONS
+            ) as writer:
+                for batch in batches:
+                    writer.write(batch)
+                    rows += batch.num_rows
+        return self.uri(path), rows
+
+    def write_bytes(self, path: str, data: bytes) -> str:
+        with self.atomic_local_file(path) as tmp:
+            tmp.write_bytes(data)
+        return self.uri(path)
+
+    def write_json(self, path: str, payload: Any) -> str:
+        return self.write_bytes(path, json.dumps(payload, indent=2, default=str).encode())
+
+    def delete(self, path: str) -> None:
+        """Remove one file if it exists."""
+        try:
+            if self.is_s3:
+                self._s3.delete_object(Bucket=self.bucket, Key=self._object_key(path))
+            else:
+                Path(self._key(path)).unlink(missing_ok=True)
+        except Exception as error:
+            raise self._error("delete", path, error) from error
+
+    # --- reads ----------------------------------------------------------------------------
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            with self.filesystem.open_input_stream(self._key(path)) as stream:
+                return stream.read()
+        except (OSError, FileNotFoundError) as error:
+            raise self._error("read", path, error) from error
+
+    def read_json(self, path: str) -> Any:
+        return json.loads(self.read_bytes(path))
+
+    def read_parquet(
+        self, path: str, columns: list[str] | None = None, filters: Any = None
+    ) -> pa.Table:
+        """Read one parquet file, or every parquet file below a directory (hive partitions)."""
+        import pyarrow.dataset as ds
+
+        try:
+            dataset = ds.dataset(
+                self._key(path), filesystem=self.filesystem, format="parquet", partitioning="hive"
+            )
+            return dataset.to_table(columns=columns, filter=filters)
+        except (OSError, FileNotFoundError) as error:
+            raise self._error("read", path, error) from error
+
+    def open_parquet(self, path: str) -> pq.ParquetFile:
+        """An open parquet file for streaming with ``iter_batches`` (bounded memory)."""
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(self.filesystem.open_input_file(self._key(path)))
+        except (OSError, FileNotFoundError) as error:
+            raise self._error("read", path, error) from error
+
+    def _error(self, action: str, path: str, error: BaseException) -> LakeError:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if isinstance(error, FileNotFoundError) or "Path does not exist" in reason:
+            reason = "not found"
+        return LakeError(f"cannot {action} {self.uri(path)}: {reason}")
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Dictionary-encode only string-like columns; floats write faster without it."""
+    import pyarrow as pa
+
+    return [
+        field.name
+        for field in schema
+        if pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_dictionary(field.type)
+    ]
+
