@@ -20,7 +20,9 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Manage the predictions database.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print ratios against a bare baseline.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print ratios against a bare baseline.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 
@@ -51,12 +53,16 @@ def sample_data(
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
     from nuru_yield.lake import Lake
-    from nuru_yield.sample_data import generate_to_lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
     lake = Lake.from_settings()
-    summary = generate_to_lake(lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed)
+    lake.check_writable()
+    from nuru_yield.sample_data import generate_to_lake
+
+    summary = generate_to_lake(
+        lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed
+    )
     typer.echo(summary.render())
 
 

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     nuru_home: Path = Field(Path(".nuru"), description="All local state lives here.")
-    lake_url: str = Field("", description="file:///dir or s3://bucket[/prefix]; default under NURU_HOME.")
+    lake_url: str = Field(
+        "", description="file:///dir or s3://bucket[/prefix]; default under NURU_HOME."
+    )
     s3_bucket_name: str | None = None
     s3_endpoint_url: str | None = None
     s3_access_key: str | None = None

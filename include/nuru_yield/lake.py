@@ -186,7 +186,9 @@ class Lake:
             self.write_bytes(probe, b"ok")
             self.delete(probe)
         except LakeError as error:
-            raise LakeError(f"cannot write to lake {self.url}: {error.__cause__ or error}") from None
+            raise LakeError(
+                f"cannot write to lake {self.url}: {error.__cause__ or error}"
+            ) from None
 
     def exists(self, path: str) -> bool:
         import pyarrow.fs as pafs
@@ -198,7 +200,11 @@ class Lake:
         return info.type != pafs.FileType.NotFound
 
     def list(self, prefix: str, suffix: str = "") -> list[str]:
-        """Lake paths of every file below ``prefix`` ending in ``suffix``, sorted."""
+        """Lake paths of every file below ``prefix`` ending in ``suffix``, sorted.
+
+        Like pyarrow datasets, names starting with ``.`` or ``_`` (temporary files of a
+        writer that was killed, probes) are not data and are left out.
+        """
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self._key(prefix), recursive=True, allow_not_found=True)
@@ -210,7 +216,9 @@ class Lake:
         return sorted(
             info.path[len(base) :].lstrip("/")
             for info in infos
-            if info.type == pafs.FileType.File and info.path.endswith(suffix)
+            if info.type == pafs.FileType.File
+            and info.path.endswith(suffix)
+            and not info.base_name.startswith((".", "_"))
         )
 
     def partition_dates(self, prefix: str) -> list[dt.date]:
@@ -272,9 +280,13 @@ class Lake:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        table = (
+            data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+        )
         with self.atomic_local_file(path, ".parquet") as tmp:
-            pq.write_table(table, tmp, use_dictionary=_dictionary_columns(table.schema), **_WRITE_OPTIONS)
+            pq.write_table(
+                table, tmp, use_dictionary=_dictionary_columns(table.schema), **_WRITE_OPTIONS
+            )
         return self.uri(path)
 
     def write_parquet_batches(
@@ -363,4 +375,3 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
         or pa.types.is_large_string(field.type)
         or pa.types.is_dictionary(field.type)
     ]
-

@@ -1,0 +1,152 @@
+"""SQLAlchemy 2 definitions of every table and view of DESIGN §6.
+
+``predictions`` carries two columns beyond DESIGN §6 — ``county`` and
+``days_after_planting`` — so that users' SQL (forecast per county, accuracy by lead time)
+needs no join back to the lake.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+# JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+SCHEMA_VERSION = 1
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("run_date", Date, primary_key=True),
+    Column("plot_id", BigInteger, primary_key=True),
+    Column("season_year", Integer, primary_key=True),
+    Column("season", String(16), primary_key=True),
+    Column("model_name", String(32), primary_key=True),
+    Column("model_version", String(32), nullable=False),
+    Column("county", String(64)),
+    Column("days_after_planting", Integer),
+    Column("predicted_yield_kg_per_ha", Float, nullable=False),
+    Column("yield_lower", Float),
+    Column("yield_upper", Float),
+    Column("interval_level", Float),
+    Column("top_drivers", JsonType),
+    Column("run_id", String(64), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    Index("ix_predictions_plot", "plot_id", "season_year", "season", "model_name", "run_date"),
+    postgresql_partition_by="LIST (run_date)",
+)
+
+# Column order of a prediction row, shared by loaders, the prediction log and the API.
+PREDICTION_COLUMNS: tuple[str, ...] = tuple(column.name for column in predictions.columns)
+
+scoring_runs = Table(
+    "scoring_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("run_date", Date, nullable=False, index=True),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", String(32)),
+    Column("challenger_version", String(32)),
+    Column("status", String(16), nullable=False),
+    Column("plots_scored", BigInteger),
+    Column("plots_rejected", BigInteger),
+    Column("shards", Integer),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("duration_s", Float),
+    Column("timings", JsonType),
+    Column("features_uri", Text),
+    Column("prediction_log_uri", Text),
+    Column("dag_run_id", String(250)),
+    Column("message", Text),
+)
+
+model_promotions = Table(
+    "model_promotions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("candidate_version", String(32)),
+    Column("previous_version", String(32)),
+    Column("alias", String(32), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("candidate_metrics", JsonType),
+    Column("champion_metrics", JsonType),
+    Column("dag_run_id", String(250)),
+    Column("actor", String(64)),
+)
+
+drift_reports = Table(
+    "drift_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_date", Date, nullable=False),
+    Column("feature", String(64), nullable=False),
+    Column("county", String(64)),
+    Column("statistic", String(32), nullable=False),
+    Column("value", Float),
+    Column("threshold", Float),
+    Column("drifted", Boolean, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("n_current", Integer, nullable=False),
+    Column("n_reference", Integer, nullable=False),
+    Index("ix_drift_reports_run_date", "run_date", "feature"),
+)
+
+model_performance = Table(
+    "model_performance",
+    metadata,
+    Column("season", String(16), primary_key=True),
+    Column("season_year", Integer, primary_key=True),
+    Column("model_name", String(32), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("lead_time_days", Integer, primary_key=True),
+    Column("rmse", Float),
+    Column("mae", Float),
+    Column("bias", Float),
+    Column("coverage", Float),
+    Column("n", Integer, nullable=False),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
+schema_version = Table(
+    "nuru_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False),
+)
+
+# The newest champion row per plot-season: what the API serves by default.
+LATEST_PREDICTIONS_VIEW = """
+CREATE VIEW latest_predictions AS
+SELECT run_date, plot_id, season_year, season, model_name, model_version, county,
+       days_after_planting, predicted_yield_kg_per_ha, yield_lower, yield_upper,
+       interval_level, top_drivers, run_id, scored_at
+FROM (
+    SELECT p.*, ROW_NUMBER() OVER (
+        PARTITION BY plot_id, season_year, season ORDER BY run_date DESC
+    ) AS recency
+    FROM predictions p
+    WHERE model_name = 'champion'
+) ranked
+WHERE recency = 1
+"""
