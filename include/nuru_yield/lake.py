@@ -296,13 +296,15 @@ class Lake:
         import pyarrow.parquet as pq
 
         rows = 0
-        with self.atomic_local_file(path, ".parquet") as tmp:
-            with pq.ParquetWriter(
+        with (
+            self.atomic_local_file(path, ".parquet") as tmp,
+            pq.ParquetWriter(
                 tmp, schema, use_dictionary=_dictionary_columns(schema), **_WRITE_OPTIONS
-            ) as writer:
-                for batch in batches:
-                    writer.write(batch)
-                    rows += batch.num_rows
+            ) as writer,
+        ):
+            for batch in batches:
+                writer.write(batch)
+                rows += batch.num_rows
         return self.uri(path), rows
 
     def write_bytes(self, path: str, data: bytes) -> str:

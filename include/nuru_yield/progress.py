@@ -24,10 +24,8 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         return
     started = time.monotonic()
     last_report = started
-    done = 0
-    for item in items:
+    for done, item in enumerate(items, start=1):
         yield item
-        done += 1
         now = time.monotonic()
         if now - last_report >= 5 or done == total:
             last_report = now

@@ -82,7 +82,7 @@ def test_failed_write_leaves_previous_file(lake: Lake) -> None:
 
 
 def test_missing_file_is_a_clear_lake_error(lake: Lake) -> None:
-    with pytest.raises(LakeError, match="not found|cannot read"):
+    with pytest.raises(LakeError, match=r"not found|cannot read"):
         lake.read_parquet("raw/plots.parquet")
 
 
