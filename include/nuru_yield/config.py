@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from nuru_yield.errors import ConfigError
 
@@ -43,6 +44,30 @@ class Settings(BaseSettings):
     promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
     promotion_county_tolerance: float = Field(0.05, ge=0.0)
 
+    # Read-only API (`nuru-yield serve`).
+    api_db_url: str = Field(
+        "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
+    )
+    api_db_pool_min: int = Field(1, ge=0, le=100)
+    api_db_pool_max: int = Field(10, ge=1, le=200)
+    api_db_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    api_rate_limit_per_minute: int = Field(
+        1200, ge=0, description="Requests per client per minute; 0 turns the limit off."
+    )
+    api_rate_limit_burst: int = Field(100, ge=1)
+    api_ab_challenger_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="Share of plots (hash of plot_id) served the challenger."
+    )
+    api_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated allowed origins; empty = CORS closed."
+    )
+    api_cache_seconds: float = Field(300.0, ge=0, description="Registry and /models cache.")
+    api_freshness_seconds: float = Field(10.0, ge=0, description="Newest-partition cache.")
+    api_mlflow_timeout_seconds: float = Field(3.0, gt=0, le=60)
+    api_stale_after_hours: float = Field(
+        36.0, gt=0, description="/health is degraded when the newest partition is older."
+    )
+
     @field_validator("lake_url")
     @classmethod
     def _check_lake_url(cls, value: str) -> str:
@@ -52,7 +77,14 @@ class Settings(BaseSettings):
             raise ValueError("s3:// URL needs a bucket, e.g. s3://nuru-yield")
         return value.rstrip("/")
 
-    @field_validator("predictions_db_url")
+    @field_validator("api_cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("predictions_db_url", "api_db_url")
     @classmethod
     def _check_db_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
@@ -78,6 +110,8 @@ class Settings(BaseSettings):
             self.mlflow_artifact_root = str(home / "mlartifacts")
         if not self.predictions_db_url:
             self.predictions_db_url = f"sqlite:///{home / 'predictions.db'}"
+        if not self.api_db_url:
+            self.api_db_url = self.predictions_db_url
         return self
 
 
