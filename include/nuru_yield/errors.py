@@ -27,3 +27,11 @@ class DataValidationError(NuruError):
 
 class NotBuiltYet(NuruError):
     """A subcommand whose implementation has not landed yet."""
+
+
+class TrainingError(NuruError):
+    """Training cannot proceed (no labels, too few seasons, unusable training set)."""
+
+
+class RegistryError(NuruError):
+    """The model registry refused an operation (unknown run, model, version or alias)."""
