@@ -29,8 +29,6 @@ metadata = MetaData()
 # JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
 JsonType = JSON().with_variant(JSONB(), "postgresql")
 
-SCHEMA_VERSION = 1
-
 predictions = Table(
     "predictions",
     metadata,
@@ -126,6 +124,17 @@ model_performance = Table(
     Column("coverage", Float),
     Column("n", Integer, nullable=False),
     Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
+# Shards staged for a run date and not yet published (``nuru_yield.db.loader``): written in
+# the same transaction as the shard's rows, so ``publish`` can refuse a partial partition.
+predictions_staged = Table(
+    "predictions_staged",
+    metadata,
+    Column("run_date", Date, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("shards", Integer, nullable=False),
+    Column("rows", BigInteger, nullable=False),
 )
 
 schema_version = Table(
