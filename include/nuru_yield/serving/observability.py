@@ -1,0 +1,134 @@
+"""Prometheus metrics and structured request logs, recorded by one pure-ASGI middleware
+(``BaseHTTPMiddleware`` would cost a task per request on the hot path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_LOGGER = "nuru_yield.api.requests"
+UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ApiMetrics:
+    """The API's own registry (not the process-global one: several apps may live in one
+    process, as in tests)."""
+
+    def __init__(self, newest_partition_age: Callable[[], float | None]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "nuru_api_requests",
+            "HTTP requests by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "nuru_api_request_duration_seconds",
+            "Time from request to the end of the response.",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._rows = Counter(
+            "nuru_api_rows_served",
+            "Stored predictions returned.",
+            ["model"],
+            registry=self.registry,
+        )
+        age = Gauge(
+            "nuru_api_newest_partition_age_seconds",
+            "Age of the newest predictions partition (since it was scored).",
+            registry=self.registry,
+        )
+        age.set_function(lambda: _nan_if_none(newest_partition_age()))
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # `labels()` is the slow part of prometheus_client: do it once
+            labels = (method, route, str(status))
+            children = (self._requests.labels(*labels), self._latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def rows_served(self, model: str, count: int = 1) -> None:
+        self._rows.labels(model).inc(count)
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def configure_request_log(log_file: Path | None) -> logging.Logger:
+    """JSON lines to stdout, and to ``log_file`` when set. Idempotent (tests build many apps)."""
+    logger = logging.getLogger(REQUEST_LOGGER)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+class ObservabilityMiddleware:
+    """Counts, times and logs every HTTP request under its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, logger: logging.Logger) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets if the app raises before responding
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            self.metrics.observe(scope["method"], template, status, seconds)
+            if self.logger.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                self.logger.info(
+                    json.dumps(
+                        {
+                            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": template,
+                            "status": status,
+                            "ms": round(seconds * 1000, 3),
+                            "client": client[0] if client else None,
+                        }
+                    )
+                )

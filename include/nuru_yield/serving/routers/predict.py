@@ -1,0 +1,91 @@
+"""``POST /predict`` and ``POST /predict/batch``: the newest stored forecast of plots."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException
+
+from nuru_yield.serving.ab import lookup_for
+from nuru_yield.serving.routers import DB_UNAVAILABLE
+from nuru_yield.serving.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    ErrorBody,
+    Prediction,
+    PredictionRequest,
+    prediction_from_row,
+)
+from nuru_yield.serving.security import AUTH_RESPONSES, require_api_key
+from nuru_yield.serving.state import State
+
+router = APIRouter(
+    tags=["predictions"],
+    dependencies=[Depends(require_api_key)],
+    responses={**AUTH_RESPONSES, **DB_UNAVAILABLE},
+)
+
+NOT_FOUND = "no stored prediction for this plot"
+
+
+async def not_found_detail(state: State, model_name: str, what: str) -> str:
+    """Says that nothing is stored, and when the last run was (so a client can tell a plot
+    we do not know from a pipeline that has not run)."""
+    freshness = await state.freshness.get()
+    last = (
+        f"the last scoring run was {freshness.run_date}"
+        if freshness
+        else "no scoring run has been loaded yet"
+    )
+    return f"no stored {model_name} prediction for {what}; {last}"
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses={404: {"model": ErrorBody, "description": "No stored prediction for the plot."}},
+)
+async def predict(body: PredictionRequest, state: State) -> Prediction:
+    """The newest stored forecast of one plot (of one season, if `season` / `planting_date`
+    are given). Nothing is computed: this is what the last nightly run stored."""
+    lookup = lookup_for(
+        body.plot_id,
+        body.model_name,
+        state.settings.api_ab_challenger_share,
+        season=body.season,
+        season_year=body.season_year,
+    )
+    row = await state.store.latest(lookup)
+    if row is None:
+        season = " ".join(str(part) for part in (body.season, body.season_year) if part)
+        what = f"plot {body.plot_id}" + (f" ({season})" if season else "")
+        raise HTTPException(404, await not_found_detail(state, body.model_name, what))
+    state.metrics.rows_served(row["model_name"])
+    return prediction_from_row(row)
+
+
+@router.post("/predict/batch", response_model=BatchResponse)
+async def predict_batch(body: BatchRequest, state: State) -> BatchResponse:
+    """Up to 1,000 plots in one database query; each is either a prediction or not found."""
+    share = state.settings.api_ab_challenger_share
+    lookups = [
+        lookup_for(
+            plot.plot_id, body.model_name, share, season=plot.season, season_year=plot.season_year
+        )
+        for plot in body.plots
+    ]
+    rows = await state.store.latest_many(lookups)
+    results = [
+        BatchItem(plot_id=lookup.plot_id, status="ok", prediction=prediction_from_row(row))
+        if row is not None
+        else BatchItem(plot_id=lookup.plot_id, status="not_found", detail=NOT_FOUND)
+        for lookup, row in zip(lookups, rows, strict=True)
+    ]
+    found = [row for row in rows if row is not None]
+    for model in {row["model_name"] for row in found}:
+        state.metrics.rows_served(model, sum(row["model_name"] == model for row in found))
+    return BatchResponse(
+        model_name=body.model_name,
+        found=len(found),
+        not_found=len(rows) - len(found),
+        results=results,
+    )

@@ -1,0 +1,229 @@
+"""Request and response shapes: the seed's ``/predict`` contract, extended with intervals,
+drivers and the plot-season a forecast belongs to (DESIGN §6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from nuru_yield.serving.store import CHAMPION, Row, as_utc
+
+Season = Literal["Long Rains", "Short Rains"]
+# What clients name: `ensemble` is the champion (seed naming), `challenger` the shadow model.
+ModelChoice = Literal["ensemble", "challenger"]
+PUBLIC_NAMES: dict[str, ModelChoice] = {CHAMPION: "ensemble", "challenger": "challenger"}
+STORED_NAMES: dict[ModelChoice, str] = {public: stored for stored, public in PUBLIC_NAMES.items()}
+
+MAX_PLOT_ID = 2**63 - 1  # BIGINT
+MAX_BATCH = 1000
+
+_EXAMPLE_REQUEST = {
+    "plot_id": 1,
+    "latitude": -0.499127,
+    "longitude": 37.612253,
+    "planting_date": "2025-03-20",
+    "season": "Long Rains",
+    "altitude": 1252.08,
+    "model_name": "ensemble",
+}
+_EXAMPLE_PREDICTION = {
+    "plot_id": 1,
+    "predicted_yield_kg_per_ha": 2450.75,
+    "model_name": "ensemble",
+    "model_version": "7",
+    "confidence_score": 0.8,
+    "features_used": {"precip_total": 450.2, "gdd_sum": 1200.5, "ndvi_mean": 0.65},
+    "timestamp": "2025-05-02T01:12:09Z",
+    "yield_lower": 1710.0,
+    "yield_upper": 3240.5,
+    "top_drivers": [{"feature": "precip_total", "value": 450.2, "contribution": 210.4}],
+    "season": "Long Rains",
+    "season_year": 2025,
+    "run_date": "2025-05-01",
+    "county": "Nakuru",
+    "days_after_planting": 42,
+}
+
+
+class PlotQuery(BaseModel):
+    """A plot as the seed's clients send it. Only ``plot_id`` (and ``season``, the year of
+    ``planting_date``) select the forecast; the location fields are validated for
+    compatibility, the stored forecast used the plot's registered location."""
+
+    plot_id: int = Field(ge=0, le=MAX_PLOT_ID, examples=[1])
+    latitude: float | None = Field(None, ge=-90, le=90, examples=[-0.499127])
+    longitude: float | None = Field(None, ge=-180, le=180, examples=[37.612253])
+    planting_date: dt.date | None = Field(
+        None,
+        ge=dt.date(1990, 1, 1),
+        le=dt.date(2100, 12, 31),
+        description="Selects the season year (the year the plot was planted).",
+    )
+    season: Season | None = None
+    altitude: float | None = Field(None, ge=-500, le=9000, description="Metres.")
+
+    @property
+    def season_year(self) -> int | None:
+        return self.planting_date.year if self.planting_date else None
+
+
+class PredictionRequest(PlotQuery):
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_REQUEST]})
+
+    model_name: ModelChoice = Field(
+        "ensemble", description="`ensemble` = the champion; `challenger` = the shadow model."
+    )
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"plots": [{"plot_id": 1, "season": "Long Rains"}, {"plot_id": 2}]},
+            ]
+        }
+    )
+
+    plots: list[PlotQuery] = Field(
+        min_length=1, max_length=MAX_BATCH, description=f"At most {MAX_BATCH} plots per call."
+    )
+    model_name: ModelChoice = "ensemble"
+
+
+class Prediction(BaseModel):
+    """A stored forecast, in the seed's response shape plus interval, drivers and season."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_PREDICTION]})
+
+    plot_id: int
+    predicted_yield_kg_per_ha: float
+    model_name: ModelChoice = Field(description="The model that answered.")
+    model_version: str
+    confidence_score: float | None = Field(
+        description="Level of the interval [yield_lower, yield_upper], e.g. 0.8."
+    )
+    features_used: dict[str, JsonValue] = Field(
+        description="Feature values of the snapshot the forecast was scored on (its drivers)."
+    )
+    timestamp: dt.datetime = Field(description="When the forecast was scored.")
+    yield_lower: float | None
+    yield_upper: float | None
+    top_drivers: JsonValue = Field(description="The features that moved this forecast most.")
+    season: str
+    season_year: int
+    run_date: dt.date
+    county: str | None = None
+    days_after_planting: int | None = None
+
+
+def features_from_drivers(drivers: Any) -> dict[str, JsonValue]:
+    """Feature values carried by the stored drivers (``[{"feature", "value", …}, …]``)."""
+    if not isinstance(drivers, list):
+        return {}
+    return {
+        str(item["feature"]): item["value"]
+        for item in drivers
+        if isinstance(item, Mapping) and "feature" in item and "value" in item
+    }
+
+
+def prediction_from_row(row: Row) -> Prediction:
+    return Prediction(
+        plot_id=row["plot_id"],
+        predicted_yield_kg_per_ha=row["predicted_yield_kg_per_ha"],
+        model_name=PUBLIC_NAMES.get(row["model_name"], "ensemble"),
+        model_version=row["model_version"],
+        confidence_score=row["interval_level"],
+        features_used=features_from_drivers(row["top_drivers"]),
+        timestamp=as_utc(row["scored_at"]),
+        yield_lower=row["yield_lower"],
+        yield_upper=row["yield_upper"],
+        top_drivers=row["top_drivers"],
+        season=row["season"],
+        season_year=row["season_year"],
+        run_date=row["run_date"],
+        county=row["county"],
+        days_after_planting=row["days_after_planting"],
+    )
+
+
+class BatchItem(BaseModel):
+    plot_id: int
+    status: Literal["ok", "not_found"]
+    prediction: Prediction | None = None
+    detail: str | None = None
+
+
+class BatchResponse(BaseModel):
+    model_name: ModelChoice
+    found: int
+    not_found: int
+    results: list[BatchItem]
+
+
+class PredictionHistory(BaseModel):
+    plot_id: int
+    model_name: ModelChoice
+    season: Season | None
+    season_year: int | None
+    as_of: dt.date | None = Field(description="Forecasts scored on or before this date.")
+    limit: int
+    offset: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
+    items: list[Prediction] = Field(description="Newest first.")
+
+
+class Health(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    reasons: list[str] = Field(description="Why the status is not healthy.")
+    models_loaded: list[str] = Field(
+        description="Models with served predictions, then the registry's aliases."
+    )
+    mlflow_connected: bool
+    feature_store_available: bool
+    predictions_db: Literal["ok", "unavailable"]
+    latest_run_date: dt.date | None
+    newest_partition_age_seconds: float | None
+    timestamp: dt.datetime
+
+
+class ModelVersion(BaseModel):
+    version: str
+    aliases: list[str]
+    run_id: str | None
+    status: str | None
+    created_at: dt.datetime | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+class Promotion(BaseModel):
+    id: int
+    decided_at: dt.datetime
+    model_name: str
+    candidate_version: str | None
+    previous_version: str | None
+    alias: str
+    decision: str
+    reason: str
+    candidate_metrics: JsonValue = None
+    champion_metrics: JsonValue = None
+    dag_run_id: str | None = None
+    actor: str | None = None
+
+
+class Models(BaseModel):
+    registered_model: str
+    mlflow_connected: bool
+    mlflow_error: str | None
+    aliases: dict[str, str]
+    versions: list[ModelVersion] = Field(description="Newest first.")
+    promotions: list[Promotion] = Field(description="Newest first, from `model_promotions`.")
+    fetched_at: dt.datetime
+
+
+class ErrorBody(BaseModel):
+    detail: str

@@ -1,0 +1,113 @@
+"""Everything a request handler needs, built once per app and injected with ``Depends``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from nuru_yield.config import Settings
+from nuru_yield.serving.caches import TtlCache, in_thread
+from nuru_yield.serving.observability import ApiMetrics
+from nuru_yield.serving.probes import (
+    FeatureStoreProbe,
+    RegistrySnapshot,
+    probe_feature_store,
+    read_registry,
+)
+from nuru_yield.serving.store import CHALLENGER, CHAMPION, PredictionStore, Row, as_utc
+
+RegistryReader = Callable[[], RegistrySnapshot]
+RETRY_SECONDS = 15.0  # a failed registry or lake probe is retried this soon
+MAX_PROMOTIONS = 100
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """The newest partition: its run date, when it was scored, which models it holds."""
+
+    run_date: dt.date
+    scored_at: dt.datetime
+    models: tuple[str, ...]
+
+    def age_seconds(self, now: dt.datetime) -> float:
+        return max(0.0, (now - as_utc(self.scored_at)).total_seconds())
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    store: PredictionStore
+    read_registry: RegistryReader
+    api_key: bytes | None = None
+    freshness: TtlCache[Freshness | None] = field(init=False)
+    registry: TtlCache[RegistrySnapshot] = field(init=False)
+    feature_store: TtlCache[FeatureStoreProbe] = field(init=False)
+    promotions: TtlCache[list[Row]] = field(init=False)
+    metrics: ApiMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        timeout = settings.api_mlflow_timeout_seconds
+        keep = settings.api_cache_seconds
+        retry = min(keep, RETRY_SECONDS)
+        self.freshness = TtlCache(self._load_freshness, settings.api_freshness_seconds)
+        self.registry = TtlCache(
+            lambda: in_thread(
+                self.read_registry,
+                timeout,
+                lambda: RegistrySnapshot.unreachable(f"MLflow did not answer within {timeout}s"),
+            ),
+            lambda snapshot: keep if snapshot.connected else retry,
+        )
+        self.feature_store = TtlCache(
+            lambda: in_thread(
+                lambda: probe_feature_store(settings),
+                timeout,
+                lambda: FeatureStoreProbe(False, f"the lake did not answer within {timeout}s"),
+            ),
+            lambda probe: keep if probe.available else retry,
+        )
+        self.promotions = TtlCache(lambda: self.store.promotions(MAX_PROMOTIONS), keep)
+        self.metrics = ApiMetrics(self._cached_age)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: PredictionStore,
+        registry_reader: RegistryReader | None = None,
+    ) -> ApiState:
+        key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+        reader = registry_reader or (
+            lambda: read_registry(
+                settings.mlflow_tracking_uri, timeout=settings.api_mlflow_timeout_seconds
+            )
+        )
+        return cls(settings=settings, store=store, read_registry=reader, api_key=key or None)
+
+    async def _load_freshness(self) -> Freshness | None:
+        newest = await self.store.newest()
+        if newest is None:
+            return None
+        run_date = newest["run_date"]
+        models = [m for m in (CHAMPION, CHALLENGER) if await self.store.has_model(run_date, m)]
+        return Freshness(run_date, newest["scored_at"], tuple(models))
+
+    def _cached_age(self) -> float | None:
+        fresh = self.freshness.value
+        return fresh.age_seconds(dt.datetime.now(dt.UTC)) if fresh else None
+
+    def clear_caches(self) -> None:
+        for cache in (self.freshness, self.registry, self.feature_store, self.promotions):
+            cache.clear()
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+State = Annotated[ApiState, Depends(get_state)]

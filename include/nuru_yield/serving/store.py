@@ -1,0 +1,398 @@
+"""Read-only access to the prediction tables: PostgreSQL through asyncpg, SQLite in a thread.
+
+Each query is written once, as SQLAlchemy ``text()`` with named parameters (parameterised,
+never formatted with values). The PostgreSQL store compiles it to asyncpg's ``$n`` form and
+runs it as a prepared statement cached per connection (NOTES.md: asyncpg primary-key
+lookups ≈1.7× a psycopg async pool); its sessions are ``default_transaction_read_only``.
+The SQLite store (the embedded default) runs it through SQLAlchemy in a worker thread on a
+connection opened with ``mode=ro``. A failing database surfaces as
+:class:`~nuru_yield.errors.DatabaseError` with a short reason and never the SQL.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions
+from nuru_yield.errors import ConfigError, DatabaseError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+Row = Mapping[str, Any]
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One plot to look up: optional season filters, and which stored models may answer.
+
+    ``fallback`` and ``preferred`` are stored model names (``champion``/``challenger``); of two
+    rows from the same night the preferred model's wins. Equal names mean "only this model".
+    """
+
+    plot_id: int
+    season: str | None = None
+    season_year: int | None = None
+    fallback: str = CHAMPION
+    preferred: str = CHAMPION
+
+
+def _newest_first(prefix: str = "") -> str:
+    # Newest run first; of two plot-seasons in progress on one night the later one (a year's
+    # Short Rains follow its Long Rains).
+    return f"{prefix}run_date DESC, {prefix}season_year DESC, {prefix}season DESC"
+
+
+# Parameter types, so that PostgreSQL knows them even where a parameter is first seen in
+# `:x IS NULL` (asyncpg then gets `$n::TYPE`), and SQLite gets dates as ISO text.
+_PARAMETER_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "plot_id": sa.BigInteger(),
+    "season": sa.String(),
+    "season_year": sa.Integer(),
+    "fallback": sa.String(),
+    "preferred": sa.String(),
+    "model_name": sa.String(),
+    "as_of": sa.Date(),
+    "run_date": sa.Date(),
+    "limit": sa.Integer(),
+    "offset": sa.Integer(),
+}
+
+
+def _query(sql: str, *result_columns: sa.ColumnElement[Any]) -> Any:
+    """A typed textual query: typed parameters, and typed results (SQLite returns dates,
+    datetimes and JSON as text otherwise)."""
+    binds = [
+        sa.bindparam(name, type_=type_)
+        for name, type_ in _PARAMETER_TYPES.items()
+        if re.search(rf":{name}\b", sql)
+    ]
+    return sa.text(sql).bindparams(*binds).columns(*result_columns)
+
+
+_COLUMNS = ", ".join(PREDICTION_COLUMNS)
+_PREDICTION_TYPES = tuple(predictions.c)
+
+LATEST = _query(
+    f"""
+    SELECT {_COLUMNS} FROM predictions
+    WHERE plot_id = :plot_id AND model_name IN (:fallback, :preferred)
+      AND (:season IS NULL OR season = :season)
+      AND (:season_year IS NULL OR season_year = :season_year)
+    ORDER BY {_newest_first()}, (model_name = :preferred) DESC
+    LIMIT 1
+    """,
+    *_PREDICTION_TYPES,
+)
+
+# The batch lookup: one query for up to 1,000 plots. Only the source of the request rows
+# differs between the databases (arrays on PostgreSQL, one JSON parameter on SQLite).
+_LATEST_MANY = """
+WITH req AS ({requests})
+SELECT ord, {columns} FROM (
+    SELECT req.ord, {p_columns}, ROW_NUMBER() OVER (
+        PARTITION BY req.ord ORDER BY {newest_first}, (p.model_name = req.preferred) DESC
+    ) AS pick
+    FROM req JOIN predictions p
+      ON p.plot_id = req.plot_id AND p.model_name IN (req.fallback, req.preferred)
+     AND (req.season IS NULL OR p.season = req.season)
+     AND (req.season_year IS NULL OR p.season_year = req.season_year)
+) ranked
+WHERE pick = 1
+"""
+_REQUESTS = {
+    "postgresql": """
+        SELECT * FROM unnest(
+            CAST(:plot_ids AS bigint[]), CAST(:seasons AS text[]),
+            CAST(:season_years AS integer[]), CAST(:fallbacks AS text[]),
+            CAST(:preferreds AS text[])
+        ) WITH ORDINALITY AS r(plot_id, season, season_year, fallback, preferred, ord)
+    """,
+    "sqlite": """
+        SELECT CAST(key AS INTEGER) + 1 AS ord,
+               json_extract(value, '$[0]') AS plot_id, json_extract(value, '$[1]') AS season,
+               json_extract(value, '$[2]') AS season_year,
+               json_extract(value, '$[3]') AS fallback, json_extract(value, '$[4]') AS preferred
+        FROM json_each(:requests)
+    """,
+}
+LATEST_MANY = {
+    dialect: _query(
+        _LATEST_MANY.format(
+            requests=requests,
+            columns=_COLUMNS,
+            p_columns=", ".join(f"p.{column}" for column in PREDICTION_COLUMNS),
+            newest_first=_newest_first("p."),
+        ),
+        sa.column("ord", sa.Integer),
+        *_PREDICTION_TYPES,
+    )
+    for dialect, requests in _REQUESTS.items()
+}
+
+HISTORY = _query(
+    f"""
+    SELECT {_COLUMNS} FROM predictions
+    WHERE plot_id = :plot_id AND model_name = :model_name
+      AND (:season IS NULL OR season = :season)
+      AND (:season_year IS NULL OR season_year = :season_year)
+      AND (:as_of IS NULL OR run_date <= :as_of)
+    ORDER BY {_newest_first()}
+    LIMIT :limit OFFSET :offset
+    """,
+    *_PREDICTION_TYPES,
+)
+
+# Both use the primary key (it leads with run_date): cheap at any table size.
+NEWEST = _query(
+    "SELECT run_date, scored_at FROM predictions ORDER BY run_date DESC LIMIT 1",
+    predictions.c.run_date,
+    predictions.c.scored_at,
+)
+HAS_MODEL = _query(
+    "SELECT 1 AS present FROM predictions "
+    "WHERE run_date = :run_date AND model_name = :model_name LIMIT 1",
+    sa.column("present", sa.Integer),
+)
+
+PROMOTIONS = _query(
+    f"SELECT {', '.join(model_promotions.c.keys())} FROM model_promotions "
+    "ORDER BY decided_at DESC, id DESC LIMIT :limit",
+    *model_promotions.c,
+)
+
+PING = _query("SELECT 1 AS ok", sa.column("ok", sa.Integer))
+
+
+class PredictionStore(abc.ABC):
+    """Lookups of stored predictions. Every method raises DatabaseError when the DB fails."""
+
+    dialect: str
+
+    async def latest(self, lookup: Lookup) -> Row | None:
+        """The newest stored forecast for one plot (optionally one season), or None."""
+        rows = await self._fetch(LATEST, _lookup_params(lookup))
+        return rows[0] if rows else None
+
+    async def latest_many(self, lookups: Sequence[Lookup]) -> list[Row | None]:
+        """:meth:`latest` for many plots in one query; aligned with ``lookups``."""
+        rows = await self._fetch(LATEST_MANY[self.dialect], self._many_params(lookups))
+        found: list[Row | None] = [None] * len(lookups)
+        for row in rows:
+            found[row["ord"] - 1] = row
+        return found
+
+    async def history(
+        self,
+        plot_id: int,
+        model_name: str,
+        *,
+        season: str | None,
+        season_year: int | None,
+        as_of: dt.date | None,
+        limit: int,
+        offset: int,
+    ) -> list[Row]:
+        """A plot's forecasts by one model, newest first, scored on or before ``as_of``."""
+        return await self._fetch(
+            HISTORY,
+            {
+                "plot_id": plot_id,
+                "model_name": model_name,
+                "season": season,
+                "season_year": season_year,
+                "as_of": as_of,
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+
+    async def newest(self) -> Row | None:
+        """``run_date`` and ``scored_at`` of a row of the newest partition, or None if empty."""
+        rows = await self._fetch(NEWEST, {})
+        return rows[0] if rows else None
+
+    async def has_model(self, run_date: dt.date, model_name: str) -> bool:
+        rows = await self._fetch(HAS_MODEL, {"run_date": run_date, "model_name": model_name})
+        return bool(rows)
+
+    async def promotions(self, limit: int) -> list[Row]:
+        """The newest entries of the ``model_promotions`` audit."""
+        return await self._fetch(PROMOTIONS, {"limit": limit})
+
+    async def ping(self) -> None:
+        await self._fetch(PING, {})
+
+    @abc.abstractmethod
+    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]: ...
+
+    @abc.abstractmethod
+    def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+def as_utc(timestamp: dt.datetime) -> dt.datetime:
+    """SQLite keeps no time zone; the loaders store UTC."""
+    return timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=dt.UTC)
+
+
+def _lookup_params(lookup: Lookup) -> dict[str, Any]:
+    return {
+        "plot_id": lookup.plot_id,
+        "season": lookup.season,
+        "season_year": lookup.season_year,
+        "fallback": lookup.fallback,
+        "preferred": lookup.preferred,
+    }
+
+
+def _reason(error: BaseException) -> str:
+    """A short, SQL-free reason for an error body or a health report."""
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return (text or type(error).__name__)[:160]
+
+
+class AsyncpgStore(PredictionStore):
+    """PostgreSQL through an asyncpg pool, created on first use so that the API starts (and
+    reports 503 on /health) while the database is down."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, min_size: int, max_size: int, timeout: float) -> None:
+        self._dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._pool_options = {
+            "min_size": min(min_size, max_size),
+            "max_size": max_size,
+            "timeout": timeout,
+            "command_timeout": timeout,
+        }
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+        self._compiled: dict[int, tuple[str, list[str]]] = {}
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            import asyncpg
+
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn,
+                        init=_init_connection,
+                        server_settings={
+                            "default_transaction_read_only": "on",
+                            "application_name": "nuru-yield-api",
+                        },
+                        **self._pool_options,
+                    )
+        return self._pool
+
+    def _compile(self, query: Any) -> tuple[str, list[str]]:
+        compiled = self._compiled.get(id(query))
+        if compiled is None:
+            from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+            result = query.compile(dialect=dialect())
+            compiled = self._compiled[id(query)] = (result.string, list(result.positiontup))
+        return compiled
+
+    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        import asyncpg
+
+        sql, names = self._compile(query)
+        try:
+            pool = await self._get_pool()
+            return await pool.fetch(sql, *[params[name] for name in names])
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            raise DatabaseError(f"predictions database unavailable: {_reason(error)}") from error
+
+    def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]:
+        return {
+            "plot_ids": [lookup.plot_id for lookup in lookups],
+            "seasons": [lookup.season for lookup in lookups],
+            "season_years": [lookup.season_year for lookup in lookups],
+            "fallbacks": [lookup.fallback for lookup in lookups],
+            "preferreds": [lookup.preferred for lookup in lookups],
+        }
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+class SqliteStore(PredictionStore):
+    """The embedded SQLite database, opened read-only; queries run in worker threads."""
+
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self._engine = sa.create_engine(read_only_sqlite_url(url))
+
+    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(self._fetch_sync, query, params)
+
+    def _fetch_sync(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        try:
+            with self._engine.connect() as connection:
+                return [row._mapping for row in connection.execute(query, params)]
+        except sa.exc.DBAPIError as error:
+            reason = _reason(error.orig or error)
+            raise DatabaseError(f"predictions database unavailable: {reason}") from error
+
+    def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]:
+        rows = [
+            [lookup.plot_id, lookup.season, lookup.season_year, lookup.fallback, lookup.preferred]
+            for lookup in lookups
+        ]
+        return {"requests": json.dumps(rows)}
+
+    async def close(self) -> None:
+        self._engine.dispose()
+
+
+def read_only_sqlite_url(url: str) -> sa.URL:
+    """``sqlite:///path`` as a URI connection that SQLite itself refuses to write through."""
+    parsed = sa.make_url(url)
+    if not parsed.database or parsed.database == ":memory:":
+        raise ConfigError(f"the API needs a SQLite file, not {url!r}")
+    return parsed.set(database=f"file:{parsed.database}", query={"mode": "ro", "uri": "true"})
+
+
+def open_store(
+    url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: float = 5.0
+) -> PredictionStore:
+    """The store for a ``postgresql…://`` or ``sqlite:///`` URL (no connection is made yet)."""
+    backend = sa.make_url(url).get_backend_name()
+    if backend == "postgresql":
+        return AsyncpgStore(url, min_size=pool_min, max_size=pool_max, timeout=timeout)
+    if backend == "sqlite":
+        return SqliteStore(url)
+    raise ConfigError(f"unsupported database URL for the API: {backend}")

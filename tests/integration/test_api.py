@@ -1,0 +1,459 @@
+"""The API against real databases (SQLite and PostgreSQL): every endpoint's happy path and
+its error codes, as_of history, A/B serving, the key, the rate limit, and a read-only role."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from nuru_yield.lake import Lake, features_path
+from nuru_yield.serving.ab import in_challenger_share
+from tests.fixtures.services import free_port
+from tests.integration import test_api_support as support
+from tests.integration.test_api_support import (
+    API_KEY,
+    LATEST_NIGHT,
+    NIGHTS,
+    PROMOTIONS,
+    REGISTRY,
+    SHARE_PLOTS,
+    UNKNOWN_PLOT,
+    PredictionsDb,
+    auth,
+    known_rows,
+    prediction,
+    serving,
+)
+
+empty_db, known_db, make_client = support.empty_db, support.known_db, support.make_client
+
+
+def test_predict_serves_the_newest_champion_forecast(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    response = client.post("/predict", json={"plot_id": 1, "latitude": -0.5, "longitude": 37.6})
+    assert response.status_code == 200
+    body = response.json()
+    expected = prediction(LATEST_NIGHT, 1)
+    assert body["predicted_yield_kg_per_ha"] == expected["predicted_yield_kg_per_ha"]
+    assert body["model_name"] == "ensemble"
+    assert body["model_version"] == "3"
+    assert body["confidence_score"] == 0.8
+    assert (body["yield_lower"], body["yield_upper"]) == (
+        expected["yield_lower"],
+        expected["yield_upper"],
+    )
+    assert body["features_used"] == {"precip_total": 305.0, "ndvi_mean": 0.61}
+    assert body["top_drivers"][0]["feature"] == "precip_total"
+    assert (body["season"], body["season_year"], body["run_date"]) == (
+        "Long Rains",
+        2025,
+        "2025-04-05",
+    )
+    assert body["timestamp"].startswith("2025-04-05T02:00:00")
+    assert body["timestamp"].endswith(("Z", "+00:00"))
+
+
+def test_predict_selects_the_season_asked_for(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    newest = client.post("/predict", json={"plot_id": 3}).json()
+    assert (newest["season"], newest["season_year"]) == ("Long Rains", 2025)
+    short_rains = client.post(
+        "/predict",
+        json={"plot_id": 3, "season": "Short Rains", "planting_date": "2024-10-12"},
+    ).json()
+    assert (short_rains["season"], short_rains["season_year"], short_rains["run_date"]) == (
+        "Short Rains",
+        2024,
+        "2024-11-03",
+    )
+    missing = client.post("/predict", json={"plot_id": 3, "planting_date": "2023-03-01"})
+    assert missing.status_code == 404
+    assert "2023" in missing.json()["detail"]
+
+
+def test_unknown_plot_is_404_naming_the_last_run(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    response = client.post("/predict", json={"plot_id": UNKNOWN_PLOT})
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert f"no stored ensemble prediction for plot {UNKNOWN_PLOT}" in detail
+    assert str(LATEST_NIGHT) in detail
+
+
+def test_empty_database_says_no_run_was_loaded(empty_db: PredictionsDb, make_client):
+    client = make_client(empty_db.url)
+    response = client.post("/predict", json={"plot_id": 1})
+    assert response.status_code == 404
+    assert "no scoring run has been loaded yet" in response.json()["detail"]
+    health = client.get("/health").json()
+    assert health["status"] == "degraded"
+    assert "no predictions loaded yet" in health["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("latitude", 90.5),
+        ("longitude", -181),
+        ("altitude", 12000),
+        ("planting_date", "1900-01-01"),
+        ("season", "Winter"),
+        ("model_name", "xgboost"),
+        ("plot_id", -1),
+    ],
+)
+def test_out_of_range_fields_are_422_naming_the_field(
+    known_db: PredictionsDb, make_client, field: str, value: object
+):
+    client = make_client(known_db.url)
+    response = client.post("/predict", json={"plot_id": 1, field: value})
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
+
+
+def test_batch_answers_each_plot_in_order(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    plots = [{"plot_id": 1}, {"plot_id": UNKNOWN_PLOT}, {"plot_id": 2}, {"plot_id": 1}]
+    response = client.post("/predict/batch", json={"plots": plots})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["found"], body["not_found"]) == (3, 1)
+    results = body["results"]
+    assert [item["plot_id"] for item in results] == [1, UNKNOWN_PLOT, 2, 1]
+    assert [item["status"] for item in results] == ["ok", "not_found", "ok", "ok"]
+    assert results[1]["prediction"] is None
+    assert "no stored prediction" in results[1]["detail"]
+    assert results[0]["prediction"] == client.post("/predict", json={"plot_id": 1}).json()
+    assert results[2]["prediction"]["run_date"] == "2024-11-03"
+
+
+def test_batch_honours_per_plot_seasons(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    plots = [{"plot_id": 3, "season": "Short Rains"}, {"plot_id": 3, "season": "Long Rains"}]
+    results = client.post("/predict/batch", json={"plots": plots}).json()["results"]
+    assert [item["prediction"]["season"] for item in results] == ["Short Rains", "Long Rains"]
+
+
+def test_batch_limit_is_named(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    too_many = client.post("/predict/batch", json={"plots": [{"plot_id": 1}] * 1001})
+    assert too_many.status_code == 422
+    assert "1000" in too_many.json()["detail"][0]["msg"]
+    full = client.post("/predict/batch", json={"plots": [{"plot_id": p} for p in range(1000)]})
+    assert full.status_code == 200
+    assert full.json()["found"] == 4 + len(SHARE_PLOTS)  # plots 1-4 and 10-59
+
+
+def test_as_of_returns_what_was_served_that_day(empty_db: PredictionsDb, make_client):
+    first_nights = NIGHTS[:3]
+    empty_db.load(known_rows(first_nights))
+    client = make_client(empty_db.url, API_FRESHNESS_SECONDS=0)
+    served_then = client.post("/predict", json={"plot_id": 1}).json()
+    empty_db.load(known_rows(NIGHTS[3:], old_season=False))
+    assert client.post("/predict", json={"plot_id": 1}).json()["run_date"] == str(LATEST_NIGHT)
+
+    history = client.get("/predictions/1", params={"as_of": str(first_nights[-1])})
+    assert history.status_code == 200
+    body = history.json()
+    assert body["items"][0] == served_then
+    assert [item["run_date"] for item in body["items"]] == [str(n) for n in first_nights[::-1]]
+
+
+def test_history_is_newest_first_and_paginated(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    page = client.get("/predictions/1", params={"limit": 2}).json()
+    assert [item["run_date"] for item in page["items"]] == [str(n) for n in NIGHTS[:2:-1]]
+    assert page["next_offset"] == 2
+    last = client.get("/predictions/1", params={"limit": 2, "offset": 4}).json()
+    assert [item["run_date"] for item in last["items"]] == [str(NIGHTS[0])]
+    assert last["next_offset"] is None
+    beyond = client.get("/predictions/1", params={"offset": 10})
+    assert beyond.status_code == 200
+    assert beyond.json()["items"] == []
+    seasons = client.get("/predictions/3", params={"season": "Short Rains", "season_year": 2024})
+    assert {item["season"] for item in seasons.json()["items"]} == {"Short Rains"}
+    assert len(seasons.json()["items"]) == 3
+
+
+def test_history_errors(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    assert client.get(f"/predictions/{UNKNOWN_PLOT}").status_code == 404
+    before_any = client.get("/predictions/1", params={"as_of": "2025-03-01"})
+    assert before_any.status_code == 404
+    assert "on or before 2025-03-01" in before_any.json()["detail"]
+    bad_date = client.get("/predictions/1", params={"as_of": "05/04/2025"})
+    assert bad_date.status_code == 422
+    assert bad_date.json()["detail"][0]["loc"] == ["query", "as_of"]
+    assert client.get("/predictions/1", params={"limit": 501}).status_code == 422
+
+
+def test_challenger_is_never_served_unless_asked(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    plots = [1, 2, 3, 4, *SHARE_PLOTS]
+    singles = [client.post("/predict", json={"plot_id": p}).json() for p in plots]
+    batch = client.post("/predict/batch", json={"plots": [{"plot_id": p} for p in plots]}).json()
+    history = client.get("/predictions/1").json()["items"]
+    served = singles + [item["prediction"] for item in batch["results"]] + history
+    assert {item["model_name"] for item in served} == {"ensemble"}
+    assert {item["model_version"] for item in served} == {"3"}
+
+    asked = client.post("/predict", json={"plot_id": 1, "model_name": "challenger"}).json()
+    assert (asked["model_name"], asked["model_version"]) == ("challenger", "4")
+    assert (
+        asked["predicted_yield_kg_per_ha"]
+        == prediction(LATEST_NIGHT, 1, "challenger")["predicted_yield_kg_per_ha"]
+    )
+    no_challenger = client.post("/predict", json={"plot_id": 4, "model_name": "challenger"})
+    assert no_challenger.status_code == 404
+    assert "no stored challenger prediction" in no_challenger.json()["detail"]
+
+
+def test_ab_share_serves_the_challenger_to_a_fixed_set_of_plots(
+    known_db: PredictionsDb, make_client
+):
+    client = make_client(known_db.url, API_AB_CHALLENGER_SHARE=0.5)
+    expected = {plot: in_challenger_share(plot, 0.5) for plot in SHARE_PLOTS}
+    assert 0 < sum(expected.values()) < len(expected)  # both arms are exercised
+    batch = client.post("/predict/batch", json={"plots": [{"plot_id": p} for p in SHARE_PLOTS]})
+    served = {
+        item["plot_id"]: item["prediction"]["model_name"] == "challenger"
+        for item in batch.json()["results"]
+    }
+    assert served == expected
+    for plot in SHARE_PLOTS[:6]:
+        single = client.post("/predict", json={"plot_id": plot}).json()
+        assert (single["model_name"] == "challenger") == expected[plot]
+
+
+def test_ab_falls_back_to_the_champion_without_a_challenger_forecast(
+    known_db: PredictionsDb, make_client
+):
+    client = make_client(known_db.url, API_AB_CHALLENGER_SHARE=1.0)
+    assert client.post("/predict", json={"plot_id": 1}).json()["model_name"] == "challenger"
+    fallback = client.post("/predict", json={"plot_id": 4}).json()
+    assert (fallback["model_name"], fallback["model_version"]) == ("ensemble", "3")
+
+
+def test_api_key(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, API_KEY=API_KEY)
+    request = {"plot_id": 1}
+    missing = client.post("/predict", json=request)
+    assert missing.status_code == 401
+    assert missing.json() == {"detail": "missing X-API-Key header"}
+    assert client.post("/predict", json=request, headers=auth("wrong")).status_code == 403
+    assert client.post("/predict", json=request, headers=auth()).status_code == 200
+    for method, path in [
+        ("POST", "/predict/batch"),
+        ("GET", "/predictions/1"),
+        ("GET", "/models"),
+        ("POST", "/models/reload"),
+    ]:
+        assert client.request(method, path).status_code == 401, path
+        assert client.request(method, path, headers=auth("nope")).status_code == 403, path
+    assert client.get("/health").status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_rate_limit_per_client(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, API_RATE_LIMIT_PER_MINUTE=1, API_RATE_LIMIT_BURST=3)
+    statuses = [client.post("/predict", json={"plot_id": 1}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = client.get("/predictions/1")
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "1 requests per minute" in limited.json()["detail"]
+    assert client.get("/health").status_code == 200  # probes are never limited
+    assert client.get("/metrics").status_code == 200
+
+
+def test_health_reports_freshness_models_and_registry(known_db: PredictionsDb, make_client):
+    Lake.from_settings().write_bytes(features_path(LATEST_NIGHT), b"not read")
+    client = make_client(known_db.url, API_STALE_AFTER_HOURS=10**7)
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy", body["reasons"]
+    assert body["models_loaded"] == [
+        "ensemble",
+        "challenger",
+        "Ensemble_VotingRegressor@challenger",
+        "Ensemble_VotingRegressor@champion",
+        "Ensemble_VotingRegressor@previous",
+    ]
+    assert body["mlflow_connected"] is True
+    assert body["feature_store_available"] is True
+    assert body["predictions_db"] == "ok"
+    assert body["latest_run_date"] == str(LATEST_NIGHT)
+    assert body["newest_partition_age_seconds"] > 0
+
+
+def test_health_is_degraded_when_stale_or_mlflow_is_down(known_db: PredictionsDb, make_client):
+    client = make_client(
+        known_db.url, registry=lambda: REGISTRY.unreachable("ConnectionError: refused")
+    )
+    response = client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["mlflow_connected"] is False
+    assert body["feature_store_available"] is False
+    assert any("h old" in reason for reason in body["reasons"])
+    assert any("refused" in reason for reason in body["reasons"])
+    # MLflow being down does not break lookups.
+    assert client.post("/predict", json={"plot_id": 1}).status_code == 200
+    assert client.get("/models").json()["mlflow_connected"] is False
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_database_down_is_503_with_a_reason(backend: str, make_client, nuru_home):
+    if backend == "sqlite":
+        url, reason = f"sqlite:///{nuru_home / 'absent.db'}", "unable to open database"
+    else:
+        url, reason = f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nuru", "refused"
+    client = make_client(url, API_DB_TIMEOUT_SECONDS=2)
+    health = client.get("/health")
+    assert health.status_code == 503
+    body = health.json()
+    assert (body["status"], body["predictions_db"]) == ("unhealthy", "unavailable")
+    assert reason in body["reasons"][0].lower()
+    for response in (
+        client.post("/predict", json={"plot_id": 1}),
+        client.post("/predict/batch", json={"plots": [{"plot_id": 1}]}),
+        client.get("/predictions/1"),
+    ):
+        assert response.status_code == 503
+        assert response.json()["detail"].startswith("predictions database unavailable")
+    assert not (nuru_home / "absent.db").exists()  # SQLite was opened read-only
+
+
+def test_unexpected_errors_hide_their_details(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, raise_server_exceptions=False)
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("SELECT secret FROM predictions")
+
+    client.app.state.api.store.latest = broken
+    response = client.post("/predict", json={"plot_id": 1})
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error"}
+
+
+def test_models_lists_registry_and_promotions_and_reload_refreshes(
+    known_db: PredictionsDb, make_client
+):
+    reads = []
+
+    def registry():
+        reads.append(1)
+        return REGISTRY
+
+    client = make_client(known_db.url, registry=registry, API_KEY=API_KEY)
+    body = client.get("/models", headers=auth()).json()
+    assert body["registered_model"] == "Ensemble_VotingRegressor"
+    assert body["aliases"] == {"champion": "3", "challenger": "4", "previous": "2"}
+    assert [v["version"] for v in body["versions"]] == ["4", "3", "2"]
+    assert body["versions"][1]["aliases"] == ["champion"]
+    assert body["versions"][1]["metrics"] == {"rmse": 870.0}
+    decisions = [(p["candidate_version"], p["decision"]) for p in body["promotions"]]
+    assert decisions == [("4", "rejected"), ("3", "promoted"), ("2", "promoted")]
+    assert body["promotions"][0]["candidate_metrics"] == PROMOTIONS[-1]["candidate_metrics"]
+
+    client.get("/models", headers=auth())
+    assert len(reads) == 1  # cached
+    assert client.post("/models/reload").status_code == 401
+    assert client.post("/models/reload", headers=auth()).status_code == 200
+    assert len(reads) == 2
+
+
+def test_metrics_count_requests_latency_rows_and_age(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    client.post("/predict", json={"plot_id": 1})
+    client.post("/predict", json={"plot_id": UNKNOWN_PLOT})
+    client.post("/predict/batch", json={"plots": [{"plot_id": 1}, {"plot_id": 4}]})
+    client.get("/no-such-page")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'nuru_api_requests_total{method="POST",route="/predict",status="200"} 1.0' in text
+    assert 'nuru_api_requests_total{method="POST",route="/predict",status="404"} 1.0' in text
+    assert 'nuru_api_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
+    assert (
+        'nuru_api_request_duration_seconds_count{method="POST",route="/predict/batch",'
+        'status="200"} 1.0'
+    ) in text
+    assert 'nuru_api_rows_served_total{model="champion"} 3.0' in text
+    age = next(
+        line for line in text.splitlines() if line.startswith("nuru_api_newest_partition_age")
+    )
+    assert float(age.split()[-1]) > 0
+
+
+def test_request_log_goes_to_the_log_file(known_db: PredictionsDb, make_client, nuru_home):
+    log_file = nuru_home / "logs" / "api.log"
+    client = make_client(known_db.url, LOG_FILE=log_file)
+    client.post("/predict", json={"plot_id": 1})
+    client.get("/predictions/1")
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert [(line["route"], line["status"]) for line in lines] == [
+        ("/predict", 200),
+        ("/predictions/{plot_id}", 200),
+    ]
+    assert lines[0]["path"] == "/predict"
+    assert lines[0]["ms"] > 0
+
+
+def test_cors_is_closed_by_default_and_opens_per_origin(known_db: PredictionsDb, make_client):
+    preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+    closed = make_client(known_db.url).options("/predict", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    client = make_client(known_db.url, API_CORS_ORIGINS="https://app.example")
+    opened = client.options("/predict", headers=preflight)
+    assert opened.headers["access-control-allow-origin"] == "https://app.example"
+    other = client.options("/predict", headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.postgres
+def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.MonkeyPatch):
+    """The app needs nothing but SELECT: every endpoint works through a role that has only it."""
+    db = PredictionsDb(postgres_url)
+    db.load(known_rows())
+    db.add_promotions()
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with db.engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+        connection.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        connection.execute(sa.text(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"))
+    reader_url = db.engine.url.set(username=role).render_as_string(False)
+    try:
+        with serving(monkeypatch, postgres_url, API_DB_URL=reader_url, API_KEY=API_KEY) as client:
+            calls = [
+                client.post("/predict", json={"plot_id": 1}, headers=auth()),
+                client.post("/predict/batch", json={"plots": [{"plot_id": 1}]}, headers=auth()),
+                client.get("/predictions/1", params={"as_of": "2025-04-02"}, headers=auth()),
+                client.get("/models", headers=auth()),
+                client.post("/models/reload", headers=auth()),
+                client.get("/health"),
+                client.get("/metrics"),
+            ]
+        assert [call.status_code for call in calls] == [200] * len(calls)
+        assert calls[-2].json()["latest_run_date"] == str(LATEST_NIGHT)
+        assert len(calls[3].json()["promotions"]) == len(PROMOTIONS)
+
+        reader = sa.create_engine(reader_url)
+        with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):  # noqa: SIM117
+            with reader.begin() as connection:
+                connection.execute(sa.text("DELETE FROM predictions"))
+        reader.dispose()
+    finally:
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(f"DROP OWNED BY {role}"))
+        db.dispose()
+        admin = sa.create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        admin.dispose()

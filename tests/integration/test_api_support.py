@@ -1,0 +1,192 @@
+"""Shared fixtures of the API tests: a predictions database (SQLite or a real PostgreSQL)
+holding a few known plots, and an app + client built from environment settings."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from nuru_yield.config import get_settings, reset_settings
+from nuru_yield.db import schema
+from nuru_yield.serving.app import create_app
+from nuru_yield.serving.probes import RegistrySnapshot
+
+API_KEY = "s3cret-key"
+NIGHTS = [dt.date(2025, 4, 1) + dt.timedelta(days=i) for i in range(5)]
+LATEST_NIGHT = NIGHTS[-1]
+OLD_NIGHTS = [dt.date(2024, 11, 1) + dt.timedelta(days=i) for i in range(3)]
+SHARE_PLOTS = list(range(10, 60))  # champion + challenger on the latest night only
+UNKNOWN_PLOT = 999
+
+REGISTRY = RegistrySnapshot(
+    connected=True,
+    aliases={"champion": "3", "challenger": "4", "previous": "2"},
+    versions=[
+        {
+            "version": str(number),
+            "aliases": aliases,
+            "run_id": f"run{number}",
+            "status": "READY",
+            "created_at": dt.datetime(2025, 3, number, tzinfo=dt.UTC),
+            "metrics": {"rmse": 900.0 - 10 * number},
+            "tags": {},
+        }
+        for number, aliases in ((4, ["challenger"]), (3, ["champion"]), (2, ["previous"]))
+    ],
+)
+
+
+def prediction(
+    night: dt.date,
+    plot_id: int,
+    model_name: str = "champion",
+    season: str = "Long Rains",
+    season_year: int = 2025,
+) -> dict[str, Any]:
+    """A stored row whose yield encodes night, plot and model, so a test can tell them apart."""
+    challenger = model_name == "challenger"
+    value = 2000.0 + 100 * plot_id + night.day + (0.5 if challenger else 0.0)
+    return {
+        "run_date": night,
+        "plot_id": plot_id,
+        "season_year": season_year,
+        "season": season,
+        "model_name": model_name,
+        "model_version": "4" if challenger else "3",
+        "county": "Nakuru",
+        "days_after_planting": 20 + night.day,
+        "predicted_yield_kg_per_ha": value,
+        "yield_lower": value - 400,
+        "yield_upper": value + 500,
+        "interval_level": 0.8,
+        "top_drivers": [
+            {"feature": "precip_total", "value": 300.0 + night.day, "contribution": 120.0},
+            {"feature": "ndvi_mean", "value": 0.61, "contribution": -35.5},
+        ],
+        "run_id": f"score-{night}",
+        "scored_at": dt.datetime.combine(night, dt.time(2), dt.UTC),
+    }
+
+
+def known_rows(nights: list[dt.date] = NIGHTS, old_season: bool = True) -> list[dict[str, Any]]:
+    rows = []
+    for night in nights:
+        rows += [prediction(night, 1), prediction(night, 1, "challenger")]
+        rows += [prediction(night, 3), prediction(night, 4)]
+        if night == LATEST_NIGHT:
+            for plot in SHARE_PLOTS:
+                rows += [prediction(night, plot), prediction(night, plot, "challenger")]
+    for night in OLD_NIGHTS if old_season else []:
+        for plot in (2, 3):
+            rows.append(prediction(night, plot, season="Short Rains", season_year=2024))
+    return rows
+
+
+PROMOTIONS = [
+    {
+        "decided_at": dt.datetime(2025, 3, day, tzinfo=dt.UTC),
+        "model_name": "Ensemble_VotingRegressor",
+        "candidate_version": str(version),
+        "previous_version": str(version - 1),
+        "alias": "champion",
+        "decision": decision,
+        "reason": reason,
+        "candidate_metrics": {"rmse": 900.0 - 10 * version},
+        "champion_metrics": {"rmse": 900.0 - 10 * (version - 1)},
+        "dag_run_id": f"manual__{day}",
+        "actor": "model_training",
+    }
+    for day, version, decision, reason in (
+        (2, 2, "promoted", "beats champion by 1.2%"),
+        (3, 3, "promoted", "beats champion by 1.1%"),
+        (4, 4, "rejected", "county Kitui regresses 7%"),
+    )
+]
+
+
+class PredictionsDb:
+    """A predictions database with the schema of DESIGN §6, written through an admin URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = sa.create_engine(url)
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        schema.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:
+            connection.execute(sa.text(schema.LATEST_PREDICTIONS_VIEW))
+
+    def load(self, rows: list[dict[str, Any]]) -> None:
+        with self.engine.begin() as connection:
+            if self.is_postgres:
+                for night in sorted({row["run_date"] for row in rows}):
+                    connection.execute(
+                        sa.text(
+                            f'CREATE TABLE IF NOT EXISTS "predictions_{night:%Y%m%d}" '
+                            f"PARTITION OF predictions FOR VALUES IN ('{night}')"
+                        )
+                    )
+            connection.execute(sa.insert(schema.predictions), rows)
+
+    def add_promotions(self) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(schema.model_promotions), PROMOTIONS)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db(request: pytest.FixtureRequest, nuru_home: Path) -> Iterator[PredictionsDb]:
+    """An empty predictions database, once on SQLite and once on a real PostgreSQL."""
+    if request.param == "sqlite":
+        nuru_home.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{nuru_home / 'predictions.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    db = PredictionsDb(url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def known_db(empty_db: PredictionsDb) -> PredictionsDb:
+    empty_db.load(known_rows())
+    empty_db.add_promotions()
+    return empty_db
+
+
+@contextlib.contextmanager
+def serving(
+    monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    registry: Callable[[], RegistrySnapshot] = lambda: REGISTRY,
+    raise_server_exceptions: bool = True,
+    **env: object,
+) -> Iterator[TestClient]:
+    """A running app built from these environment settings (rate limit off unless given),
+    with a registry that answers like MLflow would."""
+    env = {"PREDICTIONS_DB_URL": db_url, "API_RATE_LIMIT_PER_MINUTE": 0, **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    reset_settings()
+    app = create_app(get_settings(), registry_reader=registry)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+        yield client
+
+
+@pytest.fixture
+def make_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TestClient]]:
+    """``make_client(db_url, **serving_options)``: :func:`serving`, closed after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda *args, **kwargs: stack.enter_context(serving(monkeypatch, *args, **kwargs))
+
+
+def auth(key: str = API_KEY) -> dict[str, str]:
+    return {"X-API-Key": key}
