@@ -1,0 +1,75 @@
+"""Versioned, idempotent schema migrations (``nuru-yield db upgrade``).
+
+Each migration is a step with a version number; the versions applied are rows of
+``nuru_schema_version``. :func:`upgrade` applies the missing steps in order, in one
+transaction (DDL is transactional on PostgreSQL, and on SQLite with the engine's explicit
+``BEGIN``), under a lock so that two concurrent upgrades cannot both apply a step. Running
+it again is a no-op. Add a step by appending to :data:`MIGRATIONS`; never edit a released one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from nuru_yield.db import schema
+from nuru_yield.db.engine import check_connection, database_errors, get_engine, writer
+from nuru_yield.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sa.Connection], None]
+
+
+def _initial_schema(connection: sa.Connection) -> None:
+    # On PostgreSQL `predictions` is created PARTITION BY LIST (run_date) (see schema.py);
+    # its partitions are created by the loader, one per run date.
+    schema.metadata.create_all(connection)
+    connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
+    connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tables, indexes and the latest_predictions view", _initial_schema),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def _applied_version(connection: sa.Connection) -> int:
+    version = connection.execute(sa.select(sa.func.max(schema.schema_version.c.version)))
+    return version.scalar_one() or 0
+
+
+def upgrade(url: str | None = None) -> int:
+    """Create or migrate every table and view of DESIGN §6; returns the schema version."""
+    engine = get_engine(url)
+    check_connection(engine)
+    with database_errors(engine, "db upgrade"), writer(engine).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('nuru_yield.db'))")
+        schema.schema_version.create(connection, checkfirst=True)
+        current = _applied_version(connection)
+        if current > LATEST_VERSION:
+            raise DatabaseError(
+                f"the database schema is at version {current}, newer than this code knows "
+                f"({LATEST_VERSION}): upgrade nuru-yield"
+            )
+        for migration in MIGRATIONS:
+            if migration.version > current:
+                log.info("applying migration %d: %s", migration.version, migration.description)
+                migration.apply(connection)
+                connection.execute(
+                    schema.schema_version.insert().values(
+                        version=migration.version, applied_at=dt.datetime.now(dt.UTC)
+                    )
+                )
+        return max(current, LATEST_VERSION)
