@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -68,6 +68,45 @@ class Settings(BaseSettings):
         36.0, gt=0, description="/health is degraded when the newest partition is older."
     )
 
+    # Drift monitoring, realized accuracy and alerts (`nuru-yield drift`, DAG drift_monitoring).
+    drift_statistic: Literal["psi", "ks", "js_distance", "wasserstein"] = Field(
+        "psi", description="The statistic that decides whether a variable drifted."
+    )
+    drift_threshold: float = Field(0.25, gt=0, description="DRIFT_STATISTIC beyond it: drifted.")
+    drift_min_samples: int = Field(
+        100, ge=2, description="Fewer rows on either side: 'insufficient data', never an alarm."
+    )
+    drift_alert_min_variables: int = Field(
+        2, ge=1, description="Variables drifting over all plots needed to alert and retrain."
+    )
+    drift_reference_years: int = Field(5, ge=1, le=50, description="Season years of history.")
+    drift_reference_window_days: int = Field(
+        1, ge=1, le=60, description="Days-after-planting window matched with the reference."
+    )
+    drift_reference_max_rows: int = Field(20_000, ge=100)
+    accuracy_rmse_margin: float = Field(
+        0.2, ge=0, description="Realized RMSE above evaluation RMSE × (1 + margin): alert."
+    )
+    accuracy_min_samples: int = Field(100, ge=1)
+    accuracy_recent_years: int = Field(
+        1, ge=0, description="Labelled seasons this recent are recomputed every run."
+    )
+    alert_cooldown_days: int = Field(
+        7, ge=0, description="No new retraining trigger this soon after the last one."
+    )
+    alert_channel: Literal["off", "webhook", "smtp"] = "off"
+    alert_webhook_url: str | None = None
+    alert_smtp_host: str | None = None
+    alert_smtp_port: int = Field(587, ge=1, le=65535)
+    alert_smtp_user: str | None = None
+    alert_smtp_password: SecretStr | None = None
+    alert_smtp_starttls: bool = True
+    alert_email_from: str = "nuru-yield@localhost"
+    alert_email_to: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated recipients."
+    )
+    alert_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     @field_validator("lake_url")
     @classmethod
     def _check_lake_url(cls, value: str) -> str:
@@ -77,7 +116,7 @@ class Settings(BaseSettings):
             raise ValueError("s3:// URL needs a bucket, e.g. s3://nuru-yield")
         return value.rstrip("/")
 
-    @field_validator("api_cors_origins", mode="before")
+    @field_validator("api_cors_origins", "alert_email_to", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
@@ -91,7 +130,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg2:// URL")
         return value
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("s3_endpoint_url", "alert_webhook_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value and urlparse(value).scheme not in ("http", "https"):
