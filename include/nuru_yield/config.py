@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     season_max_days: int = Field(180, ge=30, le=365)
     validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
     scoring_shards: int = Field(4, ge=1, le=1024)
+    scoring_threads: int = Field(
+        0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
+    )
+    scoring_batch_rows: int = Field(
+        65_536, ge=1, description="Rows per record batch streamed through the scorer."
+    )
     promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
     promotion_county_tolerance: float = Field(0.05, ge=0.0)
 
