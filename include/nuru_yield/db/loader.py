@@ -185,7 +185,7 @@ def stage(
             ).rowcount
             if retried:
                 own_rows = "" if shards == 1 else f" WHERE {shard_sql('plot_id', shards)} = {shard}"
-                connection.exec_driver_sql(f"DELETE FROM {table}{own_rows}")
+                connection.execute(sa.text(f"DELETE FROM {table}{own_rows}"))
             rows = _write(
                 connection,
                 table,

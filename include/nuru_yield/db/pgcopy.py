@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
-_NULL = pa.scalar(b"\xff\xff\xff\xff", pa.binary())
+_NULL = b"\xff\xff\xff\xff"
 _PG_EPOCH_DAYS = 10_957  # 2000-01-01 − 1970-01-01
 _PG_EPOCH_MICROS = _PG_EPOCH_DAYS * 86_400 * 1_000_000
 # Rows encoded at a time: keeps the encoded buffer well under Arrow's 2 GiB binary limit.
@@ -68,7 +68,7 @@ def _field(values: pa.Array, pg_type: str) -> pa.Array:
             records["prefix"] = prefix
         encoded = pc.binary_join_element_wise(_as_binary(records), payload, b"")
     if values.null_count:
-        encoded = pc.if_else(pc.is_valid(values), encoded, _NULL)
+        encoded = pc.if_else(pc.is_valid(values), encoded, pa.scalar(_NULL, pa.binary()))
     return encoded
 
 
