@@ -149,6 +149,19 @@ def default_airflow_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("airflow") or "airflow")
 
 
+def write_import_files(
+    settings: AirflowSettings, directory: Path, sections: Sequence[str] = SECTIONS
+) -> dict[str, Path]:
+    """Write each non-empty section as the JSON file its ``airflow … import`` reads."""
+    files = {}
+    for section in sections:
+        payload = settings.payload(section)
+        if payload:
+            files[section] = directory / f"{section}.json"
+            files[section].write_text(json.dumps(payload, indent=2))
+    return files
+
+
 def apply(
     settings: AirflowSettings,
     sections: Sequence[str] = SECTIONS,
@@ -161,18 +174,13 @@ def apply(
     airflow = airflow or default_airflow_binary()
     summary: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nuru-airflow-settings-") as tmp:
-        for section in sections:
-            payload = settings.payload(section)
-            if not payload:
-                continue
-            file = Path(tmp) / f"{section}.json"
-            file.write_text(json.dumps(payload))
+        for section, file in write_import_files(settings, Path(tmp), sections).items():
             command = import_command(section, file, airflow)
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode:
                 lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
                 raise NuruError(f"'{' '.join(command[:3])}' failed: {lines[-1]}")
-            summary.append(f"{section}: {', '.join(sorted(payload))}")
+            summary.append(f"{section}: {', '.join(sorted(settings.payload(section)))}")
     return summary
 
 
