@@ -1,0 +1,270 @@
+"""Candidate models: xgboost, lightgbm, a random forest, a linear baseline, their voting
+ensemble, and the naive county × season mean they must beat.
+
+Every model takes the float64 feature matrix in ``FEATURE_COLUMNS`` order (NaN = missing,
+which the tree models route natively) and is fitted on arrays, not frames, so predicting
+on an ``np.ndarray`` needs no column bookkeeping. The random forest is xgboost's
+(``XGBRFRegressor``) so that every ensemble member has native TreeSHAP contributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.training.dataset import TARGET, TemporalSplit
+from nuru_yield.training.evaluation import evaluate
+from nuru_yield.training.intervals import ConformalIntervals, calibrate
+
+ENSEMBLE = "Ensemble_VotingRegressor"
+XGBOOST = "xgboost"
+LIGHTGBM = "lightgbm"
+RANDOM_FOREST = "random_forest"
+LINEAR = "linear_baseline"
+NAIVE = "naive_reference"
+TREE_MEMBERS = (XGBOOST, LIGHTGBM, RANDOM_FOREST)
+
+# Agronomic directions the tree models must respect, whatever the noise in the data: with
+# everything else equal, more rain never lowers a forecast and a longer dry spell never
+# raises it (water limits smallholder maize; NOTES.md). Features not named are free.
+MONOTONE_FEATURES: dict[str, int] = {
+    "precip_total": 1,
+    "precip_last_30d": 1,
+    "rainy_days": 1,
+    "max_dry_spell_days": -1,
+}
+
+
+def monotone_signs(feature_columns: Sequence[str]) -> list[int]:
+    """One of −1/0/+1 per feature column, from :data:`MONOTONE_FEATURES`."""
+    return [MONOTONE_FEATURES.get(column, 0) for column in feature_columns]
+
+
+@dataclass(frozen=True)
+class TrainingParams:
+    """Hyper-parameters shared by the candidates (tests shrink them for speed)."""
+
+    boosting_rounds: int = 400
+    learning_rate: float = 0.05
+    max_depth: int = 6
+    num_leaves: int = 48
+    min_leaf_rows: int = 40
+    forest_trees: int = 150
+    forest_depth: int = 12
+    ridge_alpha: float = 1.0
+    threads: int = 2
+    seed: int = 42
+
+    def as_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
+    """The unfitted ``VotingRegressor`` over the three tree models (equal weights).
+
+    ``monotone`` holds one of −1/0/+1 per feature: the direction in which more of that
+    feature may move the forecast (e.g. more season rain never lowers it).
+    """
+    from lightgbm import LGBMRegressor
+    from sklearn.ensemble import VotingRegressor
+    from xgboost import XGBRegressor, XGBRFRegressor
+
+    constraints = tuple(int(sign) for sign in monotone)
+    return VotingRegressor(
+        [
+            (
+                XGBOOST,
+                XGBRegressor(
+                    n_estimators=params.boosting_rounds,
+                    learning_rate=params.learning_rate,
+                    max_depth=params.max_depth,
+                    min_child_weight=params.min_leaf_rows,
+                    subsample=0.8,
+                    colsample_bytree=0.8,
+                    tree_method="hist",
+                    monotone_constraints=constraints,
+                    n_jobs=params.threads,
+                    random_state=params.seed,
+                ),
+            ),
+            (
+                LIGHTGBM,
+                LGBMRegressor(
+                    n_estimators=params.boosting_rounds,
+                    learning_rate=params.learning_rate,
+                    num_leaves=params.num_leaves,
+                    min_child_samples=params.min_leaf_rows,
+                    subsample=0.8,
+                    subsample_freq=1,
+                    colsample_bytree=0.8,
+                    monotone_constraints=list(constraints),
+                    importance_type="gain",
+                    n_jobs=params.threads,
+                    random_state=params.seed,
+                    verbose=-1,
+                ),
+            ),
+            (
+                RANDOM_FOREST,
+                XGBRFRegressor(
+                    n_estimators=params.forest_trees,
+                    max_depth=params.forest_depth,
+                    min_child_weight=params.min_leaf_rows,
+                    subsample=0.632,
+                    colsample_bynode=0.5,
+                    tree_method="hist",
+                    monotone_constraints=constraints,
+                    n_jobs=params.threads,
+                    random_state=params.seed,
+                ),
+            ),
+        ]
+    )
+
+
+def linear_baseline(params: TrainingParams) -> Any:
+    """Median imputation, standardisation and a ridge regression."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+            ("ridge", Ridge(alpha=params.ridge_alpha)),
+        ]
+    )
+
+
+def fit_candidates(
+    features: np.ndarray, target: np.ndarray, params: TrainingParams, monotone: Sequence[int]
+) -> dict[str, Any]:
+    """Fit every model candidate. The ensemble is fitted once; its fitted members are the
+    single tree candidates (no model is trained twice)."""
+    ensemble = ensemble_estimator(params, monotone).fit(features, target)
+    fitted: dict[str, Any] = dict(ensemble.named_estimators_)
+    fitted[LINEAR] = linear_baseline(params).fit(features, target)
+    fitted[ENSEMBLE] = ensemble
+    return fitted
+
+
+def feature_importances(estimator: Any, feature_columns: Sequence[str]) -> dict[str, float]:
+    """Importances normalised to sum to 1: the models' own (gain) for trees, |coefficient|
+    on standardised features for the linear baseline, the members' mean for the ensemble."""
+    if hasattr(estimator, "named_estimators_"):
+        members = [feature_importances(m, feature_columns) for m in estimator.estimators_]
+        raw = np.mean([[m[c] for c in feature_columns] for m in members], axis=0)
+    elif hasattr(estimator, "named_steps"):
+        raw = np.abs(estimator.named_steps["ridge"].coef_)
+    else:
+        raw = np.asarray(estimator.feature_importances_, dtype=np.float64)
+    total = float(np.sum(raw))
+    shares = raw / total if total > 0 else np.zeros(len(feature_columns))
+    return {column: float(share) for column, share in zip(feature_columns, shares, strict=True)}
+
+
+@dataclass(frozen=True)
+class NaiveReference:
+    """Mean yield per county × season of the training rows — the reference every model must
+    beat. Falls back to the season mean, then the overall mean, for unseen combinations."""
+
+    by_county_season: dict[tuple[str, str], float]
+    by_season: dict[str, float]
+    overall: float
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame) -> NaiveReference:
+        county_season = frame.groupby(["county", "season"], observed=True)[TARGET].mean()
+        season = frame.groupby("season", observed=True)[TARGET].mean()
+        return cls(
+            by_county_season={(str(c), str(s)): float(v) for (c, s), v in county_season.items()},
+            by_season={str(s): float(v) for s, v in season.items()},
+            overall=float(frame[TARGET].mean()),
+        )
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        counties = frame["county"].astype(str).to_numpy()
+        seasons = frame["season"].astype(str).to_numpy()
+        return np.array(
+            [
+                self.by_county_season.get((c, s), self.by_season.get(s, self.overall))
+                for c, s in zip(counties, seasons, strict=True)
+            ],
+            dtype=np.float64,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "county_season_means": [
+                {"county": c, "season": s, "mean_yield_kg_per_ha": v}
+                for (c, s), v in sorted(self.by_county_season.items())
+            ],
+            "season_means": self.by_season,
+            "overall_mean": self.overall,
+        }
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """A fitted candidate with its calibrated intervals and its evaluation."""
+
+    name: str
+    model: Any  # a fitted estimator, or the NaiveReference
+    intervals: ConformalIntervals
+    evaluation: dict[str, Any]
+    predicted: np.ndarray  # on the evaluation rows
+    importances: dict[str, float] | None
+
+
+def assess_candidates(
+    split: TemporalSplit,
+    feature_columns: Sequence[str],
+    params: TrainingParams,
+    buckets: Sequence[int],
+) -> list[CandidateResult]:
+    """Fit every candidate (and the naive reference) on the training seasons, calibrate its
+    intervals on the calibration seasons and evaluate it on the evaluation season, per
+    days-after-planting bucket."""
+
+    def matrix(frame: pd.DataFrame) -> np.ndarray:
+        return frame.loc[:, list(feature_columns)].to_numpy(dtype=np.float64)
+
+    train_target = split.train[TARGET].to_numpy(dtype=np.float64)
+    fitted = fit_candidates(
+        matrix(split.train), train_target, params, monotone_signs(feature_columns)
+    )
+    models: dict[str, Any] = {**fitted, NAIVE: NaiveReference.fit(split.train)}
+
+    def predict(name: str, frame: pd.DataFrame) -> np.ndarray:
+        # The naive reference looks up county and season; the models take the feature matrix.
+        return models[name].predict(frame if name == NAIVE else matrix(frame))
+
+    results = []
+    for name, model in models.items():
+        intervals = calibrate(
+            split.calibration[TARGET].to_numpy(dtype=np.float64),
+            predict(name, split.calibration),
+            split.calibration["days_after_planting"].to_numpy(),
+            buckets,
+        )
+        predicted = predict(name, split.evaluation)
+        lower, upper = intervals.interval(
+            predicted, split.evaluation["days_after_planting"].to_numpy()
+        )
+        results.append(
+            CandidateResult(
+                name=name,
+                model=model,
+                intervals=intervals,
+                evaluation=evaluate(split.evaluation, predicted, buckets, lower, upper),
+                predicted=predicted,
+                importances=None if name == NAIVE else feature_importances(model, feature_columns),
+            )
+        )
+    return results

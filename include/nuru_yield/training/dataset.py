@@ -1,0 +1,134 @@
+"""The labelled training set and its temporal split (never a random one).
+
+Rows come from the feature functions (one row per plot-season × days-after-planting
+cut-off) joined to the harvest labels. The latest labelled season evaluates; the seasons
+just before it calibrate the prediction intervals; all earlier seasons train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.errors import TrainingError
+from nuru_yield.features import KEY_COLUMNS, RawInputs, training_rows
+from nuru_yield.features.checks import Check, failing_any, reasons
+
+TARGET = "yield_kg_per_ha"
+SEASON_ORDER = {"Long Rains": 0, "Short Rains": 1}
+CALIBRATION_SEASONS = 2
+# Record maize plots reach ~12-15 t/ha; a smallholder label above this is a data error.
+MAX_YIELD_KG_PER_HA = 20_000.0
+
+LABEL_CHECKS = [
+    Check("missing_yield", "not_null", (TARGET,)),
+    Check("yield_out_of_range", "between", (TARGET,), low=0.0, high=MAX_YIELD_KG_PER_HA),
+    Check("duplicate_label", "unique", tuple(KEY_COLUMNS)),
+    *(Check(f"missing_{key}", "not_null", (key,)) for key in KEY_COLUMNS),
+]
+
+
+def training_set_path(run_date: dt.date | str) -> str:
+    """Lake path of the training set built for a run date (passed between DAG tasks)."""
+    day = run_date if isinstance(run_date, str) else run_date.isoformat()
+    return f"training/{day}/training_set.parquet"
+
+
+def rejected_labels_path(run_date: dt.date | str) -> str:
+    """Lake path of the labels quarantined while building that training set."""
+    return training_set_path(run_date).replace("training_set.parquet", "rejected_labels.parquet")
+
+
+def split_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Good labels, and the quarantined ones with a ``reason`` (see :data:`LABEL_CHECKS`)."""
+    bad = failing_any(labels, LABEL_CHECKS)
+    rejected = labels[bad].assign(reason=reasons(labels[bad], LABEL_CHECKS))
+    return labels[~bad].reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def labelled_training_rows(
+    raw: RawInputs,
+    labels: pd.DataFrame,
+    run_date: dt.date,
+    season_max_days: int,
+    cutoffs: Sequence[int | None],
+) -> pd.DataFrame:
+    """Feature rows at each cut-off of every labelled plot-season that was over (planted at
+    least ``season_max_days`` before) by ``run_date``, with its label in :data:`TARGET`.
+
+    The run-date bound keeps a rerun for a past date from learning seasons it could not
+    have known, whatever labels the lake holds today.
+    """
+    plots = raw.plots
+    over = (plots["planting_date"] + pd.Timedelta(days=season_max_days)) <= pd.Timestamp(run_date)
+    labelled = plots[over.to_numpy(bool)].merge(labels[KEY_COLUMNS], on=KEY_COLUMNS)
+    if labelled.empty:
+        return pd.DataFrame()
+    rows = training_rows(
+        dataclasses.replace(raw, plots=labelled), cutoffs, season_max_days=season_max_days
+    )
+    return rows.merge(labels[[*KEY_COLUMNS, TARGET]], on=KEY_COLUMNS)
+
+
+def season_rank(frame: pd.DataFrame) -> np.ndarray:
+    """Chronological index of each row's season: Long Rains before Short Rains each year."""
+    order = frame["season"].map(SEASON_ORDER)
+    if order.isna().any():
+        unknown = sorted(set(frame.loc[order.isna(), "season"].astype(str)))
+        raise TrainingError(f"unknown season name(s) {unknown}; expected {list(SEASON_ORDER)}")
+    return frame["season_year"].to_numpy(dtype=np.int64) * 2 + order.to_numpy(dtype=np.int64)
+
+
+def season_label(rank: int) -> str:
+    """``2024 Long Rains`` for a :func:`season_rank` value."""
+    names = {index: name for name, index in SEASON_ORDER.items()}
+    return f"{rank // 2} {names[rank % 2]}"
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    train: pd.DataFrame
+    calibration: pd.DataFrame
+    evaluation: pd.DataFrame
+
+    def describe(self) -> dict[str, Any]:
+        """Seasons and row counts of each part, logged with every candidate."""
+        parts = {"train": self.train, "calibration": self.calibration, "eval": self.evaluation}
+        described: dict[str, Any] = {}
+        for name, part in parts.items():
+            ranks = sorted(set(season_rank(part).tolist()))
+            described[f"{name}_seasons"] = ", ".join(season_label(r) for r in ranks)
+            described[f"{name}_rows"] = len(part)
+        return described
+
+
+def temporal_split(
+    frame: pd.DataFrame, calibration_seasons: int = CALIBRATION_SEASONS
+) -> TemporalSplit:
+    """Split labelled rows by season: last → evaluation, the ``calibration_seasons`` before
+    it → calibration (fewer when history is short), the rest → training."""
+    if frame.empty:
+        raise TrainingError("no labelled rows: cannot train (are there harvest labels yet?)")
+    rank = season_rank(frame)
+    seasons = np.unique(rank)
+    if len(seasons) < 3:
+        raise TrainingError(
+            f"need labels for at least 3 seasons for a temporal split, found {len(seasons)} "
+            f"({', '.join(season_label(r) for r in seasons)})"
+        )
+    calibration_count = min(calibration_seasons, len(seasons) - 2)
+    evaluation_rank = seasons[-1]
+    first_calibration = seasons[-1 - calibration_count]
+    return TemporalSplit(
+        train=frame[rank < first_calibration].reset_index(drop=True),
+        calibration=frame[(rank >= first_calibration) & (rank < evaluation_rank)].reset_index(
+            drop=True
+        ),
+        evaluation=frame[rank == evaluation_rank].reset_index(drop=True),
+    )

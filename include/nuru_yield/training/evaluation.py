@@ -1,0 +1,117 @@
+"""Accuracy of a model on evaluation rows: overall, per county and per days-after-planting
+bucket, with the coverage of its prediction intervals. Pure functions over arrays/frames."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.training.dataset import TARGET
+from nuru_yield.training.intervals import dap_bucket
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+# MAPE is computed over plots that yielded at least this much: failed crops (near-zero
+# yields, common in semi-arid Short Rains) would otherwise dominate it with huge ratios.
+MAPE_FLOOR_KG_PER_HA = 100.0
+
+
+def regression_metrics(
+    actual: np.ndarray,
+    predicted: np.ndarray,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+) -> dict[str, float]:
+    """RMSE, MAE, R², MAPE (see ``MAPE_FLOOR_KG_PER_HA``), n; coverage and mean interval
+    width when bounds are given. Undefined values (R² of a constant, MAPE of failed crops)
+    are NaN."""
+    actual = np.asarray(actual, dtype=np.float64)
+    error = np.asarray(predicted, dtype=np.float64) - actual
+    total = float(np.sum((actual - actual.mean()) ** 2))
+    positive = actual >= MAPE_FLOOR_KG_PER_HA
+    metrics = {
+        "rmse": float(np.sqrt(np.mean(error**2))),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan"),
+        "mape": float(np.mean(np.abs(error[positive]) / actual[positive]))
+        if positive.any()
+        else float("nan"),
+        "n": float(len(actual)),
+    }
+    if lower is not None and upper is not None:
+        metrics["coverage"] = float(np.mean((actual >= lower) & (actual <= upper)))
+        metrics["interval_width"] = float(np.mean(np.asarray(upper) - np.asarray(lower)))
+    return metrics
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    predicted: np.ndarray,
+    buckets: Sequence[int],
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``predicted`` against ``frame[TARGET]``: ``{"overall": {...},
+    "county": {name: {...}}, "dap": {bucket: {...}}}`` (days-after-planting ``buckets``)."""
+    actual = frame[TARGET].to_numpy(dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=np.float64)
+    groups = {
+        "county": frame["county"].astype(str).to_numpy(),
+        "dap": dap_bucket(frame["days_after_planting"].to_numpy(), buckets),
+    }
+    result: dict[str, Any] = {"overall": regression_metrics(actual, predicted, lower, upper)}
+    for name, keys in groups.items():
+        result[name] = {}
+        for key in sorted(set(keys.tolist())):
+            rows = keys == key
+            result[name][str(key)] = regression_metrics(
+                actual[rows],
+                predicted[rows],
+                None if lower is None else lower[rows],
+                None if upper is None else upper[rows],
+            )
+    return result
+
+
+_UNSAFE_METRIC_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
+
+
+def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    """MLflow metric names: ``rmse``, ``county/<name>/rmse``, ``dap/<bucket>/coverage``;
+    NaNs left out (MLflow charts skip them anyway)."""
+    flat = {key: value for key, value in evaluation["overall"].items()}
+    for group in ("county", "dap"):
+        for key, metrics in evaluation[group].items():
+            safe = _UNSAFE_METRIC_CHARS.sub("_", key)
+            flat.update({f"{group}/{safe}/{name}": value for name, value in metrics.items()})
+    return {key: value for key, value in flat.items() if not np.isnan(value)}
+
+
+def residuals_figure(
+    frame: pd.DataFrame, predicted: np.ndarray, buckets: Sequence[int], title: str
+) -> Figure:
+    """Residuals against predictions, and their spread per days-after-planting bucket."""
+    from matplotlib.figure import Figure
+
+    residual = frame[TARGET].to_numpy(dtype=np.float64) - np.asarray(predicted)
+    bucket = dap_bucket(frame["days_after_planting"].to_numpy(), buckets)
+    sample = np.random.default_rng(0).permutation(len(residual))[:5000]
+
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    scatter, boxes = figure.subplots(1, 2)
+    scatter.scatter(np.asarray(predicted)[sample], residual[sample], s=4, alpha=0.3)
+    scatter.axhline(0, color="black", linewidth=0.8)
+    scatter.set(xlabel="predicted yield (kg/ha)", ylabel="actual − predicted (kg/ha)")
+    labels = sorted(set(bucket.tolist()))
+    boxes.boxplot([residual[bucket == b] for b in labels], showfliers=False)
+    boxes.set_xticks(range(1, len(labels) + 1), [f"≥{b}" for b in labels])
+    boxes.axhline(0, color="black", linewidth=0.8)
+    boxes.set(xlabel="days after planting at forecast", ylabel="actual − predicted (kg/ha)")
+    figure.suptitle(title)
+    return figure

@@ -1,0 +1,269 @@
+"""The training steps, each called by one ``model_training`` DAG task and chained by
+``nuru-yield train``: build set → train candidates → evaluate → gate → promote.
+
+Steps exchange lake paths, run ids, versions and small metric dicts (XCom-sized), never
+frames. Every step is idempotent for its run date: the training set is rewritten in
+place; retraining logs new runs and a new version, and the gate compares it afresh.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from nuru_yield.config import get_settings
+from nuru_yield.errors import DataValidationError, LakeError, TrainingError
+from nuru_yield.lake import RAW_YIELDS, Lake
+from nuru_yield.training.candidates import ENSEMBLE, NaiveReference, TrainingParams
+from nuru_yield.training.dataset import (
+    labelled_training_rows,
+    rejected_labels_path,
+    split_labels,
+    temporal_split,
+    training_set_path,
+)
+from nuru_yield.training.evaluation import evaluate
+from nuru_yield.training.gate import decide, gate_metrics
+from nuru_yield.training.intervals import training_buckets
+from nuru_yield.training.registry import (
+    CHAMPION,
+    MODEL_NAME,
+    Decision,
+    alias_version,
+    mlflow_client,
+    promote_version,
+    record_decision,
+    register_run_model,
+)
+from nuru_yield.training.serving import ServingModel, load_model
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+
+def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
+    """Feature rows at every training cut-off for each labelled plot-season over by
+    ``run_date``, written to :func:`training_set_path`; returns that lake path."""
+    from nuru_yield.features import load_raw
+    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
+
+    lake = lake or Lake.from_settings()
+    settings = get_settings()
+    try:
+        labels = lake.read_parquet(RAW_YIELDS).to_pandas()
+    except LakeError:
+        raise TrainingError(
+            f"no harvest labels: {lake.uri(RAW_YIELDS)} cannot be read, nothing to train on"
+        ) from None
+    good, rejected = split_labels(labels)
+    if len(rejected):
+        lake.write_parquet(rejected_labels_path(run_date), rejected)
+        share = len(rejected) / len(labels)
+        log.warning("%d of %d labels quarantined (%.1f%%)", len(rejected), len(labels), share * 100)
+        if share > settings.validation_max_bad_share:
+            counts = rejected["reason"].str.split(";").explode().value_counts()
+            raise DataValidationError(
+                f"{share:.1%} of harvest labels are bad (threshold "
+                f"{settings.validation_max_bad_share:.1%}): "
+                + ", ".join(f"{reason} {count}" for reason, count in counts.items())
+            )
+    frame = labelled_training_rows(
+        load_raw(lake), good, run_date, settings.season_max_days, DEFAULT_TRAINING_CUTOFFS
+    )
+    if frame.empty:
+        raise TrainingError(
+            f"no labelled plot-season was over by {run_date.isoformat()}: nothing to train on"
+        )
+    path = training_set_path(run_date)
+    lake.write_parquet(path, frame)
+    log.info("training set: %d rows → %s", len(frame), lake.uri(path))
+    return path
+
+
+def _buckets() -> tuple[int, ...]:
+    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
+
+    return training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
+
+
+def train_candidates(
+    run_date: dt.date,
+    training_set: str,
+    lake: Lake | None = None,
+    params: TrainingParams | None = None,
+) -> dict[str, Any]:
+    """Fit, calibrate and evaluate every candidate on the temporal split of the training
+    set and log each as a run; returns the run ids and each candidate's overall metrics."""
+    from nuru_yield.features import FEATURE_COLUMNS
+    from nuru_yield.training.candidates import assess_candidates
+    from nuru_yield.training.tracking import log_training_round
+
+    lake = lake or Lake.from_settings()
+    params = params or TrainingParams()
+    split = temporal_split(lake.read_parquet(training_set).to_pandas())
+    log.info("temporal split: %s", split.describe())
+    results = assess_candidates(split, FEATURE_COLUMNS, params, _buckets())
+    runs = log_training_round(
+        results,
+        split,
+        run_date=run_date,
+        params=params,
+        feature_columns=FEATURE_COLUMNS,
+        training_set_uri=lake.uri(training_set),
+    )
+    return {
+        "runs": runs,
+        "metrics": {result.name: result.evaluation["overall"] for result in results},
+    }
+
+
+def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
+    predicted = model.predict(model.features(rows))
+    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets))
+
+
+def evaluate_candidate(
+    training_set: str,
+    run_id: str,
+    lake: Lake | None = None,
+    model_name: str = MODEL_NAME,
+) -> dict[str, Any]:
+    """Register the candidate run's model and measure it, the current ``@champion`` and
+    the naive reference on the same evaluation rows (the latest season of the set)."""
+    lake = lake or Lake.from_settings()
+    split = temporal_split(lake.read_parquet(training_set).to_pandas())
+    rows = split.evaluation
+    client = mlflow_client()
+    version = register_run_model(client, run_id, model_name)
+    candidate = load_model(f"models:/{model_name}/{version}")
+    champion_version = alias_version(client, model_name, CHAMPION)
+    champion_metrics = champion_error = None
+    if champion_version is not None:
+        champion = load_model(f"models:/{model_name}/{champion_version}")
+        missing = sorted(set(champion.feature_columns) - set(rows.columns))
+        if missing:
+            champion_error = (
+                f"champion v{champion_version} needs features the training set lacks "
+                f"({', '.join(missing)}): compare by hand and use `nuru-yield promote`"
+            )
+        else:
+            champion_metrics = _metrics_on(champion, rows)
+    naive = NaiveReference.fit(split.train).predict(rows)
+    return {
+        "model_name": model_name,
+        "run_id": run_id,
+        "candidate_version": version,
+        "champion_version": champion_version,
+        "candidate": _metrics_on(candidate, rows),
+        "champion": champion_metrics,
+        "champion_error": champion_error,
+        "naive": gate_metrics(evaluate(rows, naive, candidate.intervals.buckets)),
+    }
+
+
+def decide_promotion(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+    """The gate's verdict on :func:`evaluate_candidate`'s result, with the configured
+    ``PROMOTION_RMSE_MARGIN`` and ``PROMOTION_COUNTY_TOLERANCE``."""
+    settings = get_settings()
+    if evaluation["champion_error"]:
+        return {**evaluation, "promote": False, "reason": evaluation["champion_error"]}
+    decision = decide(
+        evaluation["candidate"],
+        evaluation["champion"],
+        evaluation["naive"],
+        margin=settings.promotion_rmse_margin,
+        tolerance=settings.promotion_county_tolerance,
+        champion_version=evaluation["champion_version"],
+    )
+    return {**evaluation, "promote": decision.promote, "reason": decision.reason}
+
+
+def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) -> dict[str, Any]:
+    """Record the gate's verdict and, if it promotes, move ``champion`` (the old champion
+    becomes ``previous``). A champion that moved since the evaluation voids a promotion."""
+    client = mlflow_client()
+    name, version = verdict["model_name"], verdict["candidate_version"]
+    compared_with = verdict["champion_version"]
+    current = alias_version(client, name, CHAMPION)
+    promote, reason = verdict["promote"], verdict["reason"]
+    if promote and current != compared_with:
+        promote = False
+        reason = (
+            f"@{CHAMPION} moved from v{compared_with} to v{current} during the evaluation; "
+            f"not promoted (retrain to compare with v{current})"
+        )
+    # With no champion yet, the other side of the comparison is the naive reference.
+    other = verdict["champion"] or {"reference": "naive county × season mean", **verdict["naive"]}
+    if promote:
+        decision = promote_version(
+            client,
+            name,
+            version,
+            reason=reason,
+            candidate_metrics=verdict["candidate"],
+            champion_metrics=other,
+            dag_run_id=dag_run_id,
+        )
+    else:
+        decision = record_decision(
+            client,
+            Decision(
+                model_name=name,
+                alias=CHAMPION,
+                decision="refused",
+                reason=reason,
+                candidate_version=version,
+                previous_version=current,
+                candidate_metrics=verdict["candidate"],
+                champion_metrics=other,
+            ),
+            dag_run_id=dag_run_id,
+        )
+    return {
+        "model_name": name,
+        "version": version,
+        "decision": decision.decision,
+        "alias_moved": decision.alias_moved,
+        "reason": decision.reason,
+    }
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    training_set: str
+    candidates: dict[str, Any]
+    outcome: dict[str, Any]
+
+    def render(self) -> str:
+        """Candidates' evaluation-season metrics and the gate's decision, for the CLI."""
+        table = pd.DataFrame(self.candidates["metrics"]).T
+        columns = ["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]
+        table = table[columns].sort_values("rmse")
+        lines = [
+            f"training set: {self.training_set}",
+            table.to_string(float_format=lambda value: f"{value:,.3f}"),
+            f"{self.outcome['model_name']} v{self.outcome['version']}: "
+            f"{self.outcome['decision']} — {self.outcome['reason']}",
+        ]
+        return "\n".join(lines)
+
+
+def train(
+    run_date: dt.date,
+    lake: Lake | None = None,
+    params: TrainingParams | None = None,
+    dag_run_id: str | None = None,
+) -> TrainingSummary:
+    """Every step in order (what ``nuru-yield train --date D`` runs)."""
+    lake = lake or Lake.from_settings()
+    training_set = build_training_set(run_date, lake)
+    candidates = train_candidates(run_date, training_set, lake, params)
+    evaluation = evaluate_candidate(training_set, candidates["runs"][ENSEMBLE], lake)
+    outcome = apply_decision(decide_promotion(evaluation), dag_run_id)
+    return TrainingSummary(lake.uri(training_set), candidates, outcome)

@@ -1,0 +1,315 @@
+"""The MLflow side of training: the experiment, candidate runs, registered versions,
+aliases (``champion``, ``previous``, ``challenger``) and the audit of every decision.
+
+MLflow keeps no history of alias moves, so each decision is also an append-only row of
+``model_promotions`` (DESIGN §6). The row is inserted in a database transaction that
+commits only after the aliases have moved: a failed move leaves no row claiming it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nuru_yield.config import get_settings
+from nuru_yield.errors import RegistryError
+from nuru_yield.training.candidates import ENSEMBLE
+from nuru_yield.training.serving import MODEL_ARTIFACT
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "YieldPrediction_MultiModel"
+MODEL_NAME = ENSEMBLE
+CHAMPION = "champion"
+PREVIOUS = "previous"
+CHALLENGER = "challenger"
+# The seed's registry stages, mapped onto the aliases that replaced them.
+STAGE_ALIASES = {"production": CHAMPION, "staging": CHALLENGER}
+
+
+def mlflow_client() -> MlflowClient:
+    """A client on the configured tracking/registry URI, also set for the fluent API."""
+    import mlflow
+
+    uri = get_settings().mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client: MlflowClient) -> str:
+    """The id of ``YieldPrediction_MultiModel``, created with ``MLFLOW_ARTIFACT_ROOT`` as its
+    artifact location if it does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is not None:
+        return experiment.experiment_id
+    root = get_settings().mlflow_artifact_root
+    location = root if "://" in root else Path(root).resolve().as_uri()
+    try:
+        return client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+    except MlflowException:  # created meanwhile by a concurrent run
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None (read from the registered model: version
+    searches do not always return aliases, and a missing alias is a different error code
+    on each backend)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        aliases = client.get_registered_model(name).aliases
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    version = aliases.get(alias)
+    return None if version is None else str(version)
+
+
+def resolve_model_uri(client: MlflowClient, uri: str) -> tuple[str, str]:
+    """``models:/name@alias`` or ``models:/name/version`` → (name, version)."""
+    path = uri.removeprefix("models:/")
+    if "@" in path:
+        name, alias = path.split("@", 1)
+        version = alias_version(client, name, alias)
+        if version is None:
+            raise RegistryError(f"registered model {name!r} has no @{alias} version")
+        return name, version
+    name, _, version = path.rpartition("/")
+    if not name or not version.isdigit():
+        raise RegistryError(f"expected models:/<name>@<alias> or models:/<name>/<version>: {uri}")
+    return name, version
+
+
+def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
+    """Register the model logged by ``run_id`` under ``name`` (reusing the version already
+    registered from that run, if any); returns the version."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as error:
+        raise RegistryError(f"no MLflow run {run_id!r}: {error.message}") from None
+    existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if existing:
+        return str(max(int(v.version) for v in existing))
+    try:
+        version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name)
+    except MlflowException as error:
+        raise RegistryError(
+            f"cannot register the model of run {run_id}: {error.message.splitlines()[0]}"
+        ) from None
+    return str(version.version)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One recorded registry decision (a ``model_promotions`` row)."""
+
+    model_name: str
+    alias: str
+    decision: str  # promoted | refused | rolled_back
+    reason: str
+    candidate_version: str | None
+    previous_version: str | None
+    candidate_metrics: dict[str, Any] | None = None
+    champion_metrics: dict[str, Any] | None = None
+
+    @property
+    def alias_moved(self) -> bool:
+        return self.decision in ("promoted", "rolled_back")
+
+    def summary(self) -> str:
+        """One line for a person: what happened to which version, and why."""
+        before = f"v{self.previous_version}" if self.previous_version else "none"
+        return (
+            f"{self.model_name} v{self.candidate_version}: {self.decision} "
+            f"(@{self.alias} was {before}) — {self.reason}"
+        )
+
+
+def record_decision(
+    client: MlflowClient,
+    decision: Decision,
+    *,
+    move: Callable[[], None] | None = None,
+    dag_run_id: str | None = None,
+    actor: str = "gate",
+) -> Decision:
+    """Append the audit row, tag the candidate version, then run ``move`` (the alias
+    change); the row commits only if all of that succeeded."""
+    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import database_errors, writer
+    from nuru_yield.db.schema import model_promotions
+
+    decided_at = dt.datetime.now(dt.UTC)
+    row = {
+        "decided_at": decided_at,
+        "model_name": decision.model_name,
+        "candidate_version": decision.candidate_version,
+        "previous_version": decision.previous_version,
+        "alias": decision.alias,
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "candidate_metrics": decision.candidate_metrics,
+        "champion_metrics": decision.champion_metrics,
+        "dag_run_id": dag_run_id,
+        "actor": actor,
+    }
+    tags = {
+        "nuru.decision": decision.decision,
+        "nuru.decision_reason": decision.reason,
+        "nuru.decision_alias": decision.alias,
+        "nuru.decided_at": decided_at.isoformat(timespec="seconds"),
+        "nuru.decided_by": actor,
+        "nuru.compared_with_version": decision.previous_version or "",
+    }
+    if decision.candidate_metrics:
+        tags["nuru.candidate_rmse"] = f"{decision.candidate_metrics['rmse']:.3f}"
+    if decision.champion_metrics:
+        tags["nuru.champion_rmse"] = f"{decision.champion_metrics['rmse']:.3f}"
+    engine = get_engine()
+    with (
+        database_errors(engine, f"recording the {decision.decision} decision"),
+        writer(engine).begin() as connection,
+    ):
+        connection.execute(model_promotions.insert().values(**row))
+        if decision.candidate_version is not None:
+            for key, value in tags.items():
+                client.set_model_version_tag(
+                    decision.model_name, decision.candidate_version, key, value
+                )
+        if move is not None:
+            move()
+    log.info(
+        "%s v%s: %s (@%s): %s",
+        decision.model_name,
+        decision.candidate_version,
+        decision.decision,
+        decision.alias,
+        decision.reason,
+    )
+    return decision
+
+
+def _move_champion(client: MlflowClient, name: str, version: str, old: str | None) -> None:
+    """``champion`` → ``version``; the old champion keeps ``previous``."""
+    if old is not None and old != version:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def promote_version(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    alias: str = CHAMPION,
+    reason: str,
+    candidate_metrics: dict[str, Any] | None = None,
+    champion_metrics: dict[str, Any] | None = None,
+    dag_run_id: str | None = None,
+    actor: str = "gate",
+) -> Decision:
+    """Point ``alias`` at ``version`` (for ``champion``, the old one becomes ``previous``)
+    and record it."""
+    old = alias_version(client, name, alias)
+
+    def move() -> None:
+        if alias == CHAMPION:
+            _move_champion(client, name, version, old)
+        else:
+            client.set_registered_model_alias(name, alias, version)
+
+    decision = Decision(
+        model_name=name,
+        alias=alias,
+        decision="promoted",
+        reason=reason,
+        candidate_version=version,
+        previous_version=old,
+        candidate_metrics=candidate_metrics,
+        champion_metrics=champion_metrics,
+    )
+    return record_decision(client, decision, move=move, dag_run_id=dag_run_id, actor=actor)
+
+
+def promote_run(
+    run_id: str,
+    model_name: str = MODEL_NAME,
+    stage: str = "Production",
+    *,
+    actor: str = "cli",
+    dag_run_id: str | None = None,
+) -> Decision:
+    """The seed script's operation: register the run's model under ``model_name`` and move
+    the alias its stage maps to (``Production`` → ``champion``, ``Staging`` →
+    ``challenger``), recorded like any promotion. No gate: this is the manual override."""
+    from mlflow.models import Model
+
+    alias = STAGE_ALIASES.get(stage.lower())
+    if alias is None:
+        raise RegistryError(
+            f"unknown stage {stage!r}: use Production (alias @{CHAMPION}) "
+            f"or Staging (alias @{CHALLENGER})"
+        )
+    client = mlflow_client()
+    version = register_run_model(client, run_id, model_name)
+    metadata = Model.load(f"models:/{model_name}/{version}").metadata or {}
+    if "intervals" not in metadata:
+        raise RegistryError(
+            f"run {run_id} has no model logged by nuru-yield training (no interval metadata): "
+            "scoring could not use it"
+        )
+    run_metrics = client.get_run(run_id).data.metrics
+    return promote_version(
+        client,
+        model_name,
+        version,
+        alias=alias,
+        reason=f"manual promotion of run {run_id} (stage {stage} → @{alias})",
+        candidate_metrics={k: v for k, v in run_metrics.items() if "/" not in k} or None,
+        dag_run_id=dag_run_id,
+        actor=actor,
+    )
+
+
+def rollback(
+    model_name: str = MODEL_NAME, *, actor: str = "cli", dag_run_id: str | None = None
+) -> Decision:
+    """Restore ``previous`` as ``champion``; the demoted version becomes ``previous`` (so a
+    second rollback undoes the first)."""
+    client = mlflow_client()
+    restored = alias_version(client, model_name, PREVIOUS)
+    if restored is None:
+        raise RegistryError(f"{model_name} has no @{PREVIOUS} version to roll back to")
+    demoted = alias_version(client, model_name, CHAMPION)
+
+    def move() -> None:
+        _move_champion(client, model_name, restored, demoted)
+
+    decision = Decision(
+        model_name=model_name,
+        alias=CHAMPION,
+        decision="rolled_back",
+        reason=f"rollback: v{restored} restored as @{CHAMPION}, v{demoted} becomes @{PREVIOUS}",
+        candidate_version=restored,
+        previous_version=demoted,
+    )
+    return record_decision(client, decision, move=move, dag_run_id=dag_run_id, actor=actor)

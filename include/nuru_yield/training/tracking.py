@@ -1,0 +1,122 @@
+"""Logging a training round to the experiment: a parent run per training date and one
+child run per candidate with its parameters, metrics, model, importances and plots."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.training.candidates import NAIVE, CandidateResult, TrainingParams
+from nuru_yield.training.dataset import TemporalSplit
+from nuru_yield.training.evaluation import flat_metrics, residuals_figure
+from nuru_yield.training.registry import experiment_id, mlflow_client
+from nuru_yield.training.serving import MODEL_ARTIFACT, model_metadata
+
+# Pinned from the running environment: MLflow would otherwise infer them by loading each
+# model again in a subprocess.
+_MODEL_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "lightgbm", "skops", "numpy")
+
+
+def input_example(
+    frame: pd.DataFrame, feature_columns: Sequence[str], rows: int = 5
+) -> pd.DataFrame:
+    """A few real rows as float64, each with one feature missing: the logged signature must
+    accept NaN anywhere (cloud-masked NDVI, gaps in weather) — NOTES.md, Known traps."""
+    example = frame.loc[: rows - 1, list(feature_columns)].astype(np.float64).reset_index(drop=True)
+    for row in range(len(example)):
+        example.iat[row, row % len(feature_columns)] = np.nan
+    return example
+
+
+def _log_model(
+    result: CandidateResult, example: pd.DataFrame, feature_columns: Sequence[str]
+) -> None:
+    import mlflow
+    import skops.io
+    from mlflow.models import infer_signature
+
+    signature = infer_signature(example, result.model.predict(example.to_numpy()))
+    # skops (safe loading) needs the non-sklearn types named up front; they are exactly the
+    # ones this model is made of.
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(result.model))
+    mlflow.sklearn.log_model(
+        result.model,
+        name=MODEL_ARTIFACT,
+        serialization_format="skops",
+        skops_trusted_types=trusted,
+        signature=signature,
+        input_example=example,
+        metadata=model_metadata(result.name, feature_columns, result.intervals),
+        pip_requirements=[f"{package}=={version(package)}" for package in _MODEL_PACKAGES],
+    )
+
+
+def log_training_round(
+    results: Sequence[CandidateResult],
+    split: TemporalSplit,
+    *,
+    run_date: dt.date,
+    params: TrainingParams,
+    feature_columns: Sequence[str],
+    training_set_uri: str,
+) -> dict[str, str]:
+    """Log every candidate as a child run of one parent run; returns ``{candidate: run_id}``
+    (the parent under ``"parent"``)."""
+    import mlflow
+
+    client = mlflow_client()
+    experiment = experiment_id(client)
+    common_params: dict[str, Any] = {
+        **split.describe(),
+        "run_date": run_date.isoformat(),
+        "training_set": training_set_uri,
+        "feature_count": len(feature_columns),
+    }
+    example = input_example(split.evaluation, feature_columns)
+    run_ids: dict[str, str] = {}
+    with mlflow.start_run(
+        experiment_id=experiment,
+        run_name=f"training {run_date.isoformat()}",
+        tags={"nuru.run_date": run_date.isoformat()},
+    ) as parent:
+        run_ids["parent"] = parent.info.run_id
+        mlflow.log_params(common_params)
+        mlflow.log_dict(
+            {r.name: r.evaluation["overall"] for r in results}, "candidates_overall.json"
+        )
+        for result in results:
+            with mlflow.start_run(
+                experiment_id=experiment,
+                run_name=result.name,
+                nested=True,
+                tags={"nuru.run_date": run_date.isoformat(), "nuru.candidate": result.name},
+            ) as run:
+                run_ids[result.name] = run.info.run_id
+                mlflow.log_params(common_params)
+                if result.name != NAIVE:
+                    mlflow.log_params(params.as_params())
+                mlflow.log_metrics(flat_metrics(result.evaluation))
+                mlflow.log_dict(result.evaluation, "evaluation.json")
+                mlflow.log_dict(result.intervals.to_dict(), "intervals.json")
+                mlflow.log_figure(
+                    residuals_figure(
+                        split.evaluation,
+                        result.predicted,
+                        result.intervals.buckets,
+                        result.name,
+                    ),
+                    "residuals.png",
+                )
+                if result.importances is not None:
+                    ranked = dict(sorted(result.importances.items(), key=lambda kv: -kv[1]))
+                    mlflow.log_dict(ranked, "feature_importances.json")
+                if result.name == NAIVE:
+                    mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
+                else:
+                    _log_model(result, example, feature_columns)
+    return run_ids
