@@ -84,7 +84,9 @@ def features(date: DateOption) -> None:
 @app.command()
 def train(date: DateOption) -> None:
     """Train candidates, evaluate, and run the promotion gate."""
-    raise _not_built("train", "issue 4")
+    from nuru_yield.training import train as run_training
+
+    typer.echo(run_training(date.date()).render())
 
 
 @app.command()
@@ -94,13 +96,17 @@ def promote(
     stage: Annotated[str, typer.Option()] = "Production",
 ) -> None:
     """Register a run's model and move the alias its stage maps to."""
-    raise _not_built("promote", "issue 4")
+    from nuru_yield.training import promote_run
+
+    typer.echo(promote_run(run_id, model_name, stage, actor="cli").summary())
 
 
 @app.command()
 def rollback(model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor") -> None:
     """Restore the `previous` champion."""
-    raise _not_built("rollback", "issue 4")
+    from nuru_yield.training import rollback as run_rollback
+
+    typer.echo(run_rollback(model_name, actor="cli").summary())
 
 
 @app.command()
