@@ -1,0 +1,86 @@
+"""Realized accuracy: forecasts scored against the harvest labels that arrived later.
+
+Pure functions over frames. Errors are reduced to additive sums per group (season ×
+season year × model × version × lead time) so that prediction logs can be streamed one
+run date at a time and combined; :func:`finalize` turns the sums into RMSE, MAE, bias
+(forecast − actual: positive means over-forecast) and the coverage of the prediction
+interval. Lead time is the days-after-planting bucket of the forecast — the buckets of the
+training evaluation (:func:`nuru_yield.training.intervals.training_buckets`), so realized
+and evaluated accuracy compare like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.features import KEY_COLUMNS
+from nuru_yield.training.intervals import dap_bucket
+
+GROUP_COLUMNS = ["season", "season_year", "model_name", "model_version", "lead_time_days"]
+FORECAST_COLUMNS = [
+    *KEY_COLUMNS,
+    "model_name",
+    "model_version",
+    "days_after_planting",
+    "predicted_yield_kg_per_ha",
+    "yield_lower",
+    "yield_upper",
+]
+LABEL_COLUMNS = [*KEY_COLUMNS, "yield_kg_per_ha"]
+_SUMS = ["n", "error_sum", "abs_error_sum", "squared_error_sum", "n_interval", "covered"]
+
+
+def error_sums(
+    forecasts: pd.DataFrame, labels: pd.DataFrame, buckets: Sequence[int]
+) -> pd.DataFrame:
+    """Additive error sums per group for the forecasts whose plot-season has a label;
+    ``lead_time_days`` is the lower bound of the forecast's bucket in ``buckets``."""
+    joined = forecasts[FORECAST_COLUMNS].merge(labels[LABEL_COLUMNS], on=KEY_COLUMNS, how="inner")
+    actual = joined["yield_kg_per_ha"].to_numpy(np.float64)
+    error = joined["predicted_yield_kg_per_ha"].to_numpy(np.float64) - actual
+    lower = joined["yield_lower"].to_numpy(np.float64, na_value=np.nan)
+    upper = joined["yield_upper"].to_numpy(np.float64, na_value=np.nan)
+    has_interval = ~(np.isnan(lower) | np.isnan(upper))
+    frame = joined[GROUP_COLUMNS[:-1]].assign(
+        lead_time_days=dap_bucket(joined["days_after_planting"].to_numpy(np.float64), buckets),
+        n=1,
+        error_sum=error,
+        abs_error_sum=np.abs(error),
+        squared_error_sum=error**2,
+        n_interval=has_interval.astype(np.int64),
+        covered=(has_interval & (actual >= lower) & (actual <= upper)).astype(np.int64),
+    )
+    return frame.groupby(GROUP_COLUMNS, as_index=False, observed=True)[_SUMS].sum()
+
+
+def combine(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Add up the sums of several :func:`error_sums` results (e.g. one per run date)."""
+    frames = [part for part in parts if not part.empty]
+    if not frames:
+        return pd.DataFrame(columns=GROUP_COLUMNS + _SUMS)
+    return pd.concat(frames).groupby(GROUP_COLUMNS, as_index=False, observed=True)[_SUMS].sum()
+
+
+def finalize(sums: pd.DataFrame) -> pd.DataFrame:
+    """RMSE, MAE, bias, coverage (NaN without intervals) and n per group."""
+    n = sums["n"].to_numpy(np.float64)
+    n_interval = sums["n_interval"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coverage = np.where(n_interval > 0, sums["covered"] / n_interval, np.nan)
+    return sums[GROUP_COLUMNS].assign(
+        rmse=np.sqrt(sums["squared_error_sum"] / n),
+        mae=sums["abs_error_sum"] / n,
+        bias=sums["error_sum"] / n,
+        coverage=coverage,
+        n=sums["n"].astype(np.int64),
+    )
+
+
+def realized_accuracy(
+    forecasts: pd.DataFrame, labels: pd.DataFrame, buckets: Sequence[int]
+) -> pd.DataFrame:
+    """:func:`finalize` of :func:`error_sums` for one frame of forecasts."""
+    return finalize(error_sums(forecasts, labels, buckets))

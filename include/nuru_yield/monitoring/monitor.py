@@ -1,0 +1,364 @@
+"""One monitoring run for a run date — the I/O edge around the pure parts of this package.
+
+:func:`run_monitoring` (``nuru-yield drift --date D`` and the ``drift_monitoring`` DAG):
+
+1. current rows: the champion's rows of the prediction log for D (features + prediction),
+   or, when D was not scored, the features partition (features only);
+2. the crop-calendar-aware reference (:mod:`.reference`), and the reference prediction —
+   the same model version applied to the reference rows;
+3. drift per variable, overall and per county (:mod:`.drift`);
+4. realized accuracy of the labelled seasons (:mod:`.accuracy`) into ``model_performance``;
+5. the alert (:mod:`.alerts`), with a cooldown between retraining triggers;
+6. ``drift_reports`` rows, ``drift_report.json`` and ``drift_report.html`` for D.
+
+Rerunning a date replaces its own rows and files and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.config import Settings, get_settings
+from nuru_yield.errors import LakeError
+from nuru_yield.features import FEATURE_COLUMNS, load_raw
+from nuru_yield.lake import (
+    PREDICTION_LOG,
+    RAW_YIELDS,
+    Lake,
+    drift_html_path,
+    drift_report_path,
+    features_path,
+    prediction_log_path,
+)
+from nuru_yield.monitoring import accuracy
+from nuru_yield.monitoring.alerts import CHAMPION, Alert, accuracy_reasons, drift_reasons
+from nuru_yield.monitoring.drift import PREDICTION, detect_drift
+from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
+from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.statistics import DriftRule
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+VARIABLES: tuple[str, ...] = (*FEATURE_COLUMNS, PREDICTION)
+Predictor = Callable[[pd.DataFrame], np.ndarray]
+
+
+@dataclass(frozen=True)
+class MonitoringResult:
+    """What a run found and wrote; :meth:`xcom` is what the DAG passes on."""
+
+    report: DriftReport
+    report_uri: str
+    html_uri: str
+
+    @property
+    def alert(self) -> Alert:
+        return self.report.alert
+
+    def xcom(self) -> dict[str, Any]:
+        return {
+            "run_date": self.report.run_date.isoformat(),
+            "report": self.report_uri,
+            "html": self.html_uri,
+            "drifted": self.report.drifted,
+            "alert": self.alert.raised,
+            "trigger_training": self.alert.trigger,
+            "reason": self.alert.summary(),
+        }
+
+    def render(self) -> str:
+        overall = self.report.overall
+        statuses = pd.Series([d.comparison.status for d in overall]).value_counts()
+        counts = ", ".join(f"{count} {status}" for status, count in statuses.items())
+        lines = [
+            f"drift {self.report.run_date.isoformat()}: {len(overall)} variables ({counts})",
+            f"  drifted: {', '.join(self.report.drifted) or 'none'}",
+            f"  realized accuracy rows filled: {len(self.report.accuracy)}",
+            f"  alert: {self.alert.summary()}",
+            f"  report: {self.report_uri}",
+            f"  html:   {self.html_uri}",
+        ]
+        return "\n".join(lines)
+
+
+def rule_from(settings: Settings) -> DriftRule:
+    return DriftRule(
+        statistic=settings.drift_statistic,
+        threshold=settings.drift_threshold,
+        min_samples=settings.drift_min_samples,
+    )
+
+
+def reference_spec(settings: Settings, run_date: dt.date) -> ReferenceSpec:
+    return ReferenceSpec(
+        years=settings.drift_reference_years,
+        window_days=settings.drift_reference_window_days,
+        max_rows=settings.drift_reference_max_rows,
+        season_max_days=settings.season_max_days,
+        seed=run_date.toordinal(),  # the same date draws the same reference
+    )
+
+
+# --- current rows -------------------------------------------------------------------------
+def load_current(lake: Lake, run_date: dt.date) -> tuple[pd.DataFrame, str]:
+    """The champion's rows of D's prediction log, else D's features; and their URI."""
+    log_path = prediction_log_path(run_date)
+    if lake.exists(log_path):
+        frame = lake.read_parquet(log_path).to_pandas()
+        if "model_name" in frame.columns:
+            frame = frame[frame["model_name"] == CHAMPION].reset_index(drop=True)
+        return frame, lake.uri(log_path)
+    path = features_path(run_date)
+    if lake.exists(path):
+        log.warning("no prediction log for %s: monitoring the features only", run_date)
+        return lake.read_parquet(path).to_pandas(), lake.uri(path)
+    raise LakeError(
+        f"nothing to monitor for {run_date.isoformat()}: neither {lake.uri(log_path)} nor "
+        f"{lake.uri(path)} exists (run `nuru-yield features` and `score` first)"
+    )
+
+
+def champion_predictor(current: pd.DataFrame) -> Predictor | None:
+    """The model version that scored the current rows, as a function of feature rows, so the
+    reference prediction comes from the same model; None (logged) when it cannot load."""
+    if PREDICTION not in current.columns or "model_version" not in current.columns:
+        return None
+    from nuru_yield.training import MODEL_NAME, load_model
+
+    version = str(current["model_version"].mode().iloc[0])
+    uri = f"models:/{MODEL_NAME}/{version}"
+    try:
+        model = load_model(uri)
+    except Exception as error:  # registry unreachable or version gone: report, do not fail
+        log.warning("cannot load %s for the reference prediction: %s", uri, error)
+        return None
+    return lambda frame: model.predict(model.features(frame))
+
+
+# --- realized accuracy --------------------------------------------------------------------
+def _labels(lake: Lake) -> pd.DataFrame:
+    from nuru_yield.training.dataset import split_labels
+
+    if not lake.exists(RAW_YIELDS):
+        return pd.DataFrame(columns=accuracy.LABEL_COLUMNS)
+    good, rejected = split_labels(lake.read_parquet(RAW_YIELDS).to_pandas())
+    if len(rejected):
+        log.warning("realized accuracy: %d harvest labels quarantined", len(rejected))
+    return good
+
+
+def seasons_to_score(
+    labels: pd.DataFrame, existing: pd.DataFrame, run_date: dt.date, recent_years: int
+) -> list[tuple[str, int]]:
+    """Labelled seasons to (re)compute: recent ones — labels still arrive — and any older
+    one not filled yet."""
+    done = set(zip(existing["season"], existing["season_year"].astype(int), strict=True))
+    labelled = labels[["season", "season_year"]].drop_duplicates()
+    return sorted(
+        (str(season), int(year))
+        for season, year in labelled.itertuples(index=False)
+        if int(year) >= run_date.year - recent_years or (season, int(year)) not in done
+    )
+
+
+def forecast_error_sums(
+    lake: Lake,
+    labels: pd.DataFrame,
+    seasons: Sequence[tuple[str, int]],
+    run_date: dt.date,
+    buckets: Sequence[int],
+) -> pd.DataFrame:
+    """Error sums of every logged forecast (up to ``run_date``) of the labelled seasons,
+    one prediction-log partition at a time (bounded memory)."""
+    import pyarrow.dataset as ds
+
+    years = sorted({year for _, year in seasons})
+    wanted = ds.field("season_year").isin(years) & ds.field("season").isin(
+        sorted({season for season, _ in seasons})
+    )
+    keys = pd.DataFrame(seasons, columns=["season", "season_year"])
+    labels = labels.merge(keys, on=["season", "season_year"])
+    parts = []
+    for day in lake.partition_dates(PREDICTION_LOG):
+        # A season's forecasts run from its planting year into the next (Short Rains).
+        if day > run_date or not years[0] <= day.year <= years[-1] + 1:
+            continue
+        frame = lake.read_parquet(
+            prediction_log_path(day), columns=accuracy.FORECAST_COLUMNS, filters=wanted
+        ).to_pandas()
+        parts.append(accuracy.error_sums(frame, labels, buckets))
+    return accuracy.combine(parts)
+
+
+def update_realized_accuracy(
+    lake: Lake, engine: sa.Engine, run_date: dt.date, settings: Settings
+) -> pd.DataFrame:
+    """Fill ``model_performance`` for the labelled seasons; returns the rows that are new or
+    whose forecast count changed (labels arrived since the last run)."""
+    import sqlalchemy as sa
+
+    from nuru_yield.db import replace_rows
+    from nuru_yield.db.schema import model_performance
+    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
+    from nuru_yield.training.intervals import training_buckets
+
+    labels = _labels(lake)
+    with engine.connect() as connection:
+        existing = pd.DataFrame(
+            connection.execute(sa.select(model_performance)).mappings().all(),
+            columns=[c.name for c in model_performance.columns],
+        )
+    seasons = seasons_to_score(labels, existing, run_date, settings.accuracy_recent_years)
+    if not seasons:
+        return pd.DataFrame(columns=[*accuracy.GROUP_COLUMNS, "rmse", "mae", "bias", "coverage"])
+    buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, settings.season_max_days)
+    performance = accuracy.finalize(forecast_error_sums(lake, labels, seasons, run_date, buckets))
+    computed_at = dt.datetime.now(dt.UTC)  # audit stamp only; no logic depends on it
+    for season, year in seasons:
+        rows = performance[(performance["season"] == season) & (performance["season_year"] == year)]
+        if rows.empty:
+            continue  # labelled, but never forecast: keep whatever was there
+        records = [
+            {**_plain(record), "computed_at": computed_at}
+            for record in rows.to_dict(orient="records")
+        ]
+        replace_rows(engine, model_performance, {"season": season, "season_year": year}, records)
+    previous = existing[[*accuracy.GROUP_COLUMNS, "n"]].rename(columns={"n": "previous_n"})
+    merged = performance.merge(
+        previous.astype({"season_year": "int64", "lead_time_days": "int64"}),
+        on=accuracy.GROUP_COLUMNS,
+        how="left",
+    )
+    fresh = merged[merged["previous_n"].isna() | (merged["previous_n"] != merged["n"])]
+    return fresh.drop(columns="previous_n").reset_index(drop=True)
+
+
+def _plain(record: dict[str, Any]) -> dict[str, Any]:
+    """numpy scalars → Python, NaN → None (database NULL)."""
+    out = {}
+    for key, value in record.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
+    """The training-evaluation metrics (flat MLflow names) of each registered version."""
+    from nuru_yield.training import MODEL_NAME
+    from nuru_yield.training.registry import mlflow_client
+
+    if not versions:
+        return {}
+    metrics: dict[str, dict[str, float]] = {}
+    try:
+        client = mlflow_client()
+        for version in versions:
+            run_id = client.get_model_version(MODEL_NAME, str(version)).run_id
+            metrics[str(version)] = dict(client.get_run(run_id).data.metrics)
+    except Exception as error:  # no registry: realized accuracy is still recorded
+        log.warning("cannot read evaluation metrics from MLflow: %s", error)
+    return metrics
+
+
+# --- the alert ----------------------------------------------------------------------------
+def earlier_trigger(lake: Lake, run_date: dt.date, cooldown_days: int) -> str | None:
+    """The latest run date within the cooldown whose report triggered retraining."""
+    for back in range(1, cooldown_days + 1):
+        day = run_date - dt.timedelta(days=back)
+        path = drift_report_path(day)
+        if lake.exists(path) and lake.read_json(path).get("alert", {}).get("trigger_training"):
+            return day.isoformat()
+    return None
+
+
+def decide_alert(
+    lake: Lake,
+    run_date: dt.date,
+    drifts: Sequence[Any],
+    fresh: pd.DataFrame,
+    settings: Settings,
+) -> Alert:
+    reasons = drift_reasons(drifts, settings.drift_alert_min_variables)
+    if not fresh.empty:
+        champion = fresh[fresh["model_name"] == CHAMPION]
+        versions = sorted({str(v) for v in champion["model_version"]})
+        reasons += accuracy_reasons(
+            fresh,
+            evaluation_metrics(versions),
+            settings.accuracy_rmse_margin,
+            settings.accuracy_min_samples,
+        )
+    if not reasons:
+        return Alert()
+    return Alert(tuple(reasons), earlier_trigger(lake, run_date, settings.alert_cooldown_days))
+
+
+# --- the run ------------------------------------------------------------------------------
+def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
+    """Raw inputs from the first reference season year to ``run_date``."""
+    return load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
+
+
+def write_drift_rows(engine: sa.Engine, run_date: dt.date, report: DriftReport) -> int:
+    from nuru_yield.db import replace_rows
+    from nuru_yield.db.schema import drift_reports
+
+    columns = {c.name for c in drift_reports.columns} - {"id", "run_date"}
+    rows = [
+        {key: value for key, value in _plain(d.as_row()).items() if key in columns}
+        for d in report.drifts
+    ]
+    return replace_rows(engine, drift_reports, {"run_date": run_date}, rows)
+
+
+def run_monitoring(
+    run_date: dt.date,
+    *,
+    lake: Lake | None = None,
+    engine: sa.Engine | None = None,
+    settings: Settings | None = None,
+    predictor: Predictor | None = None,
+) -> MonitoringResult:
+    """Monitor one run date (see the module doc). ``predictor`` overrides the model that
+    predicts the reference rows (default: the version that scored D)."""
+    from nuru_yield.db import get_engine
+
+    settings = settings or get_settings()
+    lake = lake or Lake.from_settings(settings)
+    engine = engine or get_engine(settings.predictions_db_url)
+    current, source = load_current(lake, run_date)
+    spec = reference_spec(settings, run_date)
+    reference, described = matched_reference(_reference_raw(lake, run_date, spec), current, spec)
+    if not current.empty and PREDICTION in current.columns and not reference.empty:
+        predictor = predictor or champion_predictor(current)
+        if predictor is not None:
+            reference[PREDICTION] = predictor(reference)
+    rule = rule_from(settings)
+    drifts = detect_drift(reference, current, VARIABLES, rule)
+    fresh = update_realized_accuracy(lake, engine, run_date, settings)
+    alert = decide_alert(lake, run_date, drifts, fresh, settings)
+    report = DriftReport(run_date, source, described, rule, drifts, alert, fresh)
+
+    write_drift_rows(engine, run_date, report)
+    report_uri = lake.write_json(drift_report_path(run_date), report.to_json())
+    html_uri = lake.write_bytes(
+        drift_html_path(run_date), render_html(report, reference, current).encode()
+    )
+    for reason in alert.reasons:
+        log.warning("ALERT %s: %s", run_date.isoformat(), reason)
+    if alert.raised and not alert.trigger:
+        log.warning("retraining not triggered again: triggered on %s", alert.suppressed_by)
+    return MonitoringResult(report, report_uri, html_uri)

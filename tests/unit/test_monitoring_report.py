@@ -1,0 +1,105 @@
+"""The drift report: JSON content and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.monitoring.alerts import Alert
+from nuru_yield.monitoring.drift import detect_drift
+from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.statistics import DriftRule
+
+RUN_DATE = dt.date(2024, 6, 30)
+
+
+def sample_report() -> tuple[DriftReport, pd.DataFrame, pd.DataFrame]:
+    """A report over two counties: rain collapsed (drifted), altitude unchanged (ok), and
+    NDVI missing in almost every current row (insufficient data)."""
+    rng = np.random.default_rng(0)
+    n_ref, n_cur = 3000, 1200
+    reference = pd.DataFrame(
+        {
+            "county": rng.choice(["Bungoma", "Kitui"], n_ref),
+            "precip_total": rng.gamma(6.0, 60.0, n_ref),
+            "altitude": rng.normal(1500, 200, n_ref),
+            "mean_ndvi": rng.normal(0.5, 0.1, n_ref),
+        }
+    )
+    current = pd.DataFrame(
+        {
+            "county": rng.choice(["Bungoma", "Kitui"], n_cur),
+            "precip_total": rng.gamma(6.0, 60.0, n_cur) * 0.4,
+            "altitude": rng.normal(1500, 200, n_cur),
+            "mean_ndvi": np.where(rng.random(n_cur) < 0.95, np.nan, 0.5),
+        }
+    )
+    rule = DriftRule(min_samples=100)
+    drifts = detect_drift(reference, current, ["precip_total", "altitude", "mean_ndvi"], rule)
+    accuracy = pd.DataFrame(
+        [
+            {
+                "season": "Long Rains",
+                "season_year": 2023,
+                "model_name": "champion",
+                "model_version": "3",
+                "lead_time_days": 60,
+                "rmse": 710.5,
+                "mae": 520.25,
+                "bias": -40.0,
+                "coverage": float("nan"),
+                "n": 900,
+            }
+        ]
+    )
+    report = DriftReport(
+        RUN_DATE,
+        "file:///lake/monitoring/predictions/2024-06-30/predictions.parquet",
+        {"rows": n_ref, "strata": []},
+        rule,
+        drifts,
+        Alert(("drift: 1 of 3 variables beyond threshold (precip_total psi 3.10 > 0.25)",)),
+        accuracy,
+    )
+    return report, reference, current
+
+
+def test_json_report_lists_every_variable_and_county_and_is_strict_json() -> None:
+    report, _, _ = sample_report()
+    payload = report.to_json()
+    text = json.dumps(payload, allow_nan=False)  # NaN coverage must have become null
+    assert json.loads(text)["realized_accuracy"][0]["coverage"] is None
+    assert payload["drifted"] == ["precip_total"]
+    assert payload["alert"] == {
+        "raised": True,
+        "trigger_training": True,
+        "reasons": [report.alert.reasons[0]],
+        "suppressed_by": None,
+    }
+    keys = {(v["feature"], v["county"]): v["status"] for v in payload["variables"]}
+    assert len(keys) == 9  # 3 variables × (all plots, Bungoma, Kitui)
+    assert keys[("mean_ndvi", None)] == "insufficient data"
+    assert keys[("altitude", "Kitui")] == "ok"
+    assert keys[("precip_total", "Bungoma")] == "drifted"
+
+
+def test_html_is_self_contained_with_a_summary_and_charts_of_drifted_variables() -> None:
+    report, reference, current = sample_report()
+    page = render_html(report, reference, current)
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert not re.search(r"url\((?!#)|(?:src|href)=\"(?!#)", page)  # only in-page references
+    urls = set(re.findall(r"https?://[^\"\s<]+", page))
+    assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}  # namespaces
+    summary = page[page.index('<table class="summary">') :]
+    summary = summary[: summary.index("</table>")]
+    assert summary.count("<tr class=") == 3
+    assert '<tr class="drifted"><td class="name">precip_total</td>' in summary
+    assert '<tr class="insufficient"><td class="name">mean_ndvi</td>' in summary
+    charts = re.findall(r'<figure class="chart" data-variable="([^"]+)"><svg', page)
+    assert charts == ["precip_total"]  # only drifted variables get histograms
+    assert "Realized accuracy" in page and "710.5" in page
+    assert "Retraining (model_training) triggered." in page
