@@ -121,7 +121,9 @@ def score(
 @app.command()
 def drift(date: DateOption) -> None:
     """Drift statistics, realized accuracy and the retraining trigger for one date."""
-    raise _not_built("drift", "issue 6")
+    from nuru_yield.monitoring import run_monitoring
+
+    typer.echo(run_monitoring(date.date()).render())
 
 
 @app.command()
