@@ -370,6 +370,10 @@ def test_publish_that_cannot_lock_fails_clearly_and_a_retry_succeeds(postgres_db
             "predictions_20250410_ix_predictions_plot",
             "predictions_20250410_pkey",
         ]
+        options = connection.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'predictions_20250410'"
+        )
+        assert options.scalar_one() is None  # autovacuum back on for the partition
 
 
 @pytest.mark.postgres

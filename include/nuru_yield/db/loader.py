@@ -82,10 +82,19 @@ def staging_name(run_date: dt.date) -> str:
     return f"predictions_stage_{run_date:%Y%m%d}"
 
 
-def _plain_table(name: str) -> sa.Table:
-    """A table with the columns (and NOT NULLs) of ``predictions``, without key or index."""
+def _create_plain(connection: sa.Connection, name: str) -> sa.Table:
+    """Create, unless it exists, a table with the columns (and NOT NULLs) of ``predictions``
+    and no key or index. On PostgreSQL autovacuum is off for it: analyzing a table while it
+    loads is wasted work, and an autovacuum holding its lock would stall the swap (it is
+    cancelled only after ``deadlock_timeout``). The partition gets autovacuum back at publish.
+    """
     columns = [sa.Column(c.name, c.type, nullable=c.nullable) for c in _PREDICTION_COLUMNS]
-    return sa.Table(name, sa.MetaData(), *columns)
+    table = sa.Table(name, sa.MetaData(), *columns)
+    if not sa.inspect(connection).has_table(name):
+        table.create(connection)
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"ALTER TABLE {name} SET (autovacuum_enabled = false)")
+    return table
 
 
 def _canonical(batches: Batches) -> Iterator[pa.RecordBatch]:
@@ -146,7 +155,7 @@ def _create_staging(engine: sa.Engine, table: str) -> None:
     with writer(engine).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock(hashtext('{table}'))")
-        _plain_table(table).create(connection, checkfirst=True)
+        _create_plain(connection, table)
 
 
 def stage(
@@ -254,7 +263,6 @@ def _publish_postgres(engine: sa.Engine, run_date: dt.date, lock_timeout_s: floa
             connection.exec_driver_sql(
                 f"CREATE INDEX {stage_table}_{suffix} ON {stage_table} ({columns})"
             )
-        connection.exec_driver_sql(f"ANALYZE {stage_table}")
     # 2. The swap: catalog changes only, in one transaction.
     with engine.begin() as connection:
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{round(lock_timeout_s * 1000)}ms'")
@@ -267,7 +275,9 @@ def _publish_postgres(engine: sa.Engine, run_date: dt.date, lock_timeout_s: floa
         connection.exec_driver_sql(
             f"ALTER TABLE predictions ATTACH PARTITION {partition} FOR VALUES IN ('{run_date}')"
         )
-        connection.exec_driver_sql(f"ALTER TABLE {partition} DROP CONSTRAINT {check}")
+        connection.exec_driver_sql(
+            f"ALTER TABLE {partition} DROP CONSTRAINT {check}, RESET (autovacuum_enabled)"
+        )
         connection.execute(sa.delete(_STAGED).where(_STAGED.c.run_date == run_date))
     return rows
 
@@ -316,11 +326,10 @@ def bare_ingest(engine: sa.Engine, table: str, batches: Batches) -> int:
     """Baseline for benchmarks: load prediction batches the barest fast way — one binary
     ``COPY`` (one ``executemany`` on SQLite) into a fresh table without key or index, one
     commit — then drop the table. Returns the rows loaded."""
-    plain = _plain_table(table)
     with database_errors(engine, f"bare ingest into {table}"):
         with writer(engine).begin() as connection:
-            plain.drop(connection, checkfirst=True)
-            plain.create(connection)
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+            plain = _create_plain(connection, table)
             rows = _write(connection, table, _canonical(batches))
         with writer(engine).begin() as connection:
             plain.drop(connection)
