@@ -249,6 +249,29 @@ def test_a_retried_shard_replaces_what_it_staged(engine: sa.Engine) -> None:
     }
 
 
+def test_shards_staged_in_parallel_publish_together(engine: sa.Engine) -> None:
+    ids = np.arange(2_000)
+    shards = shard_of(ids, 4)
+    errors: list[BaseException] = []
+
+    def stage_shard(shard: int) -> None:
+        try:
+            stage(
+                engine, NIGHT, [predictions_batch(NIGHT, ids[shards == shard].tolist())], shard, 4
+            )
+        except BaseException as error:  # handed to the test thread
+            errors.append(error)
+
+    workers = [threading.Thread(target=stage_shard, args=(shard,)) for shard in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert publish(engine, NIGHT) == 2_000
+    assert yields_by_date(engine)[NIGHT] == {int(i): 2000.0 + i for i in ids}
+
+
 def test_publish_refuses_nothing_or_part_of_a_run(engine: sa.Engine) -> None:
     replace_partition(engine, NIGHT, [predictions_batch(NIGHT, range(4))])
     with pytest.raises(DatabaseError, match=f"nothing is staged for {NIGHT}"):
