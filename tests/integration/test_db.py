@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.cli import main
+from nuru_yield.config import reset_settings
 from nuru_yield.db import (
     LATEST_VERSION,
     bare_ingest,
@@ -37,7 +41,6 @@ from tests.fixtures.services import free_port, wait_until
 
 NIGHT = dt.date(2025, 4, 10)
 OTHER_NIGHT = NIGHT - dt.timedelta(days=1)
-REPO = Path(__file__).resolve().parents[2]
 
 
 def predictions_batch(
@@ -399,45 +402,39 @@ def test_publish_that_cannot_lock_fails_clearly_and_a_retry_succeeds(postgres_db
         assert options.scalar_one() is None  # autovacuum back on for the partition
 
 
+def _load_until_killed(url: str, first_batch_written: Connection) -> None:
+    """In a forked child: stage a first batch, report it, then block until killed."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield predictions_batch(NIGHT, range(100), base_yield=1)
+        yield predictions_batch(NIGHT, range(100, 200), base_yield=1)
+        first_batch_written.send(True)
+        threading.Event().wait()  # never set: the parent kills this process
+        yield predictions_batch(NIGHT, range(200, 300), base_yield=1)
+
+    stage(get_engine(url), NIGHT, batches())
+
+
 @pytest.mark.postgres
 def test_a_loader_killed_midway_leaves_the_old_rows_and_a_rerun_succeeds(postgres_db: str) -> None:
     upgrade(postgres_db)
-    engine = get_engine(postgres_db)
-    replace_partition(engine, NIGHT, [predictions_batch(NIGHT, range(6))])
-    child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_LOADER, postgres_db],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    replace_partition(get_engine(postgres_db), NIGHT, [predictions_batch(NIGHT, range(6))])
+    dispose_engines()  # the forked child opens its own connections
+    fork = multiprocessing.get_context("fork")
+    parent_end, child_end = fork.Pipe()
+    child = fork.Process(target=_load_until_killed, args=(postgres_db, child_end))
+    child.start()
     try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "first batch written"
+        assert parent_end.poll(60) and parent_end.recv() is True
     finally:
         child.kill()
-        child.wait()
+        child.join()
+    engine = get_engine(postgres_db)
     assert yields_by_date(engine)[NIGHT] == {i: 2000.0 + i for i in range(6)}
     with pytest.raises(DatabaseError, match="nothing is staged"):
         publish(engine, NIGHT)
     assert replace_partition(engine, NIGHT, [predictions_batch(NIGHT, range(3), base_yield=4)]) == 3
     assert yields_by_date(engine)[NIGHT] == {i: 4.0 + i for i in range(3)}
-
-
-# Stages one shard, writes a first batch, then blocks (until killed) before the next one.
-KILLED_LOADER = f"""
-import datetime as dt, sys
-from nuru_yield.db import get_engine, stage
-from tests.integration.test_db import predictions_batch
-night = dt.date.fromisoformat("{NIGHT}")
-def batches():
-    yield predictions_batch(night, range(100), base_yield=1)
-    yield predictions_batch(night, range(100, 200), base_yield=1)
-    print("first batch written", flush=True)
-    sys.stdin.read()
-    yield predictions_batch(night, range(200, 300), base_yield=1)
-stage(get_engine(sys.argv[1]), night, batches())
-"""
 
 
 # --- small tables, baseline, errors, CLI ---------------------------------------------------
@@ -511,11 +508,18 @@ def test_cli_db_upgrade_twice_on_sqlite(nuru_home: Path, sqlite_db: str) -> None
     assert "latest_predictions" in sa.inspect(get_engine(sqlite_db)).get_view_names()
 
 
-def test_cli_db_upgrade_unreachable_is_one_line(nuru_home: Path) -> None:
+def test_cli_db_upgrade_unreachable_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     port = free_port()  # nothing listens there
-    url = f"postgresql+psycopg2://nuru:secret@127.0.0.1:{port}/nuru"
-    result = run_cli("db", "upgrade", env={"NURU_HOME": str(nuru_home), "PREDICTIONS_DB_URL": url})
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
+    monkeypatch.setenv(
+        "PREDICTIONS_DB_URL", f"postgresql+psycopg2://nuru:secret@127.0.0.1:{port}/nuru"
+    )
+    reset_settings()
+    with pytest.raises(SystemExit) as exited:
+        main(["db", "upgrade"])
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: connecting to the predictions database")
     assert f"127.0.0.1:{port}/nuru" in lines[0] and "secret" not in lines[0]
+    dispose_engines()
