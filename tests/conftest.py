@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.settings",
     "tests.fixtures.services",
+    "tests.fixtures.scoring",
 ]

@@ -114,8 +114,20 @@ def score(
     date: DateOption,
     shards: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
-    """Score every in-progress plot-season for one date."""
-    raise _not_built("score", "issue 5")
+    """Score every in-progress plot-season for one date (champion, and challenger in shadow)."""
+    from nuru_yield.scoring import score as score_run
+
+    summary = score_run(date.date(), shards=shards)
+    typer.echo(
+        f"{summary['run_date']}: {summary['plots_scored']:,} plots scored with "
+        f"v{summary['model_version']}"
+        + (
+            f" (+ challenger v{summary['challenger_version']})"
+            if summary["challenger_version"]
+            else ""
+        )
+        + f", {summary['rows']:,} rows published, log {summary['prediction_log_uri']}"
+    )
 
 
 @app.command()

@@ -1,0 +1,203 @@
+"""Batch scoring end to end on SQLite and on a real PostgreSQL: rows, intervals, drivers,
+idempotent reruns, shadow scoring, a load killed by SIGKILL, and one-line failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from nuru_yield.config import reset_settings
+from nuru_yield.errors import DatabaseError, RegistryError
+from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The predictions database of the test: the embedded SQLite default, or PostgreSQL."""
+    from nuru_yield.db import dispose_engines
+
+    if request.param == "postgres":
+        monkeypatch.setenv("PREDICTIONS_DB_URL", request.getfixturevalue("postgres_url"))
+        reset_settings()
+    yield request.param
+    dispose_engines()
+
+
+def _rows(sql: str) -> list[sa.Row]:
+    from nuru_yield.db import get_engine
+
+    with get_engine().connect() as connection:
+        return connection.execute(sa.text(sql)).all()
+
+
+def _predictions(model_name: str = "champion") -> list[sa.Row]:
+    return _rows(
+        "SELECT plot_id, season_year, season, model_version, predicted_yield_kg_per_ha, "
+        "yield_lower, yield_upper, interval_level, top_drivers, run_id, days_after_planting "
+        f"FROM predictions WHERE model_name = '{model_name}' ORDER BY plot_id"
+    )
+
+
+def _drivers(value: object) -> list[dict]:
+    return json.loads(value) if isinstance(value, str) else value  # JSON text on SQLite
+
+
+def test_score_publishes_every_in_progress_plot(registry: Registry, database: str) -> None:
+    from nuru_yield.features import FEATURE_COLUMNS
+    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.scoring import score
+
+    write_features()
+    summary = score(RUN_DATE, shards=3)
+
+    rows = _predictions()
+    assert len(rows) == PLOTS == summary["plots_scored"]
+    assert len({(r.plot_id, r.season_year, r.season) for r in rows}) == PLOTS
+    assert {r.model_version for r in rows} == {registry.champion}
+    assert {r.run_id for r in rows} == {summary["run_id"]}
+    for row in rows:
+        assert row.yield_lower < row.predicted_yield_kg_per_ha < row.yield_upper
+        assert row.interval_level == pytest.approx(0.8)
+        drivers = _drivers(row.top_drivers)
+        assert len(drivers) == 3
+        assert {d["feature"] for d in drivers} <= set(FEATURE_COLUMNS)
+        sizes = [abs(d["contribution"]) for d in drivers]
+        assert sizes == sorted(sizes, reverse=True)
+    assert not _predictions("challenger")
+
+    latest = _rows("SELECT COUNT(*) FROM latest_predictions")[0][0]
+    assert latest == PLOTS
+    run = _rows("SELECT * FROM scoring_runs")
+    assert len(run) == 1
+    assert run[0].status == "success"
+    assert run[0].plots_scored == PLOTS
+    assert run[0].model_version == registry.champion
+    assert run[0].prediction_log_uri == summary["prediction_log_uri"]
+
+    lake = Lake.from_settings()
+    logged = lake.read_parquet(prediction_log_path(RUN_DATE))
+    assert logged.num_rows == PLOTS
+    assert set(FEATURE_COLUMNS) <= set(logged.column_names)
+    assert set(logged.column("run_id").to_pylist()) == {summary["run_id"]}
+    assert lake.list("monitoring/predictions/_parts") == []
+
+
+def test_rerun_gives_the_same_rows_without_duplicates(registry: Registry, database: str) -> None:
+    from nuru_yield.scoring import score
+
+    write_features()
+    first = score(RUN_DATE, shards=1)
+    before = {r.plot_id: r.predicted_yield_kg_per_ha for r in _predictions()}
+    second = score(RUN_DATE, shards=4)
+    after = _predictions()
+
+    assert first["run_id"] != second["run_id"]
+    assert len(after) == PLOTS
+    assert {r.plot_id: r.predicted_yield_kg_per_ha for r in after} == pytest.approx(before)
+    assert {r.run_id for r in after} == {second["run_id"]}
+    statuses = _rows("SELECT status FROM scoring_runs ORDER BY started_at")
+    assert [s.status for s in statuses] == ["success", "success"]
+
+
+def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -> None:
+    from nuru_yield.scoring import score
+    from nuru_yield.training.registry import CHALLENGER, MODEL_NAME, mlflow_client
+
+    write_features()
+    score(RUN_DATE, shards=2)
+    assert not _predictions("challenger")
+
+    mlflow_client().set_registered_model_alias(MODEL_NAME, CHALLENGER, registry.candidate)
+    summary = score(RUN_DATE, shards=2)
+    shadow = _predictions("challenger")
+    assert len(shadow) == len(_predictions("champion")) == PLOTS
+    assert {r.model_version for r in shadow} == {registry.candidate}
+    assert summary["challenger_version"] == registry.candidate
+    served = _rows("SELECT DISTINCT model_name FROM latest_predictions")
+    assert [r.model_name for r in served] == ["champion"]
+
+
+def _score_in_subprocess(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``nuru-yield score`` in a process of its own (so that it can be killed for real)."""
+    return subprocess.run(
+        [sys.executable, "-m", "nuru_yield", "score", "--date", str(RUN_DATE), "--shards", "2"],
+        env={**os.environ, "NURU_HOME": str(home), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_load_killed_midway_leaves_the_previous_partition(
+    registry: Registry, database: str, nuru_home: Path
+) -> None:
+    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import KILL_AFTER_BATCHES_ENV
+
+    write_features()
+    served = score(RUN_DATE, shards=2)["run_id"]
+
+    killed = _score_in_subprocess(
+        nuru_home, {KILL_AFTER_BATCHES_ENV: "2", "SCORING_BATCH_ROWS": "40"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "killing this process mid-load" in killed.stderr
+    rows = _predictions()
+    assert len(rows) == PLOTS
+    assert {r.run_id for r in rows} == {served}
+    assert [r.status for r in _rows("SELECT status FROM scoring_runs ORDER BY started_at")] == [
+        "success",
+        "running",  # the killed run: it never got to record an outcome
+    ]
+
+    rerun = score(RUN_DATE, shards=2)
+    rows = _predictions()
+    assert len(rows) == PLOTS
+    assert {r.run_id for r in rows} == {rerun["run_id"]}
+
+
+def test_missing_features_fail_with_one_clear_line(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nuru_yield.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["score", "--date", str(RUN_DATE)])
+    assert exited.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: no features for 2025-05-01")
+
+
+def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
+    from nuru_yield.scoring import score
+    from nuru_yield.training.registry import CHAMPION, MODEL_NAME, mlflow_client
+
+    write_features()
+    mlflow_client().delete_registered_model_alias(MODEL_NAME, CHAMPION)
+    with pytest.raises(RegistryError, match="has no @champion version"):
+        score(RUN_DATE)
+
+
+def test_database_down_is_a_clear_database_error(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuru_yield.scoring import score
+    from tests.fixtures.services import free_port
+
+    write_features()
+    monkeypatch.setenv(
+        "PREDICTIONS_DB_URL", f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nuru"
+    )
+    reset_settings()
+    with pytest.raises(DatabaseError, match=r"127\.0\.0\.1") as raised:
+        score(RUN_DATE)
+    assert "\n" not in str(raised.value)
