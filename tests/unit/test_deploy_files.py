@@ -26,6 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fixtures.services import unavailable
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
@@ -218,10 +220,7 @@ def _pipeline_services(services: Mapping[str, Any]) -> dict[str, dict[str, Any]]
 
 
 def _environment(service: Mapping[str, Any]) -> dict[str, str]:
-    environment = service.get("environment") or {}
-    if isinstance(environment, list):
-        environment = dict(item.partition("=")[::2] for item in environment)
-    return {key: str(value) for key, value in environment.items()}
+    return {key: str(value) for key, value in (service.get("environment") or {}).items()}
 
 
 # --- the compose file itself -------------------------------------------------------------
@@ -724,7 +723,7 @@ def initialised_cluster(postgres_server: str) -> Iterator[dict[str, str]]:
     from sqlalchemy.engine import make_url
 
     if shutil.which("psql") is None:
-        pytest.skip("psql not on PATH")
+        unavailable("psql not on PATH")
     admin = make_url(postgres_server)
     environment = {
         **os.environ,
