@@ -141,10 +141,13 @@ def drift(date: DateOption) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the read-only prediction API."""
-    raise _not_built("serve", "issue 7")
+    """Run the read-only prediction API (docs at /docs)."""
+    from nuru_yield.serving.app import run
+
+    run(host=host, port=port, workers=workers)
 
 
 @app.command()
@@ -173,10 +176,17 @@ def bench_scoring(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> Non
 @bench_app.command("api")
 def bench_api(
     rows: Annotated[int, typer.Option(min=1)] = 1_000_000,
-    seconds: Annotated[int, typer.Option(min=1)] = 30,
+    seconds: Annotated[int, typer.Option(min=1, help="Length of each load phase.")] = 30,
+    db_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL admin URL to load into; default: a throwaway cluster."),
+    ] = None,
 ) -> None:
     """Drive the API under load against a bare Starlette endpoint."""
-    raise _not_built("bench api", "issue 7")
+    from nuru_yield.bench import emit
+    from nuru_yield.bench.api import run_bench
+
+    emit(run_bench(rows=rows, seconds=seconds, db_url=db_url).as_dict())
 
 
 def _usage_message(error: typer.TyperException) -> str:

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
     )
     api_db_pool_min: int = Field(1, ge=0, le=100)
-    api_db_pool_max: int = Field(10, ge=1, le=200)
+    api_db_pool_max: int = Field(20, ge=1, le=200)
     api_db_timeout_seconds: float = Field(5.0, gt=0, le=120)
     api_rate_limit_per_minute: int = Field(
         1200, ge=0, description="Requests per client per minute; 0 turns the limit off."
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     )
     drift_reference_years: int = Field(5, ge=1, le=50, description="Season years of history.")
     drift_reference_window_days: int = Field(
-        1, ge=1, le=60, description="Days-after-planting window matched with the reference."
+        7, ge=1, le=60, description="Planting-date window (days) matched with the reference."
     )
     drift_reference_max_rows: int = Field(20_000, ge=100)
     accuracy_rmse_margin: float = Field(

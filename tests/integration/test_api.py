@@ -9,6 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.db import dispose_engines
 from nuru_yield.lake import Lake, features_path
 from nuru_yield.serving.ab import in_challenger_share
 from tests.fixtures.services import free_port
@@ -93,9 +94,9 @@ def test_empty_database_says_no_run_was_loaded(empty_db: PredictionsDb, make_cli
     assert "no predictions loaded yet" in health["reasons"]
 
 
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
+def test_out_of_range_fields_are_422_naming_the_field(make_client, nuru_home):
+    client = make_client(f"sqlite:///{nuru_home / 'never-opened.db'}")  # validation comes first
+    for field, value in [
         ("latitude", 90.5),
         ("longitude", -181),
         ("altitude", 12000),
@@ -103,15 +104,10 @@ def test_empty_database_says_no_run_was_loaded(empty_db: PredictionsDb, make_cli
         ("season", "Winter"),
         ("model_name", "xgboost"),
         ("plot_id", -1),
-    ],
-)
-def test_out_of_range_fields_are_422_naming_the_field(
-    known_db: PredictionsDb, make_client, field: str, value: object
-):
-    client = make_client(known_db.url)
-    response = client.post("/predict", json={"plot_id": 1, field: value})
-    assert response.status_code == 422
-    assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
+    ]:
+        response = client.post("/predict", json={"plot_id": 1, field: value})
+        assert response.status_code == 422, field
+        assert [error["loc"] for error in response.json()["detail"]] == [["body", field]]
 
 
 def test_batch_answers_each_plot_in_order(known_db: PredictionsDb, make_client):
@@ -392,12 +388,14 @@ def test_metrics_count_requests_latency_rows_and_age(known_db: PredictionsDb, ma
     assert float(age.split()[-1]) > 0
 
 
-def test_request_log_goes_to_the_log_file(known_db: PredictionsDb, make_client, nuru_home):
+def test_request_log_goes_to_the_log_file(
+    known_db: PredictionsDb, monkeypatch: pytest.MonkeyPatch, nuru_home
+):
     log_file = nuru_home / "logs" / "api.log"
-    client = make_client(known_db.url, LOG_FILE=log_file)
-    client.post("/predict", json={"plot_id": 1})
-    client.get("/predictions/1")
-    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    with serving(monkeypatch, known_db.url, LOG_FILE=log_file) as client:
+        client.post("/predict", json={"plot_id": 1})
+        client.get("/predictions/1")
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]  # flushed at exit
     assert [(line["route"], line["status"]) for line in lines] == [
         ("/predict", 200),
         ("/predictions/{plot_id}", 200),
@@ -452,7 +450,7 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
     finally:
         with db.engine.begin() as connection:
             connection.execute(sa.text(f"DROP OWNED BY {role}"))
-        db.dispose()
+        dispose_engines()
         admin = sa.create_engine(postgres_url.rsplit("/", 1)[0] + "/postgres")
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from nuru_yield.config import get_settings, reset_settings
-from nuru_yield.db import schema
+from nuru_yield.db import (
+    PREDICTION_ARROW_SCHEMA,
+    dispose_engines,
+    get_engine,
+    replace_partition,
+    schema,
+    upgrade,
+)
 from nuru_yield.serving.app import create_app
 from nuru_yield.serving.probes import RegistrySnapshot
 
@@ -112,54 +122,70 @@ PROMOTIONS = [
 
 
 class PredictionsDb:
-    """A predictions database with the schema of DESIGN §6, written through an admin URL."""
+    """A predictions database made by the project's own migrations and loader."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = sa.create_engine(url)
-        self.is_postgres = self.engine.dialect.name == "postgresql"
-        schema.metadata.create_all(self.engine)
-        with self.engine.begin() as connection:
-            connection.execute(sa.text(schema.LATEST_PREDICTIONS_VIEW))
+        upgrade(url)
+        self.engine = get_engine(url)
 
     def load(self, rows: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as connection:
-            if self.is_postgres:
-                for night in sorted({row["run_date"] for row in rows}):
-                    connection.execute(
-                        sa.text(
-                            f'CREATE TABLE IF NOT EXISTS "predictions_{night:%Y%m%d}" '
-                            f"PARTITION OF predictions FOR VALUES IN ('{night}')"
-                        )
-                    )
-            connection.execute(sa.insert(schema.predictions), rows)
+        """Publish ``rows`` night by night, as batch scoring does."""
+        for night in sorted({row["run_date"] for row in rows}):
+            table = pa.Table.from_pylist(
+                [
+                    {**row, "top_drivers": json.dumps(row["top_drivers"])}
+                    for row in rows
+                    if row["run_date"] == night
+                ],
+                schema=PREDICTION_ARROW_SCHEMA,
+            )
+            replace_partition(self.engine, night, table)
 
     def add_promotions(self) -> None:
         with self.engine.begin() as connection:
             connection.execute(sa.insert(schema.model_promotions), PROMOTIONS)
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+
+@contextlib.contextmanager
+def _database(request: pytest.FixtureRequest, sqlite_dir: Path) -> Iterator[str]:
+    """A new, empty database URL: a SQLite file, or a database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        sqlite_dir.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite:///{sqlite_dir / 'predictions.db'}"
+        dispose_engines()
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"api_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_db(request: pytest.FixtureRequest, nuru_home: Path) -> Iterator[PredictionsDb]:
     """An empty predictions database, once on SQLite and once on a real PostgreSQL."""
-    if request.param == "sqlite":
-        nuru_home.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{nuru_home / 'predictions.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    db = PredictionsDb(url)
-    yield db
-    db.dispose()
+    with _database(request, nuru_home) as url:
+        yield PredictionsDb(url)
 
 
-@pytest.fixture
-def known_db(empty_db: PredictionsDb) -> PredictionsDb:
-    empty_db.load(known_rows())
-    empty_db.add_promotions()
-    return empty_db
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def known_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PredictionsDb]:
+    """The known plots, loaded once per module and backend: for tests that only read."""
+    with _database(request, tmp_path_factory.mktemp("api-db")) as url:
+        db = PredictionsDb(url)
+        db.load(known_rows())
+        db.add_promotions()
+        yield db
 
 
 @contextlib.contextmanager

@@ -13,9 +13,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import DatabaseError
-from nuru_yield.serving.observability import ObservabilityMiddleware, configure_request_log
+from nuru_yield.serving.observability import ObservabilityMiddleware, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
 from nuru_yield.serving.routers import health, metrics, models, predict, predictions
+from nuru_yield.serving.security import ApiKeyMiddleware, document_api_key
 from nuru_yield.serving.state import ApiState, RegistryReader
 from nuru_yield.serving.store import PredictionStore, open_store
 
@@ -50,14 +51,21 @@ def create_app(
         registry_reader,
     )
 
+    request_log = RequestLog(settings.log_file)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Import MLflow and read the registry in the background, not on the first /health.
-        warm_up = asyncio.create_task(state.registry.get())
+        background = [
+            asyncio.create_task(state.registry.get()),
+            asyncio.create_task(request_log.flush_periodically()),
+        ]
         try:
             yield
         finally:
-            warm_up.cancel()
+            for task in background:
+                task.cancel()
+            request_log.close()
             await state.store.close()
 
     app = FastAPI(
@@ -71,6 +79,10 @@ def create_app(
         app.include_router(module.router)
     app.add_exception_handler(DatabaseError, _database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
+    # Added innermost first: a request meets log/metrics, rate limit, CORS (preflights carry
+    # no key), then the key check.
+    if state.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, key=state.api_key)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -86,11 +98,8 @@ def create_app(
             ),
             per_minute=settings.api_rate_limit_per_minute,
         )
-    app.add_middleware(  # outermost: sees every response, 429s included
-        ObservabilityMiddleware,
-        metrics=state.metrics,
-        logger=configure_request_log(settings.log_file),
-    )
+    app.add_middleware(ObservabilityMiddleware, metrics=state.metrics, log=request_log)
+    app.openapi = lambda: document_api_key(FastAPI.openapi(app))  # type: ignore[method-assign]
     return app
 
 

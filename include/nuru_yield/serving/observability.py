@@ -3,19 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_LOGGER = "nuru_yield.api.requests"
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -52,6 +51,7 @@ class ApiMetrics:
         )
         age.set_function(lambda: _nan_if_none(newest_partition_age()))
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._row_children: dict[str, Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
@@ -64,38 +64,59 @@ class ApiMetrics:
         children[1].observe(seconds)
 
     def rows_served(self, model: str, count: int = 1) -> None:
-        self._rows.labels(model).inc(count)
+        child = self._row_children.get(model)
+        if child is None:
+            child = self._row_children[model] = self._rows.labels(model)
+        child.inc(count)
 
 
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def configure_request_log(log_file: Path | None) -> logging.Logger:
-    """JSON lines to stdout, and to ``log_file`` when set. Idempotent (tests build many apps)."""
-    logger = logging.getLogger(REQUEST_LOGGER)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
+class RequestLog:
+    """One JSON line per request, to stdout and to ``LOG_FILE`` when set.
+
+    Written straight to the streams rather than through ``logging`` (a record, a lock and a
+    flush per request cost more than the lookup itself) and flushed every second by
+    :meth:`flush_periodically`, so a crash loses at most that much of the log.
+    """
+
+    def __init__(self, log_file: Path | None = None, stdout: IO[str] | None = None) -> None:
+        self.streams: list[IO[str]] = [stdout or sys.stdout]
+        self._file: IO[str] | None = None
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            self._file = log_file.open("a", encoding="utf-8")
+            self.streams.append(self._file)
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry) + "\n"
+        for stream in self.streams:
+            stream.write(line)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    async def flush_periodically(self, every: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
 
 
 class ObservabilityMiddleware:
     """Counts, times and logs every HTTP request under its route template."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics, logger: logging.Logger) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, log: RequestLog) -> None:
         self.app = app
         self.metrics = metrics
-        self.logger = logger
+        self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,18 +138,15 @@ class ObservabilityMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
             self.metrics.observe(scope["method"], template, status, seconds)
-            if self.logger.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                self.logger.info(
-                    json.dumps(
-                        {
-                            "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                            "method": scope["method"],
-                            "path": scope["path"],
-                            "route": template,
-                            "status": status,
-                            "ms": round(seconds * 1000, 3),
-                            "client": client[0] if client else None,
-                        }
-                    )
-                )
+            client = scope.get("client")
+            self.log.write(
+                {
+                    "ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "ms": round(seconds * 1000, 3),
+                    "client": client[0] if client else None,
+                }
+            )

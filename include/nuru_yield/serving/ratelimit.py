@@ -5,12 +5,13 @@ In-process state, so with several uvicorn workers each enforces the limit on its
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nuru_yield.serving.asgi import send_json
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # probes and scrapers must always get in
 
@@ -56,9 +57,7 @@ class RateLimitMiddleware:
     def __init__(self, app: ASGIApp, buckets: TokenBuckets, per_minute: int) -> None:
         self.app = app
         self.buckets = buckets
-        self._body = json.dumps(
-            {"detail": f"rate limit exceeded: {per_minute} requests per minute per client"}
-        ).encode()
+        self.detail = f"rate limit exceeded: {per_minute} requests per minute per client"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
@@ -69,15 +68,5 @@ class RateLimitMiddleware:
         if not wait:
             await self.app(scope, receive, send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(self._body)).encode()),
-                    (b"retry-after", str(max(1, math.ceil(wait))).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": self._body})
+        retry_after = str(max(1, math.ceil(wait))).encode()
+        await send_json(send, 429, {"detail": self.detail}, [(b"retry-after", retry_after)])

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field
 
 from nuru_yield.serving.store import CHAMPION, Row, as_utc
 
@@ -105,13 +105,14 @@ class Prediction(BaseModel):
     confidence_score: float | None = Field(
         description="Level of the interval [yield_lower, yield_upper], e.g. 0.8."
     )
-    features_used: dict[str, JsonValue] = Field(
+    features_used: dict[str, Any] = Field(
         description="Feature values of the snapshot the forecast was scored on (its drivers)."
     )
     timestamp: dt.datetime = Field(description="When the forecast was scored.")
     yield_lower: float | None
     yield_upper: float | None
-    top_drivers: JsonValue = Field(description="The features that moved this forecast most.")
+    # `Any`, not pydantic's JsonValue: the stored JSON needs no re-validation on the hot path.
+    top_drivers: Any = Field(description="The features that moved this forecast most.")
     season: str
     season_year: int
     run_date: dt.date
@@ -119,7 +120,7 @@ class Prediction(BaseModel):
     days_after_planting: int | None = None
 
 
-def features_from_drivers(drivers: Any) -> dict[str, JsonValue]:
+def features_from_drivers(drivers: Any) -> dict[str, Any]:
     """Feature values carried by the stored drivers (``[{"feature", "value", …}, …]``)."""
     if not isinstance(drivers, list):
         return {}
@@ -209,8 +210,8 @@ class Promotion(BaseModel):
     alias: str
     decision: str
     reason: str
-    candidate_metrics: JsonValue = None
-    champion_metrics: JsonValue = None
+    candidate_metrics: Any = None
+    champion_metrics: Any = None
     dag_run_id: str | None = None
     actor: str | None = None
 

@@ -106,7 +106,8 @@ class ApiState:
             cache.clear()
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
+    # async: FastAPI would run a plain function in a worker thread, on every request.
     return request.app.state.api
 
 

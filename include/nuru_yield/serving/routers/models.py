@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from nuru_yield.serving.probes import REGISTERED_MODEL
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.schemas import Models, ModelVersion, Promotion
-from nuru_yield.serving.security import AUTH_RESPONSES, require_api_key
+from nuru_yield.serving.security import AUTH_RESPONSES
 from nuru_yield.serving.state import State
 
 router = APIRouter(
     tags=["models"],
-    dependencies=[Depends(require_api_key)],
     responses={**AUTH_RESPONSES, **DB_UNAVAILABLE},
 )
 

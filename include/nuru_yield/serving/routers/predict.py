@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 
 from nuru_yield.serving.ab import lookup_for
 from nuru_yield.serving.routers import DB_UNAVAILABLE
@@ -15,12 +15,11 @@ from nuru_yield.serving.schemas import (
     PredictionRequest,
     prediction_from_row,
 )
-from nuru_yield.serving.security import AUTH_RESPONSES, require_api_key
+from nuru_yield.serving.security import AUTH_RESPONSES
 from nuru_yield.serving.state import State
 
 router = APIRouter(
     tags=["predictions"],
-    dependencies=[Depends(require_api_key)],
     responses={**AUTH_RESPONSES, **DB_UNAVAILABLE},
 )
 

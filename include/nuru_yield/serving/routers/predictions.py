@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.routers.predict import not_found_detail
@@ -18,12 +18,11 @@ from nuru_yield.serving.schemas import (
     Season,
     prediction_from_row,
 )
-from nuru_yield.serving.security import AUTH_RESPONSES, require_api_key
+from nuru_yield.serving.security import AUTH_RESPONSES
 from nuru_yield.serving.state import State
 
 router = APIRouter(
     tags=["predictions"],
-    dependencies=[Depends(require_api_key)],
     responses={**AUTH_RESPONSES, **DB_UNAVAILABLE},
 )
 

@@ -1,0 +1,531 @@
+"""``nuru-yield bench api``: the API under load, against a bare Starlette ceiling.
+
+Loads N predictions into a real PostgreSQL (one nightly partition, through the project's own
+loader), starts ``nuru-yield serve`` as a user would (API key, metrics, rate limit and
+request log on) and a bare Starlette app returning a constant JSON under the same uvicorn
+settings, and drives both from a separate load-generator process on loopback: a Python
+asyncio HTTP/1.1 keep-alive client (this module's ``__main__``), so it runs wherever the
+project installs. Phases, each ``--seconds`` long after a short warm-up:
+
+1. saturation of the bare endpoint (``bare_rps``),
+2. saturation of ``POST /predict`` with random known plot ids (``rps``),
+3. ``POST /predict`` paced at 1,000 requests/s, latency measured from each request's
+   scheduled time, so a stalled server cannot hide its queue (``p50_ms``, ``p99_ms``,
+   ``errors``).
+
+The load generator shares the machine's cores with the servers and PostgreSQL: absolute
+numbers depend on the machine and on what else runs; ``ratio`` is the figure to compare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nuru_yield.errors import NuruError
+
+log = logging.getLogger(__name__)
+
+BENCH_KEY = "bench-api-key"
+RUN_DATE = dt.date(2025, 5, 1)
+SATURATION_CONNECTIONS = 16
+PACED_RATE = 1000
+PACED_CONNECTIONS = 64
+WARMUP_SECONDS = 3.0
+REQUEST_TIMEOUT_SECONDS = 5.0
+READY_TIMEOUT_SECONDS = 120.0
+
+# --- the ceiling: a bare Starlette endpoint ----------------------------------------------
+_CONSTANT = json.dumps(
+    {
+        "plot_id": 1,
+        "predicted_yield_kg_per_ha": 2450.75,
+        "model_name": "ensemble",
+        "model_version": "1",
+        "confidence_score": 0.8,
+    }
+).encode()
+
+
+async def _constant(_: Request) -> Response:
+    return Response(_CONSTANT, media_type="application/json")
+
+
+bare_app = Starlette(routes=[Route("/predict", _constant, methods=["POST"])])
+
+
+# --- result -------------------------------------------------------------------------------
+@dataclass
+class BenchResult:
+    rows: int
+    rps: float
+    bare_rps: float
+    ratio: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The issue's keys first, then the details."""
+        summary = asdict(self)
+        details = summary.pop("details")
+        return {**summary, **details}
+
+
+# --- data ---------------------------------------------------------------------------------
+def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> Iterator[Any]:
+    """``rows`` champion predictions of plots 1..rows for :data:`RUN_DATE` (Arrow batches)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+
+    generator = np.random.default_rng(seed)
+    counties = np.array(["Nakuru", "Kakamega", "Bungoma", "Trans Nzoia", "Machakos", "Kitui"])
+    scored_at = dt.datetime.combine(RUN_DATE, dt.time(2), dt.UTC)
+    drivers = [
+        json.dumps(
+            [
+                {"feature": "precip_total", "value": 250.0 + i, "contribution": 80.0},
+                {"feature": "ndvi_mean", "value": 0.55, "contribution": 40.0},
+                {"feature": "gdd_sum", "value": 900.0, "contribution": -12.5},
+            ]
+        )
+        for i in range(64)
+    ]
+    for start in range(0, rows, batch_size):
+        n = min(batch_size, rows - start)
+        yield_kg = generator.lognormal(np.log(1800), 0.35, n)
+        columns = {
+            "run_date": pa.array([RUN_DATE] * n, pa.date32()),
+            "plot_id": pa.array(np.arange(start + 1, start + n + 1, dtype=np.int64)),
+            "season_year": pa.array(np.full(n, RUN_DATE.year, np.int32)),
+            "season": pa.array(["Long Rains"] * n),
+            "model_name": pa.array(["champion"] * n),
+            "model_version": pa.array(["1"] * n),
+            "county": pa.array(counties[generator.integers(0, len(counties), n)]),
+            "days_after_planting": pa.array(generator.integers(10, 120, n).astype(np.int32)),
+            "predicted_yield_kg_per_ha": pa.array(yield_kg),
+            "yield_lower": pa.array(yield_kg * 0.7),
+            "yield_upper": pa.array(yield_kg * 1.35),
+            "interval_level": pa.array(np.full(n, 0.8)),
+            "top_drivers": pa.array([drivers[i % 64] for i in range(n)]),
+            "run_id": pa.array(["bench"] * n),
+            "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+        }
+        yield pa.RecordBatch.from_pydict(columns, schema=PREDICTION_ARROW_SCHEMA)
+
+
+def load_predictions(url: str, rows: int) -> float:
+    """Create the schema and load the rows as one nightly partition; returns seconds."""
+    from nuru_yield.db import get_engine, replace_partition, upgrade
+    from nuru_yield.progress import track
+
+    started = time.perf_counter()
+    upgrade(url)
+    batches = track(prediction_batches(rows), "loading predictions", total=-(-rows // 100_000))
+    replace_partition(get_engine(url), RUN_DATE, batches)
+    return time.perf_counter() - started
+
+
+# --- services -----------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root (NOTES.md).
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL cluster of our own on a free loopback port; yields an admin URL and
+    removes everything afterwards."""
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        raise NuruError(
+            "bench api needs PostgreSQL: put initdb/pg_ctl on PATH "
+            "(Debian: apt-get install postgresql) or pass --db-url"
+        )
+    root = Path(tempfile.mkdtemp(prefix="nuru-bench-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", _free_port()
+    try:
+        _run(_as_postgres_user(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust"]))
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        # With -l the server's output goes to a file, not to our pipe (which would never close).
+        log_file = str(root / "log")
+        _run(
+            _as_postgres_user(
+                ["pg_ctl", "-D", str(data), "-o", options, "-l", log_file, "-w", "start"]
+            )
+        )
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        reason = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise NuruError(f"{Path(command[0]).name} failed: {' '.join(reason)}")
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server of ``admin_url``, dropped afterwards."""
+    import sqlalchemy as sa
+
+    from nuru_yield.db import dispose_engines
+
+    name = f"nuru_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(False)
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def server(command: list[str], port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
+    """Run a server process until its /health (or any HTTP answer) comes back."""
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=log_file, start_new_session=True
+        )
+    try:
+        _wait_ready(process, port, log_path)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:]
+            raise NuruError(f"server exited ({process.returncode}): {' '.join(tail)}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except urllib.error.HTTPError as error:
+            if error.code == 404:  # the bare app has no /health: it answers, so it is up
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise NuruError(f"server on port {port} not ready after {READY_TIMEOUT_SECONDS:.0f}s")
+
+
+def _drive(config: dict[str, Any]) -> dict[str, Any]:
+    """One load phase, in a separate process (its own core and event loop)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nuru_yield.bench.api", json.dumps(config)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode:
+        raise NuruError(f"load generator failed: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult:
+    """Load ``rows`` predictions, start both servers, drive the three phases."""
+    with (
+        tempfile.TemporaryDirectory(prefix="nuru-bench-api-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        root = Path(tmp)
+        admin_url = db_url or stack.enter_context(throwaway_postgres())
+        url = stack.enter_context(scratch_database(admin_url))
+        log.info("loading %d predictions", rows)
+        load_seconds = load_predictions(url, rows)
+
+        env = {
+            **os.environ,
+            "NURU_HOME": str(root / "home"),
+            "PREDICTIONS_DB_URL": url,
+            "API_DB_URL": url,
+            "API_KEY": BENCH_KEY,
+            # On, and high enough that one load generator stays under it: its cost is counted.
+            "API_RATE_LIMIT_PER_MINUTE": str(600_000_000),
+            "API_RATE_LIMIT_BURST": str(1_000_000),
+            # No registry here: /health stays fast and MLflow is not imported in the server.
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'no-mlflow.db'}",
+        }
+        env.pop("LOG_FILE", None)
+        api_port, bare_port = _free_port(), _free_port()
+        serve = [str(Path(sys.executable).with_name("nuru-yield")), "serve", "--port"]
+        if not Path(serve[0]).exists():
+            serve = [sys.executable, "-m", "nuru_yield", "serve", "--port"]
+        bare = [sys.executable, "-m", "uvicorn", "nuru_yield.bench.api:bare_app"]
+        bare += ["--no-access-log", "--no-server-header", "--log-level", "warning", "--port"]
+        stack.enter_context(server([*serve, str(api_port)], api_port, env, root / "api.log"))
+        stack.enter_context(server([*bare, str(bare_port)], bare_port, env, root / "bare.log"))
+
+        phase = {"seconds": seconds, "warmup": WARMUP_SECONDS, "rows": rows, "key": BENCH_KEY}
+        log.info("phase 1/3: bare endpoint, saturation, %ds", seconds)
+        bare_result = _drive(
+            {**phase, "port": bare_port, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
+        )
+        log.info("phase 2/3: POST /predict, saturation, %ds", seconds)
+        api_result = _drive(
+            {**phase, "port": api_port, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
+        )
+        log.info("phase 3/3: POST /predict at %d req/s, %ds", PACED_RATE, seconds)
+        paced = _drive(
+            {
+                **phase,
+                "port": api_port,
+                "mode": "paced",
+                "rate": PACED_RATE,
+                "connections": PACED_CONNECTIONS,
+            }
+        )
+    ratio = api_result["rps"] / bare_result["rps"] if bare_result["rps"] else 0.0
+    return BenchResult(
+        rows=rows,
+        rps=round(api_result["rps"], 1),
+        bare_rps=round(bare_result["rps"], 1),
+        ratio=round(ratio, 3),
+        p50_ms=paced["p50_ms"],
+        p99_ms=paced["p99_ms"],
+        errors=paced["errors"],
+        details={
+            "seconds": seconds,
+            "paced_rate": PACED_RATE,
+            "paced_achieved_rps": round(paced["rps"], 1),
+            "saturation_connections": SATURATION_CONNECTIONS,
+            "saturation_p50_ms": api_result["p50_ms"],
+            "saturation_p99_ms": api_result["p99_ms"],
+            "saturation_errors": api_result["errors"] + bare_result["errors"],
+            "bare_p99_ms": bare_result["p99_ms"],
+            "load_seconds": round(load_seconds, 1),
+            "cores": os.cpu_count(),
+            "note": "servers, PostgreSQL and the load generator share these cores",
+        },
+    )
+
+
+# --- the load generator (runs as `python -m nuru_yield.bench.api CONFIG_JSON`) ----------
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection, one request in flight (no pipelining)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = bytes(self.buffer[:end]).lower()
+        marker = head.find(b"content-length:")
+        if marker < 0:
+            self._finish(ConnectionError("response without content-length"))
+            return
+        line_end = head.find(b"\r\n", marker)
+        length = int(head[marker + 15 : line_end if line_end >= 0 else None])
+        total = end + 4 + length
+        if len(self.buffer) < total:
+            return
+        del self.buffer[:total]
+        self._finish(int(head[9:12]))
+
+    def _finish(self, outcome: int | BaseException) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is None or waiter.done():
+            return
+        if isinstance(outcome, BaseException):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc or ConnectionError("connection closed"))
+
+    async def request(self, payload: bytes) -> int:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(payload)
+        return await asyncio.wait_for(self.waiter, REQUEST_TIMEOUT_SECONDS)
+
+
+def _payloads(config: dict[str, Any], count: int = 20_000) -> list[bytes]:
+    """Requests for random known plots (seeded, so runs are comparable)."""
+    chooser = random.Random(1)
+    payloads = []
+    for _ in range(count):
+        body = json.dumps({"plot_id": chooser.randint(1, config["rows"])}).encode()
+        payloads.append(
+            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"X-API-Key: {config['key']}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+    return payloads
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0
+
+    def summary(self, elapsed: float) -> dict[str, Any]:
+        ordered = sorted(self.latencies)
+
+        def quantile(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {
+            "requests": len(ordered),
+            "errors": self.errors,
+            "rps": len(ordered) / elapsed if elapsed > 0 else 0.0,
+            "p50_ms": quantile(0.50) if ordered else None,
+            "p99_ms": quantile(0.99) if ordered else None,
+        }
+
+
+async def _connect(port: int) -> _Connection:
+    loop = asyncio.get_running_loop()
+    _, connection = await loop.create_connection(_Connection, "127.0.0.1", port)
+    return connection
+
+
+async def _reconnect(connection: _Connection, port: int) -> _Connection:
+    if connection.transport is not None:
+        connection.transport.close()
+    return await _connect(port)
+
+
+async def _saturate(config: dict[str, Any], payloads: list[bytes]) -> dict[str, Any]:
+    """Every connection sends its next request as soon as the previous answer is in."""
+    recorder = _Recorder()
+    measure_from = time.perf_counter() + config["warmup"]
+    until = measure_from + config["seconds"]
+
+    async def worker(offset: int) -> None:
+        connection = await _connect(config["port"])
+        index = offset
+        while (started := time.perf_counter()) < until:
+            index = (index + 1) % len(payloads)
+            try:
+                status = await connection.request(payloads[index])
+            except (OSError, TimeoutError):
+                status = 0
+                connection = await _reconnect(connection, config["port"])
+            if started < measure_from:
+                continue
+            if status == 200:
+                recorder.latencies.append(time.perf_counter() - started)
+            else:
+                recorder.errors += 1
+
+    step = len(payloads) // config["connections"]
+    await asyncio.gather(*(worker(i * step) for i in range(config["connections"])))
+    return recorder.summary(time.perf_counter() - measure_from)
+
+
+async def _paced(config: dict[str, Any], payloads: list[bytes]) -> dict[str, Any]:
+    """Requests at fixed intended times; latency counts from the intended time (no
+    coordinated omission: a request that waits for a free connection has waited)."""
+    recorder = _Recorder()
+    idle: asyncio.Queue[_Connection] = asyncio.Queue()
+    for _ in range(config["connections"]):
+        idle.put_nowait(await _connect(config["port"]))
+    rate, total = config["rate"], int(config["rate"] * config["seconds"])
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(connection: _Connection, payload: bytes, intended: float) -> None:
+        try:
+            status = await connection.request(payload)
+        except (OSError, TimeoutError):
+            status = 0
+            connection = await _reconnect(connection, config["port"])
+        if status == 200:
+            recorder.latencies.append(time.perf_counter() - intended)
+        else:
+            recorder.errors += 1
+        idle.put_nowait(connection)
+
+    start = time.perf_counter() + 0.05
+    for index in range(total):
+        intended = start + index / rate
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        connection = await idle.get()
+        task = asyncio.create_task(one(connection, payloads[index % len(payloads)], intended))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    return recorder.summary(time.perf_counter() - start)
+
+
+async def _load(config: dict[str, Any]) -> dict[str, Any]:
+    payloads = _payloads(config)
+    if config["mode"] == "paced":
+        return await _paced(config, payloads)
+    return await _saturate(config, payloads)
+
+
+def _main(argv: list[str]) -> None:
+    config = json.loads(argv[1])
+    try:
+        from uvloop import run
+    except ImportError:  # uvloop is optional: the stdlib loop is slower but works
+        run = asyncio.run
+    print(json.dumps(run(_load(config))))
+
+
+if __name__ == "__main__":
+    _main(sys.argv)
