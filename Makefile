@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint lock clean
+.PHONY: setup demo test lint lock clean airflow
 
 setup: $(STAMP)
 
@@ -28,6 +28,16 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Airflow standalone on :8080 with the project's DAGs and airflow_settings.yaml applied.
+AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False NURU_HOME="$(CURDIR)/.nuru"
+
+airflow: setup
+	$(AIRFLOW_ENV) airflow db migrate
+	$(AIRFLOW_ENV) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
+	$(AIRFLOW_ENV) airflow standalone
 
 # Recompile the exact pins after editing requirements.in.
 lock: | $(BIN)/uv
