@@ -10,7 +10,7 @@ table is smooth along every axis.
     .venv/bin/python scripts/build_crop_response.py [--workers 2] [--replicates 2]
 
 AquaCrop is fully offline; one season takes 0.3–2.5 s, so the default grid of 360 scenarios
-× 2 patterns takes roughly 5–15 minutes on 2 cores.
+× 2 patterns takes about 9 minutes on 2 (busy) cores.
 """
 
 from __future__ import annotations

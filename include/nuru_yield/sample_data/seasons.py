@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nuru_yield.sample_data.counties import COUNTIES, LONG_RAINS
+from nuru_yield.sample_data.counties import COUNTIES, LONG_RAINS, SHORT_RAINS
 from nuru_yield.sample_data.crop import SILKING_WINDOW, SOILS, CropResponse, maturity_days
 from nuru_yield.sample_data.weather import (
     Cells,
@@ -29,8 +29,8 @@ _YIELD_NOISE_SD = 0.30  # lognormal, per plot-season (pests, lodging, measuremen
 _COUNTY_SEASON_SD = 0.08  # lognormal, per county-season (armyworm, disease outbreaks)
 _ONSET_RAIN_MM = 20.0  # onset: the first 3-day spell with this much rain
 # (month, day) windows: where onset is searched, and the planting dates a season allows.
-_ONSET_SEARCH = {LONG_RAINS: ((3, 1), (5, 10)), "Short Rains": ((10, 1), (12, 1))}
-_PLANTING_WINDOW = {LONG_RAINS: ((3, 1), (5, 31)), "Short Rains": ((10, 1), (12, 31))}
+_ONSET_SEARCH = {LONG_RAINS: ((3, 1), (5, 10)), SHORT_RAINS: ((10, 1), (12, 1))}
+_PLANTING_WINDOW = {LONG_RAINS: ((3, 1), (5, 31)), SHORT_RAINS: ((10, 1), (12, 31))}
 
 
 @dataclass(frozen=True)
