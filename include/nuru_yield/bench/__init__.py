@@ -1,0 +1,65 @@
+"""Shared benchmark plumbing (``nuru-yield bench …``).
+
+A benchmark times the system and a bare baseline in the same run and reports their ratio,
+so that a busy or slow machine moves both numbers together. Each timed part runs in a
+fresh process (:func:`run_isolated`) so that its peak RSS is its own, not the data
+generator's or the baseline's. The last line a benchmark prints is one JSON object
+(:func:`emit`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import resource
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The result of a call with its wall time and the peak RSS of the process that ran it."""
+
+    result: Any
+    seconds: float
+    peak_rss_mb: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def _timed_call(func: Callable[..., T], args: tuple[Any, ...], log_level: int) -> Measured:
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    started = time.perf_counter()
+    result = func(*args)
+    return Measured(result, time.perf_counter() - started, peak_rss_mb())
+
+
+def run_isolated(func: Callable[..., Any], *args: Any) -> Measured:
+    """Run ``func(*args)`` in a freshly spawned process; time it there, return its result.
+
+    ``func`` and ``args`` must be picklable (a module-level function). Import costs of the
+    child's own modules count, as they would for an Airflow task.
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        level = logging.getLogger().getEffectiveLevel()
+        return pool.submit(_timed_call, func, args, level).result()
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print the benchmark's result as the last line: one JSON object."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()

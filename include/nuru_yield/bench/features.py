@@ -1,0 +1,323 @@
+"""``nuru-yield bench features --plots N``: feature materialization against one DuckDB query.
+
+Builds the raw contract for N plot-seasons in progress on one date (a regular grid of
+3,510 weather cells, 15 NDVI observations per plot-season, a sprinkling of bad rows and
+bad observations), then times, each in a fresh process:
+
+* the system: :func:`nuru_yield.features.materialize` (load, compute, GE validation gate,
+  atomic writes), and
+* the reference: one hand-written DuckDB SQL query computing the same aggregates over the
+  same files and writing them to parquet (no validation, no quarantine; it finds the
+  nearest cell by grid arithmetic, which only works for a regular grid).
+
+The two outputs are compared row by row (logged), then one JSON line is printed last:
+``plots, seconds, rows_per_s, peak_rss_mb, reference_s, ratio`` (= seconds / reference_s).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from nuru_yield import lake as paths
+from nuru_yield.bench import emit, run_isolated
+from nuru_yield.features import columns as c
+from nuru_yield.lake import Lake
+
+log = logging.getLogger(__name__)
+
+RUN_DATE = dt.date(2025, 6, 30)
+WEATHER_START = dt.date(2025, 1, 1)
+PLANTING_FIRST, PLANTING_LAST = dt.date(2025, 3, 1), dt.date(2025, 5, 31)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular weather grid: ``n_lat × n_lon`` cells ``step`` degrees apart."""
+
+    step: float = 0.15
+    lat0: float = -4.65
+    lon0: float = 34.0
+    n_lat: int = 65
+    n_lon: int = 54
+
+
+KENYA = Grid()  # 3,510 cells over Kenya
+NDVI_OBS_PER_PLOT = 15
+BAD_ROW_SHARE = 0.001  # per kind of bad plot row and bad observation
+
+
+def build_raw(lake: Lake, plots: int, seed: int = 7, grid: Grid = KENYA) -> None:
+    """Write the raw contract for ``plots`` Long Rains plot-seasons in progress on RUN_DATE."""
+    rng = np.random.default_rng(seed)
+    _write_cells_and_weather(lake, rng, grid)
+    planting = _write_plots(lake, plots, rng, grid)
+    _write_ndvi(lake, planting, rng)
+
+
+def _write_cells_and_weather(lake: Lake, rng: np.random.Generator, grid: Grid) -> None:
+    row, col = np.meshgrid(np.arange(grid.n_lat), np.arange(grid.n_lon), indexing="ij")
+    cell_id = (row * grid.n_lon + col).ravel()
+    lake.write_parquet(
+        paths.RAW_WEATHER_CELLS,
+        pa.table(
+            {
+                "cell_id": cell_id,
+                "latitude": np.round(grid.lat0 + row.ravel() * grid.step, 6),
+                "longitude": np.round(grid.lon0 + col.ravel() * grid.step, 6),
+            }
+        ),
+    )
+    n_days = (RUN_DATE - WEATHER_START).days + 1
+    shape = (len(cell_id), n_days)
+    precip = np.where(rng.random(shape) < 0.35, rng.gamma(0.8, 10.0, shape), 0.0)
+    precip[rng.random(shape) < BAD_ROW_SHARE] = np.nan  # NaN rain days
+    tmax = 27.0 + 4.0 * rng.standard_normal(shape)
+    tmin = tmax - 9.0 - 3.0 * np.abs(rng.standard_normal(shape))
+    day = np.datetime64(WEATHER_START) + np.arange(n_days)
+    lake.write_parquet(
+        paths.weather_year_path(RUN_DATE.year),
+        pa.table(
+            {
+                "cell_id": np.repeat(cell_id, n_days),
+                "date": np.tile(day, len(cell_id)),
+                "precip_mm": np.round(precip, 1).ravel(),
+                "tmin_c": np.round(tmin, 1).ravel(),
+                "tmax_c": np.round(tmax, 1).ravel(),
+                "srad_mj_m2": pa.nulls(precip.size, pa.float64()),
+            }
+        ),
+    )
+
+
+def _write_plots(lake: Lake, n: int, rng: np.random.Generator, grid: Grid) -> np.ndarray:
+    span = (PLANTING_LAST - PLANTING_FIRST).days + 1
+    planting = np.datetime64(PLANTING_FIRST) + rng.integers(0, span, n)
+    latitude = grid.lat0 + rng.random(n) * (grid.n_lat - 1) * grid.step
+    plot_id = np.arange(1, n + 1, dtype=np.int64)
+    bad = rng.random(n)
+    latitude[bad < BAD_ROW_SHARE] = 95.0  # out of range
+    plot_id[(bad >= BAD_ROW_SHARE) & (bad < 2 * BAD_ROW_SHARE)] = 1  # duplicate key
+    missing_date = (bad >= 2 * BAD_ROW_SHARE) & (bad < 3 * BAD_ROW_SHARE)
+    lake.write_parquet(
+        paths.RAW_PLOTS,
+        pa.table(
+            {
+                "plot_id": plot_id,
+                "latitude": latitude,
+                "longitude": grid.lon0 + rng.random(n) * (grid.n_lon - 1) * grid.step,
+                "altitude": rng.uniform(300.0, 2800.0, n),
+                "county": pa.array([f"County {k:02d}" for k in range(1, 48)]).take(
+                    rng.integers(0, 47, n)
+                ),
+                "season": pa.array(["Long Rains"] * n),
+                "season_year": np.full(n, RUN_DATE.year),
+                "planting_date": pa.array(planting, pa.date32(), mask=missing_date),
+            }
+        ),
+    )
+    return planting
+
+
+def _write_ndvi(lake: Lake, planting: np.ndarray, rng: np.random.Generator) -> None:
+    """15 observations per plot, one per slice of [planting − 14 d, RUN_DATE] (rarely two
+    on one day, where slices meet)."""
+    n, k = len(planting), NDVI_OBS_PER_PLOT
+    first = planting - np.timedelta64(14, "D")
+    length = (np.datetime64(RUN_DATE) - first).astype(np.int64) + 1
+    offset = ((np.arange(k) + rng.random((n, k))) * (length[:, None] / k)).astype(np.int64)
+    date = first[:, None] + offset
+    age = (date - planting[:, None]).astype(np.float64)
+    ndvi = 0.2 + 0.6 / (1.0 + np.exp(-(age - 45.0) / 10.0)) + rng.normal(0.0, 0.04, (n, k))
+    bad = rng.random((n, k))
+    ndvi[bad < BAD_ROW_SHARE] = 5.0  # out of range
+    ndvi[(bad >= BAD_ROW_SHARE) & (bad < 2 * BAD_ROW_SHARE)] = np.nan
+    cloud = rng.beta(0.6, 1.2, (n, k))
+    lake.write_parquet(
+        paths.ndvi_year_path(RUN_DATE.year),
+        pa.table(
+            {
+                "plot_id": np.repeat(np.arange(1, n + 1, dtype=np.int64), k),
+                "date": date.ravel(),
+                "ndvi": ndvi.ravel(),
+                "cloud_fraction": pa.array(cloud.ravel(), mask=rng.random(n * k) < 0.03),
+            }
+        ),
+    )
+
+
+def reference_sql(root: Path, out: Path, season_max_days: int, grid: Grid = KENYA) -> str:
+    """The hand-written baseline: every aggregate of the feature table in one query."""
+    day = f"DATE '{RUN_DATE.isoformat()}'"
+    start = f"DATE '{(RUN_DATE - dt.timedelta(days=season_max_days)).isoformat()}'"
+    key = "plot_id, season_year, season"
+    row = f"round((p.latitude - {grid.lat0}) / {grid.step})"
+    col = f"round((p.longitude - {grid.lon0}) / {grid.step})"
+    return f"""
+COPY (
+WITH located AS (
+    SELECT p.*, cell.cell_id
+    FROM read_parquet('{root / paths.RAW_PLOTS}') p
+    JOIN read_parquet('{root / paths.RAW_WEATHER_CELLS}') cell
+      ON cell.cell_id = CAST({row} AS BIGINT) * {grid.n_lon} + CAST({col} AS BIGINT)
+    WHERE p.planting_date BETWEEN {start} AND {day}
+      AND {row} BETWEEN 0 AND {grid.n_lat - 1} AND {col} BETWEEN 0 AND {grid.n_lon - 1}
+),
+daily AS (
+    SELECT l.plot_id, l.season_year, l.season, l.planting_date, w.date, w.precip_mm,
+           w.tmin_c, w.tmax_c,
+           coalesce(isfinite(w.precip_mm)
+                    AND w.precip_mm BETWEEN {c.PRECIP_RANGE_MM[0]} AND {c.PRECIP_RANGE_MM[1]},
+                    false) AS p_ok,
+           coalesce(w.tmin_c BETWEEN {c.TEMPERATURE_RANGE_C[0]} AND {c.TEMPERATURE_RANGE_C[1]}
+                    AND w.tmax_c BETWEEN {c.TEMPERATURE_RANGE_C[0]} AND {c.TEMPERATURE_RANGE_C[1]}
+                    AND w.tmin_c <= w.tmax_c, false) AS t_ok
+    FROM located l
+    JOIN read_parquet('{root / paths.RAW_WEATHER}/*/*.parquet') w
+      ON w.cell_id = l.cell_id AND w.date BETWEEN l.planting_date AND {day}
+),
+weather AS (
+    SELECT {key},
+        sum(precip_mm) FILTER (WHERE p_ok) AS precip_total,
+        CASE WHEN bool_or(p_ok) THEN count(*) FILTER (WHERE p_ok AND precip_mm >= {c.RAINY_DAY_MM}) END
+            AS rainy_days,
+        sum(precip_mm) FILTER (WHERE p_ok AND date > {day} - {c.RECENT_DAYS}) AS precip_last_30d,
+        sum(greatest(0, (least(tmax_c, {c.GDD_CAP_C}) + greatest(tmin_c, {c.GDD_BASE_C})) / 2
+                        - {c.GDD_BASE_C})) FILTER (WHERE t_ok) AS gdd_sum,
+        CASE WHEN bool_or(t_ok) THEN count(*) FILTER (WHERE t_ok AND tmax_c > {c.HEAT_DAY_C}) END
+            AS heat_days,
+        avg(tmax_c) FILTER (WHERE t_ok) AS tmax_mean,
+        count(*) FILTER (WHERE p_ok AND t_ok) / (date_diff('day', planting_date, {day}) + 1)
+            AS weather_coverage
+    FROM daily GROUP BY {key}, planting_date
+),
+dry AS (  -- gaps and islands: consecutive dry days share date - row_number()
+    SELECT {key}, max(run) AS max_dry_spell_days FROM (
+        SELECT {key}, count(*) AS run FROM (
+            SELECT {key}, date - CAST(row_number() OVER (PARTITION BY {key} ORDER BY date)
+                                      AS INTEGER) AS island
+            FROM daily WHERE p_ok AND precip_mm < {c.RAINY_DAY_MM}
+        ) GROUP BY {key}, island
+    ) GROUP BY {key}
+),
+clear AS (
+    SELECT l.plot_id, l.season_year, l.season, n.date, n.ndvi,
+           lag(n.ndvi) OVER w AS previous_ndvi, lag(n.date) OVER w AS previous_date
+    FROM located l
+    JOIN read_parquet('{root / paths.RAW_NDVI}/*/*.parquet') n
+      ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND {day}
+    WHERE isfinite(n.ndvi) AND n.ndvi BETWEEN -1 AND 1
+      AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {c.CLEAR_MAX_CLOUD})
+    WINDOW w AS (PARTITION BY l.plot_id, l.season_year, l.season ORDER BY n.date, n.ndvi)
+),
+ndvi AS (
+    SELECT {key}, avg(ndvi) AS mean_ndvi, max(ndvi) AS max_ndvi,
+        coalesce(sum((greatest(ndvi - {c.NDVI_SOIL_BASELINE}, 0)
+                      + greatest(previous_ndvi - {c.NDVI_SOIL_BASELINE}, 0)) / 2
+                     * date_diff('day', previous_date, date)), 0) AS ndvi_auc,
+        regr_slope(ndvi, date_diff('day', {day}, date))
+            FILTER (WHERE date > {day} - {c.RECENT_DAYS}) AS ndvi_slope_30d,
+        count(*) AS n_clear_ndvi_obs
+    FROM clear GROUP BY {key}
+)
+SELECT l.plot_id, l.season_year, l.season, l.cell_id AS weather_cell_id,
+       w.precip_total, w.rainy_days, coalesce(d.max_dry_spell_days, 0) AS max_dry_spell_days,
+       w.precip_last_30d, w.gdd_sum, w.heat_days, w.tmax_mean, w.weather_coverage,
+       n.mean_ndvi, n.max_ndvi, n.ndvi_auc, n.ndvi_slope_30d,
+       coalesce(n.n_clear_ndvi_obs, 0) AS n_clear_ndvi_obs,
+       date_diff('day', l.planting_date, {day}) AS days_after_planting,
+       dayofyear(l.planting_date) AS planting_doy, l.altitude, l.latitude, l.longitude,
+       CAST(l.season = 'Short Rains' AS DOUBLE) AS is_short_rains
+FROM located l
+LEFT JOIN weather w USING ({key})
+LEFT JOIN dry d USING ({key})
+LEFT JOIN ndvi n USING ({key})
+) TO '{out}' (FORMAT parquet)
+"""
+
+
+def run_reference(root: str, out: str, season_max_days: int, grid: Grid = KENYA) -> None:
+    """Run the reference query (in its own process, see :func:`run_isolated`)."""
+    import duckdb
+
+    with duckdb.connect() as connection:
+        connection.execute(reference_sql(Path(root), Path(out), season_max_days, grid))
+
+
+def run_system(lake_url: str, run_date: str) -> int:
+    """Materialize one date (in its own process); returns the rows written."""
+    from nuru_yield.features import materialize
+
+    return materialize(Lake(lake_url), run_date).rows
+
+
+def compare(system: Path, reference: Path) -> dict[str, Any]:
+    """Row-by-row agreement of the two outputs on the plot-seasons both produced."""
+    import pandas as pd
+
+    ours = pd.read_parquet(system)
+    theirs = pd.read_parquet(reference)
+    theirs = theirs[~theirs.duplicated(c.KEY_COLUMNS, keep=False)]
+    both = ours.merge(theirs, on=c.KEY_COLUMNS, suffixes=("", "_ref"))
+    same_cell = both["weather_cell_id"] == both["weather_cell_id_ref"]
+    matched = both[same_cell]
+    worst = {}
+    for name in c.FEATURE_COLUMNS:
+        a = matched[name].to_numpy(np.float64)
+        b = matched[f"{name}_ref"].to_numpy(np.float64, na_value=np.nan)
+        mismatch_nan = np.isnan(a) != np.isnan(b)
+        diff = np.abs(np.nan_to_num(a) - np.nan_to_num(b))
+        worst[name] = float(np.inf) if mismatch_nan.any() else float(diff.max(initial=0.0))
+    return {
+        "system_rows": len(ours),
+        "reference_rows": len(theirs),
+        "common_rows": len(both),
+        "other_nearest_cell": int((~same_cell).sum()),
+        "max_abs_diff": worst,
+    }
+
+
+def run(plots: int, workdir: Path, seed: int = 7) -> dict[str, Any]:
+    """Build the data under ``workdir``, time both sides, compare, emit the JSON line."""
+    from nuru_yield.config import get_settings
+
+    season_max_days = get_settings().season_max_days
+    scratch = Path(tempfile.mkdtemp(prefix="bench-features-", dir=workdir))
+    try:
+        lake = Lake(f"file://{scratch / 'lake'}")
+        log.info("bench features: building raw data for %d plot-seasons", plots)
+        build_raw(lake, plots, seed)
+        log.info("bench features: materializing %s", RUN_DATE)
+        system = run_isolated(run_system, lake.url, RUN_DATE.isoformat())
+        log.info("bench features: reference DuckDB query")
+        reference_out = scratch / "reference.parquet"
+        reference = run_isolated(run_reference, str(lake.root), str(reference_out), season_max_days)
+        agreement = compare(lake.root / paths.features_path(RUN_DATE), reference_out)
+        log.info(
+            "bench features: system %.1fs (peak %.0f MB), reference %.1fs (peak %.0f MB); %s",
+            system.seconds,
+            system.peak_rss_mb,
+            reference.seconds,
+            reference.peak_rss_mb,
+            agreement,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    result = {
+        "plots": plots,
+        "seconds": round(system.seconds, 3),
+        "rows_per_s": round(plots / system.seconds, 1),
+        "peak_rss_mb": round(system.peak_rss_mb, 1),
+        "reference_s": round(reference.seconds, 3),
+        "ratio": round(system.seconds / reference.seconds, 3),
+    }
+    emit(result)
+    return result

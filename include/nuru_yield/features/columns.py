@@ -1,0 +1,101 @@
+"""Column contracts: the raw tables of DESIGN §4 and the feature table of DESIGN §5.
+
+Agronomic constants live here too, so the library, the tests and the benchmark's
+reference query share one definition of "a rainy day" or "a clear NDVI observation".
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+KEY_COLUMNS = ["plot_id", "season_year", "season"]
+SEASONS = ("Long Rains", "Short Rains")
+
+# Weather aggregates over the window planting date → as-of date (both inclusive).
+WEATHER_FEATURES = [
+    "precip_total",
+    "rainy_days",
+    "max_dry_spell_days",
+    "precip_last_30d",
+    "gdd_sum",
+    "heat_days",
+    "tmax_mean",
+    "weather_coverage",
+]
+# NDVI aggregates over the clear observations of the same window.
+NDVI_FEATURES = ["mean_ndvi", "max_ndvi", "ndvi_auc", "ndvi_slope_30d", "n_clear_ndvi_obs"]
+PLOT_FEATURES = [
+    "days_after_planting",
+    "planting_doy",
+    "altitude",
+    "latitude",
+    "longitude",
+    "is_short_rains",
+]
+# The numeric model inputs, all float64, in this order.
+FEATURE_COLUMNS = WEATHER_FEATURES + NDVI_FEATURES + PLOT_FEATURES
+# Carried along for joins, reports and per-county metrics; not model inputs.
+CONTEXT_COLUMNS = ["county", "planting_date", "as_of_date", "weather_cell_id", "ndvi_missing"]
+OUTPUT_COLUMNS = KEY_COLUMNS + CONTEXT_COLUMNS + FEATURE_COLUMNS
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("season_year", pa.int64()),
+        ("season", pa.string()),
+        ("county", pa.string()),
+        ("planting_date", pa.date32()),
+        ("as_of_date", pa.date32()),
+        ("weather_cell_id", pa.int64()),
+        ("ndvi_missing", pa.bool_()),
+        *[(name, pa.float64()) for name in FEATURE_COLUMNS],
+    ]
+)
+
+# Raw contract (DESIGN §4): columns read and the types they are cast to.
+PLOTS_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("altitude", pa.float64()),
+        ("county", pa.string()),
+        ("season", pa.string()),
+        ("season_year", pa.int64()),
+        ("planting_date", pa.date32()),
+    ]
+)
+CELLS_SCHEMA = pa.schema(
+    [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
+)
+WEATHER_SCHEMA = pa.schema(
+    [
+        ("cell_id", pa.int64()),
+        ("date", pa.date32()),
+        ("precip_mm", pa.float64()),
+        ("tmin_c", pa.float64()),
+        ("tmax_c", pa.float64()),
+    ]
+)
+NDVI_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("date", pa.date32()),
+        ("ndvi", pa.float64()),
+        ("cloud_fraction", pa.float64()),
+    ]
+)
+
+# Agronomy (NOTES.md): a rainy day has at least 1 mm; maize GDD uses the 30/10 °C method.
+RAINY_DAY_MM = 1.0
+GDD_BASE_C = 10.0
+GDD_CAP_C = 30.0
+HEAT_DAY_C = 35.0
+RECENT_DAYS = 30  # window of precip_last_30d and ndvi_slope_30d, ending on the as-of date
+CLEAR_MAX_CLOUD = 0.5  # observations with a higher cloud fraction are not "clear"
+NDVI_SOIL_BASELINE = 0.2  # ndvi_auc integrates NDVI above bare soil
+
+# Plausible value ranges; values outside are bad observations (dropped and counted).
+PRECIP_RANGE_MM = (0.0, 500.0)
+TEMPERATURE_RANGE_C = (-30.0, 60.0)
+ALTITUDE_RANGE_M = (-500.0, 6000.0)

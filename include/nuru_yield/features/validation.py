@@ -1,0 +1,241 @@
+"""The validation gate: great-expectations 1.x suites on the inputs and the output.
+
+GE reports; it does not stop anything (its Airflow provider no longer fails tasks on a
+failed validation either). :func:`validate` turns the suites' results into a
+:class:`ValidationReport`, and :meth:`ValidationReport.raise_on_failure` raises
+:class:`~nuru_yield.errors.DataValidationError` naming the check and its numbers.
+
+A check passes while its share of failing rows stays within its allowance: the configured
+``VALIDATION_MAX_BAD_SHARE`` (default 5%) for inputs, zero for the output's keys and
+ranges (a failure there is a bug, not bad data). As in GE, value checks count failures
+among the non-missing values; missing values have checks of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nuru_yield.errors import DataValidationError
+from nuru_yield.features.checks import (
+    CELL_CHECKS,
+    NDVI_CHECKS,
+    WEATHER_CHECKS,
+    Check,
+    failing_any,
+    output_checks,
+    plot_checks,
+)
+from nuru_yield.features.columns import CLEAR_MAX_CLOUD
+
+log = logging.getLogger(__name__)
+
+# Every considered plot-season either gets features or lands in rejected.parquet; this
+# check bounds the share of the latter, whatever mix of reasons put them there.
+REJECTED_SHARE = Check("rejected_share", "null", ("reason",))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One expectation's outcome, as recorded in ``validation.json``."""
+
+    table: str
+    check: str
+    expectation: str
+    columns: list[str]
+    element_count: int
+    unexpected_count: int
+    unexpected_percent: float
+    allowed_percent: float
+    success: bool
+
+    def describe(self) -> str:
+        return (
+            f"{self.table}.{self.check}: {self.unexpected_count:,} of {self.element_count:,} "
+            f"rows bad ({self.unexpected_percent:.2f}%), allowed {self.allowed_percent:.2f}%"
+        )
+
+
+@dataclass
+class ValidationReport:
+    """Every check of one run plus the row counts of what was read, dropped and written."""
+
+    threshold: float
+    checks: list[CheckResult] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [result for result in self.checks if not result.success]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "passed" if self.passed else "failed",
+            "threshold": self.threshold,
+            "failed_checks": [f"{r.table}.{r.check}" for r in self.failures],
+            "counts": self.counts,
+            "checks": [asdict(result) for result in self.checks],
+        }
+
+    def raise_on_failure(self) -> None:
+        """Raise naming the worst failed check (and how many others failed)."""
+        if self.passed:
+            return
+        worst = max(self.failures, key=lambda r: r.unexpected_percent - r.allowed_percent)
+        others = len(self.failures) - 1
+        more = f" (+{others} more failed check{'s' if others > 1 else ''})" if others else ""
+        raise DataValidationError(f"validation failed: {worst.describe()}{more}")
+
+
+def run_suite(
+    table: str,
+    frame: pd.DataFrame,
+    checks: Sequence[Check],
+    threshold: float,
+    context: Any = None,
+) -> list[CheckResult]:
+    """Validate ``frame`` with GE expectations built from ``checks``; one result per check.
+
+    One GE batch per set of columns, holding only those columns: GE copies a batch's
+    non-missing rows for each expectation, so narrow batches save time and memory on
+    tables of millions of observations.
+    """
+    if frame.empty:  # GE cannot compute value metrics on no rows; nothing can be bad
+        return [
+            _result(table, check, _allowed(check, threshold), 0, 0, 0.0, True) for check in checks
+        ]
+    import great_expectations as gx
+
+    context = context or _context()
+    groups: dict[tuple[str, ...], list[Check]] = {}
+    for check in checks:
+        groups.setdefault(check.columns, []).append(check)
+    outcomes: dict[str, Any] = {}
+    for columns, group in groups.items():
+        name = f"{table}.{'+'.join(columns)}"
+        batch = (
+            context.data_sources.add_pandas(name)
+            .add_dataframe_asset(name)
+            .add_batch_definition_whole_dataframe(name)
+            .get_batch(batch_parameters={"dataframe": frame[list(columns)]})
+        )
+        suite = gx.ExpectationSuite(name=name)
+        for check in group:
+            suite.add_expectation(check.expectation(mostly=1.0 - _allowed(check, threshold)))
+        for outcome in batch.validate(suite, result_format="BASIC").results:
+            outcomes[outcome.expectation_config.meta["check"]] = outcome
+    results = []
+    for check in checks:
+        outcome = outcomes[check.name]
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            message = outcome.exception_info.get("exception_message")
+            raise DataValidationError(f"{table}.{check.name}: expectation errored: {message}")
+        stats = outcome.result
+        results.append(
+            _result(
+                table,
+                check,
+                _allowed(check, threshold),
+                int(stats.get("element_count", len(frame))),
+                int(stats.get("unexpected_count", 0)),
+                float(stats.get("unexpected_percent") or 0.0),
+                bool(outcome.success),
+            )
+        )
+    return results
+
+
+def _allowed(check: Check, threshold: float) -> float:
+    return threshold if check.allowed_share is None else check.allowed_share
+
+
+def validate(
+    *,
+    plots: pd.DataFrame,
+    cells: pd.DataFrame,
+    weather: pd.DataFrame,
+    ndvi: pd.DataFrame,
+    features: pd.DataFrame,
+    threshold: float,
+    season_max_days: int,
+    max_cell_distance_km: float,
+) -> ValidationReport:
+    """Run every suite: considered plot-seasons (with ``reason``), cells, weather, NDVI, output."""
+    report = ValidationReport(threshold=threshold)
+    context = _context()
+    suites: list[tuple[str, pd.DataFrame, list[Check]]] = [
+        ("plots", plots, [*plot_checks(max_cell_distance_km), REJECTED_SHARE]),
+        ("weather_cells", cells, CELL_CHECKS),
+        ("weather", weather, WEATHER_CHECKS),
+        ("ndvi", ndvi, NDVI_CHECKS),
+        ("plot_features", features, output_checks(season_max_days)),
+    ]
+    for table, frame, checks in suites:
+        report.checks.extend(run_suite(table, frame, checks, threshold, context))
+    cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
+    rejected = plots["reason"].dropna()
+    report.counts = {
+        "plots_considered": len(plots),
+        "plots_rejected": len(rejected),
+        "rejected_by_reason": {
+            reason: int(count)
+            for reason, count in rejected.str.split(";").explode().value_counts().items()
+        },
+        "plot_features": len(features),
+        "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
+        "weather_cells": len(cells),
+        "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
+        "weather_rows": len(weather),
+        "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
+        "ndvi_rows": len(ndvi),
+        "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
+        "ndvi_rows_cloudy": cloudy,
+    }
+    for result in report.failures:
+        log.warning("check failed: %s", result.describe())
+    return report
+
+
+def _result(
+    table: str,
+    check: Check,
+    allowed_share: float,
+    element_count: int,
+    unexpected_count: int,
+    unexpected_percent: float,
+    success: bool,
+) -> CheckResult:
+    expectation = check.expectation(mostly=1.0 - allowed_share)
+    return CheckResult(
+        table=table,
+        check=check.name,
+        expectation=expectation.expectation_type,
+        columns=list(check.columns),
+        element_count=element_count,
+        unexpected_count=unexpected_count,
+        unexpected_percent=unexpected_percent,
+        allowed_percent=100.0 * allowed_share,
+        success=success,
+    )
+
+
+def _context() -> Any:
+    """A throwaway in-memory GE context without progress bars."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # chatty at INFO
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context

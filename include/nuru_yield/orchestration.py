@@ -1,0 +1,130 @@
+"""Airflow glue shared by the four DAGs — the one module outside ``dags/`` that imports Airflow.
+
+Only DAG files import it, so it imports ``airflow.sdk`` at module level and nothing heavy:
+tasks import the library lazily and call one function each.
+
+Assets (logical URIs, independent of where the lake lives; the concrete lake URI and the
+run date of each update travel in the asset event's ``extra``, see :func:`announce`):
+
+=================  ==========================  ===========================================
+asset              URI                         updated by
+=================  ==========================  ===========================================
+``plot_features``  ``nuru://plot_features``    ``feature_materialization`` (one partition)
+``predictions``    ``nuru://predictions``      ``batch_scoring``
+``champion_model`` ``nuru://champion_model``   ``model_training`` (when the alias moves)
+=================  ==========================  ===========================================
+
+Run dates (:func:`resolve_run_date`): the ``run_date`` param when given, else the DAG
+run's logical date, else the ``run_date`` of the asset event that triggered the run
+(asset-triggered runs have no logical date), else a clear error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Asset, Param
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+log = logging.getLogger("nuru_yield.orchestration")
+
+plot_features = Asset(name="plot_features", uri="nuru://plot_features", group="nuru-yield")
+predictions = Asset(name="predictions", uri="nuru://predictions", group="nuru-yield")
+champion_model = Asset(name="champion_model", uri="nuru://champion_model", group="nuru-yield")
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def log_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback``: one clear log line naming the task, the run and the error."""
+    ti = context.get("ti") or context.get("task_instance")
+    log.error(
+        "nuru-yield task failed: dag=%s task=%s run_id=%s try=%s: %s",
+        getattr(ti, "dag_id", "?"),
+        getattr(ti, "task_id", "?"),
+        getattr(ti, "run_id", "?"),
+        getattr(ti, "try_number", "?"),
+        context.get("exception") or "unknown error",
+    )
+
+
+# Bad data, bad settings and missing features fail the same way on every try: no retries.
+# Anything else (lake or database hiccups) retries with exponential backoff.
+NO_RETRY_ON_BAD_INPUT = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[
+                "nuru_yield.errors.DataValidationError",
+                "nuru_yield.errors.ConfigError",
+                "nuru_yield.errors.NotBuiltYet",
+            ],
+            action=RetryAction.FAIL,
+            reason="bad input data or settings: retrying cannot help",
+        )
+    ]
+)
+
+default_args: dict[str, Any] = {
+    "owner": "nuru-yield",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": dt.timedelta(minutes=30),
+    "execution_timeout": dt.timedelta(hours=2),
+    "on_failure_callback": log_failure,
+    "retry_policy": NO_RETRY_ON_BAD_INPUT,
+}
+
+
+def run_date_params() -> dict[str, Param]:
+    """The ``run_date`` param every DAG accepts (manual and asset-triggered runs)."""
+    return {
+        "run_date": Param(
+            None,
+            type=["null", "string"],
+            pattern=_DATE.pattern,
+            description="Run date YYYY-MM-DD; empty = the run's logical date.",
+        )
+    }
+
+
+def resolve_run_date(context: Mapping[str, Any]) -> str:
+    """The run date (``YYYY-MM-DD``) of a task: param, logical date or triggering asset event."""
+    params = context.get("params") or {}
+    given = params.get("run_date")
+    if given:
+        return _checked(str(given), "the run_date param")
+    logical = context.get("logical_date")
+    if logical is not None:
+        return logical.date().isoformat()
+    events = context.get("triggering_asset_events") or {}
+    dates = sorted(
+        str(event.extra["run_date"])
+        for asset_events in events.values()
+        for event in asset_events
+        if event.extra and event.extra.get("run_date")
+    )
+    if dates:
+        return _checked(dates[-1], "the triggering asset event")
+    raise ValueError(
+        "no run date: pass the run_date param (YYYY-MM-DD); this run has no logical date "
+        "and no triggering asset event with a run_date"
+    )
+
+
+def announce(context: Mapping[str, Any], asset: Asset, run_date: str, **extra: Any) -> None:
+    """Attach the run date (and e.g. the lake URI) to the asset event this task emits."""
+    context["outlet_events"][asset].extra = {"run_date": run_date, **extra}
+
+
+def _checked(value: str, source: str) -> str:
+    try:
+        if _DATE.match(value):
+            return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise ValueError(f"{source} {value!r} is not a date YYYY-MM-DD")

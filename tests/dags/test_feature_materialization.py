@@ -1,0 +1,145 @@
+"""The feature_materialization DAG: parse-time hygiene, structure, and real ``dag.test()`` runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from nuru_yield import lake as paths
+from nuru_yield.bench.features import RUN_DATE, build_raw
+from nuru_yield.lake import Lake
+from tests.fixtures.airflow import DAGS_FOLDER
+
+DAG_ID = "feature_materialization"
+HEAVY_MODULES = (
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "scipy",
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "duckdb",
+    "xgboost",
+    "lightgbm",
+    "psycopg",
+    "psycopg2",
+    "boto3",
+)
+HEAVY_PACKAGES = ("nuru_yield.features", "nuru_yield.db", "nuru_yield.training")
+
+
+def test_dag_file_imports_nothing_heavy_and_touches_no_connection(tmp_path: Path) -> None:
+    """Compared with bare ``airflow.sdk``, parsing the file adds no heavy module, engine or socket."""
+    probe = textwrap.dedent(
+        f"""
+        import gc, importlib.util, json, socket, sys
+        import airflow.sdk, sqlalchemy, sqlalchemy.engine
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("connection attempted at parse time")
+
+        socket.socket.connect = refuse
+        sqlalchemy.create_engine = refuse
+        engines = lambda: sum(isinstance(o, sqlalchemy.engine.Engine) for o in gc.get_objects())
+        before, engines_before = set(sys.modules), engines()
+        spec = importlib.util.spec_from_file_location("dag_file", {str(DAGS_FOLDER / f"{DAG_ID}.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        added = sorted(set(sys.modules) - before)
+        print(json.dumps({{"added": added, "new_engines": engines() - engines_before}}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    heavy = [
+        module
+        for module in report["added"]
+        if module.split(".")[0] in HEAVY_MODULES or module.startswith(HEAVY_PACKAGES)
+    ]
+    assert heavy == []
+    assert report["new_engines"] == 0
+    assert "nuru_yield.orchestration" in report["added"]  # the probe really loaded the DAG
+
+
+def test_dag_bag_has_no_import_errors(dag_bag: Any) -> None:
+    assert dag_bag.import_errors == {}
+    assert DAG_ID in dag_bag.dag_ids
+
+
+def test_dag_structure(load_dag: Any) -> None:
+    from nuru_yield.orchestration import plot_features
+
+    dag = load_dag(DAG_ID)
+    assert dag.catchup is False
+    assert "nightly" in (dag.doc_md or "").lower() and dag.tags
+    assert dag.timetable.expression == "0 0 * * *"
+    assert "run_date" in dag.params
+    materialize, publish = (
+        dag.get_task("materialize_features"),
+        dag.get_task("publish_plot_features"),
+    )
+    assert publish.upstream_task_ids == {"materialize_features"}
+    assert materialize.retries == 2 and materialize.owner == "nuru-yield"
+    assert materialize.execution_timeout is not None and materialize.on_failure_callback
+    assert plot_features in publish.outlets
+    assert dag.get_task("materialize_features").outlets == []
+
+
+def _task_states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    lake = Lake.from_settings()
+    build_raw(lake, plots=300)
+    logical = dt.datetime.combine(RUN_DATE, dt.time(), tzinfo=dt.UTC)
+
+    run = load_dag(DAG_ID).test(logical_date=logical)
+
+    assert str(run.state) == "success", _task_states(run)
+    table = pq.read_table(lake.root / paths.features_path(RUN_DATE))
+    assert 290 <= table.num_rows < 300  # a few bad rows of build_raw are quarantined
+    assert pc.all(pc.equal(table["as_of_date"], RUN_DATE)).as_py()
+    assert lake.read_json(paths.validation_path(RUN_DATE))["status"] == "passed"
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "plot_features", AssetEvent.source_run_id == run.run_id)
+            .all()
+        )
+    assert [event.extra["run_date"] for event in events] == [RUN_DATE.isoformat()]
+    assert events[0].extra["rows"] == table.num_rows
+
+
+def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> None:
+    lake = Lake.from_settings()
+    build_raw(lake, plots=300)
+    plots = lake.read_parquet(paths.RAW_PLOTS)
+    county = plots["county"].to_pylist()
+    county[::4] = [None] * len(county[::4])  # 25% of plot-seasons without a county
+    lake.write_parquet(paths.RAW_PLOTS, plots.set_column(4, "county", [county]))
+
+    run = load_dag(DAG_ID).test(run_conf={"run_date": RUN_DATE.isoformat()}, logical_date=None)
+
+    states = _task_states(run)
+    assert str(run.state) == "failed"
+    assert states == {"materialize_features": "failed", "publish_plot_features": "upstream_failed"}
+    report = lake.read_json(paths.validation_path(RUN_DATE))
+    assert report["status"] == "failed" and "plots.missing_county" in report["failed_checks"]
+    assert not lake.exists(paths.features_path(RUN_DATE))
