@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.settings",
     "tests.fixtures.services",
+    "tests.fixtures.airflow",
     "tests.fixtures.scoring",
 ]

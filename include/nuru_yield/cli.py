@@ -78,7 +78,14 @@ def db_upgrade() -> None:
 @app.command()
 def features(date: DateOption) -> None:
     """Materialize season-to-date plot features for one date."""
-    raise _not_built("features", "issue 3")
+    from nuru_yield.features import materialize
+    from nuru_yield.lake import Lake
+
+    result = materialize(Lake.from_settings(), date.date())
+    typer.echo(
+        f"{result.run_date}: {result.rows:,} plot-seasons, {result.rejected:,} rejected; "
+        f"{result.features_uri}"
+    )
 
 
 @app.command()
@@ -164,7 +171,12 @@ def demo(
 @bench_app.command("features")
 def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
     """Time feature materialization against a hand-written DuckDB query."""
-    raise _not_built("bench features", "issue 3")
+    from nuru_yield.bench.features import run
+    from nuru_yield.config import get_settings
+
+    workdir = get_settings().nuru_home / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    run(plots, workdir)
 
 
 @bench_app.command("scoring")
