@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nuru_yield.monitoring.accuracy import combine, error_sums, finalize, realized_accuracy
+from nuru_yield.monitoring.accuracy import (
+    combine,
+    error_sums,
+    finalize,
+    fresh_rows,
+    realized_accuracy,
+)
 
 BUCKETS = (30, 60, 90, 120, 180)
 
@@ -88,3 +94,15 @@ def test_missing_interval_gives_no_coverage() -> None:
 def test_no_labels_no_rows() -> None:
     assert realized_accuracy(_forecasts([40], [1.0], [9]), LABELS, BUCKETS).empty
     assert finalize(combine([])).empty
+
+
+def test_fresh_rows_are_new_changed_or_already_reported_for_the_date() -> None:
+    forecasts = _forecasts([40, 70, 100], [1000.0, 2000.0, 3000.0], [1, 2, 3])
+    performance = realized_accuracy(forecasts, LABELS, BUCKETS)  # leads 30, 60, 90; n = 1
+    before = performance.iloc[[0, 1]].assign(n=[1, 5])  # 30 unchanged, 60 changed, 90 new
+    assert fresh_rows(performance, before, before.iloc[:0])["lead_time_days"].tolist() == [60, 90]
+    # A rerun of the date: nothing differs from the table any more, but the first run's
+    # report listed lead 60 as fresh with the same n.
+    reported = performance.iloc[[1]]
+    assert fresh_rows(performance, performance, reported)["lead_time_days"].tolist() == [60]
+    assert fresh_rows(performance, performance, reported.assign(n=9)).empty

@@ -30,6 +30,7 @@ FORECAST_COLUMNS = [
     "yield_upper",
 ]
 LABEL_COLUMNS = [*KEY_COLUMNS, "yield_kg_per_ha"]
+PERFORMANCE_COLUMNS = [*GROUP_COLUMNS, "rmse", "mae", "bias", "coverage", "n"]
 _SUMS = ["n", "error_sum", "abs_error_sum", "squared_error_sum", "n_interval", "covered"]
 
 
@@ -84,3 +85,24 @@ def realized_accuracy(
 ) -> pd.DataFrame:
     """:func:`finalize` of :func:`error_sums` for one frame of forecasts."""
     return finalize(error_sums(forecasts, labels, buckets))
+
+
+def fresh_rows(
+    performance: pd.DataFrame, before: pd.DataFrame, reported: pd.DataFrame
+) -> pd.DataFrame:
+    """Rows of ``performance`` that are new, or whose forecast count ``n`` changed, against
+    ``before`` (the table before this run) — labels arrived — plus rows an earlier run for
+    the same date already reported as fresh with the same ``n``, so that a rerun of a date
+    reproduces its alert. ``before`` and ``reported`` need the group columns and ``n``."""
+    keys = [*GROUP_COLUMNS, "n"]
+
+    def matching(other: pd.DataFrame) -> np.ndarray:
+        if other.empty:
+            return np.zeros(len(performance), dtype=bool)
+        other = other[keys].astype({"season_year": "int64", "lead_time_days": "int64"})
+        other = other.astype({"model_version": str, "n": "int64"}).assign(_hit=True)
+        found = performance[keys].merge(other.drop_duplicates(keys), on=keys, how="left")
+        return found["_hit"].fillna(False).to_numpy(bool)
+
+    changed = ~matching(before)
+    return performance[changed | matching(reported)].reset_index(drop=True)

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 VARIABLES: tuple[str, ...] = (*FEATURE_COLUMNS, PREDICTION)
 Predictor = Callable[[pd.DataFrame], np.ndarray]
+EvaluationLookup = Callable[[Sequence[str]], dict[str, dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,6 @@ def reference_spec(settings: Settings, run_date: dt.date) -> ReferenceSpec:
         years=settings.drift_reference_years,
         window_days=settings.drift_reference_window_days,
         max_rows=settings.drift_reference_max_rows,
-        season_max_days=settings.season_max_days,
         seed=run_date.toordinal(),  # the same date draws the same reference
     )
 
@@ -203,8 +203,9 @@ def forecast_error_sums(
 def update_realized_accuracy(
     lake: Lake, engine: sa.Engine, run_date: dt.date, settings: Settings
 ) -> pd.DataFrame:
-    """Fill ``model_performance`` for the labelled seasons; returns the rows that are new or
-    whose forecast count changed (labels arrived since the last run)."""
+    """Fill ``model_performance`` for the labelled seasons; returns the fresh rows (see
+    :func:`accuracy.fresh_rows`): new, changed since the last run, or reported fresh by an
+    earlier run for this date."""
     import sqlalchemy as sa
 
     from nuru_yield.db import replace_rows
@@ -214,13 +215,13 @@ def update_realized_accuracy(
 
     labels = _labels(lake)
     with engine.connect() as connection:
-        existing = pd.DataFrame(
+        before = pd.DataFrame(
             connection.execute(sa.select(model_performance)).mappings().all(),
             columns=[c.name for c in model_performance.columns],
         )
-    seasons = seasons_to_score(labels, existing, run_date, settings.accuracy_recent_years)
+    seasons = seasons_to_score(labels, before, run_date, settings.accuracy_recent_years)
     if not seasons:
-        return pd.DataFrame(columns=[*accuracy.GROUP_COLUMNS, "rmse", "mae", "bias", "coverage"])
+        return pd.DataFrame(columns=accuracy.PERFORMANCE_COLUMNS)
     buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, settings.season_max_days)
     performance = accuracy.finalize(forecast_error_sums(lake, labels, seasons, run_date, buckets))
     computed_at = dt.datetime.now(dt.UTC)  # audit stamp only; no logic depends on it
@@ -233,14 +234,14 @@ def update_realized_accuracy(
             for record in rows.to_dict(orient="records")
         ]
         replace_rows(engine, model_performance, {"season": season, "season_year": year}, records)
-    previous = existing[[*accuracy.GROUP_COLUMNS, "n"]].rename(columns={"n": "previous_n"})
-    merged = performance.merge(
-        previous.astype({"season_year": "int64", "lead_time_days": "int64"}),
-        on=accuracy.GROUP_COLUMNS,
-        how="left",
-    )
-    fresh = merged[merged["previous_n"].isna() | (merged["previous_n"] != merged["n"])]
-    return fresh.drop(columns="previous_n").reset_index(drop=True)
+    return accuracy.fresh_rows(performance, before, _reported_fresh(lake, run_date))
+
+
+def _reported_fresh(lake: Lake, run_date: dt.date) -> pd.DataFrame:
+    """The realized-accuracy rows an earlier run for ``run_date`` reported as fresh."""
+    path = drift_report_path(run_date)
+    rows = lake.read_json(path).get("realized_accuracy", []) if lake.exists(path) else []
+    return pd.DataFrame(rows, columns=accuracy.PERFORMANCE_COLUMNS)
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
@@ -290,14 +291,16 @@ def decide_alert(
     drifts: Sequence[Any],
     fresh: pd.DataFrame,
     settings: Settings,
+    evaluation: EvaluationLookup = evaluation_metrics,
 ) -> Alert:
+    """The alert of this run: drift and fresh realized accuracy, with the cooldown."""
     reasons = drift_reasons(drifts, settings.drift_alert_min_variables)
     if not fresh.empty:
         champion = fresh[fresh["model_name"] == CHAMPION]
         versions = sorted({str(v) for v in champion["model_version"]})
         reasons += accuracy_reasons(
             fresh,
-            evaluation_metrics(versions),
+            evaluation(versions),
             settings.accuracy_rmse_margin,
             settings.accuracy_min_samples,
         )
@@ -331,9 +334,11 @@ def run_monitoring(
     engine: sa.Engine | None = None,
     settings: Settings | None = None,
     predictor: Predictor | None = None,
+    evaluation: EvaluationLookup = evaluation_metrics,
 ) -> MonitoringResult:
     """Monitor one run date (see the module doc). ``predictor`` overrides the model that
-    predicts the reference rows (default: the version that scored D)."""
+    predicts the reference rows (default: the version that scored D), ``evaluation`` where
+    the champion's evaluation metrics come from (default: its MLflow run)."""
     from nuru_yield.db import get_engine
 
     settings = settings or get_settings()
@@ -341,7 +346,9 @@ def run_monitoring(
     engine = engine or get_engine(settings.predictions_db_url)
     current, source = load_current(lake, run_date)
     spec = reference_spec(settings, run_date)
-    reference, described = matched_reference(_reference_raw(lake, run_date, spec), current, spec)
+    reference, described = matched_reference(
+        _reference_raw(lake, run_date, spec), current, run_date, spec
+    )
     if not current.empty and PREDICTION in current.columns and not reference.empty:
         predictor = predictor or champion_predictor(current)
         if predictor is not None:
@@ -349,7 +356,7 @@ def run_monitoring(
     rule = rule_from(settings)
     drifts = detect_drift(reference, current, VARIABLES, rule)
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
-    alert = decide_alert(lake, run_date, drifts, fresh, settings)
+    alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
     report = DriftReport(run_date, source, described, rule, drifts, alert, fresh)
 
     write_drift_rows(engine, run_date, report)

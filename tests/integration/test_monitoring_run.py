@@ -1,0 +1,172 @@
+"""``run_monitoring`` end to end on a generated lake: drift rows, reports, realized accuracy
+once labels arrive, the alert and its cooldown — on SQLite and PostgreSQL, and by the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.compute as pc
+import pytest
+import sqlalchemy as sa
+
+from nuru_yield.config import get_settings, reset_settings
+from nuru_yield.db import get_engine, upgrade
+from nuru_yield.db.schema import drift_reports, model_performance
+from nuru_yield.features import KEY_COLUMNS, load_raw, season_to_date
+from nuru_yield.lake import RAW_YIELDS, Lake, drift_html_path, drift_report_path, features_path
+from nuru_yield.monitoring import run_monitoring
+from nuru_yield.monitoring.drift import PREDICTION
+from tests.integration.test_monitoring_season import (
+    RUN_DATE,
+    generate,
+    stand_in_model,
+    write_prediction_log,
+)
+
+VARIABLES = 20  # 19 model features and the prediction
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Raw inputs 2021–2024 with 2024 labels (the tests hide them until they 'arrive')."""
+    root = tmp_path_factory.mktemp("monitoring-run") / "lake"
+    generate(root, seed=21, plots=500, start_year=2021, label_2024=True)
+    return root
+
+
+@pytest.fixture
+def lake(generated: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    """This test's lake: a copy of the generated raw inputs, 2024 labels held back in
+    ``labels_2024.parquet`` next to it; three reference years."""
+    monkeypatch.setenv("DRIFT_REFERENCE_YEARS", "3")
+    reset_settings()
+    lake = Lake.from_settings()
+    shutil.copytree(generated / "raw", lake.root / "raw")
+    labels = lake.read_parquet(RAW_YIELDS)
+    lake.write_parquet(RAW_YIELDS, labels.filter(pc.less(labels["season_year"], 2024)))
+    lake.write_parquet("held_back/labels.parquet", labels)
+    return lake
+
+
+def _features(lake: Lake, day: dt.date) -> pd.DataFrame:
+    """``features/{day}/plot_features.parquet`` (the computation of materialization, without
+    its validation reports, which are tested with it)."""
+    raw = load_raw(lake, day - dt.timedelta(days=180), day)
+    features = season_to_date(raw, day, season_max_days=180).features
+    lake.write_parquet(features_path(day), features)
+    return features
+
+
+def _score(lake: Lake, day: dt.date) -> pd.DataFrame:
+    """Features for ``day`` and their prediction log."""
+    return write_prediction_log(lake, _features(lake, day), day)
+
+
+def _strict(versions: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Evaluation metrics no forecast can meet: realized accuracy always looks worse."""
+    return {version: {"rmse": 1.0} for version in versions}
+
+
+def _rows(engine: sa.Engine, table: sa.Table) -> pd.DataFrame:
+    with engine.connect() as connection:
+        return pd.DataFrame(connection.execute(sa.select(table)).mappings().all())
+
+
+def test_realized_accuracy_is_filled_once_labels_arrive_and_alerts_once(lake: Lake) -> None:
+    upgrade()
+    engine = get_engine()
+    log = _score(lake, RUN_DATE)
+
+    quiet = run_monitoring(RUN_DATE, predictor=stand_in_model, evaluation=_strict)
+
+    rows = _rows(engine, drift_reports)
+    counties = log["county"].nunique()
+    assert len(rows) == VARIABLES * (1 + counties)
+    overall = rows[rows["county"].isna()].set_index("feature")
+    assert overall.loc[PREDICTION, "status"] != "insufficient data"
+    assert overall["drifted"].sum() <= 1
+    assert (overall["n_current"] <= len(log)).all() and overall["n_reference"].min() > 1000
+    assert _rows(engine, model_performance).empty  # no 2024 label yet
+    assert not quiet.alert.raised
+    report = lake.read_json(drift_report_path(RUN_DATE))
+    assert report["alert"]["trigger_training"] is False and len(report["variables"]) == len(rows)
+    assert "<svg" in lake.read_bytes(drift_html_path(RUN_DATE)).decode() or not report["drifted"]
+
+    # Harvest labels of the 2024 Long Rains arrive.
+    lake.write_parquet(RAW_YIELDS, lake.read_parquet("held_back/labels.parquet"))
+    alerted = run_monitoring(RUN_DATE, predictor=stand_in_model, evaluation=_strict)
+
+    performance = _rows(engine, model_performance)
+    assert set(performance["season"]) == {"Long Rains"} and set(performance["season_year"]) == {
+        2024
+    }
+    assert set(performance["model_version"]) == {"1"}
+    labelled = log[KEY_COLUMNS].merge(lake.read_parquet(RAW_YIELDS).to_pandas()[KEY_COLUMNS])
+    assert performance["n"].sum() == len(labelled) > 0
+    assert performance["lead_time_days"].is_unique
+    assert (performance["rmse"] >= performance["mae"]).all()
+    assert performance["coverage"].between(0, 1).all()
+    assert alerted.alert.trigger
+    assert any(reason.startswith("accuracy: 2024 Long Rains") for reason in alerted.alert.reasons)
+    assert len(_rows(engine, drift_reports)) == len(rows)  # the rerun replaced D's rows
+
+    # Rerunning the date reproduces its alert (the trigger itself is deduplicated by the
+    # DAG's run id `drift_monitoring__D`).
+    again = run_monitoring(RUN_DATE, predictor=stand_in_model, evaluation=_strict)
+    assert again.alert == alerted.alert
+
+    # The next night nothing changed (features only, no new forecast, no new label).
+    next_day = RUN_DATE + dt.timedelta(days=1)
+    _features(lake, next_day)
+    assert not run_monitoring(next_day, predictor=stand_in_model, evaluation=_strict).alert.raised
+
+    # Three days on, new forecasts change the realized accuracy again: the alert is raised,
+    # but retraining was triggered on D, within the cooldown.
+    later = RUN_DATE + dt.timedelta(days=3)
+    _score(lake, later)
+    held = run_monitoring(later, predictor=stand_in_model, evaluation=_strict)
+    assert held.alert.raised and not held.alert.trigger
+    assert held.alert.suppressed_by == RUN_DATE.isoformat()
+    assert held.xcom()["trigger_training"] is False
+
+
+@pytest.mark.postgres
+def test_cli_on_postgres_writes_rows_and_reports(
+    lake: Lake, postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from nuru_yield.cli import main
+
+    monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
+    reset_settings()
+    upgrade()
+    _features(lake, RUN_DATE)  # not scored: the features alone are monitored
+
+    main(["drift", "--date", RUN_DATE.isoformat()])
+    main(["drift", "--date", RUN_DATE.isoformat()])  # a rerun replaces the date's rows
+
+    out = capsys.readouterr().out
+    assert f"drift {RUN_DATE.isoformat()}: {VARIABLES} variables" in out
+    assert "alert: no alert" in out
+    rows = _rows(get_engine(get_settings().predictions_db_url), drift_reports)
+    overall = rows[rows["county"].isna()]
+    assert len(overall) == VARIABLES and overall["feature"].is_unique
+    assert overall.set_index("feature").loc[PREDICTION, "status"] == "insufficient data"
+    assert json.loads(lake.read_bytes(drift_report_path(RUN_DATE)))["source"].endswith(
+        "plot_features.parquet"
+    )
+
+
+def test_nothing_to_monitor_is_one_clear_line(lake: Lake, capsys: pytest.CaptureFixture) -> None:
+    from nuru_yield.cli import main
+
+    upgrade()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["drift", "--date", "2024-06-29"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: nothing to monitor for 2024-06-29") and "\n" not in err
