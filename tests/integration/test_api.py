@@ -100,7 +100,7 @@ def test_out_of_range_fields_are_422_naming_the_field(make_client, nuru_home):
         ("latitude", 90.5),
         ("longitude", -181),
         ("altitude", 12000),
-        ("planting_date", "1900-01-01"),
+        ("planting_date", "2025-13-01"),
         ("season", "Winter"),
         ("model_name", "xgboost"),
         ("plot_id", -1),
@@ -250,7 +250,10 @@ def test_api_key(known_db: PredictionsDb, make_client):
         assert client.request(method, path).status_code == 401, path
         assert client.request(method, path, headers=auth("nope")).status_code == 403, path
     assert client.get("/health").status_code == 200
-    assert client.get("/metrics").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    # Refused before routing, still counted under the route they asked for.
+    assert 'method="POST",route="/predict",status="401"} 1.0' in metrics.text
 
 
 def test_rate_limit_per_client(known_db: PredictionsDb, make_client):

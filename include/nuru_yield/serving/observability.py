@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
@@ -135,8 +136,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             seconds = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED_ROUTE
+            template = _route_template(scope)
             self.metrics.observe(scope["method"], template, status, seconds)
             client = scope.get("client")
             self.log.write(
@@ -150,3 +150,14 @@ class ObservabilityMiddleware:
                     "client": client[0] if client else None,
                 }
             )
+
+
+def _route_template(scope: Scope) -> str:
+    """The route the request matched; for one answered before routing (401, 429), the route it
+    would have matched; :data:`UNMATCHED_ROUTE` for paths the app does not have."""
+    route = scope.get("route")
+    if route is None and "app" in scope:
+        route = next(
+            (r for r in scope["app"].router.routes if r.matches(scope)[0] == Match.FULL), None
+        )
+    return getattr(route, "path", None) or UNMATCHED_ROUTE

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from nuru_yield.serving.store import CHAMPION, Row, as_utc
 
@@ -17,7 +17,10 @@ ModelChoice = Literal["ensemble", "challenger"]
 PUBLIC_NAMES: dict[str, ModelChoice] = {CHAMPION: "ensemble", "challenger": "challenger"}
 STORED_NAMES: dict[ModelChoice, str] = {public: stored for stored, public in PUBLIC_NAMES.items()}
 
-MAX_PLOT_ID = 2**63 - 1  # BIGINT
+# Every timestamp leaves with its zone (RFC 3339), also those SQLite stored without one.
+UtcDatetime = Annotated[dt.datetime, AfterValidator(as_utc)]
+
+MAX_PLOT_ID = 2**53 - 1  # fits BIGINT, and every JSON client reads it exactly
 MAX_BATCH = 1000
 
 _EXAMPLE_REQUEST = {
@@ -57,10 +60,7 @@ class PlotQuery(BaseModel):
     latitude: float | None = Field(None, ge=-90, le=90, examples=[-0.499127])
     longitude: float | None = Field(None, ge=-180, le=180, examples=[37.612253])
     planting_date: dt.date | None = Field(
-        None,
-        ge=dt.date(1990, 1, 1),
-        le=dt.date(2100, 12, 31),
-        description="Selects the season year (the year the plot was planted).",
+        None, description="Selects the season year (the year the plot was planted)."
     )
     season: Season | None = None
     altitude: float | None = Field(None, ge=-500, le=9000, description="Metres.")
@@ -108,7 +108,7 @@ class Prediction(BaseModel):
     features_used: dict[str, Any] = Field(
         description="Feature values of the snapshot the forecast was scored on (its drivers)."
     )
-    timestamp: dt.datetime = Field(description="When the forecast was scored.")
+    timestamp: UtcDatetime = Field(description="When the forecast was scored.")
     yield_lower: float | None
     yield_upper: float | None
     # `Any`, not pydantic's JsonValue: the stored JSON needs no re-validation on the hot path.
@@ -139,7 +139,7 @@ def prediction_from_row(row: Row) -> Prediction:
         model_version=row["model_version"],
         confidence_score=row["interval_level"],
         features_used=features_from_drivers(row["top_drivers"]),
-        timestamp=as_utc(row["scored_at"]),
+        timestamp=row["scored_at"],
         yield_lower=row["yield_lower"],
         yield_upper=row["yield_upper"],
         top_drivers=row["top_drivers"],
@@ -188,7 +188,7 @@ class Health(BaseModel):
     predictions_db: Literal["ok", "unavailable"]
     latest_run_date: dt.date | None
     newest_partition_age_seconds: float | None
-    timestamp: dt.datetime
+    timestamp: UtcDatetime
 
 
 class ModelVersion(BaseModel):
@@ -196,14 +196,14 @@ class ModelVersion(BaseModel):
     aliases: list[str]
     run_id: str | None
     status: str | None
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
     metrics: dict[str, float]
     tags: dict[str, str]
 
 
 class Promotion(BaseModel):
     id: int
-    decided_at: dt.datetime
+    decided_at: UtcDatetime
     model_name: str
     candidate_version: str | None
     previous_version: str | None
@@ -223,7 +223,7 @@ class Models(BaseModel):
     aliases: dict[str, str]
     versions: list[ModelVersion] = Field(description="Newest first.")
     promotions: list[Promotion] = Field(description="Newest first, from `model_promotions`.")
-    fetched_at: dt.datetime
+    fetched_at: UtcDatetime
 
 
 class ErrorBody(BaseModel):
