@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.fixtures.settings",
     "tests.fixtures.services",
+    "tests.fixtures.training",
     "tests.fixtures.airflow",
     "tests.fixtures.scoring",
 ]

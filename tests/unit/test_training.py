@@ -72,33 +72,45 @@ def test_bad_labels_are_quarantined_with_a_reason():
 def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     rng = np.random.default_rng(1)
     dap = np.repeat([30, 90, 180], 4000)
-    spread = np.select([dap == 30, dap == 90], [900.0, 500.0], 250.0)
-    predicted = rng.uniform(500, 4000, len(dap))
-    actual = predicted + rng.normal(0, 1, len(dap)) * spread
-    intervals = calibrate(actual, predicted, dap, BUCKETS)
+    relative_spread = np.select([dap == 30, dap == 90], [0.5, 0.3], 0.15)
 
-    widths = intervals.half_widths()
-    assert widths[30] > widths[90] > widths[180]
-    assert widths[60] == widths[30]  # no calibration rows: borrows the earlier bucket's
-    assert widths[120] == widths[90]
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        # Errors proportional to the forecast (plus the floor), as for real yields.
+        predicted = rng.uniform(200, 5000, len(dap))
+        noise = rng.normal(0, 1, len(dap)) * relative_spread * (predicted + 300)
+        return predicted, predicted + noise
 
-    # Fresh rows from the same process: 80% coverage in every bucket.
-    new_predicted = rng.uniform(500, 4000, len(dap))
-    new_actual = new_predicted + rng.normal(0, 1, len(dap)) * spread
+    predicted, actual = draw()
+    intervals = calibrate(actual, predicted, dap, BUCKETS, scale_floor=300)
+
+    width = dict(
+        zip(
+            intervals.buckets,
+            np.subtract(intervals.upper_offsets, intervals.lower_offsets),
+            strict=True,
+        )
+    )
+    assert width[30] > width[90] > width[180]
+    assert width[60] == width[30]  # no calibration rows: borrows the earlier bucket's
+    assert width[120] == width[90]
+
+    # Fresh rows from the same process: 80% coverage in every bucket, for small and large
+    # forecasts alike.
+    new_predicted, new_actual = draw()
     lower, upper = intervals.interval(new_predicted, dap)
-    for bucket in (30, 90, 180):
-        rows = dap == bucket
-        inside = (new_actual[rows] >= lower[rows]) & (new_actual[rows] <= upper[rows])
-        assert 0.77 <= inside.mean() <= 0.83
+    inside = (new_actual >= lower) & (new_actual <= upper)
+    for rows in (dap == 30, dap == 90, dap == 180, new_predicted < 1500, new_predicted > 3500):
+        assert 0.77 <= inside[rows].mean() <= 0.83
 
 
 def test_intervals_round_trip_and_never_go_below_zero():
-    intervals = ConformalIntervals(0.8, (30, 90), (-800.0, -300.0), (900.0, 350.0))
+    intervals = ConformalIntervals(0.8, (30, 90), (-0.8, -0.3), (0.9, 0.35), scale_floor=300)
     again = ConformalIntervals.from_dict(intervals.to_dict())
     assert again == intervals
+    # A 500 kg/ha forecast has scale 800: offsets × 800 around it.
     lower, upper = again.interval(np.array([500.0, 500.0, 500.0]), np.array([10, 45, 100]))
-    assert lower.tolist() == [0.0, 0.0, 200.0]  # before day 30 counts as the first bucket
-    assert upper.tolist() == [1400.0, 1400.0, 850.0]
+    assert lower == pytest.approx([0.0, 0.0, 260.0])  # before day 30 counts as the first bucket
+    assert upper == pytest.approx([1220.0, 1220.0, 780.0])
 
 
 # --- metrics ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ on an ``np.ndarray`` needs no column bookkeeping. The random forest is xgboost's
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,9 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.progress import track
 from nuru_yield.training.dataset import TARGET, TemporalSplit
 from nuru_yield.training.evaluation import evaluate
 from nuru_yield.training.intervals import ConformalIntervals, calibrate
+
+log = logging.getLogger(__name__)
 
 ENSEMBLE = "Ensemble_VotingRegressor"
 XGBOOST = "xgboost"
@@ -147,10 +152,16 @@ def fit_candidates(
 ) -> dict[str, Any]:
     """Fit every model candidate. The ensemble is fitted once; its fitted members are the
     single tree candidates (no model is trained twice)."""
+    rows, columns = features.shape
+    log.info(
+        "fitting %s and %s on %d rows × %d features", ", ".join(TREE_MEMBERS), LINEAR, rows, columns
+    )
+    started = time.monotonic()
     ensemble = ensemble_estimator(params, monotone).fit(features, target)
     fitted: dict[str, Any] = dict(ensemble.named_estimators_)
     fitted[LINEAR] = linear_baseline(params).fit(features, target)
     fitted[ENSEMBLE] = ensemble
+    log.info("fitted every candidate in %.1fs", time.monotonic() - started)
     return fitted
 
 
@@ -246,7 +257,7 @@ def assess_candidates(
         return models[name].predict(frame if name == NAIVE else matrix(frame))
 
     results = []
-    for name, model in models.items():
+    for name, model in track(models.items(), "calibrating and evaluating", len(models)):
         intervals = calibrate(
             split.calibration[TARGET].to_numpy(dtype=np.float64),
             predict(name, split.calibration),

@@ -17,8 +17,15 @@ import pandas as pd
 
 from nuru_yield.config import get_settings
 from nuru_yield.errors import DataValidationError, LakeError, TrainingError
+from nuru_yield.features import FEATURE_COLUMNS, load_raw
+from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import RAW_YIELDS, Lake
-from nuru_yield.training.candidates import ENSEMBLE, NaiveReference, TrainingParams
+from nuru_yield.training.candidates import (
+    ENSEMBLE,
+    NaiveReference,
+    TrainingParams,
+    assess_candidates,
+)
 from nuru_yield.training.dataset import (
     labelled_training_rows,
     rejected_labels_path,
@@ -40,6 +47,7 @@ from nuru_yield.training.registry import (
     register_run_model,
 )
 from nuru_yield.training.serving import ServingModel, load_model
+from nuru_yield.training.tracking import log_training_round
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -49,10 +57,8 @@ log = logging.getLogger(__name__)
 
 def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
     """Feature rows at every training cut-off for each labelled plot-season over by
-    ``run_date``, written to :func:`training_set_path`; returns that lake path."""
-    from nuru_yield.features import load_raw
-    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-
+    ``run_date``, written to :func:`training_set_path` (quarantined labels next to it);
+    returns that lake path."""
     lake = lake or Lake.from_settings()
     settings = get_settings()
     try:
@@ -62,8 +68,8 @@ def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
             f"no harvest labels: {lake.uri(RAW_YIELDS)} cannot be read, nothing to train on"
         ) from None
     good, rejected = split_labels(labels)
+    lake.write_parquet(rejected_labels_path(run_date), rejected)
     if len(rejected):
-        lake.write_parquet(rejected_labels_path(run_date), rejected)
         share = len(rejected) / len(labels)
         log.warning("%d of %d labels quarantined (%.1f%%)", len(rejected), len(labels), share * 100)
         if share > settings.validation_max_bad_share:
@@ -86,12 +92,6 @@ def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
     return path
 
 
-def _buckets() -> tuple[int, ...]:
-    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-
-    return training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
-
-
 def train_candidates(
     run_date: dt.date,
     training_set: str,
@@ -100,15 +100,12 @@ def train_candidates(
 ) -> dict[str, Any]:
     """Fit, calibrate and evaluate every candidate on the temporal split of the training
     set and log each as a run; returns the run ids and each candidate's overall metrics."""
-    from nuru_yield.features import FEATURE_COLUMNS
-    from nuru_yield.training.candidates import assess_candidates
-    from nuru_yield.training.tracking import log_training_round
-
     lake = lake or Lake.from_settings()
     params = params or TrainingParams()
     split = temporal_split(lake.read_parquet(training_set).to_pandas())
     log.info("temporal split: %s", split.describe())
-    results = assess_candidates(split, FEATURE_COLUMNS, params, _buckets())
+    buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
+    results = assess_candidates(split, FEATURE_COLUMNS, params, buckets)
     runs = log_training_round(
         results,
         split,
@@ -184,6 +181,10 @@ def decide_promotion(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     return {**evaluation, "promote": decision.promote, "reason": decision.reason}
 
 
+def _label(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
 def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) -> dict[str, Any]:
     """Record the gate's verdict and, if it promotes, move ``champion`` (the old champion
     becomes ``previous``). A champion that moved since the evaluation voids a promotion."""
@@ -195,8 +196,8 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
     if promote and current != compared_with:
         promote = False
         reason = (
-            f"@{CHAMPION} moved from v{compared_with} to v{current} during the evaluation; "
-            f"not promoted (retrain to compare with v{current})"
+            f"@{CHAMPION} moved from {_label(compared_with)} to {_label(current)} during the "
+            f"evaluation; not promoted (retrain to compare with the new champion)"
         )
     # With no champion yet, the other side of the comparison is the naive reference.
     other = verdict["champion"] or {"reference": "naive county × season mean", **verdict["naive"]}

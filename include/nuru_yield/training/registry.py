@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nuru_yield.config import get_settings
 from nuru_yield.errors import RegistryError
 from nuru_yield.training.candidates import ENSEMBLE
-from nuru_yield.training.serving import MODEL_ARTIFACT
+from nuru_yield.training.serving import MODEL_ARTIFACT, checked_metadata
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -98,23 +98,33 @@ def resolve_model_uri(client: MlflowClient, uri: str) -> tuple[str, str]:
 
 def register_run_model(client: MlflowClient, run_id: str, name: str) -> str:
     """Register the model logged by ``run_id`` under ``name`` (reusing the version already
-    registered from that run, if any); returns the version."""
-    import mlflow
+    registered from that run, if any); returns the version. Only a model logged by
+    training (with the feature order and intervals scoring needs) is accepted."""
     from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
 
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException as error:
-        raise RegistryError(f"no MLflow run {run_id!r}: {error.message}") from None
+        raise RegistryError(f"no MLflow run {run_id!r} ({error.error_code})") from None
+    logged = client.search_logged_models(
+        [run.info.experiment_id],
+        filter_string=f"source_run_id = '{run_id}' AND name = '{MODEL_ARTIFACT}'",
+        max_results=1,
+    )
+    checked_metadata(Model.load(logged[0].model_uri).metadata if logged else None, f"run {run_id}")
     existing = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if existing:
         return str(max(int(v.version) for v in existing))
     try:
-        version = mlflow.register_model(f"runs:/{run_id}/{MODEL_ARTIFACT}", name)
+        client.create_registered_model(name)
     except MlflowException as error:
-        raise RegistryError(
-            f"cannot register the model of run {run_id}: {error.message.splitlines()[0]}"
-        ) from None
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    model = logged[0]
+    version = client.create_model_version(
+        name, source=model.model_uri, run_id=run_id, model_id=model.model_id
+    )
     return str(version.version)
 
 
@@ -261,8 +271,6 @@ def promote_run(
     """The seed script's operation: register the run's model under ``model_name`` and move
     the alias its stage maps to (``Production`` → ``champion``, ``Staging`` →
     ``challenger``), recorded like any promotion. No gate: this is the manual override."""
-    from mlflow.models import Model
-
     alias = STAGE_ALIASES.get(stage.lower())
     if alias is None:
         raise RegistryError(
@@ -271,12 +279,6 @@ def promote_run(
         )
     client = mlflow_client()
     version = register_run_model(client, run_id, model_name)
-    metadata = Model.load(f"models:/{model_name}/{version}").metadata or {}
-    if "intervals" not in metadata:
-        raise RegistryError(
-            f"run {run_id} has no model logged by nuru-yield training (no interval metadata): "
-            "scoring could not use it"
-        )
     run_metrics = client.get_run(run_id).data.metrics
     return promote_version(
         client,

@@ -34,6 +34,16 @@ def model_metadata(
     }
 
 
+def checked_metadata(metadata: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """``metadata`` if it is that of a model logged by training, else a RegistryError."""
+    if not metadata or "feature_columns" not in metadata or "intervals" not in metadata:
+        raise RegistryError(
+            f"{source} has no model logged by nuru-yield training "
+            "(no feature/interval metadata): scoring could not use it"
+        )
+    return metadata
+
+
 @dataclass(frozen=True)
 class ServingModel:
     """A fitted native estimator with its feature order, intervals and registry identity."""
@@ -95,11 +105,7 @@ def load_model(uri: str) -> ServingModel:
         uri = f"models:/{name}/{version}"
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     logged = Model.load(local)
-    metadata = logged.metadata or {}
-    if "feature_columns" not in metadata or "intervals" not in metadata:
-        raise RegistryError(
-            f"{uri} was not logged by nuru-yield training (no feature/interval metadata)"
-        )
+    metadata = checked_metadata(logged.metadata, uri)
     return ServingModel(
         estimator=mlflow.sklearn.load_model(local),
         feature_columns=tuple(metadata["feature_columns"]),

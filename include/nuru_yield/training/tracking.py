@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.progress import track
 from nuru_yield.training.candidates import NAIVE, CandidateResult, TrainingParams
 from nuru_yield.training.dataset import TemporalSplit
 from nuru_yield.training.evaluation import flat_metrics, residuals_figure
@@ -19,7 +20,7 @@ from nuru_yield.training.serving import MODEL_ARTIFACT, model_metadata
 
 # Pinned from the running environment: MLflow would otherwise infer them by loading each
 # model again in a subprocess.
-_MODEL_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "lightgbm", "skops", "numpy")
+_MODEL_PACKAGES = ("mlflow", "scikit-learn", "xgboost", "lightgbm", "skops")
 
 
 def input_example(
@@ -89,7 +90,7 @@ def log_training_round(
         mlflow.log_dict(
             {r.name: r.evaluation["overall"] for r in results}, "candidates_overall.json"
         )
-        for result in results:
+        for result in track(results, "logging candidate runs"):
             with mlflow.start_run(
                 experiment_id=experiment,
                 run_name=result.name,
@@ -97,9 +98,14 @@ def log_training_round(
                 tags={"nuru.run_date": run_date.isoformat(), "nuru.candidate": result.name},
             ) as run:
                 run_ids[result.name] = run.info.run_id
-                mlflow.log_params(common_params)
-                if result.name != NAIVE:
+                # The model goes first: logging a model copies the run's metrics logged
+                # so far onto it, reading each metric's history one query at a time.
+                if result.name == NAIVE:
+                    mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
+                else:
+                    _log_model(result, example, feature_columns)
                     mlflow.log_params(params.as_params())
+                mlflow.log_params(common_params)
                 mlflow.log_metrics(flat_metrics(result.evaluation))
                 mlflow.log_dict(result.evaluation, "evaluation.json")
                 mlflow.log_dict(result.intervals.to_dict(), "intervals.json")
@@ -115,8 +121,4 @@ def log_training_round(
                 if result.importances is not None:
                     ranked = dict(sorted(result.importances.items(), key=lambda kv: -kv[1]))
                     mlflow.log_dict(ranked, "feature_importances.json")
-                if result.name == NAIVE:
-                    mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
-                else:
-                    _log_model(result, example, feature_columns)
     return run_ids

@@ -1,0 +1,116 @@
+"""
+### model_training
+
+Retrains the yield model and lets the champion/challenger gate decide whether it serves
+(DESIGN §7, issue 4).
+
+**build_training_set → train_candidates → evaluate → gate → promote**
+
+1. Feature rows at 30/60/90/120 days after planting and the full season for every
+   labelled plot-season over by the run date → `training/{D}/training_set.parquet`.
+2. xgboost, lightgbm, a random forest, a ridge baseline and `Ensemble_VotingRegressor`
+   (plus the naive county × season mean) as runs of the MLflow experiment
+   `YieldPrediction_MultiModel`: trained on earlier seasons, intervals calibrated on the
+   next ones, evaluated on the latest labelled season (never a random split).
+3. The ensemble is registered and measured next to the current `@champion` and the naive
+   reference on the same evaluation rows.
+4. The gate: promote only if RMSE improves by `PROMOTION_RMSE_MARGIN` (1%) and no county
+   gets worse by more than `PROMOTION_COUNTY_TOLERANCE` (5%); a first version must beat
+   the naive reference.
+5. The decision, promoted or not, is a `model_promotions` row and tags on the version. A
+   promotion moves `@champion` (the old one keeps `@previous`) and updates the asset
+   `champion_model` (`nuru://champion_model`); a refusal leaves both alone.
+
+* **Schedule:** Mondays 03:00 UTC, and whenever the asset `harvest_labels`
+  (`nuru://harvest_labels`) is updated — post an event with `extra = {"run_date": …}` when
+  new yields land in `raw/yields.parquet`. Drift monitoring triggers it with
+  `conf = {"run_date": …}`.
+* **Run date:** the `run_date` param, else the logical date, else the label event's.
+* **Rerun:** rewrites `training/{D}/`; retraining logs new runs and a new version, which
+  the gate judges afresh (a near-identical retrain is refused: it is not 1% better).
+* **By hand:** `nuru-yield train --date D`; `nuru-yield rollback` restores `@previous`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetAlias, AssetOrTimeSchedule, CronTriggerTimetable, task
+
+from nuru_yield.orchestration import (
+    champion_model,
+    default_args,
+    resolve_run_date,
+    run_date_params,
+)
+
+harvest_labels = Asset(name="harvest_labels", uri="nuru://harvest_labels", group="nuru-yield")
+# Emitting through an alias lets `promote` update `champion_model` only when the alias moved.
+champion_moves = AssetAlias(name="champion_model_moves", group="nuru-yield")
+
+with DAG(
+    dag_id="model_training",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=harvest_labels
+    ),
+    start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={**default_args, "execution_timeout": dt.timedelta(hours=4)},
+    params=run_date_params(),
+    tags=["nuru-yield", "training"],
+    doc_md=__doc__,
+):
+
+    @task
+    def build_training_set(**context: Any) -> dict[str, str]:
+        """Labelled feature rows → the lake; returns the run date and the set's lake path."""
+        from nuru_yield.training.pipeline import build_training_set as build
+
+        run_date = resolve_run_date(context)
+        return {"run_date": run_date, "path": build(dt.date.fromisoformat(run_date))}
+
+    @task
+    def train_candidates(training_set: dict[str, str]) -> dict[str, Any]:
+        """Fit, calibrate, evaluate and log every candidate; returns run ids and metrics."""
+        from nuru_yield.training.pipeline import train_candidates as train
+
+        run_date = dt.date.fromisoformat(training_set["run_date"])
+        return train(run_date, training_set["path"])
+
+    @task
+    def evaluate(training_set: dict[str, str], candidates: dict[str, Any]) -> dict[str, Any]:
+        """Register the ensemble; measure it, the champion and the naive reference alike."""
+        from nuru_yield.training.candidates import ENSEMBLE
+        from nuru_yield.training.pipeline import evaluate_candidate
+
+        return evaluate_candidate(training_set["path"], candidates["runs"][ENSEMBLE])
+
+    @task
+    def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
+        """The verdict: promote or not, and why."""
+        from nuru_yield.training.pipeline import decide_promotion
+
+        return decide_promotion(evaluation)
+
+    @task(outlets=[champion_moves])
+    def promote(verdict: dict[str, Any], **context: Any) -> dict[str, Any]:
+        """Record the verdict; on promotion move `@champion` and update `champion_model`."""
+        from nuru_yield.training.pipeline import apply_decision
+
+        outcome = apply_decision(verdict, dag_run_id=context["run_id"])
+        if outcome["alias_moved"]:
+            context["outlet_events"][champion_moves].add(
+                champion_model,
+                extra={
+                    "run_date": resolve_run_date(context),
+                    "model_name": outcome["model_name"],
+                    "version": outcome["version"],
+                },
+            )
+        return outcome
+
+    training_set = build_training_set()
+    candidates = train_candidates(training_set)
+    promote(gate(evaluate(training_set, candidates)))

@@ -1,0 +1,119 @@
+"""The model_training DAG: parse-time hygiene, structure, and real ``dag.test()`` runs on
+sample data — a first run promotes and updates ``champion_model``, a rerun on the same
+labels is refused by the gate and updates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from nuru_yield.db import get_engine
+from nuru_yield.db.schema import model_promotions
+from nuru_yield.training import CHAMPION, MODEL_NAME, pipeline
+from nuru_yield.training.registry import mlflow_client
+from tests.fixtures.airflow import DAGS_FOLDER
+from tests.fixtures.training import SAMPLE_TRAINING_DATE, TEST_PARAMS
+
+DAG_ID = "model_training"
+TASKS = ["build_training_set", "train_candidates", "evaluate", "gate", "promote"]
+
+
+def test_dag_file_imports_nothing_heavy() -> None:
+    probe = textwrap.dedent(
+        f"""
+        import importlib.util, json, sys
+        import airflow.sdk
+        before = set(sys.modules)
+        spec = importlib.util.spec_from_file_location("dag_file", {str(DAGS_FOLDER / f"{DAG_ID}.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        print(json.dumps(sorted(set(sys.modules) - before)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    added = json.loads(done.stdout.strip().splitlines()[-1])
+    heavy = {"pandas", "numpy", "sklearn", "xgboost", "lightgbm", "mlflow", "sqlalchemy"}
+    assert [
+        m for m in added if m.split(".")[0] in heavy or m.startswith("nuru_yield.training")
+    ] == []
+    assert "nuru_yield.orchestration" in added
+
+
+def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
+    from nuru_yield.orchestration import champion_model
+
+    assert dag_bag.import_errors == {}
+    dag = load_dag(DAG_ID)
+    assert [task.task_id for task in dag.topological_sort()] == TASKS
+    assert dag.catchup is False and "run_date" in dag.params
+    assert dag.timetable.asset_condition.name == "harvest_labels"
+    assert dag.timetable.timetable.expression == "0 3 * * 1"
+    assert dag.get_task("evaluate").upstream_task_ids == {"build_training_set", "train_candidates"}
+    promote = dag.get_task("promote")
+    assert [outlet.name for outlet in promote.outlets] == ["champion_model_moves"]
+    assert champion_model not in dag.get_task("train_candidates").outlets
+
+
+def _champion_events(run_id: str) -> list[dict[str, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == "champion_model", AssetEvent.source_run_id == run_id)
+            .all()
+        )
+        return [dict(event.extra) for event in events]
+
+
+def _aliases() -> dict[str, str]:
+    aliases = mlflow_client().get_registered_model(MODEL_NAME).aliases
+    return {alias: str(version) for alias, version in aliases.items()}
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+@pytest.mark.slow
+def test_promotes_then_refuses_an_equal_retrain(
+    load_dag: Any, sample_lake: Any, empty_registry: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline, "TrainingParams", lambda: TEST_PARAMS)
+    dag = load_dag(DAG_ID)
+    conf = {"run_date": SAMPLE_TRAINING_DATE.isoformat()}
+
+    first = dag.test(run_conf=conf, logical_date=None)
+
+    assert str(first.state) == "success", _states(first)
+    assert _aliases() == {CHAMPION: "1"}
+    assert _champion_events(first.run_id) == [
+        {"run_date": conf["run_date"], "model_name": MODEL_NAME, "version": "1"}
+    ]
+
+    second = dag.test(run_conf=conf, logical_date=None)
+
+    assert str(second.state) == "success", _states(second)
+    assert _champion_events(second.run_id) == []
+    assert _aliases() == {CHAMPION: "1"}
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            sa.select(model_promotions.c.decision, model_promotions.c.dag_run_id).order_by(
+                model_promotions.c.id
+            )
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        ("promoted", first.run_id),
+        ("refused", second.run_id),
+    ]

@@ -1,0 +1,236 @@
+"""The registry side of training against MLflow on SQLite and a real predictions database:
+the gate's decisions, aliases, audit rows and tags, rollback, the seed's promotion script,
+and the loader scoring uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from nuru_yield.cli import main
+from nuru_yield.config import reset_settings
+from nuru_yield.db import get_engine, upgrade
+from nuru_yield.db.schema import model_promotions
+from nuru_yield.errors import RegistryError, TrainingError
+from nuru_yield.lake import RAW_YIELDS
+from nuru_yield.training import CHAMPION, MODEL_NAME, PREVIOUS, load_model, promote_run, rollback
+from nuru_yield.training.candidates import ENSEMBLE, NAIVE
+from nuru_yield.training.dataset import temporal_split
+from nuru_yield.training.pipeline import (
+    apply_decision,
+    build_training_set,
+    decide_promotion,
+    evaluate_candidate,
+)
+from nuru_yield.training.registry import alias_version, mlflow_client
+from tests.fixtures.training import SAMPLE_TRAINING_DATE, TrainedRounds
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _gate(rounds: TrainedRounds, which: str) -> dict[str, Any]:
+    training_set = rounds.good_set if which == "good" else rounds.degraded_set
+    run_id = getattr(rounds, which)["runs"][ENSEMBLE]
+    evaluation = evaluate_candidate(training_set, run_id, rounds.lake)
+    return apply_decision(decide_promotion(evaluation), dag_run_id="manual__test")
+
+
+def _promotions() -> list[dict[str, Any]]:
+    with get_engine().connect() as connection:
+        rows = connection.execute(sa.select(model_promotions).order_by(model_promotions.c.id))
+        return [dict(row._mapping) for row in rows]
+
+
+def _aliases() -> dict[str, str]:
+    return {k: str(v) for k, v in mlflow_client().get_registered_model(MODEL_NAME).aliases.items()}
+
+
+def _tags(version: str) -> dict[str, str]:
+    return mlflow_client().get_model_version(MODEL_NAME, version).tags
+
+
+def test_first_version_is_promoted_when_it_beats_the_naive_reference(rounds):
+    outcome = _gate(rounds, "good")
+
+    assert outcome["decision"] == "promoted"
+    assert outcome["alias_moved"]
+    assert _aliases() == {CHAMPION: "1"}
+    [row] = _promotions()
+    assert row["decision"] == "promoted"
+    assert row["candidate_version"] == "1"
+    assert row["previous_version"] is None
+    assert row["dag_run_id"] == "manual__test"
+    assert "naive reference" in row["reason"]
+    assert row["champion_metrics"]["reference"].startswith("naive")
+    assert row["candidate_metrics"]["rmse"] < row["champion_metrics"]["rmse"]
+    assert _tags("1")["nuru.decision"] == "promoted"
+
+
+def test_gate_refuses_a_degraded_candidate_and_records_why(rounds):
+    _gate(rounds, "good")
+    outcome = _gate(rounds, "degraded")
+
+    assert outcome["decision"] == "refused"
+    assert not outcome["alias_moved"]
+    assert _aliases() == {CHAMPION: "1"}  # untouched, and no `previous`
+    refused = _promotions()[-1]
+    assert refused["decision"] == "refused"
+    assert refused["candidate_version"] == "2"
+    assert refused["previous_version"] == "1"
+    assert "not 1.0% better than champion v1" in refused["reason"]
+    assert refused["candidate_metrics"]["rmse"] > refused["champion_metrics"]["rmse"]
+    tags = _tags("2")
+    assert tags["nuru.decision"] == "refused"
+    assert tags["nuru.decision_reason"] == refused["reason"]
+
+
+def test_better_candidate_is_promoted_and_the_old_champion_becomes_previous(rounds):
+    manual = promote_run(rounds.degraded["runs"][ENSEMBLE], MODEL_NAME, "Production")
+    assert (manual.decision, manual.candidate_version) == ("promoted", "1")
+
+    outcome = _gate(rounds, "good")
+
+    assert outcome["decision"] == "promoted"
+    assert _aliases() == {CHAMPION: "2", PREVIOUS: "1"}
+    gate_row = _promotions()[-1]
+    assert (gate_row["candidate_version"], gate_row["previous_version"]) == ("2", "1")
+    assert gate_row["actor"] == "gate"
+    assert "vs champion v1's" in gate_row["reason"]
+
+
+def test_rollback_restores_previous_and_is_recorded(rounds):
+    promote_run(rounds.degraded["runs"][ENSEMBLE])
+    _gate(rounds, "good")
+
+    decision = rollback(MODEL_NAME)
+
+    assert _aliases() == {CHAMPION: "1", PREVIOUS: "2"}
+    assert load_model(f"models:/{MODEL_NAME}@{CHAMPION}").version == "1"
+    row = _promotions()[-1]
+    assert row["decision"] == decision.decision == "rolled_back"
+    assert (row["candidate_version"], row["previous_version"]) == ("1", "2")
+    assert _tags("1")["nuru.decision"] == "rolled_back"
+
+
+def test_rollback_without_previous_fails_in_one_line(rounds, capsys):
+    _gate(rounds, "good")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["rollback"])
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert error.strip() == f"error: {MODEL_NAME} has no @{PREVIOUS} version to roll back to"
+    assert _aliases() == {CHAMPION: "1"}
+    assert len(_promotions()) == 1
+
+
+def test_champion_moved_during_evaluation_voids_the_promotion(rounds):
+    evaluation = evaluate_candidate(rounds.good_set, rounds.good["runs"][ENSEMBLE], rounds.lake)
+    promote_run(rounds.degraded["runs"][ENSEMBLE])  # lands between evaluation and decision
+
+    outcome = apply_decision(decide_promotion(evaluation))
+
+    assert outcome["decision"] == "refused"
+    assert "moved from none to v2" in outcome["reason"]
+    assert _aliases() == {CHAMPION: "2"}
+
+
+def test_seed_script_registers_the_run_and_moves_the_production_alias(rounds, nuru_home):
+    run_id = rounds.good["runs"][ENSEMBLE]
+    script = REPO / "scripts" / "promote_model_to_production.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--run-id", run_id, "--model-name", MODEL_NAME],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NURU_HOME": str(nuru_home)},
+        cwd=nuru_home,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{MODEL_NAME} v1: promoted (@champion was none)" in done.stdout
+    assert _aliases() == {CHAMPION: "1"}
+    [row] = _promotions()
+    assert row["reason"] == f"manual promotion of run {run_id} (stage Production → @champion)"
+    assert row["candidate_metrics"]["rmse"] > 0
+
+
+def test_promote_refuses_unknown_stages_and_runs_without_a_model(rounds, capsys):
+    good, naive = rounds.good["runs"][ENSEMBLE], rounds.good["runs"][NAIVE]
+    for argv, message in [
+        (["--run-id", good, "--stage", "Archived"], "error: unknown stage 'Archived': use "),
+        (["--run-id", naive], f"error: run {naive} has no model logged by nuru-yield training"),
+        (["--run-id", "0123456789abcdef"], "error: no MLflow run '0123456789abcdef'"),
+    ]:
+        with pytest.raises(SystemExit) as exited:
+            main(["promote", *argv])
+        assert exited.value.code == RegistryError.exit_code
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(message)
+    assert alias_version(mlflow_client(), MODEL_NAME, CHAMPION) is None
+    assert _promotions() == []
+
+
+def test_staging_moves_the_challenger_alias_only(rounds):
+    _gate(rounds, "good")
+    decision = promote_run(rounds.degraded["runs"][ENSEMBLE], stage="Staging")
+    assert (decision.alias, decision.candidate_version) == ("challenger", "2")
+    assert _aliases() == {CHAMPION: "1", "challenger": "2"}
+
+
+def test_loaded_champion_reproduces_the_logged_predictions_and_intervals(rounds):
+    _gate(rounds, "good")
+    model = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
+    assert (model.name, model.version) == (MODEL_NAME, "1")
+    assert model.run_id == rounds.good["runs"][ENSEMBLE]
+
+    rows = temporal_split(rounds.lake.read_parquet(rounds.good_set).to_pandas()).evaluation
+    predicted = model.predict(model.features(rows))
+    lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
+    actual = rows["yield_kg_per_ha"].to_numpy()
+    logged = mlflow_client().get_run(model.run_id).data.metrics
+    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+    assert rmse == pytest.approx(logged["rmse"], rel=1e-9)
+    assert np.mean((actual >= lower) & (actual <= upper)) == pytest.approx(logged["coverage"])
+    assert np.all(lower <= predicted) and np.all(predicted <= upper)
+
+
+@pytest.mark.postgres
+def test_decisions_are_recorded_on_postgresql(rounds, postgres_url, monkeypatch):
+    monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
+    reset_settings()
+    upgrade()
+    _gate(rounds, "good")
+    _gate(rounds, "degraded")
+    assert [row["decision"] for row in _promotions()] == ["promoted", "refused"]
+    assert _promotions()[1]["candidate_metrics"]["county"]
+
+
+def test_no_labels_is_a_clear_error_and_promotes_nothing(sample_lake, empty_registry, capsys):
+    sample_lake.delete(RAW_YIELDS)
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--date", SAMPLE_TRAINING_DATE.isoformat()])
+    assert exited.value.code == TrainingError.exit_code
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line.startswith("error: no harvest labels: ")
+    assert mlflow_client().search_registered_models() == []
+    assert _promotions() == []
+
+
+def test_training_set_uses_only_seasons_over_by_the_run_date(sample_lake):
+    with pytest.raises(TrainingError, match="no labelled plot-season was over by 2021-06-01"):
+        build_training_set(dt.date(2021, 6, 1), sample_lake)
+
+    path = build_training_set(SAMPLE_TRAINING_DATE, sample_lake)
+    frame = sample_lake.read_parquet(path).to_pandas()
+    assert sorted(frame["days_after_planting"].unique()) == [30, 60, 90, 120, 180]
+    assert frame["yield_kg_per_ha"].notna().all()
+    assert frame["season_year"].max() == 2023  # 2024's seasons are in progress, unlabelled
+    assert len(frame) == 5 * frame[["plot_id", "season_year", "season"]].drop_duplicates().shape[0]
