@@ -216,8 +216,11 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         f"<h1>Drift report — {report.run_date.isoformat()}</h1>",
         alert_html,
         f'<p class="muted">Current rows: {html.escape(report.source)}. Reference: '
-        f"{report.reference.get('rows', 0):,} historical rows of the same season type and county "
-        f"at the same days after planting ({html.escape(strata) or 'none'}). A variable drifts "
+        f"{report.reference.get('rows', 0):,} historical plot-seasons of the same season type "
+        f"and county, planted in the same {report.reference.get('window_days', 7)}-day window and "
+        f"seen on the same calendar day ({html.escape(strata) or 'none'}); "
+        f"{report.reference.get('current_rows_without_history', 0):,} current rows had no such "
+        "history. A variable drifts "
         f"when {html.escape(report.rule.statistic)} exceeds {report.rule.threshold:g}; fewer than "
         f"{report.rule.min_samples} rows on either side is insufficient data.</p>",
         "<h2>Summary — all plots</h2>",

@@ -1,0 +1,127 @@
+"""The drift_monitoring DAG: parse-time hygiene, structure, and ``dag.test()`` runs in which
+a quiet season stops at the short-circuit and a drought triggers ``model_training``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nuru_yield.lake import Lake, drift_report_path, features_path
+from tests.fixtures.airflow import DAGS_FOLDER
+from tests.integration.test_monitoring_season import RUN_DATE, apply_drought, generate
+
+DAG_ID = "drift_monitoring"
+HEAVY = ("pandas", "numpy", "pyarrow", "scipy", "sklearn", "mlflow", "matplotlib", "sqlalchemy")
+
+
+def test_dag_file_imports_nothing_heavy() -> None:
+    probe = textwrap.dedent(
+        f"""
+        import importlib.util, json, sys
+        import airflow.sdk
+        from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+        before = set(sys.modules)
+        spec = importlib.util.spec_from_file_location("dag", {str(DAGS_FOLDER / f"{DAG_ID}.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        print(json.dumps(sorted(set(sys.modules) - before)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    added = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "nuru_yield.orchestration" in added  # the probe really loaded the DAG
+    assert [m for m in added if m.split(".")[0] in HEAVY or m.startswith("nuru_yield.m")] == []
+
+
+def test_dag_structure(load_dag: Any) -> None:
+    from nuru_yield.orchestration import log_failure
+
+    dag = load_dag(DAG_ID)
+    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["predictions"]
+    assert dag.catchup is False and "run_date" in dag.params and dag.doc_md
+    trigger = dag.get_task("trigger_model_training")
+    assert trigger.trigger_dag_id == "model_training"
+    assert trigger.upstream_task_ids == {"retraining_needed"}
+    assert dag.get_task("retraining_needed").upstream_task_ids == {"monitor"}
+    notifier = trigger.on_success_callback[0]
+    assert type(notifier).__name__ == "AlertNotifier"
+    callbacks = dag.get_task("monitor").on_failure_callback
+    assert callbacks[0] is log_failure and type(callbacks[1]).__name__ == "AlertNotifier"
+
+
+@pytest.fixture
+def season_features(nuru_home: Path) -> Lake:
+    """This test's lake: generated raw inputs and the features of the run date."""
+    from nuru_yield.features import load_raw, season_to_date
+
+    lake = Lake.from_settings()
+    generate(lake.root, seed=31, plots=500, start_year=2021)
+    lake.write_parquet(
+        features_path(RUN_DATE), season_to_date(load_raw(lake), RUN_DATE, 180).features
+    )
+    return lake
+
+
+def _states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def _training_runs() -> list[Any]:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == "model_training").all()
+        session.expunge_all()
+    return runs
+
+
+@pytest.mark.slow
+def test_quiet_season_stops_and_a_drought_triggers_training(
+    season_features: Lake, load_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuru_yield.db import upgrade
+
+    monkeypatch.setenv("DRIFT_REFERENCE_YEARS", "3")
+    upgrade()
+    dag = load_dag(DAG_ID)
+    conf = {"run_date": RUN_DATE.isoformat()}
+
+    quiet = dag.test(run_conf=conf, logical_date=None)
+
+    assert _states(quiet) == {
+        "monitor": "success",
+        "retraining_needed": "success",
+        "trigger_model_training": "skipped",
+    }
+    assert season_features.read_json(drift_report_path(RUN_DATE))["alert"]["raised"] is False
+    assert _training_runs() == []
+
+    apply_drought(season_features)
+    from nuru_yield.features import load_raw, season_to_date
+
+    drought = season_to_date(load_raw(season_features), RUN_DATE, 180).features
+    season_features.write_parquet(features_path(RUN_DATE), drought)
+
+    alarmed = dag.test(run_conf=conf, logical_date=None)
+
+    assert set(_states(alarmed).values()) == {"success"}, _states(alarmed)
+    report = season_features.read_json(drift_report_path(RUN_DATE))
+    assert report["alert"]["trigger_training"] is True
+    assert {"precip_total", "gdd_sum", "max_ndvi"} <= set(report["drifted"])
+    (training,) = _training_runs()
+    assert training.run_id == f"drift_monitoring__{RUN_DATE.isoformat()}"
+    assert training.conf["run_date"] == RUN_DATE.isoformat()
+    assert training.conf["triggered_by"] == "drift_monitoring"
+    assert (
+        training.conf["reason"].startswith("drift: ") and "precip_total" in training.conf["reason"]
+    )
