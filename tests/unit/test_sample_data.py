@@ -346,3 +346,20 @@ def test_cli_unwritable_lake_fails_with_one_line(
     assert "cannot write" in result.stderr and str(blocker) in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "nuru").exists() or not any((tmp_path / "nuru").rglob("*.parquet"))
+
+
+@pytest.mark.s3
+def test_generates_the_same_files_into_an_s3_lake(
+    tmp_path: Path, s3_bucket: str, s3_endpoint: str
+) -> None:
+    remote = Lake(
+        f"s3://{s3_bucket}/lake", endpoint_url=s3_endpoint, access_key="test", secret_key="test"
+    )
+    local = Lake(f"file://{tmp_path / 'lake'}")
+    args = {"plots": 200, "start_year": 2024, "end_year": 2024, "seed": 3, "label_last_year": True}
+    summary = generate_to_lake(remote, **args)
+    generate_to_lake(local, **args)
+    assert all(uri.startswith(f"s3://{s3_bucket}/lake/raw/") for uri, _ in summary.files)
+    assert remote.list("raw", ".parquet") == local.list("raw", ".parquet")
+    for path in (paths.RAW_PLOTS, paths.ndvi_year_path(2024), paths.RAW_YIELDS):
+        assert remote.read_parquet(path).equals(local.read_parquet(path)), path

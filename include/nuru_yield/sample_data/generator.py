@@ -145,7 +145,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *stream])
+    """The generator of one purpose/year/season/chunk stream (any int seed, negatives too)."""
+    return np.random.default_rng([seed % 2**64, *stream])
 
 
 def _dates(history_day: np.ndarray, first_day: dt.date) -> pa.Array:

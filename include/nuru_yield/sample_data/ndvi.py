@@ -76,7 +76,7 @@ def observe(
     day = days[row, slot]
 
     management = plots.management[block.plot]
-    vigour = np.clip(1.1 * np.sqrt(management) * rng.lognormal(0.0, 0.3, n), 0.1, 1.0)
+    vigour = np.clip(1.1 * np.sqrt(management) * rng.lognormal(0.0, 0.35, n), 0.1, 1.0)
     soil = rng.normal(0.19, 0.03, n)
     intercrop = np.where(rng.random(n) < 0.35, rng.uniform(0.03, 0.10, n), 0.0)
     position = (day - block.planting_day[row]) / maturity[row]
