@@ -42,7 +42,7 @@ NDVI = {"mean_ndvi", "max_ndvi", "ndvi_auc"}
 
 
 def generate(
-    root: Path, seed: int, plots: int = 1200, start_year: int = 2019, label_2024: bool = False
+    root: Path, seed: int, plots: int = 800, start_year: int = 2019, label_2024: bool = False
 ) -> Lake:
     """A local lake of the sample-data generator up to the 2024 seasons (labelled only
     when ``label_2024``)."""
