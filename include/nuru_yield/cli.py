@@ -180,9 +180,17 @@ def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> No
 
 
 @bench_app.command("scoring")
-def bench_scoring(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
-    """Time batch scoring against bare predict + bare ingest."""
-    raise _not_built("bench scoring", "issue 5")
+def bench_scoring(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[int, typer.Option(min=1)] = 1,
+    db_url: Annotated[
+        str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
+    ] = None,
+) -> None:
+    """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
+    from nuru_yield.bench.scoring import run_bench
+
+    run_bench(plots, shards=shards, db_url=db_url)
 
 
 @bench_app.command("api")

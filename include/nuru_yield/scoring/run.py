@@ -487,10 +487,13 @@ def score(
 
     lake = lake or Lake.from_settings()
     plan = prepare_run(run_date, shards, dag_run_id, lake)
+    started = time.perf_counter()
     with _recording_failure(plan):
         models = load_models(plan)
+    loaded = time.perf_counter() - started
     results = [
         score_shard(plan, shard, lake, models)
         for shard in track(range(plan.shards), f"scoring {plan.run_date}")
     ]
+    results[0].seconds["load_models"] += loaded  # loaded once here for every shard
     return publish_run(plan, results, lake)

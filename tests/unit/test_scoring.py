@@ -1,0 +1,133 @@
+"""The pure scoring of a record batch: feature matrix, TreeSHAP drivers, interval, row
+schema; and the shard split of the features stream."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from nuru_yield.bench.scoring import synthetic_features, synthetic_training_set
+from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+from nuru_yield.features import FEATURE_COLUMNS, OUTPUT_SCHEMA
+from nuru_yield.scoring import LOG_SCHEMA, RunStamp, drivers_json, log_batch, score_batch
+from nuru_yield.scoring.batch import feature_matrix
+
+RUN_DATE = dt.date(2025, 5, 1)
+
+
+def test_drivers_are_the_three_largest_absolute_contributions_in_order() -> None:
+    contributions = np.array(
+        [
+            [10.0, -50.0, 3.0, 20.0, 999.0],  # last column: the bias, never a driver
+            [0.5, -0.31, -0.04, 7.26, 1.0],
+        ]
+    )
+    features = np.array([[1.5, np.nan, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    drivers = [
+        json.loads(text) for text in drivers_json(contributions, features, list("abcd")).to_pylist()
+    ]
+
+    assert drivers[0] == [
+        {"feature": "b", "value": None, "contribution": -50.0},
+        {"feature": "d", "value": 4.0, "contribution": 20.0},
+        {"feature": "a", "value": 1.5, "contribution": 10.0},
+    ]
+    assert drivers[1] == [
+        {"feature": "d", "value": 8.0, "contribution": 7.3},
+        {"feature": "a", "value": 5.0, "contribution": 0.5},
+        {"feature": "b", "value": 6.0, "contribution": -0.3},
+    ]
+
+
+def test_feature_matrix_keeps_column_order_and_turns_nulls_into_nan() -> None:
+    batch = pa.RecordBatch.from_pydict(
+        {"x": pa.array([1.0, None]), "y": pa.array([3.0, 4.0]), "z": pa.array([9.0, 9.0])}
+    )
+    matrix = feature_matrix(batch, ["y", "x"])
+    assert matrix.dtype == np.float64 and matrix.flags.c_contiguous
+    np.testing.assert_array_equal(matrix, [[3.0, 1.0], [4.0, np.nan]])
+
+
+@pytest.fixture(scope="module")
+def serving_model():
+    """A small fitted ensemble of training's own candidates, as scoring loads it."""
+    from nuru_yield.training import ServingModel
+    from nuru_yield.training.candidates import TrainingParams, ensemble_estimator, monotone_signs
+    from nuru_yield.training.intervals import ConformalIntervals
+
+    rows = synthetic_training_set(plots=60).to_pandas()
+    params = TrainingParams(
+        boosting_rounds=10, max_depth=3, num_leaves=7, forest_trees=3, forest_depth=3, threads=1
+    )
+    estimator = ensemble_estimator(params, monotone_signs(FEATURE_COLUMNS)).fit(
+        rows[FEATURE_COLUMNS].to_numpy(np.float64), rows["yield_kg_per_ha"].to_numpy()
+    )
+    intervals = ConformalIntervals(
+        0.8, (30, 60, 90), (-900.0, -600.0, -300.0), (1000.0, 700.0, 350.0)
+    )
+    return ServingModel(estimator, tuple(FEATURE_COLUMNS), intervals, "Ensemble", "7")
+
+
+def test_score_batch_builds_prediction_rows_from_native_contributions(serving_model) -> None:
+    features = next(synthetic_features(500, RUN_DATE, seed=3))
+    stamp = RunStamp(RUN_DATE, "run-1", dt.datetime(2025, 5, 2, 1, tzinfo=dt.UTC))
+
+    rows = score_batch(features, serving_model, "champion", stamp)
+
+    assert rows.schema == PREDICTION_ARROW_SCHEMA
+    assert rows.num_rows == 500
+    table = rows.to_pydict()
+    assert set(table["model_version"]) == {"7"} and set(table["model_name"]) == {"champion"}
+    assert set(table["run_id"]) == {"run-1"} and set(table["run_date"]) == {RUN_DATE}
+    predicted = np.asarray(table["predicted_yield_kg_per_ha"])
+    matrix = feature_matrix(features, FEATURE_COLUMNS)
+    np.testing.assert_allclose(predicted, serving_model.predict(matrix))
+    assert (np.asarray(table["yield_lower"]) < predicted).all()
+    assert (predicted < np.asarray(table["yield_upper"])).all()
+    # The drivers are the model's own TreeSHAP contributions, in kg/ha.
+    contributions = serving_model.contributions(matrix)
+    np.testing.assert_allclose(contributions.sum(axis=1), predicted, rtol=1e-6)
+    for row in (0, 137, 499):
+        drivers = json.loads(table["top_drivers"][row])
+        assert len(drivers) == 3
+        for driver in drivers:
+            column = FEATURE_COLUMNS.index(driver["feature"])
+            assert driver["contribution"] == pytest.approx(contributions[row, column], abs=0.05)
+        strongest = np.sort(np.abs(contributions[row, :-1]))[::-1][:3]
+        assert [abs(d["contribution"]) for d in drivers] == pytest.approx(strongest, abs=0.05)
+
+    logged = log_batch(rows, features)
+    assert logged.schema == LOG_SCHEMA
+    np.testing.assert_array_equal(
+        logged.column("precip_total").to_numpy(), features.column("precip_total").to_numpy()
+    )
+
+
+def test_pin_threads_reaches_every_member(serving_model) -> None:
+    from nuru_yield.scoring.run import pin_threads
+
+    pin_threads(serving_model.estimator, 1)
+    assert {member.get_params()["n_jobs"] for member in serving_model.estimator.estimators_} == {1}
+
+
+def test_shards_split_the_features_stream_without_overlap(nuru_home) -> None:
+    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.scoring.run import _shard_batches
+
+    lake = Lake.from_settings()
+    path = features_path(RUN_DATE)
+    lake.write_parquet_batches(
+        path, OUTPUT_SCHEMA, synthetic_features(1000, RUN_DATE, batch_rows=300)
+    )
+    seen = [
+        batch.column("plot_id").to_pylist()
+        for shard in range(3)
+        for batch in _shard_batches(lake, path, shard, 3)
+    ]
+    ids = [plot for batch in seen for plot in batch]
+    assert sorted(ids) == list(range(1000))
+    assert all(len(batch) < 1000 for batch in seen)
