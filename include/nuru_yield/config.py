@@ -54,8 +54,7 @@ class Settings(BaseSettings):
     api_db_url: str = Field(
         "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
     )
-    api_db_pool_min: int = Field(1, ge=0, le=100)
-    api_db_pool_max: int = Field(20, ge=1, le=200)
+    api_db_pool_max: int = Field(20, ge=1, le=200, description="Connections per API process.")
     api_db_timeout_seconds: float = Field(5.0, gt=0, le=120)
     api_rate_limit_per_minute: int = Field(
         1200, ge=0, description="Requests per client per minute; 0 turns the limit off."

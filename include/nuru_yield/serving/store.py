@@ -271,40 +271,40 @@ def _reason(error: BaseException) -> str:
 
 
 class AsyncpgStore(PredictionStore):
-    """PostgreSQL through an asyncpg pool, created on first use so that the API starts (and
-    reports 503 on /health) while the database is down."""
+    """PostgreSQL through asyncpg connections made on first use, so that the API starts (and
+    reports 503 on /health) while the database is down.
+
+    Not an ``asyncpg.Pool``: measured here, its acquire/release (a task and bookkeeping per
+    query) cost as much CPU as the lookup itself. The API needs much less: up to
+    ``max_size`` connections, each running one statement at a time, a broken one replaced.
+    A LIFO queue holds idle connections above ``None`` slots ("may connect"), so warm
+    connections are reused first and new ones are opened only under concurrency.
+    """
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, min_size: int, max_size: int, timeout: float) -> None:
+    def __init__(self, url: str, *, max_size: int, timeout: float) -> None:
         self._dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
-        self._pool_options = {
-            "min_size": min(min_size, max_size),
-            "max_size": max_size,
-            "timeout": timeout,
-            "command_timeout": timeout,
-        }
-        self._pool: asyncpg.Pool | None = None
-        self._pool_lock = asyncio.Lock()
+        self._timeout = timeout
+        self._idle: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
+        for _ in range(max_size):
+            self._idle.put_nowait(None)
         self._compiled: dict[int, tuple[str, list[str]]] = {}
 
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            import asyncpg
+    async def _connect(self) -> asyncpg.Connection:
+        import asyncpg
 
-            async with self._pool_lock:
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn,
-                        init=_init_connection,
-                        reset=_keep_session,
-                        server_settings={
-                            "default_transaction_read_only": "on",
-                            "application_name": "nuru-yield-api",
-                        },
-                        **self._pool_options,
-                    )
-        return self._pool
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._timeout,
+            command_timeout=self._timeout,
+            server_settings={
+                "default_transaction_read_only": "on",
+                "application_name": "nuru-yield-api",
+            },
+        )
+        await _init_connection(connection)
+        return connection
 
     def _compile(self, query: Any) -> tuple[str, list[str]]:
         compiled = self._compiled.get(id(query))
@@ -319,11 +319,27 @@ class AsyncpgStore(PredictionStore):
         import asyncpg
 
         sql, names = self._compile(query)
+        connection = await self._idle.get()
         try:
-            pool = await self._get_pool()
-            return await pool.fetch(sql, *[params[name] for name in names])
+            if connection is None:
+                connection = await self._connect()
+            return await connection.fetch(sql, *[params[name] for name in names])
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            if connection is not None and (
+                isinstance(error, asyncpg.PostgresConnectionError | OSError)
+                or connection.is_closed()
+            ):
+                connection.terminate()
+                connection = None
             raise DatabaseError(f"predictions database unavailable: {_reason(error)}") from error
+        except BaseException:
+            # Cancelled mid-statement (the client went away): the session's state is unknown.
+            if connection is not None:
+                connection.terminate()
+                connection = None
+            raise
+        finally:
+            self._idle.put_nowait(connection)
 
     def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]:
         return {
@@ -335,14 +351,11 @@ class AsyncpgStore(PredictionStore):
         }
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-
-async def _keep_session(_: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset on release (a round trip per request): the API's sessions run
-    single read-only statements and change no session state."""
+        """Close the idle connections (at shutdown: none is in use then)."""
+        while not self._idle.empty():
+            connection = self._idle.get_nowait()
+            if connection is not None:
+                await connection.close()
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
@@ -392,13 +405,11 @@ def read_only_sqlite_url(url: str) -> sa.URL:
     return parsed.set(database=f"file:{parsed.database}", query={"mode": "ro", "uri": "true"})
 
 
-def open_store(
-    url: str, *, pool_min: int = 1, pool_max: int = 10, timeout: float = 5.0
-) -> PredictionStore:
+def open_store(url: str, *, pool_max: int = 10, timeout: float = 5.0) -> PredictionStore:
     """The store for a ``postgresql…://`` or ``sqlite:///`` URL (no connection is made yet)."""
     backend = sa.make_url(url).get_backend_name()
     if backend == "postgresql":
-        return AsyncpgStore(url, min_size=pool_min, max_size=pool_max, timeout=timeout)
+        return AsyncpgStore(url, max_size=pool_max, timeout=timeout)
     if backend == "sqlite":
         return SqliteStore(url)
     raise ConfigError(f"unsupported database URL for the API: {backend}")
