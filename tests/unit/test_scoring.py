@@ -67,7 +67,10 @@ def serving_model():
         rows[FEATURE_COLUMNS].to_numpy(np.float64), rows["yield_kg_per_ha"].to_numpy()
     )
     intervals = ConformalIntervals(
-        0.8, (30, 60, 90), (-900.0, -600.0, -300.0), (1000.0, 700.0, 350.0)
+        level=0.8,
+        buckets=(30, 60, 90),
+        lower_offsets=(-0.5, -0.4, -0.3),
+        upper_offsets=(0.6, 0.5, 0.4),
     )
     return ServingModel(estimator, tuple(FEATURE_COLUMNS), intervals, "Ensemble", "7")
 
