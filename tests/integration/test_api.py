@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from nuru_yield.db import dispose_engines
 from nuru_yield.lake import Lake, features_path
 from nuru_yield.serving.ab import in_challenger_share
-from tests.fixtures.services import free_port
+from tests.fixtures.services import free_port, wait_until
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import (
     API_KEY,
@@ -458,3 +458,23 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
         with admin.begin() as connection:
             connection.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
+    db = PredictionsDb(postgres_url)
+    db.load(known_rows([LATEST_NIGHT], old_season=False))
+    client = make_client(postgres_url)
+    assert client.post("/predict", json={"plot_id": 1}).status_code == 200
+    api_sessions = "FROM pg_stat_activity WHERE application_name = 'nuru-yield-api'"
+    with db.engine.connect() as connection:
+        connection.execute(sa.text(f"SELECT pg_terminate_backend(pid) {api_sessions}"))
+
+    def gone() -> bool:
+        with db.engine.connect() as connection:
+            return not connection.execute(sa.text(f"SELECT count(*) {api_sessions}")).scalar()
+
+    wait_until(gone, "the API's session to end", 10)
+    dropped = client.post("/predict", json={"plot_id": 1})
+    assert dropped.status_code == 503
+    assert client.post("/predict", json={"plot_id": 1}).status_code == 200  # reconnected
