@@ -102,4 +102,9 @@ def test_html_is_self_contained_with_a_summary_and_charts_of_drifted_variables()
     charts = re.findall(r'<figure class="chart" data-variable="([^"]+)"><svg', page)
     assert charts == ["precip_total"]  # only drifted variables get histograms
     assert "Realized accuracy" in page and "710.5" in page
-    assert "Retraining (model_training) triggered." in page
+    assert "Retraining is due: the drift_monitoring DAG starts model_training." in page
+    counties = page[page.index('<table class="counties">') :]
+    counties = counties[: counties.index("</table>")]
+    assert counties.count('<td class="name">') == 2  # Bungoma, Kitui
+    assert counties.count('<td class="drifted"') == 2  # precip_total in each county
+    assert counties.count('<td class="insufficient"') == 2  # mean_ndvi in each county

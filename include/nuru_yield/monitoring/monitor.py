@@ -86,6 +86,8 @@ class MonitoringResult:
             f"  drifted: {', '.join(self.report.drifted) or 'none'}",
             f"  realized accuracy rows filled: {len(self.report.accuracy)}",
             f"  alert: {self.alert.summary()}",
+            f"  retrain: {'yes' if self.alert.trigger else 'no'} (the drift_monitoring DAG "
+            "starts model_training; this command only reports)",
             f"  report: {self.report_uri}",
             f"  html:   {self.html_uri}",
         ]

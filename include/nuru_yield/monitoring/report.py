@@ -122,9 +122,10 @@ _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; }
 h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 table { border-collapse: collapse; font-size: 0.85rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.name { text-align: left; }
-tr.drifted td { background: #fdecea; } tr.insufficient td { color: #888; }
+tr.drifted td, td.drifted { background: #fdecea; } tr.insufficient td, td.insufficient { color: #888; }
+table.counties th.variable { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; }
 .alert { border-left: 4px solid #c0392b; background: #fdecea; padding: 0.5rem 1rem; }
 .calm { border-left: 4px solid #27ae60; background: #eafaf1; padding: 0.5rem 1rem; }
 figure { margin: 1rem 0; } .muted { color: #666; font-size: 0.85rem; }
@@ -144,18 +145,17 @@ def _row_class(drift: VariableDrift) -> str:
     return "drifted" if status == DRIFTED else "insufficient" if status == INSUFFICIENT else "ok"
 
 
-def _summary_table(drifts: Sequence[VariableDrift], first: str) -> str:
+def _summary_table(drifts: Sequence[VariableDrift]) -> str:
     head = "".join(
         f"<th>{html.escape(h)}</th>"
-        for h in (first, "status", "decision", *STATISTICS, "n current", "n reference")
+        for h in ("variable", "status", "decision", *STATISTICS, "n current", "n reference")
     )
     body = []
     for d in drifts:
         c = d.comparison
         decision = f"{c.statistic} {_fmt(c.value)} / {c.threshold:g}"
-        name = d.variable if first == "variable" else f"{d.county} · {d.variable}"
         cells = [
-            f'<td class="name">{html.escape(name)}</td>',
+            f'<td class="name">{html.escape(d.variable)}</td>',
             f"<td>{html.escape(c.status)}</td>",
             f"<td>{html.escape(decision)}</td>",
             *(f"<td>{_fmt(c.values.get(s))}</td>" for s in STATISTICS),
@@ -164,6 +164,34 @@ def _summary_table(drifts: Sequence[VariableDrift], first: str) -> str:
         ]
         body.append(f'<tr class="{_row_class(d)}">{"".join(cells)}</tr>')
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _county_matrix(drifts: Sequence[VariableDrift]) -> str:
+    """Counties × variables: the decision statistic, shaded where it drifted."""
+    variables = list(dict.fromkeys(d.variable for d in drifts))
+    counties = sorted({d.county for d in drifts if d.county is not None})
+    cell = {(d.county, d.variable): d for d in drifts}
+    head = "<th>county</th>" + "".join(
+        f'<th class="variable">{html.escape(v)}</th>' for v in variables
+    )
+    body = []
+    for county in counties:
+        cells = []
+        for variable in variables:
+            d = cell.get((county, variable))
+            if d is None:
+                cells.append("<td></td>")
+                continue
+            c = d.comparison
+            title = f"{c.status}, n={c.n_current:,} current / {c.n_reference:,} reference"
+            cells.append(
+                f'<td class="{_row_class(d)}" title="{html.escape(title)}">{_fmt(c.value, 2)}</td>'
+            )
+        body.append(f'<tr><td class="name">{html.escape(county)}</td>{"".join(cells)}</tr>')
+    return (
+        f'<table class="counties"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 def _accuracy_table(accuracy: pd.DataFrame) -> str:
@@ -185,7 +213,7 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         action = (
             f"Retraining not triggered: already triggered on {html.escape(alert.suppressed_by)}."
             if alert.suppressed_by
-            else "Retraining (model_training) triggered."
+            else "Retraining is due: the drift_monitoring DAG starts model_training."
         )
         alert_html = f'<div class="alert"><strong>Alert.</strong> {action}<ul>{items}</ul></div>'
     else:
@@ -224,10 +252,10 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         f"when {html.escape(report.rule.statistic)} exceeds {report.rule.threshold:g}; fewer than "
         f"{report.rule.min_samples} rows on either side is insufficient data.</p>",
         "<h2>Summary — all plots</h2>",
-        _summary_table(report.overall, "variable"),
+        _summary_table(report.overall),
         f"<h2>By county</h2><p>{len(county_drifted)} of {len(by_county)} county × variable "
         f"comparisons drifted; {insufficient} had insufficient data.</p>",
-        _summary_table(county_drifted, "county · variable") if county_drifted else "",
+        _county_matrix(by_county) if by_county else "",
     ]
     if not report.accuracy.empty:
         sections += [
