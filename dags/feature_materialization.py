@@ -22,11 +22,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, task
+from airflow.sdk import DAG, task
 
 from nuru_yield.orchestration import (
     announce,
     default_args,
+    nightly_schedule,
     plot_features,
     resolve_run_date,
     run_date_params,
@@ -34,7 +35,7 @@ from nuru_yield.orchestration import (
 
 with DAG(
     dag_id="feature_materialization",
-    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    schedule=nightly_schedule(),
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import Asset, Param
+from airflow.sdk import Asset, CronDataIntervalTimetable, Param
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 log = logging.getLogger("nuru_yield.orchestration")
@@ -78,6 +79,15 @@ default_args: dict[str, Any] = {
     "on_failure_callback": log_failure,
     "retry_policy": NO_RETRY_ON_BAD_INPUT,
 }
+
+
+def nightly_schedule() -> CronDataIntervalTimetable | None:
+    """The nightly schedule of ``feature_materialization``: each run covers the UTC day that
+    just ended. ``NURU_FEATURES_SCHEDULE=manual`` (set by ``make demo`` and the end-to-end
+    test) turns it off, so that unpausing the DAG does not start a run for last night while
+    runs are triggered for a chosen date; any other value is a cron expression."""
+    cron = os.environ.get("NURU_FEATURES_SCHEDULE", "0 0 * * *")
+    return None if cron == "manual" else CronDataIntervalTimetable(cron, timezone="UTC")
 
 
 def run_date_params() -> dict[str, Param]:

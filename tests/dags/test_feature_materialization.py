@@ -15,11 +15,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nuru_yield import lake as paths
-from nuru_yield.bench.features import RUN_DATE, build_raw
+from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.lake import Lake
 from tests.fixtures.airflow import DAGS_FOLDER
 
 DAG_ID = "feature_materialization"
+SMALL_GRID = Grid(n_lat=6, n_lon=6)
 HEAVY_MODULES = (
     "pandas",
     "numpy",
@@ -106,14 +107,15 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> N
     from airflow.utils.session import create_session
 
     lake = Lake.from_settings()
-    build_raw(lake, plots=300)
+    build_raw(lake, plots=300, grid=SMALL_GRID)
     logical = dt.datetime.combine(RUN_DATE, dt.time(), tzinfo=dt.UTC)
 
     run = load_dag(DAG_ID).test(logical_date=logical)
 
     assert str(run.state) == "success", _task_states(run)
     table = pq.read_table(lake.root / paths.features_path(RUN_DATE))
-    assert 290 <= table.num_rows < 300  # a few bad rows of build_raw are quarantined
+    rejected = pq.read_table(lake.root / paths.rejected_path(RUN_DATE))
+    assert table.num_rows + rejected.num_rows == 300 and table.num_rows >= 290
     assert pc.all(pc.equal(table["as_of_date"], RUN_DATE)).as_py()
     assert lake.read_json(paths.validation_path(RUN_DATE))["status"] == "passed"
     with create_session() as session:
@@ -129,7 +131,7 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> N
 
 def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> None:
     lake = Lake.from_settings()
-    build_raw(lake, plots=300)
+    build_raw(lake, plots=300, grid=SMALL_GRID)
     plots = lake.read_parquet(paths.RAW_PLOTS)
     county = plots["county"].to_pylist()
     county[::4] = [None] * len(county[::4])  # 25% of plot-seasons without a county

@@ -307,3 +307,18 @@ def test_training_rows_are_the_serving_rows_at_each_cut_off() -> None:
             row[FEATURE_COLUMNS], served[FEATURE_COLUMNS], check_names=False
         )
         assert row[KEY_COLUMNS].tolist() == served[KEY_COLUMNS].tolist()
+
+
+def test_same_day_observations_give_the_same_curve_in_any_file_order() -> None:
+    rows = [
+        (1, PLANTED + dt.timedelta(2), 0.3, 0.1),
+        (1, PLANTED + dt.timedelta(12), 0.6, 0.1),
+        (1, PLANTED + dt.timedelta(12), 0.4, 0.2),
+        (1, PLANTED + dt.timedelta(20), 0.5, 0.1),
+    ]
+    rain = weather(100, PLANTED, [0.0] * 30)
+    forward = one_row(raw([plot()], rain, ndvi(*rows)))
+    backward = one_row(raw([plot()], rain, ndvi(*rows[::-1])))
+    assert forward[FEATURE_COLUMNS].equals(backward[FEATURE_COLUMNS])
+    # Same-day values in increasing order: 0.3 → 0.4 (10 days), 0.4 → 0.6 (0 days), 0.6 → 0.5
+    assert forward["ndvi_auc"] == pytest.approx((0.1 + 0.2) / 2 * 10 + (0.4 + 0.3) / 2 * 8)

@@ -39,9 +39,7 @@ def peak_rss_mb() -> float:
 
 
 def _timed_call(func: Callable[..., T], args: tuple[Any, ...], log_level: int) -> Measured:
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     result = func(*args)
     return Measured(result, time.perf_counter() - started, peak_rss_mb())

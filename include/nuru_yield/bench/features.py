@@ -159,6 +159,7 @@ def reference_sql(root: Path, out: Path, season_max_days: int, grid: Grid = KENY
     day = f"DATE '{RUN_DATE.isoformat()}'"
     start = f"DATE '{(RUN_DATE - dt.timedelta(days=season_max_days)).isoformat()}'"
     key = "plot_id, season_year, season"
+    window = "cell_id, planting_date"
     row = f"round((p.latitude - {grid.lat0}) / {grid.step})"
     col = f"round((p.longitude - {grid.lon0}) / {grid.step})"
     return f"""
@@ -171,21 +172,23 @@ WITH located AS (
     WHERE p.planting_date BETWEEN {start} AND {day}
       AND {row} BETWEEN 0 AND {grid.n_lat - 1} AND {col} BETWEEN 0 AND {grid.n_lon - 1}
 ),
+windows AS (  -- plots sharing a cell and a planting date share their weather window
+    SELECT DISTINCT cell_id, planting_date FROM located
+),
 daily AS (
-    SELECT l.plot_id, l.season_year, l.season, l.planting_date, w.date, w.precip_mm,
-           w.tmin_c, w.tmax_c,
+    SELECT x.cell_id, x.planting_date, w.date, w.precip_mm, w.tmin_c, w.tmax_c,
            coalesce(isfinite(w.precip_mm)
                     AND w.precip_mm BETWEEN {c.PRECIP_RANGE_MM[0]} AND {c.PRECIP_RANGE_MM[1]},
                     false) AS p_ok,
            coalesce(w.tmin_c BETWEEN {c.TEMPERATURE_RANGE_C[0]} AND {c.TEMPERATURE_RANGE_C[1]}
                     AND w.tmax_c BETWEEN {c.TEMPERATURE_RANGE_C[0]} AND {c.TEMPERATURE_RANGE_C[1]}
                     AND w.tmin_c <= w.tmax_c, false) AS t_ok
-    FROM located l
+    FROM windows x
     JOIN read_parquet('{root / paths.RAW_WEATHER}/*/*.parquet') w
-      ON w.cell_id = l.cell_id AND w.date BETWEEN l.planting_date AND {day}
+      ON w.cell_id = x.cell_id AND w.date BETWEEN x.planting_date AND {day}
 ),
 weather AS (
-    SELECT {key},
+    SELECT {window},
         sum(precip_mm) FILTER (WHERE p_ok) AS precip_total,
         CASE WHEN bool_or(p_ok) THEN count(*) FILTER (WHERE p_ok AND precip_mm >= {c.RAINY_DAY_MM}) END
             AS rainy_days,
@@ -197,16 +200,16 @@ weather AS (
         avg(tmax_c) FILTER (WHERE t_ok) AS tmax_mean,
         count(*) FILTER (WHERE p_ok AND t_ok) / (date_diff('day', planting_date, {day}) + 1)
             AS weather_coverage
-    FROM daily GROUP BY {key}, planting_date
+    FROM daily GROUP BY {window}
 ),
 dry AS (  -- gaps and islands: consecutive dry days share date - row_number()
-    SELECT {key}, max(run) AS max_dry_spell_days FROM (
-        SELECT {key}, count(*) AS run FROM (
-            SELECT {key}, date - CAST(row_number() OVER (PARTITION BY {key} ORDER BY date)
-                                      AS INTEGER) AS island
+    SELECT {window}, max(run) AS max_dry_spell_days FROM (
+        SELECT {window}, count(*) AS run FROM (
+            SELECT {window}, date - CAST(row_number() OVER (PARTITION BY {window} ORDER BY date)
+                                         AS INTEGER) AS island
             FROM daily WHERE p_ok AND precip_mm < {c.RAINY_DAY_MM}
-        ) GROUP BY {key}, island
-    ) GROUP BY {key}
+        ) GROUP BY {window}, island
+    ) GROUP BY {window}
 ),
 clear AS (
     SELECT l.plot_id, l.season_year, l.season, n.date, n.ndvi,
@@ -237,8 +240,8 @@ SELECT l.plot_id, l.season_year, l.season, l.cell_id AS weather_cell_id,
        dayofyear(l.planting_date) AS planting_doy, l.altitude, l.latitude, l.longitude,
        CAST(l.season = 'Short Rains' AS DOUBLE) AS is_short_rains
 FROM located l
-LEFT JOIN weather w USING ({key})
-LEFT JOIN dry d USING ({key})
+LEFT JOIN weather w USING ({window})
+LEFT JOIN dry d USING ({window})
 LEFT JOIN ndvi n USING ({key})
 ) TO '{out}' (FORMAT parquet)
 """

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nuru_yield.config import Settings
 from nuru_yield.features.checks import (
     CELL_CHECKS,
     MAX_CELL_DISTANCE_KM,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 EARTH_RADIUS_KM = 6371.0088
 DEFAULT_TRAINING_CUTOFFS: tuple[int | None, ...] = (30, 60, 90, 120, None)
+DEFAULT_SEASON_MAX_DAYS: int = Settings.model_fields["season_max_days"].default
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,16 @@ def season_to_date(
 def training_rows(
     raw: RawInputs,
     days_after_planting: Sequence[int | None] = DEFAULT_TRAINING_CUTOFFS,
-    season_max_days: int = 180,
+    season_max_days: int = DEFAULT_SEASON_MAX_DAYS,
     max_cell_distance_km: float = MAX_CELL_DISTANCE_KM,
 ) -> pd.DataFrame:
-    """Historical plot-seasons cut at several days after planting (``None`` = full season).
+    """Historical plot-seasons cut at several days after planting (``None`` = full season,
+    ``season_max_days``).
 
     One row per valid plot-season and cut-off, with the same columns as the served
     features (``days_after_planting`` tells the cut-off). Quarantined plot-seasons are
-    left out and logged; join ``raw/yields.parquet`` for labels.
+    left out and logged; join ``raw/yields.parquet`` for labels. A cut-off past the
+    data in ``raw`` gives a partial window (``weather_coverage`` below 1).
     """
     checked = prepare_plots(raw.plots, raw.cells, max_cell_distance_km)
     valid = checked[checked["reason"].isna()]
@@ -320,7 +324,7 @@ def _max_dry_spell(dry: np.ndarray, row: np.ndarray, a: np.ndarray, b: np.ndarra
     the second part a range-maximum query on a sparse table (log₂(days) levels).
     """
     n_days = dry.shape[1]
-    days = np.arange(n_days)
+    days = np.arange(n_days, dtype=np.int32)
     run = days - np.maximum.accumulate(np.where(dry, -1, days), axis=1)
     next_break = np.minimum.accumulate(np.where(dry, n_days, days)[:, ::-1], axis=1)[:, ::-1]
     first_break = next_break[row, a]
@@ -352,27 +356,9 @@ def ndvi_aggregates(
     out["n_clear_ndvi_obs"] = np.zeros(n)
     if n == 0:
         return out
-    first, last = int(start.min()), int(end.max())
-    obs_day = _days(ndvi["date"])
-    cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        usable = ~failing_any(ndvi, NDVI_CHECKS) & ~(cloud > CLEAR_MAX_CLOUD)
-    usable &= (obs_day >= first) & (obs_day <= last)
-    obs_plot, obs_day, value = _sorted_by_plot_and_day(
-        _ids(ndvi["plot_id"])[usable],
-        obs_day[usable],
-        ndvi["ndvi"].to_numpy(np.float64, na_value=np.nan)[usable],
-    )
-    # Key (plot code, day), sorted: each window becomes one contiguous slice [lo, hi).
-    # Codes are looked up once per run of equal plot ids, not once per observation.
+    first = int(start.min())
     plots = _sorted_unique(plot_ids)
-    run_start = np.flatnonzero(np.diff(obs_plot, prepend=obs_plot[:1] - 1))
-    run_code = np.minimum(np.searchsorted(plots, obs_plot[run_start]), len(plots) - 1)
-    run_code[plots[run_code] != obs_plot[run_start]] = -1  # plot not among the windows
-    obs_code = np.repeat(run_code, np.diff(np.r_[run_start, len(obs_plot)]))
-    keep = obs_code >= 0
-    key = (obs_code[keep] << 32) | (obs_day[keep] - first)
-    obs_day, value = obs_day[keep], value[keep]
+    key, obs_day, value = _clear_observations(ndvi, plots, first, int(end.max()))
     window_code = np.searchsorted(plots, plot_ids) << 32
     lo = np.searchsorted(key, window_code | (start - first), side="left")
     hi = np.searchsorted(key, window_code | (end - first), side="right")
@@ -397,18 +383,55 @@ def ndvi_aggregates(
     return out
 
 
-def _sorted_by_plot_and_day(
-    plot: np.ndarray, day: np.ndarray, value: np.ndarray
+def _clear_observations(
+    ndvi: pd.DataFrame, plots: np.ndarray, first: int, last: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observations ordered by (plot, day, value): same-day ties do not depend on file order."""
-    step_plot, step_day = np.diff(plot), np.diff(day)
-    in_order = (step_plot > 0) | (
-        (step_plot == 0) & ((step_day > 0) | ((step_day == 0) & (np.diff(value) >= 0)))
-    )
-    if in_order.all():
-        return plot, day, value
-    order = np.lexsort((value, day, plot))
-    return plot[order], day[order], value[order]
+    """Clear, valid observations of ``plots`` between days ``first`` and ``last``.
+
+    Returns ``(key, day, value)`` sorted by ``key = plot code << 32 | day - first`` (plot
+    code = index in the sorted ``plots``), so that each window is one contiguous slice, and
+    by value among same-day observations of a plot, so that nothing depends on file order.
+    """
+    day = _days(ndvi["date"])
+    with np.errstate(invalid="ignore"):
+        usable = ~failing_any(ndvi, NDVI_CHECKS) & ~(
+            ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan) > CLEAR_MAX_CLOUD
+        )
+    usable &= (day >= first) & (day <= last)
+    plot = _ids(ndvi["plot_id"])[usable]
+    day = day[usable] - first
+    value = ndvi["ndvi"].to_numpy(np.float64, na_value=np.nan)[usable]
+    del usable
+    step_plot = np.diff(plot)
+    if np.all((step_plot > 0) | ((step_plot == 0) & (np.diff(day) >= 0))):
+        # Already in (plot, day) order: look a code up once per run of equal plot ids.
+        run_start = np.flatnonzero(np.diff(plot, prepend=plot[:1] - 1))
+        run_code = _codes(plots, plot[run_start])
+        code = np.repeat(run_code, np.diff(np.r_[run_start, len(plot)]))
+        order = None
+    else:
+        code = _codes(plots, plot)
+        order = np.argsort((code << 32) | day, kind="stable")
+    del step_plot, plot
+    if order is not None:
+        code, day, value = code[order], day[order], value[order]
+    keep = code >= 0
+    key = (code[keep] << 32) | day[keep]
+    day, value = day[keep] + first, value[keep]
+    tie = np.flatnonzero(key[1:] == key[:-1])
+    if len(tie):  # same plot, same day: order the group's values (plot and day are equal)
+        members = np.union1d(tie, tie + 1)
+        member_key = key[members]
+        group = np.cumsum(np.r_[True, member_key[1:] != member_key[:-1]])
+        value[members] = value[members][np.lexsort((value[members], group))]
+    return key, day, value
+
+
+def _codes(plots: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Index of each id in the sorted ``plots``, −1 for ids that are not there."""
+    code = np.minimum(np.searchsorted(plots, ids), len(plots) - 1)
+    code[plots[code] != ids] = -1
+    return code
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

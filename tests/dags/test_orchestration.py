@@ -1,0 +1,74 @@
+"""The Airflow glue shared by every DAG: run dates, default arguments, assets."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from nuru_yield.errors import DataValidationError, LakeError
+from nuru_yield.orchestration import (
+    announce,
+    default_args,
+    log_failure,
+    plot_features,
+    predictions,
+    resolve_run_date,
+)
+
+LOGICAL = dt.datetime(2025, 6, 30, 0, 0, tzinfo=dt.UTC)
+
+
+def event(run_date: str | None) -> SimpleNamespace:
+    return SimpleNamespace(extra={"run_date": run_date} if run_date else {})
+
+
+def test_the_run_date_param_wins_over_the_logical_date() -> None:
+    context = {"params": {"run_date": "2025-05-01"}, "logical_date": LOGICAL}
+    assert resolve_run_date(context) == "2025-05-01"
+
+
+def test_without_a_param_the_logical_date_is_the_run_date() -> None:
+    assert resolve_run_date({"params": {"run_date": None}, "logical_date": LOGICAL}) == "2025-06-30"
+
+
+def test_asset_triggered_runs_take_the_newest_run_date_of_their_events() -> None:
+    events = {plot_features: [event("2025-06-29"), event("2025-06-30")], predictions: [event(None)]}
+    context = {"params": {}, "logical_date": None, "triggering_asset_events": events}
+    assert resolve_run_date(context) == "2025-06-30"
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"params": {"run_date": "30/06/2025"}}, "the run_date param '30/06/2025' is not a date"),
+        ({"params": {"run_date": "2025-02-30"}}, "is not a date YYYY-MM-DD"),
+        ({"params": {}, "logical_date": None, "triggering_asset_events": {}}, "no run date"),
+    ],
+)
+def test_a_missing_or_malformed_run_date_is_a_clear_error(
+    context: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_run_date(context)
+
+
+def test_announce_puts_the_run_date_on_the_asset_event() -> None:
+    outlet = SimpleNamespace(extra={})
+    announce({"outlet_events": {plot_features: outlet}}, plot_features, "2025-06-30", rows=3)
+    assert outlet.extra == {"run_date": "2025-06-30", "rows": 3}
+
+
+def test_default_args_retry_with_backoff_and_log_failures(caplog: pytest.LogCaptureFixture) -> None:
+    assert default_args["owner"] == "nuru-yield" and default_args["retries"] >= 1
+    assert default_args["retry_exponential_backoff"] > 1
+    assert default_args["execution_timeout"] > dt.timedelta(0)
+    policy = default_args["retry_policy"]
+    assert policy.evaluate(DataValidationError("bad"), 1, 3).action.value == "fail"
+    assert policy.evaluate(LakeError("flaky"), 1, 3).action.value == "default"
+    ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", try_number=2)
+    with caplog.at_level(logging.ERROR, logger="nuru_yield.orchestration"):
+        log_failure({"ti": ti, "exception": RuntimeError("boom")})
+    assert "dag=d task=t run_id=r try=2: boom" in caplog.text
