@@ -19,9 +19,10 @@ import pandas as pd
 from nuru_yield.errors import TrainingError
 from nuru_yield.features import KEY_COLUMNS, RawInputs, training_rows
 from nuru_yield.features.checks import Check, failing_any, reasons
+from nuru_yield.features.columns import SEASONS
 
 TARGET = "yield_kg_per_ha"
-SEASON_ORDER = {"Long Rains": 0, "Short Rains": 1}
+SEASON_ORDER = {name: order for order, name in enumerate(SEASONS)}  # Long Rains come first
 CALIBRATION_SEASONS = 2
 # Record maize plots reach ~12-15 t/ha; a smallholder label above this is a data error.
 MAX_YIELD_KG_PER_HA = 20_000.0

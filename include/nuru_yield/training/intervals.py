@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 INTERVAL_LEVEL = 0.8
+INTERVAL_METHOD = "split_conformal_scaled_residuals"
 SCALE_FLOOR_KG_PER_HA = 300.0
 
 
@@ -72,7 +73,7 @@ class ConformalIntervals:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "split_conformal_scaled_residuals",
+            "method": INTERVAL_METHOD,
             "level": self.level,
             "scale_floor": self.scale_floor,
             "buckets": list(self.buckets),

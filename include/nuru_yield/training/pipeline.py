@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from nuru_yield.config import get_settings
-from nuru_yield.errors import DataValidationError, LakeError, TrainingError
+from nuru_yield.errors import DataValidationError, LakeError, RegistryError, TrainingError
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import RAW_YIELDS, Lake
@@ -142,15 +142,17 @@ def evaluate_candidate(
     champion_version = alias_version(client, model_name, CHAMPION)
     champion_metrics = champion_error = None
     if champion_version is not None:
-        champion = load_model(f"models:/{model_name}/{champion_version}")
-        missing = sorted(set(champion.feature_columns) - set(rows.columns))
-        if missing:
-            champion_error = (
-                f"champion v{champion_version} needs features the training set lacks "
-                f"({', '.join(missing)}): compare by hand and use `nuru-yield promote`"
-            )
-        else:
+        try:
+            champion = load_model(f"models:/{model_name}/{champion_version}")
+            missing = sorted(set(champion.feature_columns) - set(rows.columns))
+            if missing:
+                raise RegistryError(f"it needs features the set lacks: {', '.join(missing)}")
             champion_metrics = _metrics_on(champion, rows)
+        except RegistryError as error:
+            champion_error = (
+                f"champion v{champion_version} cannot be evaluated ({error}): "
+                "compare by hand and use `nuru-yield promote`"
+            )
     naive = NaiveReference.fit(split.train).predict(rows)
     return {
         "model_name": model_name,

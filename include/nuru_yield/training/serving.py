@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nuru_yield.errors import RegistryError
-from nuru_yield.training.intervals import ConformalIntervals
+from nuru_yield.training.intervals import INTERVAL_METHOD, ConformalIntervals
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +40,12 @@ def checked_metadata(metadata: dict[str, Any] | None, source: str) -> dict[str, 
         raise RegistryError(
             f"{source} has no model logged by nuru-yield training "
             "(no feature/interval metadata): scoring could not use it"
+        )
+    method = metadata["intervals"].get("method")
+    if method != INTERVAL_METHOD:
+        raise RegistryError(
+            f"{source} has intervals of method {method!r}, this version reproduces "
+            f"{INTERVAL_METHOD!r} only"
         )
     return metadata
 
