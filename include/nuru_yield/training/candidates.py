@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,9 +63,6 @@ class TrainingParams:
     ridge_alpha: float = 1.0
     threads: int = 2
     seed: int = 42
-
-    def as_params(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:

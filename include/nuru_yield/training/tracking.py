@@ -3,6 +3,7 @@ child run per candidate with its parameters, metrics, model, importances and plo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -104,7 +105,7 @@ def log_training_round(
                     mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
                 else:
                     _log_model(result, example, feature_columns)
-                    mlflow.log_params(params.as_params())
+                    mlflow.log_params(dataclasses.asdict(params))
                 mlflow.log_params(common_params)
                 mlflow.log_metrics(flat_metrics(result.evaluation))
                 mlflow.log_dict(result.evaluation, "evaluation.json")
