@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 BENCH_KEY = "bench-api-key"
 RUN_DATE = dt.date(2025, 5, 1)
-SATURATION_CONNECTIONS = 16
+SATURATION_CONNECTIONS = 64
 PACED_RATE = 1000
 PACED_CONNECTIONS = 64
 WARMUP_SECONDS = 3.0
@@ -166,9 +166,9 @@ def _as_postgres_user(command: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    """A PostgreSQL cluster of our own on a free loopback port; yields an admin URL and
-    removes everything afterwards."""
+def throwaway_postgres() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL cluster of our own on a free loopback port; yields an admin URL and the
+    postmaster's pid, and removes everything afterwards."""
     if not (shutil.which("initdb") and shutil.which("pg_ctl")):
         raise NuruError(
             "bench api needs PostgreSQL: put initdb/pg_ctl on PATH "
@@ -188,7 +188,8 @@ def throwaway_postgres() -> Iterator[str]:
                 ["pg_ctl", "-D", str(data), "-o", options, "-l", log_file, "-w", "start"]
             )
         )
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", postmaster
     finally:
         subprocess.run(
             _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
@@ -225,7 +226,9 @@ def scratch_database(admin_url: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def server(command: list[str], port: int, env: dict[str, str], log_path: Path) -> Iterator[None]:
+def server(
+    command: list[str], port: int, env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server process until its /health (or any HTTP answer) comes back."""
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -233,7 +236,7 @@ def server(command: list[str], port: int, env: dict[str, str], log_path: Path) -
         )
     try:
         _wait_ready(process, port, log_path)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -262,6 +265,32 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> 
     raise NuruError(f"server on port {port} not ready after {READY_TIMEOUT_SECONDS:.0f}s")
 
 
+def cpu_seconds(root: int | None) -> float | None:
+    """CPU time (user + system) of process ``root`` and its descendants, from /proc (Linux);
+    None where that cannot be read."""
+    if root is None:
+        return None
+    try:
+        stats = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    # After the command: state, ppid, …; utime and stime are fields 14 and 15.
+                    stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    except OSError:
+        return None
+    tree, total, frontier = {root}, 0, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    total = sum(stats[pid][1] for pid in tree if pid in stats)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _drive(config: dict[str, Any]) -> dict[str, Any]:
     """One load phase, in a separate process (its own core and event loop)."""
     result = subprocess.run(
@@ -274,6 +303,21 @@ def _drive(config: dict[str, Any]) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _costed(
+    config: dict[str, Any], processes: dict[str, int | None]
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """Drive one phase; also the CPU microseconds per request of each named process tree."""
+    before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+    result = _drive(config)
+    costs: dict[str, float | None] = {}
+    for name, pid in processes.items():
+        start, end = before[name], cpu_seconds(pid)
+        done = result["all_requests"]
+        ok = start is not None and end is not None and done
+        costs[name] = round((end - start) / done * 1e6, 1) if ok else None
+    return result, costs
+
+
 def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult:
     """Load ``rows`` predictions, start both servers, drive the three phases."""
     with (
@@ -281,7 +325,9 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
         contextlib.ExitStack() as stack,
     ):
         root = Path(tmp)
-        admin_url = db_url or stack.enter_context(throwaway_postgres())
+        admin_url, postmaster = db_url, None
+        if admin_url is None:
+            admin_url, postmaster = stack.enter_context(throwaway_postgres())
         url = stack.enter_context(scratch_database(admin_url))
         log.info("loading %d predictions", rows)
         load_seconds = load_predictions(url, rows)
@@ -305,17 +351,18 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
             serve = [sys.executable, "-m", "nuru_yield", "serve", "--port"]
         bare = [sys.executable, "-m", "uvicorn", "nuru_yield.bench.api:bare_app"]
         bare += ["--no-access-log", "--no-server-header", "--log-level", "warning", "--port"]
-        stack.enter_context(server([*serve, str(api_port)], api_port, env, root / "api.log"))
-        stack.enter_context(server([*bare, str(bare_port)], bare_port, env, root / "bare.log"))
+        api = stack.enter_context(server([*serve, str(api_port)], api_port, env, root / "api.log"))
+        bare_server = stack.enter_context(
+            server([*bare, str(bare_port)], bare_port, env, root / "bare.log")
+        )
 
         phase = {"seconds": seconds, "warmup": WARMUP_SECONDS, "rows": rows, "key": BENCH_KEY}
+        saturate = {**phase, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
         log.info("phase 1/3: bare endpoint, saturation, %ds", seconds)
-        bare_result = _drive(
-            {**phase, "port": bare_port, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
-        )
+        bare_result, bare_cpu = _costed({**saturate, "port": bare_port}, {"bare": bare_server.pid})
         log.info("phase 2/3: POST /predict, saturation, %ds", seconds)
-        api_result = _drive(
-            {**phase, "port": api_port, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
+        api_result, api_cpu = _costed(
+            {**saturate, "port": api_port}, {"api": api.pid, "postgres": postmaster}
         )
         log.info("phase 3/3: POST /predict at %d req/s, %ds", PACED_RATE, seconds)
         paced = _drive(
@@ -345,6 +392,9 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
             "saturation_p99_ms": api_result["p99_ms"],
             "saturation_errors": api_result["errors"] + bare_result["errors"],
             "bare_p99_ms": bare_result["p99_ms"],
+            # CPU per request of each server process during saturation (robust to a busy
+            # machine, unlike throughput): what the ratio would follow on dedicated cores.
+            **{f"{name}_cpu_us_per_request": us for name, us in {**bare_cpu, **api_cpu}.items()},
             "load_seconds": round(load_seconds, 1),
             "cores": os.cpu_count(),
             "note": "servers, PostgreSQL and the load generator share these cores",
@@ -419,6 +469,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.errors = 0
+        self.all_requests = 0  # warm-up included: what the servers' CPU time was spent on
 
     def summary(self, elapsed: float) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -427,6 +478,7 @@ class _Recorder:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
 
         return {
+            "all_requests": self.all_requests,
             "requests": len(ordered),
             "errors": self.errors,
             "rps": len(ordered) / elapsed if elapsed > 0 else 0.0,
@@ -463,6 +515,7 @@ async def _saturate(config: dict[str, Any], payloads: list[bytes]) -> dict[str, 
             except (OSError, TimeoutError):
                 status = 0
                 connection = await _reconnect(connection, config["port"])
+            recorder.all_requests += 1
             if started < measure_from:
                 continue
             if status == 200:
@@ -491,6 +544,7 @@ async def _paced(config: dict[str, Any], payloads: list[bytes]) -> dict[str, Any
         except (OSError, TimeoutError):
             status = 0
             connection = await _reconnect(connection, config["port"])
+        recorder.all_requests += 1
         if status == 200:
             recorder.latencies.append(time.perf_counter() - intended)
         else:
