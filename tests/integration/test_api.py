@@ -478,3 +478,18 @@ def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
     dropped = client.post("/predict", json={"plot_id": 1})
     assert dropped.status_code == 503
     assert client.post("/predict", json={"plot_id": 1}).status_code == 200  # reconnected
+
+
+def test_docs_show_examples_and_the_key(make_client, nuru_home):
+    client = make_client(f"sqlite:///{nuru_home / 'never-opened.db'}", API_KEY=API_KEY)
+    assert client.get("/docs").status_code == 200  # no key needed to read the docs
+    openapi = client.get("/openapi.json").json()
+    predict = openapi["paths"]["/predict"]["post"]
+    body = predict["requestBody"]["content"]["application/json"]["schema"]
+    assert body["examples"][0]["plot_id"] == 1
+    assert body["properties"]["latitude"]["anyOf"][0]["maximum"] == 90
+    assert predict["security"] == [{"APIKeyHeader": []}]
+    assert {"401", "403", "404", "422", "429", "503"} <= set(predict["responses"])
+    assert "security" not in openapi["paths"]["/health"]["get"]
+    prediction = openapi["components"]["schemas"]["Prediction"]
+    assert prediction["examples"][0]["confidence_score"] == 0.8

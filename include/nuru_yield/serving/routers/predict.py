@@ -55,9 +55,18 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
 
 
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of a route that uses :func:`parse_body`."""
+    """The OpenAPI request body (and 422) of a route that uses :func:`parse_body`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    invalid = {"$ref": "#/components/schemas/HTTPValidationError"}
+    return {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
+        "responses": {
+            "422": {
+                "description": "Validation Error",
+                "content": {"application/json": {"schema": invalid}},
+            }
+        },
+    }
 
 
 @router.post(
