@@ -1,0 +1,264 @@
+"""Drive a real Airflow (``airflow standalone``: scheduler, DAG processor, API server,
+triggerer; LocalExecutor) from the outside, through its REST API v2.
+
+Used by ``make demo`` and the end-to-end test: both run the project's DAGs through Airflow
+itself rather than calling the library directly. This module does not import Airflow; it
+starts the ``airflow`` command of the current environment as a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from nuru_yield.errors import NuruError
+
+log = logging.getLogger(__name__)
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
+
+REPO = Path(__file__).resolve().parents[2]
+CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
+FINISHED = {"success", "failed"}
+
+
+class AirflowError(NuruError):
+    """Airflow did not start, or a DAG run failed or did not finish in time."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def airflow_environment(
+    home: Path, port: int, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for a standalone Airflow on loopback with the project's DAGs."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # The nightly cron would start a run for last night as soon as the DAG is unpaused;
+        # here runs are triggered for a chosen date instead.
+        "NURU_FEATURES_SCHEDULE": "manual",
+        **(extra or {}),
+    }
+
+
+@dataclass
+class AirflowStandalone:
+    """A running ``airflow standalone`` and a REST API v2 client for it."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes]
+    client: httpx.Client = field(repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "standalone.log"
+
+    # --- REST helpers -------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.client.request(method, f"/api/v2{path}", **kwargs)
+        if response.status_code >= 400:
+            raise AirflowError(
+                f"Airflow API {method} {path}: {response.status_code} {response.text[:300]}"
+            )
+        return response.json() if response.content else None
+
+    def wait_for_dags(self, dag_ids: tuple[str, ...], timeout: float = 300) -> None:
+        """Wait until the DAG processor has parsed every DAG (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = {
+                dag["dag_id"] for dag in self._call("GET", "/dags", params={"limit": 100})["dags"]
+            }
+            if set(dag_ids) <= found:
+                return
+            errors = self._call("GET", "/importErrors").get("import_errors", [])
+            if errors:
+                raise AirflowError(f"DAG import errors: {errors[0].get('stack_trace', '')[-500:]}")
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AirflowError(
+                    f"DAGs not parsed after {timeout:.0f}s: missing {set(dag_ids) - found}"
+                )
+            time.sleep(1)
+
+    def unpause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
+        """Start a manual run; returns its run id."""
+        body = {"logical_date": None, "conf": dict(conf)}
+        return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self._call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 50}
+        )["dag_runs"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._call(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 500}
+        )["task_instances"]
+
+    def wait_for_run(
+        self, dag_id: str, run_id: str | None = None, timeout: float = 900
+    ) -> dict[str, Any]:
+        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the first run
+        that appears. Raises with the failed tasks when it fails."""
+        deadline = time.monotonic() + timeout
+        last_state = None
+        while True:
+            try:
+                runs = self.runs(dag_id)
+            except httpx.TimeoutException:  # a busy API server answers late: ask again
+                runs = []
+            run = next((r for r in runs if run_id in (None, r["dag_run_id"])), None)
+            state = run["state"] if run else "not started"
+            if state != last_state:
+                log.info("airflow: %s %s", dag_id, state)
+                last_state = state
+            if run and state in FINISHED:
+                if state == "failed":
+                    failed = [
+                        ti["task_id"]
+                        for ti in self.task_instances(dag_id, run["dag_run_id"])
+                        if ti["state"] == "failed"
+                    ]
+                    raise AirflowError(
+                        f"{dag_id} run {run['dag_run_id']} failed (tasks {failed}); logs under {self.home / 'logs'}"
+                    )
+                return run
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise AirflowError(f"{dag_id} still {state} after {timeout:.0f}s")
+            time.sleep(1)
+
+    def overhead(self, dag_id: str, run: Mapping[str, Any]) -> dict[str, float]:
+        """DAG-run wall time versus the sum of its tasks' run times."""
+        from datetime import datetime
+
+        def seconds(start: str, end: str) -> float:
+            return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+        tasks = self.task_instances(dag_id, run["dag_run_id"])
+        task_seconds = sum(ti["duration"] or 0.0 for ti in tasks)
+        wall = seconds(run["start_date"], run["end_date"])
+        return {
+            "wall_s": wall,
+            "tasks_s": task_seconds,
+            "ratio": wall / task_seconds if task_seconds else float("nan"),
+        }
+
+    def _check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = (
+                self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            )
+            raise AirflowError(f"airflow standalone exited ({self.process.returncode}):\n{tail}")
+
+
+@contextlib.contextmanager
+def standalone(
+    home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 300
+) -> Iterator[AirflowStandalone]:
+    """Start ``airflow standalone`` in ``home`` on a free loopback port; stop it on exit."""
+    if shutil.which("airflow", path=str(Path(sys.executable).parent)) is None:
+        raise AirflowError(
+            "the airflow command is not installed next to this Python (run `make setup`)"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = airflow_environment(home, port, extra_env)
+    log_file = open(home / "standalone.log", "ab")  # noqa: SIM115 - closed in finally
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), "standalone"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    airflow = AirflowStandalone(home=home, port=port, process=process, client=client)
+    try:
+        _wait_healthy(airflow, timeout)
+        token = client.get("/auth/token").json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield airflow
+    finally:
+        client.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log_file.close()
+
+
+def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            health = airflow.client.get("/api/v2/monitor/health").json()
+            if (
+                health["metadatabase"]["status"] == "healthy"
+                and health["scheduler"]["status"] == "healthy"
+            ):
+                return
+        airflow._check_alive()
+        if time.monotonic() > deadline:
+            raise AirflowError(
+                f"airflow standalone not healthy after {timeout:.0f}s; see {airflow.log_path}"
+            )
+        time.sleep(1)
+
+
+def run_chain(
+    airflow: AirflowStandalone, run_date: str, timeout: float = 900
+) -> dict[str, dict[str, Any]]:
+    """Trigger ``feature_materialization`` for ``run_date`` and wait for the Asset chain
+    (``batch_scoring`` → ``drift_monitoring``) to finish. Returns the finished runs."""
+    airflow.wait_for_dags(CHAIN)
+    for dag_id in CHAIN:
+        airflow.unpause(dag_id)
+    run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
+    finished = {
+        "feature_materialization": airflow.wait_for_run("feature_materialization", run_id, timeout)
+    }
+    for dag_id in CHAIN[1:]:
+        finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout)
+    return finished
