@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint lock clean airflow
+.PHONY: setup demo test test-deps lint lock clean airflow
 
 setup: $(STAMP)
 
@@ -26,8 +26,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint test-deps
 	$(BIN)/python -m pytest
+
+# System packages the tests need beyond Python: Chromium (the drift report is opened in a
+# headless browser). Installed with apt when missing and running as root (CI); PostgreSQL 15
+# (initdb, pg_ctl) is expected on PATH.
+test-deps:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "note: chromium not installed; the browser test of the drift report needs it"; }
 
 # Airflow standalone on :8080 with the project's DAGs and airflow_settings.yaml applied.
 AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airflow" \
