@@ -330,3 +330,18 @@ def test_serving_imports_no_airflow_or_training_code(nuru_home: Path, tmp_path: 
     assert "nuru_yield.serving.app" in modules
     forbidden = ("airflow", "nuru_yield.training", "nuru_yield.scoring", "sklearn", "xgboost")
     assert [m for m in modules if m.startswith(forbidden)] == []
+
+
+def test_serve_fails_in_one_line_on_a_bad_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    from nuru_yield.cli import main
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("LOG_FILE", str(tmp_path / "a-file" / "api.log"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: cannot write LOG_FILE=")
+    assert "\n" not in error

@@ -117,13 +117,14 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
 
 def run(host: str, port: int, workers: int = 1) -> None:
     """Serve with uvicorn (uvloop and httptools when installed, no access log: ours is
-    structured). Settings are checked first, so a bad value fails in one line."""
+    structured). The app is built here first, so a bad setting fails in one line before
+    uvicorn starts; worker processes build their own from the same settings."""
     import uvicorn
 
-    get_settings()
+    app = create_app()
     uvicorn.run(
-        "nuru_yield.serving.app:create_app",
-        factory=True,
+        app if workers == 1 else "nuru_yield.serving.app:create_app",
+        factory=workers > 1,
         host=host,
         port=port,
         workers=workers,

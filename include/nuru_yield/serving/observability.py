@@ -16,6 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nuru_yield.errors import ConfigError
+
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -87,8 +89,11 @@ class RequestLog:
         self.streams: list[IO[str]] = [stdout or sys.stdout]
         self._file: IO[str] | None = None
         if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            self._file = log_file.open("a", encoding="utf-8")
+            try:
+                log_file.parent.mkdir(parents=True, exist_ok=True)
+                self._file = log_file.open("a", encoding="utf-8")
+            except OSError as error:
+                raise ConfigError(f"cannot write LOG_FILE={log_file}: {error.strerror}") from None
             self.streams.append(self._file)
 
     def write(self, entry: dict[str, Any]) -> None:
