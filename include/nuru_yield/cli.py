@@ -161,11 +161,12 @@ def serve(
 def demo(
     plots: Annotated[int, typer.Option(min=100)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
+    serve: Annotated[bool, typer.Option(help="Serve the API on :8000 at the end.")] = True,
 ) -> None:
-    """Build the demo from an empty NURU_HOME: sample data, database, summary."""
+    """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.demo import run_demo
 
-    run_demo(plots=plots, seed=seed)
+    run_demo(plots=plots, seed=seed, serve=serve)
 
 
 @bench_app.command("features")
@@ -186,11 +187,14 @@ def bench_scoring(
     db_url: Annotated[
         str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
     ] = None,
+    model: Annotated[
+        str, typer.Option(help="bench (default) or tiny (for memory scaling at millions of plots).")
+    ] = "bench",
 ) -> None:
     """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
     from nuru_yield.bench.scoring import run_bench
 
-    run_bench(plots, shards=shards, db_url=db_url)
+    run_bench(plots, shards=shards, db_url=db_url, model=model)
 
 
 @bench_app.command("api")

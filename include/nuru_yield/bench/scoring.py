@@ -139,11 +139,18 @@ def train_model(training_rows: int, params: Any, alias: str = "champion") -> str
     return version
 
 
-def bench_params() -> Any:
+def bench_params(model: str = "bench") -> Any:
     """The bench model: training's candidates, smaller than production's defaults so that
-    exact TreeSHAP of 1M rows runs in minutes on 2 cores (reported with the result)."""
+    exact TreeSHAP of 1M rows runs in minutes on 2 cores (reported with the result).
+    ``tiny`` (a few shallow trees) is for memory-scaling runs at millions of plots."""
     from nuru_yield.training.candidates import TrainingParams
 
+    if model == "tiny":
+        return TrainingParams(
+            boosting_rounds=10, max_depth=3, num_leaves=7, forest_trees=3, forest_depth=3
+        )
+    if model != "bench":
+        raise ValueError(f"unknown bench model {model!r}: use bench or tiny")
     return TrainingParams(
         boosting_rounds=100, max_depth=4, num_leaves=15, forest_trees=30, forest_depth=6
     )
@@ -227,7 +234,9 @@ def system(shards: int) -> dict[str, Any]:
     return score(BENCH_DATE, shards=shards)
 
 
-def run_bench(plots: int, shards: int = 1, db_url: str | None = None) -> dict[str, Any]:
+def run_bench(
+    plots: int, shards: int = 1, db_url: str | None = None, model: str = "bench"
+) -> dict[str, Any]:
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
     from nuru_yield.bench.api import scratch_database, throwaway_postgres
@@ -244,7 +253,7 @@ def run_bench(plots: int, shards: int = 1, db_url: str | None = None) -> dict[st
         os.environ.update({"NURU_HOME": home, "PREDICTIONS_DB_URL": database})
         reset_settings()
         upgrade()
-        params = bench_params()
+        params = bench_params(model)
         train_model(120_000, params)
         Lake.from_settings().write_parquet_batches(
             features_path(BENCH_DATE), OUTPUT_SCHEMA, synthetic_features(plots, BENCH_DATE)
