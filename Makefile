@@ -33,8 +33,9 @@ test: lint test-deps
 # headless browser). Installed with apt when missing and running as root (CI); PostgreSQL 15
 # (initdb, pg_ctl) is expected on PATH.
 test-deps:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
 		|| echo "note: chromium not installed; the browser test of the drift report needs it"; }
 
 # Airflow standalone on :8080 with the project's DAGs and airflow_settings.yaml applied.
