@@ -13,7 +13,13 @@ from nuru_yield import lake as paths
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
-from nuru_yield.features import RawInputs, load_raw, materialize, published_partition
+from nuru_yield.features import (
+    OUTPUT_SCHEMA,
+    RawInputs,
+    load_raw,
+    materialize,
+    published_partition,
+)
 from nuru_yield.features.checks import NDVI_CHECKS, WEATHER_CHECKS, Check, plot_checks
 from nuru_yield.features.validation import run_suite
 from nuru_yield.lake import Lake
@@ -206,3 +212,13 @@ def test_cli_features_prints_one_line_and_fails_with_one_line(
     assert exit_info.value.code == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: validation failed: plots.") and "\n" not in error
+
+
+def test_a_date_with_nothing_in_progress_writes_an_empty_partition(lake: Lake) -> None:
+    write_raw(lake, ten_plots())
+    day = dt.date(2025, 1, 15)  # before any planting of the Long Rains 2025
+    result = materialize(lake, day)
+    assert (result.rows, result.rejected) == (0, 0)
+    features = lake.read_parquet(paths.features_path(day))
+    assert features.num_rows == 0 and features.column_names == OUTPUT_SCHEMA.names
+    assert lake.read_json(paths.validation_path(day))["status"] == "passed"

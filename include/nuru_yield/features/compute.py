@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from nuru_yield.config import Settings
 from nuru_yield.features.checks import (
@@ -156,8 +157,6 @@ def nearest_cells(
 
     Points without valid coordinates (or with no valid cell at all) get id −1 and NaN.
     """
-    from scipy.spatial import cKDTree
-
     latitude = np.asarray(latitude, dtype=np.float64)
     longitude = np.asarray(longitude, dtype=np.float64)
     cell_ids = np.full(len(latitude), -1, dtype=np.int64)

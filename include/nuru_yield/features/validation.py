@@ -49,15 +49,18 @@ class CheckResult:
     expectation: str
     columns: list[str]
     element_count: int
+    missing_count: int
     unexpected_count: int
     unexpected_percent: float
+    """Of the rows checked: all rows, or the non-missing ones for value checks."""
     allowed_percent: float
     success: bool
 
     def describe(self) -> str:
+        checked = self.element_count - self.missing_count
         return (
-            f"{self.table}.{self.check}: {self.unexpected_count:,} of {self.element_count:,} "
-            f"rows bad ({self.unexpected_percent:.2f}%), allowed {self.allowed_percent:.2f}%"
+            f"{self.table}.{self.check}: {self.unexpected_count:,} of {checked:,} rows bad "
+            f"({self.unexpected_percent:.2f}%), allowed {self.allowed_percent:.2f}%"
         )
 
 
@@ -111,7 +114,8 @@ def run_suite(
     """
     if frame.empty:  # GE cannot compute value metrics on no rows; nothing can be bad
         return [
-            _result(table, check, _allowed(check, threshold), 0, 0, 0.0, True) for check in checks
+            _result(table, check, _allowed(check, threshold), 0, 0, 0, 0.0, True)
+            for check in checks
         ]
     import great_expectations as gx
 
@@ -146,6 +150,7 @@ def run_suite(
                 check,
                 _allowed(check, threshold),
                 int(stats.get("element_count", len(frame))),
+                int(stats.get("missing_count", 0)),
                 int(stats.get("unexpected_count", 0)),
                 float(stats.get("unexpected_percent") or 0.0),
                 bool(outcome.success),
@@ -212,6 +217,7 @@ def _result(
     check: Check,
     allowed_share: float,
     element_count: int,
+    missing_count: int,
     unexpected_count: int,
     unexpected_percent: float,
     success: bool,
@@ -223,6 +229,7 @@ def _result(
         expectation=expectation.expectation_type,
         columns=list(check.columns),
         element_count=element_count,
+        missing_count=missing_count,
         unexpected_count=unexpected_count,
         unexpected_percent=unexpected_percent,
         allowed_percent=100.0 * allowed_share,
