@@ -146,7 +146,7 @@ def test_batch_limit_is_named(known_db: PredictionsDb, make_client):
 def test_as_of_returns_what_was_served_that_day(empty_db: PredictionsDb, make_client):
     first_nights = NIGHTS[:3]
     empty_db.load(known_rows(first_nights))
-    client = make_client(empty_db.url, API_FRESHNESS_SECONDS=0)
+    client = make_client(empty_db.url)  # the newest run date it caches goes stale here
     served_then = client.post("/predict", json={"plot_id": 1}).json()
     empty_db.load(known_rows(NIGHTS[3:], old_season=False))
     assert client.post("/predict", json={"plot_id": 1}).json()["run_date"] == str(LATEST_NIGHT)

@@ -43,6 +43,7 @@ class ApiState:
     store: PredictionStore
     read_registry: RegistryReader
     api_key: bytes | None = None
+    newest_run: TtlCache[dt.date | None] = field(init=False)
     freshness: TtlCache[Freshness | None] = field(init=False)
     registry: TtlCache[RegistrySnapshot] = field(init=False)
     feature_store: TtlCache[FeatureStoreProbe] = field(init=False)
@@ -54,6 +55,7 @@ class ApiState:
         timeout = settings.api_mlflow_timeout_seconds
         keep = settings.api_cache_seconds
         retry = min(keep, RETRY_SECONDS)
+        self.newest_run = TtlCache(self._load_newest_run, settings.api_freshness_seconds)
         self.freshness = TtlCache(self._load_freshness, settings.api_freshness_seconds)
         self.registry = TtlCache(
             lambda: in_thread(
@@ -89,6 +91,11 @@ class ApiState:
         )
         return cls(settings=settings, store=store, read_registry=reader, api_key=key or None)
 
+    async def _load_newest_run(self) -> dt.date | None:
+        """The newest run date, for lookups to start from (one cheap query)."""
+        newest = await self.store.newest()
+        return newest["run_date"] if newest else None
+
     async def _load_freshness(self) -> Freshness | None:
         newest = await self.store.newest()
         if newest is None:
@@ -102,7 +109,8 @@ class ApiState:
         return fresh.age_seconds(dt.datetime.now(dt.UTC)) if fresh else None
 
     def clear_caches(self) -> None:
-        for cache in (self.freshness, self.registry, self.feature_store, self.promotions):
+        caches = (self.newest_run, self.freshness, self.registry, self.feature_store)
+        for cache in (*caches, self.promotions):
             cache.clear()
 
 

@@ -66,6 +66,7 @@ _PARAMETER_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "model_name": sa.String(),
     "as_of": sa.Date(),
     "run_date": sa.Date(),
+    "since": sa.Date(),
     "limit": sa.Integer(),
     "offset": sa.Integer(),
 }
@@ -85,17 +86,21 @@ def _query(sql: str, *result_columns: sa.ColumnElement[Any]) -> Any:
 _COLUMNS = ", ".join(PREDICTION_COLUMNS)
 _PREDICTION_TYPES = tuple(predictions.c)
 
-LATEST = _query(
-    f"""
-    SELECT {_COLUMNS} FROM predictions
-    WHERE plot_id = :plot_id AND model_name IN (:fallback, :preferred)
-      AND (:season IS NULL OR season = :season)
-      AND (:season_year IS NULL OR season_year = :season_year)
-    ORDER BY {_newest_first()}, (model_name = :preferred) DESC
-    LIMIT 1
-    """,
-    *_PREDICTION_TYPES,
-)
+_LATEST = f"""
+SELECT {_COLUMNS} FROM predictions
+WHERE plot_id = :plot_id AND model_name IN (:fallback, :preferred)
+  AND (:season IS NULL OR season = :season)
+  AND (:season_year IS NULL OR season_year = :season_year) {{since}}
+ORDER BY {_newest_first()}, (model_name = :preferred) DESC
+LIMIT 1
+"""
+# Each lookup comes in two forms: over every night, and over the nights since a given one
+# (on PostgreSQL that prunes the search to the newest partition instead of one index probe
+# per night of the season).
+LATEST = {
+    since: _query(_LATEST.format(since=clause), *_PREDICTION_TYPES)
+    for since, clause in ((False, ""), (True, "AND run_date >= :since"))
+}
 
 # The batch lookup: one query for up to 1,000 plots. Only the source of the request rows
 # differs between the databases (arrays on PostgreSQL, one JSON parameter on SQLite).
@@ -108,7 +113,7 @@ SELECT ord, {columns} FROM (
     FROM req JOIN predictions p
       ON p.plot_id = req.plot_id AND p.model_name IN (req.fallback, req.preferred)
      AND (req.season IS NULL OR p.season = req.season)
-     AND (req.season_year IS NULL OR p.season_year = req.season_year)
+     AND (req.season_year IS NULL OR p.season_year = req.season_year) {since}
 ) ranked
 WHERE pick = 1
 """
@@ -129,17 +134,19 @@ _REQUESTS = {
     """,
 }
 LATEST_MANY = {
-    dialect: _query(
+    (dialect, since): _query(
         _LATEST_MANY.format(
             requests=requests,
             columns=_COLUMNS,
             p_columns=", ".join(f"p.{column}" for column in PREDICTION_COLUMNS),
             newest_first=_newest_first("p."),
+            since=clause,
         ),
         sa.column("ord", sa.Integer),
         *_PREDICTION_TYPES,
     )
     for dialect, requests in _REQUESTS.items()
+    for since, clause in ((False, ""), (True, "AND p.run_date >= :since"))
 }
 
 HISTORY = _query(
@@ -181,17 +188,35 @@ class PredictionStore(abc.ABC):
 
     dialect: str
 
-    async def latest(self, lookup: Lookup) -> Row | None:
-        """The newest stored forecast for one plot (optionally one season), or None."""
-        rows = await self._fetch(LATEST, _lookup_params(lookup))
+    async def latest(self, lookup: Lookup, since: dt.date | None = None) -> Row | None:
+        """The newest stored forecast for one plot (optionally one season), or None.
+
+        ``since`` is the newest run date known (it may lag): nights from it are searched
+        first, all nights only for a plot not scored since. The answer is the same.
+        """
+        params = _lookup_params(lookup)
+        if since is not None:
+            rows = await self._fetch(LATEST[True], {**params, "since": since})
+            if rows:
+                return rows[0]
+        rows = await self._fetch(LATEST[False], params)
         return rows[0] if rows else None
 
-    async def latest_many(self, lookups: Sequence[Lookup]) -> list[Row | None]:
-        """:meth:`latest` for many plots in one query; aligned with ``lookups``."""
-        rows = await self._fetch(LATEST_MANY[self.dialect], self._many_params(lookups))
+    async def latest_many(
+        self, lookups: Sequence[Lookup], since: dt.date | None = None
+    ) -> list[Row | None]:
+        """:meth:`latest` for many plots, in one query (two with ``since``, when some plots
+        were not scored since); aligned with ``lookups``."""
         found: list[Row | None] = [None] * len(lookups)
-        for row in rows:
-            found[row["ord"] - 1] = row
+        pending = list(range(len(lookups)))
+        for narrowed in (True, False) if since is not None else (False,):
+            params = self._many_params([lookups[i] for i in pending])
+            query = LATEST_MANY[self.dialect, narrowed]
+            for row in await self._fetch(query, {**params, "since": since}):
+                found[pending[row["ord"] - 1]] = row
+            pending = [i for i in pending if found[i] is None]
+            if not pending:
+                break
         return found
 
     async def history(

@@ -86,7 +86,7 @@ async def predict(request: Request, state: State) -> Prediction:
         season=body.season,
         season_year=body.season_year,
     )
-    row = await state.store.latest(lookup)
+    row = await state.store.latest(lookup, since=await state.newest_run.get())
     if row is None:
         season = " ".join(str(part) for part in (body.season, body.season_year) if part)
         what = f"plot {body.plot_id}" + (f" ({season})" if season else "")
@@ -105,7 +105,7 @@ async def predict_batch(body: BatchRequest, state: State) -> BatchResponse:
         )
         for plot in body.plots
     ]
-    rows = await state.store.latest_many(lookups)
+    rows = await state.store.latest_many(lookups, since=await state.newest_run.get())
     results = [
         BatchItem(plot_id=lookup.plot_id, status="ok", prediction=prediction_from_row(row))
         if row is not None
