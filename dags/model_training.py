@@ -36,13 +36,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk import DAG, Asset, AssetAlias, task
 
 from nuru_yield.orchestration import (
     champion_model,
     default_args,
     resolve_run_date,
     run_date_params,
+    weekly_or_on,
 )
 
 harvest_labels = Asset(name="harvest_labels", uri="nuru://harvest_labels", group="nuru-yield")
@@ -51,9 +52,7 @@ champion_moves = AssetAlias(name="champion_model_moves", group="nuru-yield")
 
 with DAG(
     dag_id="model_training",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=harvest_labels
-    ),
+    schedule=weekly_or_on(harvest_labels),
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

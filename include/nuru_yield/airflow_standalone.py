@@ -67,9 +67,9 @@ def airflow_environment(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        # The nightly cron would start a run for last night as soon as the DAG is unpaused;
-        # here runs are triggered for a chosen date instead.
-        "NURU_FEATURES_SCHEDULE": "manual",
+        # The cron schedules would start runs for last night / last Monday as soon as the
+        # DAGs are unpaused; here runs are triggered for a chosen date instead.
+        "NURU_SCHEDULES": "manual",
         **(extra or {}),
     }
 

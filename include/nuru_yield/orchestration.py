@@ -28,7 +28,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, Param
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+)
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 log = logging.getLogger("nuru_yield.orchestration")
@@ -81,13 +87,24 @@ default_args: dict[str, Any] = {
 }
 
 
+# ``NURU_SCHEDULES=manual`` (set by ``make demo`` and the end-to-end test) turns the time
+# schedules off while keeping the Asset triggers: unpausing a DAG then starts no run for last
+# night or last Monday, and runs are triggered for a chosen date instead.
+_TIME_SCHEDULES = os.environ.get("NURU_SCHEDULES", "on") != "manual"
+
+
 def nightly_schedule() -> CronDataIntervalTimetable | None:
-    """The nightly schedule of ``feature_materialization``: each run covers the UTC day that
-    just ended. ``NURU_FEATURES_SCHEDULE=manual`` (set by ``make demo`` and the end-to-end
-    test) turns it off, so that unpausing the DAG does not start a run for last night while
-    runs are triggered for a chosen date; any other value is a cron expression."""
-    cron = os.environ.get("NURU_FEATURES_SCHEDULE", "0 0 * * *")
-    return None if cron == "manual" else CronDataIntervalTimetable(cron, timezone="UTC")
+    """``feature_materialization``: 00:00 UTC, each run covering the UTC day that just ended."""
+    return CronDataIntervalTimetable("0 0 * * *", timezone="UTC") if _TIME_SCHEDULES else None
+
+
+def weekly_or_on(asset: Asset) -> AssetOrTimeSchedule | Asset:
+    """``model_training``: Mondays 03:00 UTC, or whenever ``asset`` is updated."""
+    if not _TIME_SCHEDULES:
+        return asset
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 1", timezone="UTC"), assets=asset
+    )
 
 
 def run_date_params() -> dict[str, Param]:
