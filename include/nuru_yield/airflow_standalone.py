@@ -212,6 +212,8 @@ def standalone(
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     airflow = AirflowStandalone(home=home, port=port, process=process, client=client)
+    # A plain SIGTERM would end this process without running `finally` and orphan Airflow.
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _wait_healthy(airflow, timeout)
         token = client.get("/auth/token").json()["access_token"]
@@ -227,6 +229,11 @@ def standalone(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log_file.close()
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
