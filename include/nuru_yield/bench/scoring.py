@@ -246,7 +246,7 @@ def run_bench(
 
     with contextlib.ExitStack() as stack:
         home = stack.enter_context(tempfile.TemporaryDirectory(prefix="nuru-bench-scoring-"))
-        admin_url = db_url or stack.enter_context(throwaway_postgres())
+        admin_url = db_url or stack.enter_context(throwaway_postgres())[0]
         database = stack.enter_context(scratch_database(admin_url))
         saved = {name: os.environ.get(name) for name in ("NURU_HOME", "PREDICTIONS_DB_URL")}
         stack.callback(_restore_environment, saved)
