@@ -221,15 +221,29 @@ def standalone(
         yield airflow
     finally:
         client.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        _stop_tree(process)
         log_file.close()
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``airflow standalone`` and every process it started: its scheduler, DAG
+    processor, API server and task workers run in sessions of their own, so signalling the
+    process group is not enough."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    process.wait()
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:
