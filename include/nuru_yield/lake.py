@@ -351,11 +351,19 @@ class Lake:
             raise self._error("read", path, error) from error
 
     def open_parquet(self, path: str) -> pq.ParquetFile:
-        """An open parquet file for streaming with ``iter_batches`` (bounded memory)."""
+        """An open parquet file for streaming with ``iter_batches`` (bounded memory).
+
+        ``pre_buffer`` is off: with it, peak memory grew with the file (measured ≈90 MB per
+        1M feature rows over 2M rows), with 1 MiB read buffers it stays flat.
+        """
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetFile(self.filesystem.open_input_file(self._key(path)))
+            return pq.ParquetFile(
+                self.filesystem.open_input_file(self._key(path)),
+                pre_buffer=False,
+                buffer_size=1 << 20,
+            )
         except (OSError, FileNotFoundError) as error:
             raise self._error("read", path, error) from error
 
