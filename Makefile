@@ -14,8 +14,11 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode is compiled at install time: this environment sets PYTHONDONTWRITEBYTECODE, and
+# without .pyc files every process (each Airflow task, each CLI call) recompiles its imports
+# (measured: `import pandas, sklearn, mlflow` 10.1 s -> 3.7 s; the install takes ~47 s longer).
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
