@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from nuru_yield.contract import WEATHER_SCHEMA as RAW_WEATHER_SCHEMA
+
 KEY_COLUMNS = ["plot_id", "season_year", "season"]
 SEASONS = ("Long Rains", "Short Rains")
 
@@ -52,39 +54,9 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
-# Raw contract (DESIGN §4): columns read and the types they are cast to.
-PLOTS_SCHEMA = pa.schema(
-    [
-        ("plot_id", pa.int64()),
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("altitude", pa.float64()),
-        ("county", pa.string()),
-        ("season", pa.string()),
-        ("season_year", pa.int64()),
-        ("planting_date", pa.date32()),
-    ]
-)
-CELLS_SCHEMA = pa.schema(
-    [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
-)
-WEATHER_SCHEMA = pa.schema(
-    [
-        ("cell_id", pa.int64()),
-        ("date", pa.date32()),
-        ("precip_mm", pa.float64()),
-        ("tmin_c", pa.float64()),
-        ("tmax_c", pa.float64()),
-    ]
-)
-NDVI_SCHEMA = pa.schema(
-    [
-        ("plot_id", pa.int64()),
-        ("date", pa.date32()),
-        ("ndvi", pa.float64()),
-        ("cloud_fraction", pa.float64()),
-    ]
-)
+# Raw contract (DESIGN §4): columns read and the types they are cast to (the optional
+# radiation column is not used by any feature).
+WEATHER_SCHEMA = pa.schema([field for field in RAW_WEATHER_SCHEMA if field.name != "srad_mj_m2"])
 
 # Agronomy (NOTES.md): a rainy day has at least 1 mm; maize GDD uses the 30/10 °C method.
 RAINY_DAY_MM = 1.0

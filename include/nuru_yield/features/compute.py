@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from nuru_yield.config import Settings
+from nuru_yield.contract import PLOTS_SCHEMA
 from nuru_yield.features.checks import (
     CELL_CHECKS,
     MAX_CELL_DISTANCE_KM,
@@ -48,7 +49,6 @@ from nuru_yield.features.columns import (
     NDVI_FEATURES,
     NDVI_SOIL_BASELINE,
     OUTPUT_COLUMNS,
-    PLOTS_SCHEMA,
     RAINY_DAY_MM,
     RECENT_DAYS,
     WEATHER_FEATURES,

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from nuru_yield import lake as paths
+from nuru_yield.contract import PLOTS_SCHEMA
 from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
-from nuru_yield.features.columns import OUTPUT_SCHEMA, PLOTS_SCHEMA
+from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.features.compute import season_to_date
 from nuru_yield.features.raw import load_raw
 from nuru_yield.features.validation import validate

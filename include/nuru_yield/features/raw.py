@@ -9,8 +9,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from nuru_yield.contract import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError
-from nuru_yield.features.columns import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA, WEATHER_SCHEMA
+from nuru_yield.features.columns import WEATHER_SCHEMA
 from nuru_yield.lake import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS, Lake
 
 

@@ -19,6 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from nuru_yield import lake as paths
+from nuru_yield.contract import (
+    CELLS_SCHEMA,
+    NDVI_SCHEMA,
+    PLOTS_SCHEMA,
+    WEATHER_SCHEMA,
+    YIELDS_SCHEMA,
+)
 from nuru_yield.lake import Lake
 from nuru_yield.progress import track
 from nuru_yield.sample_data import ndvi, seasons
@@ -37,48 +44,6 @@ _EPOCH = dt.date(1970, 1, 1)
 # Small shares of missing values the validation gate has to catch (nullable srad is normal).
 _MISSING_PRECIP_SHARE = 0.001
 _MISSING_SRAD_SHARE = 0.003
-
-PLOTS_SCHEMA = pa.schema(
-    [
-        ("plot_id", pa.int64()),
-        ("latitude", pa.float64()),
-        ("longitude", pa.float64()),
-        ("altitude", pa.float64()),
-        ("county", pa.string()),
-        ("season", pa.string()),
-        ("season_year", pa.int64()),
-        ("planting_date", pa.date32()),
-    ]
-)
-CELLS_SCHEMA = pa.schema(
-    [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
-)
-WEATHER_SCHEMA = pa.schema(
-    [
-        ("cell_id", pa.int64()),
-        ("date", pa.date32()),
-        ("precip_mm", pa.float64()),
-        ("tmin_c", pa.float64()),
-        ("tmax_c", pa.float64()),
-        ("srad_mj_m2", pa.float64()),
-    ]
-)
-NDVI_SCHEMA = pa.schema(
-    [
-        ("plot_id", pa.int64()),
-        ("date", pa.date32()),
-        ("ndvi", pa.float64()),
-        ("cloud_fraction", pa.float64()),
-    ]
-)
-YIELDS_SCHEMA = pa.schema(
-    [
-        ("plot_id", pa.int64()),
-        ("season", pa.string()),
-        ("season_year", pa.int64()),
-        ("yield_kg_per_ha", pa.float64()),
-    ]
-)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""The raw input contract of DESIGN §4 as Arrow schemas: one definition for the sample-data
+writer and the feature reader (``nuru_yield.features.columns``)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+PLOTS_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("latitude", pa.float64()),
+        ("longitude", pa.float64()),
+        ("altitude", pa.float64()),
+        ("county", pa.string()),
+        ("season", pa.string()),
+        ("season_year", pa.int64()),
+        ("planting_date", pa.date32()),
+    ]
+)
+CELLS_SCHEMA = pa.schema(
+    [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
+)
+WEATHER_SCHEMA = pa.schema(
+    [
+        ("cell_id", pa.int64()),
+        ("date", pa.date32()),
+        ("precip_mm", pa.float64()),
+        ("tmin_c", pa.float64()),
+        ("tmax_c", pa.float64()),
+        ("srad_mj_m2", pa.float64()),
+    ]
+)
+NDVI_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("date", pa.date32()),
+        ("ndvi", pa.float64()),
+        ("cloud_fraction", pa.float64()),
+    ]
+)
+YIELDS_SCHEMA = pa.schema(
+    [
+        ("plot_id", pa.int64()),
+        ("season", pa.string()),
+        ("season_year", pa.int64()),
+        ("yield_kg_per_ha", pa.float64()),
+    ]
+)
