@@ -188,8 +188,11 @@ def bench_scoring(
         str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
     ] = None,
     model: Annotated[
-        str, typer.Option(help="bench (default) or tiny (for memory scaling at millions of plots).")
-    ] = "bench",
+        str,
+        typer.Option(
+            help="production (default) or tiny (for memory scaling at millions of plots)."
+        ),
+    ] = "production",
 ) -> None:
     """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
     from nuru_yield.bench.scoring import run_bench

@@ -38,7 +38,7 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     lake = Lake.from_settings()
     generate_to_lake(lake, plots=400, start_year=2022, end_year=2025, seed=3)
     upgrade()
-    small = TrainingParams(boosting_rounds=60, forest_trees=30, forest_depth=8, num_leaves=15)
+    small = TrainingParams(boosting_rounds=60, forest_rounds=30, forest_depth=8, num_leaves=15)
     summary = train(dt.date.fromisoformat(RUN_DATE), lake, params=small)
     assert summary.outcome["decision"] == "promoted"
     return postgres_url

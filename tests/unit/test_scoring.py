@@ -61,7 +61,7 @@ def serving_model():
 
     rows = synthetic_training_set(plots=60).to_pandas()
     params = TrainingParams(
-        boosting_rounds=10, max_depth=3, num_leaves=7, forest_trees=3, forest_depth=3, threads=1
+        boosting_rounds=10, max_depth=3, num_leaves=7, forest_rounds=3, forest_depth=3, threads=1
     )
     estimator = ensemble_estimator(params, monotone_signs(FEATURE_COLUMNS)).fit(
         rows[FEATURE_COLUMNS].to_numpy(np.float64), rows["yield_kg_per_ha"].to_numpy()

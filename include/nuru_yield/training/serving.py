@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nuru_yield.errors import RegistryError
 from nuru_yield.training.intervals import INTERVAL_METHOD, ConformalIntervals
+from nuru_yield.training.treeshap import PairwiseExplainer, compile_explainer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,15 +78,26 @@ class ServingModel:
         return self.intervals.interval(predicted, days_after_planting)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
-        """TreeSHAP contributions from the models' native implementations: shape
-        ``(rows, len(feature_columns) + 1)``, the last column the bias; each row sums to the
-        prediction. A voting ensemble's are its members' averaged with its weights."""
-        return _contributions(self.estimator, np.asarray(features, dtype=np.float64))
+        """Exact TreeSHAP contributions: shape ``(rows, len(feature_columns) + 1)``, the last
+        column the bias; each row sums to the prediction. A pairwise model (every model
+        training fits now) is explained from compiled tables; any other tree model by its
+        library's native implementation, a voting ensemble's being its members' averaged
+        with its weights."""
+        features = np.asarray(features, dtype=np.float64)
+        if self.explainer is not None:
+            return self.explainer.contributions(features)
+        return native_contributions(self.estimator, features)
+
+    @cached_property
+    def explainer(self) -> PairwiseExplainer | None:
+        """The compiled TreeSHAP tables, or ``None`` for a model that is not pairwise."""
+        return compile_explainer(self.estimator, len(self.feature_columns))
 
 
-def _contributions(estimator: Any, features: np.ndarray) -> np.ndarray:
+def native_contributions(estimator: Any, features: np.ndarray) -> np.ndarray:
+    """TreeSHAP contributions from the libraries' own (slow, exact) implementations."""
     if hasattr(estimator, "named_estimators_"):
-        members = [_contributions(member, features) for member in estimator.estimators_]
+        members = [native_contributions(member, features) for member in estimator.estimators_]
         return np.average(members, axis=0, weights=estimator.weights)
     if hasattr(estimator, "booster_"):  # lightgbm
         return np.asarray(estimator.booster_.predict(features, pred_contrib=True))
