@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from nuru_yield.errors import NotBuiltYet, NuruError
+from nuru_yield.errors import NuruError
 
 app = typer.Typer(
     help="Nuru Yield: nightly in-season maize yield forecasts for smallholder plots.",
@@ -29,10 +29,6 @@ app.add_typer(bench_app, name="bench")
 DateOption = Annotated[
     dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date, YYYY-MM-DD.")
 ]
-
-
-def _not_built(what: str, issue: str) -> NotBuiltYet:
-    return NotBuiltYet(f"'{what}' is not built yet ({issue})")
 
 
 @app.callback()

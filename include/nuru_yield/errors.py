@@ -25,8 +25,9 @@ class DataValidationError(NuruError):
     """Input data failed a validation gate beyond its configured tolerance."""
 
 
-class NotBuiltYet(NuruError):
-    """A subcommand whose implementation has not landed yet."""
+class MissingInputError(NuruError):
+    """An input a step needs does not exist (a date's features, a champion model): the step
+    fails at once, since retrying will not create it."""
 
 
 class TrainingError(NuruError):

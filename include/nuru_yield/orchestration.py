@@ -59,18 +59,18 @@ def log_failure(context: Mapping[str, Any]) -> None:
     )
 
 
-# Bad data, bad settings and missing features fail the same way on every try: no retries.
-# Anything else (lake or database hiccups) retries with exponential backoff.
+# Bad data, bad settings and missing inputs (features, a champion) fail the same way on
+# every try: no retries. Anything else (lake or database hiccups) retries with backoff.
 NO_RETRY_ON_BAD_INPUT = ExceptionRetryPolicy(
     rules=[
         RetryRule(
             exception=[
                 "nuru_yield.errors.DataValidationError",
                 "nuru_yield.errors.ConfigError",
-                "nuru_yield.errors.NotBuiltYet",
+                "nuru_yield.errors.MissingInputError",
             ],
             action=RetryAction.FAIL,
-            reason="bad input data or settings: retrying cannot help",
+            reason="bad or missing input data, or bad settings: retrying cannot help",
         )
     ]
 )

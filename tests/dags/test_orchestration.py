@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from nuru_yield.errors import DataValidationError, LakeError
+from nuru_yield.errors import DataValidationError, LakeError, MissingInputError
 from nuru_yield.orchestration import (
     announce,
     default_args,
@@ -67,6 +67,7 @@ def test_default_args_retry_with_backoff_and_log_failures(caplog: pytest.LogCapt
     assert default_args["execution_timeout"] > dt.timedelta(0)
     policy = default_args["retry_policy"]
     assert policy.evaluate(DataValidationError("bad"), 1, 3).action.value == "fail"
+    assert policy.evaluate(MissingInputError("no features"), 1, 3).action.value == "fail"
     assert policy.evaluate(LakeError("flaky"), 1, 3).action.value == "default"
     ti = SimpleNamespace(dag_id="d", task_id="t", run_id="r", try_number=2)
     with caplog.at_level(logging.ERROR, logger="nuru_yield.orchestration"):

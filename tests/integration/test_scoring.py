@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from nuru_yield.config import reset_settings
-from nuru_yield.errors import DatabaseError, RegistryError
+from nuru_yield.errors import DatabaseError, MissingInputError
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 
 
@@ -184,7 +184,7 @@ def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
 
     write_features()
     mlflow_client().delete_registered_model_alias(MODEL_NAME, CHAMPION)
-    with pytest.raises(RegistryError, match="has no @champion version"):
+    with pytest.raises(MissingInputError, match="has no @champion version"):
         score(RUN_DATE)
 
 

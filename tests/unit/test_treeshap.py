@@ -85,9 +85,7 @@ def test_unconstrained_models_fall_back_to_native_treeshap(rows):
     features, target = _data(2_000, seed=3)
     free = [
         XGBRegressor(n_estimators=20, max_depth=5, n_jobs=1).fit(features, target),
-        LGBMRegressor(n_estimators=20, num_leaves=31, verbose=-1, n_jobs=1).fit(
-            features, target
-        ),
+        LGBMRegressor(n_estimators=20, num_leaves=31, verbose=-1, n_jobs=1).fit(features, target),
     ]
     for estimator in free:
         assert compile_explainer(estimator, FEATURES) is None

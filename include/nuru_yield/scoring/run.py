@@ -38,7 +38,7 @@ from nuru_yield.config import get_settings
 from nuru_yield.db import get_engine
 from nuru_yield.db.engine import database_errors, writer
 from nuru_yield.db.schema import scoring_runs
-from nuru_yield.errors import LakeError, RegistryError
+from nuru_yield.errors import LakeError, MissingInputError
 from nuru_yield.lake import PREDICTION_LOG, Lake, features_path, prediction_log_path, rejected_path
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
@@ -122,7 +122,7 @@ def resolve_versions(model_name: str) -> tuple[str, str | None]:
     client = mlflow_client()
     champion = alias_version(client, model_name, CHAMPION)
     if champion is None:
-        raise RegistryError(
+        raise MissingInputError(
             f"no model to score with: {model_name} has no @{CHAMPION} version "
             "(train one with `nuru-yield train` or promote one with `nuru-yield promote`)"
         )
@@ -144,7 +144,7 @@ def prepare_run(
     shards = shards or get_settings().scoring_shards
     features = features_path(day)
     if not lake.exists(features):
-        raise LakeError(
+        raise MissingInputError(
             f"no features for {day}: {lake.uri(features)} not found "
             f"(run `nuru-yield features --date {day}` first)"
         )

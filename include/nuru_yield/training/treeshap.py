@@ -25,8 +25,8 @@ falls back to the native implementations.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,18 +36,15 @@ XGBOOST_SPLITS = "xgboost"  # float32 comparison, x < threshold goes left
 LIGHTGBM_SPLITS = "lightgbm"  # float64 comparison, x <= threshold goes left
 
 
-@dataclass(frozen=True)
-class _Split:
-    feature: int
-    threshold: float
-    default_left: bool  # where a missing (NaN) value goes
-    nan_as_zero: bool  # lightgbm ``missing_type: None`` compares NaN as 0.0
+# A split on a tree path: feature, threshold, whether a missing (NaN) value goes left, whether
+# this path went left, and the cover ratio child / parent of that edge.
+_Edge = tuple[int, float, bool, bool, float]
 
 
 @dataclass
 class _Leaf:
     value: float
-    path: list[tuple[_Split, bool, float]]  # (split, went left, cover ratio of that edge)
+    path: list[_Edge]
 
 
 @dataclass
@@ -90,15 +87,16 @@ class _Part:
             found[feature] = index
         return found
 
-    def add_contributions(self, features: np.ndarray, phi: np.ndarray) -> None:
+    def add_contributions(self, features: np.ndarray, phi_by_feature: np.ndarray) -> None:
+        """Adds this part's contributions to ``phi_by_feature`` (one row per feature)."""
         bins = self.bins(features)
         for feature, table in self.singles.items():
-            phi[:, feature] += table[bins[feature]]
+            phi_by_feature[feature] += table[bins[feature]]
         for pair in self.pairs:
-            rows = pair.first_bins[bins[pair.first]]
-            columns = pair.second_bins[bins[pair.second]]
-            phi[:, pair.first] += pair.first_phi[rows, columns]
-            phi[:, pair.second] += pair.second_phi[rows, columns]
+            cells = pair.first_bins[bins[pair.first]] * pair.first_phi.shape[1]
+            cells += pair.second_bins[bins[pair.second]]
+            phi_by_feature[pair.first] += pair.first_phi.ravel()[cells]
+            phi_by_feature[pair.second] += pair.second_phi.ravel()[cells]
 
 
 @dataclass(frozen=True)
@@ -112,11 +110,12 @@ class PairwiseExplainer:
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """``(rows, feature_count + 1)`` contributions, the last column the bias; each row
         sums to the model's prediction."""
-        phi = np.zeros((len(features), self.feature_count + 1))
-        phi[:, -1] = self.bias
+        # Built feature by feature (contiguous rows), returned as the usual rows × features.
+        phi_by_feature = np.zeros((self.feature_count + 1, len(features)))
+        phi_by_feature[-1] = self.bias
         for part in self.parts:
-            part.add_contributions(features, phi)
-        return phi
+            part.add_contributions(features, phi_by_feature)
+        return phi_by_feature.T
 
 
 def compile_explainer(estimator: Any, feature_count: int) -> PairwiseExplainer | None:
@@ -176,27 +175,25 @@ def _xgboost_leaves(tree: dict[str, Any]) -> list[_Leaf]:
         raise _NotPairwise  # categorical splits
     left, right = tree["left_children"], tree["right_children"]
     condition, cover = tree["split_conditions"], tree["sum_hessian"]
+    feature, default_left = tree["split_indices"], tree["default_left"]
     leaves = []
-    stack: list[tuple[int, list[tuple[_Split, bool, float]]]] = [(0, [])]
+    stack: list[tuple[int, list[_Edge]]] = [(0, [])]
     while stack:
         node, path = stack.pop()
         if left[node] == -1:
             leaves.append(_Leaf(condition[node], path))
             continue
-        split = _Split(
-            tree["split_indices"][node],
-            float(np.float32(condition[node])),
-            bool(tree["default_left"][node]),
-            nan_as_zero=False,
-        )
+        threshold = float(np.float32(condition[node]))
+        nan_left = bool(default_left[node])
         for child, went_left in ((left[node], True), (right[node], False)):
-            stack.append((child, [*path, (split, went_left, cover[child] / cover[node])]))
+            edge = (feature[node], threshold, nan_left, went_left, cover[child] / cover[node])
+            stack.append((child, [*path, edge]))
     return leaves
 
 
 def _lightgbm_leaves(root: dict[str, Any]) -> list[_Leaf]:
     leaves = []
-    stack: list[tuple[dict[str, Any], list[tuple[_Split, bool, float]]]] = [(root, [])]
+    stack: list[tuple[dict[str, Any], list[_Edge]]] = [(root, [])]
     while stack:
         node, path = stack.pop()
         if "leaf_value" in node:
@@ -204,96 +201,123 @@ def _lightgbm_leaves(root: dict[str, Any]) -> list[_Leaf]:
             continue
         if node["decision_type"] != "<=" or node["missing_type"] not in ("None", "NaN"):
             raise _NotPairwise  # categorical or zero-as-missing splits
-        split = _Split(
-            node["split_feature"],
-            node["threshold"],
-            node["default_left"],
-            nan_as_zero=node["missing_type"] == "None",
-        )
+        threshold = node["threshold"]
+        # ``missing_type: None`` (no NaN seen in training): lightgbm compares NaN as 0.0.
+        nan_left = threshold >= 0.0 if node["missing_type"] == "None" else node["default_left"]
         count = node["internal_count"]
         for key, went_left in (("left_child", True), ("right_child", False)):
             child = node[key]
-            child_count = child.get("internal_count", child.get("leaf_count"))
-            stack.append((child, [*path, (split, went_left, child_count / count)]))
+            ratio = child.get("internal_count", child.get("leaf_count")) / count
+            stack.append(
+                (child, [*path, (node["split_feature"], threshold, nan_left, went_left, ratio)])
+            )
     return leaves
+
+
+@dataclass
+class _Condition:
+    """What a leaf's path requires of one feature: a bin interval ``[low, high)`` (NaN has
+    its own bin, allowed or not) and the product of those splits' cover ratios."""
+
+    low: int
+    high: int
+    nan_allowed: bool = True
+    ratio: float = 1.0
 
 
 def _compile_part(splits: str, leaves: list[tuple[float, _Leaf]]) -> tuple[_Part, float]:
     dtype = np.float32 if splits == XGBOOST_SPLITS else np.float64
     collected: dict[int, set[float]] = defaultdict(set)
     for _, leaf in leaves:
-        for split, _, _ in leaf.path:
-            collected[split.feature].add(split.threshold)
+        for feature, threshold, *_ in leaf.path:
+            collected[feature].add(threshold)
     thresholds = {f: np.array(sorted(values), dtype=dtype) for f, values in collected.items()}
-
-    def went_left_mask(split: _Split) -> np.ndarray:
-        """Over the feature's bins (NaN last): which bins this split sends left."""
-        edges = thresholds[split.feature]
-        index = int(np.searchsorted(edges, dtype(split.threshold)))
-        mask = np.zeros(len(edges) + 2, dtype=bool)
-        mask[: index + 1] = True
-        mask[-1] = (split.threshold >= 0.0) if split.nan_as_zero else split.default_left
-        return mask
-
-    singles: dict[int, np.ndarray] = {}
-    pair_rows: dict[tuple[int, int], list[tuple[float, np.ndarray, float, np.ndarray, float]]]
-    pair_rows = defaultdict(list)
+    position = {
+        (feature, float(threshold)): index
+        for feature, edges in thresholds.items()
+        for index, threshold in enumerate(edges)
+    }
+    # Bins of a feature with n thresholds: 0..n by value (a row goes left of threshold i
+    # exactly when its bin is <= i), n + 1 for NaN.
+    singles: dict[int, list[tuple[float, _Condition]]] = defaultdict(list)
+    pairs: dict[tuple[int, int], list[tuple[float, _Condition, _Condition]]] = defaultdict(list)
     bias = 0.0
     for weight, leaf in leaves:
         value = weight * leaf.value
-        conditions = dict(_conditions(leaf, went_left_mask))
-        if len(conditions) == 0:
-            bias += value
-        elif len(conditions) == 1:
-            ((feature, (mask, ratio)),) = conditions.items()
-            table = singles.setdefault(feature, np.zeros(len(mask)))
-            table += value * (mask - ratio)
-            bias += value * ratio
-        elif len(conditions) == 2:
-            (first, (first_mask, first_ratio)), (second, (second_mask, second_ratio)) = sorted(
-                conditions.items()
-            )
-            pair_rows[first, second].append(
-                (value, first_mask, first_ratio, second_mask, second_ratio)
-            )
-            bias += value * first_ratio * second_ratio
-        else:
+        conditions: dict[int, _Condition] = {}
+        for feature, threshold, nan_left, went_left, ratio in leaf.path:
+            condition = conditions.setdefault(feature, _Condition(0, len(thresholds[feature]) + 1))
+            split_bin = position[feature, threshold] + 1
+            if went_left:
+                condition.high = min(condition.high, split_bin)
+            else:
+                condition.low = max(condition.low, split_bin)
+            condition.nan_allowed &= nan_left == went_left
+            condition.ratio *= ratio
+        if len(conditions) > 2:
             raise _NotPairwise
-    pairs = [_pair_table(first, second, rows) for (first, second), rows in pair_rows.items()]
-    return _Part(splits, thresholds, singles, pairs), bias
+        ordered = sorted(conditions.items())
+        if len(ordered) == 1:
+            singles[ordered[0][0]].append((value, ordered[0][1]))
+        elif len(ordered) == 2:
+            pairs[ordered[0][0], ordered[1][0]].append((value, ordered[0][1], ordered[1][1]))
+        bias += value * math.prod(c.ratio for _, c in ordered)
+    part = _Part(
+        splits,
+        thresholds,
+        singles={f: _single_table(len(thresholds[f]), rows) for f, rows in singles.items()},
+        pairs=[
+            _pair_table(first, second, thresholds, rows) for (first, second), rows in pairs.items()
+        ],
+    )
+    return part, bias
 
 
-def _conditions(leaf: _Leaf, went_left_mask: Any) -> Iterator[tuple[int, tuple[np.ndarray, float]]]:
-    """Per feature on the leaf's path: the bins that reach the leaf and the cover ratio."""
-    masks: dict[int, np.ndarray] = {}
-    ratios: dict[int, float] = {}
-    for split, went_left, ratio in leaf.path:
-        left = went_left_mask(split)
-        mask = left if went_left else ~left
-        masks[split.feature] = masks[split.feature] & mask if split.feature in masks else mask
-        ratios[split.feature] = ratios.get(split.feature, 1.0) * ratio
-    for feature, mask in masks.items():
-        yield feature, (mask.astype(np.float64), ratios[feature])
+def _single_table(edge_count: int, rows: list[tuple[float, _Condition]]) -> np.ndarray:
+    """φ per bin of one feature: Σ v·(a − r) over its single-feature leaves."""
+    values = np.array([value for value, _ in rows])
+    steps = np.zeros(edge_count + 2)
+    np.add.at(steps, [c.low for _, c in rows], values)
+    np.add.at(steps, [c.high for _, c in rows], -values)
+    table = np.cumsum(steps)
+    table[-1] = sum(value for value, c in rows if c.nan_allowed)
+    return table - sum(value * c.ratio for value, c in rows)
+
+
+def _local_masks(
+    edge_count: int, conditions: list[_Condition]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The feature's bins merged where no leaf of the pair tells them apart: the map from
+    its bins to the merged ones, each leaf's 0/1 mask over the merged bins, and the ratios."""
+    cuts = np.unique([edge_count + 1, *(c.low for c in conditions), *(c.high for c in conditions)])
+    cuts = cuts[cuts > 0]
+    merged = np.searchsorted(cuts, np.arange(edge_count + 2), side="right")  # NaN → len(cuts)
+    low = np.searchsorted(cuts, [c.low for c in conditions], side="right")[:, None]
+    high = np.searchsorted(cuts, [c.high for c in conditions], side="right")[:, None]
+    regular = np.arange(len(cuts))[None, :]
+    nan = np.array([c.nan_allowed for c in conditions])[:, None]
+    masks = np.hstack([(regular >= low) & (regular < high), nan]).astype(np.float64)
+    return merged, masks, np.array([c.ratio for c in conditions])[:, None]
 
 
 def _pair_table(
-    first: int, second: int, rows: list[tuple[float, np.ndarray, float, np.ndarray, float]]
+    first: int,
+    second: int,
+    thresholds: dict[int, np.ndarray],
+    rows: list[tuple[float, _Condition, _Condition]],
 ) -> _PairTable:
-    values = np.array([row[0] for row in rows])
-    first_masks, first_bins = np.unique(
-        np.stack([row[1] for row in rows]), axis=1, return_inverse=True
+    first_bins, first_masks, first_ratios = _local_masks(
+        len(thresholds[first]), [row[1] for row in rows]
     )
-    second_masks, second_bins = np.unique(
-        np.stack([row[3] for row in rows]), axis=1, return_inverse=True
+    second_bins, second_masks, second_ratios = _local_masks(
+        len(thresholds[second]), [row[2] for row in rows]
     )
-    first_ratios = np.array([row[2] for row in rows])[:, None]
-    second_ratios = np.array([row[4] for row in rows])[:, None]
-    half = 0.5 * values[:, None]
+    half = 0.5 * np.array([row[0] for row in rows])[:, None]
     return _PairTable(
         first,
         second,
-        first_bins.ravel(),
-        second_bins.ravel(),
+        first_bins,
+        second_bins,
         first_phi=(half * (first_masks - first_ratios)).T @ (second_masks + second_ratios),
         second_phi=(half * (first_masks + first_ratios)).T @ (second_masks - second_ratios),
     )
