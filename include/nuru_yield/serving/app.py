@@ -76,6 +76,7 @@ def create_app(
     )
     app.state.api = state
     # /predict first: Starlette tries routes in order, and it is the hot one.
+    app.router.routes.append(predict.FAST_ROUTE)
     for module in (predict, predictions, models, health, metrics):
         app.include_router(module.router)
     app.add_exception_handler(DatabaseError, _database_unavailable)
