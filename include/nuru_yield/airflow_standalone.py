@@ -32,6 +32,7 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noi
 REPO = Path(__file__).resolve().parents[2]
 CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
 FINISHED = {"success", "failed"}
+TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 class AirflowError(NuruError):
@@ -137,9 +138,11 @@ class AirflowStandalone:
         self, dag_id: str, run_id: str | None = None, timeout: float = 900
     ) -> dict[str, Any]:
         """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the first run
-        that appears. Raises with the failed tasks when it fails."""
+        that appears, logging each task's state changes as progress. Raises with the failed
+        tasks when it fails."""
         deadline = time.monotonic() + timeout
         last_state = None
+        task_states: dict[tuple[str, int], str] = {}
         while True:
             try:
                 runs = self.runs(dag_id)
@@ -150,6 +153,8 @@ class AirflowStandalone:
             if state != last_state:
                 log.info("airflow: %s %s", dag_id, state)
                 last_state = state
+            if run and state == "running":
+                self._log_task_progress(dag_id, run["dag_run_id"], task_states)
             if run and state in FINISHED:
                 if state == "failed":
                     failed = [
@@ -165,6 +170,25 @@ class AirflowStandalone:
             if time.monotonic() > deadline:
                 raise AirflowError(f"{dag_id} still {state} after {timeout:.0f}s")
             time.sleep(1)
+
+    def _log_task_progress(
+        self, dag_id: str, run_id: str, seen: dict[tuple[str, int], str]
+    ) -> None:
+        """Log the tasks of a run whose state changed since ``seen`` (updated in place)."""
+        try:
+            instances = self.task_instances(dag_id, run_id)
+        except httpx.TimeoutException:
+            return
+        done = sum(ti["state"] in TASK_DONE for ti in instances)
+        for ti in instances:
+            key = (ti["task_id"], ti.get("map_index", -1))
+            if ti["state"] and ti["state"] != seen.get(key):
+                seen[key] = ti["state"]
+                shard = f"[{key[1]}]" if key[1] >= 0 else ""
+                log.info(
+                    "airflow: %s › %s%s %s (%d/%d tasks done)",
+                    dag_id, key[0], shard, ti["state"], done, len(instances),
+                )  # fmt: skip
 
     def overhead(self, dag_id: str, run: Mapping[str, Any]) -> dict[str, float]:
         """DAG-run wall time versus the sum of its tasks' run times."""

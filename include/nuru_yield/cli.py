@@ -155,7 +155,7 @@ def serve(
 
 @app.command()
 def demo(
-    plots: Annotated[int, typer.Option(min=100)] = 8_000,
+    plots: Annotated[int, typer.Option(min=100)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
     serve: Annotated[bool, typer.Option(help="Serve the API on :8000 at the end.")] = True,
 ) -> None:

@@ -4,11 +4,6 @@ labels is refused by the gate and updates nothing."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from typing import Any
 
 import pytest
@@ -18,34 +13,10 @@ from nuru_yield.db import get_engine
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.training import CHAMPION, MODEL_NAME, pipeline
 from nuru_yield.training.registry import mlflow_client
-from tests.fixtures.airflow import DAGS_FOLDER
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TEST_PARAMS
 
 DAG_ID = "model_training"
 TASKS = ["build_training_set", "train_candidates", "evaluate", "gate", "promote"]
-
-
-def test_dag_file_imports_nothing_heavy() -> None:
-    probe = textwrap.dedent(
-        f"""
-        import importlib.util, json, sys
-        import airflow.sdk
-        before = set(sys.modules)
-        spec = importlib.util.spec_from_file_location("dag_file", {str(DAGS_FOLDER / f"{DAG_ID}.py")!r})
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-        print(json.dumps(sorted(set(sys.modules) - before)))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ.copy()
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    added = json.loads(done.stdout.strip().splitlines()[-1])
-    heavy = {"pandas", "numpy", "sklearn", "xgboost", "lightgbm", "mlflow", "sqlalchemy"}
-    assert [
-        m for m in added if m.split(".")[0] in heavy or m.startswith("nuru_yield.training")
-    ] == []
-    assert "nuru_yield.orchestration" in added
 
 
 def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:

@@ -73,3 +73,31 @@ def test_default_args_retry_with_backoff_and_log_failures(caplog: pytest.LogCapt
     with caplog.at_level(logging.ERROR, logger="nuru_yield.orchestration"):
         log_failure({"ti": ti, "exception": RuntimeError("boom")})
     assert "dag=d task=t run_id=r try=2: boom" in caplog.text
+
+
+# Parsing a DAG file must stay cheap and side-effect free (the DAG processor re-parses every
+# file every few seconds): no data or ML library, no pipeline module, no connection.
+HEAVY_AT_PARSE = (
+    "pandas", "numpy", "pyarrow", "scipy", "sklearn", "mlflow", "matplotlib", "sqlalchemy",
+    "great_expectations", "duckdb", "xgboost", "lightgbm", "psycopg", "psycopg2", "boto3",
+)  # fmt: skip
+PIPELINE_PACKAGES = tuple(
+    f"nuru_yield.{name}" for name in ("features", "db", "training", "scoring", "monitoring")
+)
+
+
+@pytest.mark.parametrize(
+    "dag_id", ["feature_materialization", "batch_scoring", "drift_monitoring", "model_training"]
+)
+def test_dag_file_parses_without_heavy_imports_or_connections(dag_id: str) -> None:
+    from tests.fixtures.airflow import parse_in_fresh_process
+
+    report = parse_in_fresh_process(dag_id)
+    heavy = [
+        module
+        for module in report["added"]
+        if module.split(".")[0] in HEAVY_AT_PARSE or module.startswith(PIPELINE_PACKAGES)
+    ]
+    assert heavy == []
+    assert report["new_engines"] == 0
+    assert "nuru_yield.orchestration" in report["added"]  # the probe really loaded the DAG
