@@ -180,7 +180,8 @@ class AirflowStandalone:
         except httpx.TimeoutException:
             return
         done = sum(ti["state"] in TASK_DONE for ti in instances)
-        for ti in instances:
+        # Finished tasks first, so a poll's lines read in the order things happened.
+        for ti in sorted(instances, key=lambda ti: ti["state"] not in TASK_DONE):
             key = (ti["task_id"], ti.get("map_index", -1))
             if ti["state"] and ti["state"] != seen.get(key):
                 seen[key] = ti["state"]
