@@ -315,6 +315,21 @@ class Lake:
     def write_json(self, path: str, payload: Any) -> str:
         return self.write_bytes(path, json.dumps(payload, indent=2, default=str).encode())
 
+    def move(self, source: str, destination: str) -> str:
+        """Replace ``destination`` with ``source`` in one step (a rename on disk, a
+        server-side copy on S3, then ``source`` is removed); returns the URI."""
+        try:
+            if self.is_s3:
+                copy_source = {"Bucket": self.bucket, "Key": self._object_key(source)}
+                self._s3.copy(copy_source, self.bucket, self._object_key(destination))
+            else:
+                Path(self._key(destination)).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._key(source), self._key(destination))
+        except Exception as error:
+            raise self._error("move", source, error) from error
+        self.delete(source)
+        return self.uri(destination)
+
     def delete(self, path: str) -> None:
         """Remove one file if it exists."""
         try:

@@ -106,6 +106,28 @@ def test_rerun_gives_the_same_rows_without_duplicates(registry: Registry, databa
     assert [s.status for s in statuses] == ["success", "success"]
 
 
+def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) -> None:
+    """With one shard the log part is moved into place, not rewritten: a publish retried
+    after the move still succeeds; a publish whose part is gone fails with a clear line."""
+    from nuru_yield.errors import LakeError
+    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.scoring import prepare_run, publish_run, score_shard
+
+    write_features()
+    plan = prepare_run(RUN_DATE, shards=1)
+    shard = score_shard(plan, 0)
+    first = publish_run(plan, [shard])
+    retried = publish_run(plan, [shard])
+    assert first["rows"] == retried["rows"] == PLOTS
+    log = Lake.from_settings().read_parquet(prediction_log_path(RUN_DATE))
+    assert set(log.column("run_id").to_pylist()) == {plan.run_id}
+
+    other = prepare_run(RUN_DATE, shards=1)  # never scored: no part, the log is not its own
+    with pytest.raises(LakeError, match="the log part is missing"):
+        publish_run(other, [shard])
+    assert {r.run_id for r in _predictions()} == {plan.run_id}
+
+
 def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -> None:
     from nuru_yield.scoring import score
     from nuru_yield.training.registry import CHALLENGER, MODEL_NAME, mlflow_client

@@ -67,6 +67,18 @@ def test_streaming_write_and_batched_read(lake: Lake) -> None:
     assert uri.endswith("predictions.parquet")
 
 
+def test_move_replaces_the_destination_in_one_step(lake: Lake) -> None:
+    lake.write_parquet("logs/_parts/part.parquet", _table(3, 2.0))
+    lake.write_parquet("logs/final.parquet", _table(7))
+    uri = lake.move("logs/_parts/part.parquet", "logs/final.parquet")
+    assert uri == lake.uri("logs/final.parquet")
+    assert lake.read_parquet("logs/final.parquet").column("x").to_pylist() == [2.0] * 3
+    assert not lake.exists("logs/_parts/part.parquet")
+    with pytest.raises(LakeError, match="move"):
+        lake.move("logs/_parts/part.parquet", "logs/final.parquet")
+    assert lake.read_parquet("logs/final.parquet").num_rows == 3
+
+
 def test_failed_write_leaves_previous_file(lake: Lake) -> None:
     path = "features/2025-05-01/plot_features.parquet"
     lake.write_parquet(path, _table(7))

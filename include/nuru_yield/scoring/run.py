@@ -379,6 +379,42 @@ def _already_published(plan: ScoringPlan) -> bool:
     return run_id == plan.run_id
 
 
+def _assemble_log(plan: ScoringPlan, lake: Lake) -> tuple[str, int]:
+    """The night's prediction log from the shards' parts: the one part moved into place (no
+    rewrite), or the parts concatenated. Returns its URI and row count."""
+    path = prediction_log_path(plan.day)
+    parts = [shard_log_path(plan.day, shard, plan.shards) for shard in range(plan.shards)]
+    if plan.shards == 1:
+        if lake.exists(parts[0]):
+            lake.move(parts[0], path)
+        elif _log_run_id(lake, path) != plan.run_id:  # else: a retry, already moved
+            raise LakeError(f"cannot publish {plan.run_date}: the log part is missing")
+        return lake.uri(path), lake.open_parquet(path).metadata.num_rows
+    missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
+    if missing:
+        raise LakeError(
+            f"cannot publish {plan.run_date}: log parts of shards {missing} are missing"
+        )
+    batch_rows = get_settings().scoring_batch_rows
+
+    def assembled() -> Iterator[pa.RecordBatch]:
+        for part in parts:
+            yield from lake.open_parquet(part).iter_batches(batch_size=batch_rows)
+
+    return lake.write_parquet_batches(path, LOG_SCHEMA, assembled())
+
+
+def _log_run_id(lake: Lake, path: str) -> str | None:
+    """The run whose rows a prediction log holds (None when there is no such file)."""
+    if not lake.exists(path):
+        return None
+    log_file = lake.open_parquet(path)
+    if log_file.metadata.num_row_groups == 0:
+        return None
+    run_ids = log_file.read_row_group(0, columns=["run_id"]).column("run_id")
+    return run_ids[0].as_py() if len(run_ids) else None
+
+
 def publish_run(
     plan: ScoringPlan | Mapping[str, Any],
     shard_results: Sequence[ShardResult | Mapping[str, Any]],
@@ -395,28 +431,13 @@ def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> d
     from nuru_yield.db import publish
 
     started = time.perf_counter()
-    parts = [shard_log_path(plan.day, shard, plan.shards) for shard in range(plan.shards)]
-    missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
-    if missing:
-        raise LakeError(
-            f"cannot publish {plan.run_date}: log parts of shards {missing} are missing"
-        )
-
-    batch_rows = get_settings().scoring_batch_rows
-
-    def assembled() -> Iterator[pa.RecordBatch]:
-        for part in parts:
-            yield from lake.open_parquet(part).iter_batches(batch_size=batch_rows)
-
-    log_uri, log_rows = lake.write_parquet_batches(
-        prediction_log_path(plan.day), LOG_SCHEMA, assembled()
-    )
+    log_uri, log_rows = _assemble_log(plan, lake)
     assembled_s = time.perf_counter() - started
     rows = log_rows if _already_published(plan) else publish(get_engine(), plan.day)
     if rows != log_rows:
         raise RuntimeError(f"published {rows} rows but the prediction log holds {log_rows}")
-    for part in parts:
-        lake.delete(part)
+    for shard in range(plan.shards):
+        lake.delete(shard_log_path(plan.day, shard, plan.shards))
     seconds = {
         name: round(sum(r.seconds.get(name, 0.0) for r in results), 3)
         for name in ("load_models", "score", "total")
