@@ -97,3 +97,40 @@ def test_unconstrained_models_fall_back_to_native_treeshap(rows):
         np.testing.assert_array_equal(
             model.contributions(rows), native_contributions(estimator, rows)
         )
+
+
+def _split_values(ensemble) -> dict[int, set[float]]:
+    """Per feature, every split threshold of every member, as the libraries report them."""
+    values: dict[int, set[float]] = {i: set() for i in range(FEATURES)}
+    for name in ("xgboost", "random_forest"):
+        frame = ensemble.named_estimators_[name].get_booster().trees_to_dataframe()
+        splits = frame[frame["Feature"] != "Leaf"]
+        for feature, threshold in zip(splits["Feature"], splits["Split"], strict=True):
+            values[int(feature.removeprefix("f"))].add(float(threshold))
+    frame = ensemble.named_estimators_["lightgbm"].booster_.trees_to_dataframe()
+    splits = frame[frame["split_feature"].notna()]
+    for feature, threshold in zip(splits["split_feature"], splits["threshold"], strict=True):
+        values[int(feature.removeprefix("Column_"))].add(float(threshold))
+    return values
+
+
+def test_values_at_and_beside_every_threshold_take_the_libraries_branch(ensemble):
+    """Exactness where it is hardest: xgboost rounds to float32 (ties to even) and compares
+    with <, lightgbm compares float64 with <=. Rows take every threshold, its float64 and
+    float32 neighbours and the exact float32 halfway points."""
+    rng = np.random.default_rng(4)
+    columns = []
+    for thresholds in _split_values(ensemble).values():
+        probes = set()
+        for threshold in thresholds:
+            single = np.float32(threshold)
+            below, above = (np.nextafter(single, np.float32(side)) for side in (-np.inf, np.inf))
+            probes |= {threshold, float(single), float(below), float(above)}
+            probes |= {float(np.nextafter(threshold, side)) for side in (-np.inf, np.inf)}
+            probes |= {(float(below) + float(single)) / 2, (float(single) + float(above)) / 2}
+        columns.append(np.array(sorted(probes)))
+    rows = max(len(column) for column in columns)
+    matrix = np.column_stack([rng.permutation(np.resize(column, rows)) for column in columns])
+    compiled = compile_explainer(ensemble, FEATURES).contributions(matrix)
+    np.testing.assert_allclose(compiled.sum(axis=1), ensemble.predict(matrix), atol=1e-4)
+    np.testing.assert_allclose(compiled, native_contributions(ensemble, matrix), atol=1e-4)

@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 
-XGBOOST_SPLITS = "xgboost"  # float32 comparison, x < threshold goes left
-LIGHTGBM_SPLITS = "lightgbm"  # float64 comparison, x <= threshold goes left
-
-
-# A split on a tree path: feature, threshold, whether a missing (NaN) value goes left, whether
-# this path went left, and the cover ratio child / parent of that edge.
+# A split on a tree path: feature, cut (a value goes left when it is < cut, compared as
+# float64), whether a missing (NaN) value goes left, whether this path went left, and the
+# cover ratio child / parent of that edge. Each library's own comparison (xgboost: float32
+# ``<``, lightgbm: float64 ``<=``) is rewritten into this one form when the trees are read,
+# so every feature needs one ``searchsorted`` whatever the mix of members.
 _Edge = tuple[int, float, bool, bool, float]
 
 
@@ -49,7 +48,6 @@ class _Leaf:
 
 @dataclass
 class _Tree:
-    splits: str  # XGBOOST_SPLITS or LIGHTGBM_SPLITS
     weight: float
     leaves: list[_Leaf] = field(default_factory=list)
 
@@ -65,31 +63,28 @@ class _PairTable:
 
 
 @dataclass(frozen=True)
-class _Part:
-    """Every leaf of one split convention, as lookup tables over per-feature bins."""
+class PairwiseExplainer:
+    """Compiled TreeSHAP tables of a pairwise tree ensemble (see the module docstring),
+    over per-feature bins: a value's bin is the number of the feature's cuts at or below
+    it, NaN has the extra last bin."""
 
-    splits: str
-    thresholds: dict[int, np.ndarray]  # feature → sorted unique thresholds
+    feature_count: int
+    bias: float
+    cuts: dict[int, np.ndarray]  # feature → its sorted unique cuts
     singles: dict[int, np.ndarray]  # feature → φ per bin
     pairs: list[_PairTable]
 
-    def bins(self, features: np.ndarray) -> dict[int, np.ndarray]:
-        """Per feature, each row's bin: the number of thresholds it lies right of; NaN gets
-        the extra last bin."""
-        found = {}
-        for feature, thresholds in self.thresholds.items():
+    def contributions(self, features: np.ndarray) -> np.ndarray:
+        """``(rows, feature_count + 1)`` contributions, the last column the bias; each row
+        sums to the model's prediction."""
+        bins = {}
+        for feature, cuts in self.cuts.items():
             column = features[:, feature]
-            if self.splits == XGBOOST_SPLITS:
-                index = np.searchsorted(thresholds, column.astype(np.float32), side="right")
-            else:
-                index = np.searchsorted(thresholds, column, side="left")
-            index[np.isnan(column)] = len(thresholds) + 1
-            found[feature] = index
-        return found
-
-    def add_contributions(self, features: np.ndarray, phi_by_feature: np.ndarray) -> None:
-        """Adds this part's contributions to ``phi_by_feature`` (one row per feature)."""
-        bins = self.bins(features)
+            bins[feature] = np.searchsorted(cuts, column, side="right")
+            bins[feature][np.isnan(column)] = len(cuts) + 1
+        # Built feature by feature (contiguous rows), returned as the usual rows × features.
+        phi_by_feature = np.zeros((self.feature_count + 1, len(features)))
+        phi_by_feature[-1] = self.bias
         for feature, table in self.singles.items():
             phi_by_feature[feature] += table[bins[feature]]
         for pair in self.pairs:
@@ -97,24 +92,6 @@ class _Part:
             cells += pair.second_bins[bins[pair.second]]
             phi_by_feature[pair.first] += pair.first_phi.ravel()[cells]
             phi_by_feature[pair.second] += pair.second_phi.ravel()[cells]
-
-
-@dataclass(frozen=True)
-class PairwiseExplainer:
-    """Compiled TreeSHAP tables of a pairwise tree ensemble (see the module docstring)."""
-
-    feature_count: int
-    bias: float
-    parts: tuple[_Part, ...]
-
-    def contributions(self, features: np.ndarray) -> np.ndarray:
-        """``(rows, feature_count + 1)`` contributions, the last column the bias; each row
-        sums to the model's prediction."""
-        # Built feature by feature (contiguous rows), returned as the usual rows × features.
-        phi_by_feature = np.zeros((self.feature_count + 1, len(features)))
-        phi_by_feature[-1] = self.bias
-        for part in self.parts:
-            part.add_contributions(features, phi_by_feature)
         return phi_by_feature.T
 
 
@@ -123,20 +100,9 @@ def compile_explainer(estimator: Any, feature_count: int) -> PairwiseExplainer |
     when a tree path uses more than two features (or a split kind this does not cover)."""
     try:
         trees, bias = _trees(estimator, 1.0)
+        return _compile(feature_count, [(t.weight, leaf) for t in trees for leaf in t.leaves], bias)
     except _NotPairwise:
         return None
-    leaves_by_convention: dict[str, list[tuple[float, _Leaf]]] = defaultdict(list)
-    for tree in trees:
-        leaves_by_convention[tree.splits].extend((tree.weight, leaf) for leaf in tree.leaves)
-    parts = []
-    for splits, leaves in leaves_by_convention.items():
-        try:
-            part, part_bias = _compile_part(splits, leaves)
-        except _NotPairwise:
-            return None
-        parts.append(part)
-        bias += part_bias
-    return PairwiseExplainer(feature_count=feature_count, bias=bias, parts=tuple(parts))
 
 
 class _NotPairwise(Exception):
@@ -157,14 +123,14 @@ def _trees(estimator: Any, weight: float) -> tuple[list[_Tree], float]:
         return trees, bias
     if hasattr(estimator, "booster_"):
         return [
-            _Tree(LIGHTGBM_SPLITS, weight, _lightgbm_leaves(tree["tree_structure"]))
+            _Tree(weight, _lightgbm_leaves(tree["tree_structure"]))
             for tree in estimator.booster_.dump_model()["tree_info"]
         ], 0.0
     if hasattr(estimator, "get_booster"):
         model = json.loads(estimator.get_booster().save_raw("json"))["learner"]
         base_score = float(model["learner_model_param"]["base_score"].strip("[]"))
         return [
-            _Tree(XGBOOST_SPLITS, weight, _xgboost_leaves(tree))
+            _Tree(weight, _xgboost_leaves(tree))
             for tree in model["gradient_booster"]["model"]["trees"]
         ], weight * base_score
     raise _NotPairwise
@@ -183,10 +149,10 @@ def _xgboost_leaves(tree: dict[str, Any]) -> list[_Leaf]:
         if left[node] == -1:
             leaves.append(_Leaf(condition[node], path))
             continue
-        threshold = float(np.float32(condition[node]))
+        cut = float32_cut(condition[node])
         nan_left = bool(default_left[node])
         for child, went_left in ((left[node], True), (right[node], False)):
-            edge = (feature[node], threshold, nan_left, went_left, cover[child] / cover[node])
+            edge = (feature[node], cut, nan_left, went_left, cover[child] / cover[node])
             stack.append((child, [*path, edge]))
     return leaves
 
@@ -202,15 +168,14 @@ def _lightgbm_leaves(root: dict[str, Any]) -> list[_Leaf]:
         if node["decision_type"] != "<=" or node["missing_type"] not in ("None", "NaN"):
             raise _NotPairwise  # categorical or zero-as-missing splits
         threshold = node["threshold"]
+        cut = float(np.nextafter(threshold, np.inf))  # x <= threshold  ⇔  x < cut
         # ``missing_type: None`` (no NaN seen in training): lightgbm compares NaN as 0.0.
         nan_left = threshold >= 0.0 if node["missing_type"] == "None" else node["default_left"]
         count = node["internal_count"]
         for key, went_left in (("left_child", True), ("right_child", False)):
             child = node[key]
             ratio = child.get("internal_count", child.get("leaf_count")) / count
-            stack.append(
-                (child, [*path, (node["split_feature"], threshold, nan_left, went_left, ratio)])
-            )
+            stack.append((child, [*path, (node["split_feature"], cut, nan_left, went_left, ratio)]))
     return leaves
 
 
@@ -225,29 +190,40 @@ class _Condition:
     ratio: float = 1.0
 
 
-def _compile_part(splits: str, leaves: list[tuple[float, _Leaf]]) -> tuple[_Part, float]:
-    dtype = np.float32 if splits == XGBOOST_SPLITS else np.float64
+def float32_cut(threshold: float) -> float:
+    """The float64 ``c`` with ``float32(x) < threshold ⇔ x < c``, for xgboost's splits (it
+    rounds inputs to the nearest float32, ties to even, and compares there)."""
+    upper = np.float32(threshold)
+    lower = np.nextafter(upper, np.float32(-np.inf))
+    middle = (float(lower) + float(upper)) / 2  # exact: one bit more than a float32
+    # A value exactly halfway rounds to whichever neighbour has an even last bit.
+    upper_is_even = int(upper.view(np.uint32)) % 2 == 0
+    return middle if upper_is_even else float(np.nextafter(middle, np.inf))
+
+
+def _compile(
+    feature_count: int, leaves: list[tuple[float, _Leaf]], bias: float
+) -> PairwiseExplainer:
     collected: dict[int, set[float]] = defaultdict(set)
     for _, leaf in leaves:
-        for feature, threshold, *_ in leaf.path:
-            collected[feature].add(threshold)
-    thresholds = {f: np.array(sorted(values), dtype=dtype) for f, values in collected.items()}
+        for feature, cut, *_ in leaf.path:
+            collected[feature].add(cut)
+    cuts = {feature: np.array(sorted(values)) for feature, values in collected.items()}
     position = {
-        (feature, float(threshold)): index
-        for feature, edges in thresholds.items()
-        for index, threshold in enumerate(edges)
+        (feature, float(cut)): index
+        for feature, feature_cuts in cuts.items()
+        for index, cut in enumerate(feature_cuts)
     }
-    # Bins of a feature with n thresholds: 0..n by value (a row goes left of threshold i
-    # exactly when its bin is <= i), n + 1 for NaN.
+    # Bins of a feature with n cuts: 0..n by value (a value goes left of cut i exactly when
+    # its bin is <= i), n + 1 for NaN.
     singles: dict[int, list[tuple[float, _Condition]]] = defaultdict(list)
     pairs: dict[tuple[int, int], list[tuple[float, _Condition, _Condition]]] = defaultdict(list)
-    bias = 0.0
     for weight, leaf in leaves:
         value = weight * leaf.value
         conditions: dict[int, _Condition] = {}
-        for feature, threshold, nan_left, went_left, ratio in leaf.path:
-            condition = conditions.setdefault(feature, _Condition(0, len(thresholds[feature]) + 1))
-            split_bin = position[feature, threshold] + 1
+        for feature, cut, nan_left, went_left, ratio in leaf.path:
+            condition = conditions.setdefault(feature, _Condition(0, len(cuts[feature]) + 1))
+            split_bin = position[feature, cut] + 1
             if went_left:
                 condition.high = min(condition.high, split_bin)
             else:
@@ -262,15 +238,13 @@ def _compile_part(splits: str, leaves: list[tuple[float, _Leaf]]) -> tuple[_Part
         elif len(ordered) == 2:
             pairs[ordered[0][0], ordered[1][0]].append((value, ordered[0][1], ordered[1][1]))
         bias += value * math.prod(c.ratio for _, c in ordered)
-    part = _Part(
-        splits,
-        thresholds,
-        singles={f: _single_table(len(thresholds[f]), rows) for f, rows in singles.items()},
-        pairs=[
-            _pair_table(first, second, thresholds, rows) for (first, second), rows in pairs.items()
-        ],
+    return PairwiseExplainer(
+        feature_count=feature_count,
+        bias=bias,
+        cuts=cuts,
+        singles={f: _single_table(len(cuts[f]), rows) for f, rows in singles.items()},
+        pairs=[_pair_table(first, second, cuts, rows) for (first, second), rows in pairs.items()],
     )
-    return part, bias
 
 
 def _single_table(edge_count: int, rows: list[tuple[float, _Condition]]) -> np.ndarray:
@@ -303,14 +277,12 @@ def _local_masks(
 def _pair_table(
     first: int,
     second: int,
-    thresholds: dict[int, np.ndarray],
+    cuts: dict[int, np.ndarray],
     rows: list[tuple[float, _Condition, _Condition]],
 ) -> _PairTable:
-    first_bins, first_masks, first_ratios = _local_masks(
-        len(thresholds[first]), [row[1] for row in rows]
-    )
+    first_bins, first_masks, first_ratios = _local_masks(len(cuts[first]), [row[1] for row in rows])
     second_bins, second_masks, second_ratios = _local_masks(
-        len(thresholds[second]), [row[2] for row in rows]
+        len(cuts[second]), [row[2] for row in rows]
     )
     half = 0.5 * np.array([row[0] for row in rows])[:, None]
     return _PairTable(
