@@ -134,3 +134,10 @@ def test_shards_split_the_features_stream_without_overlap(nuru_home) -> None:
     ids = [plot for batch in seen for plot in batch]
     assert sorted(ids) == list(range(1000))
     assert all(len(batch) < 1000 for batch in seen)
+
+
+def test_driver_values_carry_no_float_noise() -> None:
+    contributions = np.array([[5.0, -1.0, 0.5, 0.0]])
+    features = np.array([[86.39999999999999, 35.7703471234, 0.2447]])
+    drivers = json.loads(drivers_json(contributions, features, ["rain", "lon", "ndvi"])[0].as_py())
+    assert [d["value"] for d in drivers] == [86.4, 35.770347, 0.2447]

@@ -55,6 +55,11 @@ def feature_matrix(batch: pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
     return matrix
 
 
+# Feature values in the drivers: enough for coordinates (~0.1 m), without the float noise of
+# season sums (86.39999999999999 mm).
+FEATURE_DECIMALS = 6
+
+
 def _json_number(values: np.ndarray, decimals: int | None = None) -> pa.Array:
     """JSON text of each number; NaN and ±inf (not JSON) become ``null``."""
     array = pa.array(values if decimals is None else np.round(values, decimals))
@@ -87,7 +92,7 @@ def drivers_json(
             pa.scalar('{"feature":"' if rank == 0 else ',{"feature":"'),
             name_strings.take(pa.array(column)),
             pa.scalar('","value":'),
-            _json_number(features[rows[:, 0], column]),
+            _json_number(features[rows[:, 0], column], FEATURE_DECIMALS),
             pa.scalar(',"contribution":'),
             _json_number(contributions[rows[:, 0], column], 1),
             pa.scalar("}"),
