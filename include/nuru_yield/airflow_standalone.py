@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from nuru_yield.errors import NuruError
+from nuru_yield.local_services import free_port
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
@@ -37,12 +37,6 @@ TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 class AirflowError(NuruError):
     """Airflow did not start, or a DAG run failed or did not finish in time."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def airflow_environment(

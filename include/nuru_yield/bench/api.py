@@ -26,14 +26,12 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nuru_yield.errors import NuruError
+from nuru_yield.local_services import free_port, scratch_database, throwaway_postgres
 
 log = logging.getLogger(__name__)
 
@@ -152,79 +151,6 @@ def load_predictions(url: str, rows: int) -> float:
 
 
 # --- services -----------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _as_postgres_user(command: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root (NOTES.md).
-    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
-
-
-@contextlib.contextmanager
-def throwaway_postgres() -> Iterator[tuple[str, int]]:
-    """A PostgreSQL cluster of our own on a free loopback port; yields an admin URL and the
-    postmaster's pid, and removes everything afterwards."""
-    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
-        raise NuruError(
-            "bench api needs PostgreSQL: put initdb/pg_ctl on PATH "
-            "(Debian: apt-get install postgresql) or pass --db-url"
-        )
-    root = Path(tempfile.mkdtemp(prefix="nuru-bench-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", _free_port()
-    try:
-        _run(_as_postgres_user(["initdb", "-D", str(data), "-U", "postgres", "--auth=trust"]))
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        # With -l the server's output goes to a file, not to our pipe (which would never close).
-        log_file = str(root / "log")
-        _run(
-            _as_postgres_user(
-                ["pg_ctl", "-D", str(data), "-o", options, "-l", log_file, "-w", "start"]
-            )
-        )
-        postmaster = int((data / "postmaster.pid").read_text().split()[0])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", postmaster
-    finally:
-        subprocess.run(
-            _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "fast", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode:
-        reason = (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise NuruError(f"{Path(command[0]).name} failed: {' '.join(reason)}")
-
-
-@contextlib.contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A new database on the server of ``admin_url``, dropped afterwards."""
-    import sqlalchemy as sa
-
-    from nuru_yield.db import dispose_engines
-
-    name = f"nuru_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(admin_url).set(database=name).render_as_string(False)
-    finally:
-        dispose_engines()
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @contextlib.contextmanager
 def server(
     command: list[str], port: int, env: dict[str, str], log_path: Path
@@ -345,7 +271,7 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'no-mlflow.db'}",
         }
         env.pop("LOG_FILE", None)
-        api_port, bare_port = _free_port(), _free_port()
+        api_port, bare_port = free_port(), free_port()
         serve = [str(Path(sys.executable).with_name("nuru-yield")), "serve", "--port"]
         if not Path(serve[0]).exists():
             serve = [sys.executable, "-m", "nuru_yield", "serve", "--port"]

@@ -238,10 +238,10 @@ def run_bench(
 ) -> dict[str, Any]:
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
-    from nuru_yield.bench.api import scratch_database, throwaway_postgres
     from nuru_yield.config import reset_settings
     from nuru_yield.db import upgrade
     from nuru_yield.lake import Lake, features_path
+    from nuru_yield.local_services import scratch_database, throwaway_postgres
 
     with contextlib.ExitStack() as stack:
         home = stack.enter_context(tempfile.TemporaryDirectory(prefix="nuru-bench-scoring-"))

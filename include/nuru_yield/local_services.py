@@ -1,0 +1,92 @@
+"""Throwaway local services for benchmarks, the demo's Airflow and the tests: a free
+loopback port, a PostgreSQL cluster of our own, a scratch database on it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from nuru_yield.errors import NuruError
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_postgres_user(command: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root (NOTES.md).
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+def _run(command: list[str], log_file: Path | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        output = log_file.read_text() if log_file and log_file.exists() else ""
+        reason = (output or result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise NuruError(f"{Path(command[0]).name} failed: {' '.join(reason)[:300]}")
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[tuple[str, int]]:
+    """A PostgreSQL cluster of our own on a free loopback port (durability off: it is
+    thrown away); yields an admin URL and the postmaster's pid, removes everything after."""
+    if not (shutil.which("initdb") and shutil.which("pg_ctl")):
+        raise NuruError(
+            "PostgreSQL is needed: put initdb/pg_ctl on PATH "
+            "(Debian: apt-get install postgresql) or pass --db-url"
+        )
+    root = Path(tempfile.mkdtemp(prefix="nuru-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port, log_file = root / "data", free_port(), root / "log"
+    try:
+        _run(
+            _as_postgres_user(
+                ["initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            )
+        )
+        options = (
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        # With -l the server's output goes to a file, not to our pipe (which would never close).
+        start = ["pg_ctl", "-D", str(data), "-o", options, "-l", str(log_file), "-w", "start"]
+        _run(_as_postgres_user(start), log_file)
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", postmaster
+    finally:
+        subprocess.run(
+            _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``admin_url``, dropped afterwards."""
+    import sqlalchemy as sa
+
+    from nuru_yield.db import dispose_engines
+
+    name = f"nuru_scratch_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(False)
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
