@@ -245,24 +245,80 @@ def standalone(
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _stop_tree(process: subprocess.Popen[bytes]) -> None:
+def _stop_tree(process: subprocess.Popen[bytes], grace: float = 30) -> None:
     """Stop ``airflow standalone`` and every process it started: its scheduler, DAG
     processor, API server and task workers run in sessions of their own, so signalling the
-    process group is not enough."""
+    process group is not enough. SIGTERM first; whatever still runs after ``grace`` seconds
+    is killed, named in the log, and waited for, so nothing outlives the caller's ``with``."""
     import psutil
 
     try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        root = psutil.Process(process.pid)
+        tree = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
+        process.wait()
         return
     for member in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=30)
-    for member in alive:
+    stubborn = _wait_gone(tree, grace)
+    for member in list(stubborn):  # and whatever they started while shutting down
         with contextlib.suppress(psutil.NoSuchProcess):
-            member.kill()
+            stubborn += [c for c in member.children(recursive=True) if c not in stubborn]
+    if stubborn:
+        log.warning(
+            "airflow: %d process(es) still running %.0fs after SIGTERM; killing %s",
+            len(stubborn),
+            grace,
+            ", ".join(_describe(member) for member in stubborn),
+        )
+        for member in stubborn:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.kill()
+        survivors = _wait_gone(stubborn, grace)
+        if survivors:
+            log.error(
+                "airflow: still running after SIGKILL: %s",
+                ", ".join(_describe(member) for member in survivors),
+            )
     process.wait()
+
+
+def _wait_gone(processes: list[Any], timeout: float) -> list[Any]:
+    """The members of ``processes`` still running after up to ``timeout`` seconds.
+
+    Not ``psutil.wait_procs``: for a process that is not our child it waits until the PID
+    disappears, and an orphaned zombie (re-parented to an init that does not reap, as in
+    some containers) never does, although it is no longer running."""
+    import psutil
+
+    def running(member: psutil.Process) -> bool:
+        try:
+            if not member.is_running():
+                return False
+            if member.ppid() == os.getpid():
+                with contextlib.suppress(psutil.TimeoutExpired, ChildProcessError):
+                    member.wait(timeout=0)  # reap our own child so it leaves the table
+                    return False
+            return member.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + timeout
+    alive = [member for member in processes if running(member)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [member for member in alive if running(member)]
+    return alive
+
+
+def _describe(member: Any) -> str:
+    import psutil
+
+    try:
+        return f"{member.pid} ({' '.join(member.cmdline())[:80]})"
+    except psutil.Error:
+        return str(member.pid)
 
 
 def _exit_on_sigterm(signum: int, _frame: Any) -> None:

@@ -62,15 +62,14 @@ def test_asset_chain_runs_under_real_airflow(
     with standalone(nuru_home / "airflow", extra_env=metadata) as airflow:
         runs = run_chain(airflow, RUN_DATE, timeout=900)
         overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
-        started = [
-            airflow.process.pid,
-            *(c.pid for c in psutil.Process(airflow.process.pid).children(recursive=True)),
-        ]
-    assert not [
-        pid
-        for pid in started
-        if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+        root = psutil.Process(airflow.process.pid)
+        started = [root, *root.children(recursive=True)]
+    survivors = [
+        f"{member.pid} {member.cmdline()}"
+        for member in started
+        if member.is_running() and member.status() != psutil.STATUS_ZOMBIE
     ]
+    assert not survivors, f"Airflow processes outlived the standalone context: {survivors}"
     print("airflow overhead (wall / sum of task run times):", json.dumps(overhead, indent=2))
 
     assert {run["state"] for run in runs.values()} == {"success"}
