@@ -160,6 +160,25 @@ def test_predictions_is_list_partitioned_by_run_date_on_postgres(postgres_db: st
     assert (strategy, key) == ("l", "run_date")
 
 
+@pytest.mark.postgres
+def test_a_published_partition_has_planner_statistics(postgres_db: str) -> None:
+    upgrade(postgres_db)
+    engine = get_engine(postgres_db)
+    replace_partition(engine, NIGHT, [predictions_batch(NIGHT, range(1, 20_001))])
+    with engine.connect() as connection:
+        distinct_plots = connection.exec_driver_sql(
+            "SELECT n_distinct FROM pg_stats "
+            "WHERE tablename = 'predictions_20250410' AND attname = 'plot_id'"
+        ).scalar()
+        # A join of some plots (as the API's batch lookup) must be planned as index lookups.
+        plan = connection.exec_driver_sql(
+            "EXPLAIN SELECT p.* FROM generate_series(1, 6400, 100) AS r(plot_id) "
+            "JOIN predictions p ON p.plot_id = r.plot_id"
+        ).scalars()
+    assert distinct_plots == -1  # every row a different plot; None before ANALYZE
+    assert "Seq Scan on predictions_20250410" not in "\n".join(plan)
+
+
 def test_newer_schema_than_the_code_is_refused(engine: sa.Engine, db_url: str) -> None:
     with engine.begin() as connection:
         connection.execute(
