@@ -3,6 +3,7 @@ its error codes, as_of history, A/B serving, the key, the rate limit, and a read
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -12,12 +13,14 @@ import sqlalchemy as sa
 from nuru_yield.db import dispose_engines
 from nuru_yield.lake import Lake, features_path
 from nuru_yield.serving.ab import in_challenger_share
+from nuru_yield.serving.store import Lookup, open_store
 from tests.fixtures.services import free_port, wait_until
 from tests.integration import test_api_support as support
 from tests.integration.test_api_support import (
     API_KEY,
     LATEST_NIGHT,
     NIGHTS,
+    OLD_NIGHTS,
     PROMOTIONS,
     REGISTRY,
     SHARE_PLOTS,
@@ -326,6 +329,49 @@ def test_database_down_is_503_with_a_reason(backend: str, make_client, nuru_home
         assert response.status_code == 503
         assert response.json()["detail"].startswith("predictions database unavailable")
     assert not (nuru_home / "absent.db").exists()  # SQLite was opened read-only
+
+
+def test_concurrent_lookups_are_answered_together_and_each_as_alone(known_db: PredictionsDb):
+    store = open_store(known_db.url)
+    lookups = [
+        Lookup(1),
+        Lookup(UNKNOWN_PLOT),
+        Lookup(2),  # not scored on the newest night: found by the search over all nights
+        Lookup(3, season="Short Rains", season_year=2024),
+        Lookup(1, fallback="challenger", preferred="challenger"),
+        Lookup(SHARE_PLOTS[0], preferred="challenger"),
+        *(Lookup(plot) for plot in SHARE_PLOTS[1:]),
+    ]
+    queries = []
+    fetch = store._fetch
+
+    async def counted(query, params):
+        queries.append(query)
+        return await fetch(query, params)
+
+    store._fetch = counted
+
+    async def lookup_all():
+        together = await asyncio.gather(*(store.latest(it, since=LATEST_NIGHT) for it in lookups))
+        gathered_queries = len(queries)
+        alone = [await store.latest(it, since=LATEST_NIGHT) for it in lookups]
+        await store.close()
+        return together, gathered_queries, alone
+
+    together, gathered_queries, alone = asyncio.run(lookup_all())
+
+    assert gathered_queries == 2  # the newest night's partition, then all nights for the rest
+    assert len(queries) - gathered_queries > len(lookups)  # one or two each when alone
+
+    def fields(row):  # a gathered row also carries its position in the query ("ord")
+        return row and {name: value for name, value in dict(row).items() if name != "ord"}
+
+    assert [fields(row) for row in together] == [fields(row) for row in alone]
+    assert together[1] is None
+    assert together[2]["season"] == "Short Rains"
+    assert together[3]["run_date"] == OLD_NIGHTS[-1]
+    assert [row["model_name"] for row in together[4:6]] == ["challenger", "challenger"]
+    assert {row["model_name"] for row in together[6:]} == {"champion"}
 
 
 def test_unexpected_errors_hide_their_details(known_db: PredictionsDb, make_client):
