@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
@@ -307,6 +308,29 @@ def test_health_is_degraded_when_stale_or_mlflow_is_down(known_db: PredictionsDb
     # MLflow being down does not break lookups.
     assert client.post("/predict", json={"plot_id": 1}).status_code == 200
     assert client.get("/models").json()["mlflow_connected"] is False
+
+
+def test_the_registry_client_set_up_is_not_timed_as_a_registry_read(
+    known_db: PredictionsDb, make_client
+):
+    def slow_import():  # as MLflow's first import: longer than the read timeout below
+        time.sleep(0.5)
+
+    client = make_client(known_db.url, prepare_registry=slow_import, API_MLFLOW_TIMEOUT_SECONDS=0.1)
+    body = client.get("/health").json()
+    assert body["mlflow_connected"] is True, body["reasons"]
+    assert "Ensemble_VotingRegressor@champion" in body["models_loaded"]
+
+
+def test_a_registry_client_that_cannot_load_is_a_reason(known_db: PredictionsDb, make_client):
+    def broken_import():
+        raise ImportError("No module named 'mlflow'")
+
+    client = make_client(known_db.url, prepare_registry=broken_import)
+    body = client.get("/health").json()
+    assert body["status"] == "degraded"
+    assert body["mlflow_connected"] is False
+    assert any("cannot load the MLflow client" in reason for reason in body["reasons"])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

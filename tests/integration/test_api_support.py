@@ -194,6 +194,7 @@ def serving(
     db_url: str,
     registry: Callable[[], RegistrySnapshot] = lambda: REGISTRY,
     raise_server_exceptions: bool = True,
+    prepare_registry: Callable[[], object] | None = None,
     **env: object,
 ) -> Iterator[TestClient]:
     """A running app built from these environment settings (rate limit off unless given),
@@ -202,7 +203,7 @@ def serving(
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     reset_settings()
-    app = create_app(get_settings(), registry_reader=registry)
+    app = create_app(get_settings(), registry_reader=registry, prepare_registry=prepare_registry)
     with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         yield client
 

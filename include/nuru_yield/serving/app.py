@@ -17,7 +17,7 @@ from nuru_yield.serving.observability import ObservabilityMiddleware, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
 from nuru_yield.serving.routers import health, metrics, models, predict, predictions
 from nuru_yield.serving.security import ApiKeyMiddleware, document_api_key
-from nuru_yield.serving.state import ApiState, RegistryReader
+from nuru_yield.serving.state import ApiState, RegistryPreparation, RegistryReader
 from nuru_yield.serving.store import PredictionStore, open_store
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def create_app(
     *,
     store: PredictionStore | None = None,
     registry_reader: RegistryReader | None = None,
+    prepare_registry: RegistryPreparation | None = None,
 ) -> FastAPI:
     """Build the app (also the ``uvicorn --factory`` target). Connects to nothing until the
     first request, so a server starts, and reports 503, while its database is down."""
@@ -48,6 +49,7 @@ def create_app(
             timeout=settings.api_db_timeout_seconds,
         ),
         registry_reader,
+        prepare_registry,
     )
 
     request_log = RequestLog(settings.log_file)

@@ -47,6 +47,11 @@ def _missing_sqlite_store(tracking_uri: str) -> str | None:
     return None
 
 
+def import_registry_client() -> None:
+    """Import MLflow's client (blocking; seconds on a cold start, once per process)."""
+    import mlflow  # noqa: F401
+
+
 def read_registry(
     tracking_uri: str, model_name: str = REGISTERED_MODEL, timeout: float = 3.0
 ) -> RegistrySnapshot:

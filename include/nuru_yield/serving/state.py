@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,12 +16,14 @@ from nuru_yield.serving.observability import ApiMetrics
 from nuru_yield.serving.probes import (
     FeatureStoreProbe,
     RegistrySnapshot,
+    import_registry_client,
     probe_feature_store,
     read_registry,
 )
 from nuru_yield.serving.store import CHALLENGER, CHAMPION, PredictionStore, Row, as_utc
 
 RegistryReader = Callable[[], RegistrySnapshot]
+RegistryPreparation = Callable[[], object]
 RETRY_SECONDS = 15.0  # a failed registry or lake probe is retried this soon
 MAX_PROMOTIONS = 100
 
@@ -43,6 +46,10 @@ class ApiState:
     store: PredictionStore
     read_registry: RegistryReader
     api_key: bytes | None = None
+    # One-time set-up before the first registry read, not bound by the read's timeout:
+    # MLflow's import takes seconds on a cold start, and a server that has just started is
+    # not one whose registry "did not answer".
+    prepare_registry: RegistryPreparation | None = None
     newest_run: TtlCache[dt.date | None] = field(init=False)
     freshness: TtlCache[Freshness | None] = field(init=False)
     registry: TtlCache[RegistrySnapshot] = field(init=False)
@@ -58,11 +65,7 @@ class ApiState:
         self.newest_run = TtlCache(self._load_newest_run, settings.api_freshness_seconds)
         self.freshness = TtlCache(self._load_freshness, settings.api_freshness_seconds)
         self.registry = TtlCache(
-            lambda: in_thread(
-                self.read_registry,
-                timeout,
-                lambda: RegistrySnapshot.unreachable(f"MLflow did not answer within {timeout}s"),
-            ),
+            lambda: self._load_registry(timeout),
             lambda snapshot: keep if snapshot.connected else retry,
         )
         self.feature_store = TtlCache(
@@ -82,14 +85,34 @@ class ApiState:
         settings: Settings,
         store: PredictionStore,
         registry_reader: RegistryReader | None = None,
+        prepare_registry: RegistryPreparation | None = None,
     ) -> ApiState:
+        """The state of an app; without ``registry_reader``, MLflow's registry is read."""
         key = settings.api_key.get_secret_value().encode() if settings.api_key else None
-        reader = registry_reader or (
-            lambda: read_registry(
-                settings.mlflow_tracking_uri, timeout=settings.api_mlflow_timeout_seconds
-            )
+        if registry_reader is None:
+            prepare_registry = prepare_registry or import_registry_client
+            uri, timeout = settings.mlflow_tracking_uri, settings.api_mlflow_timeout_seconds
+            registry_reader = lambda: read_registry(uri, timeout=timeout)  # noqa: E731
+        return cls(
+            settings=settings,
+            store=store,
+            read_registry=registry_reader,
+            api_key=key or None,
+            prepare_registry=prepare_registry,
         )
-        return cls(settings=settings, store=store, read_registry=reader, api_key=key or None)
+
+    async def _load_registry(self, timeout: float) -> RegistrySnapshot:
+        if self.prepare_registry is not None:
+            try:
+                await asyncio.to_thread(self.prepare_registry)
+            except Exception as error:
+                return RegistrySnapshot.unreachable(f"cannot load the MLflow client: {error}")
+            self.prepare_registry = None
+        return await in_thread(
+            self.read_registry,
+            timeout,
+            lambda: RegistrySnapshot.unreachable(f"MLflow did not answer within {timeout}s"),
+        )
 
     async def _load_newest_run(self) -> dt.date | None:
         """The newest run date, for lookups to start from (one cheap query)."""
