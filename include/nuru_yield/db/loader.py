@@ -267,7 +267,8 @@ def _publish_postgres(engine: sa.Engine, run_date: dt.date, lock_timeout_s: floa
         # autovacuum was off while staging), and without them PostgreSQL plans joins on it,
         # such as the API's batch lookup, as sequential scans (measured: 54 ms instead of
         # 1 ms for 32 plots in a 200k-row partition) until autovacuum gets round to it.
-        connection.exec_driver_sql(f"ANALYZE {stage_table}")
+        # The key's columns are what lookups filter on (1M rows: 0.2 s; all columns 1 s).
+        connection.exec_driver_sql(f"ANALYZE {stage_table} ({key})")
     # 2. The swap: catalog changes only, in one transaction.
     with engine.begin() as connection:
         connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{round(lock_timeout_s * 1000)}ms'")
