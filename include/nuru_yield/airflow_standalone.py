@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
 FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
+# Set, with a value unique to each standalone(), in the environment of everything it starts.
+STANDALONE_MARK = "NURU_AIRFLOW_STANDALONE"
 
 
 class AirflowError(NuruError):
@@ -77,10 +80,15 @@ class AirflowStandalone:
     port: int
     process: subprocess.Popen[bytes]
     client: httpx.Client = field(repr=False)
+    mark: str = ""  # the value of STANDALONE_MARK in the environment of its processes
 
     @property
     def log_path(self) -> Path:
         return self.home / "standalone.log"
+
+    def processes(self) -> list[Any]:
+        """Every process of this Airflow now (``psutil.Process``; see :func:`_started_by`)."""
+        return _started_by(self.process.pid, self.mark)
 
     # --- REST helpers -------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -220,7 +228,8 @@ def standalone(
         )
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = airflow_environment(home, port, extra_env)
+    mark = uuid.uuid4().hex
+    env = {**airflow_environment(home, port, extra_env), STANDALONE_MARK: mark}
     log_file = open(home / "standalone.log", "ab")  # noqa: SIM115 - closed in finally
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow"), "standalone"],
@@ -230,7 +239,7 @@ def standalone(
         start_new_session=True,
     )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    airflow = AirflowStandalone(home=home, port=port, process=process, client=client)
+    airflow = AirflowStandalone(home, port, process, client, mark)
     # A plain SIGTERM would end this process without running `finally` and orphan Airflow.
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -240,32 +249,24 @@ def standalone(
         yield airflow
     finally:
         client.close()
-        _stop_tree(process)
+        _stop_tree(process, mark)
         log_file.close()
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _stop_tree(process: subprocess.Popen[bytes], grace: float = 30) -> None:
-    """Stop ``airflow standalone`` and every process it started: its scheduler, DAG
-    processor, API server and task workers run in sessions of their own, so signalling the
-    process group is not enough. SIGTERM first; whatever still runs after ``grace`` seconds
-    is killed, named in the log, and waited for, so nothing outlives the caller's ``with``."""
+def _stop_tree(process: subprocess.Popen[bytes], mark: str, grace: float = 30) -> None:
+    """Stop ``airflow standalone`` and every process it started (see :func:`_started_by`).
+    SIGTERM first; whatever still runs after ``grace`` seconds, including anything started
+    meanwhile, is killed, named in the log, and waited for, so nothing outlives the
+    caller's ``with``."""
     import psutil
 
-    try:
-        root = psutil.Process(process.pid)
-        tree = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        process.wait()
-        return
-    for member in tree:
+    members = _started_by(process.pid, mark)
+    for member in members:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    stubborn = _wait_gone(tree, grace)
-    for member in list(stubborn):  # and whatever they started while shutting down
-        with contextlib.suppress(psutil.NoSuchProcess):
-            stubborn += [c for c in member.children(recursive=True) if c not in stubborn]
-    if stubborn:
+    if _wait_gone(members, grace):
+        stubborn = _wait_gone(_started_by(process.pid, mark), 0)
         log.warning(
             "airflow: %d process(es) still running %.0fs after SIGTERM; killing %s",
             len(stubborn),
@@ -282,6 +283,26 @@ def _stop_tree(process: subprocess.Popen[bytes], grace: float = 30) -> None:
                 ", ".join(_describe(member) for member in survivors),
             )
     process.wait()
+
+
+def _started_by(root: int, mark: str) -> list[Any]:
+    """Process ``root``, its descendants, and every process whose environment carries
+    ``mark`` in :data:`STANDALONE_MARK`. Airflow's scheduler, DAG processor, API server and
+    task workers run in sessions of their own, so the process group does not reach them,
+    and one whose parent has died is re-parented out of the tree; the environment they all
+    inherit still names them."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        parent = psutil.Process(root)
+        found = {member.pid: member for member in (parent, *parent.children(recursive=True))}
+    for candidate in psutil.process_iter():
+        if candidate.pid not in found:
+            with contextlib.suppress(psutil.Error):
+                if candidate.environ().get(STANDALONE_MARK) == mark:
+                    found[candidate.pid] = candidate
+    return list(found.values())
 
 
 def _wait_gone(processes: list[Any], timeout: float) -> list[Any]:

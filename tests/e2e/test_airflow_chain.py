@@ -62,8 +62,7 @@ def test_asset_chain_runs_under_real_airflow(
     with standalone(nuru_home / "airflow", extra_env=metadata) as airflow:
         runs = run_chain(airflow, RUN_DATE, timeout=900)
         overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
-        root = psutil.Process(airflow.process.pid)
-        started = [root, *root.children(recursive=True)]
+        started = airflow.processes()
     survivors = [
         f"{member.pid} {member.cmdline()}"
         for member in started

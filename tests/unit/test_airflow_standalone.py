@@ -1,55 +1,78 @@
-"""Stopping Airflow's process tree: nothing may outlive ``standalone()``, not even a
-component that ignores SIGTERM in a session of its own (as Airflow's components run)."""
+"""Stopping Airflow's processes: nothing may outlive ``standalone()``, not even a component
+that ignores SIGTERM in a session of its own (as Airflow's components run) and whose parent
+has died, so that it is no longer in the process tree."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import psutil
 import pytest
 
-from nuru_yield.airflow_standalone import _stop_tree
+from nuru_yield.airflow_standalone import STANDALONE_MARK, _stop_tree
 
-# A parent that starts a grandchild in a new session which ignores SIGTERM, reports
-# "ready" once the grandchild has installed its handler, then waits.
+# A parent that starts a child in a new session which ignores SIGTERM, and exits once the
+# child says it has installed its handler: the child is re-parented out of the tree.
 PARENT = textwrap.dedent(
     """
     import subprocess, sys
     stubborn = (
-        "import signal, sys, time\\n"
+        "import os, signal, sys, time\\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
-        "print('ready', flush=True)\\n"
+        "print(os.getpid(), flush=True)\\n"
         "time.sleep(600)\\n"
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", stubborn], stdout=sys.stdout, start_new_session=True
+        [sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True
     )
-    child.wait()
+    print(child.stdout.readline().decode().strip(), flush=True)
     """
 )
 
 
-def test_stop_tree_kills_a_grandchild_that_ignores_sigterm(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, start_new_session=True
+def start_orphan(mark: str) -> tuple[subprocess.Popen[bytes], psutil.Process]:
+    env = {**os.environ, STANDALONE_MARK: mark}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdout=subprocess.PIPE, env=env, start_new_session=True
     )
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == b"ready"
-    tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    assert len(tree) == 2
+    assert parent.stdout is not None
+    orphan = psutil.Process(int(parent.stdout.readline()))
+    parent.stdout.close()
+    parent.wait()
+    return parent, orphan
 
-    with caplog.at_level(logging.WARNING, logger="nuru_yield.airflow_standalone"):
-        _stop_tree(process, grace=1)
-    process.stdout.close()
 
-    assert process.returncode is not None
-    assert [
-        member for member in tree if member.is_running() and member.status() != psutil.STATUS_ZOMBIE
-    ] == []
-    assert "after SIGTERM; killing" in caplog.text
-    assert str(tree[1].pid) in caplog.text
+def running(process: psutil.Process) -> bool:
+    return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+
+
+def test_stop_kills_an_orphan_that_ignores_sigterm(caplog: pytest.LogCaptureFixture) -> None:
+    mark = uuid.uuid4().hex
+    parent, orphan = start_orphan(mark)
+    try:
+        assert running(orphan)
+        assert orphan.ppid() != parent.pid  # out of the tree: only the mark finds it
+
+        with caplog.at_level(logging.WARNING, logger="nuru_yield.airflow_standalone"):
+            _stop_tree(parent, mark, grace=1)
+
+        assert not running(orphan)
+        assert f"1 process(es) still running 1s after SIGTERM; killing {orphan.pid}" in caplog.text
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            orphan.kill()
+
+
+def test_stop_leaves_processes_of_another_run_alone() -> None:
+    parent, other = start_orphan(uuid.uuid4().hex)
+    try:
+        _stop_tree(parent, uuid.uuid4().hex, grace=1)
+        assert running(other)
+    finally:
+        other.kill()
