@@ -80,7 +80,7 @@ class AirflowStandalone:
     port: int
     process: subprocess.Popen[bytes]
     client: httpx.Client = field(repr=False)
-    mark: str = ""  # the value of STANDALONE_MARK in the environment of its processes
+    mark: str  # the value of STANDALONE_MARK in the environment of its processes
 
     @property
     def log_path(self) -> Path:
@@ -265,8 +265,8 @@ def _stop_tree(process: subprocess.Popen[bytes], mark: str, grace: float = 30) -
     for member in members:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-    if _wait_gone(members, grace):
-        stubborn = _wait_gone(_started_by(process.pid, mark), 0)
+    if still_running := _wait_gone(members, grace):
+        stubborn = _wait_gone(list({*still_running, *_started_by(process.pid, mark)}), 0)
         log.warning(
             "airflow: %d process(es) still running %.0fs after SIGTERM; killing %s",
             len(stubborn),
