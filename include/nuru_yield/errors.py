@@ -36,3 +36,8 @@ class TrainingError(NuruError):
 
 class RegistryError(NuruError):
     """The model registry refused an operation (unknown run, model, version or alias)."""
+
+
+class ForecastIntegrityError(NuruError):
+    """A model produced forecasts that must never be published (negative, not finite, or
+    outside their own interval): the night is refused, retrying would repeat it."""

@@ -59,8 +59,8 @@ def log_failure(context: Mapping[str, Any]) -> None:
     )
 
 
-# Bad data, bad settings and missing inputs (features, a champion) fail the same way on
-# every try: no retries. Anything else (lake or database hiccups) retries with backoff.
+# Bad data, bad settings, missing inputs (features, a champion) and impossible forecasts
+# fail the same way on every try: no retries. Anything else (lake or database hiccups) retries with backoff.
 NO_RETRY_ON_BAD_INPUT = ExceptionRetryPolicy(
     rules=[
         RetryRule(
@@ -68,9 +68,11 @@ NO_RETRY_ON_BAD_INPUT = ExceptionRetryPolicy(
                 "nuru_yield.errors.DataValidationError",
                 "nuru_yield.errors.ConfigError",
                 "nuru_yield.errors.MissingInputError",
+                "nuru_yield.errors.ForecastIntegrityError",
             ],
             action=RetryAction.FAIL,
-            reason="bad or missing input data, or bad settings: retrying cannot help",
+            reason="bad or missing input data, bad settings or impossible forecasts: "
+            "retrying cannot help",
         )
     ]
 )

@@ -53,7 +53,21 @@ def sample_report() -> tuple[DriftReport, pd.DataFrame, pd.DataFrame]:
                 "bias": -40.0,
                 "coverage": float("nan"),
                 "n": 900,
-            }
+                "too_few_labels": False,
+            },
+            {
+                "season": "Long Rains",
+                "season_year": 2023,
+                "model_name": "champion",
+                "model_version": "3",
+                "lead_time_days": 90,
+                "rmse": 655.4,
+                "mae": 500.0,
+                "bias": 12.0,
+                "coverage": 0.8234,
+                "n": 12,
+                "too_few_labels": True,
+            },
         ]
     )
     report = DriftReport(
@@ -101,7 +115,11 @@ def test_html_is_self_contained_with_a_summary_and_charts_of_drifted_variables()
     assert '<tr class="insufficient"><td class="name">mean_ndvi</td>' in summary
     charts = re.findall(r'<figure class="chart" data-variable="([^"]+)"><svg', page)
     assert charts == ["precip_total"]  # only drifted variables get histograms
-    assert "Realized accuracy" in page and "710.5" in page
+    # Metrics for people: kg/ha whole, coverage to two decimals, small groups flagged.
+    accuracy = page[page.index('<table class="accuracy">') :]
+    assert "Realized accuracy" in page and "<td>710</td>" in accuracy and "710.5" not in page
+    assert "<td>0.82</td>" in accuracy and "0.823" not in accuracy
+    assert accuracy.count("too few labels") == 1 + 1  # the column heading, the n=12 row
     assert "Retraining is due: the drift_monitoring DAG starts model_training." in page
     counties = page[page.index('<table class="counties">') :]
     counties = counties[: counties.index("</table>")]

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -123,6 +124,8 @@ model_performance = Table(
     Column("bias", Float),
     Column("coverage", Float),
     Column("n", Integer, nullable=False),
+    # n below monitoring.accuracy.MIN_LABELS: reported, too noisy to trust.
+    Column("too_few_labels", Boolean, nullable=False, server_default=false()),
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -194,11 +194,21 @@ def _county_matrix(drifts: Sequence[VariableDrift]) -> str:
     )
 
 
+# Realized accuracy for people: kg/ha as whole numbers, coverage to two decimals.
+_ACCURACY_DECIMALS = {"rmse": 0, "mae": 0, "bias": 0, "coverage": 2}
+
+
+def _accuracy_cell(column: str, value: Any) -> str:
+    if column == "too_few_labels":
+        return "too few labels" if value is True or value == 1 else ""
+    return _fmt(value, _ACCURACY_DECIMALS.get(column, 1))
+
+
 def _accuracy_table(accuracy: pd.DataFrame) -> str:
     columns = [c for c in accuracy.columns if c != "computed_at"]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(row[c], 1)}</td>" for c in columns) + "</tr>"
+        "<tr>" + "".join(f"<td>{_accuracy_cell(c, row[c])}</td>" for c in columns) + "</tr>"
         for _, row in accuracy.iterrows()
     )
     return f'<table class="accuracy"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

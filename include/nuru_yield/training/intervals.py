@@ -1,18 +1,18 @@
-"""Split-conformal 80% prediction intervals, calibrated per days-after-planting bucket.
+"""Split-conformal 80% prediction intervals on the log scale, per days-after-planting bucket.
 
-Errors of a yield forecast grow with the forecast: management, pests and weather shocks
-multiply yield, so a 4 t/ha highland plot misses by tonnes where a 0.5 t/ha semi-arid one
-misses by hundreds of kilograms. Residuals are therefore scaled by ``max(prediction, 0) +
-scale_floor`` (the floor keeps failed-crop forecasts near zero from getting zero-width
-intervals). On a calibration slice the model was not trained on, the 10% and 90% quantiles
-of the scaled residuals, per bucket, give the offsets: ``prediction + scale × offset``.
-Offsets are signed, so intervals may be asymmetric (yields are right-skewed), and they are
-per bucket, so intervals narrow as the season advances. Scoring reproduces them from
+Every model forecasts on the log scale (``nuru_yield.models.ensemble``) and its errors are
+multiplicative: management, pests and weather shocks multiply yield, so a 4 t/ha highland
+plot misses by tonnes where a 0.5 t/ha semi-arid one misses by hundreds of kilograms. The
+intervals are calibrated where the model lives: on seasons the model was not fitted on,
+each row's ratio ``actual / forecast`` (its log-scale residual, exponentiated — a failed
+crop's zero yield gives 0 rather than −∞). Per bucket, the split-conformal 10% and 90%
+quantiles of those ratios are the bucket's factors, and an interval is ``forecast ×
+factor``. Factors are widened to ``lower ≤ 1 ≤ upper`` when the calibration seasons say
+otherwise (an interval always holds its forecast: it can only get wider), and a ratio is
+never negative, so ``0 ≤ lower ≤ forecast ≤ upper`` holds on every row by construction —
+nothing is clipped afterwards. Factors may be asymmetric (yields are right-skewed) and they
+are per bucket, so intervals narrow as the season advances. Scoring reproduces them from
 :meth:`ConformalIntervals.to_dict`, stored with the model.
-
-(Unscaled residuals gave intervals that fit the calibration seasons' mix of high- and
-low-yield counties, not the evaluated season's: 60% or 90% coverage instead of 80% when the
-mix changed between Long and Short Rains.)
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 INTERVAL_LEVEL = 0.8
-INTERVAL_METHOD = "split_conformal_scaled_residuals"
-SCALE_FLOOR_KG_PER_HA = 300.0
+INTERVAL_METHOD = "split_conformal_log_ratio"
 
 
 def training_buckets(cutoffs: Sequence[int | None], season_max_days: int) -> tuple[int, ...]:
@@ -48,37 +47,37 @@ def dap_bucket(days_after_planting: np.ndarray, buckets: Sequence[int]) -> np.nd
 
 @dataclass(frozen=True)
 class ConformalIntervals:
-    """Per-bucket quantiles of scaled residuals: ``lower = pred + scale × lower_offsets[b]``
-    with ``scale = max(pred, 0) + scale_floor`` (see the module docstring)."""
+    """Per-bucket factors: ``lower = forecast × lower_factors[b]``, ``upper = forecast ×
+    upper_factors[b]``, with ``0 ≤ lower_factors[b] ≤ 1 ≤ upper_factors[b]``."""
 
     level: float
     buckets: tuple[int, ...]
-    lower_offsets: tuple[float, ...]
-    upper_offsets: tuple[float, ...]
-    scale_floor: float = SCALE_FLOOR_KG_PER_HA
+    lower_factors: tuple[float, ...]
+    upper_factors: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        lower, upper = np.asarray(self.lower_factors), np.asarray(self.upper_factors)
+        if not (np.all(lower >= 0) and np.all(lower <= 1) and np.all(upper >= 1)):
+            raise ValueError(f"interval factors must satisfy 0 ≤ lower ≤ 1 ≤ upper: {self}")
 
     def interval(
         self, predicted: np.ndarray, days_after_planting: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds for predictions made at the given days after planting.
-
-        The lower bound is clipped at zero: a yield cannot be negative.
-        """
+        """Lower and upper bounds of non-negative forecasts made at the given days after
+        planting."""
         index = _bucket_index(days_after_planting, self.buckets)
         predicted = np.asarray(predicted, dtype=np.float64)
-        scale = _scale(predicted, self.scale_floor)
-        lower = predicted + scale * np.asarray(self.lower_offsets)[index]
-        upper = predicted + scale * np.asarray(self.upper_offsets)[index]
-        return np.maximum(lower, 0.0), upper
+        lower = predicted * np.asarray(self.lower_factors)[index]
+        upper = predicted * np.asarray(self.upper_factors)[index]
+        return lower, upper
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": INTERVAL_METHOD,
             "level": self.level,
-            "scale_floor": self.scale_floor,
             "buckets": list(self.buckets),
-            "lower_offsets": list(self.lower_offsets),
-            "upper_offsets": list(self.upper_offsets),
+            "lower_factors": list(self.lower_factors),
+            "upper_factors": list(self.upper_factors),
         }
 
     @classmethod
@@ -86,19 +85,14 @@ class ConformalIntervals:
         return cls(
             level=float(payload["level"]),
             buckets=tuple(int(b) for b in payload["buckets"]),
-            lower_offsets=tuple(float(v) for v in payload["lower_offsets"]),
-            upper_offsets=tuple(float(v) for v in payload["upper_offsets"]),
-            scale_floor=float(payload["scale_floor"]),
+            lower_factors=tuple(float(v) for v in payload["lower_factors"]),
+            upper_factors=tuple(float(v) for v in payload["upper_factors"]),
         )
 
 
-def _scale(predicted: np.ndarray, floor: float) -> np.ndarray:
-    return np.maximum(predicted, 0.0) + floor
-
-
-def _conformal_quantile(residuals: np.ndarray, share: float, upper: bool) -> float:
+def _conformal_quantile(values: np.ndarray, share: float, upper: bool) -> float:
     """The finite-sample split-conformal quantile: rank ⌈(n+1)·share⌉ (upper) or ⌊…⌋ (lower)."""
-    ordered = np.sort(residuals)
+    ordered = np.sort(values)
     n = len(ordered)
     rank = min(math.ceil((n + 1) * share), n) if upper else max(math.floor((n + 1) * share), 1)
     return float(ordered[rank - 1])
@@ -110,25 +104,32 @@ def calibrate(
     days_after_planting: np.ndarray,
     buckets: Sequence[int],
     level: float = INTERVAL_LEVEL,
-    scale_floor: float = SCALE_FLOOR_KG_PER_HA,
 ) -> ConformalIntervals:
-    """Calibrate intervals from a held-out slice.
+    """Calibrate intervals from a held-out slice of non-negative labels and positive
+    forecasts.
 
-    A bucket without calibration rows takes the offsets of the nearest earlier bucket that
+    A bucket without calibration rows takes the factors of the nearest earlier bucket that
     has some (or the first that has any): wider rather than unfounded.
     """
     predicted = np.asarray(predicted, dtype=np.float64)
-    residuals = (np.asarray(actual, dtype=np.float64) - predicted) / _scale(predicted, scale_floor)
-    if len(residuals) == 0:
+    actual = np.asarray(actual, dtype=np.float64)
+    if len(actual) == 0:
         raise ValueError("no calibration rows")
+    if not (np.all(predicted > 0) and np.all(actual >= 0)):
+        raise ValueError("calibration needs positive forecasts and non-negative labels")
+    ratios = actual / predicted
     bucket_of_row = dap_bucket(days_after_planting, buckets)
     tail = (1 - level) / 2
     lower: list[float | None] = []
     upper: list[float | None] = []
     for bucket in buckets:
-        in_bucket = residuals[bucket_of_row == bucket]
-        lower.append(_conformal_quantile(in_bucket, tail, False) if len(in_bucket) else None)
-        upper.append(_conformal_quantile(in_bucket, 1 - tail, True) if len(in_bucket) else None)
+        in_bucket = ratios[bucket_of_row == bucket]
+        if len(in_bucket):
+            lower.append(min(_conformal_quantile(in_bucket, tail, False), 1.0))
+            upper.append(max(_conformal_quantile(in_bucket, 1 - tail, True), 1.0))
+        else:
+            lower.append(None)
+            upper.append(None)
     first = next(i for i, value in enumerate(lower) if value is not None)
     for i in range(len(buckets)):
         if lower[i] is None:
@@ -137,7 +138,6 @@ def calibrate(
     return ConformalIntervals(
         level=level,
         buckets=tuple(int(b) for b in buckets),
-        lower_offsets=tuple(float(v) for v in lower),  # type: ignore[arg-type]
-        upper_offsets=tuple(float(v) for v in upper),  # type: ignore[arg-type]
-        scale_floor=scale_floor,
+        lower_factors=tuple(float(v) for v in lower),  # type: ignore[arg-type]
+        upper_factors=tuple(float(v) for v in upper),  # type: ignore[arg-type]
     )

@@ -29,12 +29,13 @@ from nuru_yield.training.candidates import (
 from nuru_yield.training.dataset import (
     labelled_training_rows,
     rejected_labels_path,
+    seasons_of,
     split_labels,
     temporal_split,
     training_set_path,
 )
 from nuru_yield.training.evaluation import evaluate
-from nuru_yield.training.gate import decide, gate_metrics
+from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
 from nuru_yield.training.intervals import training_buckets
 from nuru_yield.training.registry import (
     CHAMPION,
@@ -46,7 +47,7 @@ from nuru_yield.training.registry import (
     record_decision,
     register_run_model,
 )
-from nuru_yield.training.serving import ServingModel, load_model
+from nuru_yield.training.serving import ServingModel, holdout_uri, load_model
 from nuru_yield.training.tracking import log_training_round
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def train_candidates(
 
 def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
     predicted = model.predict(model.features(rows))
-    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets))
+    lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
+    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets, lower, upper))
 
 
 def evaluate_candidate(
@@ -131,19 +133,21 @@ def evaluate_candidate(
     lake: Lake | None = None,
     model_name: str = MODEL_NAME,
 ) -> dict[str, Any]:
-    """Register the candidate run's model and measure it, the current ``@champion`` and
-    the naive reference on the same evaluation rows (the latest season of the set)."""
+    """Register the candidate run's model (its refit on every labelled season) and measure
+    the hold-out fits of it and of the current ``@champion``, and the naive reference, on
+    the same evaluation rows: the newest Long Rains and Short Rains seasons of the set,
+    which neither hold-out fit learned from."""
     lake = lake or Lake.from_settings()
     split = temporal_split(lake.read_parquet(training_set).to_pandas())
     rows = split.evaluation
     client = mlflow_client()
     version = register_run_model(client, run_id, model_name)
-    candidate = load_model(f"models:/{model_name}/{version}")
+    candidate = load_model(holdout_uri(f"models:/{model_name}/{version}"))
     champion_version = alias_version(client, model_name, CHAMPION)
     champion_metrics = champion_error = None
     if champion_version is not None:
         try:
-            champion = load_model(f"models:/{model_name}/{champion_version}")
+            champion = load_model(holdout_uri(f"models:/{model_name}/{champion_version}"))
             missing = sorted(set(champion.feature_columns) - set(rows.columns))
             if missing:
                 raise RegistryError(f"it needs features the set lacks: {', '.join(missing)}")
@@ -157,6 +161,7 @@ def evaluate_candidate(
     return {
         "model_name": model_name,
         "run_id": run_id,
+        "evaluation_seasons": seasons_of(rows),
         "candidate_version": version,
         "champion_version": champion_version,
         "candidate": _metrics_on(candidate, rows),
@@ -241,16 +246,33 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
 class TrainingSummary:
     training_set: str
     candidates: dict[str, Any]
+    verdict: dict[str, Any]
     outcome: dict[str, Any]
 
     def render(self) -> str:
-        """Candidates' evaluation-season metrics and the gate's decision, for the CLI."""
+        """Candidates' hold-out metrics, the gate's evaluation table by season and county,
+        and its decision, for the CLI (kg/ha whole, shares to two decimals)."""
         table = pd.DataFrame(self.candidates["metrics"]).T
-        columns = ["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]
-        table = table[columns].sort_values("rmse")
+        table = table[["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]]
+        formats = {"r2": "{:.2f}", "mape": "{:.2f}", "coverage": "{:.2f}"}
+        table = table.sort_values("rmse").apply(
+            lambda column: column.map(
+                lambda value: formats.get(column.name, "{:,.0f}").format(value)
+            )
+        )
+        other = self.verdict["champion"]
+        other_label = f"champion v{self.verdict['champion_version']}" if other else "naive"
+        checks = county_checks(
+            self.verdict["candidate"],
+            other or self.verdict["naive"],
+            tolerance=get_settings().promotion_county_tolerance,
+        )
         lines = [
             f"training set: {self.training_set}",
-            table.to_string(float_format=lambda value: f"{value:,.3f}"),
+            f"hold-out evaluation on {', '.join(self.verdict['evaluation_seasons'])}:",
+            table.to_string(),
+            "gate, RMSE (kg/ha) by season and county:",
+            render_checks(checks, other_label),
             f"{self.outcome['model_name']} v{self.outcome['version']}: "
             f"{self.outcome['decision']} — {self.outcome['reason']}",
         ]
@@ -268,5 +290,6 @@ def train(
     training_set = build_training_set(run_date, lake)
     candidates = train_candidates(run_date, training_set, lake, params)
     evaluation = evaluate_candidate(training_set, candidates["runs"][ENSEMBLE], lake)
-    outcome = apply_decision(decide_promotion(evaluation), dag_run_id)
-    return TrainingSummary(lake.uri(training_set), candidates, outcome)
+    verdict = decide_promotion(evaluation)
+    outcome = apply_decision(verdict, dag_run_id)
+    return TrainingSummary(lake.uri(training_set), candidates, verdict, outcome)
