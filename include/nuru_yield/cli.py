@@ -93,6 +93,24 @@ def train(date: DateOption) -> None:
 
 
 @app.command()
+def backtest(
+    date: DateOption,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="Recipes to compare (repeatable); default: all of them."),
+    ] = None,
+) -> None:
+    """Hold-out and next-season accuracy of model recipes (constraints) as of a date."""
+    from nuru_yield.training.backtest import RECIPES
+    from nuru_yield.training.backtest import backtest as run_backtest
+
+    unknown = sorted(set(recipe or ()) - set(RECIPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown recipe(s) {unknown}; choose from {sorted(RECIPES)}")
+    typer.echo(run_backtest(date.date(), recipes=recipe or tuple(RECIPES)).render())
+
+
+@app.command()
 def promote(
     run_id: Annotated[str, typer.Option()],
     model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor",

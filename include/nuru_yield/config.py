@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
     promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
     promotion_county_tolerance: float = Field(0.05, ge=0.0)
+    model_interactions: Literal["pairwise", "free"] = Field(
+        "pairwise",
+        description="Tree paths of at most two features (exact drivers in seconds per "
+        "million plots) or free (more accurate; native TreeSHAP takes hours per million).",
+    )
 
     # Read-only API (`nuru-yield serve`).
     api_db_url: str = Field(

@@ -69,8 +69,9 @@ def serving_model():
     intervals = ConformalIntervals(
         level=0.8,
         buckets=(30, 60, 90),
-        lower_factors=(0.5, 0.6, 0.7),
-        upper_factors=(1.6, 1.5, 1.4),
+        level_edges=(1500.0,),
+        lower_factors=((0.4, 0.5), (0.5, 0.6), (0.6, 0.7)),
+        upper_factors=((1.8, 1.6), (1.6, 1.5), (1.5, 1.4)),
     )
     return ServingModel(estimator, tuple(FEATURE_COLUMNS), intervals, "Ensemble", "7")
 

@@ -90,14 +90,15 @@ def test_bad_labels_are_quarantined_with_a_reason():
 # --- intervals ----------------------------------------------------------------------------
 def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     rng = np.random.default_rng(1)
-    dap = np.repeat([30, 90, 180], 4000)
+    dap = np.repeat([30, 90, 180], 6000)
     log_spread = np.select([dap == 30, dap == 90], [0.5, 0.3], 0.15)
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
-        # Multiplicative errors, as for real yields, and some failed crops.
+        # Multiplicative errors, as for real yields; low forecasts also fail outright more
+        # often, so their ratios spread wider (what the level groups are for).
         predicted = rng.uniform(200, 5000, len(dap))
-        actual = predicted * rng.lognormal(0.0, log_spread)
-        actual[rng.random(len(dap)) < 0.03] = 0.0
+        actual = predicted * rng.lognormal(0.0, log_spread * (1 + 300 / predicted))
+        actual[rng.random(len(dap)) < np.where(predicted < 1000, 0.06, 0.01)] = 0.0
         return predicted, actual
 
     predicted, actual = draw()
@@ -106,21 +107,32 @@ def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     spread = dict(
         zip(
             intervals.buckets,
-            np.divide(intervals.upper_factors, intervals.lower_factors),
+            np.subtract(intervals.upper_factors, intervals.lower_factors).mean(axis=1),
             strict=True,
         )
     )
     assert spread[30] > spread[90] > spread[180]
     assert spread[60] == spread[30]  # no calibration rows: borrows the earlier bucket's
     assert spread[120] == spread[90]
+    assert len(intervals.level_edges) == 4  # forecast quintiles
 
     # Fresh rows from the same process: 80% coverage in every bucket, for small and large
     # forecasts alike.
     new_predicted, new_actual = draw()
     lower, upper = intervals.interval(new_predicted, dap)
     inside = (new_actual >= lower) & (new_actual <= upper)
-    for rows in (dap == 30, dap == 90, dap == 180, new_predicted < 1500, new_predicted > 3500):
+    lowest, highest = intervals.level_edges[0], intervals.level_edges[-1]
+    for rows in (dap == 30, dap == 90, dap == 180, new_predicted < lowest, new_predicted > highest):
         assert 0.77 <= inside[rows].mean() <= 0.83
+
+
+def test_small_calibration_groups_take_their_buckets_factors():
+    rng = np.random.default_rng(2)
+    predicted = rng.uniform(500, 3000, 120)  # 24 rows per level group: too few to trust
+    actual = predicted * rng.lognormal(0, 0.3, 120)
+    intervals = calibrate(actual, predicted, np.full(120, 45), BUCKETS)
+    for factors in (intervals.lower_factors, intervals.upper_factors):
+        assert all(len(set(row)) == 1 for row in factors)  # one pooled value per bucket
 
 
 def test_every_interval_holds_its_forecast_and_never_goes_below_zero():
@@ -134,23 +146,28 @@ def test_every_interval_holds_its_forecast_and_never_goes_below_zero():
         assert np.all(lower >= 0)
         assert np.all(lower <= predicted) and np.all(predicted <= upper)
     # All failed crops: the lower end is zero, the interval still holds the forecast.
-    assert intervals.lower_factors == (0.0,) * len(BUCKETS)
+    assert np.all(np.asarray(intervals.lower_factors) == 0.0)
 
 
 def test_intervals_refuse_factors_that_could_exclude_the_forecast():
     with pytest.raises(ValueError, match="0 ≤ lower ≤ 1 ≤ upper"):
-        ConformalIntervals(0.8, (30,), (1.2,), (1.5,))
+        ConformalIntervals(0.8, (30,), (), ((1.2,),), ((1.5,),))
+    with pytest.raises(ValueError, match="buckets × level groups"):
+        ConformalIntervals(0.8, (30, 60), (), ((0.5,),), ((1.5,),))
     with pytest.raises(ValueError, match="positive forecasts"):
         calibrate(np.array([100.0]), np.array([-5.0]), np.array([30]), BUCKETS)
 
 
 def test_intervals_round_trip():
-    intervals = ConformalIntervals(0.8, (30, 90), (0.2, 0.6), (2.1, 1.4))
+    intervals = ConformalIntervals(
+        0.8, (30, 90), (1000.0,), ((0.1, 0.2), (0.5, 0.6)), ((2.5, 2.1), (1.5, 1.4))
+    )
     again = ConformalIntervals.from_dict(intervals.to_dict())
     assert again == intervals
-    lower, upper = again.interval(np.array([500.0, 500.0, 500.0]), np.array([10, 45, 100]))
-    assert lower == pytest.approx([100.0, 100.0, 300.0])  # before day 30 is the first bucket
-    assert upper == pytest.approx([1050.0, 1050.0, 700.0])
+    days = np.array([10, 45, 100, 100])
+    lower, upper = again.interval(np.array([500.0, 500.0, 500.0, 2000.0]), days)
+    assert lower == pytest.approx([50.0, 50.0, 250.0, 1200.0])  # day 10 is the first bucket
+    assert upper == pytest.approx([1250.0, 1250.0, 750.0, 2800.0])
 
 
 # --- metrics ------------------------------------------------------------------------------

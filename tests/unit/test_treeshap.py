@@ -97,7 +97,7 @@ def test_unconstrained_models_fall_back_to_native_treeshap(rows):
         model = ServingModel(
             estimator=estimator,
             feature_columns=tuple(f"f{i}" for i in range(FEATURES)),
-            intervals=ConformalIntervals(0.8, (30,), (0.5,), (1.5,)),
+            intervals=ConformalIntervals(0.8, (30,), (), ((0.5,),), ((1.5,),)),
         )
         np.testing.assert_array_equal(
             model.log_contributions(rows), native_contributions(estimator, rows)

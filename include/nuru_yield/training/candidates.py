@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +56,11 @@ MONOTONE_FEATURES: dict[str, int] = {"max_dry_spell_days": -1}
 INTERACTIONS = ("pairwise", "free")
 
 
-def monotone_signs(feature_columns: Sequence[str]) -> list[int]:
-    """One of −1/0/+1 per feature column, from :data:`MONOTONE_FEATURES`."""
-    return [MONOTONE_FEATURES.get(column, 0) for column in feature_columns]
+def monotone_signs(
+    feature_columns: Sequence[str], directions: Mapping[str, int] = MONOTONE_FEATURES
+) -> list[int]:
+    """One of −1/0/+1 per feature column, from ``directions`` (features not named: 0)."""
+    return [directions.get(column, 0) for column in feature_columns]
 
 
 def interaction_pairs(feature_count: int) -> list[list[int]]:
@@ -83,6 +85,7 @@ class TrainingParams:
     ridge_alpha: float = 1.0
     tweedie_variance_power: float = 1.5
     interactions: str = "pairwise"  # one of INTERACTIONS (see the module docstring)
+    monotone: tuple[tuple[str, int], ...] = tuple(MONOTONE_FEATURES.items())
     threads: int = 2
     seed: int = 42
 
@@ -296,7 +299,7 @@ def assess_candidates(
     """Fit every candidate (and the naive reference) on the training seasons, calibrate its
     intervals on the calibration seasons and evaluate it on the evaluation seasons, per
     days-after-planting bucket; then refit the ensemble on every labelled season."""
-    monotone = monotone_signs(feature_columns)
+    monotone = monotone_signs(feature_columns, dict(params.monotone))
     train_target = split.train[TARGET].to_numpy(dtype=np.float64)
     fitted = fit_candidates(_matrix(split.train, feature_columns), train_target, params, monotone)
     models: dict[str, Any] = {**fitted, NAIVE: NaiveReference.fit(split.train)}
@@ -341,7 +344,7 @@ def refit_ensemble(
     rows = split.labelled
     log.info("refitting %s on every labelled season (%d rows)", ENSEMBLE, len(rows))
     started = time.monotonic()
-    refit = ensemble_estimator(params, monotone_signs(feature_columns)).fit(
+    refit = ensemble_estimator(params, monotone_signs(feature_columns, dict(params.monotone))).fit(
         _matrix(rows, feature_columns), rows[TARGET].to_numpy(dtype=np.float64)
     )
     log.info("refitted %s in %.1fs", ENSEMBLE, time.monotonic() - started)

@@ -102,7 +102,7 @@ def train_candidates(
     """Fit, calibrate and evaluate every candidate on the temporal split of the training
     set and log each as a run; returns the run ids and each candidate's overall metrics."""
     lake = lake or Lake.from_settings()
-    params = params or TrainingParams()
+    params = params or TrainingParams(interactions=get_settings().model_interactions)
     split = temporal_split(lake.read_parquet(training_set).to_pandas())
     log.info("temporal split: %s", split.describe())
     buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
