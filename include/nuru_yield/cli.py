@@ -207,11 +207,15 @@ def bench_scoring(
             help="production (default) or tiny (for memory scaling at millions of plots)."
         ),
     ] = "production",
+    interactions: Annotated[
+        str,
+        typer.Option(help="pairwise (default) or free: the MODEL_INTERACTIONS to measure."),
+    ] = "pairwise",
 ) -> None:
     """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
     from nuru_yield.bench.scoring import run_bench
 
-    run_bench(plots, shards=shards, db_url=db_url, model=model)
+    run_bench(plots, shards=shards, db_url=db_url, model=model, interactions=interactions)
 
 
 @bench_app.command("api")

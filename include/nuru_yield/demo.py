@@ -96,6 +96,7 @@ def render_summary(
 ) -> str:
     """What a person needs after the demo: model, counts, findings, where everything is."""
     from nuru_yield.db import get_engine
+    from nuru_yield.training.evaluation import format_metric
 
     with get_engine(settings.predictions_db_url).connect() as conn:
         promotion = _one(
@@ -123,16 +124,17 @@ def render_summary(
     metrics = promotion["candidate_metrics"] if promotion else {}
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
-    overall = {
-        k: metrics[k]
-        for k in ("rmse", "mae", "r2", "coverage")
-        if isinstance(metrics, dict) and k in metrics
-    }
+    overall = ", ".join(
+        f"{name} {format_metric(name, metrics[name])}"
+        for name in ("rmse", "mae", "r2", "coverage")
+        if isinstance(metrics, dict) and name in metrics
+    )
     lines = [
         "",
         f"Nuru Yield demo ready in {seconds / 60:.1f} min — everything lives under {settings.nuru_home}",
         "",
-        f"champion: {promotion['model_name']} v{promotion['candidate_version']} {overall}"
+        f"champion: {promotion['model_name']} v{promotion['candidate_version']} "
+        f"(hold-out {overall}; RMSE in kg/ha)"
         if promotion
         else "champion: none",
         f"  why: {promotion['reason']}" if promotion else "",

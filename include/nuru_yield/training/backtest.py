@@ -39,7 +39,7 @@ from nuru_yield.training.dataset import (
     split_labels,
     temporal_split,
 )
-from nuru_yield.training.evaluation import evaluate
+from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.intervals import training_buckets
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "free+dry": {"interactions": "free"},
     "free": {"interactions": "free", "monotone": ()},
+    # The Tweedie variance power: 1.5 (the default) against its neighbours.
+    "pairwise+dry,p=1.2": {"interactions": "pairwise", "tweedie_variance_power": 1.2},
+    "pairwise+dry,p=1.8": {"interactions": "pairwise", "tweedie_variance_power": 1.8},
 }
 REFERENCE_RECIPE = "free"
 
@@ -84,9 +87,10 @@ class BacktestReport:
         """RMSE (kg/ha, whole) and coverage (two decimals) per recipe, season and lead time,
         then the cost table."""
         rows = self.rows.assign(
-            rmse=self.rows["rmse"].map("{:,.0f}".format),
-            coverage=self.rows["coverage"].map("{:.2f}".format),
-            width=self.rows["width"].map("{:,.0f}".format),
+            **{
+                name: self.rows[name].map(lambda value, name=name: format_metric(name, value))
+                for name in ("rmse", "coverage", "width")
+            }
         )
         costs = self.costs()
         table = costs.pivot_table(

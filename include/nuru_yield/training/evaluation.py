@@ -91,6 +91,17 @@ def evaluate(
     return result
 
 
+# How metrics are shown to people: shares to two decimals, kg/ha (and counts) whole.
+SHARE_METRICS = frozenset({"r2", "mape", "coverage"})
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """``value`` of metric ``name`` as printed to people (``–`` when undefined)."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.2f}" if name in SHARE_METRICS else f"{value:,.0f}"
+
+
 def natural_order(key: str) -> list[Any]:
     """Sort key that orders the numbers inside labels by value (lead time 30 before 120)."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]

@@ -34,7 +34,7 @@ from nuru_yield.training.dataset import (
     temporal_split,
     training_set_path,
 )
-from nuru_yield.training.evaluation import evaluate
+from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
 from nuru_yield.training.intervals import training_buckets
 from nuru_yield.training.registry import (
@@ -185,7 +185,24 @@ def decide_promotion(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         tolerance=settings.promotion_county_tolerance,
         champion_version=evaluation["champion_version"],
     )
-    return {**evaluation, "promote": decision.promote, "reason": decision.reason}
+    verdict = {**evaluation, "promote": decision.promote, "reason": decision.reason}
+    log.info("gate, RMSE (kg/ha) by season and county:\n%s", gate_table(verdict))
+    log.info("%s: %s", "promote" if decision.promote else "refuse", decision.reason)
+    return verdict
+
+
+def gate_table(verdict: Mapping[str, Any]) -> str:
+    """The verdict's evaluation table by season and county, for people (the task log, the
+    CLI): the candidate against the champion, or the naive reference for a first version."""
+    other = verdict["champion"]
+    return render_checks(
+        county_checks(
+            verdict["candidate"],
+            other or verdict["naive"],
+            tolerance=get_settings().promotion_county_tolerance,
+        ),
+        f"champion v{verdict['champion_version']}" if other else "naive",
+    )
 
 
 def _label(version: str | None) -> str:
@@ -254,25 +271,15 @@ class TrainingSummary:
         and its decision, for the CLI (kg/ha whole, shares to two decimals)."""
         table = pd.DataFrame(self.candidates["metrics"]).T
         table = table[["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]]
-        formats = {"r2": "{:.2f}", "mape": "{:.2f}", "coverage": "{:.2f}"}
         table = table.sort_values("rmse").apply(
-            lambda column: column.map(
-                lambda value: formats.get(column.name, "{:,.0f}").format(value)
-            )
-        )
-        other = self.verdict["champion"]
-        other_label = f"champion v{self.verdict['champion_version']}" if other else "naive"
-        checks = county_checks(
-            self.verdict["candidate"],
-            other or self.verdict["naive"],
-            tolerance=get_settings().promotion_county_tolerance,
+            lambda column: column.map(lambda value: format_metric(str(column.name), value))
         )
         lines = [
             f"training set: {self.training_set}",
             f"hold-out evaluation on {', '.join(self.verdict['evaluation_seasons'])}:",
             table.to_string(),
             "gate, RMSE (kg/ha) by season and county:",
-            render_checks(checks, other_label),
+            gate_table(self.verdict),
             f"{self.outcome['model_name']} v{self.outcome['version']}: "
             f"{self.outcome['decision']} — {self.outcome['reason']}",
         ]
