@@ -56,8 +56,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
     "free+dry": {"interactions": "free"},
     "free": {"interactions": "free", "monotone": ()},
-    # The Tweedie variance power: 1.5 (the default) against its neighbours.
-    "pairwise+dry,p=1.2": {"interactions": "pairwise", "tweedie_variance_power": 1.2},
+    # The Tweedie variance power: 1.2 (the default) against larger ones.
+    "pairwise+dry,p=1.5": {"interactions": "pairwise", "tweedie_variance_power": 1.5},
     "pairwise+dry,p=1.8": {"interactions": "pairwise", "tweedie_variance_power": 1.8},
 }
 REFERENCE_RECIPE = "free"
