@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from nuru_yield.db import dispose_engines
+from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake, features_path
 from nuru_yield.serving.ab import in_challenger_share
 from nuru_yield.serving.store import Lookup, open_store
@@ -531,7 +532,7 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
 
 
 @pytest.mark.postgres
-def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
+def test_a_dropped_connection_is_replaced_and_the_query_retried(postgres_url: str, make_client):
     db = PredictionsDb(postgres_url)
     db.load(known_rows([LATEST_NIGHT], old_season=False))
     client = make_client(postgres_url)
@@ -545,9 +546,35 @@ def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
             return not connection.execute(sa.text(f"SELECT count(*) {api_sessions}")).scalar()
 
     wait_until(gone, "the API's session to end", 10)
-    dropped = client.post("/predict", json={"plot_id": 1})
-    assert dropped.status_code == 503
-    assert client.post("/predict", json={"plot_id": 1}).status_code == 200  # reconnected
+    # The client never sees the dead connection: the query goes again on a fresh one.
+    assert client.post("/predict", json={"plot_id": 1}).status_code == 200
+    assert 'nuru_api_database_events_total{event="reconnected"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.postgres
+def test_a_query_error_is_not_retried(postgres_url: str):
+    db = PredictionsDb(postgres_url)
+    store = open_store(postgres_url)
+    events = []
+    store.report = events.append
+    connects = []
+    connect = store._connect
+
+    async def counted():
+        connects.append(1)
+        return await connect()
+
+    store._connect = counted
+
+    async def scenario():
+        with pytest.raises(DatabaseError, match="division by zero"):
+            await store._fetch(sa.text("SELECT 1 / 0 AS never"), {})
+        await store.ping()  # the same connection, still usable
+        await store.close()
+
+    asyncio.run(scenario())
+    assert (connects, events) == ([1], ["query_error"])
+    db.engine.dispose()
 
 
 def test_docs_show_examples_and_the_key(make_client, nuru_home):

@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuru_yield.errors import ConfigError
+from nuru_yield.serving.store import EVENTS
 
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -47,6 +48,15 @@ class ApiMetrics:
             ["model"],
             registry=self.registry,
         )
+        self._database = Counter(
+            "nuru_api_database_events",
+            "Predictions database failures by kind (timeout, connection_error, query_error), "
+            "and dead pooled connections replaced with the query retried (reconnected).",
+            ["event"],
+            registry=self.registry,
+        )
+        for event in EVENTS:  # every kind shows from the start, at 0
+            self._database.labels(event)
         age = Gauge(
             "nuru_api_newest_partition_age_seconds",
             "Age of the newest predictions partition (since it was scored).",
@@ -65,6 +75,9 @@ class ApiMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def database_event(self, event: str) -> None:
+        self._database.labels(event).inc()
 
     def rows_served(self, model: str, count: int = 1) -> None:
         child = self._row_children.get(model)

@@ -56,6 +56,9 @@ class PlotQuery(BaseModel):
     ``planting_date``) select the forecast; the location fields are validated for
     compatibility, the stored forecast used the plot's registered location."""
 
+    # NaN and ±Infinity (which JSON does not have, but parsers accept) are invalid values.
+    model_config = ConfigDict(allow_inf_nan=False)
+
     plot_id: int = Field(ge=0, le=MAX_PLOT_ID, examples=[1])
     latitude: float | None = Field(None, ge=-90, le=90, examples=[-0.499127])
     longitude: float | None = Field(None, ge=-180, le=180, examples=[37.612253])
