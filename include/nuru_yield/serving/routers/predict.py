@@ -52,7 +52,10 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
     FastAPI's body handling (content-type parsing, ``json.loads``, then validation) costs
     more than the lookup. Every body error (not JSON, not UTF-8, invalid) is FastAPI's usual
     422, located under ``body``; the body itself is never echoed (see the app's renderer).
-    Bodies larger than the limit never get here (413)."""
+    Bodies larger than the limit never get here (413); a body sent as anything but JSON is
+    415 (one sent without a Content-Type is read as JSON)."""
+    if not _declared_json(request.scope["headers"]):
+        raise HTTPException(415, "Content-Type must be application/json")
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:
@@ -60,9 +63,20 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
+def _declared_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            media_type = value.partition(b";")[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return True
+
+
 # Models referenced by request bodies documented through `body_openapi`, for the document's
 # components (FastAPI only collects the models of the bodies it parses itself).
 _BODY_DEFINITIONS: dict[str, Any] = {}
+
+
+_ERROR_BODY = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
 
 
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
@@ -70,13 +84,18 @@ def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     _BODY_DEFINITIONS.update(schema.pop("$defs", {}))
     invalid = {"$ref": "#/components/schemas/HTTPValidationError"}
+    _BODY_DEFINITIONS[ErrorBody.__name__] = ErrorBody.model_json_schema()
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
+            "415": {
+                "description": "The body is not sent as application/json.",
+                "content": {"application/json": {"schema": _ERROR_BODY}},
+            },
             "422": {
                 "description": "Validation Error",
                 "content": {"application/json": {"schema": invalid}},
-            }
+            },
         },
     }
 
