@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nuru_yield.serving.asgi import send_json
+from nuru_yield.serving.deadlines import deadline
 from nuru_yield.serving.schemas import ErrorBody
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers (nginx allows 4 x 8 KiB by default)
@@ -74,10 +75,11 @@ class _LimitedBody:
     async def __call__(self) -> Message:
         if self.whole:  # e.g. waiting for the client to disconnect: nothing left to bound
             return await self.receive()
+        now = asyncio.get_running_loop().time()
         if self.deadline is None:
-            self.deadline = asyncio.get_running_loop().time() + self.timeout
+            self.deadline = now + self.timeout
         try:
-            async with asyncio.timeout_at(self.deadline):
+            async with deadline(self.deadline - now):
                 message = await self.receive()
         except TimeoutError:
             detail = f"request body not received within {self.timeout:g}s"

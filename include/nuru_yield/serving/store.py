@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 
 from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions
 from nuru_yield.errors import ConfigError, DatabaseError
+from nuru_yield.serving.deadlines import deadline
 
 if TYPE_CHECKING:
     import asyncpg
@@ -325,7 +327,7 @@ class PredictionStore(abc.ABC):
     async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
         """Every query goes through here: ``query`` answered within :attr:`timeout`."""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline(self.timeout):
                 return await self._run(query, params)
         except TimeoutError:
             self.report(TIMEOUT)
@@ -438,8 +440,6 @@ class AsyncpgStore(PredictionStore):
         return compiled
 
     async def _run(self, query: Any, params: dict[str, Any]) -> list[Row]:
-        import asyncpg
-
         sql, names = self._compile(query)
         args = [params[name] for name in names]
         connection = await self._idle.get()
@@ -447,7 +447,7 @@ class AsyncpgStore(PredictionStore):
             if connection is not None:
                 try:
                     return await connection.fetch(sql, *args)
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                except _driver_errors() as error:
                     if not _connection_lost(error, connection):
                         raise
                     connection.terminate()  # dead while pooled: once more, on a fresh one
@@ -455,7 +455,12 @@ class AsyncpgStore(PredictionStore):
                     self.report(RECONNECTED)
             connection = await self._connect()
             return await connection.fetch(sql, *args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        except TimeoutError:  # asyncpg's own: reported as the deadline's (`_fetch`)
+            if connection is not None:
+                connection.terminate()
+                connection = None
+            raise
+        except _driver_errors() as error:
             lost = connection is None or _connection_lost(error, connection)
             if connection is not None and lost:
                 connection.terminate()
@@ -499,8 +504,26 @@ def _connection_lost(error: BaseException, connection: asyncpg.Connection) -> bo
         asyncpg.AdminShutdownError,  # 57P01: the server is shutting down or restarting
         asyncpg.CrashShutdownError,
         asyncpg.CannotConnectNowError,
+        # The server's goodbye arrived before its end of the connection: the protocol is
+        # stuck ("another operation is in progress"), the query was never sent.
+        asyncpg.exceptions.InternalClientError,
     )
+    if isinstance(error, TimeoutError):  # no answer is not a lost connection: never retried
+        return False
     return isinstance(error, gone) or connection.is_closed()
+
+
+@functools.cache
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """What asyncpg raises (imported on first use: the SQLite store does without it)."""
+    import asyncpg
+
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        OSError,
+    )
 
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
