@@ -273,6 +273,64 @@ def test_rate_limit_per_client(known_db: PredictionsDb, make_client):
     assert client.get("/metrics").status_code == 200
 
 
+def test_clients_without_a_valid_key_never_take_from_the_rate_limit(
+    known_db: PredictionsDb, make_client
+):
+    client = make_client(
+        known_db.url, API_KEY=API_KEY, API_RATE_LIMIT_PER_MINUTE=1, API_RATE_LIMIT_BURST=2
+    )
+    refused = [client.post("/predict", json={"plot_id": 1}).status_code for _ in range(5)]
+    refused += [client.post("/predict", json={"plot_id": 1}, headers=auth("x")).status_code]
+    assert refused == [401] * 5 + [403]  # answered as such, not 429
+    served = [client.post("/predict", json={"plot_id": 1}, headers=auth()) for _ in range(3)]
+    assert [response.status_code for response in served] == [200, 200, 429]
+
+
+def test_a_body_not_sent_as_json_is_415(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    for path, body in (
+        ("/predict", {"plot_id": 1}),
+        ("/predict/batch", {"plots": [{"plot_id": 1}]}),
+    ):
+        form = client.post(path, data={"plot_id": "1"})
+        assert form.status_code == 415, path
+        assert form.json() == {"detail": "Content-Type must be application/json"}
+        text = client.post(path, content=json.dumps(body), headers={"Content-Type": "text/plain"})
+        assert text.status_code == 415, path
+        for media_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+            as_json = client.post(
+                path, content=json.dumps(body), headers={"Content-Type": media_type}
+            )
+            assert as_json.status_code == 200, (path, media_type)
+
+
+def test_bad_bodies_are_422_never_500_and_never_echoed(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, raise_server_exceptions=False)
+    bodies = [
+        b'\xff\xfe{"plot_id": 1}',
+        b'{"plot_id": 1, "latitude": NaN}',
+        b'{"plot_id": 1, "latitude": Infinity}',
+        b'{"plot_id": 1, "latitude": 1e999}',
+        b'{"plot_id": 1e999}',
+        b'{"plot_id": true}',
+        b'{"plot_id": "1"}',
+        b'{"plot_id": 1, "planting_date": 1700000000}',
+    ]
+    for path in ("/predict", "/predict/batch"):
+        for body in bodies:
+            if path == "/predict/batch" and body.startswith(b"{"):
+                body = b'{"plots": [' + body + b"]}"
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, (path, body, response.text)
+            echoed = [error.get("input") for error in response.json()["detail"]]
+            assert not any(isinstance(value, str | list | dict) for value in echoed), echoed
+    whole_floats = client.post("/predict", json={"plot_id": 1.0, "latitude": 0})
+    assert whole_floats.status_code == 200  # JSON Schema's integer: 1.0 is one
+    too_many = client.post("/predict/batch", json={"plots": [{"plot_id": "x"}] * 1000})
+    assert too_many.status_code == 422
+    assert len(too_many.content) < 2000  # not the batch echoed back (it was 19 MB for 1M)
+
+
 def test_health_reports_freshness_models_and_registry(known_db: PredictionsDb, make_client):
     Lake.from_settings().write_bytes(features_path(LATEST_NIGHT), b"not read")
     client = make_client(known_db.url, API_STALE_AFTER_HOURS=10**7)
@@ -586,7 +644,15 @@ def test_docs_show_examples_and_the_key(make_client, nuru_home):
     assert body["examples"][0]["plot_id"] == 1
     assert body["properties"]["latitude"]["anyOf"][0]["maximum"] == 90
     assert predict["security"] == [{"APIKeyHeader": []}]
-    assert {"401", "403", "404", "422", "429", "503"} <= set(predict["responses"])
+    assert {"401", "403", "404", "408", "413", "415", "422", "429", "503"} <= set(
+        predict["responses"]
+    )
+    batch = openapi["paths"]["/predict/batch"]["post"]
+    assert "400" not in batch["responses"]  # every answer it gives is documented
+    assert {"408", "413", "415", "422", "503"} <= set(batch["responses"])
+    plots = batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["plots"]
+    assert plots["items"] == {"$ref": "#/components/schemas/PlotQuery"}
+    assert "PlotQuery" in openapi["components"]["schemas"]
     assert "security" not in openapi["paths"]["/health"]["get"]
     prediction = openapi["components"]["schemas"]["Prediction"]
     assert prediction["examples"][0]["confidence_score"] == 0.8
