@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import logging
 import subprocess
 import sys
 import types
@@ -24,7 +25,7 @@ from nuru_yield.serving.app import MAX_ERRORS_SHOWN, client_errors
 from nuru_yield.serving.caches import TtlCache, in_thread
 from nuru_yield.serving.deadlines import RESOLUTION, deadline
 from nuru_yield.serving.limits import BodyLimitMiddleware
-from nuru_yield.serving.observability import RequestLog
+from nuru_yield.serving.observability import QuietRepeats, RequestLog
 from nuru_yield.serving.probes import FeatureStoreProbe, RegistrySnapshot, read_registry
 from nuru_yield.serving.ratelimit import TokenBuckets
 from nuru_yield.serving.routers.health import assess
@@ -478,6 +479,24 @@ def test_sqlite_is_opened_read_only(tmp_path: Path):
     assert dict(url.query) == {"mode": "ro", "uri": "true"}
     with pytest.raises(ConfigError):
         read_only_sqlite_url("sqlite://")
+
+
+def test_repeated_warnings_are_logged_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+):
+    clock = FakeClock()
+    warnings = QuietRepeats(logging.getLogger("quiet"), every=10, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="quiet"):
+        for _ in range(500):  # a burst of 503s
+            warnings.warning("predictions database unavailable: no answer within 1.5s")
+        warnings.warning("predictions database unavailable: connection refused")
+        clock.now += 11
+        warnings.warning("predictions database unavailable: no answer within 1.5s")
+    assert caplog.messages == [
+        "predictions database unavailable: no answer within 1.5s",
+        "predictions database unavailable: connection refused",
+        "predictions database unavailable: no answer within 1.5s (499 more since 11s ago)",
+    ]
 
 
 def test_request_log_writes_json_lines_to_every_stream(tmp_path: Path):

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LOG_FORMAT, DatabaseError, mask_passwords
 from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
-from nuru_yield.serving.observability import ObservabilityMiddleware, RequestLog
+from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
 from nuru_yield.serving.routers import health, metrics, models, predict, predictions
 from nuru_yield.serving.security import ApiKeyMiddleware, document_api_key
@@ -89,7 +89,14 @@ def create_app(
     for module in (predict, predictions, models, health, metrics):
         app.include_router(module.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(DatabaseError, _database_unavailable)
+    database_warnings = QuietRepeats(log)
+
+    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
+        reason = mask_passwords(str(error))
+        database_warnings.warning(reason)
+        return JSONResponse({"detail": reason}, status_code=503)
+
+    app.add_exception_handler(DatabaseError, database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
     # Added innermost first: a request meets log/metrics, CORS (preflights carry no key), the
     # key check (a client without a valid key never takes from a rate-limit bucket), the
@@ -153,12 +160,6 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
     # ASCII-escaped: a string with lone surrogates cannot break the encoding.
     body = json.dumps({"detail": client_errors(error.errors())}, allow_nan=False)
     return Response(body, status_code=422, media_type="application/json")
-
-
-async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
-    reason = mask_passwords(str(error))
-    log.warning("%s", reason)
-    return JSONResponse({"detail": reason}, status_code=503)
 
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:

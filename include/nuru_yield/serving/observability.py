@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -127,6 +128,42 @@ class RequestLog:
         self.flush()
         if self._file is not None:
             self._file.close()
+
+
+class QuietRepeats:
+    """Logs a warning the first time, then the same message at most once per ``every``
+    seconds, saying how often it was repeated meanwhile: a database that is down for a
+    minute under load is a handful of lines, not one per request (each costs the event loop
+    a write while it is serving 503s)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_messages: int = 1000,
+    ) -> None:
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self.max_messages = max_messages
+        self.logged: dict[str, float] = {}  # message -> when it was last logged
+        self.repeats: dict[str, int] = {}
+
+    def warning(self, message: str) -> None:
+        now = self.clock()
+        last = self.logged.get(message)
+        if last is not None and now - last < self.every:
+            self.repeats[message] = self.repeats.get(message, 0) + 1
+            return
+        if len(self.logged) >= self.max_messages:
+            self.logged.clear()
+        repeated = self.repeats.pop(message, 0)
+        self.logged[message] = now
+        if repeated:
+            self.logger.warning("%s (%d more since %.0fs ago)", message, repeated, now - last)
+        else:
+            self.logger.warning("%s", message)
 
 
 class ObservabilityMiddleware:
