@@ -412,9 +412,12 @@ def test_in_thread_gives_the_fallback_after_the_timeout():
         release.wait(5)
         return "late"
 
-    result = asyncio.run(in_thread(hangs, 0.05, lambda: "timed out"))
-    release.set()
-    assert result == "timed out"
+    async def scenario() -> str:
+        result = await in_thread(hangs, 0.05, lambda: "timed out")
+        release.set()  # (asyncio.run waits for the thread at its end)
+        return result
+
+    assert asyncio.run(scenario()) == "timed out"
     assert asyncio.run(in_thread(lambda: "quick", 5, lambda: "timed out")) == "quick"
 
 
