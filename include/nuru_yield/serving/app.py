@@ -30,8 +30,8 @@ from nuru_yield.serving.store import PredictionStore, open_store
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
-Read-only lookups of the forecasts that the nightly batch scoring stored (DESIGN §1, §6):
-nothing is computed per request. `ensemble` is the champion model, `challenger` the
+Read-only lookups of the forecasts that the nightly batch scoring stored: nothing is
+computed per request. `ensemble` is the champion model, `challenger` the
 shadow model. When the server has `API_KEY`, every route but `/health` and `/metrics`
 needs the `X-API-Key` header.
 """

@@ -62,13 +62,13 @@ class BodyLimitMiddleware:
 class _LimitedBody:
     """``receive`` with the body counted and timed, until its last part has arrived."""
 
-    __slots__ = ("deadline", "max_bytes", "read", "receive", "timeout", "whole")
+    __slots__ = ("max_bytes", "read", "receive", "timeout", "until", "whole")
 
     def __init__(self, receive: Receive, max_bytes: int, timeout: float) -> None:
         self.receive = receive
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self.deadline: float | None = None
+        self.until: float | None = None  # when the whole body must be in
         self.read = 0
         self.whole = False
 
@@ -76,10 +76,10 @@ class _LimitedBody:
         if self.whole:  # e.g. waiting for the client to disconnect: nothing left to bound
             return await self.receive()
         now = asyncio.get_running_loop().time()
-        if self.deadline is None:
-            self.deadline = now + self.timeout
+        if self.until is None:
+            self.until = now + self.timeout
         try:
-            async with deadline(self.deadline - now):
+            async with deadline(self.until - now):
                 message = await self.receive()
         except TimeoutError:
             detail = f"request body not received within {self.timeout:g}s"

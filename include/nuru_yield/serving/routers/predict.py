@@ -71,20 +71,17 @@ def _declared_json(headers: list[tuple[bytes, bytes]]) -> bool:
     return True
 
 
-# Models referenced by request bodies documented through `body_openapi`, for the document's
-# components (FastAPI only collects the models of the bodies it parses itself).
-_BODY_DEFINITIONS: dict[str, Any] = {}
-
-
+# Models that the bodies and answers documented by `body_openapi` refer to, for the
+# document's components (FastAPI only collects the models of the bodies it parses itself).
+_BODY_DEFINITIONS: dict[str, Any] = {ErrorBody.__name__: ErrorBody.model_json_schema()}
 _ERROR_BODY = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
 
 
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body (and 422) of a route that uses :func:`parse_body`."""
+    """The OpenAPI request body (and 415, 422) of a route that uses :func:`parse_body`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     _BODY_DEFINITIONS.update(schema.pop("$defs", {}))
     invalid = {"$ref": "#/components/schemas/HTTPValidationError"}
-    _BODY_DEFINITIONS[ErrorBody.__name__] = ErrorBody.model_json_schema()
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
