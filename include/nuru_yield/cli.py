@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from nuru_yield.errors import NuruError
+from nuru_yield.errors import LOG_FORMAT, MaskingFormatter, NuruError, mask_passwords
 
 app = typer.Typer(
     help="Nuru Yield: nightly in-season maize yield forecasts for smallholder plots.",
@@ -33,11 +33,9 @@ DateOption = Annotated[
 
 @app.callback()
 def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 @app.command("sample-data")
@@ -251,10 +249,10 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except typer.TyperException as error:  # usage errors: bad option values, unknown commands
-        typer.echo(f"error: {_usage_message(error)}", err=True)
+        typer.echo(f"error: {mask_passwords(_usage_message(error))}", err=True)
         sys.exit(getattr(error, "exit_code", 2))
     except NuruError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {mask_passwords(str(error))}", err=True)
         sys.exit(error.exit_code)
     if isinstance(result, int) and result:  # typer.Exit(code) with standalone_mode=False
         sys.exit(result)

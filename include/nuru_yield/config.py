@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from nuru_yield.errors import ConfigError
+from nuru_yield.errors import MASK, ConfigError, mask_passwords
 
 
 class Settings(BaseSettings):
@@ -60,7 +60,30 @@ class Settings(BaseSettings):
         "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
     )
     api_db_pool_max: int = Field(20, ge=1, le=200, description="Connections per API process.")
-    api_db_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    api_db_timeout_seconds: float = Field(
+        1.5,
+        gt=0,
+        le=120,
+        description="Most a database round trip may take (waiting for a connection, "
+        "connecting, the query): beyond it the request is 503 and /health unhealthy.",
+    )
+    api_max_body_bytes: int = Field(
+        262_144,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Larger request bodies get 413 unread. The largest batch (1,000 plots, "
+        "every field) is about 185 KB of JSON.",
+    )
+    api_body_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="A request body must arrive within this (else 408)."
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A request line and headers must arrive within this (else the "
+        "connection is closed).",
+    )
     api_rate_limit_per_minute: int = Field(
         1200, ge=0, description="Requests per client per minute; 0 turns the limit off."
     )
@@ -165,12 +188,27 @@ class Settings(BaseSettings):
 
 
 def _first_error_line(error: ValidationError) -> str:
+    """``invalid setting NAME='value': why``, with the value's passwords masked (and a secret
+    setting's value not shown at all)."""
     first = error.errors()[0]
-    variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = field.upper() or "settings"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f"={value!r}"
+    if isinstance(value, dict):
+        shown = ""
+    elif field in _SECRET_FIELDS:
+        shown = f"={MASK}"
+    else:
+        shown = f"={value!r}"
     message = first["msg"].removeprefix("Value error, ")
-    return f"invalid setting {variable}{shown}: {message}"
+    return mask_passwords(f"invalid setting {variable}{shown}: {message}")
+
+
+_SECRET_FIELDS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if SecretStr in (info.annotation, *get_args(info.annotation))
+)
 
 
 @functools.cache

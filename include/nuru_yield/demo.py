@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import typer
 
 from nuru_yield.config import Settings, get_settings
+from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import RAW_PLOTS, Lake, drift_html_path, prediction_log_path
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ STEPS = 5
 
 
 def _step(number: int, text: str) -> None:
-    typer.secho(f"[{number}/{STEPS}] {text}", bold=True)
+    typer.secho(f"[{number}/{STEPS}] {mask_passwords(text)}", bold=True)
 
 
 def run_demo(plots: int, seed: int, serve: bool = True) -> None:
@@ -161,4 +162,4 @@ def render_summary(
         f'  sqlite3 {settings.nuru_home / "predictions.db"} "SELECT county, COUNT(*), ROUND(AVG(predicted_yield_kg_per_ha)) '
         'FROM latest_predictions GROUP BY county"',
     ]
-    return "\n".join(line for line in lines if line is not None)
+    return mask_passwords("\n".join(line for line in lines if line is not None))

@@ -7,7 +7,7 @@ import datetime as dt
 
 from fastapi import APIRouter, Response
 
-from nuru_yield.errors import DatabaseError
+from nuru_yield.errors import DatabaseError, mask_passwords
 from nuru_yield.serving.probes import REGISTERED_MODEL, FeatureStoreProbe, RegistrySnapshot
 from nuru_yield.serving.schemas import PUBLIC_NAMES, Health
 from nuru_yield.serving.state import Freshness, State
@@ -25,7 +25,7 @@ def assess(
     stale_after_hours: float,
 ) -> Health:
     """Unhealthy only when the database is down (nothing can be served); degraded when
-    something is missing or old but lookups still work."""
+    something is missing or old but lookups still work. Reasons never show a password."""
     reasons: list[str] = []
     age = freshness.age_seconds(now) if freshness else None
     if db_error:
@@ -45,7 +45,7 @@ def assess(
     served = [PUBLIC_NAMES[model] for model in freshness.models] if freshness else []
     return Health(
         status=status,
-        reasons=reasons,
+        reasons=[mask_passwords(reason) for reason in reasons],
         models_loaded=served
         + [f"{REGISTERED_MODEL}@{alias}" for alias in sorted(registry.aliases)],
         mlflow_connected=registry.connected,
@@ -63,14 +63,12 @@ def assess(
     responses={503: {"model": Health, "description": "The predictions database is down."}},
 )
 async def health(state: State, response: Response) -> Health:
-    """Status, served models and registry aliases, and the age of the newest partition."""
-    registry, feature_store = await asyncio.gather(state.registry.get(), state.feature_store.get())
-    freshness, db_error = None, None
-    try:
-        await state.store.ping()
-        freshness = await state.freshness.get()
-    except DatabaseError as error:
-        db_error = str(error)
+    """Status, served models and registry aliases, and the age of the newest partition.
+    Answers within the database timeout (API_DB_TIMEOUT_SECONDS) when the database does not
+    answer, and within the MLflow timeout when MLflow does not."""
+    registry, feature_store, (freshness, db_error) = await asyncio.gather(
+        state.registry.get(), state.feature_store.get(), _database(state)
+    )
     report = assess(
         now=dt.datetime.now(dt.UTC),
         freshness=freshness,
@@ -82,3 +80,12 @@ async def health(state: State, response: Response) -> Health:
     if report.status == "unhealthy":
         response.status_code = 503
     return report
+
+
+async def _database(state: State) -> tuple[Freshness | None, str | None]:
+    """The newest partition, or why the database cannot tell."""
+    try:
+        await state.store.ping()
+        return await state.freshness.get(), None
+    except DatabaseError as error:
+        return None, str(error)
