@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -126,3 +127,18 @@ def test_html_is_self_contained_with_a_summary_and_charts_of_drifted_variables()
     assert counties.count('<td class="name">') == 2  # Bungoma, Kitui
     assert counties.count('<td class="drifted"') == 2  # precip_total in each county
     assert counties.count('<td class="insufficient"') == 2  # mean_ndvi in each county
+
+
+def test_everything_from_the_data_is_escaped_on_the_page() -> None:
+    report, reference, current = sample_report()
+    hostile = '<script>alert("x")</script> & <b>'
+    report = dataclasses.replace(
+        report,
+        source=f"file:///lake/{hostile}",
+        alert=Alert(reasons=(f"accuracy: {hostile}",)),
+        accuracy=report.accuracy.assign(season=hostile),
+    )
+    page = render_html(report, reference, current)
+    assert "<script" not in page and "<b>" not in page
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;"
+    assert page.count(escaped) == 2 + len(report.accuracy)  # source, reason, each row
