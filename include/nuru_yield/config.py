@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     # Pipeline behaviour.
     season_max_days: int = Field(180, ge=30, le=365)
     validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
+    weather_max_lag_days: int = Field(
+        3,
+        ge=0,
+        le=60,
+        description="A plot-season in progress whose weather cell has no rain value this close "
+        "to the run date counts against VALIDATION_MAX_BAD_SHARE (a stalled feed fails the run).",
+    )
     scoring_shards: int = Field(4, ge=1, le=1024)
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."

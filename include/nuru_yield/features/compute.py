@@ -37,6 +37,7 @@ from nuru_yield.features.checks import (
     WEATHER_CHECKS,
     days_outside_season,
     failing_any,
+    misdated_in_current_season,
     plot_checks,
     reasons,
 )
@@ -89,7 +90,9 @@ def season_to_date(
 
     In progress: planted on or before ``as_of`` and at most ``season_max_days`` before
     it. Rows without a planting date are considered (and quarantined) when their season
-    year could be in progress, so that they are reported rather than silently skipped.
+    year could be in progress, and so are rows of a season under way whose planting date
+    lies outside its window (:func:`~.checks.misdated_in_current_season`), so that they
+    are reported rather than silently skipped.
     """
     plots = raw.plots
     today = _day_number(as_of)
@@ -98,8 +101,9 @@ def season_to_date(
     in_progress = ~undated & (age >= 0) & (age <= season_max_days)
     year = plots["season_year"]
     could_run = (year.isna() | year.isin([as_of.year - 1, as_of.year])).to_numpy(bool)
+    misdated = misdated_in_current_season(plots, as_of, season_max_days)
     considered = prepare_plots(
-        plots[in_progress | (undated & could_run)], raw.cells, max_cell_distance_km
+        plots[in_progress | (undated & could_run) | misdated], raw.cells, max_cell_distance_km
     )
     valid = considered[considered["reason"].isna()]
     as_of_days = np.full(len(valid), today, dtype=np.int64)
