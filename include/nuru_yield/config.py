@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
     )
+    scoring_lock_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="How long a scoring step waits for another run of the same date; "
+        "0 = refuse at once.",
+    )
     scoring_batch_rows: int = Field(
         65_536, ge=1, description="Rows per record batch streamed through the scorer."
     )

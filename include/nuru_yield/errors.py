@@ -36,3 +36,22 @@ class TrainingError(NuruError):
 
 class RegistryError(NuruError):
     """The model registry refused an operation (unknown run, model, version or alias)."""
+
+
+class RegistryUnavailableError(RegistryError):
+    """The MLflow tracking server did not answer within its bounded attempts (names the URI):
+    a later try may succeed."""
+
+
+class RunInProgressError(NuruError):
+    """Another process is working on the same run date (the message names it): try again
+    when it has finished."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary condition, try again later
+
+
+class NoPlotsInProgressError(MissingInputError):
+    """A night with nothing to score (no plot-season in progress on the run date): recorded as
+    its own outcome, never as a successful run of zero rows."""
+
+    exit_code = 3

@@ -135,7 +135,7 @@ def staging_exists(engine: sa.Engine, run_date: dt.date) -> bool:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
-    assert upgrade(db_url) == LATEST_VERSION == 1
+    assert upgrade(db_url) == LATEST_VERSION == 2
     engine = get_engine(db_url)
     tables_before = set(sa.inspect(engine).get_table_names())
     assert upgrade(db_url) == LATEST_VERSION
@@ -145,7 +145,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     assert inspector.get_view_names() == ["latest_predictions"]
     with engine.connect() as connection:
         versions = connection.execute(sa.select(db_schema.schema_version.c.version)).scalars()
-        assert list(versions) == [1]
+        assert list(versions) == [1, 2]
 
 
 @pytest.mark.postgres
@@ -523,7 +523,7 @@ def test_cli_db_upgrade_twice_on_sqlite(nuru_home: Path, sqlite_db: str) -> None
     for _ in range(2):
         result = run_cli("db", "upgrade", env=env)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "database schema at version 1"
+        assert result.stdout.strip() == "database schema at version 2"
     assert "latest_predictions" in sa.inspect(get_engine(sqlite_db)).get_view_names()
 
 

@@ -38,8 +38,15 @@ def _initial_schema(connection: sa.Connection) -> None:
     connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
 
 
+def _longer_run_status(connection: sa.Connection) -> None:
+    # `no_plots_in_progress` does not fit VARCHAR(16); SQLite does not enforce lengths.
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER TABLE scoring_runs ALTER COLUMN status TYPE VARCHAR(32)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables, indexes and the latest_predictions view", _initial_schema),
+    Migration(2, "scoring_runs.status holds no_plots_in_progress", _longer_run_status),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

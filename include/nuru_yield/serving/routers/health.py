@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -23,9 +25,11 @@ def assess(
     registry: RegistrySnapshot,
     feature_store: FeatureStoreProbe,
     stale_after_hours: float,
+    last_run: Mapping[str, Any] | None = None,
 ) -> Health:
     """Unhealthy only when the database is down (nothing can be served); degraded when
-    something is missing or old but lookups still work."""
+    something is missing or old, or the last scoring run did not succeed (an empty night,
+    a failure), but lookups still work."""
     reasons: list[str] = []
     age = freshness.age_seconds(now) if freshness else None
     if db_error:
@@ -36,6 +40,12 @@ def assess(
         reasons.append(
             f"newest partition ({freshness.run_date}) is {age / 3600:.1f} h old "
             f"(limit {stale_after_hours:g} h)"
+        )
+    if last_run is not None and last_run["status"] != "success":
+        why = (last_run["message"] or "").partition("\n")[0][:300]
+        reasons.append(
+            f"last scoring run ({last_run['run_date']}, {last_run['run_id']}) ended "
+            f"{last_run['status']}" + (f": {why}" if why else "")
         )
     if not registry.connected:
         reasons.append(f"MLflow registry unavailable: {registry.error}")
@@ -65,10 +75,11 @@ def assess(
 async def health(state: State, response: Response) -> Health:
     """Status, served models and registry aliases, and the age of the newest partition."""
     registry, feature_store = await asyncio.gather(state.registry.get(), state.feature_store.get())
-    freshness, db_error = None, None
+    freshness, db_error, last_run = None, None, None
     try:
         await state.store.ping()
         freshness = await state.freshness.get()
+        last_run = await state.store.last_scoring_run()
     except DatabaseError as error:
         db_error = str(error)
     report = assess(
@@ -78,6 +89,7 @@ async def health(state: State, response: Response) -> Health:
         registry=registry,
         feature_store=feature_store,
         stale_after_hours=state.settings.api_stale_after_hours,
+        last_run=last_run,
     )
     if report.status == "unhealthy":
         response.status_code = 503
