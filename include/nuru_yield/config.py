@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
+    mlflow_request_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per HTTP request to the MLflow tracking server."
+    )
+    mlflow_request_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed MLflow HTTP request (MLflow's own: 7)."
+    )
     predictions_db_url: str = ""
     api_key: SecretStr | None = None
     log_file: Path | None = None

@@ -149,16 +149,18 @@ def _update_run(run_id: str, **values: Any) -> None:
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
     from nuru_yield.training import CHALLENGER, CHAMPION
-    from nuru_yield.training.registry import alias_version, mlflow_client
+    from nuru_yield.training.registry import alias_version, mlflow_client, registry_errors
 
-    client = mlflow_client()
-    champion = alias_version(client, model_name, CHAMPION)
+    with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
+        client = mlflow_client()
+        champion = alias_version(client, model_name, CHAMPION)
+        challenger = alias_version(client, model_name, CHALLENGER)
     if champion is None:
         raise MissingInputError(
             f"no model to score with: {model_name} has no @{CHAMPION} version "
             "(train one with `nuru-yield train` or promote one with `nuru-yield promote`)"
         )
-    return champion, alias_version(client, model_name, CHALLENGER)
+    return champion, challenger
 
 
 def prepare_run(
@@ -348,11 +350,13 @@ def _close(
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
     from nuru_yield.training import load_model
+    from nuru_yield.training.registry import registry_errors
 
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1
     models = {}
     for alias, version in plan.aliases.items():
-        model = load_model(f"models:/{plan.model_name}/{version}")
+        with registry_errors(f"loading {plan.model_name} v{version} (@{alias})"):
+            model = load_model(f"models:/{plan.model_name}/{version}")
         pin_threads(model.estimator, threads)
         models[alias] = model
     return models
