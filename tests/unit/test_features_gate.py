@@ -88,7 +88,10 @@ def test_a_stalled_weather_feed_fails_naming_the_check_the_last_date_and_counts(
     message = str(failure.value)
     assert message.startswith("validation failed: plot_features.weather_not_current: ")
     assert "10 of 10 plot-seasons in progress" in message
-    assert "the latest is 2025-04-10" in message and "run date 2025-04-30" in message
+    assert (
+        "the newest at their weather cells is 2025-04-10" in message
+        and "run date 2025-04-30" in message
+    )
     assert "WEATHER_MAX_LAG_DAYS" in message and "\n" not in message
     counts = lake.read_json(paths.validation_path(AS_OF))["counts"]
     assert counts["weather_latest_date"] == "2025-04-10"
@@ -122,7 +125,7 @@ def test_no_weather_rows_in_the_window_is_a_validation_failure(lake: Lake) -> No
 
     message = str(failure.value)
     assert "plot_features.weather_not_current" in message
-    assert "there is none since 2024-11-01" in message
+    assert "their weather cells have none since 2024-11-01" in message
 
 
 def test_planting_dates_outside_a_running_season_are_quarantined_not_skipped(

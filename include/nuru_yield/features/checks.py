@@ -282,22 +282,22 @@ def weather_lag_days(
     cell_ids: np.ndarray, weather: pd.DataFrame, as_of: dt.date, read_from: dt.date
 ) -> tuple[np.ndarray, np.datetime64 | None]:
     """Days from the last day with a valid rain value at each cell to ``as_of``, and the
-    last such day over all cells (None without any).
+    newest such day over these cells (None when they have none).
 
     ``weather`` holds the days read, ``read_from`` … ``as_of``: a cell without any counts as
     ``as_of - read_from + 1`` days behind (at least that).
     """
     valid = ~failing_any(weather, [c for c in WEATHER_CHECKS if c.scope in ("row", "precip")])
-    days = weather["date"].to_numpy("datetime64[D]")[valid]
     latest = (
-        pd.Series(days, copy=False)
+        pd.Series(weather["date"].to_numpy("datetime64[D]")[valid], copy=False)
         .groupby(weather["cell_id"].to_numpy(np.float64, na_value=np.nan)[valid])
         .max()
     )
     last_day = latest.reindex(np.asarray(cell_ids, dtype=np.float64)).to_numpy("datetime64[D]")
-    last_day[np.isnat(last_day)] = np.datetime64(read_from, "D") - np.timedelta64(1, "D")
-    lag = (np.datetime64(as_of, "D") - last_day).astype(np.float64)
-    return lag, (days.max() if len(days) else None)
+    known = ~np.isnat(last_day)
+    newest = last_day[known].max() if known.any() else None
+    last_day[~known] = np.datetime64(read_from, "D") - np.timedelta64(1, "D")
+    return (np.datetime64(as_of, "D") - last_day).astype(np.float64), newest
 
 
 # A run where more plot-seasons than this have no clear NDVI at all points at the NDVI

@@ -159,7 +159,8 @@ def nearest_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Id of the nearest valid weather cell of each point and its great-circle distance (km).
 
-    Points without valid coordinates (or with no valid cell at all) get id −1 and NaN.
+    Points without valid coordinates get id −1 and NaN; located points when there is no
+    valid cell at all get id −1 and an infinite distance (no cell is near them).
     """
     latitude = np.asarray(latitude, dtype=np.float64)
     longitude = np.asarray(longitude, dtype=np.float64)
@@ -168,6 +169,8 @@ def nearest_cells(
     good_cells = cells[~failing_any(cells, CELL_CHECKS)]
     with np.errstate(invalid="ignore"):
         located = (np.abs(latitude) <= 90) & (np.abs(longitude) <= 180)
+    if good_cells.empty:
+        distance[located] = np.inf
     if good_cells.empty or not located.any():
         return cell_ids, distance
     tree = cKDTree(_unit_vectors(good_cells["latitude"], good_cells["longitude"]))

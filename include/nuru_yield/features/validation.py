@@ -265,9 +265,9 @@ def _explained(
     if result.check != WEATHER_NOT_CURRENT.name or not result.unexpected_count:
         return result
     latest = (
-        f"the latest is {latest_weather}"
+        f"the newest at their weather cells is {latest_weather}"
         if latest_weather is not None
-        else (f"there is none since {read_from}")
+        else f"their weather cells have none since {read_from}"
     )
     return replace(
         result,

@@ -51,7 +51,13 @@ from nuru_yield.config import get_settings
 from nuru_yield.db import get_engine
 from nuru_yield.db.engine import database_errors, writer
 from nuru_yield.db.schema import scoring_runs
-from nuru_yield.errors import LakeError, MissingInputError, NoPlotsInProgressError, NuruError
+from nuru_yield.errors import (
+    DataValidationError,
+    LakeError,
+    MissingInputError,
+    NoPlotsInProgressError,
+    NuruError,
+)
 from nuru_yield.lake import PREDICTION_LOG, Lake, features_path, prediction_log_path, rejected_path
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
@@ -185,7 +191,7 @@ def prepare_run(
     run_id = f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}"
     with _run_lock(day, "prepare"):
         close_abandoned_runs(lake, closed_by=run_id, by_airflow=dag_run_id is not None)
-        if lake.open_parquet(features).metadata.num_rows == 0:
+        if _features_rows(lake, day) == 0:
             _record_empty_night(lake, day, run_id, dag_run_id)
         plan = _open_run(lake, day, run_id, shards, dag_run_id)
         _kill_at("prepared")
@@ -199,6 +205,36 @@ def prepare_run(
         plan.run_id,
     )
     return plan
+
+
+def _features_rows(lake: Lake, day: dt.date) -> int:
+    """Rows of the night's features file; one that is not readable parquet or lacks columns
+    of the feature table is bad input (it was not written by the feature run)."""
+    from nuru_yield.features import OUTPUT_SCHEMA
+
+    path = features_path(day)
+    rerun = f"(rerun `nuru-yield features --date {day}`)"
+    try:
+        features = lake.open_parquet(path)
+    except pa.ArrowException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataValidationError(f"cannot read {lake.uri(path)}: {reason} {rerun}") from None
+    found = features.schema_arrow
+    missing = [name for name in OUTPUT_SCHEMA.names if name not in found.names]
+    if missing:
+        raise DataValidationError(
+            f"{lake.uri(path)} lacks column(s) {', '.join(missing)} of the feature table {rerun}"
+        )
+    mistyped = [
+        f"{f.name} ({found.field(f.name).type}, not {f.type})"
+        for f in OUTPUT_SCHEMA
+        if not found.field(f.name).type.equals(f.type)
+    ]
+    if mistyped:
+        raise DataValidationError(
+            f"{lake.uri(path)} has column(s) of the wrong type: {', '.join(mistyped)} {rerun}"
+        )
+    return features.metadata.num_rows
 
 
 def _open_run(
@@ -380,8 +416,17 @@ def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[p
     """The features rows of one shard, streamed from the file in bounded batches."""
     from nuru_yield.sharding import shard_of
 
-    features = lake.open_parquet(path)
-    for batch in features.iter_batches(batch_size=get_settings().scoring_batch_rows):
+    batches = lake.open_parquet(path).iter_batches(batch_size=get_settings().scoring_batch_rows)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as error:  # a damaged page
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataValidationError(
+                f"cannot read {lake.uri(path)}: {reason} (rerun `nuru-yield features`)"
+            ) from None
         if shards > 1:
             plot_ids = batch.column("plot_id").to_numpy(zero_copy_only=False)
             batch = batch.filter(pa.array(shard_of(plot_ids, shards) == shard))
