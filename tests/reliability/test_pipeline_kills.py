@@ -54,14 +54,17 @@ def _night_is_whole(lake: Lake) -> str:
 def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
     registry: Registry, database: str
 ) -> None:
+    """Every kill point on PostgreSQL (production); on SQLite the one between the swap and
+    the log (each kill is a process of its own: seconds each)."""
     from nuru_yield.scoring import score
 
+    kills = KILLS if database == "postgres" else [k for k in KILLS if k[0] == "after_swap"]
     lake = Lake.from_settings()
     write_features()
     first = score(RUN_DATE, shards=2)["run_id"]
     assert served_run() == logged_run() == {first}
     previous_served, killed = first, []
-    for point, env, swapped in KILLS:
+    for point, env, swapped in kills:
         code, _, err = score_cli(env=env)
         assert code == -signal.SIGKILL, f"{point}: {err[-1500:]}"
         (run_id,) = set(runs()) - {first, *killed}
@@ -83,7 +86,7 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
     assert final["rows"] == PLOTS
     statuses = {run_id: row.status for run_id, row in runs().items()}
     assert [statuses[run_id] for run_id in killed] == [
-        "success" if swapped else "failed" for _, _, swapped in KILLS
+        "success" if swapped else "failed" for _, _, swapped in kills
     ]
     assert "running" not in statuses.values()
     messages = [runs()[run_id].message for run_id in killed]

@@ -192,7 +192,7 @@ def prepare_run(
     with _run_lock(day, "prepare"):
         close_abandoned_runs(lake, closed_by=run_id, by_airflow=dag_run_id is not None)
         if _features_rows(lake, day) == 0:
-            _record_empty_night(lake, day, run_id, dag_run_id)
+            raise _empty_night(lake, day, run_id, dag_run_id)
         plan = _open_run(lake, day, run_id, shards, dag_run_id)
         _kill_at("prepared")
     log.info(
@@ -278,9 +278,11 @@ def _open_run(
     return plan
 
 
-def _record_empty_night(lake: Lake, day: dt.date, run_id: str, dag_run_id: str | None) -> None:
-    """Record the night as ``no_plots_in_progress`` and raise: nothing is published, the
-    previous predictions stay served."""
+def _empty_night(
+    lake: Lake, day: dt.date, run_id: str, dag_run_id: str | None
+) -> NoPlotsInProgressError:
+    """Record the night as ``no_plots_in_progress``; the error to raise. Nothing is
+    published: the previous predictions stay served."""
     from nuru_yield.training import MODEL_NAME
 
     message = (
@@ -306,7 +308,7 @@ def _record_empty_night(lake: Lake, day: dt.date, run_id: str, dag_run_id: str |
                 message=message,
             )
         )
-    raise NoPlotsInProgressError(message)
+    return NoPlotsInProgressError(message)
 
 
 def close_abandoned_runs(lake: Lake, closed_by: str, by_airflow: bool = False) -> list[str]:
