@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
+    mlflow_request_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per HTTP request to the MLflow tracking server."
+    )
+    mlflow_request_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed MLflow HTTP request (MLflow's own: 7)."
+    )
     predictions_db_url: str = ""
     api_key: SecretStr | None = None
     log_file: Path | None = None
@@ -40,9 +46,23 @@ class Settings(BaseSettings):
     # Pipeline behaviour.
     season_max_days: int = Field(180, ge=30, le=365)
     validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
+    weather_max_lag_days: int = Field(
+        3,
+        ge=0,
+        le=60,
+        description="A plot-season in progress whose weather cell has no rain value this close "
+        "to the run date counts against VALIDATION_MAX_BAD_SHARE (a stalled feed fails the run).",
+    )
     scoring_shards: int = Field(4, ge=1, le=1024)
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
+    )
+    scoring_lock_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="How long a scoring step waits for another run of the same date; "
+        "0 = refuse at once.",
     )
     scoring_batch_rows: int = Field(
         65_536, ge=1, description="Rows per record batch streamed through the scorer."

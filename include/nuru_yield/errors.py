@@ -84,3 +84,22 @@ class MaskingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return mask_passwords(super().format(record))
+
+
+class RegistryUnavailableError(RegistryError):
+    """The MLflow tracking server did not answer within its bounded attempts (names the URI):
+    a later try may succeed."""
+
+
+class RunInProgressError(NuruError):
+    """Another process is working on the same run date (the message names it): try again
+    when it has finished."""
+
+    exit_code = 75  # EX_TEMPFAIL: a temporary condition, try again later
+
+
+class NoPlotsInProgressError(MissingInputError):
+    """A night with nothing to score (no plot-season in progress on the run date): recorded as
+    its own outcome, never as a successful run of zero rows."""
+
+    exit_code = 3

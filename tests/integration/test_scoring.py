@@ -185,6 +185,12 @@ def test_a_load_killed_midway_leaves_the_previous_partition(
     rows = _predictions()
     assert len(rows) == PLOTS
     assert {r.run_id for r in rows} == {rerun["run_id"]}
+    # The rerun found the killed run's process gone (no one held the night's lock).
+    assert [r.status for r in _rows("SELECT status FROM scoring_runs ORDER BY started_at")] == [
+        "success",
+        "failed",
+        "success",
+    ]
 
 
 def test_missing_features_fail_with_one_clear_line(

@@ -63,7 +63,8 @@ scoring_runs = Table(
     Column("model_name", String(128), nullable=False),
     Column("model_version", String(32)),
     Column("challenger_version", String(32)),
-    Column("status", String(16), nullable=False),
+    # running | success | failed | no_plots_in_progress
+    Column("status", String(32), nullable=False),
     Column("plots_scored", BigInteger),
     Column("plots_rejected", BigInteger),
     Column("shards", Integer),

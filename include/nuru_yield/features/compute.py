@@ -40,6 +40,7 @@ from nuru_yield.features.checks import (
     WEATHER_CHECKS,
     days_outside_season,
     failing_any,
+    misdated_in_current_season,
     plot_checks,
     reasons,
 )
@@ -94,7 +95,9 @@ def season_to_date(
 
     In progress: planted on or before ``as_of`` and at most ``season_max_days`` before
     it. Rows without a planting date are considered (and quarantined) when their season
-    year could be in progress, so that they are reported rather than silently skipped.
+    year could be in progress, and so are rows of a season under way whose planting date
+    lies outside its window (:func:`~.checks.misdated_in_current_season`), so that they
+    are reported rather than silently skipped.
     """
     plots = raw.plots
     today = _day_number(as_of)
@@ -103,8 +106,9 @@ def season_to_date(
     in_progress = ~undated & (age >= 0) & (age <= season_max_days)
     year = plots["season_year"]
     could_run = (year.isna() | year.isin([as_of.year - 1, as_of.year])).to_numpy(bool)
+    misdated = misdated_in_current_season(plots, as_of, season_max_days)
     considered = prepare_plots(
-        plots[in_progress | (undated & could_run)], raw.cells, max_cell_distance_km
+        plots[in_progress | (undated & could_run) | misdated], raw.cells, max_cell_distance_km
     )
     valid = considered[considered["reason"].isna()]
     as_of_days = np.full(len(valid), today, dtype=np.int64)
@@ -160,7 +164,8 @@ def nearest_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Id of the nearest valid weather cell of each point and its great-circle distance (km).
 
-    Points without valid coordinates (or with no valid cell at all) get id −1 and NaN.
+    Points without valid coordinates get id −1 and NaN; located points when there is no
+    valid cell at all get id −1 and an infinite distance (no cell is near them).
     """
     latitude = np.asarray(latitude, dtype=np.float64)
     longitude = np.asarray(longitude, dtype=np.float64)
@@ -169,6 +174,8 @@ def nearest_cells(
     good_cells = cells[~failing_any(cells, CELL_CHECKS)]
     with np.errstate(invalid="ignore"):
         located = (np.abs(latitude) <= 90) & (np.abs(longitude) <= 180)
+    if good_cells.empty:
+        distance[located] = np.inf
     if good_cells.empty or not located.any():
         return cell_ids, distance
     tree = cKDTree(_unit_vectors(good_cells["latitude"], good_cells["longitude"]))

@@ -81,6 +81,9 @@ def materialize(
             threshold=settings.validation_max_bad_share,
             season_max_days=settings.season_max_days,
             max_cell_distance_km=MAX_CELL_DISTANCE_KM,
+            run_date=day,
+            plot_seasons_read=len(raw.plots),
+            weather_max_lag_days=settings.weather_max_lag_days,
         )
     with _timed(seconds, "write"):
         features_path = paths.features_path(day)

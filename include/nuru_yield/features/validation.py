@@ -9,13 +9,20 @@ A check passes while its share of failing rows stays within its allowance: the c
 ``VALIDATION_MAX_BAD_SHARE`` (default 5%) for inputs, zero for the output's keys and
 ranges (a failure there is a bug, not bad data). As in GE, value checks count failures
 among the non-missing values; missing values have checks of their own.
+
+Two checks look at the night as a whole: ``plots.no_plot_seasons`` (the plots table holds
+no plot-season of the season years that can run: an empty or stale ``raw/plots.parquet``)
+and ``plot_features.weather_not_current`` (plot-seasons in progress whose weather cell has
+no rain value in the last ``WEATHER_MAX_LAG_DAYS`` days before the run date: a stalled or
+missing weather feed, which would otherwise shorten every window without a word).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +33,12 @@ from nuru_yield.features.checks import (
     CELL_CHECKS,
     NDVI_CHECKS,
     WEATHER_CHECKS,
+    WEATHER_NOT_CURRENT,
     Check,
     failing_any,
     output_checks,
     plot_checks,
+    weather_lag_days,
 )
 from nuru_yield.features.columns import CLEAR_MAX_CLOUD
 
@@ -55,13 +64,16 @@ class CheckResult:
     """Of the rows checked: all rows, or the non-missing ones for value checks."""
     allowed_percent: float
     success: bool
+    detail: str = ""
+    """What the numbers mean for this check, when the row counts alone do not say it."""
 
     def describe(self) -> str:
         checked = self.element_count - self.missing_count
-        return (
-            f"{self.table}.{self.check}: {self.unexpected_count:,} of {checked:,} rows bad "
+        counts = (
+            f"{self.unexpected_count:,} of {checked:,} rows bad "
             f"({self.unexpected_percent:.2f}%), allowed {self.allowed_percent:.2f}%"
         )
+        return f"{self.table}.{self.check}: {self.detail or counts}"
 
 
 @dataclass
@@ -173,24 +185,48 @@ def validate(
     threshold: float,
     season_max_days: int,
     max_cell_distance_km: float,
+    run_date: dt.date,
+    plot_seasons_read: int,
+    weather_max_lag_days: int,
 ) -> ValidationReport:
-    """Run every suite: considered plot-seasons (with ``reason``), cells, weather, NDVI, output."""
+    """Run every suite: considered plot-seasons (with ``reason``), cells, weather, NDVI, output.
+
+    ``plot_seasons_read`` counts the rows of the plots table read for the night (the
+    season years that can run), ``plots`` only those considered on ``run_date``.
+    """
     report = ValidationReport(threshold=threshold)
     context = _context()
+    read_from = run_date - dt.timedelta(days=season_max_days)
+    lag, latest_weather = weather_lag_days(
+        features["weather_cell_id"].to_numpy(np.int64), weather, run_date, read_from
+    )
     suites: list[tuple[str, pd.DataFrame, list[Check]]] = [
         ("plots", plots, [*plot_checks(max_cell_distance_km), REJECTED_SHARE]),
         ("weather_cells", cells, CELL_CHECKS),
         ("weather", weather, WEATHER_CHECKS),
+        (
+            "plot_features",
+            pd.DataFrame({"weather_lag_days": lag}),
+            [_weather_current(weather_max_lag_days)],
+        ),
         ("ndvi", ndvi, NDVI_CHECKS),
         ("plot_features", features, output_checks(season_max_days)),
     ]
     for table, frame, checks in suites:
         report.checks.extend(run_suite(table, frame, checks, threshold, context))
+    report.checks = [
+        _explained(result, run_date, read_from, latest_weather, weather_max_lag_days)
+        for result in report.checks
+    ]
+    if plot_seasons_read == 0:
+        report.checks.insert(0, _no_plot_seasons(read_from, run_date))
+    lag_exceeded = lag > weather_max_lag_days
     cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
         cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
     rejected = plots["reason"].dropna()
     report.counts = {
+        "plot_seasons_read": plot_seasons_read,
         "plots_considered": len(plots),
         "plots_rejected": len(rejected),
         "rejected_by_reason": {
@@ -203,6 +239,8 @@ def validate(
         "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
         "weather_rows": len(weather),
         "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
+        "weather_latest_date": None if latest_weather is None else str(latest_weather),
+        "plot_features_without_current_weather": int(np.count_nonzero(lag_exceeded)),
         "ndvi_rows": len(ndvi),
         "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
         "ndvi_rows_cloudy": cloudy,
@@ -210,6 +248,54 @@ def validate(
     for result in report.failures:
         log.warning("check failed: %s", result.describe())
     return report
+
+
+def _weather_current(max_lag_days: int) -> Check:
+    return replace(WEATHER_NOT_CURRENT, high=float(max_lag_days))
+
+
+def _explained(
+    result: CheckResult,
+    run_date: dt.date,
+    read_from: dt.date,
+    latest_weather: np.datetime64 | None,
+    max_lag_days: int,
+) -> CheckResult:
+    """``result`` with a detail for a person, for the checks whose row counts need one."""
+    if result.check != WEATHER_NOT_CURRENT.name or not result.unexpected_count:
+        return result
+    latest = (
+        f"the newest at their weather cells is {latest_weather}"
+        if latest_weather is not None
+        else f"their weather cells have none since {read_from}"
+    )
+    return replace(
+        result,
+        detail=(
+            f"{result.unexpected_count:,} of {result.element_count:,} plot-seasons in progress "
+            f"({result.unexpected_percent:.2f}%, allowed {result.allowed_percent:.2f}%) have no "
+            f"weather within {max_lag_days} day(s) of the run date {run_date} "
+            f"(WEATHER_MAX_LAG_DAYS): {latest} — is the weather feed stalled?"
+        ),
+    )
+
+
+def _no_plot_seasons(read_from: dt.date, run_date: dt.date) -> CheckResult:
+    """The plots table holds nothing for the night: an empty or stale ``raw/plots.parquet``."""
+    years = f"{read_from.year - 1}–{run_date.year}"  # what the raw reader reads
+    return CheckResult(
+        table="plots",
+        check="no_plot_seasons",
+        expectation="expect_table_row_count_to_be_between",
+        columns=[],
+        element_count=0,
+        missing_count=0,
+        unexpected_count=0,
+        unexpected_percent=100.0,
+        allowed_percent=0.0,
+        success=False,
+        detail=f"raw/plots.parquet holds no plot-season of the season years {years}",
+    )
 
 
 def _result(

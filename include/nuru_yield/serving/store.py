@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions
+from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions, scoring_runs
 from nuru_yield.errors import ConfigError, DatabaseError
 from nuru_yield.serving.deadlines import deadline
 
@@ -191,6 +191,13 @@ PROMOTIONS = _query(
 
 PING = _query("SELECT 1 AS ok", sa.column("ok", sa.Integer))
 
+# The newest scoring run that has an outcome (success, failed, no_plots_in_progress).
+LAST_SCORING_RUN = _query(
+    "SELECT run_id, run_date, status, message FROM scoring_runs "
+    "WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1",
+    *(scoring_runs.c[name] for name in ("run_id", "run_date", "status", "message")),
+)
+
 
 class PredictionStore(abc.ABC):
     """Lookups of stored predictions. Every method raises DatabaseError when the DB fails,
@@ -320,6 +327,11 @@ class PredictionStore(abc.ABC):
     async def promotions(self, limit: int) -> list[Row]:
         """The newest entries of the ``model_promotions`` audit."""
         return await self._fetch(PROMOTIONS, {"limit": limit})
+
+    async def last_scoring_run(self) -> Row | None:
+        """``run_id``, ``run_date``, ``status`` and ``message`` of the newest finished run."""
+        rows = await self._fetch(LAST_SCORING_RUN, {})
+        return rows[0] if rows else None
 
     async def ping(self) -> None:
         await self._fetch(PING, {})

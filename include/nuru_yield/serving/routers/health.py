@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter, Response
 
@@ -23,9 +25,11 @@ def assess(
     registry: RegistrySnapshot,
     feature_store: FeatureStoreProbe,
     stale_after_hours: float,
+    last_run: Mapping[str, Any] | None = None,
 ) -> Health:
     """Unhealthy only when the database is down (nothing can be served); degraded when
-    something is missing or old but lookups still work. Reasons never show a password."""
+    something is missing or old, or the last scoring run did not succeed (an empty night,
+    a failure), but lookups still work. Reasons never show a password."""
     reasons: list[str] = []
     age = freshness.age_seconds(now) if freshness else None
     if db_error:
@@ -36,6 +40,12 @@ def assess(
         reasons.append(
             f"newest partition ({freshness.run_date}) is {age / 3600:.1f} h old "
             f"(limit {stale_after_hours:g} h)"
+        )
+    if last_run is not None and last_run["status"] != "success":
+        why = (last_run["message"] or "").partition("\n")[0][:300]
+        reasons.append(
+            f"last scoring run ({last_run['run_date']}, {last_run['run_id']}) ended "
+            f"{last_run['status']}" + (f": {why}" if why else "")
         )
     if not registry.connected:
         reasons.append(f"MLflow registry unavailable: {registry.error}")
@@ -66,7 +76,7 @@ async def health(state: State, response: Response) -> Health:
     """Status, served models and registry aliases, and the age of the newest partition.
     Answers within the database timeout (API_DB_TIMEOUT_SECONDS) when the database does not
     answer, and within the MLflow timeout when MLflow does not."""
-    registry, feature_store, (freshness, db_error) = await asyncio.gather(
+    registry, feature_store, (freshness, last_run, db_error) = await asyncio.gather(
         state.registry.get(), state.feature_store.get(), _database(state)
     )
     report = assess(
@@ -76,16 +86,19 @@ async def health(state: State, response: Response) -> Health:
         registry=registry,
         feature_store=feature_store,
         stale_after_hours=state.settings.api_stale_after_hours,
+        last_run=last_run,
     )
     if report.status == "unhealthy":
         response.status_code = 503
     return report
 
 
-async def _database(state: State) -> tuple[Freshness | None, str | None]:
-    """The newest partition, or why the database cannot tell."""
+async def _database(
+    state: State,
+) -> tuple[Freshness | None, Mapping[str, Any] | None, str | None]:
+    """The newest partition and the last scoring run, or why the database cannot tell."""
     try:
         await state.store.ping()
-        return await state.freshness.get(), None
+        return await state.freshness.get(), await state.store.last_scoring_run(), None
     except DatabaseError as error:
-        return None, str(error)
+        return None, None, str(error)
