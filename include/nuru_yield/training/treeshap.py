@@ -4,7 +4,8 @@ Native TreeSHAP (``pred_contribs`` / ``pred_contrib``) costs O(leaves × depth²
 and row — hundreds of times a prediction — so explaining a million plots a night with it
 takes hours on two cores. Training constrains every tree path to at most two distinct
 features (xgboost/lightgbm ``interaction_constraints`` over feature pairs: a pairwise
-additive model, within ~1% of the unconstrained models' accuracy on the sample data). For
+additive model on the margin scale, 1–2.3% less accurate than the unconstrained models on
+the sample data: ``docs/DESIGN.md``, Models). For
 such trees, path-dependent TreeSHAP has a closed form per leaf: with ``a_j`` = 1 when the
 row satisfies the leaf's conditions on feature ``j`` and ``r_j`` = the product of the
 cover ratios of those splits, a leaf of value ``v``
