@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     season_max_days: int = Field(180, ge=30, le=365)
     validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
     scoring_shards: int = Field(4, ge=1, le=1024)
+    feature_shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Feature materialization shards: memory per shard grows with N / shards.",
+    )
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
     )

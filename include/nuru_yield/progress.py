@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -31,3 +32,9 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             last_report = now
             share = f" ({done / total:.0%})" if total else ""
             log.info("%s: %d/%s%s, %.1fs", description, done, total or "?", share, now - started)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

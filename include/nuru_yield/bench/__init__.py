@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import resource
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from nuru_yield.progress import peak_rss_mb
+
+__all__ = ["Measured", "emit", "peak_rss_mb", "run_isolated"]
 
 T = TypeVar("T")
 
@@ -30,12 +33,6 @@ class Measured:
     result: Any
     seconds: float
     peak_rss_mb: float
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _timed_call(func: Callable[..., T], args: tuple[Any, ...], log_level: int) -> Measured:

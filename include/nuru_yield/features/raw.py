@@ -1,8 +1,16 @@
-"""Reading the raw contract (DESIGN §4) from the lake: the I/O edge of feature computation."""
+"""Reading the raw contract (DESIGN §4) from the lake: the I/O edge of feature computation.
+
+:func:`load_raw` reads everything in a date range, or one shard's slice of it: the
+plot-seasons whose ``plot_id`` hashes to the shard, their NDVI (only the plot buckets of the
+shard's hash range, see :mod:`nuru_yield.raw_layout`) and the weather of the cells nearest
+to them. Every cell is read (a small table), so that nearest cells are found as in a whole
+run. Memory of a shard grows with its own plots, not with the lake.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 import pandas as pd
@@ -10,9 +18,12 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from nuru_yield.contract import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA
-from nuru_yield.errors import DataValidationError
+from nuru_yield.errors import DataValidationError, LakeError
 from nuru_yield.features.columns import WEATHER_SCHEMA
 from nuru_yield.lake import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS, Lake
+from nuru_yield.sharding import shard_filter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,8 +39,16 @@ class RawInputs:
     ndvi: pd.DataFrame
 
 
-def load_raw(lake: Lake, start: dt.date | None = None, end: dt.date | None = None) -> RawInputs:
-    """Read the raw tables; weather and NDVI only for the years and dates in [start, end].
+def load_raw(
+    lake: Lake,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    *,
+    shard: int = 0,
+    shards: int = 1,
+) -> RawInputs:
+    """Read the raw tables; weather and NDVI only for the years and dates in [start, end];
+    with ``shards`` > 1, only shard ``shard``'s slice (see the module docstring).
 
     Plot-seasons are limited to the season years that can have a planting in the range
     (a Short Rains season is planted up to January of the next year); rows with a missing
@@ -42,12 +61,89 @@ def load_raw(lake: Lake, start: dt.date | None = None, end: dt.date | None = Non
         plots_filter = season_year.is_null() | season_year.isin(
             list(range(start.year - 1, end.year + 1))
         )
+    if shards == 1:
+        return RawInputs(
+            plots=_read(lake, RAW_PLOTS, PLOTS_SCHEMA, plots_filter),
+            cells=_read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA),
+            weather=_read_daily(lake, RAW_WEATHER, WEATHER_SCHEMA, years, start, end),
+            ndvi=_read_daily(lake, RAW_NDVI, NDVI_SCHEMA, years, start, end),
+        )
+    if years is None:
+        raise ValueError("a shard of the raw inputs needs a date range")
+    in_shard = shard_filter("plot_id", shard, shards)
+    plots = _read(lake, RAW_PLOTS, PLOTS_SCHEMA, _both(plots_filter, in_shard))
+    cells = _read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA)
     return RawInputs(
-        plots=_read(lake, RAW_PLOTS, PLOTS_SCHEMA, plots_filter),
+        plots=plots,
+        cells=cells,
+        weather=_read_daily(
+            lake,
+            RAW_WEATHER,
+            WEATHER_SCHEMA,
+            years,
+            start,
+            end,
+            ds.field("cell_id").isin(_nearest_cell_ids(plots, cells)),
+        ),
+        ndvi=_read_shard_ndvi(lake, years, start, end, shard, shards),
+    )
+
+
+def load_shared(lake: Lake, start: dt.date, end: dt.date) -> RawInputs:
+    """What every shard reads alike: the weather cells and the daily weather of [start,
+    end] (validated once per run, not per shard); plots and NDVI are left empty."""
+    years = range(start.year, end.year + 1)
+    return RawInputs(
+        plots=PLOTS_SCHEMA.empty_table().to_pandas(date_as_object=False),
         cells=_read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA),
         weather=_read_daily(lake, RAW_WEATHER, WEATHER_SCHEMA, years, start, end),
-        ndvi=_read_daily(lake, RAW_NDVI, NDVI_SCHEMA, years, start, end),
+        ndvi=NDVI_SCHEMA.empty_table().to_pandas(date_as_object=False),
     )
+
+
+def _nearest_cell_ids(plots: pd.DataFrame, cells: pd.DataFrame) -> list[int]:
+    """The cells nearest to ``plots`` (their weather is all a shard reads)."""
+    from nuru_yield.features.compute import nearest_cells
+
+    cell_ids, _ = nearest_cells(
+        cells,
+        plots["latitude"].to_numpy("float64", na_value=float("nan")),
+        plots["longitude"].to_numpy("float64", na_value=float("nan")),
+    )
+    return sorted(set(cell_ids[cell_ids >= 0].tolist()))
+
+
+def _read_shard_ndvi(
+    lake: Lake, years: range, start: dt.date, end: dt.date, shard: int, shards: int
+) -> pd.DataFrame:
+    """The NDVI scenes of a shard's plots: the files of its plot buckets (and any file not
+    yet bucketed, scanned in full), rows filtered by the shard hash and the date range."""
+    from nuru_yield.raw_layout import UPGRADE_COMMAND, shard_ndvi_files
+
+    if not lake.exists(RAW_NDVI):
+        raise LakeError(f"cannot read {lake.uri(RAW_NDVI)}: not found")
+    files = shard_ndvi_files(lake, years, shard, shards)
+    if files.unbucketed:
+        log.warning(
+            "%d NDVI file(s) not split by plot bucket (e.g. %s): every shard reads them in "
+            "full; run `%s`",
+            len(files.unbucketed),
+            files.unbucketed[0],
+            UPGRADE_COMMAND,
+        )
+    if not files.all:
+        return NDVI_SCHEMA.empty_table().to_pandas(date_as_object=False)
+    filters = shard_filter("plot_id", shard, shards) & _in_range(start, end)
+    return _read(lake, files.all, NDVI_SCHEMA, filters, label=RAW_NDVI)
+
+
+def _both(first: ds.Expression | None, second: ds.Expression) -> ds.Expression:
+    return second if first is None else first & second
+
+
+def _in_range(start: dt.date, end: dt.date) -> ds.Expression:
+    date = ds.field("date")
+    return (date >= pa.scalar(start, pa.date32())) & (date <= pa.scalar(end, pa.date32()))
 
 
 def _read_daily(
@@ -57,33 +153,40 @@ def _read_daily(
     years: range | None,
     start: dt.date | None,
     end: dt.date | None,
+    rows: ds.Expression | None = None,
 ) -> pd.DataFrame:
     if years is None:
-        return _read(lake, path, schema)
-    date = ds.field("date")
-    in_range = (date >= pa.scalar(start, pa.date32())) & (date <= pa.scalar(end, pa.date32()))
-    return _read(lake, path, schema, ds.field("year").isin(list(years)) & in_range)
+        return _read(lake, path, schema, rows)
+    assert start is not None and end is not None
+    in_years = ds.field("year").isin(list(years)) & _in_range(start, end)
+    return _read(lake, path, schema, _both(rows, in_years))
 
 
 def _read(
-    lake: Lake, path: str, schema: pa.Schema, filters: ds.Expression | None = None
+    lake: Lake,
+    path: str | list[str],
+    schema: pa.Schema,
+    filters: ds.Expression | None = None,
+    label: str | None = None,
 ) -> pd.DataFrame:
-    """Read ``schema``'s columns of one raw table and cast them to the contract types."""
+    """Read ``schema``'s columns of one raw table (a path, or a list of its files named
+    ``label`` in messages) and cast them to the contract types."""
+    label = label or str(path)
     try:
         table = lake.read_parquet(path, columns=schema.names, filters=filters)
     except pa.ArrowInvalid as error:
         present = lake.read_parquet(path, filters=ds.scalar(False)).column_names
         missing = ", ".join(name for name in schema.names if name not in present)
         if not missing:
-            raise DataValidationError(f"cannot read {path}: {_first_line(error)}") from None
+            raise DataValidationError(f"cannot read {label}: {_first_line(error)}") from None
         raise DataValidationError(
-            f"{path} lacks column(s) {missing} of the raw contract (DESIGN §4)"
+            f"{label} lacks column(s) {missing} of the raw contract (DESIGN §4)"
         ) from None
     try:
         table = table.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise DataValidationError(
-            f"{path} does not match the raw contract: {_first_line(error)}"
+            f"{label} does not match the raw contract: {_first_line(error)}"
         ) from None
     return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,15 @@ class ValidationReport:
             "checks": [asdict(result) for result in self.checks],
         }
 
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> ValidationReport:
+        """The report of :meth:`to_json` (e.g. a shard's, read back by the publish step)."""
+        return cls(
+            threshold=payload["threshold"],
+            checks=[CheckResult(**result) for result in payload["checks"]],
+            counts=payload["counts"],
+        )
+
     def raise_on_failure(self) -> None:
         """Raise naming the worst failed check (and how many others failed)."""
         if self.passed:
@@ -110,7 +119,9 @@ def run_suite(
 
     One GE batch per set of columns, holding only those columns: GE copies a batch's
     non-missing rows for each expectation, so narrow batches save time and memory on
-    tables of millions of observations.
+    tables of millions of observations. Every batch comes from the context's one batch
+    definition (the frame is a batch parameter): GE rewrites its whole configuration each
+    time a data source or asset is added, which grew quadratic with the batches of a run.
     """
     if frame.empty:  # GE cannot compute value metrics on no rows; nothing can be bad
         return [
@@ -126,12 +137,7 @@ def run_suite(
     outcomes: dict[str, Any] = {}
     for columns, group in groups.items():
         name = f"{table}.{'+'.join(columns)}"
-        batch = (
-            context.data_sources.add_pandas(name)
-            .add_dataframe_asset(name)
-            .add_batch_definition_whole_dataframe(name)
-            .get_batch(batch_parameters={"dataframe": frame[list(columns)]})
-        )
+        batch = context.get_batch(batch_parameters={"dataframe": frame[list(columns)]})
         suite = gx.ExpectationSuite(name=name)
         for check in group:
             suite.add_expectation(check.expectation(mostly=1.0 - _allowed(check, threshold)))
@@ -165,19 +171,21 @@ def _allowed(check: Check, threshold: float) -> float:
 
 def validate(
     *,
-    plots: pd.DataFrame,
-    cells: pd.DataFrame,
-    weather: pd.DataFrame,
-    ndvi: pd.DataFrame,
-    features: pd.DataFrame,
+    plots: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
+    weather: pd.DataFrame | None = None,
+    ndvi: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
     threshold: float,
     season_max_days: int,
     max_cell_distance_km: float,
 ) -> ValidationReport:
-    """Run every suite: considered plot-seasons (with ``reason``), cells, weather, NDVI, output."""
+    """Run the suite of each table given: considered plot-seasons (with ``reason``), cells,
+    weather, NDVI, output. A sharded run validates the tables every shard shares (cells,
+    weather) once and each shard its own slice of the others; :func:`combine` joins them."""
     report = ValidationReport(threshold=threshold)
     context = _context()
-    suites: list[tuple[str, pd.DataFrame, list[Check]]] = [
+    suites: list[tuple[str, pd.DataFrame | None, list[Check]]] = [
         ("plots", plots, [*plot_checks(max_cell_distance_km), REJECTED_SHARE]),
         ("weather_cells", cells, CELL_CHECKS),
         ("weather", weather, WEATHER_CHECKS),
@@ -185,31 +193,95 @@ def validate(
         ("plot_features", features, output_checks(season_max_days)),
     ]
     for table, frame, checks in suites:
-        report.checks.extend(run_suite(table, frame, checks, threshold, context))
-    cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
-    rejected = plots["reason"].dropna()
-    report.counts = {
-        "plots_considered": len(plots),
-        "plots_rejected": len(rejected),
-        "rejected_by_reason": {
-            reason: int(count)
-            for reason, count in rejected.str.split(";").explode().value_counts().items()
-        },
-        "plot_features": len(features),
-        "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
-        "weather_cells": len(cells),
-        "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
-        "weather_rows": len(weather),
-        "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
-        "ndvi_rows": len(ndvi),
-        "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
-        "ndvi_rows_cloudy": cloudy,
-    }
+        if frame is not None:
+            report.checks.extend(run_suite(table, frame, checks, threshold, context))
+    if plots is not None:
+        rejected = plots["reason"].dropna()
+        report.counts |= {
+            "plots_considered": len(plots),
+            "plots_rejected": len(rejected),
+            "rejected_by_reason": {
+                reason: int(count)
+                for reason, count in rejected.str.split(";").explode().value_counts().items()
+            },
+        }
+    if features is not None:
+        report.counts |= {
+            "plot_features": len(features),
+            "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
+        }
+    if cells is not None:
+        report.counts |= {
+            "weather_cells": len(cells),
+            "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
+        }
+    if weather is not None:
+        report.counts |= {
+            "weather_rows": len(weather),
+            "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
+        }
+    if ndvi is not None:
+        cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
+        report.counts |= {
+            "ndvi_rows": len(ndvi),
+            "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
+            "ndvi_rows_cloudy": cloudy,
+        }
     for result in report.failures:
         log.warning("check failed: %s", result.describe())
     return report
+
+
+def combine(reports: Sequence[ValidationReport]) -> ValidationReport:
+    """One report over disjoint parts of the input (the shards of a run, plus the tables
+    they share, validated once): per check the counts are summed and the check is judged
+    again on the totals, as great-expectations judges ``mostly`` (a check may fail over
+    the whole run although no shard failed it, and the other way round); row counts are
+    summed key by key."""
+    if not reports:
+        raise ValueError("nothing to combine")
+    threshold = reports[0].threshold
+    merged: dict[tuple[str, str], list[CheckResult]] = {}
+    for report in reports:
+        if report.threshold != threshold:
+            raise ValueError(f"cannot combine thresholds {threshold} and {report.threshold}")
+        for result in report.checks:
+            merged.setdefault((result.table, result.check), []).append(result)
+    combined = ValidationReport(threshold=threshold)
+    for parts in merged.values():
+        first = parts[0]
+        elements = sum(part.element_count for part in parts)
+        missing = sum(part.missing_count for part in parts)
+        unexpected = sum(part.unexpected_count for part in parts)
+        checked = elements - missing
+        combined.checks.append(
+            replace(
+                first,
+                element_count=elements,
+                missing_count=missing,
+                unexpected_count=unexpected,
+                unexpected_percent=unexpected / checked * 100 if checked else 0.0,
+                success=not checked
+                or (checked - unexpected) / checked >= 1.0 - first.allowed_percent / 100,
+            )
+        )
+    for report in reports:
+        combined.counts = _add_counts(combined.counts, report.counts)
+    for result in combined.failures:
+        log.warning("check failed: %s", result.describe())
+    return combined
+
+
+def _add_counts(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = dict(total)
+    for key, value in more.items():
+        if isinstance(value, dict):
+            out[key] = _add_counts(out.get(key, {}), value)
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def _result(
@@ -238,7 +310,7 @@ def _result(
 
 
 def _context() -> Any:
-    """A throwaway in-memory GE context without progress bars."""
+    """The batch definition of a throwaway in-memory GE context without progress bars."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # chatty at INFO
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -249,4 +321,8 @@ def _context() -> Any:
     pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return context
+    return (
+        context.data_sources.add_pandas("nuru")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("frame")
+    )

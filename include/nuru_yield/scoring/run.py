@@ -39,7 +39,15 @@ from nuru_yield.db import get_engine
 from nuru_yield.db.engine import database_errors, writer
 from nuru_yield.db.schema import scoring_runs
 from nuru_yield.errors import LakeError, MissingInputError
-from nuru_yield.lake import PREDICTION_LOG, Lake, features_path, prediction_log_path, rejected_path
+from nuru_yield.lake import (
+    PREDICTION_LOG,
+    Lake,
+    features_path,
+    part_row_groups,
+    prediction_log_path,
+    rejected_path,
+    shard_part_path,
+)
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
 if TYPE_CHECKING:
@@ -57,9 +65,8 @@ def _day(value: dt.date | str) -> dt.date:
 
 
 def shard_log_path(run_date: dt.date | str, shard: int, shards: int) -> str:
-    """One shard's part of the prediction log; ``_parts`` is invisible to dataset readers
-    and to :meth:`Lake.partition_dates` until :func:`publish_run` assembles the parts."""
-    return f"{PREDICTION_LOG}/_parts/{_day(run_date)}/part-{shard:04d}-of-{shards:04d}.parquet"
+    """One shard's part of the prediction log, until :func:`publish_run` assembles it."""
+    return shard_part_path(PREDICTION_LOG, _day(run_date), shard, shards)
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,13 @@ def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[p
     from nuru_yield.sharding import shard_of
 
     features = lake.open_parquet(path)
-    for batch in features.iter_batches(batch_size=get_settings().scoring_batch_rows):
+    # A features file assembled from as many feature shards holds this shard's plots in
+    # its own row groups: read only those (the filter below then keeps every row).
+    row_groups = part_row_groups(features, shard, shards) if shards > 1 else None
+    batches = features.iter_batches(
+        batch_size=get_settings().scoring_batch_rows, row_groups=row_groups
+    )
+    for batch in batches:
         if shards > 1:
             plot_ids = batch.column("plot_id").to_numpy(zero_copy_only=False)
             batch = batch.filter(pa.array(shard_of(plot_ids, shards) == shard))
@@ -384,24 +397,14 @@ def _assemble_log(plan: ScoringPlan, lake: Lake) -> tuple[str, int]:
     rewrite), or the parts concatenated. Returns its URI and row count."""
     path = prediction_log_path(plan.day)
     parts = [shard_log_path(plan.day, shard, plan.shards) for shard in range(plan.shards)]
-    if plan.shards == 1:
-        if lake.exists(parts[0]):
-            lake.move(parts[0], path)
-        elif _log_run_id(lake, path) != plan.run_id:  # else: a retry, already moved
+    if plan.shards == 1 and not lake.exists(parts[0]):
+        if _log_run_id(lake, path) != plan.run_id:  # else: a retry, already moved
             raise LakeError(f"cannot publish {plan.run_date}: the log part is missing")
         return lake.uri(path), lake.open_parquet(path).metadata.num_rows
-    missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
-    if missing:
-        raise LakeError(
-            f"cannot publish {plan.run_date}: log parts of shards {missing} are missing"
-        )
-    batch_rows = get_settings().scoring_batch_rows
-
-    def assembled() -> Iterator[pa.RecordBatch]:
-        for part in parts:
-            yield from lake.open_parquet(part).iter_batches(batch_size=batch_rows)
-
-    return lake.write_parquet_batches(path, LOG_SCHEMA, assembled())
+    try:
+        return lake.assemble_parquet(parts, path, LOG_SCHEMA)
+    except LakeError as error:
+        raise LakeError(f"cannot publish {plan.run_date}: {error}") from None
 
 
 def _log_run_id(lake: Lake, path: str) -> str | None:
