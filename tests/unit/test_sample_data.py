@@ -122,9 +122,7 @@ def test_every_year_is_written_and_reported(generated: tuple[Lake, SampleDataSum
         paths.RAW_YIELDS,
         *(paths.weather_year_path(y) for y in years),
     }
-    ndvi_buckets = {
-        paths.ndvi_bucket_path(y, b) for y in years for b in range(NDVI_PLOT_BUCKETS)
-    }
+    ndvi_buckets = {paths.ndvi_bucket_path(y, b) for y in years for b in range(NDVI_PLOT_BUCKETS)}
     assert set(lake.list("raw", ".parquet")) == expected | ndvi_buckets
     ndvi_years = {paths.ndvi_year_dir(y) for y in years}
     assert {uri for uri, _ in summary.files} == {lake.uri(p) for p in expected | ndvi_years}

@@ -174,14 +174,9 @@ def _read(
     label = label or str(path)
     try:
         table = lake.read_parquet(path, columns=schema.names, filters=filters)
-    except pa.ArrowInvalid as error:
-        present = lake.read_parquet(path, filters=ds.scalar(False)).column_names
-        missing = ", ".join(name for name in schema.names if name not in present)
-        if not missing:
-            raise DataValidationError(f"cannot read {label}: {_first_line(error)}") from None
-        raise DataValidationError(
-            f"{label} lacks column(s) {missing} of the raw contract (DESIGN §4)"
-        ) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        reason = _mismatch(lake, path, schema, label)
+        raise DataValidationError(reason or f"cannot read {label}: {_first_line(error)}") from None
     try:
         table = table.cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
@@ -189,6 +184,42 @@ def _read(
             f"{label} does not match the raw contract: {_first_line(error)}"
         ) from None
     return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
+
+
+def _mismatch(lake: Lake, path: str | list[str], schema: pa.Schema, label: str) -> str | None:
+    """Why a raw table (or which of its files) does not fit ``schema``; None if unknown."""
+    if isinstance(path, str):
+        found = {label: lake.read_parquet(path, filters=ds.scalar(False)).schema}
+    else:
+        found = {file: lake.open_parquet(file).schema_arrow for file in path}
+    for name, present in found.items():
+        missing = [column for column in schema.names if column not in present.names]
+        if missing:
+            return (
+                f"{name} lacks column(s) {', '.join(missing)} of the raw contract "
+                "(docs/DESIGN.md, raw input contract)"
+            )
+        for wanted in schema:
+            actual = present.field(wanted.name).type
+            if not _castable(actual, wanted.type):
+                return (
+                    f"{name} does not match the raw contract: {wanted.name} is {actual}, "
+                    f"not {wanted.type}"
+                )
+    return None
+
+
+def _castable(actual: pa.DataType, wanted: pa.DataType) -> bool:
+    def kind(t: pa.DataType) -> str:
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return "number"
+        if pa.types.is_temporal(t):
+            return "time"
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+            return "text"
+        return str(t)
+
+    return pa.types.is_null(actual) or kind(actual) == kind(wanted)
 
 
 def _first_line(error: BaseException) -> str:
