@@ -215,6 +215,27 @@ def bench_scoring(
     run_bench(plots, shards=shards, db_url=db_url, model=model)
 
 
+@bench_app.command("night")
+def bench_night(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Default: one per 250,000 plot-seasons.")
+    ] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Shards run at a time.")] = 1,
+    db_url: Annotated[
+        str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
+) -> None:
+    """Time one whole night (features, scoring, publish) in shards, per step and shard."""
+    from nuru_yield.bench.night import run_bench
+    from nuru_yield.config import get_settings
+
+    workdir = get_settings().nuru_home / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_bench(plots, shards, parallel, db_url=db_url, model=model, workdir=workdir)
+
+
 @bench_app.command("api")
 def bench_api(
     rows: Annotated[int, typer.Option(min=1)] = 1_000_000,
