@@ -1,4 +1,5 @@
-"""The raw NDVI's layout in the lake: by year, then by plot bucket (DESIGN §4, §5).
+"""The raw NDVI's layout in the lake: by year, then by plot bucket (docs/DESIGN.md, raw
+input contract and lake layout).
 
 NDVI is the raw table that grows with the number of plots (dozens of scenes per plot and
 year), so that a shard of feature materialization can read the scenes of its own plots

@@ -10,9 +10,10 @@ integer arithmetic that both PostgreSQL (bigint) and SQLite (integer) evaluate e
 For 0 <= plot_id < 2**31 the product stays below 2**63 and the result uses the well-mixed
 high bits of the 32-bit hash, so consecutive plot ids spread evenly over the shards.
 
-Feature materialization reads its raw inputs by shard (DESIGN §9): :func:`shard_filter` is
-the same hash as an Arrow dataset filter, and :func:`shard_buckets` names the plot buckets
-(the same hash with ``buckets`` shards) that can hold a shard's plots.
+Feature materialization reads its raw inputs by shard (docs/DESIGN.md, scale-out):
+:func:`shard_filter` is the same hash as an Arrow dataset filter, and :func:`shard_buckets`
+names the plot buckets (the same hash with ``buckets`` shards) that can hold a shard's
+plots.
 """
 
 from __future__ import annotations

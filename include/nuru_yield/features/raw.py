@@ -1,4 +1,4 @@
-"""Reading the raw contract (DESIGN §4) from the lake: the I/O edge of feature computation.
+"""Reading the raw input contract (docs/DESIGN.md) from the lake: the I/O edge of features.
 
 :func:`load_raw` reads everything in a date range, or one shard's slice of it: the
 plot-seasons whose ``plot_id`` hashes to the shard, their NDVI (only the plot buckets of the
