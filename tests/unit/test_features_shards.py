@@ -228,3 +228,27 @@ def test_publish_refuses_parts_of_another_run(lake: Lake) -> None:
     materialize_shard(old, 0, lake)  # a stale task of the old run finishing late
     with pytest.raises(LakeError, match="parts of other runs"):
         publish_features(new, lake)
+
+
+def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nuru_yield.scoring.run import _shard_batches
+
+    materialize(lake, RUN_DATE, shards=3)
+    path = paths.features_path(RUN_DATE)
+    asked: list[Any] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def spy(self: pq.ParquetFile, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("row_groups"))
+        return iter_batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
+    everything = lake.read_parquet(path)["plot_id"].to_numpy()
+    for shard in range(3):
+        rows = [b["plot_id"].to_numpy() for b in _shard_batches(lake, path, shard, 3)]
+        assert sorted(np.concatenate(rows)) == sorted(everything[shard_of(everything, 3) == shard])
+        assert asked[-1] == paths.part_row_groups(lake.open_parquet(path), shard, 3)
+    list(_shard_batches(lake, path, 0, 2))  # other K: every row group, filtered
+    assert asked[-1] is None
