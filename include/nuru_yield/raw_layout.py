@@ -28,7 +28,7 @@ import pyarrow as pa
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.errors import LakeError
 from nuru_yield.lake import RAW_NDVI, Lake, ndvi_bucket_path
-from nuru_yield.sharding import MAX_PLOT_ID, shard_buckets, shard_of
+from nuru_yield.sharding import shard_buckets, shard_or_zero
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,7 @@ UPGRADE_COMMAND = "nuru-yield lake upgrade"
 
 def ndvi_bucket(plot_ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
     """The plot bucket of each id (null, negative or too large ids: bucket 0)."""
-    if isinstance(plot_ids, pa.Array | pa.ChunkedArray):
-        ids = np.asarray(plot_ids.to_numpy(zero_copy_only=False), dtype=np.float64)
-    else:
-        ids = np.asarray(plot_ids, dtype=np.float64)
-    hashable = (ids >= 0) & (ids <= MAX_PLOT_ID)  # NaN (null) compares False
-    buckets = np.zeros(len(ids), dtype=np.int64)
-    buckets[hashable] = shard_of(ids[hashable].astype(np.int64), NDVI_PLOT_BUCKETS)
-    return buckets
+    return shard_or_zero(plot_ids, NDVI_PLOT_BUCKETS)
 
 
 def write_ndvi_year(

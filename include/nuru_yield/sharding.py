@@ -22,6 +22,7 @@ import re
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -54,6 +55,19 @@ def shard_sql(column: str, shards: int) -> str:
     if not _IDENTIFIER.match(column):
         raise ValueError(f"not a column name: {column!r}")
     return f"((({column} * {_MULTIPLIER}) % {_MODULUS}) * {shards} / {_MODULUS})"
+
+
+def shard_or_zero(plot_ids: pa.Array | pa.ChunkedArray | np.ndarray, shards: int) -> np.ndarray:
+    """:func:`shard_of` for every id, unhashable ones (null, negative, too large) in shard 0,
+    as :func:`shard_filter` places them."""
+    if isinstance(plot_ids, pa.Array | pa.ChunkedArray):
+        ids = np.asarray(plot_ids.to_numpy(zero_copy_only=False), dtype=np.float64)
+    else:
+        ids = np.asarray(plot_ids, dtype=np.float64)
+    hashable = (ids >= 0) & (ids <= MAX_PLOT_ID)  # NaN (null) compares False
+    out = np.zeros(len(ids), dtype=np.int64)
+    out[hashable] = shard_of(ids[hashable].astype(np.int64), shards)
+    return out
 
 
 def shard_filter(column: str, shard: int, shards: int) -> ds.Expression:

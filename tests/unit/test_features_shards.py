@@ -127,7 +127,7 @@ def test_a_shard_reads_its_plots_their_ndvi_buckets_and_their_cells_weather(lake
     assert sum(len(p.ndvi) for p in pieces) == len(everything.ndvi)
 
 
-def test_a_shard_opens_only_the_ndvi_files_of_its_buckets(
+def test_a_shard_opens_only_its_plots_split_and_the_ndvi_files_of_its_buckets(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[str] = []
@@ -137,13 +137,19 @@ def test_a_shard_opens_only_the_ndvi_files_of_its_buckets(
         opened.extend([path] if isinstance(path, str) else path)
         return read_parquet(self, path, *args, **kwargs)
 
+    plan = prepare_features(lake, RUN_DATE, shards=4)
     monkeypatch.setattr(Lake, "read_parquet", spy)
-    load_raw(lake, WINDOW_START, RUN_DATE, shard=2, shards=4)
+    materialize_shard(plan, 2, lake)
     ndvi_files = [p for p in opened if p.startswith(paths.RAW_NDVI)]
     assert ndvi_files == [
         paths.ndvi_bucket_path(RUN_DATE.year, b) for b in shard_buckets(2, 4, NDVI_PLOT_BUCKETS)
     ]
     assert len(ndvi_files) == NDVI_PLOT_BUCKETS // 4
+    # Its plot-seasons come from the split prepare staged, not from the whole table.
+    assert plan.part(2, "plots") in opened and paths.RAW_PLOTS not in opened
+    for shard in range(4):
+        ids = read_parquet(lake, plan.part(shard, "plots"))["plot_id"].to_numpy()
+        assert len(ids) and set(shard_of(ids, 4)) == {shard}
 
 
 def test_the_gate_judges_the_whole_run_not_each_shard(
@@ -223,7 +229,9 @@ def test_publish_refuses_parts_of_another_run(lake: Lake) -> None:
     old = prepare_features(lake, RUN_DATE, shards=2)
     materialize_shard(old, 0, lake)
     new = prepare_features(lake, RUN_DATE, shards=2)  # clears what `old` staged
-    assert lake.list("features/_parts") == [new.inputs_report]
+    assert lake.list("features/_parts") == sorted(
+        [new.inputs_report, new.part(0, "plots"), new.part(1, "plots")]
+    )
     materialize_shard(new, 1, lake)
     materialize_shard(old, 0, lake)  # a stale task of the old run finishing late
     with pytest.raises(LakeError, match="parts of other runs"):
@@ -252,3 +260,10 @@ def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
         assert asked[-1] == paths.part_row_groups(lake.open_parquet(path), shard, 3)
     list(_shard_batches(lake, path, 0, 2))  # other K: every row group, filtered
     assert asked[-1] is None
+
+
+def test_plots_without_a_contract_column_fail_the_prepare_step_in_one_line(lake: Lake) -> None:
+    plots = lake.read_parquet(paths.RAW_PLOTS).drop_columns(["county"])
+    lake.write_parquet(paths.RAW_PLOTS, plots)
+    with pytest.raises(DataValidationError, match=r"^raw/plots.parquet lacks column\(s\) county "):
+        prepare_features(lake, RUN_DATE, shards=2)

@@ -14,6 +14,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,13 +43,21 @@ class Measured:
     result: Any
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0
+    """User + system CPU of the process (all its threads) during the call: what a busy,
+    shared machine changes least."""
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timed_call(func: Callable[..., T], args: tuple[Any, ...], log_level: int) -> Measured:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     result = func(*args)
-    return Measured(result, time.perf_counter() - started, peak_rss_mb())
+    return Measured(result, time.perf_counter() - started, peak_rss_mb(), _cpu_seconds() - cpu)
 
 
 def run_isolated(func: Callable[..., Any], *args: Any) -> Measured:

@@ -12,7 +12,9 @@ then runs, timing each step and measuring each process's peak RSS:
 
 K defaults to one shard per 250,000 plot-seasons (memory per shard stays flat in N); P
 (default 1) is how many run at once, as an executor with P slots would (LocalExecutor on
-this machine). ``local_executor_wall_s`` is the wall time of the night so run.
+this machine). ``local_executor_wall_s`` is the wall time of the night so run; ``seconds`` the sum of the
+steps' wall times (the night on one slot), ``cpu_seconds`` their CPU time (on a shared
+machine the steadier figure to compare sizes by).
 ``simulated_wall_s`` is the night on W one-slot workers computed from the measured times:
 the serial steps plus, for each sharded stage, shards handed out in order to the first free
 worker (Airflow's own scheduling latency, a few seconds per task, is not included).
@@ -112,7 +114,11 @@ def simulate(serial_s: float, stages: Sequence[Sequence[float]], workers: int) -
 
 
 def _summary(step: Measured) -> dict[str, float]:
-    return {"seconds": round(step.seconds, 2), "peak_rss_mb": round(step.peak_rss_mb)}
+    return {
+        "seconds": round(step.seconds, 2),
+        "cpu_s": round(step.cpu_seconds, 2),
+        "peak_rss_mb": round(step.peak_rss_mb),
+    }
 
 
 def run_night(run_date: str, shards: int, parallel: int) -> dict[str, Any]:
@@ -140,6 +146,7 @@ def run_night(run_date: str, shards: int, parallel: int) -> dict[str, Any]:
         "scored_rows": s_publish.result["rows"],
         "local_executor_wall_s": round(wall, 2),
         "seconds": round(serial_s + sum(map(sum, stages)), 2),
+        "cpu_seconds": round(sum(s.cpu_seconds for s in [*serial_steps, *f_shards, *s_shards]), 2),
         "stages": {
             "features_prepare": _summary(f_prepare),
             "features_shards": [_summary(step) for step in f_shards],

@@ -4,8 +4,10 @@ The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same sh
 (``hash(plot_id) mod K``, :mod:`nuru_yield.sharding`):
 
 * :func:`prepare_features` fixes the run (id, K, window, threshold) in a small JSON-able
-  :class:`FeaturePlan`, clears what an earlier attempt staged, and validates once the
-  inputs every shard shares: the weather cells and the window's daily weather.
+  :class:`FeaturePlan`, clears what an earlier attempt staged, validates once the inputs
+  every shard shares (the weather cells and the window's daily weather), and splits the
+  plot-seasons that can be in progress into one staged file per shard (one streaming pass
+  over ``raw/plots.parquet`` and its years of history, instead of one per shard).
 * :func:`materialize_shard` reads only its shard of the raw inputs (its plot-seasons, the
   NDVI of its plot buckets, the weather of its plots' cells), computes their features and
   validates its slice (plot-seasons, NDVI, output). It stages three parts under
@@ -49,7 +51,7 @@ from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
 from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.features.compute import season_to_date
-from nuru_yield.features.raw import load_raw, load_shared
+from nuru_yield.features.raw import load_raw, load_shared, split_plots
 from nuru_yield.features.validation import ValidationReport, combine, validate
 from nuru_yield.progress import peak_rss_mb, track
 
@@ -62,7 +64,8 @@ log = logging.getLogger(__name__)
 REJECTED_SCHEMA = PLOTS_SCHEMA.append(pa.field("reason", pa.string()))
 # Parquet key-value metadata: the feature run that wrote a file (parts and partition).
 RUN_ID_KEY = "nuru_yield.feature_run_id"
-FEATURES_PART, REJECTED_PART, REPORT_PART = "plot_features", "rejected", "report"
+PLOTS_PART, FEATURES_PART = "plots", "plot_features"
+REJECTED_PART, REPORT_PART = "rejected", "report"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,6 @@ class FeaturePlan:
     shards: int
     season_max_days: int
     threshold: float
-    started_at: str
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,7 +158,6 @@ def prepare_features(
         shards=shards or settings.feature_shards,
         season_max_days=settings.season_max_days,
         threshold=settings.validation_max_bad_share,
-        started_at=dt.datetime.now(dt.UTC).isoformat(),
     )
     preload = _import_in_background("great_expectations")
     for stale in lake.list(paths.parts_dir(paths.FEATURES, day)):
@@ -171,15 +172,19 @@ def prepare_features(
             ", ".join(unbucketed[:3]),
             UPGRADE_COMMAND,
         )
-    shared = load_shared(lake, plan.window_start, day)
+    cells, weather = load_shared(lake, plan.window_start, day)
     preload.join()
     report = validate(
-        cells=shared.cells,
-        weather=shared.weather,
+        cells=cells,
+        weather=weather,
         threshold=plan.threshold,
         season_max_days=plan.season_max_days,
         max_cell_distance_km=MAX_CELL_DISTANCE_KM,
     )
+    del cells, weather
+    # One pass over the plot-seasons, so that no shard reads the whole table.
+    parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
+    split_plots(lake, plan.window_start, day, parts)
     lake.write_json(
         plan.inputs_report,
         {
@@ -207,7 +212,14 @@ def materialize_shard(
     seconds: dict[str, float] = {}
     preload = _import_in_background("great_expectations")
     with _timed(seconds, "load", shard):
-        raw = load_raw(lake, plan.window_start, day, shard=shard, shards=plan.shards)
+        raw = load_raw(
+            lake,
+            plan.window_start,
+            day,
+            shard=shard,
+            shards=plan.shards,
+            plots_path=plan.part(shard, PLOTS_PART),
+        )
     with _timed(seconds, "compute", shard):
         result = season_to_date(raw, day, plan.season_max_days, MAX_CELL_DISTANCE_KM)
     with _timed(seconds, "validate", shard):

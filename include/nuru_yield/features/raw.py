@@ -21,7 +21,7 @@ from nuru_yield.contract import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError, LakeError
 from nuru_yield.features.columns import WEATHER_SCHEMA
 from nuru_yield.lake import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS, Lake
-from nuru_yield.sharding import shard_filter
+from nuru_yield.sharding import shard_filter, shard_or_zero
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,18 @@ def load_raw(
     *,
     shard: int = 0,
     shards: int = 1,
+    plots_path: str = RAW_PLOTS,
 ) -> RawInputs:
     """Read the raw tables; weather and NDVI only for the years and dates in [start, end];
-    with ``shards`` > 1, only shard ``shard``'s slice (see the module docstring).
+    with ``shards`` > 1, only shard ``shard``'s slice (see the module docstring), its plots
+    from ``plots_path`` (a file :func:`split_plots` wrote for it, or the whole table).
 
     Plot-seasons are limited to the season years that can have a planting in the range
     (a Short Rains season is planted up to January of the next year); rows with a missing
     season year are kept so that the validation gate can report them. ``None`` reads all.
     """
     years = range(start.year, end.year + 1) if start and end else None
-    plots_filter = None
-    if start and end:
-        season_year = ds.field("season_year")
-        plots_filter = season_year.is_null() | season_year.isin(
-            list(range(start.year - 1, end.year + 1))
-        )
+    plots_filter = _season_years(start, end) if start and end else None
     if shards == 1:
         return RawInputs(
             plots=_read(lake, RAW_PLOTS, PLOTS_SCHEMA, plots_filter),
@@ -71,7 +68,7 @@ def load_raw(
     if years is None:
         raise ValueError("a shard of the raw inputs needs a date range")
     in_shard = shard_filter("plot_id", shard, shards)
-    plots = _read(lake, RAW_PLOTS, PLOTS_SCHEMA, _both(plots_filter, in_shard))
+    plots = _read(lake, plots_path, PLOTS_SCHEMA, _both(plots_filter, in_shard), RAW_PLOTS)
     cells = _read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA)
     return RawInputs(
         plots=plots,
@@ -89,16 +86,41 @@ def load_raw(
     )
 
 
-def load_shared(lake: Lake, start: dt.date, end: dt.date) -> RawInputs:
-    """What every shard reads alike: the weather cells and the daily weather of [start,
-    end] (validated once per run, not per shard); plots and NDVI are left empty."""
+def load_shared(lake: Lake, start: dt.date, end: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What every shard reads alike, validated once per run: the weather cells and the
+    daily weather of [start, end]."""
     years = range(start.year, end.year + 1)
-    return RawInputs(
-        plots=PLOTS_SCHEMA.empty_table().to_pandas(date_as_object=False),
-        cells=_read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA),
-        weather=_read_daily(lake, RAW_WEATHER, WEATHER_SCHEMA, years, start, end),
-        ndvi=NDVI_SCHEMA.empty_table().to_pandas(date_as_object=False),
+    return (
+        _read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA),
+        _read_daily(lake, RAW_WEATHER, WEATHER_SCHEMA, years, start, end),
     )
+
+
+def split_plots(
+    lake: Lake, start: dt.date, end: dt.date, parts: list[str]
+) -> list[tuple[str, int]]:
+    """Write the plot-seasons that can be in progress in [start, end] into one file per
+    shard (``parts[k]`` for shard k of ``len(parts)``), in one streaming pass, so that each
+    shard then reads its own plot-seasons, not the whole table (with years of history)."""
+    reason = _mismatch(lake, RAW_PLOTS, PLOTS_SCHEMA, RAW_PLOTS)
+    if reason:
+        raise DataValidationError(reason)
+    source = lake.open_parquet(RAW_PLOTS)
+    schema = pa.schema([source.schema_arrow.field(name) for name in PLOTS_SCHEMA.names])
+    season_years = _season_years(start, end)
+    batches = source.iter_batches(batch_size=1 << 20, columns=PLOTS_SCHEMA.names)
+    return lake.write_parquet_split(
+        parts,
+        schema,
+        (pa.Table.from_batches([batch]).filter(season_years) for batch in batches),
+        lambda table: shard_or_zero(table.column("plot_id"), len(parts)),
+    )
+
+
+def _season_years(start: dt.date, end: dt.date) -> ds.Expression:
+    """Plot-seasons whose season year allows a planting in [start, end] (or is missing)."""
+    season_year = ds.field("season_year")
+    return season_year.is_null() | season_year.isin(list(range(start.year - 1, end.year + 1)))
 
 
 def _nearest_cell_ids(plots: pd.DataFrame, cells: pd.DataFrame) -> list[int]:
