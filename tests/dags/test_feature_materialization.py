@@ -103,3 +103,31 @@ def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> Non
     report = lake.read_json(paths.validation_path(RUN_DATE))
     assert report["status"] == "failed" and "plots.missing_county" in report["failed_checks"]
     assert not lake.exists(paths.features_path(RUN_DATE))
+
+
+def test_a_failing_shard_fails_the_run_and_leaves_the_published_partition(
+    load_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+
+    from nuru_yield.contract import NDVI_PLOT_BUCKETS
+    from nuru_yield.sharding import shard_buckets
+
+    monkeypatch.setenv("FEATURE_SHARDS", "2")
+    reset_settings()
+    lake = Lake.from_settings()
+    build_raw(lake, plots=300, grid=SMALL_GRID)
+    conf = {"run_date": RUN_DATE.isoformat()}
+    assert str(load_dag(DAG_ID).test(run_conf=conf, logical_date=None).state) == "success"
+    published = {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")}
+    # A raw NDVI file that only shard 1 reads, and cannot: no contract columns.
+    bucket = shard_buckets(1, 2, NDVI_PLOT_BUCKETS)[0]
+    lake.write_parquet(paths.ndvi_bucket_path(RUN_DATE.year, bucket, "bad"), pa.table({"x": [1]}))
+
+    run = load_dag(DAG_ID).test(run_conf=conf, logical_date=None)
+
+    assert str(run.state) == "failed"
+    shards = {ti.map_index: str(ti.state) for ti in run.get_task_instances() if ti.map_index >= 0}
+    assert shards == {0: "success", 1: "failed"}
+    assert _task_states(run)["publish"] == "upstream_failed"
+    assert {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")} == published
