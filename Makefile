@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-deps lint lock clean airflow
+.PHONY: setup demo test test-deps lint lock clean airflow fuzz-api
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ lint: setup
 
 test: lint test-deps
 	$(BIN)/python -m pytest
+
+# schemathesis against a real API server (every check, both modes, the stateful phase) with
+# 1,000 examples per operation; prints the summary (requests, statuses, 5xx). Minutes.
+fuzz-api: setup
+	API_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/reliability/test_api_schemathesis.py -s -q
 
 # System packages the tests need beyond Python: Chromium (the drift report is opened in a
 # headless browser) and Redis (the Celery broker of the distributed end-to-end test, started

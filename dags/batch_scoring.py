@@ -21,7 +21,10 @@ the asset `predictions`.
 * **Trigger:** the asset `plot_features` (run date from the asset event), or by hand with
   the `run_date` param.
 * **Rerun:** replaces exactly the partition of D; a run killed midway leaves the previous
-  partition served. A database that is down fails the task, which retries with backoff.
+  partition served (and the next run marks it failed). A database that is down fails the
+  task, which retries with backoff; so does a night locked by another run of D.
+* **Empty night:** features of D without any row fail `prepare` at once (no retry) and
+  are recorded as `no_plots_in_progress` in `scoring_runs`; `/health` reports it.
 * **By hand:** `nuru-yield score --date D [--shards K]` runs the same steps in one process.
 """
 

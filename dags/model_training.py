@@ -2,21 +2,24 @@
 ### model_training
 
 Retrains the yield model and lets the champion/challenger gate decide whether it serves
-(DESIGN §7, issue 4).
+(`docs/DESIGN.md`, Models and the registry).
 
 **build_training_set → train_candidates → evaluate → gate → promote**
 
 1. Feature rows at 30/60/90/120 days after planting and the full season for every
    labelled plot-season over by the run date → `training/{D}/training_set.parquet`.
-2. xgboost, lightgbm, a random forest, a ridge baseline and `Ensemble_VotingRegressor`
+2. xgboost, lightgbm, a random forest, a Tweedie GLM baseline and `Ensemble_VotingRegressor`
    (plus the naive county × season mean) as runs of the MLflow experiment
-   `YieldPrediction_MultiModel`: trained on earlier seasons, intervals calibrated on the
-   next ones, evaluated on the latest labelled season (never a random split).
-3. The ensemble is registered and measured next to the current `@champion` and the naive
-   reference on the same evaluation rows.
-4. The gate: promote only if RMSE improves by `PROMOTION_RMSE_MARGIN` (1%) and no county
-   gets worse by more than `PROMOTION_COUNTY_TOLERANCE` (5%); a first version must beat
-   the naive reference.
+   `YieldPrediction_MultiModel`, every one on a log link (no forecast can be negative):
+   fitted on earlier seasons, intervals calibrated on the next ones, evaluated on the
+   newest labelled Long Rains and Short Rains seasons (never a random split). The ensemble
+   is then refitted on every labelled season: that refit is what gets registered.
+3. The refit is registered; the hold-out fits of it and of the current `@champion`, and
+   the naive reference, are measured on the same evaluation rows, which neither learned.
+4. The gate: promote only if RMSE improves by `PROMOTION_RMSE_MARGIN` (1%) and no season ×
+   county gets worse by more than `PROMOTION_COUNTY_TOLERANCE` (5%); a season × county
+   with fewer than 30 evaluation rows is reported as unchecked; a first version must beat
+   the naive reference. The task log shows the evaluation table by season and county.
 5. The decision, promoted or not, is a `model_promotions` row and tags on the version. A
    promotion moves `@champion` (the old one keeps `@previous`) and updates the asset
    `champion_model` (`nuru://champion_model`); a refusal leaves both alone.
@@ -88,7 +91,7 @@ with DAG(
 
     @task
     def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
-        """The verdict: promote or not, and why."""
+        """The verdict: promote or not, and why (the season × county table in the log)."""
         from nuru_yield.training.pipeline import decide_promotion
 
         return decide_promotion(evaluation)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from nuru_yield.errors import NuruError
+from nuru_yield.errors import LOG_FORMAT, MaskingFormatter, NuruError, mask_passwords
 
 app = typer.Typer(
     help="Nuru Yield: nightly in-season maize yield forecasts for smallholder plots.",
@@ -35,11 +35,9 @@ DateOption = Annotated[
 
 @app.callback()
 def _configure(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 @app.command("sample-data")
@@ -109,6 +107,24 @@ def train(date: DateOption) -> None:
     from nuru_yield.training import train as run_training
 
     typer.echo(run_training(date.date()).render())
+
+
+@app.command()
+def backtest(
+    date: DateOption,
+    recipe: Annotated[
+        list[str] | None,
+        typer.Option(help="Recipes to compare (repeatable); default: all of them."),
+    ] = None,
+) -> None:
+    """Hold-out and next-season accuracy of model recipes (constraints) as of a date."""
+    from nuru_yield.training.backtest import RECIPES
+    from nuru_yield.training.backtest import backtest as run_backtest
+
+    unknown = sorted(set(recipe or ()) - set(RECIPES))
+    if unknown:
+        raise typer.BadParameter(f"unknown recipe(s) {unknown}; choose from {sorted(RECIPES)}")
+    typer.echo(run_backtest(date.date(), recipes=recipe or tuple(RECIPES)).render())
 
 
 @app.command()
@@ -208,11 +224,15 @@ def bench_scoring(
             help="production (default) or tiny (for memory scaling at millions of plots)."
         ),
     ] = "production",
+    interactions: Annotated[
+        str,
+        typer.Option(help="pairwise (default) or free: the MODEL_INTERACTIONS to measure."),
+    ] = "pairwise",
 ) -> None:
     """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
     from nuru_yield.bench.scoring import run_bench
 
-    run_bench(plots, shards=shards, db_url=db_url, model=model)
+    run_bench(plots, shards=shards, db_url=db_url, model=model, interactions=interactions)
 
 
 @bench_app.command("night")
@@ -269,10 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except typer.TyperException as error:  # usage errors: bad option values, unknown commands
-        typer.echo(f"error: {_usage_message(error)}", err=True)
+        typer.echo(f"error: {mask_passwords(_usage_message(error))}", err=True)
         sys.exit(getattr(error, "exit_code", 2))
     except NuruError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {mask_passwords(str(error))}", err=True)
         sys.exit(error.exit_code)
     if isinstance(result, int) and result:  # typer.Exit(code) with standalone_mode=False
         sys.exit(result)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from nuru_yield.errors import ConfigError
+from nuru_yield.errors import MASK, ConfigError, mask_passwords
 
 
 class Settings(BaseSettings):
@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     mlflow_tracking_uri: str = ""
     mlflow_artifact_root: str = ""
+    mlflow_request_timeout_seconds: int = Field(
+        5, ge=1, le=600, description="Per HTTP request to the MLflow tracking server."
+    )
+    mlflow_request_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed MLflow HTTP request (MLflow's own: 7)."
+    )
     predictions_db_url: str = ""
     api_key: SecretStr | None = None
     log_file: Path | None = None
@@ -40,6 +46,13 @@ class Settings(BaseSettings):
     # Pipeline behaviour.
     season_max_days: int = Field(180, ge=30, le=365)
     validation_max_bad_share: float = Field(0.05, ge=0.0, le=1.0)
+    weather_max_lag_days: int = Field(
+        3,
+        ge=0,
+        le=60,
+        description="A plot-season in progress whose weather cell has no rain value this close "
+        "to the run date counts against VALIDATION_MAX_BAD_SHARE (a stalled feed fails the run).",
+    )
     scoring_shards: int = Field(4, ge=1, le=1024)
     feature_shards: int = Field(
         1,
@@ -50,18 +63,53 @@ class Settings(BaseSettings):
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
     )
+    scoring_lock_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        description="How long a scoring step waits for another run of the same date; "
+        "0 = refuse at once.",
+    )
     scoring_batch_rows: int = Field(
         65_536, ge=1, description="Rows per record batch streamed through the scorer."
     )
     promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
     promotion_county_tolerance: float = Field(0.05, ge=0.0)
+    model_interactions: Literal["pairwise", "free"] = Field(
+        "pairwise",
+        description="Tree paths of at most two features (exact drivers in seconds per "
+        "million plots) or free (more accurate; native TreeSHAP takes hours per million).",
+    )
 
     # Read-only API (`nuru-yield serve`).
     api_db_url: str = Field(
         "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
     )
     api_db_pool_max: int = Field(20, ge=1, le=200, description="Connections per API process.")
-    api_db_timeout_seconds: float = Field(5.0, gt=0, le=120)
+    api_db_timeout_seconds: float = Field(
+        1.5,
+        gt=0,
+        le=120,
+        description="Most a database round trip may take (waiting for a connection, "
+        "connecting, the query): beyond it the request is 503 and /health unhealthy.",
+    )
+    api_max_body_bytes: int = Field(
+        262_144,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Larger request bodies get 413 unread. The largest batch (1,000 plots, "
+        "every field) is about 185 KB of JSON.",
+    )
+    api_body_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="A request body must arrive within this (else 408)."
+    )
+    api_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A request line and headers must arrive within this (else the "
+        "connection is closed).",
+    )
     api_rate_limit_per_minute: int = Field(
         1200, ge=0, description="Requests per client per minute; 0 turns the limit off."
     )
@@ -166,12 +214,27 @@ class Settings(BaseSettings):
 
 
 def _first_error_line(error: ValidationError) -> str:
+    """``invalid setting NAME='value': why``, with the value's passwords masked (and a secret
+    setting's value not shown at all)."""
     first = error.errors()[0]
-    variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+    field = str(first["loc"][0]) if first["loc"] else ""
+    variable = field.upper() or "settings"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f"={value!r}"
+    if isinstance(value, dict):
+        shown = ""
+    elif field in _SECRET_FIELDS:
+        shown = f"={MASK}"
+    else:
+        shown = f"={value!r}"
     message = first["msg"].removeprefix("Value error, ")
-    return f"invalid setting {variable}{shown}: {message}"
+    return mask_passwords(f"invalid setting {variable}{shown}: {message}")
+
+
+_SECRET_FIELDS = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if SecretStr in (info.annotation, *get_args(info.annotation))
+)
 
 
 @functools.cache

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import typer
 
 from nuru_yield.config import Settings, get_settings
+from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import RAW_PLOTS, Lake, drift_html_path, prediction_log_path
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ STEPS = 5
 
 
 def _step(number: int, text: str) -> None:
-    typer.secho(f"[{number}/{STEPS}] {text}", bold=True)
+    typer.secho(f"[{number}/{STEPS}] {mask_passwords(text)}", bold=True)
 
 
 def run_demo(plots: int, seed: int, serve: bool = True) -> None:
@@ -96,6 +97,7 @@ def render_summary(
 ) -> str:
     """What a person needs after the demo: model, counts, findings, where everything is."""
     from nuru_yield.db import get_engine
+    from nuru_yield.training.evaluation import format_metric
 
     with get_engine(settings.predictions_db_url).connect() as conn:
         promotion = _one(
@@ -123,16 +125,17 @@ def render_summary(
     metrics = promotion["candidate_metrics"] if promotion else {}
     if isinstance(metrics, str):
         metrics = json.loads(metrics)
-    overall = {
-        k: metrics[k]
-        for k in ("rmse", "mae", "r2", "coverage")
-        if isinstance(metrics, dict) and k in metrics
-    }
+    overall = ", ".join(
+        f"{name} {format_metric(name, metrics[name])}"
+        for name in ("rmse", "mae", "r2", "coverage")
+        if isinstance(metrics, dict) and name in metrics
+    )
     lines = [
         "",
         f"Nuru Yield demo ready in {seconds / 60:.1f} min — everything lives under {settings.nuru_home}",
         "",
-        f"champion: {promotion['model_name']} v{promotion['candidate_version']} {overall}"
+        f"champion: {promotion['model_name']} v{promotion['candidate_version']} "
+        f"(hold-out {overall}; RMSE in kg/ha)"
         if promotion
         else "champion: none",
         f"  why: {promotion['reason']}" if promotion else "",
@@ -159,4 +162,4 @@ def render_summary(
         f'  sqlite3 {settings.nuru_home / "predictions.db"} "SELECT county, COUNT(*), ROUND(AVG(predicted_yield_kg_per_ha)) '
         'FROM latest_predictions GROUP BY county"',
     ]
-    return "\n".join(line for line in lines if line is not None)
+    return mask_passwords("\n".join(line for line in lines if line is not None))

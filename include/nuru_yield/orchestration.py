@@ -35,7 +35,14 @@ from airflow.sdk import (
     CronTriggerTimetable,
     Param,
 )
-from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+from airflow.sdk.definitions.retry_policy import (
+    ExceptionRetryPolicy,
+    RetryAction,
+    RetryDecision,
+    RetryRule,
+)
+
+from nuru_yield.errors import RegistryUnavailableError
 
 log = logging.getLogger("nuru_yield.orchestration")
 
@@ -59,19 +66,47 @@ def log_failure(context: Mapping[str, Any]) -> None:
     )
 
 
-# Bad data, bad settings and missing inputs (features, a champion) fail the same way on
-# every try: no retries. Anything else (lake or database hiccups) retries with backoff.
-NO_RETRY_ON_BAD_INPUT = ExceptionRetryPolicy(
+class PipelineRetryPolicy(ExceptionRetryPolicy):
+    """The rules below, and: an unreachable MLflow registry is retried once, not on every
+    try — its client already gave up after bounded attempts, so a second miss five minutes
+    later is an outage for a person, not a blip."""
+
+    def evaluate(
+        self,
+        exception: BaseException,
+        try_number: int,
+        max_tries: int,
+        context: Any = None,
+    ) -> RetryDecision:
+        if isinstance(exception, RegistryUnavailableError) and try_number > 1:
+            return RetryDecision.fail("MLflow still unreachable after one retry")
+        return super().evaluate(exception, try_number, max_tries, context)
+
+
+# Bad data, bad settings, missing inputs (features, a champion, plots in progress), a
+# registry that refused an operation (corrupt store, missing artifact) and impossible
+# forecasts fail the same way on every try: no retries. Anything else (lake or database
+# hiccups, a night locked by another run) retries with backoff.
+NO_RETRY_ON_BAD_INPUT = PipelineRetryPolicy(
     rules=[
+        RetryRule(
+            exception="nuru_yield.errors.RegistryUnavailableError",
+            action=RetryAction.RETRY,
+            retry_delay=dt.timedelta(minutes=5),
+            reason="MLflow did not answer: one more try in 5 minutes",
+        ),
         RetryRule(
             exception=[
                 "nuru_yield.errors.DataValidationError",
                 "nuru_yield.errors.ConfigError",
                 "nuru_yield.errors.MissingInputError",
+                "nuru_yield.errors.RegistryError",
+                "nuru_yield.errors.ForecastIntegrityError",
             ],
             action=RetryAction.FAIL,
-            reason="bad or missing input data, or bad settings: retrying cannot help",
-        )
+            reason="bad or missing input data, bad settings, a refused registry operation or "
+            "impossible forecasts: retrying cannot help",
+        ),
     ]
 )
 

@@ -62,3 +62,25 @@ def test_dag_test_publishes_the_partition(
     assert [(event.extra["run_date"], event.extra["rows"]) for event in events] == [
         (RUN_DATE.isoformat(), PLOTS)
     ]
+
+
+def test_an_empty_night_fails_the_dag_run_without_retries(
+    load_dag: Any, registry: Registry, monkeypatch: Any
+) -> None:
+    """Nothing in progress: the run is red in the UI at once (no retry can create plots),
+    and ``scoring_runs`` names the outcome."""
+    from nuru_yield.db import get_engine
+    from nuru_yield.features import OUTPUT_SCHEMA
+    from nuru_yield.lake import Lake, features_path
+
+    Lake.from_settings().write_parquet(features_path(RUN_DATE), OUTPUT_SCHEMA.empty_table())
+
+    run = load_dag(DAG_ID).test(run_conf={"run_date": RUN_DATE.isoformat()}, logical_date=None)
+
+    states = {ti.task_id: (str(ti.state), ti.try_number) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed", states
+    assert states["prepare"] == ("failed", 1)
+    with get_engine().connect() as connection:
+        outcome = connection.execute(sa.text("SELECT status, message FROM scoring_runs")).one()
+    assert outcome.status == "no_plots_in_progress"
+    assert outcome.message.startswith(f"no plot-season in progress on {RUN_DATE}")

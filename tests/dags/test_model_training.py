@@ -4,6 +4,7 @@ labels is refused by the gate and updates nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -61,7 +62,10 @@ def _states(run: Any) -> dict[str, str]:
 def test_promotes_then_refuses_an_equal_retrain(
     load_dag: Any, sample_lake: Any, empty_registry: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "TrainingParams", lambda: TEST_PARAMS)
+    # The pipeline's own params, shrunk: the DAG path still passes its settings through.
+    monkeypatch.setattr(
+        pipeline, "TrainingParams", lambda **settings: dataclasses.replace(TEST_PARAMS, **settings)
+    )
     dag = load_dag(DAG_ID)
     conf = {"run_date": SAMPLE_TRAINING_DATE.isoformat()}
 

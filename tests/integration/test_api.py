@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from nuru_yield.db import dispose_engines
+from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake, features_path
 from nuru_yield.serving.ab import in_challenger_share
 from nuru_yield.serving.store import Lookup, open_store
@@ -270,6 +271,64 @@ def test_rate_limit_per_client(known_db: PredictionsDb, make_client):
     assert "1 requests per minute" in limited.json()["detail"]
     assert client.get("/health").status_code == 200  # probes are never limited
     assert client.get("/metrics").status_code == 200
+
+
+def test_clients_without_a_valid_key_never_take_from_the_rate_limit(
+    known_db: PredictionsDb, make_client
+):
+    client = make_client(
+        known_db.url, API_KEY=API_KEY, API_RATE_LIMIT_PER_MINUTE=1, API_RATE_LIMIT_BURST=2
+    )
+    refused = [client.post("/predict", json={"plot_id": 1}).status_code for _ in range(5)]
+    refused += [client.post("/predict", json={"plot_id": 1}, headers=auth("x")).status_code]
+    assert refused == [401] * 5 + [403]  # answered as such, not 429
+    served = [client.post("/predict", json={"plot_id": 1}, headers=auth()) for _ in range(3)]
+    assert [response.status_code for response in served] == [200, 200, 429]
+
+
+def test_a_body_not_sent_as_json_is_415(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url)
+    for path, body in (
+        ("/predict", {"plot_id": 1}),
+        ("/predict/batch", {"plots": [{"plot_id": 1}]}),
+    ):
+        form = client.post(path, data={"plot_id": "1"})
+        assert form.status_code == 415, path
+        assert form.json() == {"detail": "Content-Type must be application/json"}
+        text = client.post(path, content=json.dumps(body), headers={"Content-Type": "text/plain"})
+        assert text.status_code == 415, path
+        for media_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+            as_json = client.post(
+                path, content=json.dumps(body), headers={"Content-Type": media_type}
+            )
+            assert as_json.status_code == 200, (path, media_type)
+
+
+def test_bad_bodies_are_422_never_500_and_never_echoed(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, raise_server_exceptions=False)
+    bodies = [
+        b'\xff\xfe{"plot_id": 1}',
+        b'{"plot_id": 1, "latitude": NaN}',
+        b'{"plot_id": 1, "latitude": Infinity}',
+        b'{"plot_id": 1, "latitude": 1e999}',
+        b'{"plot_id": 1e999}',
+        b'{"plot_id": true}',
+        b'{"plot_id": "1"}',
+        b'{"plot_id": 1, "planting_date": 1700000000}',
+    ]
+    for path in ("/predict", "/predict/batch"):
+        for body in bodies:
+            if path == "/predict/batch" and body.startswith(b"{"):
+                body = b'{"plots": [' + body + b"]}"
+            response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, (path, body, response.text)
+            echoed = [error.get("input") for error in response.json()["detail"]]
+            assert not any(isinstance(value, str | list | dict) for value in echoed), echoed
+    whole_floats = client.post("/predict", json={"plot_id": 1.0, "latitude": 0})
+    assert whole_floats.status_code == 200  # JSON Schema's integer: 1.0 is one
+    too_many = client.post("/predict/batch", json={"plots": [{"plot_id": "x"}] * 1000})
+    assert too_many.status_code == 422
+    assert len(too_many.content) < 2000  # not the batch echoed back (it was 19 MB for 1M)
 
 
 def test_health_reports_freshness_models_and_registry(known_db: PredictionsDb, make_client):
@@ -531,7 +590,7 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
 
 
 @pytest.mark.postgres
-def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
+def test_a_dropped_connection_is_replaced_and_the_query_retried(postgres_url: str, make_client):
     db = PredictionsDb(postgres_url)
     db.load(known_rows([LATEST_NIGHT], old_season=False))
     client = make_client(postgres_url)
@@ -545,9 +604,35 @@ def test_a_dropped_connection_is_replaced(postgres_url: str, make_client):
             return not connection.execute(sa.text(f"SELECT count(*) {api_sessions}")).scalar()
 
     wait_until(gone, "the API's session to end", 10)
-    dropped = client.post("/predict", json={"plot_id": 1})
-    assert dropped.status_code == 503
-    assert client.post("/predict", json={"plot_id": 1}).status_code == 200  # reconnected
+    # The client never sees the dead connection: the query goes again on a fresh one.
+    assert client.post("/predict", json={"plot_id": 1}).status_code == 200
+    assert 'nuru_api_database_events_total{event="reconnected"} 1.0' in client.get("/metrics").text
+
+
+@pytest.mark.postgres
+def test_a_query_error_is_not_retried(postgres_url: str):
+    db = PredictionsDb(postgres_url)
+    store = open_store(postgres_url)
+    events = []
+    store.report = events.append
+    connects = []
+    connect = store._connect
+
+    async def counted():
+        connects.append(1)
+        return await connect()
+
+    store._connect = counted
+
+    async def scenario():
+        with pytest.raises(DatabaseError, match="division by zero"):
+            await store._fetch(sa.text("SELECT 1 / 0 AS never"), {})
+        await store.ping()  # the same connection, still usable
+        await store.close()
+
+    asyncio.run(scenario())
+    assert (connects, events) == ([1], ["query_error"])
+    db.engine.dispose()
 
 
 def test_docs_show_examples_and_the_key(make_client, nuru_home):
@@ -559,7 +644,15 @@ def test_docs_show_examples_and_the_key(make_client, nuru_home):
     assert body["examples"][0]["plot_id"] == 1
     assert body["properties"]["latitude"]["anyOf"][0]["maximum"] == 90
     assert predict["security"] == [{"APIKeyHeader": []}]
-    assert {"401", "403", "404", "422", "429", "503"} <= set(predict["responses"])
+    assert {"401", "403", "404", "408", "413", "415", "422", "429", "503"} <= set(
+        predict["responses"]
+    )
+    batch = openapi["paths"]["/predict/batch"]["post"]
+    assert "400" not in batch["responses"]  # every answer it gives is documented
+    assert {"408", "413", "415", "422", "503"} <= set(batch["responses"])
+    plots = batch["requestBody"]["content"]["application/json"]["schema"]["properties"]["plots"]
+    assert plots["items"] == {"$ref": "#/components/schemas/PlotQuery"}
+    assert "PlotQuery" in openapi["components"]["schemas"]
     assert "security" not in openapi["paths"]["/health"]["get"]
     prediction = openapi["components"]["schemas"]["Prediction"]
     assert prediction["examples"][0]["confidence_score"] == 0.8

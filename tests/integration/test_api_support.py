@@ -6,11 +6,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 import sqlalchemy as sa
@@ -27,6 +32,7 @@ from nuru_yield.db import (
 )
 from nuru_yield.serving.app import create_app
 from nuru_yield.serving.probes import RegistrySnapshot
+from tests.fixtures.services import free_port, wait_until
 
 API_KEY = "s3cret-key"
 NIGHTS = [dt.date(2025, 4, 1) + dt.timedelta(days=i) for i in range(5)]
@@ -217,3 +223,51 @@ def make_client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., TestC
 
 def auth(key: str = API_KEY) -> dict[str, str]:
     return {"X-API-Key": key}
+
+
+@dataclass
+class ApiServer:
+    """A running ``nuru-yield serve`` process."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    port: int
+    stderr: Path
+
+    def errors(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def api_server(workdir: Path, **env: object) -> Iterator[ApiServer]:
+    """``nuru-yield serve`` as users run it: its own process on a free loopback port, with
+    these settings (and no MLflow registry), until ``/health`` answers 200. Stopped with
+    SIGTERM afterwards; ``stopped_with`` is then its exit code."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'no-registry.db'}",
+        **{name: str(value) for name, value in env.items()},
+    }
+    command = [str(Path(sys.executable).with_name("nuru-yield")), "serve", "--port", str(port)]
+    stderr = workdir / f"server-{port}.err"
+    with open(stderr, "wb") as sink:
+        process = subprocess.Popen(
+            command, env=environment, cwd=workdir, stdout=subprocess.DEVNULL, stderr=sink
+        )
+    server = ApiServer(process, f"http://127.0.0.1:{port}", port, stderr)
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, server.errors()[-2000:]
+            return httpx.get(f"{server.base_url}/health").status_code == 200
+
+        wait_until(healthy, "nuru-yield serve", 60)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

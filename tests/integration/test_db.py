@@ -135,7 +135,7 @@ def staging_exists(engine: sa.Engine, run_date: dt.date) -> bool:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
-    assert upgrade(db_url) == LATEST_VERSION == 1
+    assert upgrade(db_url) == LATEST_VERSION == 3
     engine = get_engine(db_url)
     tables_before = set(sa.inspect(engine).get_table_names())
     assert upgrade(db_url) == LATEST_VERSION
@@ -145,7 +145,32 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     assert inspector.get_view_names() == ["latest_predictions"]
     with engine.connect() as connection:
         versions = connection.execute(sa.select(db_schema.schema_version.c.version)).scalars()
-        assert list(versions) == [1]
+        assert list(versions) == [1, 2, 3]
+
+
+def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: str) -> None:
+    upgrade(db_url)
+    engine = get_engine(db_url)
+    performance = db_schema.model_performance
+    with engine.begin() as connection:  # back to a version-2 database, with two rows
+        connection.exec_driver_sql("ALTER TABLE model_performance DROP COLUMN too_few_labels")
+        connection.execute(
+            db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 3)
+        )
+        for lead_time, n in ((30, 12), (60, 400)):
+            connection.exec_driver_sql(
+                "INSERT INTO model_performance (season, season_year, model_name, model_version, "
+                "lead_time_days, rmse, n, computed_at) VALUES ('Long Rains', 2024, 'champion', "
+                f"'3', {lead_time}, 800.0, {n}, CURRENT_TIMESTAMP)"
+            )
+    assert upgrade(db_url) == 3
+    with engine.connect() as connection:
+        flags = dict(
+            connection.execute(
+                sa.select(performance.c.lead_time_days, performance.c.too_few_labels)
+            ).all()
+        )
+    assert flags == {30: True, 60: False}
 
 
 @pytest.mark.postgres
@@ -523,7 +548,7 @@ def test_cli_db_upgrade_twice_on_sqlite(nuru_home: Path, sqlite_db: str) -> None
     for _ in range(2):
         result = run_cli("db", "upgrade", env=env)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "database schema at version 1"
+        assert result.stdout.strip() == f"database schema at version {LATEST_VERSION}"
     assert "latest_predictions" in sa.inspect(get_engine(sqlite_db)).get_view_names()
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -23,7 +24,7 @@ from nuru_yield.errors import RegistryError, TrainingError
 from nuru_yield.lake import RAW_YIELDS
 from nuru_yield.training import CHAMPION, MODEL_NAME, PREVIOUS, load_model, promote_run, rollback
 from nuru_yield.training.candidates import ENSEMBLE, NAIVE
-from nuru_yield.training.dataset import temporal_split
+from nuru_yield.training.dataset import seasons_of, temporal_split
 from nuru_yield.training.pipeline import (
     apply_decision,
     build_training_set,
@@ -31,6 +32,7 @@ from nuru_yield.training.pipeline import (
     evaluate_candidate,
 )
 from nuru_yield.training.registry import alias_version, mlflow_client
+from nuru_yield.training.serving import holdout_uri
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TrainedRounds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -185,21 +187,38 @@ def test_staging_moves_the_challenger_alias_only(rounds):
     assert _aliases() == {CHAMPION: "1", "challenger": "2"}
 
 
-def test_loaded_champion_reproduces_the_logged_predictions_and_intervals(rounds):
+def test_champion_is_the_refit_and_its_holdout_fit_reproduces_the_logged_evaluation(rounds):
     _gate(rounds, "good")
-    model = load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
-    assert (model.name, model.version) == (MODEL_NAME, "1")
-    assert model.run_id == rounds.good["runs"][ENSEMBLE]
+    uri = f"models:/{MODEL_NAME}@{CHAMPION}"
+    served, holdout = load_model(uri), load_model(holdout_uri(uri))
+    assert (served.name, served.version) == (MODEL_NAME, "1")
+    assert served.run_id == holdout.run_id == rounds.good["runs"][ENSEMBLE]
+    assert served.intervals == holdout.intervals  # calibrated once, on held-out seasons
 
-    rows = temporal_split(rounds.lake.read_parquet(rounds.good_set).to_pandas()).evaluation
-    predicted = model.predict(model.features(rows))
-    lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
-    actual = rows["yield_kg_per_ha"].to_numpy()
-    logged = mlflow_client().get_run(model.run_id).data.metrics
-    rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+    split = temporal_split(rounds.lake.read_parquet(rounds.good_set).to_pandas())
+    rows, actual = split.evaluation, split.evaluation["yield_kg_per_ha"].to_numpy()
+    logged = mlflow_client().get_run(served.run_id).data.metrics
+
+    def measured(model) -> tuple[float, float]:
+        predicted = model.predict(model.features(rows))
+        lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
+        assert np.all((lower >= 0) & (lower <= predicted) & (predicted <= upper))
+        rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
+        return rmse, float(np.mean((actual >= lower) & (actual <= upper)))
+
+    rmse, coverage = measured(holdout)
     assert rmse == pytest.approx(logged["rmse"], rel=1e-9)
-    assert np.mean((actual >= lower) & (actual <= upper)) == pytest.approx(logged["coverage"])
-    assert np.all(lower <= predicted) and np.all(predicted <= upper)
+    assert coverage == pytest.approx(logged["coverage"])
+    # The served model learned the evaluation seasons too.
+    assert measured(served)[0] < rmse
+    seasons = {
+        artifact: mlflow.models.get_model_info(f"runs:/{served.run_id}/{artifact}").metadata[
+            "fitted_seasons"
+        ]
+        for artifact in ("model", "holdout_model")
+    }
+    assert seasons["model"] == seasons_of(split.labelled)
+    assert seasons["holdout_model"] == seasons_of(split.train)
 
 
 @pytest.mark.postgres

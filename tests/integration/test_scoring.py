@@ -185,6 +185,12 @@ def test_a_load_killed_midway_leaves_the_previous_partition(
     rows = _predictions()
     assert len(rows) == PLOTS
     assert {r.run_id for r in rows} == {rerun["run_id"]}
+    # The rerun found the killed run's process gone (no one held the night's lock).
+    assert [r.status for r in _rows("SELECT status FROM scoring_runs ORDER BY started_at")] == [
+        "success",
+        "failed",
+        "success",
+    ]
 
 
 def test_missing_features_fail_with_one_clear_line(
@@ -224,3 +230,28 @@ def test_database_down_is_a_clear_database_error(
     with pytest.raises(DatabaseError, match=r"127\.0\.0\.1") as raised:
         score(RUN_DATE)
     assert "\n" not in str(raised.value)
+
+
+def test_a_night_with_an_impossible_forecast_is_refused_and_the_last_one_stays_served(
+    registry: Registry, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The models cannot produce such a night (the unit tests show why); if a bug ever did,
+    the scoring-time check refuses it whole: nothing of it is published."""
+    from nuru_yield.errors import ForecastIntegrityError
+    from nuru_yield.scoring import score
+    from nuru_yield.training.intervals import ConformalIntervals
+
+    write_features()
+    served = score(RUN_DATE, shards=2)["run_id"]
+    broken = ConformalIntervals.interval
+
+    def interval_above_the_forecast(self, predicted, days_after_planting):
+        lower, upper = broken(self, predicted, days_after_planting)
+        return lower + predicted, upper + predicted  # lower > forecast on every row
+
+    monkeypatch.setattr(ConformalIntervals, "interval", interval_above_the_forecast)
+    with pytest.raises(ForecastIntegrityError, match=r"rows: \d[\d,]* outside its interval"):
+        score(RUN_DATE, shards=2)
+    assert {r.run_id for r in _predictions()} == {served}
+    statuses = [r.status for r in _rows("SELECT status FROM scoring_runs ORDER BY started_at")]
+    assert statuses == ["success", "failed"]

@@ -1,5 +1,7 @@
-"""The API's pure parts: A/B arms, rate-limit buckets, caches, health assessment, registry
-reading, request log, OpenAPI security; and that serving imports no Airflow/training code."""
+"""The API's pure parts: A/B arms, rate-limit buckets, caches, deadlines, the database
+timeout and retry policy (with fake connections), body limits, validation errors, health
+assessment, registry reading, request log, OpenAPI security; and that serving imports no
+Airflow/training code."""
 
 from __future__ import annotations
 
@@ -7,24 +9,37 @@ import asyncio
 import datetime as dt
 import io
 import json
+import logging
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import asyncpg
 import pytest
+from starlette.exceptions import HTTPException
 
-from nuru_yield.errors import ConfigError
+from nuru_yield.errors import ConfigError, DatabaseError
 from nuru_yield.serving.ab import in_challenger_share, lookup_for
+from nuru_yield.serving.app import MAX_ERRORS_SHOWN, client_errors
 from nuru_yield.serving.caches import TtlCache, in_thread
-from nuru_yield.serving.observability import RequestLog
+from nuru_yield.serving.deadlines import RESOLUTION, deadline
+from nuru_yield.serving.limits import BodyLimitMiddleware
+from nuru_yield.serving.observability import QuietRepeats, RequestLog
 from nuru_yield.serving.probes import FeatureStoreProbe, RegistrySnapshot, read_registry
 from nuru_yield.serving.ratelimit import TokenBuckets
 from nuru_yield.serving.routers.health import assess
 from nuru_yield.serving.schemas import features_from_drivers
 from nuru_yield.serving.security import OPEN_PATHS, document_api_key
 from nuru_yield.serving.state import Freshness
-from nuru_yield.serving.store import CHALLENGER, CHAMPION, Lookup, read_only_sqlite_url
+from nuru_yield.serving.store import (
+    CHALLENGER,
+    CHAMPION,
+    PING,
+    AsyncpgStore,
+    Lookup,
+    read_only_sqlite_url,
+)
 
 
 class FakeClock:
@@ -132,6 +147,262 @@ def test_ttl_cache_keeps_failures_shorter_and_caches_no_exception():
     assert asyncio.run(scenario()) == [False, True, True, True]
 
 
+def test_ttl_cache_gives_a_failed_load_to_every_waiting_caller_at_once():
+    """Behind a database that times out, the n-th of n waiting callers must not wait n
+    timeouts (as it would if each retried the load in turn)."""
+    loads = []
+
+    async def times_out() -> int:
+        loads.append(1)
+        await asyncio.sleep(0.05)
+        raise DatabaseError("predictions database unavailable: no answer within 0.05s")
+
+    cache = TtlCache(times_out, ttl=10)
+
+    async def scenario() -> list[object]:
+        return await asyncio.gather(*(cache.get() for _ in range(20)), return_exceptions=True)
+
+    outcomes = asyncio.run(scenario())
+    assert len(loads) == 1
+    assert all(isinstance(outcome, DatabaseError) for outcome in outcomes)
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_shared_load():
+    async def load() -> str:
+        await asyncio.sleep(0.05)
+        return "loaded"
+
+    cache = TtlCache(load, ttl=10)
+
+    async def scenario() -> str:
+        leaving = asyncio.create_task(cache.get())
+        staying = asyncio.create_task(cache.get())
+        await asyncio.sleep(0)
+        leaving.cancel()
+        return await staying
+
+    assert asyncio.run(scenario()) == "loaded"
+
+
+# --- deadlines -----------------------------------------------------------------------------
+def test_a_deadline_times_out_a_block_and_nothing_else():
+    async def scenario() -> list[str]:
+        seen = []
+        with pytest.raises(TimeoutError):
+            async with deadline(0.1):
+                await asyncio.sleep(30)
+        seen.append("timed out")
+        async with deadline(0.1):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(3 * RESOLUTION)  # no stray cancellation after a block that ended
+        seen.append("in time")
+
+        async def cancelled_from_outside() -> None:
+            async with deadline(30):
+                await asyncio.sleep(30)
+
+        task = asyncio.create_task(cancelled_from_outside())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # not turned into a timeout
+            await task
+        seen.append("outside cancellation kept")
+        return seen
+
+    assert asyncio.run(scenario()) == ["timed out", "in time", "outside cancellation kept"]
+
+
+# --- the database timeout and retry policy (fake asyncpg connections) ----------------------
+class FakeConnection:
+    """Answers ``fetch`` with ``outcome``: rows, an exception to raise, or "hang"."""
+
+    def __init__(self, outcome: object, closed: bool = False) -> None:
+        self.outcome = outcome
+        self.closed = closed
+        self.terminated = False
+        self.fetched = 0
+
+    async def fetch(self, sql: str, *args: object) -> object:
+        self.fetched += 1
+        if self.outcome == "hang":
+            await asyncio.sleep(3600)
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+def _store_with(pooled: FakeConnection, fresh: list[FakeConnection], timeout: float = 5.0):
+    store = AsyncpgStore("postgresql://nobody@127.0.0.1:1/x", max_size=2, timeout=timeout)
+    store._idle.get_nowait()
+    store._idle.put_nowait(pooled)  # a warm connection on top of one free slot
+    events: list[str] = []
+    store.report = events.append
+
+    async def connect() -> FakeConnection:
+        return fresh.pop(0)
+
+    store._connect = connect
+    return store, events
+
+
+def _fetch(store: AsyncpgStore) -> object:
+    async def scenario() -> object:
+        try:
+            return await store._fetch(PING, {})
+        finally:
+            slots = [store._idle.get_nowait() for _ in range(store._idle.qsize())]
+            assert len(slots) == 2  # every slot back in the pool, whatever happened
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("error", "closed"),
+    [
+        (asyncpg.exceptions.InternalClientError("another operation (2) is in progress"), False),
+        (asyncpg.ConnectionDoesNotExistError("closed in the middle of operation"), False),
+        (asyncpg.AdminShutdownError("terminating connection due to administrator command"), False),
+        (asyncpg.InterfaceError("connection is closed"), True),
+        (ConnectionResetError("reset by peer"), False),
+    ],
+    ids=["stuck-protocol", "closed-mid-operation", "admin-shutdown", "closed", "reset"],
+)
+def test_a_dead_pooled_connection_is_replaced_and_the_query_sent_once_more(error, closed):
+    pooled, fresh = FakeConnection(error, closed=closed), FakeConnection([{"ok": 1}])
+    store, events = _store_with(pooled, [fresh])
+    assert _fetch(store) == [{"ok": 1}]
+    assert (pooled.terminated, fresh.fetched, events) == (True, 1, ["reconnected"])
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.DivisionByZeroError("division by zero"),
+        asyncpg.exceptions.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.exceptions.InsufficientPrivilegeError("permission denied for table predictions"),
+    ],
+    ids=["error", "statement-timeout", "permission"],
+)
+def test_a_query_error_is_never_retried(error):
+    pooled = FakeConnection(error)
+    store, events = _store_with(pooled, [])
+    with pytest.raises(DatabaseError, match=f"predictions database unavailable: {error}"):
+        _fetch(store)
+    assert (pooled.fetched, pooled.terminated, events) == (1, False, ["query_error"])
+
+
+def test_a_database_that_does_not_answer_costs_the_timeout_once_and_frees_the_slot():
+    pooled = FakeConnection("hang")
+    store, events = _store_with(pooled, [], timeout=0.1)
+    with pytest.raises(DatabaseError, match=r"no answer within 0\.1s"):
+        _fetch(store)  # (and every slot came back: see _fetch)
+    assert (pooled.fetched, pooled.terminated, events) == (1, True, ["timeout"])
+
+
+def test_a_retry_that_fails_too_is_one_503():
+    pooled = FakeConnection(asyncpg.ConnectionDoesNotExistError("closed"))
+    fresh = FakeConnection(asyncpg.CannotConnectNowError("the database system is starting up"))
+    store, events = _store_with(pooled, [fresh])
+    with pytest.raises(DatabaseError, match="the database system is starting up"):
+        _fetch(store)
+    assert (fresh.fetched, events) == (1, ["reconnected", "connection_error"])
+
+
+# --- request bodies ------------------------------------------------------------------------
+def _through_body_limit(
+    messages: list[dict], headers: list[tuple[bytes, bytes]] = (), *, max_bytes: int = 100
+) -> tuple[int | None, bytes, list[bytes]]:
+    """Run a body-reading app behind the middleware: (status, body sent, parts the app read)."""
+    read: list[bytes] = []
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        try:
+            while True:
+                message = await receive()
+                read.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
+        except HTTPException as error:  # the app's exception handler, in short
+            await send({"type": "http.response.start", "status": error.status_code})
+            await send({"type": "http.response.body", "body": error.detail.encode()})
+            return
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # a client that stopped sending
+
+    async def send(message):
+        sent.append(message)
+
+    middleware = BodyLimitMiddleware(app, max_bytes=max_bytes, timeout=0.2)
+    scope = {"type": "http", "headers": list(headers)}
+    asyncio.run(middleware(scope, receive, send))
+    status = next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
+    return status, b"".join(m.get("body", b"") for m in sent[1:]), read
+
+
+def test_body_limit_refuses_a_declared_size_without_reading():
+    status, body, read = _through_body_limit(  # a body declared larger than it is sent
+        [{"type": "http.request", "body": b"x" * 10}], [(b"content-length", b"10000")]
+    )
+    assert (status, read) == (413, [])
+    assert b"larger than the limit of 100 bytes" in body
+
+
+def test_body_limit_cuts_a_streamed_body_at_the_limit():
+    part = {"type": "http.request", "body": b"x" * 40, "more_body": True}
+    status, _, read = _through_body_limit([part, part, part, part])
+    assert status == 413
+    assert len(read) == 2  # the third part crossed the limit: the app never got it
+
+
+def test_body_limit_passes_a_body_within_it_and_times_out_a_stalled_one():
+    whole = [{"type": "http.request", "body": b"x" * 100}]
+    assert _through_body_limit(whole, [(b"content-length", b"100")])[:2] == (200, b"ok")
+    stalled = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+    status, body, _ = _through_body_limit(stalled)
+    assert (status, body) == (408, b"request body not received within 0.2s")
+
+
+def test_validation_errors_never_echo_the_request():
+    errors = [
+        {"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON", "input": b"\xff\xfe"},
+        {
+            "type": "finite_number",
+            "loc": ("body", "latitude"),
+            "msg": "finite",
+            "input": float("nan"),
+        },
+        {"type": "string_type", "loc": ("body", "season"), "msg": "bad", "input": "<script>"},
+        {
+            "type": "too_long",
+            "loc": ("body", "plots"),
+            "msg": "long",
+            "input": [{"plot_id": 1}] * 5,
+        },
+        {"type": "less_than_equal", "loc": ("body", "latitude"), "msg": "<= 90", "input": 90.5},
+        *(
+            {"type": "missing", "loc": ("body", "plots", i), "msg": "m", "input": {}}
+            for i in range(20)
+        ),
+    ]
+    shown = client_errors(errors)
+    assert len(shown) == MAX_ERRORS_SHOWN + 1
+    assert [e.get("input") for e in shown[:5]] == [None, None, None, None, 90.5]
+    assert shown[-1] == {"type": "too_many_errors", "loc": [], "msg": "15 more errors"}
+    json.dumps(shown, allow_nan=False)  # renders: no bytes, no NaN
+
+
 def test_in_thread_gives_the_fallback_after_the_timeout():
     import threading
 
@@ -141,9 +412,12 @@ def test_in_thread_gives_the_fallback_after_the_timeout():
         release.wait(5)
         return "late"
 
-    result = asyncio.run(in_thread(hangs, 0.05, lambda: "timed out"))
-    release.set()
-    assert result == "timed out"
+    async def scenario() -> str:
+        result = await in_thread(hangs, 0.05, lambda: "timed out")
+        release.set()  # (asyncio.run waits for the thread at its end)
+        return result
+
+    assert asyncio.run(scenario()) == "timed out"
     assert asyncio.run(in_thread(lambda: "quick", 5, lambda: "timed out")) == "quick"
 
 
@@ -208,6 +482,24 @@ def test_sqlite_is_opened_read_only(tmp_path: Path):
     assert dict(url.query) == {"mode": "ro", "uri": "true"}
     with pytest.raises(ConfigError):
         read_only_sqlite_url("sqlite://")
+
+
+def test_repeated_warnings_are_logged_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+):
+    clock = FakeClock()
+    warnings = QuietRepeats(logging.getLogger("quiet"), every=10, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="quiet"):
+        for _ in range(500):  # a burst of 503s
+            warnings.warning("predictions database unavailable: no answer within 1.5s")
+        warnings.warning("predictions database unavailable: connection refused")
+        clock.now += 11
+        warnings.warning("predictions database unavailable: no answer within 1.5s")
+    assert caplog.messages == [
+        "predictions database unavailable: no answer within 1.5s",
+        "predictions database unavailable: connection refused",
+        "predictions database unavailable: no answer within 1.5s (499 more since 11s ago)",
+    ]
 
 
 def test_request_log_writes_json_lines_to_every_stream(tmp_path: Path):

@@ -81,8 +81,21 @@ def messy_raw(seed: int = 11) -> RawInputs:
     return RawInputs(plots=plots, cells=grid, weather=weather, ndvi=ndvi)
 
 
+def _temperature_ok(row: pd.Series) -> bool:
+    return bool(
+        pd.notna(row["tmin_c"])
+        and pd.notna(row["tmax_c"])
+        and -30 <= row["tmin_c"] <= 60
+        and -30 <= row["tmax_c"] <= 60
+        and row["tmin_c"] <= row["tmax_c"]
+    )
+
+
 def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict[str, float]:
-    """The feature definitions, one day and one observation at a time."""
+    """The feature definitions, one day and one observation at a time: every aggregate over
+    planting → the as-of date or the day the crop's thermal time (mean temperature above
+    8 °C) reaches 1,500 °C·d, whichever comes first."""
+    lead_time = as_of
     lat, lon = math.radians(plot["latitude"]), math.radians(plot["longitude"])
 
     def distance(cell: pd.Series) -> float:
@@ -100,19 +113,20 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
     counts = here["date"].value_counts()
     by_day = here[here["date"].map(counts) == 1].set_index("date")
     start = plot["planting_date"]
+    thermal = 0.0
+    for day in pd.date_range(start, as_of):  # the season ends on the day maturity is reached
+        row = by_day.loc[day] if day in by_day.index else None
+        if row is not None and _temperature_ok(row):
+            thermal += max(0.0, (row["tmin_c"] + row["tmax_c"]) / 2 - 8)
+        if thermal >= 1500:
+            as_of = day
+            break
     days = pd.date_range(start, as_of)
     rain, gdd, tmax, run, longest, rainy, heat, recent, both = [], 0.0, [], 0, 0, 0, 0, [], 0
     for day in days:
         row = by_day.loc[day] if day in by_day.index else None
         p_ok = row is not None and pd.notna(row["precip_mm"]) and 0 <= row["precip_mm"] <= 500
-        t_ok = (
-            row is not None
-            and pd.notna(row["tmin_c"])
-            and pd.notna(row["tmax_c"])
-            and -30 <= row["tmin_c"] <= 60
-            and -30 <= row["tmax_c"] <= 60
-            and row["tmin_c"] <= row["tmax_c"]
-        )
+        t_ok = row is not None and _temperature_ok(row)
         if p_ok:
             rain.append(row["precip_mm"])
             rainy += row["precip_mm"] >= 1
@@ -158,7 +172,7 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
         "ndvi_auc": area if len(values) else nan,
         "ndvi_slope_30d": slope,
         "n_clear_ndvi_obs": len(values),
-        "days_after_planting": (as_of - start).days,
+        "days_after_planting": (lead_time - start).days,
         "planting_doy": start.day_of_year,
     }
 

@@ -56,6 +56,14 @@ def test_metrics_by_hand() -> None:
     assert row["mae"] == pytest.approx(400 / 3)
     assert row["bias"] == pytest.approx((100 - 300 + 0) / 3)
     assert row["coverage"] == pytest.approx(2 / 3)
+    assert row["too_few_labels"]  # 3 labelled forecasts: reported, flagged
+
+
+def test_groups_with_enough_labels_are_not_flagged() -> None:
+    many = pd.concat([LABELS.assign(plot_id=LABELS["plot_id"] + 10 * k) for k in range(10)])
+    forecasts = _forecasts([45] * len(many), [1000.0] * len(many), many["plot_id"].tolist())
+    (row,) = realized_accuracy(forecasts, many, BUCKETS).to_dict(orient="records")
+    assert row["n"] == 30 and not row["too_few_labels"]
 
 
 def test_groups_by_lead_time_and_version() -> None:

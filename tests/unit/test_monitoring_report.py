@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -53,7 +54,21 @@ def sample_report() -> tuple[DriftReport, pd.DataFrame, pd.DataFrame]:
                 "bias": -40.0,
                 "coverage": float("nan"),
                 "n": 900,
-            }
+                "too_few_labels": False,
+            },
+            {
+                "season": "Long Rains",
+                "season_year": 2023,
+                "model_name": "champion",
+                "model_version": "3",
+                "lead_time_days": 90,
+                "rmse": 655.4,
+                "mae": 500.0,
+                "bias": 12.0,
+                "coverage": 0.8234,
+                "n": 12,
+                "too_few_labels": True,
+            },
         ]
     )
     report = DriftReport(
@@ -101,10 +116,29 @@ def test_html_is_self_contained_with_a_summary_and_charts_of_drifted_variables()
     assert '<tr class="insufficient"><td class="name">mean_ndvi</td>' in summary
     charts = re.findall(r'<figure class="chart" data-variable="([^"]+)"><svg', page)
     assert charts == ["precip_total"]  # only drifted variables get histograms
-    assert "Realized accuracy" in page and "710.5" in page
+    # Metrics for people: kg/ha whole, coverage to two decimals, small groups flagged.
+    accuracy = page[page.index('<table class="accuracy">') :]
+    assert "Realized accuracy" in page and "<td>710</td>" in accuracy and "710.5" not in page
+    assert "<td>0.82</td>" in accuracy and "0.823" not in accuracy
+    assert accuracy.count("too few labels") == 1 + 1  # the column heading, the n=12 row
     assert "Retraining is due: the drift_monitoring DAG starts model_training." in page
     counties = page[page.index('<table class="counties">') :]
     counties = counties[: counties.index("</table>")]
     assert counties.count('<td class="name">') == 2  # Bungoma, Kitui
     assert counties.count('<td class="drifted"') == 2  # precip_total in each county
     assert counties.count('<td class="insufficient"') == 2  # mean_ndvi in each county
+
+
+def test_everything_from_the_data_is_escaped_on_the_page() -> None:
+    report, reference, current = sample_report()
+    hostile = '<script>alert("x")</script> & <b>'
+    report = dataclasses.replace(
+        report,
+        source=f"file:///lake/{hostile}",
+        alert=Alert(reasons=(f"accuracy: {hostile}",)),
+        accuracy=report.accuracy.assign(season=hostile),
+    )
+    page = render_html(report, reference, current)
+    assert "<script" not in page and "<b>" not in page
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;"
+    assert page.count(escaped) == 2 + len(report.accuracy)  # source, reason, each row

@@ -22,8 +22,8 @@ RUN_DATE = dt.date(2025, 5, 1)
 def test_drivers_are_the_three_largest_absolute_contributions_in_order() -> None:
     contributions = np.array(
         [
-            [10.0, -50.0, 3.0, 20.0, 999.0],  # last column: the bias, never a driver
-            [0.5, -0.31, -0.04, 7.26, 1.0],
+            [10.0, -50.0, 3.0, 20.0],
+            [0.5, -0.31, -0.04, 7.26],
         ]
     )
     features = np.array([[1.5, np.nan, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
@@ -69,8 +69,9 @@ def serving_model():
     intervals = ConformalIntervals(
         level=0.8,
         buckets=(30, 60, 90),
-        lower_offsets=(-0.5, -0.4, -0.3),
-        upper_offsets=(0.6, 0.5, 0.4),
+        level_edges=(1500.0,),
+        lower_factors=((0.4, 0.5), (0.5, 0.6), (0.6, 0.7)),
+        upper_factors=((1.8, 1.6), (1.6, 1.5), (1.5, 1.4)),
     )
     return ServingModel(estimator, tuple(FEATURE_COLUMNS), intervals, "Ensemble", "7")
 
@@ -88,19 +89,21 @@ def test_score_batch_builds_prediction_rows_from_native_contributions(serving_mo
     assert set(table["run_id"]) == {"run-1"} and set(table["run_date"]) == {RUN_DATE}
     predicted = np.asarray(table["predicted_yield_kg_per_ha"])
     matrix = feature_matrix(features, FEATURE_COLUMNS)
-    np.testing.assert_allclose(predicted, serving_model.predict(matrix))
+    np.testing.assert_allclose(predicted, serving_model.predict(matrix), rtol=1e-5)
     assert (np.asarray(table["yield_lower"]) < predicted).all()
     assert (predicted < np.asarray(table["yield_upper"])).all()
-    # The drivers are the model's own TreeSHAP contributions, in kg/ha.
-    contributions = serving_model.contributions(matrix)
-    np.testing.assert_allclose(contributions.sum(axis=1), predicted, rtol=1e-6)
+    # The drivers are the model's own TreeSHAP contributions, in kg/ha: with the baseline
+    # they add up to the forecast.
+    explained = serving_model.explain(matrix)
+    contributions = explained.contributions
+    np.testing.assert_allclose(explained.baseline + contributions.sum(axis=1), predicted)
     for row in (0, 137, 499):
         drivers = json.loads(table["top_drivers"][row])
         assert len(drivers) == 3
         for driver in drivers:
             column = FEATURE_COLUMNS.index(driver["feature"])
             assert driver["contribution"] == pytest.approx(contributions[row, column], abs=0.05)
-        strongest = np.sort(np.abs(contributions[row, :-1]))[::-1][:3]
+        strongest = np.sort(np.abs(contributions[row]))[::-1][:3]
         assert [abs(d["contribution"]) for d in drivers] == pytest.approx(strongest, abs=0.05)
 
     logged = log_batch(rows, features)
@@ -136,8 +139,47 @@ def test_shards_split_the_features_stream_without_overlap(nuru_home) -> None:
     assert all(len(batch) < 1000 for batch in seen)
 
 
+def test_a_night_with_an_impossible_forecast_is_refused() -> None:
+    from nuru_yield.errors import ForecastIntegrityError
+    from nuru_yield.scoring.batch import check_forecasts
+
+    good = np.array([100.0, 0.0, 2500.0])
+    check_forecasts(good, good * 0.5, good * 2, "champion v1")  # zero yields are fine
+    bad = {
+        "1 negative": (np.array([-5.0, 10.0]), np.array([-9.0, 5.0]), np.array([1.0, 20.0])),
+        "1 outside its interval": (
+            np.array([50.0, 10.0]),
+            np.array([60.0, 5.0]),
+            np.array([70.0, 20.0]),
+        ),
+        "1 not finite": (np.array([np.nan, 10.0]), np.array([0.0, 5.0]), np.array([1.0, 20.0])),
+    }
+    for expected, (predicted, lower, upper) in bad.items():
+        with pytest.raises(ForecastIntegrityError, match=f"of 2 rows: {expected}\\)"):
+            check_forecasts(predicted, lower, upper, "champion v1")
+
+
+def test_score_batch_refuses_a_model_that_can_forecast_below_zero(serving_model) -> None:
+    """A yield-scale model (an old squared-error registration promoted by hand, say) is
+    read as log-scale: its forecasts are absurd, and the night is refused, not stored."""
+    from xgboost import XGBRegressor
+
+    from nuru_yield.errors import ForecastIntegrityError
+    from nuru_yield.training import ServingModel
+
+    rows = synthetic_training_set(plots=30).to_pandas()
+    yield_scale = XGBRegressor(n_estimators=5, max_depth=3, n_jobs=1).fit(
+        rows[FEATURE_COLUMNS].to_numpy(np.float64), rows["yield_kg_per_ha"].to_numpy()
+    )
+    model = ServingModel(yield_scale, tuple(FEATURE_COLUMNS), serving_model.intervals, "Old", "1")
+    stamp = RunStamp(RUN_DATE, "run-2", dt.datetime(2025, 5, 2, 1, tzinfo=dt.UTC))
+    features = next(synthetic_features(200, RUN_DATE, seed=4))
+    with pytest.raises(ForecastIntegrityError, match="champion v1 produced impossible"):
+        score_batch(features, model, "champion", stamp)
+
+
 def test_driver_values_carry_no_float_noise() -> None:
-    contributions = np.array([[5.0, -1.0, 0.5, 0.0]])
+    contributions = np.array([[5.0, -1.0, 0.5]])
     features = np.array([[86.39999999999999, 35.7703471234, 0.2447]])
     drivers = json.loads(drivers_json(contributions, features, ["rain", "lon", "ndvi"])[0].as_py())
     assert [d["value"] for d in drivers] == [86.4, 35.770347, 0.2447]

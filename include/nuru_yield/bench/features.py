@@ -194,7 +194,7 @@ WITH located AS (
 windows AS (  -- plots sharing a cell and a planting date share their weather window
     SELECT DISTINCT cell_id, planting_date FROM located
 ),
-daily AS (
+window_days AS (
     SELECT x.cell_id, x.planting_date, w.date, w.precip_mm, w.tmin_c, w.tmax_c,
            coalesce(isfinite(w.precip_mm)
                     AND w.precip_mm BETWEEN {c.PRECIP_RANGE_MM[0]} AND {c.PRECIP_RANGE_MM[1]},
@@ -206,19 +206,35 @@ daily AS (
     JOIN read_parquet('{root / paths.RAW_WEATHER}/*/*.parquet') w
       ON w.cell_id = x.cell_id AND w.date BETWEEN x.planting_date AND {day}
 ),
+ends AS (  -- the window stops on the day the crop's thermal time reaches maturity
+    SELECT x.cell_id, x.planting_date, coalesce(min(t.date), {day}) AS window_end
+    FROM windows x LEFT JOIN (
+        SELECT {window}, date,
+               sum(CASE WHEN t_ok THEN greatest((tmin_c + tmax_c) / 2 - {c.MATURITY_BASE_C}, 0)
+                        ELSE 0 END) OVER (PARTITION BY {window} ORDER BY date) AS thermal
+        FROM window_days
+    ) t ON t.cell_id = x.cell_id AND t.planting_date = x.planting_date
+       AND t.thermal >= {c.MATURITY_THERMAL_TIME}
+    GROUP BY x.cell_id, x.planting_date
+),
+daily AS (
+    SELECT d.*, e.window_end FROM window_days d JOIN ends e USING ({window})
+    WHERE d.date <= e.window_end
+),
 weather AS (
     SELECT {window},
         sum(precip_mm) FILTER (WHERE p_ok) AS precip_total,
         CASE WHEN bool_or(p_ok) THEN count(*) FILTER (WHERE p_ok AND precip_mm >= {c.RAINY_DAY_MM}) END
             AS rainy_days,
-        sum(precip_mm) FILTER (WHERE p_ok AND date > {day} - {c.RECENT_DAYS}) AS precip_last_30d,
+        sum(precip_mm) FILTER (WHERE p_ok AND date > window_end - {c.RECENT_DAYS})
+            AS precip_last_30d,
         sum(greatest(0, (least(tmax_c, {c.GDD_CAP_C}) + greatest(tmin_c, {c.GDD_BASE_C})) / 2
                         - {c.GDD_BASE_C})) FILTER (WHERE t_ok) AS gdd_sum,
         CASE WHEN bool_or(t_ok) THEN count(*) FILTER (WHERE t_ok AND tmax_c > {c.HEAT_DAY_C}) END
             AS heat_days,
         avg(tmax_c) FILTER (WHERE t_ok) AS tmax_mean,
-        count(*) FILTER (WHERE p_ok AND t_ok) / (date_diff('day', planting_date, {day}) + 1)
-            AS weather_coverage
+        count(*) FILTER (WHERE p_ok AND t_ok)
+            / (date_diff('day', planting_date, any_value(window_end)) + 1) AS weather_coverage
     FROM daily GROUP BY {window}
 ),
 dry AS (  -- gaps and islands: consecutive dry days share date - row_number()
@@ -231,11 +247,12 @@ dry AS (  -- gaps and islands: consecutive dry days share date - row_number()
     ) GROUP BY {window}
 ),
 clear AS (
-    SELECT l.plot_id, l.season_year, l.season, n.date, n.ndvi,
+    SELECT l.plot_id, l.season_year, l.season, e.window_end, n.date, n.ndvi,
            lag(n.ndvi) OVER w AS previous_ndvi, lag(n.date) OVER w AS previous_date
     FROM located l
+    JOIN ends e USING ({window})
     JOIN read_parquet('{root / paths.RAW_NDVI}/**/*.parquet') n
-      ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND {day}
+      ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND e.window_end
     WHERE isfinite(n.ndvi) AND n.ndvi BETWEEN -1 AND 1
       AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {c.CLEAR_MAX_CLOUD})
     WINDOW w AS (PARTITION BY l.plot_id, l.season_year, l.season ORDER BY n.date, n.ndvi)
@@ -245,8 +262,8 @@ ndvi AS (
         coalesce(sum((greatest(ndvi - {c.NDVI_SOIL_BASELINE}, 0)
                       + greatest(previous_ndvi - {c.NDVI_SOIL_BASELINE}, 0)) / 2
                      * date_diff('day', previous_date, date)), 0) AS ndvi_auc,
-        regr_slope(ndvi, date_diff('day', {day}, date))
-            FILTER (WHERE date > {day} - {c.RECENT_DAYS}) AS ndvi_slope_30d,
+        regr_slope(ndvi, date_diff('day', window_end, date))
+            FILTER (WHERE date > window_end - {c.RECENT_DAYS}) AS ndvi_slope_30d,
         count(*) AS n_clear_ndvi_obs
     FROM clear GROUP BY {key}
 )

@@ -139,18 +139,24 @@ def train_model(training_rows: int, params: Any, alias: str = "champion") -> str
     return version
 
 
-def bench_params(model: str = "production") -> Any:
+def bench_params(model: str = "production", interactions: str = "pairwise") -> Any:
     """The bench model: training's production candidates, or ``tiny`` (a few shallow
-    trees) for quick memory-scaling runs at millions of plots."""
+    trees) for quick memory-scaling runs at millions of plots; ``interactions`` as the
+    ``MODEL_INTERACTIONS`` setting (``free`` is explained by native TreeSHAP)."""
     from nuru_yield.training.candidates import TrainingParams
 
     if model == "tiny":
         return TrainingParams(
-            boosting_rounds=10, max_depth=3, num_leaves=7, forest_rounds=3, forest_depth=3
+            boosting_rounds=10,
+            max_depth=3,
+            num_leaves=7,
+            forest_rounds=3,
+            forest_depth=3,
+            interactions=interactions,
         )
     if model != "production":
         raise ValueError(f"unknown bench model {model!r}: use production or tiny")
-    return TrainingParams()
+    return TrainingParams(interactions=interactions)
 
 
 def _features_matrix() -> tuple[Any, np.ndarray]:
@@ -234,7 +240,11 @@ def system(shards: int) -> dict[str, Any]:
 
 
 def run_bench(
-    plots: int, shards: int = 1, db_url: str | None = None, model: str = "production"
+    plots: int,
+    shards: int = 1,
+    db_url: str | None = None,
+    model: str = "production",
+    interactions: str = "pairwise",
 ) -> dict[str, Any]:
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
@@ -248,7 +258,7 @@ def run_bench(
         database = stack.enter_context(scratch_database(admin_url))
         stack.enter_context(environment({"NURU_HOME": home, "PREDICTIONS_DB_URL": database}))
         upgrade()
-        params = bench_params(model)
+        params = bench_params(model, interactions)
         train_model(120_000, params)
         Lake.from_settings().write_parquet_batches(
             features_path(BENCH_DATE), OUTPUT_SCHEMA, synthetic_features(plots, BENCH_DATE)

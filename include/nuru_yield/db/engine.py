@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from nuru_yield.errors import DatabaseError
+from nuru_yield.errors import DatabaseError, mask_passwords
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 _IMMEDIATE = "nuru_sqlite_begin_immediate"
@@ -99,7 +99,7 @@ def writer(engine: sa.Engine) -> sa.Engine:
 
 def describe(engine: sa.Engine) -> str:
     """The engine's URL with the password masked, for messages."""
-    return engine.url.render_as_string(hide_password=True)
+    return mask_passwords(engine.url.render_as_string(hide_password=False))
 
 
 def _reason(error: BaseException) -> str:

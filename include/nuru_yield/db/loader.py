@@ -225,6 +225,15 @@ def _staged_rows(connection: sa.Connection, run_date: dt.date) -> int:
     return sum(row.rows for row in staged)
 
 
+def staged_rows(engine: sa.Engine, run_date: dt.date) -> int:
+    """Rows staged for ``run_date``; raises :class:`DatabaseError` unless every shard is."""
+    with (
+        database_errors(engine, f"counting staged predictions for {run_date}"),
+        engine.connect() as connection,
+    ):
+        return _staged_rows(connection, run_date)
+
+
 def _publish_sqlite(engine: sa.Engine, run_date: dt.date) -> int:
     with writer(engine).begin() as connection:
         rows = _staged_rows(connection, run_date)

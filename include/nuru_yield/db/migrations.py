@@ -38,8 +38,30 @@ def _initial_schema(connection: sa.Connection) -> None:
     connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
 
 
+def _longer_run_status(connection: sa.Connection) -> None:
+    # `no_plots_in_progress` does not fit VARCHAR(16); SQLite does not enforce lengths.
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("ALTER TABLE scoring_runs ALTER COLUMN status TYPE VARCHAR(32)")
+
+
+def _flag_too_few_labels(connection: sa.Connection) -> None:
+    # A database created at this version already has the column (step 1 creates the
+    # current schema). The threshold is the rule as released with this step (today's
+    # monitoring.accuracy.MIN_LABELS): a migration never follows later code.
+    columns = {c["name"] for c in sa.inspect(connection).get_columns("model_performance")}
+    if "too_few_labels" not in columns:
+        connection.exec_driver_sql(
+            "ALTER TABLE model_performance ADD COLUMN too_few_labels BOOLEAN NOT NULL DEFAULT false"
+        )
+    connection.execute(
+        schema.model_performance.update().values(too_few_labels=schema.model_performance.c.n < 30)
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables, indexes and the latest_predictions view", _initial_schema),
+    Migration(2, "scoring_runs.status holds no_plots_in_progress", _longer_run_status),
+    Migration(3, "model_performance.too_few_labels", _flag_too_few_labels),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

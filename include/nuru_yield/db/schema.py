@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -62,7 +63,8 @@ scoring_runs = Table(
     Column("model_name", String(128), nullable=False),
     Column("model_version", String(32)),
     Column("challenger_version", String(32)),
-    Column("status", String(16), nullable=False),
+    # running | success | failed | no_plots_in_progress
+    Column("status", String(32), nullable=False),
     Column("plots_scored", BigInteger),
     Column("plots_rejected", BigInteger),
     Column("shards", Integer),
@@ -123,6 +125,8 @@ model_performance = Table(
     Column("bias", Float),
     Column("coverage", Float),
     Column("n", Integer, nullable=False),
+    # n below monitoring.accuracy.MIN_LABELS: reported, too noisy to trust.
+    Column("too_few_labels", Boolean, nullable=False, server_default=false()),
     Column("computed_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -9,6 +9,7 @@ checks ignore missing values, which have their own ``not_null`` checks.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,6 +26,7 @@ from nuru_yield.features.columns import (
     SEASONS,
     TEMPERATURE_RANGE_C,
 )
+from nuru_yield.sharding import MAX_PLOT_ID
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
@@ -139,6 +141,8 @@ def plot_checks(max_cell_distance_km: float = MAX_CELL_DISTANCE_KM) -> list[Chec
     """
     return [
         Check("missing_plot_id", "not_null", ("plot_id",)),
+        # Scoring shards plots by a hash that needs 0 <= plot_id <= 2**31 - 1.
+        Check("plot_id_out_of_range", "between", ("plot_id",), low=0.0, high=float(MAX_PLOT_ID)),
         Check("missing_season", "not_null", ("season",)),
         Check("invalid_season", "in_set", ("season",), values=SEASONS),
         Check("missing_season_year", "not_null", ("season_year",)),
@@ -209,6 +213,21 @@ def reasons(frame: pd.DataFrame, checks: Sequence[Check]) -> pd.Series:
     return pd.Series(labels, index=frame.index, dtype=object).replace("", None)
 
 
+def planting_windows(season: pd.Series, season_year: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """First and last plausible planting day of each row's season (``datetime64[D]``; NaT
+    when the season or year is missing or the season unknown)."""
+    first = np.full(len(season), np.datetime64("NaT"), dtype="datetime64[D]")
+    last = first.copy()
+    years = season_year.to_numpy(np.float64, na_value=np.nan)
+    for name, (start, end) in SEASON_PLANTING_WINDOWS.items():
+        rows = (season == name).fillna(False).to_numpy(bool) & ~np.isnan(years)
+        if rows.any():
+            year = years[rows].astype(np.int64)
+            first[rows] = _dates(year + start[0], start[1], start[2])
+            last[rows] = _dates(year + end[0], end[1], end[2])
+    return first, last
+
+
 def days_outside_season(
     season: pd.Series, season_year: pd.Series, planting_date: pd.Series
 ) -> np.ndarray:
@@ -217,27 +236,68 @@ def days_outside_season(
     0 inside the window, positive outside, NaN when season, year or date is missing or
     the season is unknown (other checks report those).
     """
-    out = np.full(len(season), np.nan)
+    first, last = planting_windows(season, season_year)
     planting = planting_date.to_numpy("datetime64[D]")
-    years = season_year.to_numpy(np.float64, na_value=np.nan)
-    for name, (start, end) in SEASON_PLANTING_WINDOWS.items():
-        rows = (season == name).fillna(False).to_numpy(bool) & ~np.isnan(years)
-        rows &= ~np.isnat(planting)
-        if not rows.any():
-            continue
-        year = years[rows].astype(np.int64)
-        first = _dates(year + start[0], start[1], start[2])
-        last = _dates(year + end[0], end[1], end[2])
-        day = planting[rows]
-        before = (first - day).astype(np.int64)
-        after = (day - last).astype(np.int64)
-        out[rows] = np.maximum(np.maximum(before, after), 0)
+    known = ~np.isnat(first) & ~np.isnat(planting)
+    out = np.full(len(season), np.nan)
+    before = (first[known] - planting[known]).astype(np.int64)
+    after = (planting[known] - last[known]).astype(np.int64)
+    out[known] = np.maximum(np.maximum(before, after), 0)
     return out
+
+
+def misdated_in_current_season(
+    plots: pd.DataFrame, as_of: dt.date, season_max_days: int
+) -> np.ndarray:
+    """Plot-seasons whose season is under way on ``as_of`` (its planting window has opened
+    and a planting in it could still be in progress) but whose planting date lies outside
+    that window — in the future, or in another season.
+
+    Such a row is never "in progress" by its date, so without this it would be skipped
+    silently; with it, it is considered and quarantined (``planting_date_outside_season``)
+    on every night its season runs. A planting date after ``as_of`` inside the window is
+    simply not yet in progress (e.g. when an older night is rerun), not bad data.
+    """
+    first, last = planting_windows(plots["season"], plots["season_year"])
+    day = np.datetime64(as_of, "D")
+    with np.errstate(invalid="ignore"):
+        under_way = (first <= day) & (day <= last + np.timedelta64(season_max_days, "D"))
+        outside = (
+            days_outside_season(plots["season"], plots["season_year"], plots["planting_date"]) > 0
+        )
+    return under_way & outside
 
 
 def _dates(years: np.ndarray, month: int, day: int) -> np.ndarray:
     base = (years - 1970).astype("datetime64[Y]").astype("datetime64[M]") + (month - 1)
     return base.astype("datetime64[D]") + (day - 1)
+
+
+# A plot-season whose weather cell has no valid rain for more than WEATHER_MAX_LAG_DAYS
+# before the run date has a window that silently stops early: a stalled feed.
+WEATHER_NOT_CURRENT = Check("weather_not_current", "between", ("weather_lag_days",), low=0.0)
+
+
+def weather_lag_days(
+    cell_ids: np.ndarray, weather: pd.DataFrame, as_of: dt.date, read_from: dt.date
+) -> tuple[np.ndarray, np.datetime64 | None]:
+    """Days from the last day with a valid rain value at each cell to ``as_of``, and the
+    newest such day over these cells (None when they have none).
+
+    ``weather`` holds the days read, ``read_from`` … ``as_of``: a cell without any counts as
+    ``as_of - read_from + 1`` days behind (at least that).
+    """
+    valid = ~failing_any(weather, [c for c in WEATHER_CHECKS if c.scope in ("row", "precip")])
+    latest = (
+        pd.Series(weather["date"].to_numpy("datetime64[D]")[valid], copy=False)
+        .groupby(weather["cell_id"].to_numpy(np.float64, na_value=np.nan)[valid])
+        .max()
+    )
+    last_day = latest.reindex(np.asarray(cell_ids, dtype=np.float64)).to_numpy("datetime64[D]")
+    known = ~np.isnat(last_day)
+    newest = last_day[known].max() if known.any() else None
+    last_day[~known] = np.datetime64(read_from, "D") - np.timedelta64(1, "D")
+    return (np.datetime64(as_of, "D") - last_day).astype(np.float64), newest
 
 
 # A run where more plot-seasons than this have no clear NDVI at all points at the NDVI

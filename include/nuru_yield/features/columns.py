@@ -63,7 +63,15 @@ RAINY_DAY_MM = 1.0
 GDD_BASE_C = 10.0
 GDD_CAP_C = 30.0
 HEAT_DAY_C = 35.0
-RECENT_DAYS = 30  # window of precip_last_30d and ndvi_slope_30d, ending on the as-of date
+RECENT_DAYS = 30  # window of precip_last_30d and ndvi_slope_30d, ending with the window
+# A crop's own season ends at physiological maturity: when its thermal time since planting
+# (daily mean air temperature above 8 °C, summed) reaches what a local variety needs. Kenyan
+# farmers choose varieties that fill their season (long-season hybrids in the cool highlands,
+# short ones in the hot east), so one figure holds across zones. Feature windows stop there:
+# a Short Rains crop planted in November is harvested by March, and the April rain of the
+# next Long Rains says nothing about it.
+MATURITY_BASE_C = 8.0
+MATURITY_THERMAL_TIME = 1500.0
 CLEAR_MAX_CLOUD = 0.5  # observations with a higher cloud fraction are not "clear"
 NDVI_SOIL_BASELINE = 0.2  # ndvi_auc integrates NDVI above bare soil
 

@@ -1,8 +1,11 @@
 """Season-to-date features as pure functions of the raw tables (no I/O, no clock).
 
 Serving (:func:`season_to_date`) and training (:func:`training_rows`) both call
-:func:`compute_features`, which aggregates each plot-season over its own window
-``planting_date … as_of_date`` (both inclusive): train/serve parity by construction.
+:func:`compute_features`, which aggregates each plot-season over its own window from the
+planting date to the as-of date or the crop's season end, whichever comes first (both
+inclusive): train/serve parity by construction. The season ends at physiological maturity,
+the day the crop's thermal time since planting reaches ``MATURITY_THERMAL_TIME`` (see
+``features.columns``); after it, a forecast's inputs stop changing.
 
 Engine: every aggregate is vectorised over plot-seasons, never a Python loop over them.
 Weather becomes a dense ``cells × days`` grid per planting year; window sums are two
@@ -37,6 +40,7 @@ from nuru_yield.features.checks import (
     WEATHER_CHECKS,
     days_outside_season,
     failing_any,
+    misdated_in_current_season,
     plot_checks,
     reasons,
 )
@@ -46,6 +50,8 @@ from nuru_yield.features.columns import (
     GDD_BASE_C,
     GDD_CAP_C,
     HEAT_DAY_C,
+    MATURITY_BASE_C,
+    MATURITY_THERMAL_TIME,
     NDVI_FEATURES,
     NDVI_SOIL_BASELINE,
     OUTPUT_COLUMNS,
@@ -89,7 +95,9 @@ def season_to_date(
 
     In progress: planted on or before ``as_of`` and at most ``season_max_days`` before
     it. Rows without a planting date are considered (and quarantined) when their season
-    year could be in progress, so that they are reported rather than silently skipped.
+    year could be in progress, and so are rows of a season under way whose planting date
+    lies outside its window (:func:`~.checks.misdated_in_current_season`), so that they
+    are reported rather than silently skipped.
     """
     plots = raw.plots
     today = _day_number(as_of)
@@ -98,8 +106,9 @@ def season_to_date(
     in_progress = ~undated & (age >= 0) & (age <= season_max_days)
     year = plots["season_year"]
     could_run = (year.isna() | year.isin([as_of.year - 1, as_of.year])).to_numpy(bool)
+    misdated = misdated_in_current_season(plots, as_of, season_max_days)
     considered = prepare_plots(
-        plots[in_progress | (undated & could_run)], raw.cells, max_cell_distance_km
+        plots[in_progress | (undated & could_run) | misdated], raw.cells, max_cell_distance_km
     )
     valid = considered[considered["reason"].isna()]
     as_of_days = np.full(len(valid), today, dtype=np.int64)
@@ -155,7 +164,8 @@ def nearest_cells(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Id of the nearest valid weather cell of each point and its great-circle distance (km).
 
-    Points without valid coordinates (or with no valid cell at all) get id −1 and NaN.
+    Points without valid coordinates get id −1 and NaN; located points when there is no
+    valid cell at all get id −1 and an infinite distance (no cell is near them).
     """
     latitude = np.asarray(latitude, dtype=np.float64)
     longitude = np.asarray(longitude, dtype=np.float64)
@@ -164,6 +174,8 @@ def nearest_cells(
     good_cells = cells[~failing_any(cells, CELL_CHECKS)]
     with np.errstate(invalid="ignore"):
         located = (np.abs(latitude) <= 90) & (np.abs(longitude) <= 180)
+    if good_cells.empty:
+        distance[located] = np.inf
     if good_cells.empty or not located.any():
         return cell_ids, distance
     tree = cKDTree(_unit_vectors(good_cells["latitude"], good_cells["longitude"]))
@@ -174,17 +186,19 @@ def nearest_cells(
 
 
 def compute_features(plots: pd.DataFrame, as_of: np.ndarray, raw: RawInputs) -> pd.DataFrame:
-    """The shared core: features of each valid plot-season over ``planting_date … as_of``.
+    """The shared core: features of each valid plot-season over ``planting_date … as_of``,
+    cut at the crop's season end (see the module docstring).
 
     ``plots`` are rows of :func:`prepare_plots` that passed every check; ``as_of`` holds
-    one cut-off per row as days since 1970-01-01.
+    one cut-off per row as days since 1970-01-01. ``days_after_planting`` stays the lead
+    time (``as_of`` − planting) after the season end.
     """
     start = _days(plots["planting_date"])
     end = np.asarray(as_of, dtype=np.int64)
-    weather = weather_aggregates(
+    weather, window_end = weather_aggregates(
         plots["weather_cell_id"].to_numpy(np.int64), start, end, raw.weather
     )
-    ndvi = ndvi_aggregates(plots["plot_id"].to_numpy(np.int64), start, end, raw.ndvi)
+    ndvi = ndvi_aggregates(plots["plot_id"].to_numpy(np.int64), start, window_end, raw.ndvi)
     planting = start.astype("datetime64[D]")
     columns: dict[str, object] = {
         "plot_id": plots["plot_id"].to_numpy(np.int64),
@@ -211,19 +225,22 @@ def compute_features(plots: pd.DataFrame, as_of: np.ndarray, raw: RawInputs) -> 
 # --- weather ------------------------------------------------------------------------------
 def weather_aggregates(
     cell_ids: np.ndarray, start: np.ndarray, end: np.ndarray, weather: pd.DataFrame
-) -> dict[str, np.ndarray]:
-    """Weather features of each window ``[start, end]`` (days) at its cell."""
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Weather features of each window ``[start, end]`` (days) at its cell, each window cut
+    at its crop's season end; and the day each window ends."""
     out = {name: np.full(len(cell_ids), np.nan) for name in WEATHER_FEATURES}
+    window_end = end.copy()
     if len(cell_ids) == 0:
-        return out
+        return out, window_end
     daily = _DailyWeather.from_frame(weather)
     # One dense grid per planting year keeps the day axis (and memory) bounded.
     year = start.astype("datetime64[D]").astype("datetime64[Y]")
     for group in _sorted_unique(year):
         rows = year == group
-        for name, values in daily.window_features(cell_ids[rows], start[rows], end[rows]).items():
+        features, window_end[rows] = daily.window_features(cell_ids[rows], start[rows], end[rows])
+        for name, values in features.items():
             out[name][rows] = values
-    return out
+    return out, window_end
 
 
 @dataclass(frozen=True)
@@ -254,7 +271,7 @@ class _DailyWeather:
 
     def window_features(
         self, cell_ids: np.ndarray, start: np.ndarray, end: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         first = int(start.min())
         n_days = int(end.max()) - first + 1
         cells, row = np.unique(cell_ids, return_inverse=True)
@@ -277,8 +294,10 @@ class _DailyWeather:
         tmin = grid(self.tmin, self.temperature_ok)
         tmax = grid(self.tmax, self.temperature_ok)
         gdd = (np.minimum(tmax, GDD_CAP_C) + np.maximum(tmin, GDD_BASE_C)) / 2 - GDD_BASE_C
+        thermal = np.where(t_ok, np.maximum((tmin + tmax) / 2 - MATURITY_BASE_C, 0.0), 0.0)
 
-        a, b = start - first, end - first
+        a = start - first
+        b = np.minimum(end - first, _maturity_offset(thermal, row, a))
         recent = np.maximum(a, b - (RECENT_DAYS - 1))
         window = _WindowSums(row, a, b)
         precip_days = window.total(p_ok)
@@ -287,7 +306,7 @@ class _DailyWeather:
         has_temperature = np.where(temperature_days > 0, 1.0, np.nan)
         recent_window = _WindowSums(row, recent, b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return {
+            features = {
                 "precip_total": window.total(precip) * has_precip,
                 "rainy_days": window.total(p_ok & (precip >= RAINY_DAY_MM)) * has_precip,
                 "max_dry_spell_days": _max_dry_spell(p_ok & (precip < RAINY_DAY_MM), row, a, b),
@@ -299,6 +318,21 @@ class _DailyWeather:
                 "tmax_mean": window.total(tmax) / temperature_days,
                 "weather_coverage": window.total(p_ok & t_ok) / (b - a + 1),
             }
+        return features, b + first
+
+
+def _maturity_offset(thermal: np.ndarray, row: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Per window, the grid day on which the thermal time summed from day ``a`` of grid row
+    ``row`` reaches ``MATURITY_THERMAL_TIME`` (a day past the grid where it never does)."""
+    n_rows, n_days = thermal.shape
+    prefix = np.zeros((n_rows, n_days + 1))
+    np.cumsum(thermal, axis=1, out=prefix[:, 1:])
+    # Each row lifted above the one before it: one searchsorted over the flattened,
+    # increasing prefix sums answers every window at once.
+    lift = np.arange(n_rows) * (prefix[:, -1].max() + MATURITY_THERMAL_TIME + 1.0)
+    target = prefix[row, a] + MATURITY_THERMAL_TIME + lift[row]
+    first_reached = np.searchsorted((prefix + lift[:, None]).ravel(), target, side="left")
+    return first_reached - row * (n_days + 1) - 1
 
 
 @dataclass(frozen=True)

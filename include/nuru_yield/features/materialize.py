@@ -3,14 +3,17 @@
 The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same shards
 (``hash(plot_id) mod K``, :mod:`nuru_yield.sharding`):
 
-* :func:`prepare_features` fixes the run (id, K, window, threshold) in a small JSON-able
-  :class:`FeaturePlan`, clears what an earlier attempt staged, validates once the inputs
-  every shard shares (the weather cells and the window's daily weather), and splits the
+* :func:`prepare_features` fixes the run (id, K, window, threshold, weather lag) in a small
+  JSON-able :class:`FeaturePlan`, clears what an earlier attempt staged, splits the
   plot-seasons that can be in progress into one staged file per shard (one streaming pass
-  over ``raw/plots.parquet`` and its years of history, instead of one per shard).
+  over ``raw/plots.parquet`` and its years of history, instead of one per shard; ids that
+  cannot be hashed go to shard 0, which quarantines them), and validates once what every
+  shard shares: the weather cells, the window's daily weather, and the number of
+  plot-seasons read for the night (none fails ``plots.no_plot_seasons``).
 * :func:`materialize_shard` reads only its shard of the raw inputs (its plot-seasons, the
   NDVI of its plot buckets, the weather of its plots' cells), computes their features and
-  validates its slice (plot-seasons, NDVI, output). It stages three parts under
+  validates its slice (plot-seasons, NDVI, output, how current its plots' weather is). It
+  stages three parts under
   ``features/_parts/{D}/``: features, quarantined rows, and its report (checks, counts,
   timings, peak memory, host) — the report last, so its presence means the shard is done.
   Memory grows with the shard, not with the lake; a rerun of a shard replaces its parts.
@@ -78,6 +81,7 @@ class FeaturePlan:
     shards: int
     season_max_days: int
     threshold: float
+    weather_max_lag_days: int
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +162,7 @@ def prepare_features(
         shards=shards or settings.feature_shards,
         season_max_days=settings.season_max_days,
         threshold=settings.validation_max_bad_share,
+        weather_max_lag_days=settings.weather_max_lag_days,
     )
     preload = _import_in_background("great_expectations")
     for stale in lake.list(paths.parts_dir(paths.FEATURES, day)):
@@ -172,6 +177,9 @@ def prepare_features(
             ", ".join(unbucketed[:3]),
             UPGRADE_COMMAND,
         )
+    # One pass over the plot-seasons, so that no shard reads the whole table.
+    parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
+    plot_seasons = sum(rows for _, rows in split_plots(lake, plan.window_start, day, parts))
     cells, weather = load_shared(lake, plan.window_start, day)
     preload.join()
     report = validate(
@@ -180,11 +188,11 @@ def prepare_features(
         threshold=plan.threshold,
         season_max_days=plan.season_max_days,
         max_cell_distance_km=MAX_CELL_DISTANCE_KM,
+        run_date=day,
+        weather_max_lag_days=plan.weather_max_lag_days,
+        plot_seasons_read=plot_seasons,
     )
     del cells, weather
-    # One pass over the plot-seasons, so that no shard reads the whole table.
-    parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
-    split_plots(lake, plan.window_start, day, parts)
     lake.write_json(
         plan.inputs_report,
         {
@@ -231,6 +239,9 @@ def materialize_shard(
             threshold=plan.threshold,
             season_max_days=plan.season_max_days,
             max_cell_distance_km=MAX_CELL_DISTANCE_KM,
+            run_date=day,
+            weather_max_lag_days=plan.weather_max_lag_days,
+            features_weather=raw.weather,
         )
     stamp = {RUN_ID_KEY: plan.run_id}
     with _timed(seconds, "write", shard):
@@ -277,7 +288,12 @@ def publish_features(
     if done is not None:
         return done
     inputs, shard_reports = _read_reports(lake, plan)
-    report = combine([ValidationReport.from_json(r) for r in [inputs, *shard_reports]])
+    report = combine(
+        [ValidationReport.from_json(r) for r in [inputs, *shard_reports]],
+        run_date=day,
+        season_max_days=plan.season_max_days,
+        weather_max_lag_days=plan.weather_max_lag_days,
+    )
     results = [FeatureShardResult(**payload["result"]) for payload in shard_reports]
     features_path = paths.features_path(day)
     if report.passed:

@@ -5,12 +5,20 @@ plot-seasons whose ``plot_id`` hashes to the shard, their NDVI (only the plot bu
 shard's hash range, see :mod:`nuru_yield.raw_layout`) and the weather of the cells nearest
 to them. Every cell is read (a small table), so that nearest cells are found as in a whole
 run. Memory of a shard grows with its own plots, not with the lake.
+
+A raw file that is not parquet, is truncated or corrupt, or does not follow the contract
+raises :class:`~nuru_yield.errors.DataValidationError` naming the file (for a folder, or a
+shard's NDVI buckets, the bad file among them): bad input, which retrying cannot help. A
+storage error (unreachable bucket, permissions) stays a :class:`~nuru_yield.errors.LakeError`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -101,20 +109,30 @@ def split_plots(
 ) -> list[tuple[str, int]]:
     """Write the plot-seasons that can be in progress in [start, end] into one file per
     shard (``parts[k]`` for shard k of ``len(parts)``), in one streaming pass, so that each
-    shard then reads its own plot-seasons, not the whole table (with years of history)."""
-    reason = _mismatch(lake, RAW_PLOTS, PLOTS_SCHEMA, RAW_PLOTS)
-    if reason:
-        raise DataValidationError(reason)
-    source = lake.open_parquet(RAW_PLOTS)
-    schema = pa.schema([source.schema_arrow.field(name) for name in PLOTS_SCHEMA.names])
+    shard then reads its own plot-seasons, not the whole table (with years of history).
+
+    Rows are cast to the contract's types here, so that a file off the contract is named
+    once, as ``raw/plots.parquet``. Ids that cannot be hashed (null, negative, above
+    2**31 - 1) go to shard 0, whose gate quarantines them. Returns (URI, rows) per part."""
     season_years = _season_years(start, end)
-    batches = source.iter_batches(batch_size=1 << 20, columns=PLOTS_SCHEMA.names)
-    return lake.write_parquet_split(
-        parts,
-        schema,
-        (pa.Table.from_batches([batch]).filter(season_years) for batch in batches),
-        lambda table: shard_or_zero(table.column("plot_id"), len(parts)),
-    )
+    with _named_errors(lake, RAW_PLOTS, PLOTS_SCHEMA):
+        source = lake.open_parquet(RAW_PLOTS)
+        lacking = _lacking(RAW_PLOTS, source.schema_arrow.names, PLOTS_SCHEMA)
+        if lacking:
+            raise DataValidationError(lacking)
+        batches = source.iter_batches(batch_size=1 << 20, columns=PLOTS_SCHEMA.names)
+        return lake.write_parquet_split(
+            parts,
+            PLOTS_SCHEMA,
+            (
+                pa.Table.from_batches([batch])
+                .select(PLOTS_SCHEMA.names)
+                .cast(PLOTS_SCHEMA)
+                .filter(season_years)
+                for batch in batches
+            ),
+            lambda table: shard_or_zero(table.column("plot_id"), len(parts)),
+        )
 
 
 def _season_years(start: dt.date, end: dt.date) -> ds.Expression:
@@ -155,6 +173,7 @@ def _read_shard_ndvi(
         )
     if not files.all:
         return NDVI_SCHEMA.empty_table().to_pandas(date_as_object=False)
+    _check_columns(lake, files.all, NDVI_SCHEMA)
     filters = shard_filter("plot_id", shard, shards) & _in_range(start, end)
     return _read(lake, files.all, NDVI_SCHEMA, filters, label=RAW_NDVI)
 
@@ -180,8 +199,35 @@ def _read_daily(
     if years is None:
         return _read(lake, path, schema, rows)
     assert start is not None and end is not None
+    _check_columns(lake, _year_files(lake, path, years), schema)
     in_years = ds.field("year").isin(list(years)) & _in_range(start, end)
     return _read(lake, path, schema, _both(rows, in_years))
+
+
+def _year_files(lake: Lake, path: str, years: range) -> list[str]:
+    """The files of a table partitioned by year (``year=YYYY/…``) for ``years``."""
+    files = []
+    for part in lake.list(path, ".parquet"):
+        year = _YEAR.search(part)
+        if year is None or int(year.group(1)) in years:
+            files.append(part)
+    return files
+
+
+_YEAR = re.compile(r"/year=(\d+)/")
+
+
+def _check_columns(lake: Lake, files: list[str], schema: pa.Schema) -> None:
+    """Each file has the contract's columns: a dataset read fills the columns one file
+    lacks with nulls, and the file's rows would vanish unnamed. Reads footers only."""
+    for file in files:
+        try:
+            present = lake.open_parquet(file).schema_arrow.names
+        except (pa.ArrowException, OSError, LakeError):
+            continue  # unreadable: the read names it
+        lacking = _lacking(file, present, schema)
+        if lacking:
+            raise DataValidationError(lacking)
 
 
 def _read(
@@ -193,55 +239,84 @@ def _read(
 ) -> pd.DataFrame:
     """Read ``schema``'s columns of one raw table (a path, or a list of its files named
     ``label`` in messages) and cast them to the contract types."""
-    label = label or str(path)
-    try:
-        table = lake.read_parquet(path, columns=schema.names, filters=filters)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-        reason = _mismatch(lake, path, schema, label)
-        raise DataValidationError(reason or f"cannot read {label}: {_first_line(error)}") from None
-    try:
-        table = table.cast(schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise DataValidationError(
-            f"{label} does not match the raw contract: {_first_line(error)}"
-        ) from None
+    with _named_errors(lake, path, schema, label):
+        table = lake.read_parquet(path, columns=schema.names, filters=filters).cast(schema)
     return table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
 
 
-def _mismatch(lake: Lake, path: str | list[str], schema: pa.Schema, label: str) -> str | None:
-    """Why a raw table (or which of its files) does not fit ``schema``; None if unknown."""
-    if isinstance(path, str):
-        found = {label: lake.read_parquet(path, filters=ds.scalar(False)).schema}
-    else:
-        found = {file: lake.open_parquet(file).schema_arrow for file in path}
-    for name, present in found.items():
-        missing = [column for column in schema.names if column not in present.names]
-        if missing:
-            return (
-                f"{name} lacks column(s) {', '.join(missing)} of the raw contract "
-                "(docs/DESIGN.md, raw input contract)"
-            )
-        for wanted in schema:
-            actual = present.field(wanted.name).type
-            if not _castable(actual, wanted.type):
-                return (
-                    f"{name} does not match the raw contract: {wanted.name} is {actual}, "
-                    f"not {wanted.type}"
-                )
+@contextmanager
+def _named_errors(
+    lake: Lake, path: str | list[str], schema: pa.Schema, label: str | None = None
+) -> Iterator[None]:
+    """Turn a failed read of ``path`` (a file, a folder, or a list of files named ``label``)
+    into the module's errors: a storage error stays a :class:`LakeError`; anything else
+    (not parquet, corrupt, columns missing, values that do not cast) is a
+    :class:`DataValidationError` naming the bad file, found by reading each on its own."""
+    try:
+        yield
+    except (pa.ArrowException, OSError, LakeError) as error:
+        cause = _cause(error)
+        if not isinstance(error, pa.ArrowException) and not _is_corrupt(cause):
+            if isinstance(error, LakeError):
+                raise
+            raise LakeError(
+                f"cannot read {lake.uri(label or str(path))}: {_reason(cause)}"
+            ) from error
+        if isinstance(path, list):
+            files = path
+        else:
+            files = [path] if path.endswith(".parquet") else lake.list(path, ".parquet")
+        problem = next(filter(None, (_problem(lake, file, schema) for file in files)), None)
+        raise DataValidationError(
+            problem or f"{label or path} does not match the raw contract: {_reason(cause)}"
+        ) from None
+
+
+def _problem(lake: Lake, path: str, schema: pa.Schema) -> str | None:
+    """What is wrong with one file read on its own (only after a read failed): unreadable,
+    columns missing, or values that do not cast to the contract's types."""
+    try:
+        table = lake.read_parquet(path)
+    except (pa.ArrowException, LakeError) as error:
+        return f"cannot read {path}: {_reason(_cause(error))}"
+    lacking = _lacking(path, table.column_names, schema)
+    if lacking:
+        return lacking
+    try:
+        table.select(schema.names).cast(schema)
+    except pa.ArrowException as error:
+        return f"{path} does not match the raw contract: {_first_line(error)}"
     return None
 
 
-def _castable(actual: pa.DataType, wanted: pa.DataType) -> bool:
-    def kind(t: pa.DataType) -> str:
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-            return "number"
-        if pa.types.is_temporal(t):
-            return "time"
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
-            return "text"
-        return str(t)
+def _lacking(path: str, present: list[str], schema: pa.Schema) -> str | None:
+    missing = ", ".join(name for name in schema.names if name not in present)
+    if not missing:
+        return None
+    return (
+        f"{path} lacks column(s) {missing} of the raw contract (docs/DESIGN.md, raw input contract)"
+    )
 
-    return pa.types.is_null(actual) or kind(actual) == kind(wanted)
+
+def _cause(error: BaseException) -> BaseException:
+    return error.__cause__ if isinstance(error, LakeError) and error.__cause__ else error
+
+
+# What pyarrow says about a file that is not (or no longer) valid parquet, as opposed to a
+# storage error (unreachable bucket, permissions) that a retry may get past.
+_CORRUPT_MARKERS = ("magic bytes", "deserialize thrift", "corrupt", "is this a 'parquet' file")
+
+
+def _is_corrupt(error: BaseException | None) -> bool:
+    return error is not None and any(m in str(error).lower() for m in _CORRUPT_MARKERS)
+
+
+def _reason(error: BaseException) -> str:
+    """pyarrow's reason without the file paths it repeats: 'Parquet magic bytes not found…'."""
+    line = _first_line(error)
+    if _is_corrupt(error):
+        return "not a readable parquet file (" + line.rsplit("': ", 1)[-1].rstrip(".") + ")"
+    return line
 
 
 def _first_line(error: BaseException) -> str:

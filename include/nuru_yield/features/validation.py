@@ -9,10 +9,17 @@ A check passes while its share of failing rows stays within its allowance: the c
 ``VALIDATION_MAX_BAD_SHARE`` (default 5%) for inputs, zero for the output's keys and
 ranges (a failure there is a bug, not bad data). As in GE, value checks count failures
 among the non-missing values; missing values have checks of their own.
+
+Two checks look at the night as a whole: ``plots.no_plot_seasons`` (the plots table holds
+no plot-season of the season years that can run: an empty or stale ``raw/plots.parquet``)
+and ``plot_features.weather_not_current`` (plot-seasons in progress whose weather cell has
+no rain value in the last ``WEATHER_MAX_LAG_DAYS`` days before the run date: a stalled or
+missing weather feed, which would otherwise shorten every window without a word).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -26,10 +33,12 @@ from nuru_yield.features.checks import (
     CELL_CHECKS,
     NDVI_CHECKS,
     WEATHER_CHECKS,
+    WEATHER_NOT_CURRENT,
     Check,
     failing_any,
     output_checks,
     plot_checks,
+    weather_lag_days,
 )
 from nuru_yield.features.columns import CLEAR_MAX_CLOUD
 
@@ -55,13 +64,16 @@ class CheckResult:
     """Of the rows checked: all rows, or the non-missing ones for value checks."""
     allowed_percent: float
     success: bool
+    detail: str = ""
+    """What the numbers mean for this check, when the row counts alone do not say it."""
 
     def describe(self) -> str:
         checked = self.element_count - self.missing_count
-        return (
-            f"{self.table}.{self.check}: {self.unexpected_count:,} of {checked:,} rows bad "
+        counts = (
+            f"{self.unexpected_count:,} of {checked:,} rows bad "
             f"({self.unexpected_percent:.2f}%), allowed {self.allowed_percent:.2f}%"
         )
+        return f"{self.table}.{self.check}: {self.detail or counts}"
 
 
 @dataclass
@@ -179,22 +191,53 @@ def validate(
     threshold: float,
     season_max_days: int,
     max_cell_distance_km: float,
+    run_date: dt.date,
+    weather_max_lag_days: int,
+    plot_seasons_read: int | None = None,
+    features_weather: pd.DataFrame | None = None,
 ) -> ValidationReport:
     """Run the suite of each table given: considered plot-seasons (with ``reason``), cells,
     weather, NDVI, output. A sharded run validates the tables every shard shares (cells,
-    weather) once and each shard its own slice of the others; :func:`combine` joins them."""
+    weather) once and each shard its own slice of the others; :func:`combine` joins them.
+
+    ``plot_seasons_read`` counts the rows of the plots table read for the night (the
+    season years that can run; given by the step that reads the whole table, once per
+    run), ``plots`` only those considered on ``run_date``. ``features_weather`` is the
+    daily weather at the cells of ``features`` (given with them): how current each
+    plot-season's weather is (``plot_features.weather_not_current``).
+    """
     report = ValidationReport(threshold=threshold)
     context = _context()
+    lag: np.ndarray | None = None
+    latest_weather: np.datetime64 | None = None
+    if features is not None:
+        if features_weather is None:
+            raise ValueError("features are validated with the weather at their cells")
+        lag, latest_weather = weather_lag_days(
+            features["weather_cell_id"].to_numpy(np.int64),
+            features_weather,
+            run_date,
+            run_date - dt.timedelta(days=season_max_days),
+        )
     suites: list[tuple[str, pd.DataFrame | None, list[Check]]] = [
         ("plots", plots, [*plot_checks(max_cell_distance_km), REJECTED_SHARE]),
         ("weather_cells", cells, CELL_CHECKS),
         ("weather", weather, WEATHER_CHECKS),
+        (
+            "plot_features",
+            None if lag is None else pd.DataFrame({"weather_lag_days": lag}),
+            [_weather_current(weather_max_lag_days)],
+        ),
         ("ndvi", ndvi, NDVI_CHECKS),
         ("plot_features", features, output_checks(season_max_days)),
     ]
     for table, frame, checks in suites:
         if frame is not None:
             report.checks.extend(run_suite(table, frame, checks, threshold, context))
+    if plot_seasons_read is not None:
+        report.counts["plot_seasons_read"] = plot_seasons_read
+        if plot_seasons_read == 0:
+            report.checks.insert(0, _no_plot_seasons(run_date, season_max_days))
     if plots is not None:
         rejected = plots["reason"].dropna()
         report.counts |= {
@@ -205,10 +248,14 @@ def validate(
                 for reason, count in rejected.str.split(";").explode().value_counts().items()
             },
         }
-    if features is not None:
+    if features is not None and lag is not None:
         report.counts |= {
             "plot_features": len(features),
             "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
+            "weather_latest_date": None if latest_weather is None else str(latest_weather),
+            "plot_features_without_current_weather": int(
+                np.count_nonzero(lag > weather_max_lag_days)
+            ),
         }
     if cells is not None:
         report.counts |= {
@@ -229,17 +276,24 @@ def validate(
             "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
             "ndvi_rows_cloudy": cloudy,
         }
-    for result in report.failures:
-        log.warning("check failed: %s", result.describe())
+    _explain(report, run_date, season_max_days, weather_max_lag_days)
     return report
 
 
-def combine(reports: Sequence[ValidationReport]) -> ValidationReport:
+def combine(
+    reports: Sequence[ValidationReport],
+    *,
+    run_date: dt.date,
+    season_max_days: int,
+    weather_max_lag_days: int,
+) -> ValidationReport:
     """One report over disjoint parts of the input (the shards of a run, plus the tables
     they share, validated once): per check the counts are summed and the check is judged
     again on the totals, as great-expectations judges ``mostly`` (a check may fail over
-    the whole run although no shard failed it, and the other way round); row counts are
-    summed key by key."""
+    the whole run although no shard failed it, and the other way round); a check that
+    counted no rows anywhere (``plots.no_plot_seasons``) keeps its parts' verdict. Row
+    counts are summed key by key; dates (``weather_latest_date``) take the newest. The
+    run's values (``validate``'s) explain the totals for a person again."""
     if not reports:
         raise ValueError("nothing to combine")
     threshold = reports[0].threshold
@@ -262,15 +316,18 @@ def combine(reports: Sequence[ValidationReport]) -> ValidationReport:
                 element_count=elements,
                 missing_count=missing,
                 unexpected_count=unexpected,
-                unexpected_percent=unexpected / checked * 100 if checked else 0.0,
-                success=not checked
-                or (checked - unexpected) / checked >= 1.0 - first.allowed_percent / 100,
+                unexpected_percent=unexpected / checked * 100
+                if checked
+                else max(part.unexpected_percent for part in parts),
+                success=(checked - unexpected) / checked >= 1.0 - first.allowed_percent / 100
+                if checked
+                else all(part.success for part in parts),
+                detail=first.detail if len(parts) == 1 else "",  # a part's numbers
             )
         )
     for report in reports:
         combined.counts = _add_counts(combined.counts, report.counts)
-    for result in combined.failures:
-        log.warning("check failed: %s", result.describe())
+    _explain(combined, run_date, season_max_days, weather_max_lag_days)
     return combined
 
 
@@ -279,9 +336,75 @@ def _add_counts(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     for key, value in more.items():
         if isinstance(value, dict):
             out[key] = _add_counts(out.get(key, {}), value)
+        elif value is None or isinstance(value, str):  # an ISO date: the newest of the parts
+            out[key] = max(filter(None, (out.get(key), value)), default=None)
         else:
             out[key] = out.get(key, 0) + value
     return out
+
+
+def _weather_current(max_lag_days: int) -> Check:
+    return replace(WEATHER_NOT_CURRENT, high=float(max_lag_days))
+
+
+def _explain(
+    report: ValidationReport, run_date: dt.date, season_max_days: int, max_lag_days: int
+) -> None:
+    """Give the checks whose row counts need it a detail for a person (from the report's
+    totals), then log every failed check."""
+    read_from = run_date - dt.timedelta(days=season_max_days)
+    latest_weather = report.counts.get("weather_latest_date")
+    report.checks = [
+        _explained(result, run_date, read_from, latest_weather, max_lag_days)
+        for result in report.checks
+    ]
+    for result in report.failures:
+        log.warning("check failed: %s", result.describe())
+
+
+def _explained(
+    result: CheckResult,
+    run_date: dt.date,
+    read_from: dt.date,
+    latest_weather: str | None,
+    max_lag_days: int,
+) -> CheckResult:
+    """``result`` with a detail for a person, for the checks whose row counts need one."""
+    if result.check != WEATHER_NOT_CURRENT.name or not result.unexpected_count:
+        return result
+    latest = (
+        f"the newest at their weather cells is {latest_weather}"
+        if latest_weather is not None
+        else f"their weather cells have none since {read_from}"
+    )
+    return replace(
+        result,
+        detail=(
+            f"{result.unexpected_count:,} of {result.element_count:,} plot-seasons in progress "
+            f"({result.unexpected_percent:.2f}%, allowed {result.allowed_percent:.2f}%) have no "
+            f"weather within {max_lag_days} day(s) of the run date {run_date} "
+            f"(WEATHER_MAX_LAG_DAYS): {latest} — is the weather feed stalled?"
+        ),
+    )
+
+
+def _no_plot_seasons(run_date: dt.date, season_max_days: int) -> CheckResult:
+    """The plots table holds nothing for the night: an empty or stale ``raw/plots.parquet``."""
+    read_from = run_date - dt.timedelta(days=season_max_days)
+    years = f"{read_from.year - 1}–{run_date.year}"  # what the raw reader reads
+    return CheckResult(
+        table="plots",
+        check="no_plot_seasons",
+        expectation="expect_table_row_count_to_be_between",
+        columns=[],
+        element_count=0,
+        missing_count=0,
+        unexpected_count=0,
+        unexpected_percent=100.0,
+        allowed_percent=0.0,
+        success=False,
+        detail=f"raw/plots.parquet holds no plot-season of the season years {years}",
+    )
 
 
 def _result(

@@ -30,7 +30,10 @@ FORECAST_COLUMNS = [
     "yield_upper",
 ]
 LABEL_COLUMNS = [*KEY_COLUMNS, "yield_kg_per_ha"]
-PERFORMANCE_COLUMNS = [*GROUP_COLUMNS, "rmse", "mae", "bias", "coverage", "n"]
+PERFORMANCE_COLUMNS = [*GROUP_COLUMNS, "rmse", "mae", "bias", "coverage", "n", "too_few_labels"]
+# A group with fewer labelled forecasts than this is flagged ``too_few_labels``: its
+# metrics are reported, but too noisy to trust (or to alert on).
+MIN_LABELS = 30
 _SUMS = ["n", "error_sum", "abs_error_sum", "squared_error_sum", "n_interval", "covered"]
 
 
@@ -66,7 +69,8 @@ def combine(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 
 def finalize(sums: pd.DataFrame) -> pd.DataFrame:
-    """RMSE, MAE, bias, coverage (NaN without intervals) and n per group."""
+    """RMSE, MAE, bias, coverage (NaN without intervals), n and the ``too_few_labels``
+    flag (n below :data:`MIN_LABELS`) per group."""
     n = sums["n"].to_numpy(np.float64)
     n_interval = sums["n_interval"].to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -77,6 +81,7 @@ def finalize(sums: pd.DataFrame) -> pd.DataFrame:
         bias=sums["error_sum"] / n,
         coverage=coverage,
         n=sums["n"].astype(np.int64),
+        too_few_labels=n < MIN_LABELS,
     )
 
 

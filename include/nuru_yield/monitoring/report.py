@@ -4,7 +4,7 @@ HTML page for people (inline SVG charts, inline CSS, no script, nothing from the
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import io
 import math
 import re
@@ -118,18 +118,9 @@ def histogram_svg(reference: np.ndarray, current: np.ndarray, title: str) -> str
 
 
 # --- HTML ---------------------------------------------------------------------------------
-_CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222; }
-h1 { font-size: 1.4rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
-table { border-collapse: collapse; font-size: 0.85rem; }
-th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
-th { background: #f4f4f4; } td.name { text-align: left; }
-tr.drifted td, td.drifted { background: #fdecea; } tr.insufficient td, td.insufficient { color: #888; }
-table.counties th.variable { writing-mode: vertical-rl; transform: rotate(180deg); text-align: left; }
-.alert { border-left: 4px solid #c0392b; background: #fdecea; padding: 0.5rem 1rem; }
-.calm { border-left: 4px solid #27ae60; background: #eafaf1; padding: 0.5rem 1rem; }
-figure { margin: 1rem 0; } .muted { color: #666; font-size: 0.85rem; }
-"""
+# Page structure and style live in templates/drift_report.html.j2, rendered with
+# autoescaping: every value from the data (county names, reasons, URIs) is escaped there;
+# only the SVG charts matplotlib drew are marked safe.
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -137,7 +128,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
         return "–"
     if isinstance(value, float | np.floating):
         return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:,.{digits}f}"
-    return html.escape(str(value))
+    return str(value)
 
 
 def _row_class(drift: VariableDrift) -> str:
@@ -145,86 +136,77 @@ def _row_class(drift: VariableDrift) -> str:
     return "drifted" if status == DRIFTED else "insufficient" if status == INSUFFICIENT else "ok"
 
 
-def _summary_table(drifts: Sequence[VariableDrift]) -> str:
-    head = "".join(
-        f"<th>{html.escape(h)}</th>"
-        for h in ("variable", "status", "decision", *STATISTICS, "n current", "n reference")
-    )
-    body = []
+def _summary_rows(drifts: Sequence[VariableDrift]) -> list[dict[str, Any]]:
+    rows = []
     for d in drifts:
         c = d.comparison
-        decision = f"{c.statistic} {_fmt(c.value)} / {c.threshold:g}"
-        cells = [
-            f'<td class="name">{html.escape(d.variable)}</td>',
-            f"<td>{html.escape(c.status)}</td>",
-            f"<td>{html.escape(decision)}</td>",
-            *(f"<td>{_fmt(c.values.get(s))}</td>" for s in STATISTICS),
-            f"<td>{c.n_current:,}</td>",
-            f"<td>{c.n_reference:,}</td>",
-        ]
-        body.append(f'<tr class="{_row_class(d)}">{"".join(cells)}</tr>')
-    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        rows.append(
+            {
+                "css": _row_class(d),
+                "variable": d.variable,
+                "cells": [
+                    c.status,
+                    f"{c.statistic} {_fmt(c.value)} / {c.threshold:g}",
+                    *(_fmt(c.values.get(s)) for s in STATISTICS),
+                    f"{c.n_current:,}",
+                    f"{c.n_reference:,}",
+                ],
+            }
+        )
+    return rows
 
 
-def _county_matrix(drifts: Sequence[VariableDrift]) -> str:
+def _county_rows(drifts: Sequence[VariableDrift], variables: list[str]) -> list[dict[str, Any]]:
     """Counties × variables: the decision statistic, shaded where it drifted."""
-    variables = list(dict.fromkeys(d.variable for d in drifts))
-    counties = sorted({d.county for d in drifts if d.county is not None})
     cell = {(d.county, d.variable): d for d in drifts}
-    head = "<th>county</th>" + "".join(
-        f'<th class="variable">{html.escape(v)}</th>' for v in variables
-    )
-    body = []
-    for county in counties:
-        cells = []
+    rows = []
+    for county in sorted({d.county for d in drifts if d.county is not None}):
+        cells: list[dict[str, str] | None] = []
         for variable in variables:
             d = cell.get((county, variable))
             if d is None:
-                cells.append("<td></td>")
+                cells.append(None)
                 continue
             c = d.comparison
-            title = f"{c.status}, n={c.n_current:,} current / {c.n_reference:,} reference"
             cells.append(
-                f'<td class="{_row_class(d)}" title="{html.escape(title)}">{_fmt(c.value, 2)}</td>'
+                {
+                    "css": _row_class(d),
+                    "title": f"{c.status}, n={c.n_current:,} current / {c.n_reference:,} reference",
+                    "value": _fmt(c.value, 2),
+                }
             )
-        body.append(f'<tr><td class="name">{html.escape(county)}</td>{"".join(cells)}</tr>')
-    return (
-        f'<table class="counties"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(body)}</tbody></table>"
-    )
+        rows.append({"name": county, "cells": cells})
+    return rows
 
 
-def _accuracy_table(accuracy: pd.DataFrame) -> str:
-    columns = [c for c in accuracy.columns if c != "computed_at"]
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(row[c], 1)}</td>" for c in columns) + "</tr>"
-        for _, row in accuracy.iterrows()
+# Realized accuracy for people: kg/ha as whole numbers, coverage to two decimals.
+_ACCURACY_DECIMALS = {"rmse": 0, "mae": 0, "bias": 0, "coverage": 2}
+
+
+def _accuracy_cell(column: str, value: Any) -> str:
+    if column == "too_few_labels":
+        return "too few labels" if value is True or value == 1 else ""
+    return _fmt(value, _ACCURACY_DECIMALS.get(column, 1))
+
+
+@functools.cache
+def _template() -> Any:
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("nuru_yield.monitoring", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
     )
-    return f'<table class="accuracy"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return environment.get_template("drift_report.html.j2")
 
 
 def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame) -> str:
     """The page: alert, summary table, per-county drift, realized accuracy, and for each
     variable drifted over all plots its reference-versus-current histograms."""
-    alert = report.alert
-    if alert.raised:
-        items = "".join(f"<li>{html.escape(r)}</li>" for r in alert.reasons)
-        action = (
-            f"Retraining not triggered: already triggered on {html.escape(alert.suppressed_by)}."
-            if alert.suppressed_by
-            else "Retraining is due: the drift_monitoring DAG starts model_training."
-        )
-        alert_html = f'<div class="alert"><strong>Alert.</strong> {action}<ul>{items}</ul></div>'
-    else:
-        alert_html = '<div class="calm"><strong>No alert.</strong></div>'
-    strata = "; ".join(
-        f"{s['season']} {s['season_year']}: seasons {', '.join(map(str, s['reference_years']))}"
-        for s in report.reference.get("strata", [])
-    )
+    from markupsafe import Markup
+
     by_county = [d for d in report.drifts if d.county is not None]
-    county_drifted = [d for d in by_county if d.drifted]
-    insufficient = sum(d.comparison.status == INSUFFICIENT for d in by_county)
     charts = []
     for d in report.overall:
         if not d.drifted:
@@ -237,34 +219,39 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
             current[d.variable].to_numpy(np.float64, na_value=np.nan),
             title,
         )
-        charts.append(
-            f'<figure class="chart" data-variable="{html.escape(d.variable)}">{svg}</figure>'
-        )
-    sections = [
-        f"<h1>Drift report — {report.run_date.isoformat()}</h1>",
-        alert_html,
-        f'<p class="muted">Current rows: {html.escape(report.source)}. Reference: '
-        f"{report.reference.get('rows', 0):,} historical plot-seasons of the same season type "
-        f"and county, planted in the same {report.reference.get('window_days', 7)}-day window and "
-        f"seen on the same calendar day ({html.escape(strata) or 'none'}); "
-        f"{report.reference.get('current_rows_without_history', 0):,} current rows had no such "
-        "history. A variable drifts "
-        f"when {html.escape(report.rule.statistic)} exceeds {report.rule.threshold:g}; fewer than "
-        f"{report.rule.min_samples} rows on either side is insufficient data.</p>",
-        "<h2>Summary — all plots</h2>",
-        _summary_table(report.overall),
-        f"<h2>By county</h2><p>{len(county_drifted)} of {len(by_county)} county × variable "
-        f"comparisons drifted; {insufficient} had insufficient data.</p>",
-        _county_matrix(by_county) if by_county else "",
-    ]
-    if not report.accuracy.empty:
-        sections += [
-            "<h2>Realized accuracy (labels arrived)</h2>",
-            _accuracy_table(report.accuracy),
-        ]
-    sections += ["<h2>Drifted variables</h2>", "".join(charts) or "<p>None.</p>"]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Drift report {report.run_date.isoformat()}</title><style>{_CSS}</style></head>"
-        f"<body>{''.join(sections)}</body></html>\n"
+        charts.append({"variable": d.variable, "svg": Markup(svg)})  # drawn by matplotlib
+    accuracy_columns = [c for c in report.accuracy.columns if c != "computed_at"]
+    county_variables = list(dict.fromkeys(d.variable for d in by_county))
+    return _template().render(
+        run_date=report.run_date.isoformat(),
+        alert=report.alert,
+        source=report.source,
+        reference_rows=report.reference.get("rows", 0),
+        window_days=report.reference.get("window_days", 7),
+        without_history=report.reference.get("current_rows_without_history", 0),
+        strata="; ".join(
+            f"{s['season']} {s['season_year']}: seasons {', '.join(map(str, s['reference_years']))}"
+            for s in report.reference.get("strata", [])
+        ),
+        rule=report.rule,
+        summary_headings=[
+            "variable",
+            "status",
+            "decision",
+            *STATISTICS,
+            "n current",
+            "n reference",
+        ],
+        summary=_summary_rows(report.overall),
+        county_drifted=sum(d.drifted for d in by_county),
+        county_total=len(by_county),
+        county_insufficient=sum(d.comparison.status == INSUFFICIENT for d in by_county),
+        county_variables=county_variables,
+        counties=_county_rows(by_county, county_variables),
+        accuracy_headings=[c.replace("_", " ") for c in accuracy_columns],
+        accuracy_rows=[
+            [_accuracy_cell(c, row[c]) for c in accuracy_columns]
+            for _, row in report.accuracy.iterrows()
+        ],
+        charts=charts,
     )

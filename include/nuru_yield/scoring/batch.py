@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+from nuru_yield.errors import ForecastIntegrityError
 from nuru_yield.features import FEATURE_COLUMNS
 
 if TYPE_CHECKING:
@@ -77,9 +78,8 @@ def drivers_json(
     ``[{"feature": …, "value": …, "contribution": …}, …]`` as JSON text (contributions in
     kg/ha, signed: positive pushes the forecast up).
 
-    ``contributions`` has one column per feature (a trailing bias column is ignored).
+    ``contributions`` has one column per feature.
     """
-    contributions = contributions[:, : len(names)]
     rows = np.arange(len(contributions))[:, None]
     strongest = np.argpartition(-np.abs(contributions), top - 1, axis=1)[:, :top]
     order = np.argsort(-np.abs(contributions[rows, strongest]), axis=1, kind="stable")
@@ -100,6 +100,28 @@ def drivers_json(
     return pc.binary_join_element_wise(pa.scalar("["), *parts, pa.scalar("]"), "")
 
 
+def check_forecasts(
+    predicted: np.ndarray, lower: np.ndarray, upper: np.ndarray, model_label: str
+) -> None:
+    """Refuse forecasts a support team must never see: ``0 ≤ lower ≤ forecast ≤ upper``
+    and finite on every row, else a :class:`ForecastIntegrityError` naming the counts (the
+    models and intervals guarantee it by construction; this is the last line before
+    anything is stored)."""
+    with np.errstate(invalid="ignore"):
+        problems = {
+            "not finite": ~(np.isfinite(predicted) & np.isfinite(lower) & np.isfinite(upper)),
+            "negative": (predicted < 0) | (lower < 0),
+            "outside its interval": (predicted < lower) | (predicted > upper),
+        }
+    found = {name: int(np.count_nonzero(rows)) for name, rows in problems.items()}
+    if any(found.values()):
+        counts = ", ".join(f"{count:,} {name}" for name, count in found.items() if count)
+        raise ForecastIntegrityError(
+            f"{model_label} produced impossible forecasts (of {len(predicted):,} rows: "
+            f"{counts}): nothing of this night is published"
+        )
+
+
 def score_batch(
     batch: pa.RecordBatch, model: ServingModel, model_name: str, stamp: RunStamp
 ) -> pa.RecordBatch:
@@ -107,16 +129,17 @@ def score_batch(
     scored by ``model`` under ``model_name`` (the alias: ``champion`` or ``challenger``).
 
     ``yield_lower``/``yield_upper`` are the model's calibrated interval; ``top_drivers``
-    come from its exact TreeSHAP contributions, whose row sums are the forecasts (one pass
-    over the trees gives both).
+    come from its exact TreeSHAP contributions (one pass over the trees gives them and the
+    forecasts). Raises :class:`ForecastIntegrityError` on any impossible forecast.
     """
     columns = list(model.feature_columns)
     features = feature_matrix(batch, columns)
-    contributions = model.contributions(features)
-    predicted = contributions.sum(axis=1)
+    explained = model.explain(features)
+    predicted = explained.forecast
     days = batch.column("days_after_planting").to_numpy(zero_copy_only=False)
     lower, upper = model.interval(predicted, days)
-    drivers = drivers_json(contributions, features, columns)
+    check_forecasts(predicted, lower, upper, f"{model_name} v{model.version}")
+    drivers = drivers_json(explained.contributions, features, columns)
     rows = batch.num_rows
 
     def constant(value: object, type_: pa.DataType) -> pa.Array:

@@ -9,9 +9,22 @@
   hash to its shard, scores them with each model, stages the rows in the database (binary
   COPY, in a background thread so the load overlaps the next batch's scoring) and writes its
   part of the prediction log. Memory is bounded by the batch size, not the number of plots.
-* :func:`publish_run` assembles the log parts into ``predictions.parquet`` (streaming,
-  atomic), swaps the staged rows in as the run date's partition (atomic), and closes the
-  run's ``scoring_runs`` row.
+* :func:`publish_run` assembles the log parts into one file named after the run, swaps the
+  staged rows in as the run date's partition (atomic), then moves that file into place as
+  ``predictions.parquet`` and closes the run's ``scoring_runs`` row. The log therefore
+  never shows rows that are not served: a run that dies before the swap leaves the old
+  partition and the old log; one that dies between the swap and the move leaves its file,
+  which a retried publish or the next run moves into place (:func:`close_abandoned_runs`).
+
+Each step holds the run date's lock (:mod:`nuru_yield.db.locks`): exclusively to open or
+publish a run, shared while shards stage. A second run of the same night waits at most
+``SCORING_LOCK_WAIT_SECONDS``, then refuses with one line naming the holder. The next
+run closes a ``running`` row whose process is gone — no process holds its date's lock —
+as ``failed`` (or ``success``, when its swap had gone through).
+
+A night without any plot-season in progress is recorded as ``no_plots_in_progress`` and
+raises :class:`~nuru_yield.errors.NoPlotsInProgressError`: never a successful run of zero
+rows.
 
 :func:`score` runs the three steps in one process (``nuru-yield score``); the
 ``batch_scoring`` DAG runs them as tasks.
@@ -38,12 +51,19 @@ from nuru_yield.config import get_settings
 from nuru_yield.db import get_engine
 from nuru_yield.db.engine import database_errors, writer
 from nuru_yield.db.schema import scoring_runs
-from nuru_yield.errors import LakeError, MissingInputError
+from nuru_yield.errors import (
+    DataValidationError,
+    LakeError,
+    MissingInputError,
+    NoPlotsInProgressError,
+    NuruError,
+)
 from nuru_yield.lake import (
     PREDICTION_LOG,
     Lake,
     features_path,
     part_row_groups,
+    parts_dir,
     prediction_log_path,
     rejected_path,
     shard_part_path,
@@ -55,9 +75,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Hook for the "killed during the load" test: a shard SIGKILLs its own process once it has
-# staged this many batches (a real kill at a controlled point, not a mock).
+# Hooks for the fault tests: real SIGKILLs at controlled points, not mocks. A shard kills its
+# own process once it has staged this many batches; or the run kills itself at a named step.
 KILL_AFTER_BATCHES_ENV = "NURU_TEST_KILL_SCORING_AFTER_BATCHES"
+KILL_AT_ENV = "NURU_TEST_KILL_SCORING_AT"
+KILL_POINTS = ("prepared", "before_swap", "after_swap", "after_log")
+
+RUNNING, SUCCESS, FAILED = "running", "success", "failed"
+NO_PLOTS_IN_PROGRESS = "no_plots_in_progress"
 
 
 def _day(value: dt.date | str) -> dt.date:
@@ -67,6 +92,20 @@ def _day(value: dt.date | str) -> dt.date:
 def shard_log_path(run_date: dt.date | str, shard: int, shards: int) -> str:
     """One shard's part of the prediction log, until :func:`publish_run` assembles it."""
     return shard_part_path(PREDICTION_LOG, _day(run_date), shard, shards)
+
+
+def pending_log_path(run_date: dt.date | str, run_id: str) -> str:
+    """The night's assembled prediction log under its run's name, until the swap is done."""
+    return f"{parts_dir(PREDICTION_LOG, _day(run_date))}/run-{run_id}.parquet"
+
+
+def _run_lock(
+    day: dt.date, step: str, shared: bool = False
+) -> contextlib.AbstractContextManager[None]:
+    from nuru_yield.db.locks import run_date_lock
+
+    wait = get_settings().scoring_lock_wait_seconds
+    return run_date_lock(get_engine(), day, step=step, shared=shared, wait_seconds=wait)
 
 
 @dataclass(frozen=True)
@@ -124,16 +163,18 @@ def _update_run(run_id: str, **values: Any) -> None:
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
     from nuru_yield.training import CHALLENGER, CHAMPION
-    from nuru_yield.training.registry import alias_version, mlflow_client
+    from nuru_yield.training.registry import alias_version, mlflow_client, registry_errors
 
-    client = mlflow_client()
-    champion = alias_version(client, model_name, CHAMPION)
+    with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
+        client = mlflow_client()
+        champion = alias_version(client, model_name, CHAMPION)
+        challenger = alias_version(client, model_name, CHALLENGER)
     if champion is None:
         raise MissingInputError(
             f"no model to score with: {model_name} has no @{CHAMPION} version "
             "(train one with `nuru-yield train` or promote one with `nuru-yield promote`)"
         )
-    return champion, alias_version(client, model_name, CHALLENGER)
+    return champion, challenger
 
 
 def prepare_run(
@@ -143,8 +184,7 @@ def prepare_run(
     lake: Lake | None = None,
 ) -> ScoringPlan:
     """Check inputs, resolve the models once and open the run (see the module docstring)."""
-    from nuru_yield.db import discard, upgrade
-    from nuru_yield.training import MODEL_NAME
+    from nuru_yield.db import upgrade
 
     day = _day(run_date)
     lake = lake or Lake.from_settings()
@@ -156,16 +196,72 @@ def prepare_run(
             f"(run `nuru-yield features --date {day}` first)"
         )
     upgrade()
+    run_id = f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}"
+    with _run_lock(day, "prepare"):
+        close_abandoned_runs(lake, closed_by=run_id, by_airflow=dag_run_id is not None)
+        if _features_rows(lake, day) == 0:
+            raise _empty_night(lake, day, run_id, dag_run_id)
+        plan = _open_run(lake, day, run_id, shards, dag_run_id)
+        _kill_at("prepared")
+    log.info(
+        "scoring %s: %s v%s%s in %d shard(s), run %s",
+        day,
+        plan.model_name,
+        plan.champion_version,
+        f" (+ challenger v{plan.challenger_version} in shadow)" if plan.challenger_version else "",
+        shards,
+        plan.run_id,
+    )
+    return plan
+
+
+def _features_rows(lake: Lake, day: dt.date) -> int:
+    """Rows of the night's features file; one that is not readable parquet or lacks columns
+    of the feature table is bad input (it was not written by the feature run)."""
+    from nuru_yield.features import OUTPUT_SCHEMA
+
+    path = features_path(day)
+    rerun = f"(rerun `nuru-yield features --date {day}`)"
+    try:
+        features = lake.open_parquet(path)
+    except pa.ArrowException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataValidationError(f"cannot read {lake.uri(path)}: {reason} {rerun}") from None
+    found = features.schema_arrow
+    missing = [name for name in OUTPUT_SCHEMA.names if name not in found.names]
+    if missing:
+        raise DataValidationError(
+            f"{lake.uri(path)} lacks column(s) {', '.join(missing)} of the feature table {rerun}"
+        )
+    mistyped = [
+        f"{f.name} ({found.field(f.name).type}, not {f.type})"
+        for f in OUTPUT_SCHEMA
+        if not found.field(f.name).type.equals(f.type)
+    ]
+    if mistyped:
+        raise DataValidationError(
+            f"{lake.uri(path)} has column(s) of the wrong type: {', '.join(mistyped)} {rerun}"
+        )
+    return features.metadata.num_rows
+
+
+def _open_run(
+    lake: Lake, day: dt.date, run_id: str, shards: int, dag_run_id: str | None
+) -> ScoringPlan:
+    """Resolve the models, clear what an earlier attempt left staged, insert the run's row."""
+    from nuru_yield.db import discard
+    from nuru_yield.training import MODEL_NAME
+
     champion, challenger = resolve_versions(MODEL_NAME)
     started = dt.datetime.now(dt.UTC)
     plan = ScoringPlan(
-        run_id=f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}",
+        run_id=run_id,
         run_date=day.isoformat(),
         shards=shards,
         model_name=MODEL_NAME,
         champion_version=champion,
         challenger_version=challenger,
-        features_uri=lake.uri(features),
+        features_uri=lake.uri(features_path(day)),
         started_at=started.isoformat(),
     )
     engine = get_engine()
@@ -180,33 +276,133 @@ def prepare_run(
                 model_name=MODEL_NAME,
                 model_version=champion,
                 challenger_version=challenger,
-                status="running",
+                status=RUNNING,
                 shards=shards,
                 started_at=started,
                 features_uri=plan.features_uri,
                 dag_run_id=dag_run_id,
             )
         )
-    log.info(
-        "scoring %s: %s v%s%s in %d shard(s), run %s",
-        day,
-        MODEL_NAME,
-        champion,
-        f" (+ challenger v{challenger} in shadow)" if challenger else "",
-        shards,
-        plan.run_id,
-    )
     return plan
+
+
+def _empty_night(
+    lake: Lake, day: dt.date, run_id: str, dag_run_id: str | None
+) -> NoPlotsInProgressError:
+    """Record the night as ``no_plots_in_progress``; the error to raise. Nothing is
+    published: the previous predictions stay served."""
+    from nuru_yield.training import MODEL_NAME
+
+    message = (
+        f"no plot-season in progress on {day}: {lake.uri(features_path(day))} has no rows; "
+        "nothing was published (are the plots of the running season in raw/plots.parquet?)"
+    )
+    now = dt.datetime.now(dt.UTC)
+    engine = get_engine()
+    with database_errors(engine, "recording the scoring run"), writer(engine).begin() as c:
+        c.execute(
+            scoring_runs.insert().values(
+                run_id=run_id,
+                run_date=day,
+                model_name=MODEL_NAME,
+                status=NO_PLOTS_IN_PROGRESS,
+                plots_scored=0,
+                plots_rejected=_rejected_count(lake, day),
+                started_at=now,
+                finished_at=now,
+                duration_s=0.0,
+                features_uri=lake.uri(features_path(day)),
+                dag_run_id=dag_run_id,
+                message=message,
+            )
+        )
+    return NoPlotsInProgressError(message)
+
+
+def close_abandoned_runs(lake: Lake, closed_by: str, by_airflow: bool = False) -> list[str]:
+    """Close the runs whose process is gone; returns their run ids.
+
+    A ``running`` row whose run date's lock nobody holds belongs to a process that died
+    (killed, or its machine lost) before recording an outcome. If the swap went through
+    (the partition holds its rows), its log file is moved into place and the row becomes
+    ``success``; otherwise it becomes ``failed`` and its log file is deleted. A run of an
+    Airflow DAG is idle between its tasks, so only another Airflow run (``by_airflow``)
+    closes those rows: the DAG runs one run at a time. A log file left by a run whose rows
+    are served (a publish that failed or died after its swap) is moved into place too.
+    """
+    from nuru_yield.db.locks import is_free
+
+    engine = get_engine()
+    with database_errors(engine, "reading scoring runs"), engine.connect() as c:
+        running = c.execute(
+            sa.select(
+                scoring_runs.c.run_id, scoring_runs.c.run_date, scoring_runs.c.dag_run_id
+            ).where(scoring_runs.c.status == RUNNING)
+        ).all()
+    left = _pending_logs(lake)
+    closed = []
+    for run in running:
+        if (run.dag_run_id is None or by_airflow) and is_free(engine, run.run_date):
+            _close(lake, run.run_id, run.run_date, left.pop(run.run_id, None), closed_by)
+            closed.append(run.run_id)
+    for run_id, day in left.items():
+        if _served_run_id(day) == run_id and is_free(engine, day):
+            _close(lake, run_id, day, day, closed_by)
+            closed.append(run_id)
+    return closed
+
+
+def _pending_logs(lake: Lake) -> dict[str, dt.date]:
+    """Run id → run date of every log file waiting for its swap (:func:`pending_log_path`)."""
+    pending = {}
+    for path in lake.list(f"{PREDICTION_LOG}/_parts", suffix=".parquet"):
+        folder, name = path.split("/")[-2:]
+        if name.startswith("run-"):
+            with contextlib.suppress(ValueError):
+                pending[name.removeprefix("run-").removesuffix(".parquet")] = _day(folder)
+    return pending
+
+
+def _close(
+    lake: Lake, run_id: str, day: dt.date, pending_day: dt.date | None, closed_by: str
+) -> None:
+    if _served_run_id(day) == run_id:
+        if pending_day is not None:
+            lake.move(pending_log_path(day, run_id), prediction_log_path(day))
+        _update_run(
+            run_id,
+            status=SUCCESS,
+            plots_scored=_served_plots(day),
+            finished_at=dt.datetime.now(dt.UTC),
+            prediction_log_uri=lake.uri(prediction_log_path(day)),
+            message=f"published; its process ended before recording it (closed by run {closed_by})",
+        )
+        log.warning("run %s had published %s before its process ended: closed", run_id, day)
+        return
+    if pending_day is not None:
+        lake.delete(pending_log_path(day, run_id))
+    _update_run(
+        run_id,
+        status=FAILED,
+        finished_at=dt.datetime.now(dt.UTC),
+        message=(
+            f"abandoned: its process ended without recording an outcome (killed?); nothing "
+            f"of it is served (closed by run {closed_by})"
+        ),
+    )
+    log.warning("run %s for %s was abandoned by its process: marked failed", run_id, day)
 
 
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
     from nuru_yield.training import load_model
+    from nuru_yield.training.registry import registry_errors
 
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1
     models = {}
     for alias, version in plan.aliases.items():
-        model = load_model(f"models:/{plan.model_name}/{version}")
+        with registry_errors(f"loading {plan.model_name} v{version} (@{alias})"):
+            model = load_model(f"models:/{plan.model_name}/{version}")
         pin_threads(model.estimator, threads)
         models[alias] = model
     return models
@@ -237,7 +433,16 @@ def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[p
     batches = features.iter_batches(
         batch_size=get_settings().scoring_batch_rows, row_groups=row_groups
     )
-    for batch in batches:
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as error:  # a damaged page
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataValidationError(
+                f"cannot read {lake.uri(path)}: {reason} (rerun `nuru-yield features`)"
+            ) from None
         if shards > 1:
             plot_ids = batch.column("plot_id").to_numpy(zero_copy_only=False)
             batch = batch.filter(pa.array(shard_of(plot_ids, shards) == shard))
@@ -309,7 +514,7 @@ def score_shard(
 ) -> ShardResult:
     """Score, stage and log the plots of one shard (see the module docstring)."""
     plan = plan if isinstance(plan, ScoringPlan) else ScoringPlan.from_dict(plan)
-    with _recording_failure(plan):
+    with _recording_failure(plan), _run_lock(plan.day, "shard", shared=True):
         return _score_shard(plan, shard, lake or Lake.from_settings(), models)
 
 
@@ -374,37 +579,72 @@ def _kill_hook(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield batch
 
 
+def _kill_at(point: str) -> None:
+    """SIGKILL this process at ``point`` when ``NURU_TEST_KILL_SCORING_AT`` names it."""
+    if os.environ.get(KILL_AT_ENV) == point:
+        import signal
+
+        log.warning("%s=%s: killing this process", KILL_AT_ENV, point)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _rejected_count(lake: Lake, day: dt.date) -> int | None:
     path = rejected_path(day)
     return lake.open_parquet(path).metadata.num_rows if lake.exists(path) else None
 
 
-def _already_published(plan: ScoringPlan) -> bool:
-    """True when the partition already holds this run's rows (a retried publish whose swap
-    went through before the retry)."""
+def _served_run_id(day: dt.date) -> str | None:
+    """The run whose rows the partition of ``day`` holds (None when it is empty)."""
     from nuru_yield.db.schema import predictions
 
     engine = get_engine()
     with database_errors(engine, "checking published predictions"), engine.connect() as c:
-        run_id = c.execute(
-            sa.select(predictions.c.run_id).where(predictions.c.run_date == plan.day).limit(1)
+        return c.execute(
+            sa.select(predictions.c.run_id).where(predictions.c.run_date == day).limit(1)
         ).scalar()
-    return run_id == plan.run_id
 
 
-def _assemble_log(plan: ScoringPlan, lake: Lake) -> tuple[str, int]:
-    """The night's prediction log from the shards' parts: the one part moved into place (no
-    rewrite), or the parts concatenated. Returns its URI and row count."""
-    path = prediction_log_path(plan.day)
+def _served_plots(day: dt.date) -> int:
+    from nuru_yield.db.schema import predictions
+    from nuru_yield.training import CHAMPION
+
+    engine = get_engine()
+    with database_errors(engine, "counting published predictions"), engine.connect() as c:
+        return c.execute(
+            sa.select(sa.func.count()).where(
+                predictions.c.run_date == day, predictions.c.model_name == CHAMPION
+            )
+        ).scalar_one()
+
+
+def _assemble_log(plan: ScoringPlan, lake: Lake) -> int:
+    """The night's prediction log, from the shards' parts, as the run's pending file: the
+    one part moved (no rewrite), or the parts concatenated. A retry finds the file it
+    assembled before. Returns its row count."""
+    pending = pending_log_path(plan.day, plan.run_id)
     parts = [shard_log_path(plan.day, shard, plan.shards) for shard in range(plan.shards)]
-    if plan.shards == 1 and not lake.exists(parts[0]):
-        if _log_run_id(lake, path) != plan.run_id:  # else: a retry, already moved
-            raise LakeError(f"cannot publish {plan.run_date}: the log part is missing")
-        return lake.uri(path), lake.open_parquet(path).metadata.num_rows
+    missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
+    if missing and lake.exists(pending):  # assembled by an earlier attempt
+        return lake.open_parquet(pending).metadata.num_rows
+    if plan.shards == 1 and missing:
+        raise LakeError(f"cannot publish {plan.run_date}: the log part is missing")
     try:
-        return lake.assemble_parquet(parts, path, LOG_SCHEMA)
+        return lake.assemble_parquet(parts, pending, LOG_SCHEMA)[1]
     except LakeError as error:
         raise LakeError(f"cannot publish {plan.run_date}: {error}") from None
+
+
+def _commit_log(lake: Lake, day: dt.date, run_id: str) -> tuple[str, int]:
+    """Move a published run's log file into place (after its swap); its URI and rows."""
+    pending, path = pending_log_path(day, run_id), prediction_log_path(day)
+    if lake.exists(pending):
+        lake.move(pending, path)
+    elif _log_run_id(lake, path) != run_id:
+        raise LakeError(
+            f"{day} is published by run {run_id}, but its prediction log is missing: "
+            f"{lake.uri(pending)} not found"
+        )
+    return lake.uri(path), lake.open_parquet(path).metadata.num_rows
 
 
 def _log_run_id(lake: Lake, path: str) -> str | None:
@@ -426,19 +666,33 @@ def publish_run(
     """Assemble the prediction log, publish the partition, close the run; returns a summary."""
     plan = plan if isinstance(plan, ScoringPlan) else ScoringPlan.from_dict(plan)
     results = [r if isinstance(r, ShardResult) else ShardResult(**r) for r in shard_results]
-    with _recording_failure(plan):
+    with _recording_failure(plan), _run_lock(plan.day, "publish"):
         return _publish_run(plan, results, lake or Lake.from_settings())
 
 
 def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> dict[str, Any]:
     from nuru_yield.db import publish
+    from nuru_yield.db.loader import staged_rows
 
+    engine = get_engine()
     started = time.perf_counter()
-    log_uri, log_rows = _assemble_log(plan, lake)
-    assembled_s = time.perf_counter() - started
-    rows = log_rows if _already_published(plan) else publish(get_engine(), plan.day)
-    if rows != log_rows:
-        raise RuntimeError(f"published {rows} rows but the prediction log holds {log_rows}")
+    assembled_s = 0.0
+    if _served_run_id(plan.day) == plan.run_id:  # a retry: the swap went through before
+        log_uri, rows = _commit_log(lake, plan.day, plan.run_id)
+    else:
+        log_rows = _assemble_log(plan, lake)
+        assembled_s = time.perf_counter() - started
+        staged = staged_rows(engine, plan.day)
+        if staged != log_rows:
+            raise NuruError(
+                f"cannot publish {plan.run_date}: {staged:,} rows are staged but the "
+                f"prediction log holds {log_rows:,}"
+            )
+        _kill_at("before_swap")
+        rows = publish(engine, plan.day)
+        _kill_at("after_swap")
+        log_uri, _ = _commit_log(lake, plan.day, plan.run_id)
+    _kill_at("after_log")
     for shard in range(plan.shards):
         lake.delete(shard_log_path(plan.day, shard, plan.shards))
     seconds = {
@@ -452,7 +706,7 @@ def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> d
     rejected = _rejected_count(lake, plan.day)
     _update_run(
         plan.run_id,
-        status="success",
+        status=SUCCESS,
         plots_scored=plots,
         plots_rejected=rejected,
         finished_at=finished,
@@ -482,7 +736,7 @@ def fail_run(plan: ScoringPlan | Mapping[str, Any], message: str) -> None:
     try:
         _update_run(
             plan.run_id,
-            status="failed",
+            status=FAILED,
             finished_at=dt.datetime.now(dt.UTC),
             message=message[:2000],
         )
@@ -506,18 +760,20 @@ def score(
     lake: Lake | None = None,
     dag_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Prepare, score every shard and publish, in this process (``nuru-yield score``)."""
+    """Prepare, score every shard and publish, in this process (``nuru-yield score``),
+    holding the run date's lock throughout."""
     from nuru_yield.progress import track
 
     lake = lake or Lake.from_settings()
-    plan = prepare_run(run_date, shards, dag_run_id, lake)
-    started = time.perf_counter()
-    with _recording_failure(plan):
-        models = load_models(plan)
-    loaded = time.perf_counter() - started
-    results = [
-        score_shard(plan, shard, lake, models)
-        for shard in track(range(plan.shards), f"scoring {plan.run_date}")
-    ]
-    results[0].seconds["load_models"] += loaded  # loaded once here for every shard
-    return publish_run(plan, results, lake)
+    with _run_lock(_day(run_date), "score"):
+        plan = prepare_run(run_date, shards, dag_run_id, lake)
+        started = time.perf_counter()
+        with _recording_failure(plan):
+            models = load_models(plan)
+        loaded = time.perf_counter() - started
+        results = [
+            score_shard(plan, shard, lake, models)
+            for shard in track(range(plan.shards), f"scoring {plan.run_date}")
+        ]
+        results[0].seconds["load_models"] += loaded  # loaded once here for every shard
+        return publish_run(plan, results, lake)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 
 from nuru_yield.config import Settings, get_settings
-from nuru_yield.errors import DatabaseError
-from nuru_yield.serving.observability import ObservabilityMiddleware, RequestLog
+from nuru_yield.errors import LOG_FORMAT, DatabaseError, mask_passwords
+from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
+from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
 from nuru_yield.serving.routers import health, metrics, models, predict, predictions
 from nuru_yield.serving.security import ApiKeyMiddleware, document_api_key
@@ -23,8 +30,8 @@ from nuru_yield.serving.store import PredictionStore, open_store
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
-Read-only lookups of the forecasts that the nightly batch scoring stored (DESIGN §1, §6):
-nothing is computed per request. `ensemble` is the champion model, `challenger` the
+Read-only lookups of the forecasts that the nightly batch scoring stored: nothing is
+computed per request. `ensemble` is the champion model, `challenger` the
 shadow model. When the server has `API_KEY`, every route but `/health` and `/metrics`
 needs the `X-API-Key` header.
 """
@@ -81,10 +88,32 @@ def create_app(
     app.router.routes.append(predict.FAST_ROUTE)
     for module in (predict, predictions, models, health, metrics):
         app.include_router(module.router)
-    app.add_exception_handler(DatabaseError, _database_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    database_warnings = QuietRepeats(log)
+
+    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
+        reason = mask_passwords(str(error))
+        database_warnings.warning(reason)
+        return JSONResponse({"detail": reason}, status_code=503)
+
+    app.add_exception_handler(DatabaseError, database_unavailable)
     app.add_exception_handler(Exception, _internal_error)
-    # Added innermost first: a request meets log/metrics, rate limit, CORS (preflights carry
-    # no key), then the key check.
+    # Added innermost first: a request meets log/metrics, CORS (preflights carry no key), the
+    # key check (a client without a valid key never takes from a rate-limit bucket), the
+    # rate limit, then the body limit (nothing is read for a refused request).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.api_max_body_bytes,
+        timeout=settings.api_body_timeout_seconds,
+    )
+    if settings.api_rate_limit_per_minute:
+        app.add_middleware(
+            RateLimitMiddleware,
+            buckets=TokenBuckets(
+                settings.api_rate_limit_per_minute / 60, settings.api_rate_limit_burst
+            ),
+            per_minute=settings.api_rate_limit_per_minute,
+        )
     if state.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, key=state.api_key)
     if settings.api_cors_origins:
@@ -94,22 +123,43 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    if settings.api_rate_limit_per_minute:
-        app.add_middleware(
-            RateLimitMiddleware,
-            buckets=TokenBuckets(
-                settings.api_rate_limit_per_minute / 60, settings.api_rate_limit_burst
-            ),
-            per_minute=settings.api_rate_limit_per_minute,
-        )
     app.add_middleware(ObservabilityMiddleware, metrics=state.metrics, log=request_log)
-    app.openapi = lambda: document_api_key(FastAPI.openapi(app))  # type: ignore[method-assign]
+    app.openapi = lambda: document_api_key(  # type: ignore[method-assign]
+        predict.add_body_definitions(FastAPI.openapi(app))
+    )
     return app
 
 
-async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
-    log.warning("%s", error)
-    return JSONResponse({"detail": str(error)}, status_code=503)
+MAX_ERRORS_SHOWN = 10
+
+
+def client_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validation errors as a client gets them: type, location and message of the first
+    :data:`MAX_ERRORS_SHOWN`, and the offending value only when it is a plain finite number
+    or a boolean. Nothing of the request is echoed: no strings, raw bytes, non-finite
+    numbers, lists or objects (a 1,000-item batch does not come back in its 422)."""
+    shown: list[dict[str, Any]] = []
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        item = {
+            "type": str(error["type"]),
+            "loc": [part if isinstance(part, int) else str(part) for part in error["loc"]],
+            "msg": str(error["msg"]),
+        }
+        value = error.get("input")
+        if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+            item["input"] = value
+        shown.append(item)
+    if len(errors) > MAX_ERRORS_SHOWN:
+        more = len(errors) - MAX_ERRORS_SHOWN
+        shown.append({"type": "too_many_errors", "loc": [], "msg": f"{more} more errors"})
+    return shown
+
+
+async def _invalid_request(_: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    # ASCII-escaped: a string with lone surrogates cannot break the encoding.
+    body = json.dumps({"detail": client_errors(error.errors())}, allow_nan=False)
+    return Response(body, status_code=422, media_type="application/json")
 
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:
@@ -119,19 +169,42 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def run(host: str, port: int, workers: int = 1) -> None:
-    """Serve with uvicorn (uvloop and httptools when installed, no access log: ours is
-    structured). The app is built here first, so a bad setting fails in one line before
-    uvicorn starts; worker processes build their own from the same settings."""
+    """Serve with uvicorn (httptools with the request head bounded, uvloop when installed, no
+    access log: ours is structured; uvicorn's own lines go through the password mask). The
+    app is built here first, so a bad setting fails in one line before uvicorn starts;
+    worker processes build their own from the same settings."""
     import uvicorn
 
-    app = create_app()
+    settings = get_settings()
+    app = create_app(settings)
     uvicorn.run(
         app if workers == 1 else "nuru_yield.serving.app:create_app",
         factory=workers > 1,
         host=host,
         port=port,
         workers=workers,
+        http=functools.partial(  # type: ignore[arg-type]
+            HeadLimitProtocol, head_timeout=settings.api_header_timeout_seconds
+        ),
         access_log=False,
         server_header=False,
         log_level="info",
+        log_config=LOG_CONFIG,
     )
+
+
+# uvicorn's loggers and the app's own, one masked line each on stderr (also in workers).
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"masked": {"()": "nuru_yield.errors.MaskingFormatter", "fmt": LOG_FORMAT}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "masked",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": "INFO"},
+    "loggers": {"uvicorn": {"level": "INFO"}, "uvicorn.error": {"level": "INFO"}},
+}

@@ -14,8 +14,12 @@ class TtlCache(Generic[T]):
     """The result of an async loader, kept for ``ttl`` seconds, or ``ttl(value)`` seconds when
     ``ttl`` is a function (so that a failed probe is retried sooner than a good one).
 
-    Concurrent callers share one load (no stampede on the database or MLflow). A loader that
-    raises caches nothing: the next caller tries again.
+    Concurrent callers share one load (no stampede on the database or MLflow), and its
+    outcome: when it raises, every caller that waited for it gets the error at once (callers
+    queued behind a failing load must not each retry it in turn, as they would behind a
+    lock: behind a database that times out, the n-th caller would wait n timeouts). A load
+    that raises caches nothing: the next caller tries again. A caller that goes away does
+    not cancel the load the others wait for.
     """
 
     def __init__(
@@ -29,7 +33,7 @@ class TtlCache(Generic[T]):
         self._clock = clock
         self._expires: float | None = None
         self._value: T | None = None
-        self._lock = asyncio.Lock()
+        self._loading: asyncio.Task[T] | None = None
 
     @property
     def value(self) -> T | None:
@@ -42,12 +46,22 @@ class TtlCache(Generic[T]):
     async def get(self) -> T:
         if self._fresh():
             return self._value  # type: ignore[return-value]
-        async with self._lock:
-            if not self._fresh():
-                value = await self._load()
-                ttl = self._ttl(value) if callable(self._ttl) else self._ttl
-                self._value, self._expires = value, self._clock() + ttl
-            return self._value  # type: ignore[return-value]
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load_and_keep())
+            self._loading.add_done_callback(self._loaded)
+        return await asyncio.shield(self._loading)
+
+    async def _load_and_keep(self) -> T:
+        value = await self._load()
+        ttl = self._ttl(value) if callable(self._ttl) else self._ttl
+        self._value, self._expires = value, self._clock() + ttl
+        return value
+
+    def _loaded(self, task: asyncio.Task[T]) -> None:
+        if self._loading is task:
+            self._loading = None
+        if not task.cancelled():
+            task.exception()  # retrieved: its callers may all have gone away
 
     def clear(self) -> None:
         self._expires = None

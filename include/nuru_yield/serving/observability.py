@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuru_yield.errors import ConfigError
+from nuru_yield.serving.store import EVENTS
 
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -47,6 +49,15 @@ class ApiMetrics:
             ["model"],
             registry=self.registry,
         )
+        self._database = Counter(
+            "nuru_api_database_events",
+            "Predictions database failures by kind (timeout, connection_error, query_error), "
+            "and dead pooled connections replaced with the query retried (reconnected).",
+            ["event"],
+            registry=self.registry,
+        )
+        for event in EVENTS:  # every kind shows from the start, at 0
+            self._database.labels(event)
         age = Gauge(
             "nuru_api_newest_partition_age_seconds",
             "Age of the newest predictions partition (since it was scored).",
@@ -65,6 +76,9 @@ class ApiMetrics:
             self._children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def database_event(self, event: str) -> None:
+        self._database.labels(event).inc()
 
     def rows_served(self, model: str, count: int = 1) -> None:
         child = self._row_children.get(model)
@@ -114,6 +128,42 @@ class RequestLog:
         self.flush()
         if self._file is not None:
             self._file.close()
+
+
+class QuietRepeats:
+    """Logs a warning the first time, then the same message at most once per ``every``
+    seconds, saying how often it was repeated meanwhile: a database that is down for a
+    minute under load is a handful of lines, not one per request (each costs the event loop
+    a write while it is serving 503s)."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_messages: int = 1000,
+    ) -> None:
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self.max_messages = max_messages
+        self.logged: dict[str, float] = {}  # message -> when it was last logged
+        self.repeats: dict[str, int] = {}
+
+    def warning(self, message: str) -> None:
+        now = self.clock()
+        last = self.logged.get(message)
+        if last is not None and now - last < self.every:
+            self.repeats[message] = self.repeats.get(message, 0) + 1
+            return
+        if len(self.logged) >= self.max_messages:
+            self.logged.clear()
+        repeated = self.repeats.pop(message, 0)
+        self.logged[message] = now
+        if repeated:
+            self.logger.warning("%s (%d more since %.0fs ago)", message, repeated, now - last)
+        else:
+            self.logger.warning("%s", message)
 
 
 class ObservabilityMiddleware:

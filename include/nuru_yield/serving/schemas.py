@@ -7,7 +7,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from nuru_yield.serving.store import CHAMPION, Row, as_utc
 
@@ -19,6 +20,21 @@ STORED_NAMES: dict[ModelChoice, str] = {public: stored for stored, public in PUB
 
 # Every timestamp leaves with its zone (RFC 3339), also those SQLite stored without one.
 UtcDatetime = Annotated[dt.datetime, AfterValidator(as_utc)]
+
+
+def _json_number(value: object) -> object:
+    """A JSON number and nothing else: pydantic's lax mode would also take ``true`` or
+    ``"12"``, which the schema does not allow (a whole ``12.0`` is an integer to JSON Schema,
+    and stays accepted)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "Input should be a JSON number")
+    return value
+
+
+# After a field's bounds in `Annotated[…]` (before them, the bounds leave the JSON schema).
+JSON_NUMBER = BeforeValidator(_json_number)
+# An ISO date string only (lax mode also takes a Unix timestamp).
+JsonDate = Annotated[dt.date, Field(strict=True)]
 
 MAX_PLOT_ID = 2**53 - 1  # fits BIGINT, and every JSON client reads it exactly
 MAX_BATCH = 1000
@@ -56,14 +72,24 @@ class PlotQuery(BaseModel):
     ``planting_date``) select the forecast; the location fields are validated for
     compatibility, the stored forecast used the plot's registered location."""
 
-    plot_id: int = Field(ge=0, le=MAX_PLOT_ID, examples=[1])
-    latitude: float | None = Field(None, ge=-90, le=90, examples=[-0.499127])
-    longitude: float | None = Field(None, ge=-180, le=180, examples=[37.612253])
-    planting_date: dt.date | None = Field(
+    # Values as the schema types them (no `true` or "1" for a plot id), and no NaN or
+    # ±Infinity (which JSON does not have, but parsers accept).
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    plot_id: Annotated[int, Field(ge=0, le=MAX_PLOT_ID), JSON_NUMBER] = Field(examples=[1])
+    latitude: Annotated[float, Field(ge=-90, le=90), JSON_NUMBER] | None = Field(
+        None, examples=[-0.499127]
+    )
+    longitude: Annotated[float, Field(ge=-180, le=180), JSON_NUMBER] | None = Field(
+        None, examples=[37.612253]
+    )
+    planting_date: JsonDate | None = Field(
         None, description="Selects the season year (the year the plot was planted)."
     )
     season: Season | None = None
-    altitude: float | None = Field(None, ge=-500, le=9000, description="Metres.")
+    altitude: Annotated[float, Field(ge=-500, le=9000), JSON_NUMBER] | None = Field(
+        None, description="Metres."
+    )
 
     @property
     def season_year(self) -> int | None:
@@ -84,7 +110,7 @@ class BatchRequest(BaseModel):
             "examples": [
                 {"plots": [{"plot_id": 1, "season": "Long Rains"}, {"plot_id": 2}]},
             ]
-        }
+        },
     )
 
     plots: list[PlotQuery] = Field(

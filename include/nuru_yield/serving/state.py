@@ -78,6 +78,7 @@ class ApiState:
         )
         self.promotions = TtlCache(lambda: self.store.promotions(MAX_PROMOTIONS), keep)
         self.metrics = ApiMetrics(self._cached_age)
+        self.store.report = self.metrics.database_event
 
     @classmethod
     def from_settings(

@@ -7,6 +7,12 @@ lookups ≈1.7× a psycopg async pool); its sessions are ``default_transaction_r
 The SQLite store (the embedded default) runs it through SQLAlchemy in a worker thread on a
 connection opened with ``mode=ro``. A failing database surfaces as
 :class:`~nuru_yield.errors.DatabaseError` with a short reason and never the SQL.
+
+One timeout policy covers every round trip, the health ping included (:meth:`_fetch`):
+waiting for a free connection, connecting and running the query together get at most
+``timeout`` seconds (``API_DB_TIMEOUT_SECONDS``). A database that stops answering (a frozen
+server, a network black hole) costs a request that long, not the kernel's TCP timeout, and
+the connection that did not answer is dropped, so its slot is free again.
 """
 
 from __future__ import annotations
@@ -14,16 +20,18 @@ from __future__ import annotations
 import abc
 import asyncio
 import datetime as dt
+import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions
+from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions, scoring_runs
 from nuru_yield.errors import ConfigError, DatabaseError
+from nuru_yield.serving.deadlines import deadline
 
 if TYPE_CHECKING:
     import asyncpg
@@ -183,13 +191,27 @@ PROMOTIONS = _query(
 
 PING = _query("SELECT 1 AS ok", sa.column("ok", sa.Integer))
 
+# The newest scoring run that has an outcome (success, failed, no_plots_in_progress).
+LAST_SCORING_RUN = _query(
+    "SELECT run_id, run_date, status, message FROM scoring_runs "
+    "WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1",
+    *(scoring_runs.c[name] for name in ("run_id", "run_date", "status", "message")),
+)
+
 
 class PredictionStore(abc.ABC):
-    """Lookups of stored predictions. Every method raises DatabaseError when the DB fails."""
+    """Lookups of stored predictions. Every method raises DatabaseError when the DB fails,
+    or does not answer within ``timeout`` seconds.
+
+    ``report`` is told of every database failure and retry (one of :data:`EVENTS`), for the
+    API's metrics.
+    """
 
     dialect: str
 
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.report: Callable[[str], None] = _ignore
         # Single lookups waiting to be answered together, by `since` (see `latest`).
         self._gathering: dict[dt.date | None, list[tuple[Lookup, asyncio.Future[Row | None]]]]
         self._gathering = {}
@@ -306,11 +328,26 @@ class PredictionStore(abc.ABC):
         """The newest entries of the ``model_promotions`` audit."""
         return await self._fetch(PROMOTIONS, {"limit": limit})
 
+    async def last_scoring_run(self) -> Row | None:
+        """``run_id``, ``run_date``, ``status`` and ``message`` of the newest finished run."""
+        rows = await self._fetch(LAST_SCORING_RUN, {})
+        return rows[0] if rows else None
+
     async def ping(self) -> None:
         await self._fetch(PING, {})
 
+    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        """Every query goes through here: ``query`` answered within :attr:`timeout`."""
+        try:
+            async with deadline(self.timeout):
+                return await self._run(query, params)
+        except TimeoutError:
+            self.report(TIMEOUT)
+            raise _unavailable(f"no answer within {self.timeout:g}s") from None
+
     @abc.abstractmethod
-    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]: ...
+    async def _run(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        """Run ``query``; cancelled when it takes too long (the store must stay usable)."""
 
     @abc.abstractmethod
     def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]: ...
@@ -334,6 +371,18 @@ def _lookup_params(lookup: Lookup) -> dict[str, Any]:
     }
 
 
+# What `PredictionStore.report` is told.
+TIMEOUT = "timeout"  # no answer within the timeout (a frozen or unreachable server)
+CONNECTION_ERROR = "connection_error"  # could not connect, or the connection broke
+QUERY_ERROR = "query_error"  # the server refused the query
+RECONNECTED = "reconnected"  # a dead pooled connection replaced, the query sent again
+EVENTS = (TIMEOUT, CONNECTION_ERROR, QUERY_ERROR, RECONNECTED)
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
 def _reason(error: BaseException) -> str:
     """A short, SQL-free reason for an error body or a health report."""
     if isinstance(error, ConnectionRefusedError):
@@ -342,6 +391,10 @@ def _reason(error: BaseException) -> str:
         return "timed out"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return (text or type(error).__name__)[:160]
+
+
+def _unavailable(reason: str) -> DatabaseError:
+    return DatabaseError(f"predictions database unavailable: {reason}")
 
 
 class AsyncpgStore(PredictionStore):
@@ -353,14 +406,17 @@ class AsyncpgStore(PredictionStore):
     ``max_size`` connections, each running one statement at a time, a broken one replaced.
     A LIFO queue holds idle connections above ``None`` slots ("may connect"), so warm
     connections are reused first and new ones are opened only under concurrency.
+
+    A pooled connection found dead (the server restarted, a proxy dropped it) is replaced
+    and the query sent once more on a fresh connection, so a restart costs clients nothing.
+    Only that is retried: never an error of the query itself, nor a timeout.
     """
 
     dialect = "postgresql"
 
     def __init__(self, url: str, *, max_size: int, timeout: float) -> None:
-        super().__init__()
+        super().__init__(timeout)
         self._dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
-        self._timeout = timeout
         self._idle: asyncio.LifoQueue[asyncpg.Connection | None] = asyncio.LifoQueue()
         for _ in range(max_size):
             self._idle.put_nowait(None)
@@ -371,16 +427,19 @@ class AsyncpgStore(PredictionStore):
 
         connection = await asyncpg.connect(
             self._dsn,
-            timeout=self._timeout,
-            # The server bounds each statement: a client-side timeout would cost a timer
-            # per query on the hot path.
+            timeout=self.timeout,
             server_settings={
                 "default_transaction_read_only": "on",
-                "statement_timeout": str(round(self._timeout * 1000)),
+                # The client gives up after the timeout (`_fetch`); so does the server.
+                "statement_timeout": str(round(self.timeout * 1000)),
                 "application_name": "nuru-yield-api",
             },
         )
-        await _init_connection(connection)
+        try:
+            await _init_connection(connection)
+        except BaseException:
+            connection.terminate()
+            raise
         return connection
 
     def _compile(self, query: Any) -> tuple[str, list[str]]:
@@ -392,25 +451,37 @@ class AsyncpgStore(PredictionStore):
             compiled = self._compiled[id(query)] = (result.string, list(result.positiontup))
         return compiled
 
-    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
-        import asyncpg
-
+    async def _run(self, query: Any, params: dict[str, Any]) -> list[Row]:
         sql, names = self._compile(query)
+        args = [params[name] for name in names]
         connection = await self._idle.get()
         try:
-            if connection is None:
-                connection = await self._connect()
-            return await connection.fetch(sql, *[params[name] for name in names])
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
-            if connection is not None and (
-                isinstance(error, asyncpg.PostgresConnectionError | OSError)
-                or connection.is_closed()
-            ):
+            if connection is not None:
+                try:
+                    return await connection.fetch(sql, *args)
+                except _driver_errors() as error:
+                    if not _connection_lost(error, connection):
+                        raise
+                    connection.terminate()  # dead while pooled: once more, on a fresh one
+                    connection = None
+                    self.report(RECONNECTED)
+            connection = await self._connect()
+            return await connection.fetch(sql, *args)
+        except TimeoutError:  # asyncpg's own: reported as the deadline's (`_fetch`)
+            if connection is not None:
                 connection.terminate()
                 connection = None
-            raise DatabaseError(f"predictions database unavailable: {_reason(error)}") from error
+            raise
+        except _driver_errors() as error:
+            lost = connection is None or _connection_lost(error, connection)
+            if connection is not None and lost:
+                connection.terminate()
+                connection = None
+            self.report(CONNECTION_ERROR if lost else QUERY_ERROR)
+            raise _unavailable(_reason(error)) from error
         except BaseException:
-            # Cancelled mid-statement (the client went away): the session's state is unknown.
+            # Cancelled mid-statement (timed out, or the client went away): the session's
+            # state is unknown, and a server that did not answer may never.
             if connection is not None:
                 connection.terminate()
                 connection = None
@@ -435,6 +506,38 @@ class AsyncpgStore(PredictionStore):
                 await connection.close()
 
 
+def _connection_lost(error: BaseException, connection: asyncpg.Connection) -> bool:
+    """Whether ``error`` means the connection is gone (rather than the query failing)."""
+    import asyncpg
+
+    gone = (
+        OSError,
+        asyncpg.PostgresConnectionError,  # SQLSTATE class 08, and "closed mid-operation"
+        asyncpg.AdminShutdownError,  # 57P01: the server is shutting down or restarting
+        asyncpg.CrashShutdownError,
+        asyncpg.CannotConnectNowError,
+        # The server's goodbye arrived before its end of the connection: the protocol is
+        # stuck ("another operation is in progress"), the query was never sent.
+        asyncpg.exceptions.InternalClientError,
+    )
+    if isinstance(error, TimeoutError):  # no answer is not a lost connection: never retried
+        return False
+    return isinstance(error, gone) or connection.is_closed()
+
+
+@functools.cache
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """What asyncpg raises (imported on first use: the SQLite store does without it)."""
+    import asyncpg
+
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.InternalClientError,
+        OSError,
+    )
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):
         await connection.set_type_codec(
@@ -447,11 +550,12 @@ class SqliteStore(PredictionStore):
 
     dialect = "sqlite"
 
-    def __init__(self, url: str) -> None:
-        super().__init__()
+    def __init__(self, url: str, *, timeout: float) -> None:
+        super().__init__(timeout)
         self._engine = sa.create_engine(read_only_sqlite_url(url))
 
-    async def _fetch(self, query: Any, params: dict[str, Any]) -> list[Row]:
+    async def _run(self, query: Any, params: dict[str, Any]) -> list[Row]:
+        # A timed-out query's thread runs on to its end (SQLite's own busy timeout bounds it).
         from starlette.concurrency import run_in_threadpool
 
         return await run_in_threadpool(self._fetch_sync, query, params)
@@ -461,8 +565,10 @@ class SqliteStore(PredictionStore):
             with self._engine.connect() as connection:
                 return [row._mapping for row in connection.execute(query, params)]
         except sa.exc.DBAPIError as error:
-            reason = _reason(error.orig or error)
-            raise DatabaseError(f"predictions database unavailable: {reason}") from error
+            # SQLite's operational errors are about the file: missing, locked, unreadable.
+            opened = not isinstance(error, sa.exc.OperationalError)
+            self.report(QUERY_ERROR if opened else CONNECTION_ERROR)
+            raise _unavailable(_reason(error.orig or error)) from error
 
     def _many_params(self, lookups: Sequence[Lookup]) -> dict[str, Any]:
         rows = [
@@ -483,11 +589,11 @@ def read_only_sqlite_url(url: str) -> sa.URL:
     return parsed.set(database=f"file:{parsed.database}", query={"mode": "ro", "uri": "true"})
 
 
-def open_store(url: str, *, pool_max: int = 10, timeout: float = 5.0) -> PredictionStore:
+def open_store(url: str, *, pool_max: int = 10, timeout: float = 1.5) -> PredictionStore:
     """The store for a ``postgresql…://`` or ``sqlite:///`` URL (no connection is made yet)."""
     backend = sa.make_url(url).get_backend_name()
     if backend == "postgresql":
         return AsyncpgStore(url, max_size=pool_max, timeout=timeout)
     if backend == "sqlite":
-        return SqliteStore(url)
+        return SqliteStore(url, timeout=timeout)
     raise ConfigError(f"unsupported database URL for the API: {backend}")

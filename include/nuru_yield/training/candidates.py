@@ -7,11 +7,18 @@ on an ``np.ndarray`` needs no column bookkeeping. The random forest is xgboost's
 boosting round fits a bagged forest of ``forest_trees_per_round`` trees on the residuals)
 so that every ensemble member has native TreeSHAP contributions.
 
-Every tree member is constrained to at most two distinct features per tree path
-(:func:`interaction_pairs`): a pairwise additive model whose exact TreeSHAP compiles to
-lookup tables (``nuru_yield.training.treeshap``), so scoring explains a million plots in
-seconds instead of hours. On the sample data this cost the ensemble 0.2% of RMSE
-(1,084 → 1,086 kg/ha on the 2024 Short Rains; R² 0.484 → 0.482).
+Yields are non-negative by construction: every model has a log link (Tweedie objective for
+the trees, a Tweedie GLM for the linear baseline; see ``nuru_yield.models.ensemble``), so a
+forecast is ``exp`` of something and exact zeros — failed crops — are ordinary labels.
+The Tweedie variance power 1.2 had the lowest hold-out RMSE of 1.2, 1.5 and 1.8
+(``nuru-yield backtest``; the table is in ``docs/DESIGN.md``, Models).
+
+``TrainingParams.interactions`` chooses the tree shape. ``pairwise`` (the default) limits
+every tree path to two distinct features (:func:`interaction_pairs`): a pairwise additive
+model on the log scale whose exact TreeSHAP compiles to lookup tables
+(``nuru_yield.training.treeshap``), so scoring explains a million plots in seconds. ``free``
+lifts the limit: more accurate, explained by the libraries' native TreeSHAP at a measured
+cost of hours per million plots on two cores (both in ``docs/DESIGN.md``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,19 +49,18 @@ NAIVE = "naive_reference"
 TREE_MEMBERS = (XGBOOST, LIGHTGBM, RANDOM_FOREST)
 
 # Agronomic directions the tree models must respect, whatever the noise in the data: with
-# everything else equal, more rain never lowers a forecast and a longer dry spell never
-# raises it (water limits smallholder maize; NOTES.md). Features not named are free.
-MONOTONE_FEATURES: dict[str, int] = {
-    "precip_total": 1,
-    "precip_last_30d": 1,
-    "rainy_days": 1,
-    "max_dry_spell_days": -1,
-}
+# everything else equal, a longer dry spell never raises a forecast. Rain has no such
+# direction — waterlogging lowers yields in the wet west — so it is left free, as is every
+# feature not named here.
+MONOTONE_FEATURES: dict[str, int] = {"max_dry_spell_days": -1}
+INTERACTIONS = ("pairwise", "free")
 
 
-def monotone_signs(feature_columns: Sequence[str]) -> list[int]:
-    """One of −1/0/+1 per feature column, from :data:`MONOTONE_FEATURES`."""
-    return [MONOTONE_FEATURES.get(column, 0) for column in feature_columns]
+def monotone_signs(
+    feature_columns: Sequence[str], directions: Mapping[str, int] = MONOTONE_FEATURES
+) -> list[int]:
+    """One of −1/0/+1 per feature column, from ``directions`` (features not named: 0)."""
+    return [directions.get(column, 0) for column in feature_columns]
 
 
 def interaction_pairs(feature_count: int) -> list[list[int]]:
@@ -77,37 +83,48 @@ class TrainingParams:
     forest_learning_rate: float = 0.2
     forest_depth: int = 6
     ridge_alpha: float = 1.0
+    tweedie_variance_power: float = 1.2
+    interactions: str = "pairwise"  # one of INTERACTIONS (see the module docstring)
+    monotone: tuple[tuple[str, int], ...] = tuple(MONOTONE_FEATURES.items())
     threads: int = 2
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        if self.interactions not in INTERACTIONS:
+            raise ValueError(f"interactions must be one of {INTERACTIONS}: {self.interactions!r}")
+
 
 def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
-    """The unfitted ``VotingRegressor`` over the three tree models (equal weights).
+    """The unfitted log-link voting ensemble over the three tree models (equal weights).
 
     ``monotone`` holds one of −1/0/+1 per feature: the direction in which more of that
-    feature may move the forecast (e.g. more season rain never lowers it).
+    feature may move the forecast (e.g. a longer dry spell never raises it).
     """
     from lightgbm import LGBMRegressor
-    from sklearn.ensemble import VotingRegressor
     from xgboost import XGBRegressor
 
+    from nuru_yield.models.ensemble import LogLinkVotingRegressor
+
     constraints = tuple(int(sign) for sign in monotone)
-    pairs = interaction_pairs(len(constraints))
+    pairs = interaction_pairs(len(constraints)) if params.interactions == "pairwise" else None
+    power = params.tweedie_variance_power
 
     def xgboost_trees(**shape: Any) -> Any:
         return XGBRegressor(
+            objective="reg:tweedie",
+            tweedie_variance_power=power,
             min_child_weight=params.min_leaf_rows,
             tree_method="hist",
             monotone_constraints=constraints,
             # xgboost's scikit-learn wrapper rejects index lists on unnamed arrays; the
             # string form is what it passes to the booster anyway.
-            interaction_constraints=str(pairs),
+            interaction_constraints=None if pairs is None else str(pairs),
             n_jobs=params.threads,
             random_state=params.seed,
             **shape,
         )
 
-    return VotingRegressor(
+    return LogLinkVotingRegressor(
         [
             (
                 XGBOOST,
@@ -122,6 +139,8 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
             (
                 LIGHTGBM,
                 LGBMRegressor(
+                    objective="tweedie",
+                    tweedie_variance_power=power,
                     n_estimators=params.boosting_rounds,
                     learning_rate=params.learning_rate,
                     num_leaves=params.num_leaves,
@@ -130,7 +149,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
                     subsample_freq=1,
                     colsample_bytree=0.8,
                     monotone_constraints=list(constraints),
-                    interaction_constraints=pairs,
+                    interaction_constraints=pairs or "",
                     importance_type="gain",
                     n_jobs=params.threads,
                     random_state=params.seed,
@@ -153,9 +172,9 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
 
 
 def linear_baseline(params: TrainingParams) -> Any:
-    """Median imputation, standardisation and a ridge regression."""
+    """Median imputation, standardisation and a ridge-penalised Tweedie GLM (log link)."""
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import TweedieRegressor
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -163,7 +182,15 @@ def linear_baseline(params: TrainingParams) -> Any:
         [
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()),
-            ("ridge", Ridge(alpha=params.ridge_alpha)),
+            (
+                "glm",
+                TweedieRegressor(
+                    power=params.tweedie_variance_power,
+                    link="log",
+                    alpha=params.ridge_alpha,
+                    max_iter=1000,
+                ),
+            ),
         ]
     )
 
@@ -193,7 +220,7 @@ def feature_importances(estimator: Any, feature_columns: Sequence[str]) -> dict[
         members = [feature_importances(m, feature_columns) for m in estimator.estimators_]
         raw = np.mean([[m[c] for c in feature_columns] for m in members], axis=0)
     elif hasattr(estimator, "named_steps"):
-        raw = np.abs(estimator.named_steps["ridge"].coef_)
+        raw = np.abs(estimator.named_steps["glm"].coef_)
     else:
         raw = np.asarray(estimator.feature_importances_, dtype=np.float64)
     total = float(np.sum(raw))
@@ -244,7 +271,11 @@ class NaiveReference:
 
 @dataclass(frozen=True)
 class CandidateResult:
-    """A fitted candidate with its calibrated intervals and its evaluation."""
+    """A fitted candidate with its calibrated intervals and its evaluation.
+
+    ``model`` is the hold-out fit (training seasons only), whose intervals and evaluation
+    these are; ``refit`` is the same candidate refitted on every labelled season — what is
+    registered — for the ensemble only (refitting every candidate would double training)."""
 
     name: str
     model: Any  # a fitted estimator, or the NaiveReference
@@ -252,6 +283,11 @@ class CandidateResult:
     evaluation: dict[str, Any]
     predicted: np.ndarray  # on the evaluation rows
     importances: dict[str, float] | None
+    refit: Any = None
+
+
+def _matrix(frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
+    return frame.loc[:, list(feature_columns)].to_numpy(dtype=np.float64)
 
 
 def assess_candidates(
@@ -261,21 +297,16 @@ def assess_candidates(
     buckets: Sequence[int],
 ) -> list[CandidateResult]:
     """Fit every candidate (and the naive reference) on the training seasons, calibrate its
-    intervals on the calibration seasons and evaluate it on the evaluation season, per
-    days-after-planting bucket."""
-
-    def matrix(frame: pd.DataFrame) -> np.ndarray:
-        return frame.loc[:, list(feature_columns)].to_numpy(dtype=np.float64)
-
+    intervals on the calibration seasons and evaluate it on the evaluation seasons, per
+    days-after-planting bucket; then refit the ensemble on every labelled season."""
+    monotone = monotone_signs(feature_columns, dict(params.monotone))
     train_target = split.train[TARGET].to_numpy(dtype=np.float64)
-    fitted = fit_candidates(
-        matrix(split.train), train_target, params, monotone_signs(feature_columns)
-    )
+    fitted = fit_candidates(_matrix(split.train, feature_columns), train_target, params, monotone)
     models: dict[str, Any] = {**fitted, NAIVE: NaiveReference.fit(split.train)}
 
     def predict(name: str, frame: pd.DataFrame) -> np.ndarray:
         # The naive reference looks up county and season; the models take the feature matrix.
-        return models[name].predict(frame if name == NAIVE else matrix(frame))
+        return models[name].predict(frame if name == NAIVE else _matrix(frame, feature_columns))
 
     results = []
     for name, model in track(models.items(), "calibrating and evaluating", len(models)):
@@ -297,6 +328,24 @@ def assess_candidates(
                 evaluation=evaluate(split.evaluation, predicted, buckets, lower, upper),
                 predicted=predicted,
                 importances=None if name == NAIVE else feature_importances(model, feature_columns),
+                refit=refit_ensemble(split, feature_columns, params) if name == ENSEMBLE else None,
             )
         )
     return results
+
+
+def refit_ensemble(
+    split: TemporalSplit, feature_columns: Sequence[str], params: TrainingParams
+) -> Any:
+    """The ensemble refitted on every labelled season, evaluation and calibration seasons
+    included: the champion learns from the newest labels. Its intervals stay those the
+    hold-out fit calibrated and the evaluation verified (a model fitted on more seasons errs
+    no more, so they err on the wide side)."""
+    rows = split.labelled
+    log.info("refitting %s on every labelled season (%d rows)", ENSEMBLE, len(rows))
+    started = time.monotonic()
+    refit = ensemble_estimator(params, monotone_signs(feature_columns, dict(params.monotone))).fit(
+        _matrix(rows, feature_columns), rows[TARGET].to_numpy(dtype=np.float64)
+    )
+    log.info("refitted %s in %.1fs", ENSEMBLE, time.monotonic() - started)
+    return refit

@@ -1,8 +1,10 @@
 """The labelled training set and its temporal split (never a random one).
 
 Rows come from the feature functions (one row per plot-season × days-after-planting
-cut-off) joined to the harvest labels. The latest labelled season evaluates; the seasons
-just before it calibrate the prediction intervals; all earlier seasons train.
+cut-off) joined to the harvest labels. The newest labelled season of each kind (Long Rains
+and Short Rains) evaluates, so every county the champion forecasts is checked; the seasons
+just before those calibrate the prediction intervals; all earlier seasons train the
+hold-out fit. The model that is registered is then refitted on every labelled season.
 """
 
 from __future__ import annotations
@@ -97,39 +99,54 @@ class TemporalSplit:
     train: pd.DataFrame
     calibration: pd.DataFrame
     evaluation: pd.DataFrame
+    labelled: pd.DataFrame
+    """Every labelled row: what the registered model is refitted on."""
 
     def describe(self) -> dict[str, Any]:
         """Seasons and row counts of each part, logged with every candidate."""
-        parts = {"train": self.train, "calibration": self.calibration, "eval": self.evaluation}
+        parts = {
+            "train": self.train,
+            "calibration": self.calibration,
+            "eval": self.evaluation,
+            "refit": self.labelled,
+        }
         described: dict[str, Any] = {}
         for name, part in parts.items():
-            ranks = sorted(set(season_rank(part).tolist()))
-            described[f"{name}_seasons"] = ", ".join(season_label(r) for r in ranks)
+            described[f"{name}_seasons"] = ", ".join(seasons_of(part))
             described[f"{name}_rows"] = len(part)
         return described
+
+
+def seasons_of(frame: pd.DataFrame) -> list[str]:
+    """The seasons of ``frame``'s rows in order, as ``2024 Long Rains`` labels."""
+    return [season_label(rank) for rank in sorted(set(season_rank(frame).tolist()))]
 
 
 def temporal_split(
     frame: pd.DataFrame, calibration_seasons: int = CALIBRATION_SEASONS
 ) -> TemporalSplit:
-    """Split labelled rows by season: last → evaluation, the ``calibration_seasons`` before
-    it → calibration (fewer when history is short), the rest → training."""
+    """Split labelled rows by season: the newest of each kind → evaluation; the
+    ``calibration_seasons`` before the older of those → calibration (fewer when history is
+    short); everything earlier → training. A season between the two evaluated ones (a kind
+    with no recent labels) is left out of the hold-out fit but kept in ``labelled``."""
     if frame.empty:
         raise TrainingError("no labelled rows: cannot train (are there harvest labels yet?)")
     rank = season_rank(frame)
     seasons = np.unique(rank)
-    if len(seasons) < 3:
+    evaluated = sorted({int(seasons[seasons % 2 == kind].max()) for kind in set(seasons % 2)})
+    earlier = seasons[seasons < evaluated[0]]
+    if len(earlier) < 2:
         raise TrainingError(
-            f"need labels for at least 3 seasons for a temporal split, found {len(seasons)} "
-            f"({', '.join(season_label(r) for r in seasons)})"
+            "need labels for at least 2 seasons before the evaluated "
+            f"{' and '.join(season_label(r) for r in evaluated)} (one to train on, one to "
+            f"calibrate the intervals on); found {', '.join(season_label(r) for r in seasons)}"
         )
-    calibration_count = min(calibration_seasons, len(seasons) - 2)
-    evaluation_rank = seasons[-1]
-    first_calibration = seasons[-1 - calibration_count]
+    first_calibration = earlier[-min(calibration_seasons, len(earlier) - 1)]
     return TemporalSplit(
         train=frame[rank < first_calibration].reset_index(drop=True),
-        calibration=frame[(rank >= first_calibration) & (rank < evaluation_rank)].reset_index(
+        calibration=frame[(rank >= first_calibration) & (rank < evaluated[0])].reset_index(
             drop=True
         ),
-        evaluation=frame[rank == evaluation_rank].reset_index(drop=True),
+        evaluation=frame[np.isin(rank, evaluated)].reset_index(drop=True),
+        labelled=frame.reset_index(drop=True),
     )

@@ -1,5 +1,6 @@
-"""Accuracy of a model on evaluation rows: overall, per county and per days-after-planting
-bucket, with the coverage of its prediction intervals. Pure functions over arrays/frames."""
+"""Accuracy of a model on evaluation rows: overall, per season, county and days-after-planting
+bucket (lead time), per county and per lead time within each season, with the coverage of
+its prediction intervals. Pure functions over arrays/frames."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nuru_yield.training.dataset import TARGET
+from nuru_yield.training.dataset import TARGET, season_label, season_rank
 from nuru_yield.training.intervals import dap_bucket
 
 if TYPE_CHECKING:
@@ -50,6 +51,9 @@ def regression_metrics(
     return metrics
 
 
+GROUPS = ("season", "county", "dap", "season_county", "season_dap")
+
+
 def evaluate(
     frame: pd.DataFrame,
     predicted: np.ndarray,
@@ -57,20 +61,28 @@ def evaluate(
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Metrics of ``predicted`` against ``frame[TARGET]``: ``{"overall": {...},
-    "county": {name: {...}}, "dap": {bucket: {...}}}`` (days-after-planting ``buckets``)."""
+    """Metrics of ``predicted`` against ``frame[TARGET]``: ``{"overall": {...}, group:
+    {key: {...}}}`` for the groups of :data:`GROUPS` — ``season`` keys are labels like
+    ``2024 Short Rains``, ``dap`` keys the lead-time buckets of ``buckets``, and the
+    ``season_county`` / ``season_dap`` keys join the two with ``/``."""
     actual = frame[TARGET].to_numpy(dtype=np.float64)
     predicted = np.asarray(predicted, dtype=np.float64)
+    season = np.array([season_label(rank) for rank in season_rank(frame)], dtype=object)
+    county = frame["county"].astype(str).to_numpy()
+    dap = dap_bucket(frame["days_after_planting"].to_numpy(), buckets).astype(str)
     groups = {
-        "county": frame["county"].astype(str).to_numpy(),
-        "dap": dap_bucket(frame["days_after_planting"].to_numpy(), buckets),
+        "season": season,
+        "county": county,
+        "dap": dap,
+        "season_county": season + "/" + county,
+        "season_dap": season + "/" + dap,
     }
     result: dict[str, Any] = {"overall": regression_metrics(actual, predicted, lower, upper)}
     for name, keys in groups.items():
         result[name] = {}
-        for key in sorted(set(keys.tolist())):
+        for key in sorted(set(keys.tolist()), key=natural_order):
             rows = keys == key
-            result[name][str(key)] = regression_metrics(
+            result[name][key] = regression_metrics(
                 actual[rows],
                 predicted[rows],
                 None if lower is None else lower[rows],
@@ -79,15 +91,31 @@ def evaluate(
     return result
 
 
+# How metrics are shown to people: shares to two decimals, kg/ha (and counts) whole.
+SHARE_METRICS = frozenset({"r2", "mape", "coverage"})
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """``value`` of metric ``name`` as printed to people (``–`` when undefined)."""
+    if value is None or not np.isfinite(value):
+        return "–"
+    return f"{value:.2f}" if name in SHARE_METRICS else f"{value:,.0f}"
+
+
+def natural_order(key: str) -> list[Any]:
+    """Sort key that orders the numbers inside labels by value (lead time 30 before 120)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
 _UNSAFE_METRIC_CHARS = re.compile(r"[^0-9A-Za-z_\-. /:]")
 
 
 def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
-    """MLflow metric names: ``rmse``, ``county/<name>/rmse``, ``dap/<bucket>/coverage``;
-    NaNs left out (MLflow charts skip them anyway)."""
+    """MLflow metric names: ``rmse``, ``county/<name>/rmse``, ``dap/<bucket>/coverage``,
+    ``season_county/<season>/<county>/rmse``…; NaNs left out (MLflow charts skip them)."""
     flat = {key: value for key, value in evaluation["overall"].items()}
-    for group in ("county", "dap"):
-        for key, metrics in evaluation[group].items():
+    for group in GROUPS:
+        for key, metrics in evaluation.get(group, {}).items():
             safe = _UNSAFE_METRIC_CHARS.sub("_", key)
             flat.update({f"{group}/{safe}/{name}": value for name, value in metrics.items()})
     return {key: value for key, value in flat.items() if not np.isnan(value)}

@@ -1,18 +1,23 @@
-"""Split-conformal 80% prediction intervals, calibrated per days-after-planting bucket.
+"""Split-conformal 80% prediction intervals on the log scale, per lead time × forecast level.
 
-Errors of a yield forecast grow with the forecast: management, pests and weather shocks
-multiply yield, so a 4 t/ha highland plot misses by tonnes where a 0.5 t/ha semi-arid one
-misses by hundreds of kilograms. Residuals are therefore scaled by ``max(prediction, 0) +
-scale_floor`` (the floor keeps failed-crop forecasts near zero from getting zero-width
-intervals). On a calibration slice the model was not trained on, the 10% and 90% quantiles
-of the scaled residuals, per bucket, give the offsets: ``prediction + scale × offset``.
-Offsets are signed, so intervals may be asymmetric (yields are right-skewed), and they are
-per bucket, so intervals narrow as the season advances. Scoring reproduces them from
+Every model forecasts on the log scale (``nuru_yield.models.ensemble``) and its errors are
+multiplicative: management, pests and weather shocks multiply yield, so a 4 t/ha highland
+plot misses by tonnes where a 0.5 t/ha semi-arid one misses by hundreds of kilograms. The
+intervals are calibrated where the model lives: on seasons the model was not fitted on,
+each row's ratio ``actual / forecast`` (its log-scale residual, exponentiated — a failed
+crop's zero yield gives 0 rather than −∞). Rows are grouped by days-after-planting bucket
+(intervals narrow as the season advances) and by forecast level (quintiles of the
+calibration forecasts: a low forecast's ratio spreads wider, since crops fail outright
+there); per group, the split-conformal 10% and 90% quantiles of the ratios are its factors,
+and an interval is ``forecast × factor``. Factors are widened to ``lower ≤ 1 ≤ upper`` when
+the calibration seasons say otherwise (an interval always holds its forecast: it can only
+get wider), and a ratio is never negative, so ``0 ≤ lower ≤ forecast ≤ upper`` holds on
+every row by construction — nothing is clipped afterwards. Scoring reproduces them from
 :meth:`ConformalIntervals.to_dict`, stored with the model.
 
-(Unscaled residuals gave intervals that fit the calibration seasons' mix of high- and
-low-yield counties, not the evaluated season's: 60% or 90% coverage instead of 80% when the
-mix changed between Long and Short Rains.)
+(Factors per lead time alone covered 70% of the lowest-forecast fifth of a new season and
+95% of the highest; a fixed offset inside the log, ``(y + c) / (f + c)``, evened that only
+partly and needs clipping at zero. The measurements are in ``docs/DESIGN.md``, Models.)
 """
 
 from __future__ import annotations
@@ -25,8 +30,7 @@ from typing import Any
 import numpy as np
 
 INTERVAL_LEVEL = 0.8
-INTERVAL_METHOD = "split_conformal_scaled_residuals"
-SCALE_FLOOR_KG_PER_HA = 300.0
+INTERVAL_METHOD = "split_conformal_log_ratio_by_level"
 
 
 def training_buckets(cutoffs: Sequence[int | None], season_max_days: int) -> tuple[int, ...]:
@@ -46,62 +50,84 @@ def dap_bucket(days_after_planting: np.ndarray, buckets: Sequence[int]) -> np.nd
     return np.asarray(buckets)[_bucket_index(days_after_planting, buckets)]
 
 
+# Forecast-level groups: quintiles of the calibration forecasts. A group with fewer
+# calibration rows than MIN_GROUP_ROWS takes its bucket's factors over every level.
+LEVEL_GROUPS = 5
+MIN_GROUP_ROWS = 50
+
+Factors = tuple[tuple[float, ...], ...]  # [bucket][level group]
+
+
 @dataclass(frozen=True)
 class ConformalIntervals:
-    """Per-bucket quantiles of scaled residuals: ``lower = pred + scale × lower_offsets[b]``
-    with ``scale = max(pred, 0) + scale_floor`` (see the module docstring)."""
+    """Factors per bucket and forecast-level group: ``lower = forecast ×
+    lower_factors[b][g]``, ``upper = forecast × upper_factors[b][g]``, with ``0 ≤ lower ≤ 1
+    ≤ upper``; group ``g`` of a forecast is the number of ``level_edges`` at or below it."""
 
     level: float
     buckets: tuple[int, ...]
-    lower_offsets: tuple[float, ...]
-    upper_offsets: tuple[float, ...]
-    scale_floor: float = SCALE_FLOOR_KG_PER_HA
+    level_edges: tuple[float, ...]
+    lower_factors: Factors
+    upper_factors: Factors
+
+    def __post_init__(self) -> None:
+        lower, upper = np.asarray(self.lower_factors), np.asarray(self.upper_factors)
+        shape = (len(self.buckets), len(self.level_edges) + 1)
+        if lower.shape != shape or upper.shape != shape:
+            raise ValueError(f"interval factors must be {shape} (buckets × level groups)")
+        if not (np.all(lower >= 0) and np.all(lower <= 1) and np.all(upper >= 1)):
+            raise ValueError(f"interval factors must satisfy 0 ≤ lower ≤ 1 ≤ upper: {self}")
 
     def interval(
         self, predicted: np.ndarray, days_after_planting: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper bounds for predictions made at the given days after planting.
-
-        The lower bound is clipped at zero: a yield cannot be negative.
-        """
-        index = _bucket_index(days_after_planting, self.buckets)
+        """Lower and upper bounds of non-negative forecasts made at the given days after
+        planting."""
         predicted = np.asarray(predicted, dtype=np.float64)
-        scale = _scale(predicted, self.scale_floor)
-        lower = predicted + scale * np.asarray(self.lower_offsets)[index]
-        upper = predicted + scale * np.asarray(self.upper_offsets)[index]
-        return np.maximum(lower, 0.0), upper
+        bucket = _bucket_index(days_after_planting, self.buckets)
+        group = np.searchsorted(np.asarray(self.level_edges), predicted, side="right")
+        lower = predicted * np.asarray(self.lower_factors)[bucket, group]
+        upper = predicted * np.asarray(self.upper_factors)[bucket, group]
+        return lower, upper
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": INTERVAL_METHOD,
             "level": self.level,
-            "scale_floor": self.scale_floor,
             "buckets": list(self.buckets),
-            "lower_offsets": list(self.lower_offsets),
-            "upper_offsets": list(self.upper_offsets),
+            "level_edges": list(self.level_edges),
+            "lower_factors": [list(row) for row in self.lower_factors],
+            "upper_factors": [list(row) for row in self.upper_factors],
         }
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> ConformalIntervals:
+        def factors(rows: list[list[float]]) -> Factors:
+            return tuple(tuple(float(v) for v in row) for row in rows)
+
         return cls(
             level=float(payload["level"]),
             buckets=tuple(int(b) for b in payload["buckets"]),
-            lower_offsets=tuple(float(v) for v in payload["lower_offsets"]),
-            upper_offsets=tuple(float(v) for v in payload["upper_offsets"]),
-            scale_floor=float(payload["scale_floor"]),
+            level_edges=tuple(float(v) for v in payload["level_edges"]),
+            lower_factors=factors(payload["lower_factors"]),
+            upper_factors=factors(payload["upper_factors"]),
         )
 
 
-def _scale(predicted: np.ndarray, floor: float) -> np.ndarray:
-    return np.maximum(predicted, 0.0) + floor
-
-
-def _conformal_quantile(residuals: np.ndarray, share: float, upper: bool) -> float:
+def _conformal_quantile(values: np.ndarray, share: float, upper: bool) -> float:
     """The finite-sample split-conformal quantile: rank ⌈(n+1)·share⌉ (upper) or ⌊…⌋ (lower)."""
-    ordered = np.sort(residuals)
+    ordered = np.sort(values)
     n = len(ordered)
     rank = min(math.ceil((n + 1) * share), n) if upper else max(math.floor((n + 1) * share), 1)
     return float(ordered[rank - 1])
+
+
+def _factors(ratios: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2
+    return (
+        min(_conformal_quantile(ratios, tail, False), 1.0),
+        max(_conformal_quantile(ratios, 1 - tail, True), 1.0),
+    )
 
 
 def calibrate(
@@ -110,34 +136,49 @@ def calibrate(
     days_after_planting: np.ndarray,
     buckets: Sequence[int],
     level: float = INTERVAL_LEVEL,
-    scale_floor: float = SCALE_FLOOR_KG_PER_HA,
 ) -> ConformalIntervals:
-    """Calibrate intervals from a held-out slice.
+    """Calibrate intervals from a held-out slice of non-negative labels and positive
+    forecasts.
 
-    A bucket without calibration rows takes the offsets of the nearest earlier bucket that
-    has some (or the first that has any): wider rather than unfounded.
+    A level group with fewer than :data:`MIN_GROUP_ROWS` rows takes its bucket's factors;
+    a bucket without calibration rows takes those of the nearest earlier bucket that has
+    some (or the first that has any): wider rather than unfounded.
     """
     predicted = np.asarray(predicted, dtype=np.float64)
-    residuals = (np.asarray(actual, dtype=np.float64) - predicted) / _scale(predicted, scale_floor)
-    if len(residuals) == 0:
+    actual = np.asarray(actual, dtype=np.float64)
+    if len(actual) == 0:
         raise ValueError("no calibration rows")
+    if not (np.all(predicted > 0) and np.all(actual >= 0)):
+        raise ValueError("calibration needs positive forecasts and non-negative labels")
+    ratios = actual / predicted
+    edges = tuple(
+        float(edge)
+        for edge in np.unique(np.quantile(predicted, np.arange(1, LEVEL_GROUPS) / LEVEL_GROUPS))
+    )
+    group_of_row = np.searchsorted(np.asarray(edges), predicted, side="right")
     bucket_of_row = dap_bucket(days_after_planting, buckets)
-    tail = (1 - level) / 2
-    lower: list[float | None] = []
-    upper: list[float | None] = []
+    per_bucket: list[tuple[list[float], list[float]] | None] = []
     for bucket in buckets:
-        in_bucket = residuals[bucket_of_row == bucket]
-        lower.append(_conformal_quantile(in_bucket, tail, False) if len(in_bucket) else None)
-        upper.append(_conformal_quantile(in_bucket, 1 - tail, True) if len(in_bucket) else None)
-    first = next(i for i, value in enumerate(lower) if value is not None)
+        in_bucket = bucket_of_row == bucket
+        if not in_bucket.any():
+            per_bucket.append(None)
+            continue
+        pooled = _factors(ratios[in_bucket], level)
+        lower, upper = [], []
+        for group in range(len(edges) + 1):
+            rows = in_bucket & (group_of_row == group)
+            low, high = _factors(ratios[rows], level) if rows.sum() >= MIN_GROUP_ROWS else pooled
+            lower.append(low)
+            upper.append(high)
+        per_bucket.append((lower, upper))
+    first = next(i for i, value in enumerate(per_bucket) if value is not None)
     for i in range(len(buckets)):
-        if lower[i] is None:
-            source = i - 1 if i > first else first
-            lower[i], upper[i] = lower[source], upper[source]
+        if per_bucket[i] is None:
+            per_bucket[i] = per_bucket[i - 1 if i > first else first]
     return ConformalIntervals(
         level=level,
         buckets=tuple(int(b) for b in buckets),
-        lower_offsets=tuple(float(v) for v in lower),  # type: ignore[arg-type]
-        upper_offsets=tuple(float(v) for v in upper),  # type: ignore[arg-type]
-        scale_floor=scale_floor,
+        level_edges=edges,
+        lower_factors=tuple(tuple(factors[0]) for factors in per_bucket),  # type: ignore[index]
+        upper_factors=tuple(tuple(factors[1]) for factors in per_bucket),  # type: ignore[index]
     )

@@ -29,12 +29,13 @@ from nuru_yield.training.candidates import (
 from nuru_yield.training.dataset import (
     labelled_training_rows,
     rejected_labels_path,
+    seasons_of,
     split_labels,
     temporal_split,
     training_set_path,
 )
-from nuru_yield.training.evaluation import evaluate
-from nuru_yield.training.gate import decide, gate_metrics
+from nuru_yield.training.evaluation import evaluate, format_metric
+from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
 from nuru_yield.training.intervals import training_buckets
 from nuru_yield.training.registry import (
     CHAMPION,
@@ -46,7 +47,7 @@ from nuru_yield.training.registry import (
     record_decision,
     register_run_model,
 )
-from nuru_yield.training.serving import ServingModel, load_model
+from nuru_yield.training.serving import ServingModel, holdout_uri, load_model
 from nuru_yield.training.tracking import log_training_round
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def train_candidates(
     """Fit, calibrate and evaluate every candidate on the temporal split of the training
     set and log each as a run; returns the run ids and each candidate's overall metrics."""
     lake = lake or Lake.from_settings()
-    params = params or TrainingParams()
+    params = params or TrainingParams(interactions=get_settings().model_interactions)
     split = temporal_split(lake.read_parquet(training_set).to_pandas())
     log.info("temporal split: %s", split.describe())
     buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
@@ -122,7 +123,8 @@ def train_candidates(
 
 def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
     predicted = model.predict(model.features(rows))
-    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets))
+    lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
+    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets, lower, upper))
 
 
 def evaluate_candidate(
@@ -131,19 +133,21 @@ def evaluate_candidate(
     lake: Lake | None = None,
     model_name: str = MODEL_NAME,
 ) -> dict[str, Any]:
-    """Register the candidate run's model and measure it, the current ``@champion`` and
-    the naive reference on the same evaluation rows (the latest season of the set)."""
+    """Register the candidate run's model (its refit on every labelled season) and measure
+    the hold-out fits of it and of the current ``@champion``, and the naive reference, on
+    the same evaluation rows: the newest Long Rains and Short Rains seasons of the set,
+    which neither hold-out fit learned from."""
     lake = lake or Lake.from_settings()
     split = temporal_split(lake.read_parquet(training_set).to_pandas())
     rows = split.evaluation
     client = mlflow_client()
     version = register_run_model(client, run_id, model_name)
-    candidate = load_model(f"models:/{model_name}/{version}")
+    candidate = load_model(holdout_uri(f"models:/{model_name}/{version}"))
     champion_version = alias_version(client, model_name, CHAMPION)
     champion_metrics = champion_error = None
     if champion_version is not None:
         try:
-            champion = load_model(f"models:/{model_name}/{champion_version}")
+            champion = load_model(holdout_uri(f"models:/{model_name}/{champion_version}"))
             missing = sorted(set(champion.feature_columns) - set(rows.columns))
             if missing:
                 raise RegistryError(f"it needs features the set lacks: {', '.join(missing)}")
@@ -157,6 +161,7 @@ def evaluate_candidate(
     return {
         "model_name": model_name,
         "run_id": run_id,
+        "evaluation_seasons": seasons_of(rows),
         "candidate_version": version,
         "champion_version": champion_version,
         "candidate": _metrics_on(candidate, rows),
@@ -180,7 +185,24 @@ def decide_promotion(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         tolerance=settings.promotion_county_tolerance,
         champion_version=evaluation["champion_version"],
     )
-    return {**evaluation, "promote": decision.promote, "reason": decision.reason}
+    verdict = {**evaluation, "promote": decision.promote, "reason": decision.reason}
+    log.info("gate, RMSE (kg/ha) by season and county:\n%s", gate_table(verdict))
+    log.info("%s: %s", "promote" if decision.promote else "refuse", decision.reason)
+    return verdict
+
+
+def gate_table(verdict: Mapping[str, Any]) -> str:
+    """The verdict's evaluation table by season and county, for people (the task log, the
+    CLI): the candidate against the champion, or the naive reference for a first version."""
+    other = verdict["champion"]
+    return render_checks(
+        county_checks(
+            verdict["candidate"],
+            other or verdict["naive"],
+            tolerance=get_settings().promotion_county_tolerance,
+        ),
+        f"champion v{verdict['champion_version']}" if other else "naive",
+    )
 
 
 def _label(version: str | None) -> str:
@@ -241,16 +263,23 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
 class TrainingSummary:
     training_set: str
     candidates: dict[str, Any]
+    verdict: dict[str, Any]
     outcome: dict[str, Any]
 
     def render(self) -> str:
-        """Candidates' evaluation-season metrics and the gate's decision, for the CLI."""
+        """Candidates' hold-out metrics, the gate's evaluation table by season and county,
+        and its decision, for the CLI (kg/ha whole, shares to two decimals)."""
         table = pd.DataFrame(self.candidates["metrics"]).T
-        columns = ["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]
-        table = table[columns].sort_values("rmse")
+        table = table[["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]]
+        table = table.sort_values("rmse").apply(
+            lambda column: column.map(lambda value: format_metric(str(column.name), value))
+        )
         lines = [
             f"training set: {self.training_set}",
-            table.to_string(float_format=lambda value: f"{value:,.3f}"),
+            f"hold-out evaluation on {', '.join(self.verdict['evaluation_seasons'])}:",
+            table.to_string(),
+            "gate, RMSE (kg/ha) by season and county:",
+            gate_table(self.verdict),
             f"{self.outcome['model_name']} v{self.outcome['version']}: "
             f"{self.outcome['decision']} — {self.outcome['reason']}",
         ]
@@ -268,5 +297,6 @@ def train(
     training_set = build_training_set(run_date, lake)
     candidates = train_candidates(run_date, training_set, lake, params)
     evaluation = evaluate_candidate(training_set, candidates["runs"][ENSEMBLE], lake)
-    outcome = apply_decision(decide_promotion(evaluation), dag_run_id)
-    return TrainingSummary(lake.uri(training_set), candidates, outcome)
+    verdict = decide_promotion(evaluation)
+    outcome = apply_decision(verdict, dag_run_id)
+    return TrainingSummary(lake.uri(training_set), candidates, verdict, outcome)

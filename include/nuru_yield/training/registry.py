@@ -4,19 +4,29 @@ aliases (``champion``, ``previous``, ``challenger``) and the audit of every deci
 MLflow keeps no history of alias moves, so each decision is also an append-only row of
 ``model_promotions`` (DESIGN §6). The row is inserted in a database transaction that
 commits only after the aliases have moved: a failed move leaves no row claiming it.
+
+MLflow failures are one line each (:func:`registry_errors`): a tracking server that does not
+answer is a :class:`~nuru_yield.errors.RegistryUnavailableError` within seconds — the client
+is probed before use and its HTTP requests are bounded (``MLFLOW_REQUEST_TIMEOUT_SECONDS``,
+``MLFLOW_REQUEST_MAX_RETRIES``) instead of MLflow's default of minutes of retries — and a
+corrupt store or a missing artifact is a :class:`~nuru_yield.errors.RegistryError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+import os
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
-from nuru_yield.config import get_settings
-from nuru_yield.errors import RegistryError
+from nuru_yield.config import Settings, get_settings
+from nuru_yield.errors import NuruError, RegistryError, RegistryUnavailableError
 from nuru_yield.training.candidates import ENSEMBLE
 from nuru_yield.training.serving import MODEL_ARTIFACT, checked_metadata
 
@@ -35,15 +45,142 @@ STAGE_ALIASES = {"production": CHAMPION, "staging": CHALLENGER}
 
 
 def mlflow_client() -> MlflowClient:
-    """A client on the configured tracking/registry URI, also set for the fluent API."""
+    """A client on the configured tracking/registry URI, also set for the fluent API.
+
+    Before it is returned, the store is checked: a tracking server must answer its health
+    endpoint within ``MLFLOW_REQUEST_TIMEOUT_SECONDS``, a SQLite store must be a SQLite
+    file. Raises :class:`RegistryUnavailableError` / :class:`RegistryError` otherwise.
+    """
     import mlflow
 
-    uri = get_settings().mlflow_tracking_uri
+    settings = get_settings()
+    uri = settings.mlflow_tracking_uri
+    _bound_http_requests(settings)
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_store(database, uri)
+    elif uri.startswith(("http://", "https://")):
+        _probe_server(uri, settings.mlflow_request_timeout_seconds)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _bound_http_requests(settings: Settings) -> None:
+    """MLflow reads its HTTP limits from the environment at every request; its defaults
+    (120 s timeout, 7 retries with exponential backoff) keep a caller waiting for minutes
+    on a server that is down. MLflow's own variables win when they are set."""
+    os.environ.setdefault(
+        "MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.mlflow_request_timeout_seconds)
+    )
+    os.environ.setdefault(
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.mlflow_request_max_retries)
+    )
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def _shown(uri: str) -> str:
+    """``uri`` without the user and password it may carry."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_sqlite_store(database: Path, uri: str) -> None:
+    """A file that exists but is not a SQLite database (truncated, overwritten) is corrupt."""
+    try:
+        with database.open("rb") as handle:
+            header = handle.read(16)
+    except FileNotFoundError:
+        return  # MLflow creates it
+    except OSError as error:
+        raise RegistryError(f"cannot read the MLflow store {uri}: {error.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise RegistryError(f"the MLflow store {uri} is corrupt: not a SQLite database")
+
+
+def _probe_server(uri: str, timeout: float) -> None:
+    """One request to the tracking server's health endpoint, without retries."""
+    import requests
+
+    try:
+        response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.Timeout:
+        reason = f"no answer within {timeout:g}s"
+    except requests.RequestException as error:
+        reason = _connection_reason(error)
+    else:
+        if response.status_code not in (502, 503, 504):
+            return
+        reason = f"HTTP {response.status_code} {response.reason}"
+    raise RegistryUnavailableError(f"MLflow tracking server {_shown(uri)} unreachable: {reason}")
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def _connection_reason(error: BaseException) -> str:
+    """'connection refused', 'name or service not known', … from a requests/urllib3 error."""
+    found = _ERRNO.search(str(error))
+    if found:
+        return found.group(1).strip().lower()
+    if "timed out" in str(error).lower():
+        return "timed out"
+    return _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:300]
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _unreachable(error: BaseException) -> bool:
+    import requests
+
+    for link in _chain(error):
+        if isinstance(link, requests.ConnectionError | requests.Timeout | ConnectionError):
+            return True
+        if getattr(link, "error_code", None) == "TEMPORARILY_UNAVAILABLE":
+            return True
+        text = str(link)
+        if "Max retries exceeded" in text or "failed with timeout exception" in text:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def registry_errors(action: str) -> Iterator[None]:
+    """Turn an MLflow failure inside the block into one line naming ``action`` and the
+    store: :class:`RegistryUnavailableError` when the tracking server did not answer (a
+    later try may succeed), :class:`RegistryError` otherwise (a corrupt store, missing or
+    unreadable artifacts: retrying cannot help). Errors of this package pass unchanged;
+    the original traceback is logged at DEBUG level (``nuru-yield -v``)."""
+    try:
+        yield
+    except NuruError:
+        raise
+    except Exception as error:
+        uri = _shown(get_settings().mlflow_tracking_uri)
+        log.debug("%s failed", action, exc_info=True)
+        if _unreachable(error):
+            reason = _connection_reason(error)
+            raise RegistryUnavailableError(
+                f"{action}: MLflow tracking server {uri} unreachable: {reason}"
+            ) from None
+        raise RegistryError(f"{action} failed ({uri}): {_first_line(error)}") from None
 
 
 def experiment_id(client: MlflowClient) -> str:
@@ -277,19 +414,20 @@ def promote_run(
             f"unknown stage {stage!r}: use Production (alias @{CHAMPION}) "
             f"or Staging (alias @{CHALLENGER})"
         )
-    client = mlflow_client()
-    version = register_run_model(client, run_id, model_name)
-    run_metrics = client.get_run(run_id).data.metrics
-    return promote_version(
-        client,
-        model_name,
-        version,
-        alias=alias,
-        reason=f"manual promotion of run {run_id} (stage {stage} → @{alias})",
-        candidate_metrics={k: v for k, v in run_metrics.items() if "/" not in k} or None,
-        dag_run_id=dag_run_id,
-        actor=actor,
-    )
+    with registry_errors(f"promoting run {run_id}"):
+        client = mlflow_client()
+        version = register_run_model(client, run_id, model_name)
+        run_metrics = client.get_run(run_id).data.metrics
+        return promote_version(
+            client,
+            model_name,
+            version,
+            alias=alias,
+            reason=f"manual promotion of run {run_id} (stage {stage} → @{alias})",
+            candidate_metrics={k: v for k, v in run_metrics.items() if "/" not in k} or None,
+            dag_run_id=dag_run_id,
+            actor=actor,
+        )
 
 
 def rollback(
@@ -297,21 +435,22 @@ def rollback(
 ) -> Decision:
     """Restore ``previous`` as ``champion``; the demoted version becomes ``previous`` (so a
     second rollback undoes the first)."""
-    client = mlflow_client()
-    restored = alias_version(client, model_name, PREVIOUS)
-    if restored is None:
-        raise RegistryError(f"{model_name} has no @{PREVIOUS} version to roll back to")
-    demoted = alias_version(client, model_name, CHAMPION)
+    with registry_errors(f"rolling back {model_name}"):
+        client = mlflow_client()
+        restored = alias_version(client, model_name, PREVIOUS)
+        if restored is None:
+            raise RegistryError(f"{model_name} has no @{PREVIOUS} version to roll back to")
+        demoted = alias_version(client, model_name, CHAMPION)
 
-    def move() -> None:
-        _move_champion(client, model_name, restored, demoted)
+        def move() -> None:
+            _move_champion(client, model_name, restored, demoted)
 
-    decision = Decision(
-        model_name=model_name,
-        alias=CHAMPION,
-        decision="rolled_back",
-        reason=f"rollback: v{restored} restored as @{CHAMPION}, v{demoted} becomes @{PREVIOUS}",
-        candidate_version=restored,
-        previous_version=demoted,
-    )
-    return record_decision(client, decision, move=move, dag_run_id=dag_run_id, actor=actor)
+        decision = Decision(
+            model_name=model_name,
+            alias=CHAMPION,
+            decision="rolled_back",
+            reason=f"rollback: v{restored} restored as @{CHAMPION}, v{demoted} becomes @{PREVIOUS}",
+            candidate_version=restored,
+            previous_version=demoted,
+        )
+        return record_decision(client, decision, move=move, dag_run_id=dag_run_id, actor=actor)

@@ -1,9 +1,17 @@
 """What scoring loads: a registered model with its feature order and calibrated intervals.
 
 Each logged candidate carries, in its MLmodel ``metadata``, the ``FEATURE_COLUMNS`` order it
-was fitted on and its conformal interval offsets, so :func:`load_model` rebuilds exactly the
-predictions, intervals and TreeSHAP contributions that training evaluated — scoring
-re-derives nothing.
+was fitted on, its conformal interval factors, its link and the seasons it learned from, so
+:func:`load_model` rebuilds exactly the predictions, intervals and TreeSHAP contributions
+that training evaluated — scoring re-derives nothing.
+
+Every model forecasts on the log scale (``nuru_yield.models.ensemble``). Its exact TreeSHAP
+values are log-scale too: they sum to the log forecast. :meth:`ServingModel.explain` turns
+them into kg/ha by the logarithmic mean ``L`` of the forecast ``f`` and the baseline ``b``
+(the model's forecast with no feature known, ``exp`` of the bias): ``φ_j · L`` with ``L =
+(f − b) / (ln f − ln b)``. Since ``Σ φ_j = ln f − ln b``, the kg/ha contributions sum
+exactly to ``f − b``; each keeps its sign, and their order by size is the log-scale order
+(the log-mean Divisia decomposition of index-number theory).
 """
 
 from __future__ import annotations
@@ -23,16 +31,28 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MODEL_ARTIFACT = "model"
+# The ensemble run's fit on the training seasons only: what the gate compares, on seasons
+# neither side learned from. Its ``model`` is the refit on every labelled season.
+HOLDOUT_ARTIFACT = "holdout_model"
+LINK = "log"
 
 
 def model_metadata(
-    candidate: str, feature_columns: Sequence[str], intervals: ConformalIntervals
+    candidate: str,
+    feature_columns: Sequence[str],
+    intervals: ConformalIntervals,
+    fitted_seasons: Sequence[str],
+    holdout_artifact: str | None = None,
 ) -> dict[str, Any]:
-    """The MLmodel ``metadata`` logged with every candidate (read back by :func:`load_model`)."""
+    """The MLmodel ``metadata`` logged with every candidate (read back by :func:`load_model`):
+    ``holdout_artifact`` names the run's hold-out fit when this model is a refit."""
     return {
         "candidate": candidate,
         "feature_columns": list(feature_columns),
         "intervals": intervals.to_dict(),
+        "link": LINK,
+        "fitted_seasons": list(fitted_seasons),
+        "holdout_artifact": holdout_artifact,
     }
 
 
@@ -44,12 +64,31 @@ def checked_metadata(metadata: dict[str, Any] | None, source: str) -> dict[str, 
             "(no feature/interval metadata): scoring could not use it"
         )
     method = metadata["intervals"].get("method")
-    if method != INTERVAL_METHOD:
+    if metadata.get("link") != LINK or method != INTERVAL_METHOD:
         raise RegistryError(
-            f"{source} has intervals of method {method!r}, this version reproduces "
-            f"{INTERVAL_METHOD!r} only"
+            f"{source} was trained by an earlier version of nuru-yield (forecasts on the "
+            f"yield scale, intervals {method!r}) that could forecast negative yields: "
+            "retrain with `nuru-yield train` and promote the new version"
         )
     return metadata
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Forecasts (kg/ha) with their exact drivers: ``baseline + contributions.sum(axis=1)``
+    equals ``forecast`` (see the module docstring)."""
+
+    forecast: np.ndarray
+    baseline: np.ndarray
+    contributions: np.ndarray  # rows × features, kg/ha
+
+
+def logarithmic_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a − b) / (ln a − ln b)`` of positive arrays, ``a`` where they are equal."""
+    step = np.log(a) - np.log(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(step == 0, 1.0, np.expm1(step) / step)
+    return b * ratio
 
 
 @dataclass(frozen=True)
@@ -68,7 +107,8 @@ class ServingModel:
         return frame.loc[:, list(self.feature_columns)].to_numpy(dtype=np.float64)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Point forecasts (kg/ha) for a float64 matrix in ``feature_columns`` order."""
+        """Point forecasts (kg/ha, never negative) for a float64 matrix in
+        ``feature_columns`` order."""
         return np.asarray(self.estimator.predict(features), dtype=np.float64)
 
     def interval(
@@ -77,16 +117,24 @@ class ServingModel:
         """The calibrated interval around ``predicted`` (see :class:`ConformalIntervals`)."""
         return self.intervals.interval(predicted, days_after_planting)
 
-    def contributions(self, features: np.ndarray) -> np.ndarray:
-        """Exact TreeSHAP contributions: shape ``(rows, len(feature_columns) + 1)``, the last
-        column the bias; each row sums to the prediction. A pairwise model (every model
-        training fits now) is explained from compiled tables; any other tree model by its
-        library's native implementation, a voting ensemble's being its members' averaged
-        with its weights."""
+    def log_contributions(self, features: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP contributions on the log scale: shape ``(rows,
+        len(feature_columns) + 1)``, the last column the bias; each row sums to the log
+        forecast. A pairwise model is explained from compiled tables; any other tree model
+        by its library's native implementation, a voting ensemble's being its members'
+        averaged with its weights."""
         features = np.asarray(features, dtype=np.float64)
         if self.explainer is not None:
             return self.explainer.contributions(features)
         return native_contributions(self.estimator, features)
+
+    def explain(self, features: np.ndarray) -> Explanation:
+        """Forecasts and their kg/ha drivers from one pass over the trees."""
+        log_phi = self.log_contributions(features)
+        forecast = np.exp(log_phi.sum(axis=1))
+        baseline = np.exp(log_phi[:, -1])
+        scale = logarithmic_mean(forecast, baseline)
+        return Explanation(forecast, baseline, log_phi[:, :-1] * scale[:, None])
 
     @cached_property
     def explainer(self) -> PairwiseExplainer | None:
@@ -107,6 +155,17 @@ def native_contributions(estimator: Any, features: np.ndarray) -> np.ndarray:
         matrix = xgboost.DMatrix(features, missing=np.nan)
         return np.asarray(estimator.get_booster().predict(matrix, pred_contribs=True))
     raise TypeError(f"{type(estimator).__name__} has no native TreeSHAP contributions")
+
+
+def holdout_uri(uri: str) -> str:
+    """The fit behind a logged model that learned from its training seasons only: its run's
+    hold-out fit when the model is a refit (``holdout_artifact`` in its metadata), else the
+    model itself. The gate compares these, on seasons neither side was fitted on."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(uri)
+    holdout = (info.metadata or {}).get("holdout_artifact")
+    return f"runs:/{info.run_id}/{holdout}" if holdout else uri
 
 
 def load_model(uri: str) -> ServingModel:

@@ -14,10 +14,10 @@ import pandas as pd
 
 from nuru_yield.progress import track
 from nuru_yield.training.candidates import NAIVE, CandidateResult, TrainingParams
-from nuru_yield.training.dataset import TemporalSplit
+from nuru_yield.training.dataset import TemporalSplit, seasons_of
 from nuru_yield.training.evaluation import flat_metrics, residuals_figure
 from nuru_yield.training.registry import experiment_id, mlflow_client
-from nuru_yield.training.serving import MODEL_ARTIFACT, model_metadata
+from nuru_yield.training.serving import HOLDOUT_ARTIFACT, MODEL_ARTIFACT, model_metadata
 
 # Pinned from the running environment: MLflow would otherwise infer them by loading each
 # model again in a subprocess.
@@ -36,26 +36,50 @@ def input_example(
 
 
 def _log_model(
-    result: CandidateResult, example: pd.DataFrame, feature_columns: Sequence[str]
+    estimator: Any,
+    artifact: str,
+    example: pd.DataFrame,
+    metadata: dict[str, Any],
 ) -> None:
     import mlflow
     import skops.io
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example, result.model.predict(example.to_numpy()))
+    signature = infer_signature(example, estimator.predict(example.to_numpy()))
     # skops (safe loading) needs the non-sklearn types named up front; they are exactly the
     # ones this model is made of.
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(result.model))
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(estimator))
     mlflow.sklearn.log_model(
-        result.model,
-        name=MODEL_ARTIFACT,
+        estimator,
+        name=artifact,
         serialization_format="skops",
         skops_trusted_types=trusted,
         signature=signature,
         input_example=example,
-        metadata=model_metadata(result.name, feature_columns, result.intervals),
+        metadata=metadata,
         pip_requirements=[f"{package}=={version(package)}" for package in _MODEL_PACKAGES],
     )
+
+
+def _log_models(
+    result: CandidateResult,
+    split: TemporalSplit,
+    example: pd.DataFrame,
+    feature_columns: Sequence[str],
+) -> None:
+    """The candidate's fit as ``model``; for a refitted one, the refit as ``model`` and the
+    hold-out fit as ``holdout_model``, both with the intervals the hold-out calibrated."""
+
+    def metadata(fitted_on: pd.DataFrame, holdout: str | None = None) -> dict[str, Any]:
+        return model_metadata(
+            result.name, feature_columns, result.intervals, seasons_of(fitted_on), holdout
+        )
+
+    if result.refit is None:
+        _log_model(result.model, MODEL_ARTIFACT, example, metadata(split.train))
+        return
+    _log_model(result.model, HOLDOUT_ARTIFACT, example, metadata(split.train))
+    _log_model(result.refit, MODEL_ARTIFACT, example, metadata(split.labelled, HOLDOUT_ARTIFACT))
 
 
 def log_training_round(
@@ -104,7 +128,7 @@ def log_training_round(
                 if result.name == NAIVE:
                     mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
                 else:
-                    _log_model(result, example, feature_columns)
+                    _log_models(result, split, example, feature_columns)
                     mlflow.log_params(dataclasses.asdict(params))
                 mlflow.log_params(common_params)
                 mlflow.log_metrics(flat_metrics(result.evaluation))

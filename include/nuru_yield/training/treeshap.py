@@ -97,7 +97,9 @@ class PairwiseExplainer:
 
 def compile_explainer(estimator: Any, feature_count: int) -> PairwiseExplainer | None:
     """Tables for a fitted xgboost/lightgbm model or a voting ensemble of them, or ``None``
-    when a tree path uses more than two features (or a split kind this does not cover)."""
+    when a tree path uses more than two features (or a split kind this does not cover).
+    Contributions are on the models' margin scale: the log of the forecast for the
+    log-link models training fits."""
     try:
         trees, bias = _trees(estimator, 1.0)
         return _compile(feature_count, [(t.weight, leaf) for t in trees for leaf in t.leaves], bias)
@@ -129,11 +131,19 @@ def _trees(estimator: Any, weight: float) -> tuple[list[_Tree], float]:
     if hasattr(estimator, "get_booster"):
         model = json.loads(estimator.get_booster().save_raw("json"))["learner"]
         base_score = float(model["learner_model_param"]["base_score"].strip("[]"))
+        objective = model["objective"]["name"]
+        if objective in _LOG_LINK_OBJECTIVES:  # xgboost keeps their base on the output scale
+            base_score = math.log(base_score)
+        elif objective != "reg:squarederror":
+            raise _NotPairwise
         return [
             _Tree(weight, _xgboost_leaves(tree))
             for tree in model["gradient_booster"]["model"]["trees"]
         ], weight * base_score
     raise _NotPairwise
+
+
+_LOG_LINK_OBJECTIVES = ("reg:tweedie", "count:poisson", "reg:gamma")
 
 
 def _xgboost_leaves(tree: dict[str, Any]) -> list[_Leaf]:

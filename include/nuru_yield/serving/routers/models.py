@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from nuru_yield.errors import mask_passwords
 from nuru_yield.serving.probes import REGISTERED_MODEL
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.schemas import Models, ModelVersion, Promotion
@@ -22,7 +23,7 @@ async def _models(state: State) -> Models:
     return Models(
         registered_model=REGISTERED_MODEL,
         mlflow_connected=registry.connected,
-        mlflow_error=registry.error,
+        mlflow_error=mask_passwords(registry.error) if registry.error else None,
         aliases=registry.aliases,
         versions=[ModelVersion(**version) for version in registry.versions],
         promotions=[Promotion(**row) for row in promotions],

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from nuru_yield.serving.ab import lookup_for
+from nuru_yield.serving.limits import BODY_RESPONSES
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.schemas import (
     BatchItem,
@@ -27,7 +28,7 @@ from nuru_yield.serving.state import ApiState, State
 
 router = APIRouter(
     tags=["predictions"],
-    responses={**AUTH_RESPONSES, **DB_UNAVAILABLE},
+    responses={**AUTH_RESPONSES, **BODY_RESPONSES, **DB_UNAVAILABLE},
 )
 
 NOT_FOUND = "no stored prediction for this plot"
@@ -49,25 +50,49 @@ async def not_found_detail(state: State, model_name: str, what: str) -> str:
 async def parse_body(request: Request, model: type[Body]) -> Body:
     """``model`` validated straight from the JSON bytes (pydantic's parser), for the hot path:
     FastAPI's body handling (content-type parsing, ``json.loads``, then validation) costs
-    more than the lookup. Errors are FastAPI's usual 422, located under ``body``."""
+    more than the lookup. Every body error (not JSON, not UTF-8, invalid) is FastAPI's usual
+    422, located under ``body``; the body itself is never echoed (see the app's renderer).
+    Bodies larger than the limit never get here (413); a body sent as anything but JSON is
+    415 (one sent without a Content-Type is read as JSON)."""
+    if not _declared_json(request.scope["headers"]):
+        raise HTTPException(415, "Content-Type must be application/json")
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:
-        errors = error.errors(include_url=False)
+        errors = error.errors(include_url=False, include_context=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
+def _declared_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            media_type = value.partition(b";")[0].strip().lower()
+            return media_type == b"application/json" or media_type.endswith(b"+json")
+    return True
+
+
+# Models that the bodies and answers documented by `body_openapi` refer to, for the
+# document's components (FastAPI only collects the models of the bodies it parses itself).
+_BODY_DEFINITIONS: dict[str, Any] = {ErrorBody.__name__: ErrorBody.model_json_schema()}
+_ERROR_BODY = {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}
+
+
 def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body (and 422) of a route that uses :func:`parse_body`."""
+    """The OpenAPI request body (and 415, 422) of a route that uses :func:`parse_body`."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _BODY_DEFINITIONS.update(schema.pop("$defs", {}))
     invalid = {"$ref": "#/components/schemas/HTTPValidationError"}
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
+            "415": {
+                "description": "The body is not sent as application/json.",
+                "content": {"application/json": {"schema": _ERROR_BODY}},
+            },
             "422": {
                 "description": "Validation Error",
                 "content": {"application/json": {"schema": invalid}},
-            }
+            },
         },
     }
 
@@ -122,9 +147,20 @@ class _PredictEndpoint:
 FAST_ROUTE = Route("/predict", _PredictEndpoint(), methods=["POST"], include_in_schema=False)
 
 
-@router.post("/predict/batch", response_model=BatchResponse)
-async def predict_batch(body: BatchRequest, state: State) -> BatchResponse:
+def add_body_definitions(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add the models that :func:`body_openapi` bodies refer to to an OpenAPI document."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in _BODY_DEFINITIONS.items():
+        schemas.setdefault(name, definition)
+    return openapi
+
+
+@router.post(
+    "/predict/batch", response_model=BatchResponse, openapi_extra=body_openapi(BatchRequest)
+)
+async def predict_batch(request: Request, state: State) -> BatchResponse:
     """Up to 1,000 plots in one database query; each is either a prediction or not found."""
+    body = await parse_body(request, BatchRequest)
     share = state.settings.api_ab_challenger_share
     lookups = [
         lookup_for(

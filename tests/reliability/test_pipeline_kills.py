@@ -1,0 +1,128 @@
+"""A scoring run killed (SIGKILL, a real process) at every step, on SQLite and PostgreSQL.
+
+After each kill the night is whole — the ``predictions`` partition holds one run's rows,
+the prediction log holds the same run's rows, or (killed between the swap and the move of
+the log) the served run's log waits under its run id for the next run to move it in — and
+the next run closes the killed run's ``scoring_runs`` row: ``failed`` when nothing of it
+is served, ``success`` when its swap had gone through. Never ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from nuru_yield.lake import Lake
+from nuru_yield.scoring.run import (
+    KILL_AFTER_BATCHES_ENV,
+    KILL_AT_ENV,
+    close_abandoned_runs,
+    pending_log_path,
+)
+from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
+from tests.reliability.pipeline_support import (
+    database as database,  # the fixture, parametrized over SQLite and PostgreSQL
+)
+from tests.reliability.pipeline_support import (
+    logged_run,
+    runs,
+    score_cli,
+    served_run,
+)
+
+# Where each kill lands, and whether the killed run's rows are served afterwards.
+KILLS = [
+    ("prepared", {KILL_AT_ENV: "prepared"}, False),  # run opened, nothing staged
+    ("mid-load", {KILL_AFTER_BATCHES_ENV: "2", "SCORING_BATCH_ROWS": "40"}, False),
+    ("before_swap", {KILL_AT_ENV: "before_swap"}, False),  # log assembled, not swapped
+    ("after_swap", {KILL_AT_ENV: "after_swap"}, True),  # swapped, log not moved in
+    ("after_log", {KILL_AT_ENV: "after_log"}, True),  # swapped and logged, run not closed
+]
+
+
+def _night_is_whole(lake: Lake) -> str:
+    """The served run; fails unless the log agrees with it or its log waits to be moved in."""
+    (served,) = served_run()
+    logged = logged_run()
+    assert logged == {served} or lake.exists(pending_log_path(RUN_DATE, served)), (
+        f"served {served}, logged {logged}, and no pending log of {served}"
+    )
+    return served
+
+
+def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
+    registry: Registry, database: str
+) -> None:
+    """Every kill point on PostgreSQL (production); on SQLite the one between the swap and
+    the log (each kill is a process of its own: seconds each)."""
+    from nuru_yield.scoring import score
+
+    kills = KILLS if database == "postgres" else [k for k in KILLS if k[0] == "after_swap"]
+    lake = Lake.from_settings()
+    write_features()
+    first = score(RUN_DATE, shards=2)["run_id"]
+    assert served_run() == logged_run() == {first}
+    previous_served, killed = first, []
+    for point, env, swapped in kills:
+        code, _, err = score_cli(env=env)
+        assert code == -signal.SIGKILL, f"{point}: {err[-1500:]}"
+        (run_id,) = set(runs()) - {first, *killed}
+        killed.append(run_id)
+        served = _night_is_whole(lake)
+        assert served == (run_id if swapped else previous_served), point
+        assert runs()[run_id].status == "running", point  # it never recorded an outcome
+        if point == "after_swap":
+            # The window between the swap and the move of the log: the next run (here its
+            # first step, called directly) moves the served run's log into place.
+            assert logged_run() == {previous_served}
+            assert close_abandoned_runs(lake, closed_by="test") == [run_id]
+            assert logged_run() == served_run() == {run_id}
+            assert not lake.exists(pending_log_path(RUN_DATE, run_id))
+        previous_served = served
+
+    final = score(RUN_DATE, shards=2)
+    assert served_run() == logged_run() == {final["run_id"]}
+    assert final["rows"] == PLOTS
+    statuses = {run_id: row.status for run_id, row in runs().items()}
+    assert [statuses[run_id] for run_id in killed] == [
+        "success" if swapped else "failed" for _, _, swapped in kills
+    ]
+    assert "running" not in statuses.values()
+    messages = [runs()[run_id].message for run_id in killed]
+    assert all("closed by run" in message for message in messages)
+    assert lake.list("monitoring/predictions/_parts") == []
+
+
+@pytest.mark.parametrize("point", ["before_swap", "after_swap"])
+def test_a_publish_failing_around_the_swap_keeps_log_and_partition_together(
+    registry: Registry, database: str, point: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publish that raises (rather than dies) before or after its swap: the log still
+    agrees with what is served once the run's own retry (or the next run) has run."""
+    from nuru_yield.errors import LakeError
+    from nuru_yield.scoring import prepare_run, publish_run, score, score_shard
+    from nuru_yield.scoring import run as scoring_run
+
+    lake = Lake.from_settings()
+    write_features()
+    first = score(RUN_DATE, shards=2)["run_id"]
+    plan = prepare_run(RUN_DATE, shards=2)
+    shards = [score_shard(plan, shard) for shard in range(2)]
+
+    def fail(at: str) -> None:
+        if at == point:
+            raise LakeError(f"injected failure at {at}")
+
+    monkeypatch.setattr(scoring_run, "_kill_at", fail)
+    with pytest.raises(LakeError, match="injected"):
+        publish_run(plan, shards)
+    assert runs()[plan.run_id].status == "failed"
+    served = _night_is_whole(lake)
+    assert served == (plan.run_id if point == "after_swap" else first)
+
+    monkeypatch.undo()
+    retried = publish_run(plan, shards)  # what Airflow's retry of the task does
+    assert retried["rows"] == 2 * PLOTS / 2  # champion rows only: no challenger
+    assert served_run() == logged_run() == {plan.run_id}
+    assert runs()[plan.run_id].status == "success"
