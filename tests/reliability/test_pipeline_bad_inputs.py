@@ -2,7 +2,9 @@
 features file, replaced by random bytes, an empty file, a truncated parquet file, CSV, a
 parquet file of another schema or other types, a parquet file without rows, and one with a
 damaged page header. Each run ends in one ``error:`` line that names the file or the failed
-check (or passes, where the damage leaves a valid input), never a traceback."""
+check (or passes, where the damage leaves a valid input), never a traceback. A damaged file
+in one NDVI plot bucket is named so by the feature shard that reads it; a storage error
+while reading stays a LakeError (retried), not bad input."""
 
 from __future__ import annotations
 
@@ -129,6 +131,42 @@ def test_a_damaged_ndvi_bucket_fails_a_sharded_feature_run_naming_the_file(
     (line,) = error_lines(err)
     assert line.startswith("error: ") and path in line, line
     assert not lake.exists(paths.features_path(AS_OF))
+
+
+_NETWORK = "AWS Error NETWORK_CONNECTION during GetObject operation: connection reset"
+
+
+def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not bad input: Airflow retries a LakeError, never a DataValidationError."""
+    from nuru_yield.errors import LakeError
+    from nuru_yield.features import materialize
+
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    reset_settings()
+    lake = Lake.from_settings()
+    write_raw(lake, ten_plots())
+
+    def cut_stream(self: pq.ParquetFile, *args: object, **kwargs: object):
+        raise OSError(_NETWORK)
+        yield  # a generator, as pyarrow's
+
+    with monkeypatch.context() as patched:  # the one pass over raw/plots.parquet
+        patched.setattr(pq.ParquetFile, "iter_batches", cut_stream)
+        with pytest.raises(LakeError, match=r"cannot read \S*raw/plots.parquet: AWS Error"):
+            materialize(lake, AS_OF)
+
+    read_parquet = Lake.read_parquet
+
+    def unreachable_ndvi(self: Lake, path: object, *args: object, **kwargs: object):
+        if isinstance(path, list):  # a shard's NDVI bucket files
+            raise self._error("read", path[0], OSError(_NETWORK))
+        return read_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "read_parquet", unreachable_ndvi)
+    with pytest.raises(LakeError, match="NETWORK_CONNECTION"):
+        materialize(lake, AS_OF)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
