@@ -14,7 +14,9 @@ Two checks look at the night as a whole: ``plots.no_plot_seasons`` (the plots ta
 no plot-season of the season years that can run: an empty or stale ``raw/plots.parquet``)
 and ``plot_features.weather_not_current`` (plot-seasons in progress whose weather cell has
 no rain value in the last ``WEATHER_MAX_LAG_DAYS`` days before the run date: a stalled or
-missing weather feed, which would otherwise shorten every window without a word).
+missing weather feed, which would otherwise shorten every window without a word). In a
+sharded run the first is judged once, where the plots table is read for the whole night;
+the second counts plot-seasons, so the shards' counts add up in :func:`combine`.
 """
 
 from __future__ import annotations
