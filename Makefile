@@ -38,13 +38,18 @@ fuzz-api: setup
 	API_FUZZ_EXAMPLES=1000 $(BIN)/python -m pytest tests/reliability/test_api_schemathesis.py -s -q
 
 # System packages the tests need beyond Python: Chromium (the drift report is opened in a
-# headless browser). Installed with apt when missing and running as root (CI); PostgreSQL 15
-# (initdb, pg_ctl) is expected on PATH.
+# headless browser) and Redis (the Celery broker of the distributed end-to-end test, started
+# by the test itself). Installed with apt when missing and running as root (CI); PostgreSQL
+# 15 (initdb, pg_ctl) is expected on PATH.
+APT_INSTALL = apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
 test-deps:
 	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || { [ "$$(id -u)" = 0 ] \
-		&& command -v apt-get >/dev/null && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+		&& command -v apt-get >/dev/null && ($(APT_INSTALL) chromium >/dev/null) \
 		|| echo "note: chromium not installed; the browser test of the drift report needs it"; }
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null && ($(APT_INSTALL) redis-server >/dev/null) \
+		|| echo "note: redis-server not installed; the Celery end-to-end test needs it"; }
 
 # Airflow standalone on :8080 with the project's DAGs and airflow_settings.yaml applied.
 AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airflow" \

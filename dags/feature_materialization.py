@@ -1,20 +1,30 @@
 """
 ### feature_materialization
 
-Nightly season-to-date features for every plot-season in progress (DESIGN §1, §5).
+Nightly season-to-date features for every plot-season in progress (docs/DESIGN.md: lake
+layout, scale-out).
 
 For run date **D** it reads the raw contract (plots, weather, NDVI) from the lake and writes
 `features/{D}/plot_features.parquet`, `rejected.parquet` (quarantined plot-seasons with a
-reason) and `validation.json` (every great-expectations check and count). The run fails,
-naming the check, when a bad share passes `VALIDATION_MAX_BAD_SHARE` (default 5%); bad
-input is not retried.
+reason) and `validation.json` (every great-expectations check and count, and per shard its
+rows, seconds, peak memory and host).
 
+Tasks: `prepare` fixes the run and validates the inputs every shard shares (weather cells,
+daily weather) → `materialize_shard` is mapped over K shards (`hash(plot_id) mod K`, the
+hash batch scoring uses; K = `FEATURE_SHARDS`), each reading only its plots, their NDVI
+plot buckets and their cells' weather, and staging its part → `publish` is the one
+validation gate over all shards and writes the partition, then updates the asset.
+
+* **Gate:** the run fails, naming the check, when a bad share over all shards passes
+  `VALIDATION_MAX_BAD_SHARE` (default 5%); bad input is not retried.
 * **Run date:** the `run_date` param if given, else the logical date. Each run covers
   the UTC day that just ended (runs start at 00:00 UTC); no catchup.
-* **Rerun:** replaces exactly the `features/{D}/` partition.
-* **Output:** the last task updates the asset `plot_features` (`nuru://plot_features`)
-  with `extra = {run_date, uri, rows}`, which triggers `batch_scoring`.
-* **By hand:** `nuru-yield features --date D` runs the same library function.
+* **Rerun:** replaces exactly the `features/{D}/` partition; clearing one failed
+  `materialize_shard` reruns just that shard (it replaces its own staged part). A shard
+  that fails stops the run before `publish`: the partitions already published stay served.
+* **Output:** `publish` updates the asset `plot_features` (`nuru://plot_features`) with
+  `extra = {run_date, uri, rows}`, which triggers `batch_scoring`.
+* **By hand:** `nuru-yield features --date D [--shards K]` runs the same steps in one process.
 """
 
 from __future__ import annotations
@@ -46,21 +56,37 @@ with DAG(
 ):
 
     @task
-    def materialize_features(**context: Any) -> dict[str, Any]:
-        """Load, compute, validate and write the partition; returns its URIs and counts."""
-        from nuru_yield.features import materialize
+    def prepare(**context: Any) -> dict[str, Any]:
+        """Fix the run (id, shards, window) and validate the inputs every shard shares."""
+        from nuru_yield.features import prepare_features
         from nuru_yield.lake import Lake
 
-        return materialize(Lake.from_settings(), resolve_run_date(context)).as_dict()
+        return prepare_features(Lake.from_settings(), resolve_run_date(context)).as_dict()
+
+    @task
+    def shard_numbers(plan: dict[str, Any]) -> list[int]:
+        """0 … K-1: what `materialize_shard` is mapped over."""
+        return list(range(plan["shards"]))
+
+    @task
+    def materialize_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
+        """Read, compute and validate one shard's plot-seasons; stage its part."""
+        from nuru_yield.features import materialize_shard as materialize_one_shard
+
+        return materialize_one_shard(plan, shard).as_dict()
 
     @task(outlets=[plot_features])
-    def publish_plot_features(result: dict[str, Any], **context: Any) -> str:
-        """Check the written partition and announce it on the `plot_features` asset."""
-        from nuru_yield.features import published_partition
+    def publish(plan: dict[str, Any], **context: Any) -> str:
+        """The gate over all shards; write the partition; announce it on `plot_features`."""
+        from nuru_yield.features import publish_features, published_partition
         from nuru_yield.lake import Lake
 
-        partition = published_partition(Lake.from_settings(), result["run_date"])
+        lake = Lake.from_settings()
+        publish_features(plan, lake)
+        partition = published_partition(lake, plan["run_date"])
         announce(context, plot_features, **partition)
         return partition["uri"]
 
-    publish_plot_features(materialize_features())
+    plan = prepare()
+    staged = materialize_shard.partial(plan=plan).expand(shard=shard_numbers(plan))
+    staged >> publish(plan)

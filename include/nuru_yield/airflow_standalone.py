@@ -1,23 +1,28 @@
-"""Drive a real Airflow (``airflow standalone``: scheduler, DAG processor, API server,
-triggerer; LocalExecutor) from the outside, through its REST API v2.
+"""Drive a real Airflow from the outside, through its REST API v2: ``airflow standalone``
+(scheduler, DAG processor, API server, triggerer; LocalExecutor), or a distributed one on
+this machine (:func:`celery_cluster`: scheduler, DAG processor, API server and several
+``airflow celery worker`` processes behind a Redis broker, CeleryExecutor).
 
-Used by ``make demo`` and the end-to-end test: both run the project's DAGs through Airflow
+Used by ``make demo`` and the end-to-end tests: both run the project's DAGs through Airflow
 itself rather than calling the library directly. This module does not import Airflow; it
-starts the ``airflow`` command of the current environment as a subprocess.
+starts the ``airflow`` command of the current environment as subprocesses, each carrying a
+per-run mark in its environment so that everything they start is stopped at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,18 @@ FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # Set, with a value unique to each standalone(), in the environment of everything it starts.
 STANDALONE_MARK = "NURU_AIRFLOW_STANDALONE"
+# The name a Celery worker of celery_cluster() reports as its host (see worker_hostname).
+WORKER_NAME = "NURU_AIRFLOW_WORKER"
+
+
+def worker_hostname() -> str:
+    """Airflow's ``[core] hostname_callable`` for the workers of :func:`celery_cluster`.
+
+    Airflow records the host of each task instance (``ti.hostname``) from this callable.
+    Workers on different machines differ by their host names; the workers started here
+    share one machine, so each reports its own name instead, as a separate host would.
+    """
+    return os.environ.get(WORKER_NAME) or socket.getfqdn()
 
 
 class AirflowError(NuruError):
@@ -74,11 +91,12 @@ def airflow_environment(
 
 @dataclass
 class AirflowStandalone:
-    """A running ``airflow standalone`` and a REST API v2 client for it."""
+    """A running Airflow (``airflow standalone`` or the components of a cluster) and a
+    REST API v2 client for it."""
 
     home: Path
     port: int
-    process: subprocess.Popen[bytes]
+    components: dict[str, subprocess.Popen[bytes]]  # name -> process; logs in {name}.log
     client: httpx.Client = field(repr=False)
     mark: str  # the value of STANDALONE_MARK in the environment of its processes
 
@@ -88,7 +106,7 @@ class AirflowStandalone:
 
     def processes(self) -> list[Any]:
         """Every process of this Airflow now (``psutil.Process``; see :func:`_started_by`)."""
-        return _started_by(self.process.pid, self.mark)
+        return _started_by([p.pid for p in self.components.values()], self.mark)
 
     # --- REST helpers -------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -137,20 +155,32 @@ class AirflowStandalone:
         )["task_instances"]
 
     def wait_for_run(
-        self, dag_id: str, run_id: str | None = None, timeout: float = 900
+        self,
+        dag_id: str,
+        run_id: str | None = None,
+        timeout: float = 900,
+        after: str | None = None,
     ) -> dict[str, Any]:
-        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the first run
-        that appears, logging each task's state changes as progress. Raises with the failed
-        tasks when it fails."""
+        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or else the first
+        run due at or after ``after`` (an ISO time; any run when None), logging each task's
+        state changes as progress. Raises with the failed tasks when it fails."""
         deadline = time.monotonic() + timeout
         last_state = None
         task_states: dict[tuple[str, int], str] = {}
+        since = dt.datetime.fromisoformat(after) if after else None
+
+        def wanted(run: dict[str, Any]) -> bool:
+            if run_id is not None:
+                return run["dag_run_id"] == run_id
+            return since is None or dt.datetime.fromisoformat(run["run_after"]) >= since
+
         while True:
             try:
                 runs = self.runs(dag_id)
             except httpx.TimeoutException:  # a busy API server answers late: ask again
                 runs = []
-            run = next((r for r in runs if run_id in (None, r["dag_run_id"])), None)
+            matching = [r for r in runs if wanted(r)]  # newest first
+            run = (matching[-1] if since else matching[0]) if matching else None
             state = run["state"] if run else "not started"
             if state != last_state:
                 log.info("airflow: %s %s", dag_id, state)
@@ -210,11 +240,11 @@ class AirflowStandalone:
         }
 
     def _check_alive(self) -> None:
-        if self.process.poll() is not None:
-            tail = (
-                self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
-            )
-            raise AirflowError(f"airflow standalone exited ({self.process.returncode}):\n{tail}")
+        for name, process in self.components.items():
+            if process.poll() is not None:
+                log_path = self.home / f"{name}.log"
+                tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+                raise AirflowError(f"airflow {name} exited ({process.returncode}):\n{tail}")
 
 
 @contextlib.contextmanager
@@ -222,51 +252,155 @@ def standalone(
     home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 300
 ) -> Iterator[AirflowStandalone]:
     """Start ``airflow standalone`` in ``home`` on a free loopback port; stop it on exit."""
+    with _airflow(home, extra_env, timeout) as start:
+        start("standalone", ["standalone"])
+        yield start.ready()
+
+
+@contextlib.contextmanager
+def celery_cluster(
+    home: Path,
+    *,
+    broker_url: str,
+    metadata_url: str,
+    workers: Sequence[str] = ("worker-a", "worker-b"),
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+) -> Iterator[AirflowStandalone]:
+    """Start Airflow with the CeleryExecutor on this machine: a scheduler, a DAG processor,
+    an API server and one ``airflow celery worker`` per name in ``workers`` (one task at
+    a time each, each reporting its name as its host), on the Redis ``broker_url`` and the
+    PostgreSQL ``metadata_url``. Waits until every worker is ready; stops all on exit."""
+    env = {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+        **(extra_env or {}),
+    }
+    with _airflow(home, env, timeout) as start:
+        start.run("db-migrate", ["db", "migrate"])
+        for component in ("scheduler", "dag-processor", "api-server"):
+            start(component, [component])
+        for name in workers:
+            worker = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--skip-serve-logs"]
+            start(name, worker, {WORKER_NAME: name})
+        airflow = start.ready()
+        for name in workers:
+            _wait_for_line(airflow, name, f"{name}@", "ready", timeout=timeout)
+        yield airflow
+
+
+class _Starter:
+    """Starts marked Airflow processes in ``home``; :meth:`ready` waits for the API."""
+
+    def __init__(self, home: Path, env: dict[str, str], port: int, timeout: float) -> None:
+        self.home, self.env, self.port, self.timeout = home, env, port, timeout
+        self.components: dict[str, subprocess.Popen[bytes]] = {}
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        self.airflow = AirflowStandalone(
+            home, port, self.components, self.client, env[STANDALONE_MARK]
+        )
+        self._logs: list[Any] = []
+
+    def _command(self, args: list[str]) -> list[str]:
+        return [str(Path(sys.executable).parent / "airflow"), *args]
+
+    def __call__(
+        self, name: str, args: list[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log_file = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed in close()
+        self._logs.append(log_file)
+        process = subprocess.Popen(
+            self._command(args),
+            env={**self.env, **(env or {})},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.components[name] = process
+        return process
+
+    def run(self, name: str, args: list[str]) -> None:
+        """Run one ``airflow`` command to completion (e.g. ``db migrate``)."""
+        with open(self.home / f"{name}.log", "ab") as log_file:
+            done = subprocess.run(
+                self._command(args), env=self.env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        if done.returncode:
+            tail = (self.home / f"{name}.log").read_text(errors="replace")[-1500:]
+            raise AirflowError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{tail}")
+
+    def ready(self) -> AirflowStandalone:
+        _wait_healthy(self.airflow, self.timeout)
+        token = self.client.get("/auth/token").json()["access_token"]
+        self.client.headers["Authorization"] = f"Bearer {token}"
+        return self.airflow
+
+    def close(self) -> None:
+        self.client.close()
+        _stop_tree(list(self.components.values()), self.env[STANDALONE_MARK])
+        for log_file in self._logs:
+            log_file.close()
+
+
+@contextlib.contextmanager
+def _airflow(home: Path, extra_env: Mapping[str, str] | None, timeout: float) -> Iterator[_Starter]:
+    """The environment, marking and teardown every way of running Airflow here shares."""
     if shutil.which("airflow", path=str(Path(sys.executable).parent)) is None:
         raise AirflowError(
             "the airflow command is not installed next to this Python (run `make setup`)"
         )
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    mark = uuid.uuid4().hex
-    env = {**airflow_environment(home, port, extra_env), STANDALONE_MARK: mark}
-    log_file = open(home / "standalone.log", "ab")  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "airflow"), "standalone"],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    airflow = AirflowStandalone(home, port, process, client, mark)
+    env = {**airflow_environment(home, port, extra_env), STANDALONE_MARK: uuid.uuid4().hex}
+    starter = _Starter(home, env, port, timeout)
     # A plain SIGTERM would end this process without running `finally` and orphan Airflow.
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        _wait_healthy(airflow, timeout)
-        token = client.get("/auth/token").json()["access_token"]
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield airflow
+        yield starter
     finally:
-        client.close()
-        _stop_tree(process, mark)
-        log_file.close()
+        starter.close()
         signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _stop_tree(process: subprocess.Popen[bytes], mark: str, grace: float = 30) -> None:
-    """Stop ``airflow standalone`` and every process it started (see :func:`_started_by`).
+def _wait_for_line(
+    airflow: AirflowStandalone, name: str, *needles: str, timeout: float = 120
+) -> None:
+    """Wait (bounded) until a line of component ``name``'s log holds every needle."""
+    log_path = airflow.home / f"{name}.log"
+    deadline = time.monotonic() + timeout
+    while True:
+        if log_path.exists():
+            lines = log_path.read_text(errors="replace").splitlines()
+            if any(all(needle in line for needle in needles) for line in lines):
+                return
+        airflow._check_alive()
+        if time.monotonic() > deadline:
+            raise AirflowError(f"airflow {name} not ready after {timeout:.0f}s; see {log_path}")
+        time.sleep(0.5)
+
+
+def _stop_tree(
+    processes: subprocess.Popen[bytes] | Sequence[subprocess.Popen[bytes]],
+    mark: str,
+    grace: float = 30,
+) -> None:
+    """Stop Airflow's processes and every process they started (see :func:`_started_by`).
     SIGTERM first; whatever still runs after ``grace`` seconds, including anything started
     meanwhile, is killed, named in the log, and waited for, so nothing outlives the
     caller's ``with``."""
     import psutil
 
-    members = _started_by(process.pid, mark)
+    roots = [processes] if isinstance(processes, subprocess.Popen) else list(processes)
+    pids = [root.pid for root in roots]
+    members = _started_by(pids, mark)
     for member in members:
         with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
     if still_running := _wait_gone(members, grace):
-        stubborn = _wait_gone(list({*still_running, *_started_by(process.pid, mark)}), 0)
+        stubborn = _wait_gone(list({*still_running, *_started_by(pids, mark)}), 0)
         log.warning(
             "airflow: %d process(es) still running %.0fs after SIGTERM; killing %s",
             len(stubborn),
@@ -282,11 +416,12 @@ def _stop_tree(process: subprocess.Popen[bytes], mark: str, grace: float = 30) -
                 "airflow: still running after SIGKILL: %s",
                 ", ".join(_describe(member) for member in survivors),
             )
-    process.wait()
+    for root in roots:
+        root.wait()
 
 
-def _started_by(root: int, mark: str) -> list[Any]:
-    """Process ``root``, its descendants, and every process whose environment carries
+def _started_by(roots: int | Sequence[int], mark: str) -> list[Any]:
+    """Processes ``roots``, their descendants, and every process whose environment carries
     ``mark`` in :data:`STANDALONE_MARK`. Airflow's scheduler, DAG processor, API server and
     task workers run in sessions of their own, so the process group does not reach them,
     and one whose parent has died is re-parented out of the tree; the environment they all
@@ -294,9 +429,10 @@ def _started_by(root: int, mark: str) -> list[Any]:
     import psutil
 
     found: dict[int, psutil.Process] = {}
-    with contextlib.suppress(psutil.NoSuchProcess):
-        parent = psutil.Process(root)
-        found = {member.pid: member for member in (parent, *parent.children(recursive=True))}
+    for root in [roots] if isinstance(roots, int) else roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(root)
+            found |= {member.pid: member for member in (parent, *parent.children(recursive=True))}
     for candidate in psutil.process_iter():
         if candidate.pid not in found:
             with contextlib.suppress(psutil.Error):
@@ -359,7 +495,7 @@ def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
         airflow._check_alive()
         if time.monotonic() > deadline:
             raise AirflowError(
-                f"airflow standalone not healthy after {timeout:.0f}s; see {airflow.log_path}"
+                f"Airflow not healthy after {timeout:.0f}s; see the logs in {airflow.home}"
             )
         time.sleep(1)
 
@@ -373,9 +509,8 @@ def run_chain(
     for dag_id in CHAIN:
         airflow.unpause(dag_id)
     run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
-    finished = {
-        "feature_materialization": airflow.wait_for_run("feature_materialization", run_id, timeout)
-    }
-    for dag_id in CHAIN[1:]:
-        finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout)
+    first = airflow.wait_for_run("feature_materialization", run_id, timeout)
+    finished = {"feature_materialization": first}
+    for dag_id in CHAIN[1:]:  # the runs this one triggered, not those of earlier nights
+        finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout, after=first["run_after"])
     return finished

@@ -20,10 +20,12 @@ app = typer.Typer(
     add_completion=False,
 )
 db_app = typer.Typer(help="Manage the predictions database.", no_args_is_help=True)
+lake_app = typer.Typer(help="Manage the lake's layout.", no_args_is_help=True)
 bench_app = typer.Typer(
     help="Benchmarks that print ratios against a bare baseline.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(lake_app, name="lake")
 app.add_typer(bench_app, name="bench")
 
 DateOption = Annotated[
@@ -69,13 +71,30 @@ def db_upgrade() -> None:
     typer.echo(f"database schema at version {version}")
 
 
+@lake_app.command("upgrade")
+def lake_upgrade() -> None:
+    """Move raw NDVI files not yet split by plot bucket into buckets (idempotent)."""
+    from nuru_yield.lake import Lake
+    from nuru_yield.raw_layout import upgrade_lake
+
+    moved = upgrade_lake(Lake.from_settings())
+    for source, rows in moved:
+        typer.echo(f"{source}: {rows:,} rows split into plot buckets")
+    typer.echo(f"lake layout up to date ({len(moved)} file(s) moved)")
+
+
 @app.command()
-def features(date: DateOption) -> None:
+def features(
+    date: DateOption,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Shards (default FEATURE_SHARDS).")
+    ] = None,
+) -> None:
     """Materialize season-to-date plot features for one date."""
     from nuru_yield.features import materialize
     from nuru_yield.lake import Lake
 
-    result = materialize(Lake.from_settings(), date.date())
+    result = materialize(Lake.from_settings(), date.date(), shards=shards)
     typer.echo(
         f"{result.run_date}: {result.rows:,} plot-seasons, {result.rejected:,} rejected; "
         f"{result.features_uri}"
@@ -214,6 +233,27 @@ def bench_scoring(
     from nuru_yield.bench.scoring import run_bench
 
     run_bench(plots, shards=shards, db_url=db_url, model=model, interactions=interactions)
+
+
+@bench_app.command("night")
+def bench_night(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Default: one per 250,000 plot-seasons.")
+    ] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Shards run at a time.")] = 1,
+    db_url: Annotated[
+        str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
+) -> None:
+    """Time one whole night (features, scoring, publish) in shards, per step and shard."""
+    from nuru_yield.bench.night import run_bench
+    from nuru_yield.config import get_settings
+
+    workdir = get_settings().nuru_home / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    run_bench(plots, shards, parallel, db_url=db_url, model=model, workdir=workdir)
 
 
 @bench_app.command("api")

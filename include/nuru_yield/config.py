@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         "to the run date counts against VALIDATION_MAX_BAD_SHARE (a stalled feed fails the run).",
     )
     scoring_shards: int = Field(4, ge=1, le=1024)
+    feature_shards: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Feature materialization shards: memory per shard grows with N / shards.",
+    )
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
     )

@@ -30,6 +30,9 @@ WEATHER_SCHEMA = pa.schema(
         ("srad_mj_m2", pa.float64()),
     ]
 )
+# Each year's NDVI is split into this many plot buckets (hash of plot_id, see
+# nuru_yield.raw_layout), so that a feature shard reads only its plots' scenes.
+NDVI_PLOT_BUCKETS = 32
 NDVI_SCHEMA = pa.schema(
     [
         ("plot_id", pa.int64()),

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -24,6 +25,7 @@ from urllib.parse import urlparse
 from nuru_yield.errors import LakeError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     import pyarrow.fs as pafs
@@ -52,7 +54,38 @@ def weather_year_path(year: int, part: str = "part-0") -> str:
 
 
 def ndvi_year_path(year: int, part: str = "part-0") -> str:
+    """A file of one year's NDVI not yet partitioned by plot bucket (the layout before
+    ``nuru-yield lake upgrade``; still read, more slowly: see :mod:`nuru_yield.raw_layout`)."""
     return f"{RAW_NDVI}/year={year}/{part}.parquet"
+
+
+def ndvi_year_dir(year: int) -> str:
+    return f"{RAW_NDVI}/year={year}"
+
+
+def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
+    """A file of one year's NDVI for the plots of one bucket (docs/DESIGN.md, raw input
+    contract)."""
+    return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
+
+
+def parts_dir(prefix: str, date: dt.date | str) -> str:
+    """Where the shards of a sharded step stage the ``{prefix}/{date}/`` partition until one
+    publish step assembles it. ``_parts`` is invisible to dataset readers and to
+    :meth:`Lake.partition_dates`."""
+    return f"{prefix}/_parts/{_day(date)}"
+
+
+def shard_part_path(
+    prefix: str,
+    date: dt.date | str,
+    shard: int,
+    shards: int,
+    name: str = "part",
+    suffix: str = ".parquet",
+) -> str:
+    """What shard ``shard`` of ``shards`` stages for the ``{prefix}/{date}/`` partition."""
+    return f"{parts_dir(prefix, date)}/{name}-{shard:04d}-of-{shards:04d}{suffix}"
 
 
 def features_path(date: dt.date | str) -> str:
@@ -77,6 +110,24 @@ def drift_report_path(date: dt.date | str) -> str:
 
 def drift_html_path(date: dt.date | str) -> str:
     return f"{DRIFT}/{_day(date)}/drift_report.html"
+
+
+# Key-value metadata of a file assembled from shard parts: JSON list of the first row group
+# of each part, and one past the last (see Lake.assemble_parquet, part_row_groups).
+PART_ROW_GROUPS = "nuru_yield.part_row_groups"
+
+
+def part_row_groups(parquet_file: pq.ParquetFile, part: int, parts: int) -> list[int] | None:
+    """The row groups of part ``part`` in a file assembled from ``parts`` parts by
+    :meth:`Lake.assemble_parquet`; None when the file was not assembled from that many."""
+    metadata = parquet_file.schema_arrow.metadata or {}
+    raw = metadata.get(PART_ROW_GROUPS.encode())
+    if raw is None:
+        return None
+    starts = json.loads(raw)
+    if len(starts) != parts + 1 or starts[-1] != parquet_file.metadata.num_row_groups:
+        return None
+    return list(range(starts[part], starts[part + 1]))
 
 
 # Parquet writer defaults: dictionary encoding off for float columns is ~4x faster to write
@@ -307,6 +358,92 @@ class Lake:
                 rows += batch.num_rows
         return self.uri(path), rows
 
+    def write_parquet_split(
+        self,
+        paths: Sequence[str],
+        schema: pa.Schema,
+        batches: Iterable[pa.RecordBatch | pa.Table],
+        split: Callable[[pa.RecordBatch | pa.Table], np.ndarray],
+    ) -> list[tuple[str, int]]:
+        """Stream batches into several parquet files at once: row ``i`` of a batch goes to
+        ``paths[split(batch)[i]]``. Every file is written atomically, empty ones too, so a
+        rewrite leaves no file of an earlier write behind. Returns (URI, rows) per path."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        rows = [0] * len(paths)
+        with contextlib.ExitStack() as stack:
+            writers = []
+            for path in paths:
+                tmp = stack.enter_context(self.atomic_local_file(path, ".parquet"))
+                writers.append(
+                    stack.enter_context(
+                        pq.ParquetWriter(
+                            tmp,
+                            schema,
+                            use_dictionary=_dictionary_columns(schema),
+                            **_WRITE_OPTIONS,
+                        )
+                    )
+                )
+            for batch in batches:
+                target = np.asarray(split(batch))
+                order = np.argsort(target, kind="stable")
+                ordered = batch.take(order)
+                bounds = np.searchsorted(target[order], np.arange(len(paths) + 1))
+                for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+                    if stop > start:
+                        writers[index].write(ordered.slice(start, stop - start))
+                        rows[index] += int(stop - start)
+        return [(self.uri(path), count) for path, count in zip(paths, rows, strict=True)]
+
+    def assemble_parquet(
+        self,
+        parts: Sequence[str],
+        destination: str,
+        schema: pa.Schema,
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[str, int]:
+        """One parquet file from the parts of a sharded step, in order; returns (URI, rows).
+
+        A single part is moved into place (no rewrite). Several are copied row group by
+        row group into a new file, written atomically, whose key-value ``metadata`` (JSON
+        values) records where each part starts (``nuru_yield.part_row_groups``), so that a
+        reader of one shard can skip the others' row groups. Memory: one row group.
+        Raises :class:`LakeError` naming the parts that are missing.
+        """
+        import pyarrow.parquet as pq
+
+        missing = [index for index, part in enumerate(parts) if not self.exists(part)]
+        if missing:
+            raise LakeError(
+                f"cannot assemble {self.uri(destination)}: parts of shards {missing} are missing"
+            )
+        if len(parts) == 1:
+            self.move(parts[0], destination)
+            return self.uri(destination), self.open_parquet(destination).metadata.num_rows
+        files = [self.open_parquet(part) for part in parts]
+        starts = [0]
+        for part in files:
+            starts.append(starts[-1] + part.metadata.num_row_groups)
+        layout = {**(metadata or {}), PART_ROW_GROUPS: json.dumps(starts)}
+        rows = 0
+        with (
+            self.atomic_local_file(destination, ".parquet") as tmp,
+            pq.ParquetWriter(
+                tmp,
+                schema.with_metadata({**(schema.metadata or {}), **layout}),
+                use_dictionary=_dictionary_columns(schema),
+                **_WRITE_OPTIONS,
+            ) as writer,
+        ):
+            for part in files:
+                for index in range(part.metadata.num_row_groups):
+                    group = part.read_row_group(index).cast(schema)
+                    writer.write_table(group, row_group_size=max(group.num_rows, 1))
+                    rows += group.num_rows
+        return self.uri(destination), rows
+
     def write_bytes(self, path: str, data: bytes) -> str:
         with self.atomic_local_file(path) as tmp:
             tmp.write_bytes(data)
@@ -352,18 +489,25 @@ class Lake:
         return json.loads(self.read_bytes(path))
 
     def read_parquet(
-        self, path: str, columns: list[str] | None = None, filters: Any = None
+        self, path: str | Sequence[str], columns: list[str] | None = None, filters: Any = None
     ) -> pa.Table:
-        """Read one parquet file, or every parquet file below a directory (hive partitions)."""
+        """Read one parquet file, every parquet file below a directory (hive partitions), or
+        the files of a list of paths (no partition columns)."""
         import pyarrow.dataset as ds
 
         try:
+            if isinstance(path, str):
+                source: str | list[str] = self._key(path)
+                partitioning: str | None = "hive"
+            else:
+                source, partitioning = [self._key(p) for p in path], None
             dataset = ds.dataset(
-                self._key(path), filesystem=self.filesystem, format="parquet", partitioning="hive"
+                source, filesystem=self.filesystem, format="parquet", partitioning=partitioning
             )
             return dataset.to_table(columns=columns, filter=filters)
         except (OSError, FileNotFoundError) as error:
-            raise self._error("read", path, error) from error
+            where = path if isinstance(path, str) else ", ".join(path)
+            raise self._error("read", where, error) from error
 
     def open_parquet(self, path: str) -> pq.ParquetFile:
         """An open parquet file for streaming with ``iter_batches`` (bounded memory).

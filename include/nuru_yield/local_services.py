@@ -1,5 +1,6 @@
 """Throwaway local services for benchmarks, the demo's Airflow and the tests: a free
-loopback port, a PostgreSQL cluster of our own, a scratch database on it."""
+loopback port, a PostgreSQL cluster of our own, a scratch database on it, a Redis server
+(the Celery broker of a distributed Airflow)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +92,45 @@ def scratch_database(admin_url: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def throwaway_redis(timeout: float = 30.0) -> Iterator[str]:
+    """A Redis server of our own on a free loopback port, nothing persisted; yields its URL
+    (``redis://127.0.0.1:PORT/0``) and stops it afterwards."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise NuruError(
+            "Redis is needed: put redis-server on PATH (Debian: apt-get install redis-server)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="nuru-redis-"))
+    port = free_port()
+    log_file = root / "redis.log"
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root)]
+    command += ["--save", "", "--appendonly", "no", "--logfile", str(log_file)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _answers_ping(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_file.read_text(errors="replace").strip().splitlines()[-1:]
+                raise NuruError(f"redis-server did not start: {' '.join(tail)[:300]}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

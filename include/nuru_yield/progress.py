@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,3 +34,18 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             last_report = now
             share = f" ({done / total:.0%})" if total else ""
             log.info("%s: %d/%s%s, %.1fs", description, done, total or "?", share, now - started)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB.
+
+    On Linux from ``VmHWM`` of ``/proc/self/status``: ``getrusage``'s ``ru_maxrss`` carries
+    the parent's peak into a child started by fork and exec (a process spawned by a big
+    benchmark reported the benchmark's memory, not its own).
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024

@@ -7,9 +7,11 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from nuru_yield import lake as paths
 from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
+from nuru_yield.config import reset_settings
 from nuru_yield.lake import Lake
 
 DAG_ID = "feature_materialization"
@@ -29,25 +31,28 @@ def test_dag_structure(load_dag: Any) -> None:
     assert "nightly" in (dag.doc_md or "").lower() and dag.tags
     assert dag.timetable.expression == "0 0 * * *"
     assert "run_date" in dag.params
-    materialize, publish = (
-        dag.get_task("materialize_features"),
-        dag.get_task("publish_plot_features"),
-    )
-    assert publish.upstream_task_ids == {"materialize_features"}
-    assert materialize.retries == 2 and materialize.owner == "nuru-yield"
-    assert materialize.execution_timeout is not None and materialize.on_failure_callback
+    prepare, shard, publish = (dag.get_task(t) for t in ("prepare", "materialize_shard", "publish"))
+    assert shard.upstream_task_ids == {"prepare", "shard_numbers"}
+    assert publish.upstream_task_ids == {"prepare", "materialize_shard"}
+    for task in (prepare, shard, publish):
+        assert task.retries == 2 and task.owner == "nuru-yield"
+        assert task.execution_timeout is not None and task.on_failure_callback
     assert plot_features in publish.outlets
-    assert dag.get_task("materialize_features").outlets == []
+    assert shard.outlets == [] and prepare.outlets == []
 
 
 def _task_states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> None:
+def test_dag_test_writes_the_partition_and_updates_the_asset(
+    load_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    reset_settings()
     lake = Lake.from_settings()
     build_raw(lake, plots=300, grid=SMALL_GRID)
     logical = dt.datetime.combine(RUN_DATE, dt.time(), tzinfo=dt.UTC)
@@ -55,6 +60,8 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> N
     run = load_dag(DAG_ID).test(logical_date=logical)
 
     assert str(run.state) == "success", _task_states(run)
+    shards = [ti.map_index for ti in run.get_task_instances() if ti.task_id == "materialize_shard"]
+    assert sorted(shards) == [0, 1, 2]
     table = pq.read_table(lake.root / paths.features_path(RUN_DATE))
     rejected = pq.read_table(lake.root / paths.rejected_path(RUN_DATE))
     assert table.num_rows + rejected.num_rows == 300 and table.num_rows >= 290
@@ -69,6 +76,10 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(load_dag: Any) -> N
         )
     assert [event.extra["run_date"] for event in events] == [RUN_DATE.isoformat()]
     assert events[0].extra["rows"] == table.num_rows
+    report = lake.read_json(paths.validation_path(RUN_DATE))
+    assert [shard["shard"] for shard in report["shards"]] == [0, 1, 2]
+    assert sum(shard["rows"] for shard in report["shards"]) == table.num_rows
+    assert lake.list("features/_parts") == []
 
 
 def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> None:
@@ -83,7 +94,40 @@ def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> Non
 
     states = _task_states(run)
     assert str(run.state) == "failed"
-    assert states == {"materialize_features": "failed", "publish_plot_features": "upstream_failed"}
+    assert states == {
+        "prepare": "success",
+        "shard_numbers": "success",
+        "materialize_shard": "success",
+        "publish": "failed",
+    }
     report = lake.read_json(paths.validation_path(RUN_DATE))
     assert report["status"] == "failed" and "plots.missing_county" in report["failed_checks"]
     assert not lake.exists(paths.features_path(RUN_DATE))
+
+
+def test_a_failing_shard_fails_the_run_and_leaves_the_published_partition(
+    load_dag: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+
+    from nuru_yield.contract import NDVI_PLOT_BUCKETS
+    from nuru_yield.sharding import shard_buckets
+
+    monkeypatch.setenv("FEATURE_SHARDS", "2")
+    reset_settings()
+    lake = Lake.from_settings()
+    build_raw(lake, plots=300, grid=SMALL_GRID)
+    conf = {"run_date": RUN_DATE.isoformat()}
+    assert str(load_dag(DAG_ID).test(run_conf=conf, logical_date=None).state) == "success"
+    published = {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")}
+    # A raw NDVI file that only shard 1 reads, and cannot: no contract columns.
+    bucket = shard_buckets(1, 2, NDVI_PLOT_BUCKETS)[0]
+    lake.write_parquet(paths.ndvi_bucket_path(RUN_DATE.year, bucket, "bad"), pa.table({"x": [1]}))
+
+    run = load_dag(DAG_ID).test(run_conf=conf, logical_date=None)
+
+    assert str(run.state) == "failed"
+    shards = {ti.map_index: str(ti.state) for ti in run.get_task_instances() if ti.map_index >= 0}
+    assert shards == {0: "success", 1: "failed"}
+    assert _task_states(run)["publish"] == "upstream_failed"
+    assert {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")} == published

@@ -1,8 +1,12 @@
-"""The whole nightly chain under a real Airflow (scheduler, DAG processor, API server,
-LocalExecutor): trigger ``feature_materialization`` through the REST API v2, let the Asset
-chain run ``batch_scoring`` and ``drift_monitoring``, then check what a user would look at —
-the predictions partition in PostgreSQL, the ``scoring_runs`` row, the drift rows, and an
-API lookup of a scored plot.
+"""The whole nightly chain under a real Airflow: trigger ``feature_materialization``
+through the REST API v2, let the Asset chain run ``batch_scoring`` and ``drift_monitoring``,
+then check what a user would look at — the predictions partition in PostgreSQL, the
+``scoring_runs`` row, the drift rows, and an API lookup of a scored plot.
+
+First under ``airflow standalone`` (LocalExecutor, as ``make demo``), then again for the
+same night under the CeleryExecutor with two ``airflow celery worker`` processes behind a
+Redis broker (as in production): the metadata DB must show the feature and scoring shards
+spread over both workers, and the rerun must publish exactly what the LocalExecutor did.
 """
 
 from __future__ import annotations
@@ -15,13 +19,18 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from nuru_yield.airflow_standalone import run_chain, standalone
+from nuru_yield.airflow_standalone import AirflowStandalone, celery_cluster, run_chain, standalone
 from nuru_yield.config import reset_settings
 from nuru_yield.lake import Lake, features_path
 
 RUN_DATE = "2025-06-15"
+# Features and scoring: more mapped tasks than workers. The worker that ran the task before
+# the shards may still be freeing its slot when they are queued (seconds, on a busy
+# machine): with three shards the other worker would have to run two of them meanwhile.
+SHARDS = "3"
+WORKERS = ("worker-a", "worker-b")
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -33,7 +42,8 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     from nuru_yield.training.candidates import TrainingParams
 
     monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
-    monkeypatch.setenv("SCORING_SHARDS", "2")
+    monkeypatch.setenv("SCORING_SHARDS", SHARDS)
+    monkeypatch.setenv("FEATURE_SHARDS", SHARDS)
     reset_settings()
     lake = Lake.from_settings()
     generate_to_lake(lake, plots=400, start_year=2022, end_year=2025, seed=3)
@@ -55,25 +65,81 @@ def airflow_metadata_url(postgres_server: str) -> str:
     return postgres_server.rsplit("/", 1)[0] + "/airflow_e2e"
 
 
-def test_asset_chain_runs_under_real_airflow(
-    demo_world: str, airflow_metadata_url: str, nuru_home: Path
-) -> None:
-    metadata = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_metadata_url}
-    with standalone(nuru_home / "airflow", extra_env=metadata) as airflow:
-        runs = run_chain(airflow, RUN_DATE, timeout=900)
-        overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
-        started = airflow.processes()
+def _stopped_cleanly(started: list[psutil.Process]) -> None:
     survivors = [
         f"{member.pid} {member.cmdline()}"
         for member in started
         if member.is_running() and member.status() != psutil.STATUS_ZOMBIE
     ]
-    assert not survivors, f"Airflow processes outlived the standalone context: {survivors}"
-    print("airflow overhead (wall / sum of task run times):", json.dumps(overhead, indent=2))
+    assert not survivors, f"Airflow processes outlived their context: {survivors}"
 
+
+def _chain(airflow: AirflowStandalone) -> tuple[dict[str, dict], list[psutil.Process]]:
+    runs = run_chain(airflow, RUN_DATE, timeout=900)
+    overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
+    print("airflow overhead (wall / sum of task run times):", json.dumps(overhead, indent=2))
     assert {run["state"] for run in runs.values()} == {"success"}
     assert runs["batch_scoring"]["triggered_by"] == "asset"
     assert runs["drift_monitoring"]["triggered_by"] == "asset"
+    return runs, airflow.processes()
+
+
+def _published(predictions_db: str) -> dict[str, object]:
+    """The night as published: features, predictions and drift rows (order-independent)."""
+    features = Lake.from_settings().read_parquet(features_path(RUN_DATE)).to_pylist()
+    engine = sa.create_engine(predictions_db)
+    with engine.connect() as conn:
+        predictions = conn.execute(
+            sa.text(
+                "SELECT plot_id, season_year, season, model_name, model_version, "
+                "predicted_yield_kg_per_ha, yield_lower, yield_upper, top_drivers "
+                "FROM predictions WHERE run_date = :d ORDER BY plot_id, season_year, season"
+            ),
+            {"d": RUN_DATE},
+        ).all()
+        drift = conn.execute(
+            sa.text(
+                "SELECT feature, county, statistic, value, drifted FROM drift_reports "
+                "WHERE run_date = :d ORDER BY feature, county NULLS FIRST"
+            ),
+            {"d": RUN_DATE},
+        ).all()
+    engine.dispose()
+    return {
+        "features": sorted(features, key=lambda row: (row["plot_id"], row["season"])),
+        "predictions": [tuple(row) for row in predictions],
+        "drift": [tuple(row) for row in drift],
+    }
+
+
+def _hosts(metadata_url: str, runs: dict[str, dict], task_id: str) -> dict[int, tuple]:
+    """map_index -> (hostname, queue, state, start, end) of a mapped task in ``runs``."""
+    engine = sa.create_engine(metadata_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT map_index, hostname, queue, state, start_date, end_date "
+                "FROM task_instance WHERE task_id = :task AND run_id IN :runs"
+            ).bindparams(sa.bindparam("runs", expanding=True)),
+            {"task": task_id, "runs": [run["dag_run_id"] for run in runs.values()]},
+        ).all()
+    engine.dispose()
+    return {
+        row.map_index: (
+            row.hostname, row.queue, row.state, f"{row.start_date:%T.%f}", f"{row.end_date:%T.%f}"
+        )
+        for row in rows
+    }  # fmt: skip
+
+
+def test_the_chain_runs_under_local_and_celery_executors_with_the_same_result(
+    demo_world: str, airflow_metadata_url: str, redis_url: str, nuru_home: Path
+) -> None:
+    metadata = {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_metadata_url}
+    with standalone(nuru_home / "airflow", extra_env=metadata) as airflow:
+        _chain(airflow)
+        started = airflow.processes()
+    _stopped_cleanly(started)
 
     in_progress = Lake.from_settings().read_parquet(features_path(RUN_DATE)).num_rows
     assert in_progress > 0
@@ -114,3 +180,25 @@ def test_asset_chain_runs_under_real_airflow(
     assert body["run_date"] == RUN_DATE
     assert body["model_version"] == scoring_run.model_version
     assert body["yield_lower"] < body["predicted_yield_kg_per_ha"] < body["yield_upper"]
+
+    # The same night again, on two Celery workers: a rerun that replaces the partitions.
+    local = _published(demo_world)
+    with celery_cluster(
+        nuru_home / "airflow-celery",
+        broker_url=redis_url,
+        metadata_url=airflow_metadata_url,
+        workers=WORKERS,
+    ) as airflow:
+        runs, started = _chain(airflow)
+    _stopped_cleanly(started)
+
+    for task_id, dag_id in (
+        ("materialize_shard", "feature_materialization"),
+        ("score_shard", "batch_scoring"),
+    ):
+        tasks = _hosts(airflow_metadata_url, {dag_id: runs[dag_id]}, task_id)
+        assert sorted(tasks) == list(range(int(SHARDS))), tasks
+        assert {task[2] for task in tasks.values()} == {"success"}
+        assert {task[1] for task in tasks.values()} == {"default"}
+        assert {task[0] for task in tasks.values()} == set(WORKERS), (task_id, tasks)
+    assert _published(demo_world) == local

@@ -2,7 +2,9 @@
 features file, replaced by random bytes, an empty file, a truncated parquet file, CSV, a
 parquet file of another schema or other types, a parquet file without rows, and one with a
 damaged page header. Each run ends in one ``error:`` line that names the file or the failed
-check (or passes, where the damage leaves a valid input), never a traceback."""
+check (or passes, where the damage leaves a valid input), never a traceback. A damaged file
+in one NDVI plot bucket is named so by the feature shard that reads it; a storage error
+while reading stays a LakeError (retried), not bad input."""
 
 from __future__ import annotations
 
@@ -10,13 +12,18 @@ import io
 import os
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from nuru_yield import lake as paths
 from nuru_yield.cli import main
+from nuru_yield.config import reset_settings
+from nuru_yield.contract import NDVI_SCHEMA
 from nuru_yield.lake import Lake
+from nuru_yield.raw_layout import ndvi_bucket
+from nuru_yield.sharding import shard_of
 from tests.fixtures.scoring import RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import error_lines, rows, runs
 from tests.unit.test_features import AS_OF
@@ -70,6 +77,8 @@ def test_a_damaged_raw_file_fails_the_feature_run_in_one_line(
 ) -> None:
     lake = Lake.from_settings()
     write_raw(lake, ten_plots())
+    if table == "ndvi":
+        _flat_ndvi(lake)
     path = RAW_FILES[table]
     lake.write_bytes(path, DAMAGE[damage](lake.read_bytes(path)))
 
@@ -83,6 +92,81 @@ def test_a_damaged_raw_file_fails_the_feature_run_in_one_line(
     expected = f"validation failed: {NO_ROWS[table]}" if damage == "no rows" else path
     assert line.startswith("error: ") and expected in line, line
     assert not lake.exists(paths.features_path(AS_OF))  # nothing half-made looks current
+
+
+def _flat_ndvi(lake: Lake) -> None:
+    """The year's NDVI as one file not split by plot bucket (a lake before `nuru-yield lake
+    upgrade`, still read by every shard), so that one damaged file holds every scene."""
+    scenes = lake.read_parquet(paths.ndvi_year_dir(2025)).select(NDVI_SCHEMA.names)
+    for path in lake.list(paths.ndvi_year_dir(2025)):
+        lake.delete(path)
+    lake.write_parquet(paths.ndvi_year_path(2025), scenes)
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_ndvi_bucket_fails_a_sharded_feature_run_naming_the_file(
+    damage: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    reset_settings()
+    lake = Lake.from_settings()
+    write_raw(lake, ten_plots())
+    plot = 6  # in shard 2 of 3, with clear scenes
+    assert shard_of(np.array([plot]), 3)[0] == 2
+    path = paths.ndvi_bucket_path(2025, int(ndvi_bucket([plot])[0]))
+    lake.write_bytes(path, DAMAGE[damage](lake.read_bytes(path)))
+
+    if damage == "no rows":  # valid input: the bucket's plots have no scenes, the run passes
+        main(["features", "--date", AS_OF.isoformat()])
+        features = lake.read_parquet(paths.features_path(AS_OF)).to_pandas()
+        assert features.set_index("plot_id").loc[plot, "ndvi_missing"]
+        assert lake.read_json(paths.validation_path(AS_OF))["counts"]["plot_features"] == 10
+        return
+    with pytest.raises(SystemExit) as exited:
+        main(["features", "--date", AS_OF.isoformat()])
+
+    err = capsys.readouterr().err
+    assert exited.value.code == 1
+    assert "Traceback" not in err
+    (line,) = error_lines(err)
+    assert line.startswith("error: ") and path in line, line
+    assert not lake.exists(paths.features_path(AS_OF))
+
+
+_NETWORK = "AWS Error NETWORK_CONNECTION during GetObject operation: connection reset"
+
+
+def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not bad input: Airflow retries a LakeError, never a DataValidationError."""
+    from nuru_yield.errors import LakeError
+    from nuru_yield.features import materialize
+
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    reset_settings()
+    lake = Lake.from_settings()
+    write_raw(lake, ten_plots())
+
+    def cut_stream(self: pq.ParquetFile, *args: object, **kwargs: object):
+        raise OSError(_NETWORK)
+        yield  # a generator, as pyarrow's
+
+    with monkeypatch.context() as patched:  # the one pass over raw/plots.parquet
+        patched.setattr(pq.ParquetFile, "iter_batches", cut_stream)
+        with pytest.raises(LakeError, match=r"cannot read \S*raw/plots.parquet: AWS Error"):
+            materialize(lake, AS_OF)
+
+    read_parquet = Lake.read_parquet
+
+    def unreachable_ndvi(self: Lake, path: object, *args: object, **kwargs: object):
+        if isinstance(path, list):  # a shard's NDVI bucket files
+            raise self._error("read", path[0], OSError(_NETWORK))
+        return read_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "read_parquet", unreachable_ndvi)
+    with pytest.raises(LakeError, match="NETWORK_CONNECTION"):
+        materialize(lake, AS_OF)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)

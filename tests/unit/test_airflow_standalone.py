@@ -76,3 +76,16 @@ def test_stop_leaves_processes_of_another_run_alone() -> None:
         assert running(other)
     finally:
         other.kill()
+
+
+def test_each_celery_worker_reports_its_own_name_as_its_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from nuru_yield.airflow_standalone import WORKER_NAME, worker_hostname
+
+    monkeypatch.delenv(WORKER_NAME, raising=False)
+    assert worker_hostname() == socket.getfqdn()
+    monkeypatch.setenv(WORKER_NAME, "worker-b")
+    assert worker_hostname() == "worker-b"

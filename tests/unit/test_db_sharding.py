@@ -66,3 +66,44 @@ def test_sql_expression_equals_numpy_on_sqlite(shards: int) -> None:
         ).fetchall()
     np.testing.assert_array_equal([plot for plot, _ in rows], ids)
     np.testing.assert_array_equal([shard for _, shard in rows], shard_of(ids, shards))
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 8, 13, 200])
+def test_arrow_filter_equals_numpy_and_places_every_row_once(shards: int) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from nuru_yield.sharding import shard_filter
+
+    ids = sample_ids()
+    unhashable = [None, -1, -(2**40), MAX_PLOT_ID + 1, 2**62]
+    table = pa.table({"plot_id": pa.array([*ids.tolist(), *unhashable], pa.int64())})
+    expected = shard_of(ids, shards)
+    seen = []
+    for shard in range(shards):
+        rows = ds.dataset(table).to_table(filter=shard_filter("plot_id", shard, shards))
+        got = rows["plot_id"].to_pylist()
+        hashable = [i for i in got if i is not None and 0 <= i <= MAX_PLOT_ID]
+        assert sorted(hashable) == sorted(ids[expected == shard].tolist())
+        if shard:
+            assert len(hashable) == len(got)  # ids it cannot hash: shard 0 only
+        seen.extend(got)
+    assert len(seen) == table.num_rows
+
+
+@pytest.mark.parametrize("buckets", [1, 7, 32, 64])
+@pytest.mark.parametrize("shards", [1, 3, 8, 32, 33, 100])
+def test_the_buckets_of_a_shard_hold_all_its_plots_and_few_others(
+    shards: int, buckets: int
+) -> None:
+    from nuru_yield.sharding import shard_buckets
+
+    ids = sample_ids()
+    shard, bucket = shard_of(ids, shards), shard_of(ids, buckets)
+    for s in range(shards):
+        named = shard_buckets(s, shards, buckets)
+        assert set(bucket[shard == s]) <= set(named)
+        assert len(named) <= -(-buckets // shards) + 1
+    assert 0 in shard_buckets(0, shards, buckets)
+    covered = sorted(b for s in range(shards) for b in shard_buckets(s, shards, buckets))
+    assert set(covered) == set(range(buckets))

@@ -50,9 +50,11 @@ REQUIRED_SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-worker",
+    "redis",
     "inference-api",
 }
-OPTIONAL_SERVICES = {"nginx": "nginx", "grafana": "grafana"}
+OPTIONAL_SERVICES = {"nginx": "nginx", "grafana": "grafana", "flower": "flower"}
 SECRETS = {
     "POSTGRES_PASSWORD",
     "AIRFLOW_DB_PASSWORD",
@@ -395,6 +397,7 @@ def test_airflow_services_mount_the_project_and_run_its_components(
         "airflow-scheduler": ["scheduler"],
         "airflow-dag-processor": ["dag-processor"],
         "airflow-triggerer": ["triggerer"],
+        "airflow-worker": ["celery", "worker"],
     }
     for name, command in expected.items():
         service = services[name]
@@ -403,8 +406,15 @@ def test_airflow_services_mount_the_project_and_run_its_components(
         for folder in ("dags", "plugins", "include"):
             assert mounts[f"./{folder}"] == f"/opt/airflow/{folder}"
         environment = _environment(service)
-        assert environment["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert environment["AIRFLOW__CELERY__BROKER_URL"] == "redis://redis:6379/0"
         assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow")
+        assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].endswith("@postgres:5432/airflow")
+        assert "redis" in service["depends_on"]
+    workers = services["airflow-worker"]
+    assert int(workers["deploy"]["replicas"]) >= 2, "at least two Celery workers"
+    assert "inspect ping" in " ".join(_command(workers["healthcheck"]["test"]))
+    assert _command(services["redis"]["healthcheck"]["test"]) == ["CMD", "redis-cli", "ping"]
     init = _command(services["airflow-init"]["command"])
     assert init[:2] == ["bash", "-c"] and "airflow db migrate" in init[2]
     assert _command(services["nuru-init"]["entrypoint"]) + _command(
@@ -419,6 +429,9 @@ def test_airflow_options_set_by_environment_exist() -> None:
         "airflow/config_templates/config.yml"
     )
     sections = yaml.safe_load(Path(config).read_text())
+    from airflow.providers.celery.get_provider_info import get_provider_info
+
+    sections |= get_provider_info()["config"]  # [celery]: the CeleryExecutor's provider
     names = set(re.findall(r"\bAIRFLOW__([A-Z_]+?)__([A-Z_]+)\b", COMPOSE_FILE.read_text()))
     assert names
     for section, option in names:
@@ -821,7 +834,7 @@ def test_read_only_role_reads_tables_created_later_and_writes_nothing(
 # --- CI ----------------------------------------------------------------------------------
 
 
-def test_ci_workflow_runs_make_test_with_postgresql_15() -> None:
+def test_ci_workflow_runs_make_test_with_postgresql_15_and_redis() -> None:
     workflow = yaml.safe_load(WORKFLOW.read_text())
     workflow["on"] = workflow.pop(True)  # YAML 1.1 reads the key `on` as a boolean
     assert _validation_errors(workflow, _vendored_schema("github-workflows.json")) == []
@@ -829,6 +842,7 @@ def test_ci_workflow_runs_make_test_with_postgresql_15() -> None:
     assert job["env"]["CI"] == "true"
     steps = " ".join(step.get("run", "") for step in job["steps"])
     assert "postgresql-15" in steps and "/usr/lib/postgresql/15/bin" in steps
+    assert "redis-server" in steps
     assert job["steps"][-1]["run"] == "make test"
     (python,) = [step for step in job["steps"] if "setup-python" in step.get("uses", "")]
     assert python["with"]["python-version"] == "3.11"
@@ -902,3 +916,61 @@ def test_dags_use_only_connections_pools_and_variables_that_are_defined() -> Non
     assert connections <= set(settings.connections)
     assert pools <= set(settings.pools) | {"default_pool"}
     assert variables <= set(settings.variables)
+
+
+# --- KubernetesExecutor pod template (documented, not run on a cluster here) ------------
+
+
+def test_pod_template_is_a_pod_with_a_base_container_and_real_settings() -> None:
+    from nuru_yield.config import Settings
+
+    pod = yaml.safe_load((REPO / "docker" / "pod_template.yaml").read_text())
+    assert _validation_errors(pod, _POD_SCHEMA) == []
+    assert (pod["apiVersion"], pod["kind"]) == ("v1", "Pod")
+    (container,) = pod["spec"]["containers"]
+    assert container["name"] == "base"  # what the KubernetesExecutor requires
+    assert pod["spec"]["restartPolicy"] == "Never"
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "KubernetesExecutor"
+    fields = {name.upper() for name in Settings.model_fields}
+    assert {name for name in env if not name.startswith("AIRFLOW__")} <= fields
+    assert env["FEATURE_SHARDS"] == env["SCORING_SHARDS"]
+    mounts = {mount["name"] for mount in container["volumeMounts"]}
+    assert mounts <= {volume["name"] for volume in pod["spec"]["volumes"]}
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi") and float(limit[:-2]) <= 2  # the per-shard goal
+
+
+# The parts of a Kubernetes Pod the template uses (types and required keys).
+_POD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "metadata": {"type": "object", "properties": {"labels": {"type": "object"}}},
+        "spec": {
+            "type": "object",
+            "required": ["containers"],
+            "properties": {
+                "containers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "image"],
+                        "properties": {
+                            "env": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "value"],
+                                    "properties": {"value": {"type": "string"}},
+                                },
+                            },
+                            "resources": {"type": "object"},
+                        },
+                    },
+                },
+                "volumes": {"type": "array", "items": {"required": ["name"]}},
+            },
+        },
+    },
+}

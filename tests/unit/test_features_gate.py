@@ -1,11 +1,13 @@
 """The feature gate against inputs that used to pass it and hurt later: plot ids the scorer
 cannot shard, an empty plots table, a stalled or missing weather feed, and planting dates
-outside their season (in the future or in another season) that were skipped silently."""
+outside their season (in the future or in another season) that were skipped silently.
+Each runs in one feature shard and in three: the gate judges the night, not a shard."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,8 +22,10 @@ from tests.unit.test_features import AS_OF, plot
 from tests.unit.test_features_materialize import ten_plots, write_raw
 
 
-@pytest.fixture
-def lake() -> Lake:
+@pytest.fixture(params=[1, 3], ids=["1 shard", "3 shards"])
+def lake(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    monkeypatch.setenv("FEATURE_SHARDS", str(request.param))
+    reset_settings()
     return Lake.from_settings()
 
 
@@ -172,3 +176,52 @@ def test_a_misdated_season_is_reported_only_while_it_runs() -> None:
     assert reported("2025-02-01") and reported("2025-06-01")
     assert reported("2026-01-27")  # 31 July + 180 days
     assert not reported("2026-01-28")
+
+
+def test_out_of_range_plot_ids_are_quarantined_by_shard_0_and_reach_no_scoring_shard(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nuru_yield.scoring.run import _shard_batches
+
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.3")
+    reset_settings()
+    lake = Lake.from_settings()
+    inputs = ten_plots()
+    plots = inputs.plots.copy()
+    plots.loc[plots["plot_id"] == 6, "plot_id"] = MAX_PLOT_ID + 1  # 6 hashes to shard 2
+    plots.loc[plots["plot_id"] == 4, "plot_id"] = -5  # 4 hashes to shard 1
+    write_raw(lake, _with_plots(inputs, plots))
+
+    materialize(lake, AS_OF)
+
+    assert _rejected(lake) == {MAX_PLOT_ID + 1: "plot_id_out_of_range", -5: "plot_id_out_of_range"}
+    report = lake.read_json(paths.validation_path(AS_OF))
+    assert [shard["rejected"] for shard in report["shards"]] == [2, 0, 0]
+    assert report["counts"]["plot_seasons_read"] == 11  # ten in progress, one of 2024
+    # Scoring hashes every plot id it reads (and refuses one out of range): each of its
+    # shards reads its own plots, and none of them holds a quarantined id.
+    path = paths.features_path(AS_OF)
+    scored = [
+        batch["plot_id"].to_numpy()
+        for shard in range(3)
+        for batch in _shard_batches(lake, path, shard, 3)
+    ]
+    assert sorted(np.concatenate(scored)) == [0, 1, 2, 3, 5, 7, 8, 9]
+
+
+def test_shards_without_plot_seasons_do_not_fail_a_night_that_has_some(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FEATURE_SHARDS", "3")
+    reset_settings()
+    lake = Lake.from_settings()
+    inputs = ten_plots()
+    write_raw(lake, _with_plots(inputs, inputs.plots[inputs.plots["plot_id"].isin([0, 2, 5])]))
+
+    result = materialize(lake, AS_OF)  # shards 1 and 2 read no plot-season
+
+    assert result.rows == 3
+    report = lake.read_json(paths.validation_path(AS_OF))
+    assert [shard["plot_seasons"] for shard in report["shards"]] == [3, 0, 0]
+    assert report["counts"]["plot_seasons_read"] == 3

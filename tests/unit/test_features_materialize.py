@@ -23,19 +23,20 @@ from nuru_yield.features import (
 from nuru_yield.features.checks import NDVI_CHECKS, WEATHER_CHECKS, Check, plot_checks
 from nuru_yield.features.validation import run_suite
 from nuru_yield.lake import Lake
+from nuru_yield.raw_layout import write_ndvi_year
 from tests.unit.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, weather
 
 
 def write_raw(lake: Lake, inputs: RawInputs) -> None:
-    """Write hand-made tables in the raw contract's layout (weather and NDVI by year)."""
+    """Write hand-made tables in the raw contract's layout (weather by year, NDVI by year
+    and plot bucket)."""
     lake.write_parquet(paths.RAW_PLOTS, _dated(inputs.plots, "planting_date"))
     lake.write_parquet(paths.RAW_WEATHER_CELLS, inputs.cells)
-    for frame, path in (
-        (inputs.weather, paths.weather_year_path),
-        (inputs.ndvi, paths.ndvi_year_path),
-    ):
-        for year, rows in frame.groupby(frame["date"].dt.year):
-            lake.write_parquet(path(int(year)), _dated(rows, "date"))
+    for year, rows in inputs.weather.groupby(inputs.weather["date"].dt.year):
+        lake.write_parquet(paths.weather_year_path(int(year)), _dated(rows, "date"))
+    for year, rows in inputs.ndvi.groupby(inputs.ndvi["date"].dt.year):
+        table = _dated(rows, "date")
+        write_ndvi_year(lake, int(year), table.schema, [table])
 
 
 def _dated(frame: pd.DataFrame, column: str) -> pa.Table:

@@ -13,6 +13,7 @@ import pytest
 
 from nuru_yield import lake as paths
 from nuru_yield.cli import main
+from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.lake import Lake
 from nuru_yield.sample_data import SampleDataSummary, generate_to_lake
 from nuru_yield.sample_data.counties import COUNTIES, NATIONAL_EXPECTED_T_HA
@@ -91,7 +92,7 @@ EXPECTED_SCHEMAS = {
         ("tmax_c", pa.float64()),
         ("srad_mj_m2", pa.float64()),
     ],
-    paths.ndvi_year_path(END): [
+    paths.ndvi_bucket_path(END, 0): [
         ("plot_id", pa.int64()),
         ("date", pa.date32()),
         ("ndvi", pa.float64()),
@@ -120,10 +121,11 @@ def test_every_year_is_written_and_reported(generated: tuple[Lake, SampleDataSum
         paths.RAW_WEATHER_CELLS,
         paths.RAW_YIELDS,
         *(paths.weather_year_path(y) for y in years),
-        *(paths.ndvi_year_path(y) for y in years),
     }
-    assert set(lake.list("raw", ".parquet")) == expected
-    assert {uri for uri, _ in summary.files} == {lake.uri(p) for p in expected}
+    ndvi_buckets = {paths.ndvi_bucket_path(y, b) for y in years for b in range(NDVI_PLOT_BUCKETS)}
+    assert set(lake.list("raw", ".parquet")) == expected | ndvi_buckets
+    ndvi_years = {paths.ndvi_year_dir(y) for y in years}
+    assert {uri for uri, _ in summary.files} == {lake.uri(p) for p in expected | ndvi_years}
     rendered = summary.render()
     for uri, rows in summary.files:
         assert f"{uri}  {rows:,} rows" in rendered
@@ -361,5 +363,5 @@ def test_generates_the_same_files_into_an_s3_lake(
     generate_to_lake(local, **args)
     assert all(uri.startswith(f"s3://{s3_bucket}/lake/raw/") for uri, _ in summary.files)
     assert remote.list("raw", ".parquet") == local.list("raw", ".parquet")
-    for path in (paths.RAW_PLOTS, paths.ndvi_year_path(2024), paths.RAW_YIELDS):
+    for path in (paths.RAW_PLOTS, paths.ndvi_year_dir(2024), paths.RAW_YIELDS):
         assert remote.read_parquet(path).equals(local.read_parquet(path)), path

@@ -9,16 +9,29 @@ generator's or the baseline's. The last line a benchmark prints is one JSON obje
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from nuru_yield.progress import peak_rss_mb
+
+__all__ = [
+    "Measured",
+    "emit",
+    "environment",
+    "peak_rss_mb",
+    "run_isolated",
+    "run_isolated_many",
+]
 
 T = TypeVar("T")
 
@@ -30,19 +43,21 @@ class Measured:
     result: Any
     seconds: float
     peak_rss_mb: float
+    cpu_seconds: float = 0.0
+    """User + system CPU of the process (all its threads) during the call: what a busy,
+    shared machine changes least."""
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timed_call(func: Callable[..., T], args: tuple[Any, ...], log_level: int) -> Measured:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds()
     result = func(*args)
-    return Measured(result, time.perf_counter() - started, peak_rss_mb())
+    return Measured(result, time.perf_counter() - started, peak_rss_mb(), _cpu_seconds() - cpu)
 
 
 def run_isolated(func: Callable[..., Any], *args: Any) -> Measured:
@@ -55,6 +70,43 @@ def run_isolated(func: Callable[..., Any], *args: Any) -> Measured:
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         level = logging.getLogger().getEffectiveLevel()
         return pool.submit(_timed_call, func, args, level).result()
+
+
+def run_isolated_many(
+    func: Callable[..., Any], calls: Sequence[tuple[Any, ...]], parallel: int
+) -> tuple[list[Measured], float]:
+    """Run ``func(*args)`` for every ``args`` of ``calls``, each in a fresh process, at most
+    ``parallel`` at a time (as an executor with that many slots would); returns their
+    results in order and the wall time of the whole."""
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()
+    started = time.perf_counter()
+    with ProcessPoolExecutor(
+        max_workers=parallel, mp_context=context, max_tasks_per_child=1
+    ) as pool:
+        futures = [pool.submit(_timed_call, func, args, level) for args in calls]
+        results = [future.result() for future in futures]
+    return results, time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables (the settings of this process and of the processes it
+    spawns) for the block; restore them and reload the settings afterwards."""
+    from nuru_yield.config import reset_settings
+
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    reset_settings()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_settings()
 
 
 def emit(result: dict[str, Any]) -> None:

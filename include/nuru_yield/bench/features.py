@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,10 @@ import pyarrow as pa
 
 from nuru_yield import lake as paths
 from nuru_yield.bench import emit, run_isolated
+from nuru_yield.contract import NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.features import columns as c
 from nuru_yield.lake import Lake
+from nuru_yield.raw_layout import write_ndvi_year
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +56,30 @@ class Grid:
 KENYA = Grid()  # 3,510 cells over Kenya
 NDVI_OBS_PER_PLOT = 15
 BAD_ROW_SHARE = 0.001  # per kind of bad plot row and bad observation
+CHUNK_PLOTS = 500_000  # plots generated at a time: memory stays flat at any N
 
 
 def build_raw(lake: Lake, plots: int, seed: int = 7, grid: Grid = KENYA) -> None:
-    """Write the raw contract for ``plots`` Long Rains plot-seasons in progress on RUN_DATE."""
-    rng = np.random.default_rng(seed)
-    _write_cells_and_weather(lake, rng, grid)
-    planting = _write_plots(lake, plots, rng, grid)
-    _write_ndvi(lake, planting, rng)
+    """Write the raw contract for ``plots`` Long Rains plot-seasons in progress on RUN_DATE,
+    streaming ``CHUNK_PLOTS`` plots at a time (NDVI split into plot buckets)."""
+    _write_cells_and_weather(lake, np.random.default_rng([seed, 0]), grid)
+    chunks = range(0, plots, CHUNK_PLOTS)
+    planting: list[np.ndarray] = []
+
+    def plot_chunks() -> Iterator[pa.Table]:
+        for start in chunks:
+            rng = np.random.default_rng([seed, 1, start])
+            table, dates = _plots(start, min(plots, start + CHUNK_PLOTS), rng, grid)
+            planting.append(dates)
+            yield table
+
+    lake.write_parquet_batches(paths.RAW_PLOTS, PLOTS_SCHEMA, plot_chunks())
+
+    def ndvi_chunks() -> Iterator[pa.Table]:
+        for start, dates in zip(chunks, planting, strict=True):
+            yield _ndvi(start, dates, np.random.default_rng([seed, 2, start]))
+
+    write_ndvi_year(lake, RUN_DATE.year, NDVI_SCHEMA, ndvi_chunks())
 
 
 def _write_cells_and_weather(lake: Lake, rng: np.random.Generator, grid: Grid) -> None:
@@ -98,59 +117,59 @@ def _write_cells_and_weather(lake: Lake, rng: np.random.Generator, grid: Grid) -
     )
 
 
-def _write_plots(lake: Lake, n: int, rng: np.random.Generator, grid: Grid) -> np.ndarray:
+def _plots(
+    first: int, stop: int, rng: np.random.Generator, grid: Grid
+) -> tuple[pa.Table, np.ndarray]:
+    """Plot-seasons ``first + 1 … stop`` (ids) and their planting dates."""
+    n = stop - first
     span = (PLANTING_LAST - PLANTING_FIRST).days + 1
     planting = np.datetime64(PLANTING_FIRST) + rng.integers(0, span, n)
     latitude = grid.lat0 + rng.random(n) * (grid.n_lat - 1) * grid.step
-    plot_id = np.arange(1, n + 1, dtype=np.int64)
+    plot_id = np.arange(first + 1, stop + 1, dtype=np.int64)
     bad = rng.random(n)
     latitude[bad < BAD_ROW_SHARE] = 95.0  # out of range
     plot_id[(bad >= BAD_ROW_SHARE) & (bad < 2 * BAD_ROW_SHARE)] = 1  # duplicate key
     missing_date = (bad >= 2 * BAD_ROW_SHARE) & (bad < 3 * BAD_ROW_SHARE)
-    lake.write_parquet(
-        paths.RAW_PLOTS,
-        pa.table(
-            {
-                "plot_id": plot_id,
-                "latitude": latitude,
-                "longitude": grid.lon0 + rng.random(n) * (grid.n_lon - 1) * grid.step,
-                "altitude": rng.uniform(300.0, 2800.0, n),
-                "county": pa.array([f"County {k:02d}" for k in range(1, 48)]).take(
-                    rng.integers(0, 47, n)
-                ),
-                "season": pa.array(["Long Rains"] * n),
-                "season_year": np.full(n, RUN_DATE.year),
-                "planting_date": pa.array(planting, pa.date32(), mask=missing_date),
-            }
-        ),
+    table = pa.table(
+        {
+            "plot_id": plot_id,
+            "latitude": latitude,
+            "longitude": grid.lon0 + rng.random(n) * (grid.n_lon - 1) * grid.step,
+            "altitude": rng.uniform(300.0, 2800.0, n),
+            "county": pa.array([f"County {k:02d}" for k in range(1, 48)]).take(
+                rng.integers(0, 47, n)
+            ),
+            "season": pa.array(["Long Rains"] * n),
+            "season_year": np.full(n, RUN_DATE.year),
+            "planting_date": pa.array(planting, pa.date32(), mask=missing_date),
+        },
+        schema=PLOTS_SCHEMA,
     )
-    return planting
+    return table, planting
 
 
-def _write_ndvi(lake: Lake, planting: np.ndarray, rng: np.random.Generator) -> None:
-    """15 observations per plot, one per slice of [planting − 14 d, RUN_DATE] (rarely two
-    on one day, where slices meet)."""
+def _ndvi(first: int, planting: np.ndarray, rng: np.random.Generator) -> pa.Table:
+    """15 observations per plot (ids ``first + 1 …``), one per slice of [planting − 14 d,
+    RUN_DATE] (rarely two on one day, where slices meet)."""
     n, k = len(planting), NDVI_OBS_PER_PLOT
-    first = planting - np.timedelta64(14, "D")
-    length = (np.datetime64(RUN_DATE) - first).astype(np.int64) + 1
+    start = planting - np.timedelta64(14, "D")
+    length = (np.datetime64(RUN_DATE) - start).astype(np.int64) + 1
     offset = ((np.arange(k) + rng.random((n, k))) * (length[:, None] / k)).astype(np.int64)
-    date = first[:, None] + offset
+    date = start[:, None] + offset
     age = (date - planting[:, None]).astype(np.float64)
     ndvi = 0.2 + 0.6 / (1.0 + np.exp(-(age - 45.0) / 10.0)) + rng.normal(0.0, 0.04, (n, k))
     bad = rng.random((n, k))
     ndvi[bad < BAD_ROW_SHARE] = 5.0  # out of range
     ndvi[(bad >= BAD_ROW_SHARE) & (bad < 2 * BAD_ROW_SHARE)] = np.nan
     cloud = rng.beta(0.6, 1.2, (n, k))
-    lake.write_parquet(
-        paths.ndvi_year_path(RUN_DATE.year),
-        pa.table(
-            {
-                "plot_id": np.repeat(np.arange(1, n + 1, dtype=np.int64), k),
-                "date": date.ravel(),
-                "ndvi": ndvi.ravel(),
-                "cloud_fraction": pa.array(cloud.ravel(), mask=rng.random(n * k) < 0.03),
-            }
-        ),
+    return pa.table(
+        {
+            "plot_id": np.repeat(np.arange(first + 1, first + n + 1, dtype=np.int64), k),
+            "date": pa.array(date.ravel(), pa.date32()),
+            "ndvi": ndvi.ravel(),
+            "cloud_fraction": pa.array(cloud.ravel(), mask=rng.random(n * k) < 0.03),
+        },
+        schema=NDVI_SCHEMA,
     )
 
 
@@ -232,7 +251,7 @@ clear AS (
            lag(n.ndvi) OVER w AS previous_ndvi, lag(n.date) OVER w AS previous_date
     FROM located l
     JOIN ends e USING ({window})
-    JOIN read_parquet('{root / paths.RAW_NDVI}/*/*.parquet') n
+    JOIN read_parquet('{root / paths.RAW_NDVI}/**/*.parquet') n
       ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND e.window_end
     WHERE isfinite(n.ndvi) AND n.ndvi BETWEEN -1 AND 1
       AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {c.CLEAR_MAX_CLOUD})

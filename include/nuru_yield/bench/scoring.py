@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from nuru_yield.bench import emit, run_isolated
+from nuru_yield.bench import emit, environment, run_isolated
 from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
 
 COUNTIES = ("Bungoma", "Kakamega", "Machakos", "Murang'a", "Nakuru", "Trans Nzoia")
@@ -248,7 +248,6 @@ def run_bench(
 ) -> dict[str, Any]:
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
-    from nuru_yield.config import reset_settings
     from nuru_yield.db import upgrade
     from nuru_yield.lake import Lake, features_path
     from nuru_yield.local_services import scratch_database, throwaway_postgres
@@ -257,10 +256,7 @@ def run_bench(
         home = stack.enter_context(tempfile.TemporaryDirectory(prefix="nuru-bench-scoring-"))
         admin_url = db_url or stack.enter_context(throwaway_postgres())[0]
         database = stack.enter_context(scratch_database(admin_url))
-        saved = {name: os.environ.get(name) for name in ("NURU_HOME", "PREDICTIONS_DB_URL")}
-        stack.callback(_restore_environment, saved)
-        os.environ.update({"NURU_HOME": home, "PREDICTIONS_DB_URL": database})
-        reset_settings()
+        stack.enter_context(environment({"NURU_HOME": home, "PREDICTIONS_DB_URL": database}))
         upgrade()
         params = bench_params(model, interactions)
         train_model(120_000, params)
@@ -297,14 +293,3 @@ def run_bench(
     }
     emit(result)
     return result
-
-
-def _restore_environment(saved: dict[str, str | None]) -> None:
-    from nuru_yield.config import reset_settings
-
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    reset_settings()

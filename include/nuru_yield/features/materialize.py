@@ -1,11 +1,34 @@
-"""``features/{D}/`` partition: load → compute → validate → write (the I/O edge).
+"""The ``features/{D}/`` partition in K shards: prepare → shard × K → publish (the I/O edge).
 
-Called by ``nuru-yield features --date D`` and by the ``feature_materialization`` DAG.
-Each file is written atomically, ``validation.json`` last. A rerun for D replaces the
-partition's files and removes any other file in it; no other partition is touched.
-When the gate fails, the run writes ``rejected.parquet`` and ``validation.json`` for
-diagnosis, deletes any ``plot_features.parquet`` of an earlier run (so no stale table
-looks current) and raises :class:`~nuru_yield.errors.DataValidationError`.
+The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same shards
+(``hash(plot_id) mod K``, :mod:`nuru_yield.sharding`):
+
+* :func:`prepare_features` fixes the run (id, K, window, threshold, weather lag) in a small
+  JSON-able :class:`FeaturePlan`, clears what an earlier attempt staged, splits the
+  plot-seasons that can be in progress into one staged file per shard (one streaming pass
+  over ``raw/plots.parquet`` and its years of history, instead of one per shard; ids that
+  cannot be hashed go to shard 0, which quarantines them), and validates once what every
+  shard shares: the weather cells, the window's daily weather, and the number of
+  plot-seasons read for the night (none fails ``plots.no_plot_seasons``).
+* :func:`materialize_shard` reads only its shard of the raw inputs (its plot-seasons, the
+  NDVI of its plot buckets, the weather of its plots' cells), computes their features and
+  validates its slice (plot-seasons, NDVI, output, how current its plots' weather is). It
+  stages three parts under
+  ``features/_parts/{D}/``: features, quarantined rows, and its report (checks, counts,
+  timings, peak memory, host) — the report last, so its presence means the shard is done.
+  Memory grows with the shard, not with the lake; a rerun of a shard replaces its parts.
+* :func:`publish_features` is the one validation gate over the whole run: every check is
+  judged on the counts summed over the shards (:func:`~.validation.combine`). Passed: the
+  features parts are assembled into ``plot_features.parquet`` (row groups aligned with the
+  shards, so a scoring shard with the same K reads only its own), then ``rejected.parquet``
+  and ``validation.json`` last; the parts are removed. Failed: ``rejected.parquet`` and
+  ``validation.json`` are written for diagnosis, any ``plot_features.parquet`` of an earlier
+  run is deleted (so no stale table looks current) and
+  :class:`~nuru_yield.errors.DataValidationError` is raised. A shard that fails stops the
+  run before publish: the partitions already published stay as they were.
+
+:func:`materialize` runs the three steps in one process (``nuru-yield features``); the
+``feature_materialization`` DAG runs them as tasks.
 """
 
 from __future__ import annotations
@@ -14,11 +37,13 @@ import contextlib
 import datetime as dt
 import importlib
 import logging
+import socket
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -29,8 +54,9 @@ from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
 from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.features.compute import season_to_date
-from nuru_yield.features.raw import load_raw
-from nuru_yield.features.validation import validate
+from nuru_yield.features.raw import load_raw, load_shared, split_plots
+from nuru_yield.features.validation import ValidationReport, combine, validate
+from nuru_yield.progress import peak_rss_mb, track
 
 if TYPE_CHECKING:
     from nuru_yield.config import Settings
@@ -39,6 +65,62 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REJECTED_SCHEMA = PLOTS_SCHEMA.append(pa.field("reason", pa.string()))
+# Parquet key-value metadata: the feature run that wrote a file (parts and partition).
+RUN_ID_KEY = "nuru_yield.feature_run_id"
+PLOTS_PART, FEATURES_PART = "plots", "plot_features"
+REJECTED_PART, REPORT_PART = "rejected", "report"
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """What every step of one feature run shares (passed between Airflow tasks via XCom):
+    the shards read these values, not their own settings, so that all of them agree."""
+
+    run_id: str
+    run_date: str
+    shards: int
+    season_max_days: int
+    threshold: float
+    weather_max_lag_days: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: Mapping[str, Any]) -> FeaturePlan:
+        return cls(**payload)
+
+    @property
+    def day(self) -> dt.date:
+        return dt.date.fromisoformat(self.run_date)
+
+    @property
+    def window_start(self) -> dt.date:
+        """First day any plot-season in progress on the run date can need."""
+        return self.day - dt.timedelta(days=self.season_max_days)
+
+    def part(self, shard: int, name: str, suffix: str = ".parquet") -> str:
+        return paths.shard_part_path(paths.FEATURES, self.day, shard, self.shards, name, suffix)
+
+    @property
+    def inputs_report(self) -> str:
+        return f"{paths.parts_dir(paths.FEATURES, self.day)}/inputs.json"
+
+
+@dataclass
+class FeatureShardResult:
+    """What one shard staged (small, for XCom and ``validation.json``)."""
+
+    shard: int
+    plot_seasons: int
+    rows: int
+    rejected: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    host: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -51,64 +133,201 @@ class MaterializeResult:
     validation_uri: str
     rows: int
     rejected: int
+    shards: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def materialize(
-    lake: Lake, run_date: dt.date | str, settings: Settings | None = None
-) -> MaterializeResult:
-    """Compute, validate and write the season-to-date features of ``run_date``."""
-    from nuru_yield.config import get_settings
+def _plan(plan: FeaturePlan | Mapping[str, Any]) -> FeaturePlan:
+    return plan if isinstance(plan, FeaturePlan) else FeaturePlan.from_dict(plan)
 
+
+def prepare_features(
+    lake: Lake,
+    run_date: dt.date | str,
+    shards: int | None = None,
+    settings: Settings | None = None,
+) -> FeaturePlan:
+    """Open a feature run for ``run_date`` (see the module docstring)."""
+    from nuru_yield.config import get_settings
+    from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
+
+    started = time.perf_counter()
     settings = settings or get_settings()
     day = dt.date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
+    plan = FeaturePlan(
+        run_id=f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}",
+        run_date=day.isoformat(),
+        shards=shards or settings.feature_shards,
+        season_max_days=settings.season_max_days,
+        threshold=settings.validation_max_bad_share,
+        weather_max_lag_days=settings.weather_max_lag_days,
+    )
+    preload = _import_in_background("great_expectations")
+    for stale in lake.list(paths.parts_dir(paths.FEATURES, day)):
+        lake.delete(stale)
+    unbucketed = unbucketed_ndvi_files(lake, range(plan.window_start.year, day.year + 1))
+    if unbucketed:
+        log.warning(
+            "features %s: %d raw NDVI file(s) are not split by plot bucket, so every shard "
+            "reads them in full (%s); run `%s`",
+            day,
+            len(unbucketed),
+            ", ".join(unbucketed[:3]),
+            UPGRADE_COMMAND,
+        )
+    # One pass over the plot-seasons, so that no shard reads the whole table.
+    parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
+    plot_seasons = sum(rows for _, rows in split_plots(lake, plan.window_start, day, parts))
+    cells, weather = load_shared(lake, plan.window_start, day)
+    preload.join()
+    report = validate(
+        cells=cells,
+        weather=weather,
+        threshold=plan.threshold,
+        season_max_days=plan.season_max_days,
+        max_cell_distance_km=MAX_CELL_DISTANCE_KM,
+        run_date=day,
+        weather_max_lag_days=plan.weather_max_lag_days,
+        plot_seasons_read=plot_seasons,
+    )
+    del cells, weather
+    lake.write_json(
+        plan.inputs_report,
+        {
+            "run_id": plan.run_id,
+            **report.to_json(),
+            "unbucketed_ndvi_files": unbucketed,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    log.info("features %s: run %s in %d shard(s)", day, plan.run_id, plan.shards)
+    return plan
+
+
+def materialize_shard(
+    plan: FeaturePlan | Mapping[str, Any], shard: int, lake: Lake | None = None
+) -> FeatureShardResult:
+    """Compute, validate and stage the features of one shard (see the module docstring)."""
+    from nuru_yield.lake import Lake
+
+    plan = _plan(plan)
+    if not 0 <= shard < plan.shards:
+        raise ValueError(f"shard must be between 0 and {plan.shards - 1}, got {shard}")
+    lake = lake or Lake.from_settings()
+    day = plan.day
     seconds: dict[str, float] = {}
     preload = _import_in_background("great_expectations")
-    with _timed(seconds, "load"):
-        raw = load_raw(lake, day - dt.timedelta(days=settings.season_max_days), day)
-    with _timed(seconds, "compute"):
-        result = season_to_date(raw, day, settings.season_max_days, MAX_CELL_DISTANCE_KM)
-    with _timed(seconds, "validate"):
+    with _timed(seconds, "load", shard):
+        raw = load_raw(
+            lake,
+            plan.window_start,
+            day,
+            shard=shard,
+            shards=plan.shards,
+            plots_path=plan.part(shard, PLOTS_PART),
+        )
+    with _timed(seconds, "compute", shard):
+        result = season_to_date(raw, day, plan.season_max_days, MAX_CELL_DISTANCE_KM)
+    with _timed(seconds, "validate", shard):
         preload.join()
         report = validate(
             plots=result.plots,
-            cells=raw.cells,
-            weather=raw.weather,
             ndvi=raw.ndvi,
             features=result.features,
-            threshold=settings.validation_max_bad_share,
-            season_max_days=settings.season_max_days,
+            threshold=plan.threshold,
+            season_max_days=plan.season_max_days,
             max_cell_distance_km=MAX_CELL_DISTANCE_KM,
             run_date=day,
-            plot_seasons_read=len(raw.plots),
-            weather_max_lag_days=settings.weather_max_lag_days,
+            weather_max_lag_days=plan.weather_max_lag_days,
+            features_weather=raw.weather,
         )
-    with _timed(seconds, "write"):
-        features_path = paths.features_path(day)
-        if report.passed:
-            features = pa.Table.from_pandas(
-                result.features, schema=OUTPUT_SCHEMA, preserve_index=False
-            )
-            features_uri = lake.write_parquet(features_path, features)
-        else:
-            lake.delete(features_path)
-            features_uri = lake.uri(features_path)
+    stamp = {RUN_ID_KEY: plan.run_id}
+    with _timed(seconds, "write", shard):
+        features = pa.Table.from_pandas(
+            result.features, schema=OUTPUT_SCHEMA.with_metadata(stamp), preserve_index=False
+        )
+        lake.write_parquet(plan.part(shard, FEATURES_PART), features)
         rejected = pa.Table.from_pandas(
-            result.rejected, schema=REJECTED_SCHEMA, preserve_index=False
+            result.rejected, schema=REJECTED_SCHEMA.with_metadata(stamp), preserve_index=False
         )
-        rejected_uri = lake.write_parquet(paths.rejected_path(day), rejected)
-        _remove_strays(lake, day)
-    payload = {"run_date": day.isoformat(), **report.to_json(), "seconds": seconds}
-    validation_uri = lake.write_json(paths.validation_path(day), payload)
+        lake.write_parquet(plan.part(shard, REJECTED_PART), rejected)
+    outcome = FeatureShardResult(
+        shard=shard,
+        plot_seasons=len(result.plots),
+        rows=len(result.features),
+        rejected=len(result.rejected),
+        seconds=seconds,
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        host=socket.gethostname(),
+    )
+    lake.write_json(
+        plan.part(shard, REPORT_PART, ".json"),
+        {"run_id": plan.run_id, "result": outcome.as_dict(), **report.to_json()},
+    )
     log.info(
-        "features %s: %d rows, %d rejected, %s (%s)",
-        day,
-        len(result.features),
-        len(result.rejected),
-        "passed" if report.passed else "FAILED",
+        "features %s shard %d/%d: %d plot-seasons, %d rejected, peak %.0f MB (%s)",
+        day, shard, plan.shards, outcome.rows, outcome.rejected, outcome.peak_rss_mb,
         ", ".join(f"{step} {s:.1f}s" for step, s in seconds.items()),
+    )  # fmt: skip
+    return outcome
+
+
+def publish_features(
+    plan: FeaturePlan | Mapping[str, Any], lake: Lake | None = None
+) -> MaterializeResult:
+    """The gate over every shard, then the partition (see the module docstring)."""
+    from nuru_yield.lake import Lake
+
+    plan = _plan(plan)
+    lake = lake or Lake.from_settings()
+    day = plan.day
+    started = time.perf_counter()
+    done = _already_published(lake, plan)
+    if done is not None:
+        return done
+    inputs, shard_reports = _read_reports(lake, plan)
+    report = combine(
+        [ValidationReport.from_json(r) for r in [inputs, *shard_reports]],
+        run_date=day,
+        season_max_days=plan.season_max_days,
+        weather_max_lag_days=plan.weather_max_lag_days,
+    )
+    results = [FeatureShardResult(**payload["result"]) for payload in shard_reports]
+    features_path = paths.features_path(day)
+    if report.passed:
+        features_uri, rows = _assemble(lake, plan, FEATURES_PART, features_path, OUTPUT_SCHEMA)
+    else:
+        lake.delete(features_path)
+        features_uri, rows = lake.uri(features_path), 0
+    rejected_uri, rejected = _assemble(
+        lake, plan, REJECTED_PART, paths.rejected_path(day), REJECTED_SCHEMA
+    )
+    _remove_strays(lake, day)
+    seconds = {"prepare": inputs["seconds"]}
+    for step in ("load", "compute", "validate", "write"):
+        seconds[step] = round(sum(r.seconds.get(step, 0.0) for r in results), 3)
+    seconds["publish"] = round(time.perf_counter() - started, 3)
+    payload = {
+        "run_date": day.isoformat(),
+        "run_id": plan.run_id,
+        **report.to_json(),
+        "seconds": seconds,
+        "shards": [r.as_dict() for r in results],
+        "unbucketed_ndvi_files": inputs["unbucketed_ndvi_files"],
+    }
+    validation_uri = lake.write_json(paths.validation_path(day), payload)
+    for part in lake.list(paths.parts_dir(paths.FEATURES, day)):
+        lake.delete(part)
+    log.info(
+        "features %s: %d rows, %d rejected over %d shard(s), %s (peak %.0f MB per shard)",
+        day,
+        rows,
+        rejected,
+        plan.shards,
+        "passed" if report.passed else "FAILED",
+        max(r.peak_rss_mb for r in results),
     )
     report.raise_on_failure()
     return MaterializeResult(
@@ -116,9 +335,23 @@ def materialize(
         features_uri=features_uri,
         rejected_uri=rejected_uri,
         validation_uri=validation_uri,
-        rows=len(result.features),
-        rejected=len(result.rejected),
+        rows=rows,
+        rejected=rejected,
+        shards=plan.shards,
     )
+
+
+def materialize(
+    lake: Lake,
+    run_date: dt.date | str,
+    settings: Settings | None = None,
+    shards: int | None = None,
+) -> MaterializeResult:
+    """Prepare, compute every shard and publish, in this process (``nuru-yield features``)."""
+    plan = prepare_features(lake, run_date, shards, settings)
+    for shard in track(range(plan.shards), f"features {plan.run_date}"):
+        materialize_shard(plan, shard, lake)
+    return publish_features(plan, lake)
 
 
 def published_partition(lake: Lake, run_date: dt.date | str) -> dict[str, Any]:
@@ -135,13 +368,76 @@ def published_partition(lake: Lake, run_date: dt.date | str) -> dict[str, Any]:
     return {"run_date": day, "uri": lake.uri(paths.features_path(day)), "rows": rows}
 
 
+def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The inputs report and every shard's, all of this run; names what is missing."""
+    reports = [plan.part(shard, REPORT_PART, ".json") for shard in range(plan.shards)]
+    missing = [shard for shard, path in enumerate(reports) if not lake.exists(path)]
+    if missing or not lake.exists(plan.inputs_report):
+        what = f"shards {missing}" if missing else "the prepare step"
+        raise LakeError(
+            f"cannot publish features {plan.run_date} (run {plan.run_id}): {what} staged "
+            "nothing; run them first"
+        )
+    inputs = lake.read_json(plan.inputs_report)
+    shard_reports = [lake.read_json(path) for path in reports]
+    others = {r["run_id"] for r in [inputs, *shard_reports]} - {plan.run_id}
+    if others:
+        raise LakeError(
+            f"cannot publish features {plan.run_date}: parts of other runs {sorted(others)} "
+            f"in {lake.uri(paths.parts_dir(paths.FEATURES, plan.day))}; rerun from prepare"
+        )
+    return inputs, shard_reports
+
+
+def _assemble(
+    lake: Lake, plan: FeaturePlan, name: str, destination: str, schema: pa.Schema
+) -> tuple[str, int]:
+    """One partition file from the shards' parts (see :meth:`Lake.assemble_parquet`); a
+    retry that finds the single part already moved into place takes it as it is."""
+    parts = [plan.part(shard, name) for shard in range(plan.shards)]
+    if plan.shards == 1 and not lake.exists(parts[0]) and _run_of(lake, destination) == plan.run_id:
+        return lake.uri(destination), lake.open_parquet(destination).metadata.num_rows
+    return lake.assemble_parquet(parts, destination, schema, {RUN_ID_KEY: plan.run_id})
+
+
+def _run_of(lake: Lake, path: str) -> str | None:
+    """The feature run that wrote a parquet file of the lake (None if unknown or absent)."""
+    if not lake.exists(path):
+        return None
+    metadata = lake.open_parquet(path).schema_arrow.metadata or {}
+    run_id = metadata.get(RUN_ID_KEY.encode())
+    return run_id.decode() if run_id else None
+
+
+def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | None:
+    """The result of this run when its ``validation.json`` is already written (a retried
+    publish whose first try got that far); None otherwise."""
+    path = paths.validation_path(plan.day)
+    if not lake.exists(path):
+        return None
+    payload = lake.read_json(path)
+    if payload.get("run_id") != plan.run_id:
+        return None
+    report = ValidationReport.from_json(payload)
+    report.raise_on_failure()
+    features = paths.features_path(plan.day)
+    return MaterializeResult(
+        run_date=plan.run_date,
+        features_uri=lake.uri(features),
+        rejected_uri=lake.uri(paths.rejected_path(plan.day)),
+        validation_uri=lake.uri(path),
+        rows=lake.open_parquet(features).metadata.num_rows,
+        rejected=lake.open_parquet(paths.rejected_path(plan.day)).metadata.num_rows,
+        shards=plan.shards,
+    )
+
+
 def _import_in_background(module: str) -> threading.Thread:
     """Start importing ``module`` in a thread, to overlap with loading and computing.
 
-    Importing great-expectations costs ≈15 s of CPU, as much as computing a million
-    plot-seasons. The thread only imports; the heavy modules of the main thread (numpy,
-    pandas, pyarrow, scipy.spatial) are imported before it starts. A failed import
-    raises again, in the main thread, where the module is used.
+    Importing great-expectations costs seconds of CPU. The thread only imports; the heavy
+    modules of the main thread (numpy, pandas, pyarrow, scipy.spatial) are imported before
+    it starts. A failed import raises again, in the main thread, where the module is used.
     """
 
     def load() -> None:
@@ -162,8 +458,8 @@ def _remove_strays(lake: Lake, day: dt.date) -> None:
 
 
 @contextmanager
-def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+def _timed(seconds: dict[str, float], step: str, shard: int) -> Iterator[None]:
     started = time.perf_counter()
-    log.info("features: %s…", step)
+    log.info("features shard %d: %s…", shard, step)
     yield
     seconds[step] = round(time.perf_counter() - started, 3)

@@ -14,7 +14,9 @@ Two checks look at the night as a whole: ``plots.no_plot_seasons`` (the plots ta
 no plot-season of the season years that can run: an empty or stale ``raw/plots.parquet``)
 and ``plot_features.weather_not_current`` (plot-seasons in progress whose weather cell has
 no rain value in the last ``WEATHER_MAX_LAG_DAYS`` days before the run date: a stalled or
-missing weather feed, which would otherwise shorten every window without a word).
+missing weather feed, which would otherwise shorten every window without a word). In a
+sharded run the first is judged once, where the plots table is read for the whole night;
+the second counts plot-seasons, so the shards' counts add up in :func:`combine`.
 """
 
 from __future__ import annotations
@@ -101,6 +103,15 @@ class ValidationReport:
             "checks": [asdict(result) for result in self.checks],
         }
 
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> ValidationReport:
+        """The report of :meth:`to_json` (e.g. a shard's, read back by the publish step)."""
+        return cls(
+            threshold=payload["threshold"],
+            checks=[CheckResult(**result) for result in payload["checks"]],
+            counts=payload["counts"],
+        )
+
     def raise_on_failure(self) -> None:
         """Raise naming the worst failed check (and how many others failed)."""
         if self.passed:
@@ -122,7 +133,9 @@ def run_suite(
 
     One GE batch per set of columns, holding only those columns: GE copies a batch's
     non-missing rows for each expectation, so narrow batches save time and memory on
-    tables of millions of observations.
+    tables of millions of observations. Every batch comes from the context's one batch
+    definition (the frame is a batch parameter): GE rewrites its whole configuration each
+    time a data source or asset is added, which grew quadratic with the batches of a run.
     """
     if frame.empty:  # GE cannot compute value metrics on no rows; nothing can be bad
         return [
@@ -138,12 +151,7 @@ def run_suite(
     outcomes: dict[str, Any] = {}
     for columns, group in groups.items():
         name = f"{table}.{'+'.join(columns)}"
-        batch = (
-            context.data_sources.add_pandas(name)
-            .add_dataframe_asset(name)
-            .add_batch_definition_whole_dataframe(name)
-            .get_batch(batch_parameters={"dataframe": frame[list(columns)]})
-        )
+        batch = context.get_batch(batch_parameters={"dataframe": frame[list(columns)]})
         suite = gx.ExpectationSuite(name=name)
         for check in group:
             suite.add_expectation(check.expectation(mostly=1.0 - _allowed(check, threshold)))
@@ -177,88 +185,190 @@ def _allowed(check: Check, threshold: float) -> float:
 
 def validate(
     *,
-    plots: pd.DataFrame,
-    cells: pd.DataFrame,
-    weather: pd.DataFrame,
-    ndvi: pd.DataFrame,
-    features: pd.DataFrame,
+    plots: pd.DataFrame | None = None,
+    cells: pd.DataFrame | None = None,
+    weather: pd.DataFrame | None = None,
+    ndvi: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
     threshold: float,
     season_max_days: int,
     max_cell_distance_km: float,
     run_date: dt.date,
-    plot_seasons_read: int,
     weather_max_lag_days: int,
+    plot_seasons_read: int | None = None,
+    features_weather: pd.DataFrame | None = None,
 ) -> ValidationReport:
-    """Run every suite: considered plot-seasons (with ``reason``), cells, weather, NDVI, output.
+    """Run the suite of each table given: considered plot-seasons (with ``reason``), cells,
+    weather, NDVI, output. A sharded run validates the tables every shard shares (cells,
+    weather) once and each shard its own slice of the others; :func:`combine` joins them.
 
     ``plot_seasons_read`` counts the rows of the plots table read for the night (the
-    season years that can run), ``plots`` only those considered on ``run_date``.
+    season years that can run; given by the step that reads the whole table, once per
+    run), ``plots`` only those considered on ``run_date``. ``features_weather`` is the
+    daily weather at the cells of ``features`` (given with them): how current each
+    plot-season's weather is (``plot_features.weather_not_current``).
     """
     report = ValidationReport(threshold=threshold)
     context = _context()
-    read_from = run_date - dt.timedelta(days=season_max_days)
-    lag, latest_weather = weather_lag_days(
-        features["weather_cell_id"].to_numpy(np.int64), weather, run_date, read_from
-    )
-    suites: list[tuple[str, pd.DataFrame, list[Check]]] = [
+    lag: np.ndarray | None = None
+    latest_weather: np.datetime64 | None = None
+    if features is not None:
+        if features_weather is None:
+            raise ValueError("features are validated with the weather at their cells")
+        lag, latest_weather = weather_lag_days(
+            features["weather_cell_id"].to_numpy(np.int64),
+            features_weather,
+            run_date,
+            run_date - dt.timedelta(days=season_max_days),
+        )
+    suites: list[tuple[str, pd.DataFrame | None, list[Check]]] = [
         ("plots", plots, [*plot_checks(max_cell_distance_km), REJECTED_SHARE]),
         ("weather_cells", cells, CELL_CHECKS),
         ("weather", weather, WEATHER_CHECKS),
         (
             "plot_features",
-            pd.DataFrame({"weather_lag_days": lag}),
+            None if lag is None else pd.DataFrame({"weather_lag_days": lag}),
             [_weather_current(weather_max_lag_days)],
         ),
         ("ndvi", ndvi, NDVI_CHECKS),
         ("plot_features", features, output_checks(season_max_days)),
     ]
     for table, frame, checks in suites:
-        report.checks.extend(run_suite(table, frame, checks, threshold, context))
-    report.checks = [
-        _explained(result, run_date, read_from, latest_weather, weather_max_lag_days)
-        for result in report.checks
-    ]
-    if plot_seasons_read == 0:
-        report.checks.insert(0, _no_plot_seasons(read_from, run_date))
-    lag_exceeded = lag > weather_max_lag_days
-    cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
-    rejected = plots["reason"].dropna()
-    report.counts = {
-        "plot_seasons_read": plot_seasons_read,
-        "plots_considered": len(plots),
-        "plots_rejected": len(rejected),
-        "rejected_by_reason": {
-            reason: int(count)
-            for reason, count in rejected.str.split(";").explode().value_counts().items()
-        },
-        "plot_features": len(features),
-        "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
-        "weather_cells": len(cells),
-        "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
-        "weather_rows": len(weather),
-        "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
-        "weather_latest_date": None if latest_weather is None else str(latest_weather),
-        "plot_features_without_current_weather": int(np.count_nonzero(lag_exceeded)),
-        "ndvi_rows": len(ndvi),
-        "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
-        "ndvi_rows_cloudy": cloudy,
-    }
-    for result in report.failures:
-        log.warning("check failed: %s", result.describe())
+        if frame is not None:
+            report.checks.extend(run_suite(table, frame, checks, threshold, context))
+    if plot_seasons_read is not None:
+        report.counts["plot_seasons_read"] = plot_seasons_read
+        if plot_seasons_read == 0:
+            report.checks.insert(0, _no_plot_seasons(run_date, season_max_days))
+    if plots is not None:
+        rejected = plots["reason"].dropna()
+        report.counts |= {
+            "plots_considered": len(plots),
+            "plots_rejected": len(rejected),
+            "rejected_by_reason": {
+                reason: int(count)
+                for reason, count in rejected.str.split(";").explode().value_counts().items()
+            },
+        }
+    if features is not None and lag is not None:
+        report.counts |= {
+            "plot_features": len(features),
+            "plot_features_without_clear_ndvi": int(features["ndvi_missing"].sum()),
+            "weather_latest_date": None if latest_weather is None else str(latest_weather),
+            "plot_features_without_current_weather": int(
+                np.count_nonzero(lag > weather_max_lag_days)
+            ),
+        }
+    if cells is not None:
+        report.counts |= {
+            "weather_cells": len(cells),
+            "weather_cells_dropped": int(failing_any(cells, CELL_CHECKS).sum()),
+        }
+    if weather is not None:
+        report.counts |= {
+            "weather_rows": len(weather),
+            "weather_rows_with_bad_values": int(failing_any(weather, WEATHER_CHECKS).sum()),
+        }
+    if ndvi is not None:
+        cloud = ndvi["cloud_fraction"].to_numpy(np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            cloudy = int(np.count_nonzero(cloud > CLEAR_MAX_CLOUD))
+        report.counts |= {
+            "ndvi_rows": len(ndvi),
+            "ndvi_rows_dropped": int(failing_any(ndvi, NDVI_CHECKS).sum()),
+            "ndvi_rows_cloudy": cloudy,
+        }
+    _explain(report, run_date, season_max_days, weather_max_lag_days)
     return report
+
+
+def combine(
+    reports: Sequence[ValidationReport],
+    *,
+    run_date: dt.date,
+    season_max_days: int,
+    weather_max_lag_days: int,
+) -> ValidationReport:
+    """One report over disjoint parts of the input (the shards of a run, plus the tables
+    they share, validated once): per check the counts are summed and the check is judged
+    again on the totals, as great-expectations judges ``mostly`` (a check may fail over
+    the whole run although no shard failed it, and the other way round); a check that
+    counted no rows anywhere (``plots.no_plot_seasons``) keeps its parts' verdict. Row
+    counts are summed key by key; dates (``weather_latest_date``) take the newest. The
+    run's values (``validate``'s) explain the totals for a person again."""
+    if not reports:
+        raise ValueError("nothing to combine")
+    threshold = reports[0].threshold
+    merged: dict[tuple[str, str], list[CheckResult]] = {}
+    for report in reports:
+        if report.threshold != threshold:
+            raise ValueError(f"cannot combine thresholds {threshold} and {report.threshold}")
+        for result in report.checks:
+            merged.setdefault((result.table, result.check), []).append(result)
+    combined = ValidationReport(threshold=threshold)
+    for parts in merged.values():
+        first = parts[0]
+        elements = sum(part.element_count for part in parts)
+        missing = sum(part.missing_count for part in parts)
+        unexpected = sum(part.unexpected_count for part in parts)
+        checked = elements - missing
+        combined.checks.append(
+            replace(
+                first,
+                element_count=elements,
+                missing_count=missing,
+                unexpected_count=unexpected,
+                unexpected_percent=unexpected / checked * 100
+                if checked
+                else max(part.unexpected_percent for part in parts),
+                success=(checked - unexpected) / checked >= 1.0 - first.allowed_percent / 100
+                if checked
+                else all(part.success for part in parts),
+                detail=first.detail if len(parts) == 1 else "",  # a part's numbers
+            )
+        )
+    for report in reports:
+        combined.counts = _add_counts(combined.counts, report.counts)
+    _explain(combined, run_date, season_max_days, weather_max_lag_days)
+    return combined
+
+
+def _add_counts(total: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = dict(total)
+    for key, value in more.items():
+        if isinstance(value, dict):
+            out[key] = _add_counts(out.get(key, {}), value)
+        elif value is None or isinstance(value, str):  # an ISO date: the newest of the parts
+            out[key] = max(filter(None, (out.get(key), value)), default=None)
+        else:
+            out[key] = out.get(key, 0) + value
+    return out
 
 
 def _weather_current(max_lag_days: int) -> Check:
     return replace(WEATHER_NOT_CURRENT, high=float(max_lag_days))
 
 
+def _explain(
+    report: ValidationReport, run_date: dt.date, season_max_days: int, max_lag_days: int
+) -> None:
+    """Give the checks whose row counts need it a detail for a person (from the report's
+    totals), then log every failed check."""
+    read_from = run_date - dt.timedelta(days=season_max_days)
+    latest_weather = report.counts.get("weather_latest_date")
+    report.checks = [
+        _explained(result, run_date, read_from, latest_weather, max_lag_days)
+        for result in report.checks
+    ]
+    for result in report.failures:
+        log.warning("check failed: %s", result.describe())
+
+
 def _explained(
     result: CheckResult,
     run_date: dt.date,
     read_from: dt.date,
-    latest_weather: np.datetime64 | None,
+    latest_weather: str | None,
     max_lag_days: int,
 ) -> CheckResult:
     """``result`` with a detail for a person, for the checks whose row counts need one."""
@@ -280,8 +390,9 @@ def _explained(
     )
 
 
-def _no_plot_seasons(read_from: dt.date, run_date: dt.date) -> CheckResult:
+def _no_plot_seasons(run_date: dt.date, season_max_days: int) -> CheckResult:
     """The plots table holds nothing for the night: an empty or stale ``raw/plots.parquet``."""
+    read_from = run_date - dt.timedelta(days=season_max_days)
     years = f"{read_from.year - 1}–{run_date.year}"  # what the raw reader reads
     return CheckResult(
         table="plots",
@@ -324,7 +435,7 @@ def _result(
 
 
 def _context() -> Any:
-    """A throwaway in-memory GE context without progress bars."""
+    """The batch definition of a throwaway in-memory GE context without progress bars."""
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # chatty at INFO
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -335,4 +446,8 @@ def _context() -> Any:
     pandas_execution_engine.HASH_THRESHOLD = 0
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    return context
+    return (
+        context.data_sources.add_pandas("nuru")
+        .add_dataframe_asset("frame")
+        .add_batch_definition_whole_dataframe("frame")
+    )

@@ -3,7 +3,8 @@
 Order of work, in bounded memory: plots and weather cells; daily weather year by year (each
 year written as soon as it exists; one extra year is simulated, not written, so that Short
 Rains crops of the last year can finish); then plot-seasons in chunks of plots, whose NDVI
-scenes are written one calendar year at a time; finally plots and harvest labels.
+scenes are written one calendar year at a time, split into plot buckets; finally plots and
+harvest labels.
 Every random draw comes from a generator seeded by (seed, purpose, year, season, chunk), so a
 seed gives identical files whatever else changes around it.
 """
@@ -28,6 +29,7 @@ from nuru_yield.contract import (
 )
 from nuru_yield.lake import Lake
 from nuru_yield.progress import track
+from nuru_yield.raw_layout import write_ndvi_year
 from nuru_yield.sample_data import ndvi, seasons
 from nuru_yield.sample_data.counties import (
     COUNTIES,
@@ -175,8 +177,10 @@ def generate_to_lake(
     history = _write_weather(lake, cells, summary, seed)
     run = _SeasonRun(plot_table, history, seed)
     for year in range(start_year, end_year + 1):
-        path = paths.ndvi_year_path(year)
-        summary.files.append(lake.write_parquet_batches(path, NDVI_SCHEMA, run.scenes(year)))
+        buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, run.scenes(year))
+        summary.files.append(
+            (lake.uri(paths.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
+        )
     blocks = run.blocks
     summary.files.insert(
         0, _write(lake, paths.RAW_PLOTS, _plots_table(blocks, plot_table, history))

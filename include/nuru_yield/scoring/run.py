@@ -58,7 +58,16 @@ from nuru_yield.errors import (
     NoPlotsInProgressError,
     NuruError,
 )
-from nuru_yield.lake import PREDICTION_LOG, Lake, features_path, prediction_log_path, rejected_path
+from nuru_yield.lake import (
+    PREDICTION_LOG,
+    Lake,
+    features_path,
+    part_row_groups,
+    parts_dir,
+    prediction_log_path,
+    rejected_path,
+    shard_part_path,
+)
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
 if TYPE_CHECKING:
@@ -81,14 +90,13 @@ def _day(value: dt.date | str) -> dt.date:
 
 
 def shard_log_path(run_date: dt.date | str, shard: int, shards: int) -> str:
-    """One shard's part of the prediction log; ``_parts`` is invisible to dataset readers
-    and to :meth:`Lake.partition_dates` until :func:`publish_run` assembles the parts."""
-    return f"{PREDICTION_LOG}/_parts/{_day(run_date)}/part-{shard:04d}-of-{shards:04d}.parquet"
+    """One shard's part of the prediction log, until :func:`publish_run` assembles it."""
+    return shard_part_path(PREDICTION_LOG, _day(run_date), shard, shards)
 
 
 def pending_log_path(run_date: dt.date | str, run_id: str) -> str:
     """The night's assembled prediction log under its run's name, until the swap is done."""
-    return f"{PREDICTION_LOG}/_parts/{_day(run_date)}/run-{run_id}.parquet"
+    return f"{parts_dir(PREDICTION_LOG, _day(run_date))}/run-{run_id}.parquet"
 
 
 def _run_lock(
@@ -418,7 +426,13 @@ def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[p
     """The features rows of one shard, streamed from the file in bounded batches."""
     from nuru_yield.sharding import shard_of
 
-    batches = lake.open_parquet(path).iter_batches(batch_size=get_settings().scoring_batch_rows)
+    features = lake.open_parquet(path)
+    # A features file assembled from as many feature shards holds this shard's plots in
+    # its own row groups: read only those (the filter below then keeps every row).
+    row_groups = part_row_groups(features, shard, shards) if shards > 1 else None
+    batches = features.iter_batches(
+        batch_size=get_settings().scoring_batch_rows, row_groups=row_groups
+    )
     while True:
         try:
             batch = next(batches)
@@ -612,22 +626,12 @@ def _assemble_log(plan: ScoringPlan, lake: Lake) -> int:
     missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
     if missing and lake.exists(pending):  # assembled by an earlier attempt
         return lake.open_parquet(pending).metadata.num_rows
-    if plan.shards == 1 and not missing:
-        lake.move(parts[0], pending)
-        return lake.open_parquet(pending).metadata.num_rows
-    if plan.shards == 1:
+    if plan.shards == 1 and missing:
         raise LakeError(f"cannot publish {plan.run_date}: the log part is missing")
-    if missing:
-        raise LakeError(
-            f"cannot publish {plan.run_date}: log parts of shards {missing} are missing"
-        )
-    batch_rows = get_settings().scoring_batch_rows
-
-    def assembled() -> Iterator[pa.RecordBatch]:
-        for part in parts:
-            yield from lake.open_parquet(part).iter_batches(batch_size=batch_rows)
-
-    return lake.write_parquet_batches(pending, LOG_SCHEMA, assembled())[1]
+    try:
+        return lake.assemble_parquet(parts, pending, LOG_SCHEMA)[1]
+    except LakeError as error:
+        raise LakeError(f"cannot publish {plan.run_date}: {error}") from None
 
 
 def _commit_log(lake: Lake, day: dt.date, run_id: str) -> tuple[str, int]:
