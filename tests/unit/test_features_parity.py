@@ -113,12 +113,12 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
     counts = here["date"].value_counts()
     by_day = here[here["date"].map(counts) == 1].set_index("date")
     start = plot["planting_date"]
-    thermal = 0.0
+    thermal = 0
     for day in pd.date_range(start, as_of):  # the season ends on the day maturity is reached
         row = by_day.loc[day] if day in by_day.index else None
         if row is not None and _temperature_ok(row):
-            thermal += max(0.0, (row["tmin_c"] + row["tmax_c"]) / 2 - 8)
-        if thermal >= 1500:
+            thermal += math.floor(max(0.0, (row["tmin_c"] + row["tmax_c"]) / 2 - 8) * 100 + 0.5)
+        if thermal >= 150_000:  # hundredths of a °C·d
             as_of = day
             break
     days = pd.date_range(start, as_of)

@@ -210,11 +210,13 @@ ends AS (  -- the window stops on the day the crop's thermal time reaches maturi
     SELECT x.cell_id, x.planting_date, coalesce(min(t.date), {day}) AS window_end
     FROM windows x LEFT JOIN (
         SELECT {window}, date,
-               sum(CASE WHEN t_ok THEN greatest((tmin_c + tmax_c) / 2 - {c.MATURITY_BASE_C}, 0)
+               sum(CASE WHEN t_ok
+                        THEN CAST(floor(greatest((tmin_c + tmax_c) / 2 - {c.MATURITY_BASE_C}, 0)
+                                        * {c.THERMAL_TIME_UNITS} + 0.5) AS BIGINT)
                         ELSE 0 END) OVER (PARTITION BY {window} ORDER BY date) AS thermal
         FROM window_days
     ) t ON t.cell_id = x.cell_id AND t.planting_date = x.planting_date
-       AND t.thermal >= {c.MATURITY_THERMAL_TIME}
+       AND t.thermal >= {round(c.MATURITY_THERMAL_TIME * c.THERMAL_TIME_UNITS)}
     GROUP BY x.cell_id, x.planting_date
 ),
 daily AS (

@@ -72,6 +72,10 @@ RECENT_DAYS = 30  # window of precip_last_30d and ndvi_slope_30d, ending with th
 # next Long Rains says nothing about it.
 MATURITY_BASE_C = 8.0
 MATURITY_THERMAL_TIME = 1500.0
+# Daily thermal time is counted in whole hundredths of a °C·d (rounded half up): integer
+# sums are exact in every implementation, where float sums that land on the threshold
+# could end a season a day apart.
+THERMAL_TIME_UNITS = 100
 CLEAR_MAX_CLOUD = 0.5  # observations with a higher cloud fraction are not "clear"
 NDVI_SOIL_BASELINE = 0.2  # ndvi_auc integrates NDVI above bare soil
 

@@ -57,6 +57,7 @@ from nuru_yield.features.columns import (
     OUTPUT_COLUMNS,
     RAINY_DAY_MM,
     RECENT_DAYS,
+    THERMAL_TIME_UNITS,
     WEATHER_FEATURES,
 )
 from nuru_yield.features.raw import RawInputs
@@ -294,7 +295,8 @@ class _DailyWeather:
         tmin = grid(self.tmin, self.temperature_ok)
         tmax = grid(self.tmax, self.temperature_ok)
         gdd = (np.minimum(tmax, GDD_CAP_C) + np.maximum(tmin, GDD_BASE_C)) / 2 - GDD_BASE_C
-        thermal = np.where(t_ok, np.maximum((tmin + tmax) / 2 - MATURITY_BASE_C, 0.0), 0.0)
+        daily = np.maximum((tmin + tmax) / 2 - MATURITY_BASE_C, 0.0) * THERMAL_TIME_UNITS
+        thermal = np.where(t_ok, np.floor(daily + 0.5), 0.0).astype(np.int64)
 
         a = start - first
         b = np.minimum(end - first, _maturity_offset(thermal, row, a))
@@ -322,15 +324,17 @@ class _DailyWeather:
 
 
 def _maturity_offset(thermal: np.ndarray, row: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Per window, the grid day on which the thermal time summed from day ``a`` of grid row
-    ``row`` reaches ``MATURITY_THERMAL_TIME`` (a day past the grid where it never does)."""
+    """Per window, the grid day on which the thermal time (integer units, see
+    ``THERMAL_TIME_UNITS``) summed from day ``a`` of grid row ``row`` reaches
+    ``MATURITY_THERMAL_TIME`` (a day past the grid where it never does)."""
     n_rows, n_days = thermal.shape
-    prefix = np.zeros((n_rows, n_days + 1))
+    maturity = round(MATURITY_THERMAL_TIME * THERMAL_TIME_UNITS)
+    prefix = np.zeros((n_rows, n_days + 1), dtype=np.int64)
     np.cumsum(thermal, axis=1, out=prefix[:, 1:])
     # Each row lifted above the one before it: one searchsorted over the flattened,
     # increasing prefix sums answers every window at once.
-    lift = np.arange(n_rows) * (prefix[:, -1].max() + MATURITY_THERMAL_TIME + 1.0)
-    target = prefix[row, a] + MATURITY_THERMAL_TIME + lift[row]
+    lift = np.arange(n_rows, dtype=np.int64) * (int(prefix[:, -1].max()) + maturity + 1)
+    target = prefix[row, a] + maturity + lift[row]
     first_reached = np.searchsorted((prefix + lift[:, None]).ravel(), target, side="left")
     return first_reached - row * (n_days + 1) - 1
 
