@@ -63,7 +63,7 @@ def throwaway_postgres() -> Iterator[tuple[str, int]]:
         start = ["pg_ctl", "-D", str(data), "-o", options, "-l", str(log_file), "-w", "start"]
         _run(_as_postgres_user(start), log_file)
         postmaster = int((data / "postmaster.pid").read_text().split()[0])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", postmaster
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", postmaster
     finally:
         subprocess.run(
             _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),

@@ -397,7 +397,7 @@ def test_database_down_is_503_with_a_reason(backend: str, make_client, nuru_home
     if backend == "sqlite":
         url, reason = f"sqlite:///{nuru_home / 'absent.db'}", "unable to open database"
     else:
-        url, reason = f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nuru", "refused"
+        url, reason = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nuru", "refused"
     client = make_client(url, API_DB_TIMEOUT_SECONDS=2)
     health = client.get("/health")
     assert health.status_code == 503
