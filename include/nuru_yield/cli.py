@@ -224,12 +224,20 @@ def bench_api(
         str | None,
         typer.Option(help="PostgreSQL admin URL to load into; default: a throwaway cluster."),
     ] = None,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure the API without each of its fast paths (bare ASGI /predict, "
+            "own connection queue, gathered lookups) and as a plain FastAPI route on "
+            "asyncpg.create_pool."
+        ),
+    ] = False,
 ) -> None:
     """Drive the API under load against a bare Starlette endpoint."""
     from nuru_yield.bench import emit
     from nuru_yield.bench.api import run_bench
 
-    emit(run_bench(rows=rows, seconds=seconds, db_url=db_url).as_dict())
+    emit(run_bench(rows=rows, seconds=seconds, db_url=db_url, compare=compare).as_dict())
 
 
 def _usage_message(error: typer.TyperException) -> str:

@@ -168,15 +168,16 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
-def run(host: str, port: int, workers: int = 1) -> None:
+def run(host: str, port: int, workers: int = 1, app: FastAPI | None = None) -> None:
     """Serve with uvicorn (httptools with the request head bounded, uvloop when installed, no
     access log: ours is structured; uvicorn's own lines go through the password mask). The
     app is built here first, so a bad setting fails in one line before uvicorn starts;
-    worker processes build their own from the same settings."""
+    worker processes build their own from the same settings. ``app``: serve this one
+    instead (one worker; the benchmarks' variants)."""
     import uvicorn
 
     settings = get_settings()
-    app = create_app(settings)
+    app = app or create_app(settings)
     uvicorn.run(
         app if workers == 1 else "nuru_yield.serving.app:create_app",
         factory=workers > 1,
