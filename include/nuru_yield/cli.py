@@ -249,10 +249,17 @@ def _usage_message(error: typer.TyperException) -> str:
     return message.splitlines()[0]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: expected failures print one line and exit non-zero, never a traceback."""
+def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
+    """Entry point: expected failures print one line and exit non-zero, never a traceback.
+
+    ``command``: run that one subcommand as a program of its own, named after the running
+    script (the seed's promotion script: its usage line shows no subcommand)."""
+    program = typer.main.get_command(app)
+    if command is not None:
+        _configure()
+        program = program.commands[command]  # type: ignore[attr-defined]
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = program.main(args=argv, standalone_mode=False)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
