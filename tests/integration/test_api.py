@@ -656,3 +656,28 @@ def test_docs_show_examples_and_the_key(make_client, nuru_home):
     assert "security" not in openapi["paths"]["/health"]["get"]
     prediction = openapi["components"]["schemas"]["Prediction"]
     assert prediction["examples"][0]["confidence_score"] == 0.8
+
+
+def test_docs_work_offline_from_assets_the_api_serves(make_client, nuru_home):
+    """/docs names no other host: its script, style and icon come from this server (also
+    without a key), and its spec validator (a call to validator.swagger.io) is off."""
+    import re
+
+    client = make_client(f"sqlite:///{nuru_home / 'never-opened.db'}", API_KEY=API_KEY)
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    references = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(references) == 3, references  # script, style, icon
+    assert all(ref.startswith("/docs/assets/") for ref in references), references
+    assert "://" not in html.replace("window.location.origin", "")
+    assert '"validatorUrl": null' in html
+    for ref in references:
+        asset = client.get(ref)
+        assert asset.status_code == 200, ref
+        assert len(asset.content) > 1000, ref
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"]
+    assert b"SwaggerUIBundle" in script.content
+    # The assets are not a way around the key.
+    assert client.get("/docs/assets/../predictions/1").status_code in (401, 404)

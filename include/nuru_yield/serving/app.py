@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LOG_FORMAT, DatabaseError, mask_passwords
+from nuru_yield.serving.docs import add_docs
 from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
 from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
@@ -81,6 +82,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs from local assets, not FastAPI's CDN page
         redoc_url=None,  # /docs is the documentation; one route fewer to match per request
     )
     app.state.api = state
@@ -88,6 +90,7 @@ def create_app(
     app.router.routes.append(predict.FAST_ROUTE)
     for module in (predict, predictions, models, health, metrics):
         app.include_router(module.router)
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     database_warnings = QuietRepeats(log)
 
