@@ -8,8 +8,9 @@ asks no other host for anything (its spec validator is off).
 
 from __future__ import annotations
 
-import importlib.resources
+from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
@@ -19,7 +20,7 @@ DOCS_URL = "/docs"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
 ASSETS_URL = "/docs/assets"
 # Swagger UI, its style and icon: files of the installed fastapi-offline package.
-ASSETS = importlib.resources.files("fastapi_offline") / "static"
+ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 
 def add_docs(app: FastAPI) -> None:
