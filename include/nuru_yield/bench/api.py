@@ -50,7 +50,7 @@ from starlette.routing import Route
 
 from nuru_yield.errors import NuruError
 from nuru_yield.local_services import free_port, scratch_database, throwaway_postgres
-from nuru_yield.serving.store import AsyncpgStore, _init_connection
+from nuru_yield.serving.store import AsyncpgStore, init_connection
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class PoolStore(AsyncpgStore):
                 self._dsn,
                 min_size=1,
                 max_size=self._max_size,
-                init=_init_connection,
+                init=init_connection,
                 server_settings={"default_transaction_read_only": "on"},
             )
         sql, names = self._compile(query)
