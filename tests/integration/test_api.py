@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.config import reset_settings
 from nuru_yield.db import dispose_engines
 from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake, features_path
@@ -681,3 +682,28 @@ def test_docs_work_offline_from_assets_the_api_serves(make_client, nuru_home):
     assert b"SwaggerUIBundle" in script.content
     # The assets are not a way around the key.
     assert client.get("/docs/assets/../predictions/1").status_code in (401, 404)
+
+
+@pytest.mark.parametrize("known_db", ["postgresql"], indirect=True)
+def test_bench_variants_answer_exactly_as_the_api(known_db: PredictionsDb, monkeypatch):
+    """`nuru-yield bench api --compare` measures the API without each fast path: every
+    variant must give the same answers, or the comparison compares different work."""
+    from starlette.testclient import TestClient
+
+    from nuru_yield.bench.api import VARIANTS, PoolStore, variant_app
+    from nuru_yield.serving.routers import predict
+
+    monkeypatch.setenv("PREDICTIONS_DB_URL", known_db.url)
+    monkeypatch.setenv("API_RATE_LIMIT_PER_MINUTE", "0")
+    reset_settings()
+    requests = [{"plot_id": 1}, {"plot_id": 3, "season": "Short Rains"}, {"plot_id": UNKNOWN_PLOT}]
+    answers = {}
+    for name, variant in VARIANTS.items():
+        app = variant_app(variant, registry_reader=lambda: REGISTRY)
+        assert (predict.FAST_ROUTE in app.router.routes) is variant.bare_route, name
+        assert isinstance(app.state.api.store, PoolStore) is not variant.own_queue, name
+        with TestClient(app) as client:
+            replies = [client.post("/predict", json=request) for request in requests]
+        answers[name] = [(reply.status_code, reply.json()) for reply in replies]
+    assert [status for status, _ in answers["current"]] == [200, 200, 404]
+    assert all(replies == answers["current"] for replies in answers.values()), answers

@@ -137,8 +137,9 @@ class _OneQueryPerLookup:
         return await self._latest_one(lookup, since)  # type: ignore[attr-defined]
 
 
-def variant_app(variant: Variant) -> Any:
-    """The API app as ``nuru-yield serve`` builds it, less the fast paths ``variant`` drops."""
+def variant_app(variant: Variant, **app_options: Any) -> Any:
+    """The API app as ``nuru-yield serve`` builds it, less the fast paths ``variant`` drops
+    (``app_options`` go to ``create_app``)."""
     from nuru_yield.config import get_settings
     from nuru_yield.serving.app import create_app
     from nuru_yield.serving.routers import predict
@@ -152,7 +153,7 @@ def variant_app(variant: Variant) -> Any:
         max_size=settings.api_db_pool_max,
         timeout=settings.api_db_timeout_seconds,
     )
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, **app_options)
     if not variant.bare_route:
         app.router.routes.remove(predict.FAST_ROUTE)
     return app

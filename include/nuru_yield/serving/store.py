@@ -408,7 +408,7 @@ class AsyncpgStore(PredictionStore):
     with ``nuru-yield bench api --compare`` (three runs, 200,000 rows; docs/DESIGN.md, "The
     API's fast paths"): a pool costs 2–18 µs more API CPU per request with gathered lookups
     and 80–110 µs more (plus 55–75 µs of PostgreSQL CPU) where lookups go alone, and its
-    p50 at 1,000 requests/s was 1.6–3× this queue's. The API needs much less: up to
+    p50 at 1,000 requests/s was 1.6–4× this queue's. The API needs much less: up to
     ``max_size`` connections, each running one statement at a time, a broken one replaced.
     A LIFO queue holds idle connections above ``None`` slots ("may connect"), so warm
     connections are reused first and new ones are opened only under concurrency.
