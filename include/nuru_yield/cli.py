@@ -173,12 +173,15 @@ def serve(
 def demo(
     plots: Annotated[int, typer.Option(min=100)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
-    serve: Annotated[bool, typer.Option(help="Serve the API on :8000 at the end.")] = True,
+    serve: Annotated[bool, typer.Option(help="Serve the API at the end.")] = True,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The API's port (checked before anything runs).")
+    ] = 8000,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.demo import run_demo
 
-    run_demo(plots=plots, seed=seed, serve=serve)
+    run_demo(plots=plots, seed=seed, serve=serve, port=port)
 
 
 @bench_app.command("features")

@@ -23,6 +23,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_port_free(host: str, port: int, purpose: str) -> None:
+    """Raise a one-line :class:`NuruError` naming ``host:port`` when it cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise NuruError(
+                f"port {port} on {host} is not free ({error.strerror.lower()}): needed by "
+                f"{purpose}; stop what uses it or choose another port"
+            ) from None
+
+
 def _as_postgres_user(command: list[str]) -> list[str]:
     # PostgreSQL refuses to run as root (NOTES.md).
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command

@@ -419,11 +419,12 @@ def test_airflow_options_set_by_environment_exist() -> None:
         "airflow/config_templates/config.yml"
     )
     sections = yaml.safe_load(Path(config).read_text())
-    names = set(re.findall(r"\bAIRFLOW__([A-Z_]+?)__([A-Z_]+)\b", COMPOSE_FILE.read_text()))
-    assert names
-    for section, option in names:
-        options = sections.get(section.lower(), {}).get("options", {})
-        assert option.lower() in options, f"[{section.lower()}] {option.lower()} is no option"
+    for source in (COMPOSE_FILE, REPO / "Makefile"):  # the stack, and `make airflow`
+        names = set(re.findall(r"\bAIRFLOW__([A-Z_]+?)__([A-Z_]+)\b", source.read_text()))
+        assert names, source
+        for section, option in names:
+            options = sections.get(section.lower(), {}).get("options", {})
+            assert option.lower() in options, f"{source.name}: [{section.lower()}] {option.lower()}"
 
 
 def test_pipeline_environment_passes_settings_validation(
