@@ -2,8 +2,8 @@
 
 Sample data → database → the four DAGs run by a real Airflow (standalone: scheduler, DAG
 processor, API server; LocalExecutor) for a night inside the latest season → a summary →
-the API on :8000 (``--port``) until Ctrl-C. Each step is the same library function as its CLI command
-and DAG task.
+the API on :8000 (``--port``) until Ctrl-C. Each step is the same library function as its
+CLI command and DAG task.
 """
 
 from __future__ import annotations

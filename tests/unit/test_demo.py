@@ -5,6 +5,7 @@ and is sized for two cores, and every run the demo starts names its night."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -99,8 +100,15 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
 
 def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_schedules() -> None:
     def dry_run(*arguments: str) -> str:
+        """The last command `make -n` prints (run from `make test` too: a clean make)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
         done = subprocess.run(
-            ["make", "-n", *arguments], cwd=REPO, capture_output=True, text=True, check=True
+            ["make", "--no-print-directory", "-n", *arguments],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         return done.stdout.strip().splitlines()[-1]
 
