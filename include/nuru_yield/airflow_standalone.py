@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,10 +168,15 @@ class AirflowStandalone:
         )["task_instances"]
 
     def wait_for_run(
-        self, dag_id: str, run_id: str | None = None, timeout: float = 900
+        self,
+        dag_id: str,
+        run_id: str | None = None,
+        timeout: float = 900,
+        earlier: Collection[str] = (),
     ) -> dict[str, Any]:
-        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the first run
-        that appears, logging each task's state changes as progress. Raises with the failed
+        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the newest run
+        that is not one of the ``earlier`` run ids (an Airflow home used before holds runs of
+        its own), logging each task's state changes as progress. Raises with the failed
         tasks when it fails."""
         deadline = time.monotonic() + timeout
         last_state = None
@@ -181,7 +186,15 @@ class AirflowStandalone:
                 runs = self.runs(dag_id)
             except httpx.TimeoutException:  # a busy API server answers late: ask again
                 runs = []
-            run = next((r for r in runs if run_id in (None, r["dag_run_id"])), None)
+            run = next(
+                (
+                    r
+                    for r in runs
+                    if r["dag_run_id"] == run_id
+                    or (run_id is None and r["dag_run_id"] not in earlier)
+                ),
+                None,
+            )
             state = run["state"] if run else "not started"
             if state != last_state:
                 log.info("airflow: %s %s", dag_id, state)
@@ -407,6 +420,7 @@ def run_chain(
     (``batch_scoring`` → ``drift_monitoring``) to finish, each run noted with its night;
     the DAGs are paused again afterwards. Returns the finished runs."""
     airflow.wait_for_dags(CHAIN)
+    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
     with airflow.unpaused(CHAIN):
         run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
         finished = {
@@ -415,6 +429,6 @@ def run_chain(
             )
         }
         for dag_id in CHAIN[1:]:
-            finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout)
+            finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout, earlier[dag_id])
             airflow.name_night(dag_id, finished[dag_id]["dag_run_id"], run_date)
     return finished

@@ -44,7 +44,10 @@ class FakeAirflow:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict]] = []
-        self.runs: dict[str, list[dict]] = {}
+        # An Airflow home used before: runs of an earlier demo, already finished.
+        old = {"dag_run_id": "asset_triggered__2025-12-31T00:00:00", "state": "success"}
+        self.runs: dict[str, list[dict]] = {"batch_scoring": [old], "drift_monitoring": [old]}
+        self.unseen: dict[str, int] = {}
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else {}
@@ -57,13 +60,16 @@ class FakeAirflow:
         if request.method == "POST" and parts[-1] == "dagRuns":
             run = {"dag_run_id": body["dag_run_id"], "state": "success"}
             self.runs[parts[1]] = [run]
-            for downstream in ("batch_scoring", "drift_monitoring"):  # the assets' runs
-                self.runs[downstream] = [
-                    {"dag_run_id": "asset_triggered__2026-01-01T00:00:00", "state": "success"}
-                ]
+            self.unseen = {"batch_scoring": 1, "drift_monitoring": 1}  # scheduled a poll later
             return httpx.Response(200, json=run)
         if request.method == "GET" and parts[-1] == "dagRuns":
-            return httpx.Response(200, json={"dag_runs": self.runs.get(parts[1], [])})
+            dag_id = parts[1]
+            if self.unseen.get(dag_id) == 0:  # the asset-triggered run appears, newest first
+                new = {"dag_run_id": "asset_triggered__2026-01-01T00:00:00", "state": "success"}
+                self.runs[dag_id].insert(0, new)
+            if dag_id in self.unseen:
+                self.unseen[dag_id] -= 1
+            return httpx.Response(200, json={"dag_runs": self.runs.get(dag_id, [])})
         return httpx.Response(200, json={})
 
 
@@ -75,11 +81,13 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
     process = subprocess.Popen(["sleep", "30"])
     try:
         airflow = AirflowStandalone(tmp_path, 1, process, client, "mark")  # type: ignore[arg-type]
-        run_chain(airflow, "2025-06-15", timeout=10)
+        finished = run_chain(airflow, "2025-06-15", timeout=10)
     finally:
         process.kill()
         process.wait()
 
+    new = "asset_triggered__2026-01-01T00:00:00"  # not the earlier demo's runs
+    assert {finished[d]["dag_run_id"] for d in ("batch_scoring", "drift_monitoring")} == {new}
     [trigger] = [body for method, _, body in fake.calls if method == "POST"]
     assert trigger["conf"] == {"run_date": "2025-06-15"}
     assert trigger["dag_run_id"].startswith("manual__night_2025-06-15__")
