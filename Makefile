@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-deps lint lock clean airflow fuzz-api
+.PHONY: setup demo test test-deps lint lock clean airflow airflow-cli fuzz-api
 
 setup: $(STAMP)
 
@@ -22,8 +22,9 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# `make demo PORT=8001` when :8000 is taken (checked before the pipeline runs).
 demo: setup
-	$(BIN)/nuru-yield demo
+	$(BIN)/nuru-yield demo $(if $(PORT),--port $(PORT))
 
 lint: setup
 	$(BIN)/ruff check .
@@ -51,15 +52,30 @@ test-deps:
 		&& command -v apt-get >/dev/null && ($(APT_INSTALL) redis-server >/dev/null) \
 		|| echo "note: redis-server not installed; the Celery end-to-end test needs it"; }
 
-# Airflow standalone on :8080 with the project's DAGs and airflow_settings.yaml applied.
+# Airflow standalone with the project's DAGs and airflow_settings.yaml applied, in the Airflow
+# home `make demo` used (the demo leaves its DAGs paused). On 127.0.0.1:8080 unless
+# AIRFLOW_HOST / AIRFLOW_PORT say otherwise; sized for a 2-core machine (one API server
+# worker, one DAG parsing process, at most 4 tasks at a time). `make airflow
+# NURU_SCHEDULES=manual` keeps the cron schedules off, as in the demo.
+AIRFLOW_HOST ?= 127.0.0.1
+AIRFLOW_PORT ?= 8080
 AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airflow" \
 	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__PLUGINS_FOLDER="$(CURDIR)/plugins" \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False NURU_HOME="$(CURDIR)/.nuru"
+	AIRFLOW__CORE__LOAD_EXAMPLES=False NURU_HOME="$(CURDIR)/.nuru" \
+	AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__WORKERS=1 \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
+	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1 \
+	NURU_SCHEDULES="$(NURU_SCHEDULES)"
 
 airflow: setup
 	$(AIRFLOW_ENV) airflow db migrate
 	$(AIRFLOW_ENV) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
 	$(AIRFLOW_ENV) airflow standalone
+
+# Any `airflow` command against that Airflow, e.g. (with `make airflow` running):
+#   make airflow-cli ARGS="backfill create --dag-id feature_materialization --from-date 2025-06-10 --to-date 2025-06-14"
+airflow-cli: setup
+	$(AIRFLOW_ENV) airflow $(ARGS)
 
 # Recompile the exact pins after editing requirements.in.
 lock: | $(BIN)/uv

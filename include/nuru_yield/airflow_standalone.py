@@ -12,7 +12,6 @@ per-run mark in its environment so that everything they start is stopped at the 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,11 @@ def airflow_environment(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        # The log servers' fixed ports (8793, 8794) may be taken by another Airflow (`make
+        # airflow`); logs are read from local files here anyway.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -139,10 +143,36 @@ class AirflowStandalone:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
 
+    def pause(self, dag_id: str) -> None:
+        self._call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+    @contextlib.contextmanager
+    def unpaused(self, dag_ids: tuple[str, ...]) -> Iterator[None]:
+        """The DAGs unpaused for the block and paused again after it (also when it fails), so
+        the Airflow home is left as it was found: a later `make airflow` on it, with the cron
+        schedules on, starts no run nobody asked for."""
+        try:
+            for dag_id in dag_ids:
+                self.unpause(dag_id)
+            yield
+        finally:
+            for dag_id in dag_ids:
+                with contextlib.suppress(AirflowError, httpx.HTTPError):
+                    self.pause(dag_id)
+
     def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
-        """Start a manual run; returns its run id."""
-        body = {"logical_date": None, "conf": dict(conf)}
+        """Start a manual run; returns its run id. A run for a ``run_date`` is named after
+        its night (run id and note), so the UI's run list says which night each run is."""
+        body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
+        if run_date := conf.get("run_date"):
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            body["dag_run_id"] = f"manual__night_{run_date}__{stamp}"
+            body["note"] = night_note(str(run_date))
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
+
+    def name_night(self, dag_id: str, run_id: str, run_date: str) -> None:
+        """Note the night on a run whose id Airflow chose (an asset-triggered run)."""
+        self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"note": night_note(run_date)})
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._call(
@@ -159,28 +189,29 @@ class AirflowStandalone:
         dag_id: str,
         run_id: str | None = None,
         timeout: float = 900,
-        after: str | None = None,
+        earlier: Collection[str] = (),
     ) -> dict[str, Any]:
-        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or else the first
-        run due at or after ``after`` (an ISO time; any run when None), logging each task's
-        state changes as progress. Raises with the failed tasks when it fails."""
+        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the newest run
+        that is not one of the ``earlier`` run ids (an Airflow home used before holds runs of
+        its own), logging each task's state changes as progress. Raises with the failed
+        tasks when it fails."""
         deadline = time.monotonic() + timeout
         last_state = None
         task_states: dict[tuple[str, int], str] = {}
-        since = dt.datetime.fromisoformat(after) if after else None
-
-        def wanted(run: dict[str, Any]) -> bool:
-            if run_id is not None:
-                return run["dag_run_id"] == run_id
-            return since is None or dt.datetime.fromisoformat(run["run_after"]) >= since
-
         while True:
             try:
                 runs = self.runs(dag_id)
             except httpx.TimeoutException:  # a busy API server answers late: ask again
                 runs = []
-            matching = [r for r in runs if wanted(r)]  # newest first
-            run = (matching[-1] if since else matching[0]) if matching else None
+            run = next(
+                (
+                    r
+                    for r in runs
+                    if r["dag_run_id"] == run_id
+                    or (run_id is None and r["dag_run_id"] not in earlier)
+                ),
+                None,
+            )
             state = run["state"] if run else "not started"
             if state != last_state:
                 log.info("airflow: %s %s", dag_id, state)
@@ -500,17 +531,27 @@ def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
         time.sleep(1)
 
 
+def night_note(run_date: str) -> str:
+    """The note on a run of the night ``run_date``."""
+    return f"night {run_date}"
+
+
 def run_chain(
     airflow: AirflowStandalone, run_date: str, timeout: float = 900
 ) -> dict[str, dict[str, Any]]:
     """Trigger ``feature_materialization`` for ``run_date`` and wait for the Asset chain
-    (``batch_scoring`` → ``drift_monitoring``) to finish. Returns the finished runs."""
+    (``batch_scoring`` → ``drift_monitoring``) to finish, each run noted with its night;
+    the DAGs are paused again afterwards. Returns the finished runs."""
     airflow.wait_for_dags(CHAIN)
-    for dag_id in CHAIN:
-        airflow.unpause(dag_id)
-    run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
-    first = airflow.wait_for_run("feature_materialization", run_id, timeout)
-    finished = {"feature_materialization": first}
-    for dag_id in CHAIN[1:]:  # the runs this one triggered, not those of earlier nights
-        finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout, after=first["run_after"])
+    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
+    with airflow.unpaused(CHAIN):
+        run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
+        finished = {
+            "feature_materialization": airflow.wait_for_run(
+                "feature_materialization", run_id, timeout
+            )
+        }
+        for dag_id in CHAIN[1:]:
+            finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout, earlier[dag_id])
+            airflow.name_night(dag_id, finished[dag_id]["dag_run_id"], run_date)
     return finished

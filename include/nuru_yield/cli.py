@@ -192,12 +192,15 @@ def serve(
 def demo(
     plots: Annotated[int, typer.Option(min=100)] = 20_000,
     seed: Annotated[int, typer.Option()] = 42,
-    serve: Annotated[bool, typer.Option(help="Serve the API on :8000 at the end.")] = True,
+    serve: Annotated[bool, typer.Option(help="Serve the API at the end.")] = True,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The API's port (checked before anything runs).")
+    ] = 8000,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.demo import run_demo
 
-    run_demo(plots=plots, seed=seed, serve=serve)
+    run_demo(plots=plots, seed=seed, serve=serve, port=port)
 
 
 @bench_app.command("features")
@@ -264,12 +267,20 @@ def bench_api(
         str | None,
         typer.Option(help="PostgreSQL admin URL to load into; default: a throwaway cluster."),
     ] = None,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure the API without each of its fast paths (bare ASGI /predict, "
+            "own connection queue, gathered lookups) and as a plain FastAPI route on "
+            "asyncpg.create_pool."
+        ),
+    ] = False,
 ) -> None:
     """Drive the API under load against a bare Starlette endpoint."""
     from nuru_yield.bench import emit
     from nuru_yield.bench.api import run_bench
 
-    emit(run_bench(rows=rows, seconds=seconds, db_url=db_url).as_dict())
+    emit(run_bench(rows=rows, seconds=seconds, db_url=db_url, compare=compare).as_dict())
 
 
 def _usage_message(error: typer.TyperException) -> str:
@@ -281,10 +292,17 @@ def _usage_message(error: typer.TyperException) -> str:
     return message.splitlines()[0]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: expected failures print one line and exit non-zero, never a traceback."""
+def main(argv: list[str] | None = None, *, command: str | None = None) -> None:
+    """Entry point: expected failures print one line and exit non-zero, never a traceback.
+
+    ``command``: run that one subcommand as a program of its own, named after the running
+    script (the seed's promotion script: its usage line shows no subcommand)."""
+    program = typer.main.get_command(app)
+    if command is not None:
+        _configure()
+        program = program.commands[command]  # type: ignore[attr-defined]
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = program.main(args=argv, standalone_mode=False)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)

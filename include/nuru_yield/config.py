@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_db_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql+psycopg2:// URL")
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
 
     @field_validator("s3_endpoint_url", "alert_webhook_url")

@@ -2,8 +2,8 @@
 
 Sample data → database → the four DAGs run by a real Airflow (standalone: scheduler, DAG
 processor, API server; LocalExecutor) for a night inside the latest season → a summary →
-the API on :8000 until Ctrl-C. Each step is the same library function as its CLI command
-and DAG task.
+the API on :8000 (``--port``) until Ctrl-C. Each step is the same library function as its
+CLI command and DAG task.
 """
 
 from __future__ import annotations
@@ -27,17 +27,26 @@ DEMO_END_YEAR = 2025
 # Long Rains 2025 are in progress (planted Mar–May); their harvest labels have not arrived.
 DEMO_RUN_DATE = "2025-06-15"
 STEPS = 5
+DEMO_HOST = "127.0.0.1"
+DEMO_PORT = 8000
 
 
 def _step(number: int, text: str) -> None:
     typer.secho(f"[{number}/{STEPS}] {mask_passwords(text)}", bold=True)
 
 
-def run_demo(plots: int, seed: int, serve: bool = True) -> None:
-    """Build everything from an empty NURU_HOME (reusing sample data if present)."""
+def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -> None:
+    """Build everything from an empty NURU_HOME (reusing sample data if present), then serve
+    the API on ``port``, which is checked first: minutes of pipeline are not spent to find
+    it taken at the end."""
     from nuru_yield.airflow_standalone import run_chain, standalone
     from nuru_yield.db import upgrade
+    from nuru_yield.local_services import check_port_free
 
+    if serve:
+        check_port_free(
+            DEMO_HOST, port, "the demo's API (make demo PORT=… / nuru-yield demo --port …)"
+        )
     settings = get_settings()
     lake = Lake.from_settings(settings)
     lake.check_writable()
@@ -70,9 +79,9 @@ def run_demo(plots: int, seed: int, serve: bool = True) -> None:
             ("model_training", "feature_materialization", "batch_scoring", "drift_monitoring")
         )
         _step(4, f"model_training for {DEMO_RUN_DATE} (candidates → evaluation → gate → alias)")
-        airflow.unpause("model_training")
-        training_run = airflow.trigger("model_training", {"run_date": DEMO_RUN_DATE})
-        airflow.wait_for_run("model_training", training_run, timeout=1200)
+        with airflow.unpaused(("model_training",)):
+            training_run = airflow.trigger("model_training", {"run_date": DEMO_RUN_DATE})
+            airflow.wait_for_run("model_training", training_run, timeout=1200)
         _step(
             5,
             f"nightly chain for {DEMO_RUN_DATE}: feature_materialization → batch_scoring → drift_monitoring",
@@ -80,12 +89,12 @@ def run_demo(plots: int, seed: int, serve: bool = True) -> None:
         runs = run_chain(airflow, DEMO_RUN_DATE, timeout=1200)
         overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
 
-    typer.echo(render_summary(settings, lake, overhead, time.monotonic() - started))
+    typer.echo(render_summary(settings, lake, overhead, time.monotonic() - started, port))
     if serve:
         from nuru_yield.serving.app import run
 
-        typer.secho("API on http://127.0.0.1:8000 (docs at /docs) — Ctrl-C to stop", bold=True)
-        run("127.0.0.1", 8000)
+        typer.secho(f"API on http://{DEMO_HOST}:{port} (docs at /docs) — Ctrl-C to stop", bold=True)
+        run(DEMO_HOST, port)
 
 
 def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
@@ -93,7 +102,11 @@ def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
 
 
 def render_summary(
-    settings: Settings, lake: Lake, overhead: dict[str, dict[str, float]], seconds: float
+    settings: Settings,
+    lake: Lake,
+    overhead: dict[str, dict[str, float]],
+    seconds: float,
+    port: int = DEMO_PORT,
 ) -> str:
     """What a person needs after the demo: model, counts, findings, where everything is."""
     from nuru_yield.db import get_engine
@@ -156,9 +169,9 @@ def render_summary(
         f"  Airflow logs    {settings.nuru_home / 'airflow' / 'logs'}",
         "",
         "try:",
-        f"  curl -s -X POST localhost:8000/predict -H 'Content-Type: application/json' "
+        f"  curl -s -X POST localhost:{port}/predict -H 'Content-Type: application/json' "
         f"-d '{{\"plot_id\": {plot['plot_id'] if plot else 1}}}'",
-        "  curl -s localhost:8000/health",
+        f"  curl -s localhost:{port}/health",
         f'  sqlite3 {settings.nuru_home / "predictions.db"} "SELECT county, COUNT(*), ROUND(AVG(predicted_yield_kg_per_ha)) '
         'FROM latest_predictions GROUP BY county"',
     ]

@@ -298,11 +298,9 @@ class Lake:
                 raise self._error("write", path, error) from error
             tmp_dir = target.parent
         try:
-            fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=tmp_dir)
+            tmp = _new_private_name(Path(tmp_dir or tempfile.gettempdir()), suffix)
         except OSError as error:
             raise self._error("write", path, error) from error
-        os.close(fd)
-        tmp = Path(name)
         try:
             yield tmp
             self._publish(tmp, path)
@@ -544,3 +542,17 @@ def _dictionary_columns(schema: pa.Schema) -> list[str]:
         or pa.types.is_large_string(field.type)
         or pa.types.is_dictionary(field.type)
     ]
+
+
+def _new_private_name(directory: Path, suffix: str) -> Path:
+    """A new empty file ``.tmp-…`` in ``directory`` (created exclusively, so no other writer
+    shares it) with the permissions any file of this user gets (``0666`` less the umask),
+    not ``mkstemp``'s ``0600``: moved into place, it must stay readable by the group (an
+    Airflow worker, the API, a colleague reading the lake) as the rest of the lake is."""
+    while True:
+        candidate = directory / f".tmp-{os.urandom(8).hex()}{suffix}"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate

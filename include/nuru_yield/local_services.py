@@ -25,6 +25,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def check_port_free(host: str, port: int, purpose: str) -> None:
+    """Raise a one-line :class:`NuruError` naming ``host:port`` when it cannot be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise NuruError(
+                f"port {port} on {host} is not free ({error.strerror.lower()}): needed by "
+                f"{purpose}; stop what uses it or choose another port"
+            ) from None
+
+
 def _as_postgres_user(command: list[str]) -> list[str]:
     # PostgreSQL refuses to run as root (NOTES.md).
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
@@ -65,7 +78,7 @@ def throwaway_postgres() -> Iterator[tuple[str, int]]:
         start = ["pg_ctl", "-D", str(data), "-o", options, "-l", str(log_file), "-w", "start"]
         _run(_as_postgres_user(start), log_file)
         postmaster = int((data / "postmaster.pid").read_text().split()[0])
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres", postmaster
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", postmaster
     finally:
         subprocess.run(
             _as_postgres_user(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),

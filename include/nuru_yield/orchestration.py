@@ -155,14 +155,17 @@ def run_date_params() -> dict[str, Param]:
 
 
 def resolve_run_date(context: Mapping[str, Any]) -> str:
-    """The run date (``YYYY-MM-DD``) of a task: param, logical date or triggering asset event."""
+    """The run date (``YYYY-MM-DD``) of a task: param, logical date or triggering asset event.
+
+    Logged, so the task log of a run whose id names no night (Airflow's own
+    ``asset_triggered__<time>``, which no task can rename or annotate) says which it is."""
     params = context.get("params") or {}
     given = params.get("run_date")
     if given:
-        return _checked(str(given), "the run_date param")
+        return _announced(_checked(str(given), "the run_date param"), "the run_date param")
     logical = context.get("logical_date")
     if logical is not None:
-        return logical.date().isoformat()
+        return _announced(logical.date().isoformat(), "the logical date")
     events = context.get("triggering_asset_events") or {}
     dates = sorted(
         str(event.extra["run_date"])
@@ -171,7 +174,8 @@ def resolve_run_date(context: Mapping[str, Any]) -> str:
         if event.extra and event.extra.get("run_date")
     )
     if dates:
-        return _checked(dates[-1], "the triggering asset event")
+        source = "the triggering asset event"
+        return _announced(_checked(dates[-1], source), source)
     raise ValueError(
         "no run date: pass the run_date param (YYYY-MM-DD); this run has no logical date "
         "and no triggering asset event with a run_date"
@@ -181,6 +185,11 @@ def resolve_run_date(context: Mapping[str, Any]) -> str:
 def announce(context: Mapping[str, Any], asset: Asset, run_date: str, **extra: Any) -> None:
     """Attach the run date (and e.g. the lake URI) to the asset event this task emits."""
     context["outlet_events"][asset].extra = {"run_date": run_date, **extra}
+
+
+def _announced(run_date: str, source: str) -> str:
+    log.info("night %s (run date from %s)", run_date, source)
+    return run_date
 
 
 def _checked(value: str, source: str) -> str:

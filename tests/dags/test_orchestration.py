@@ -34,10 +34,15 @@ def test_without_a_param_the_logical_date_is_the_run_date() -> None:
     assert resolve_run_date({"params": {"run_date": None}, "logical_date": LOGICAL}) == "2025-06-30"
 
 
-def test_asset_triggered_runs_take_the_newest_run_date_of_their_events() -> None:
+def test_asset_triggered_runs_take_the_newest_run_date_of_their_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     events = {plot_features: [event("2025-06-29"), event("2025-06-30")], predictions: [event(None)]}
     context = {"params": {}, "logical_date": None, "triggering_asset_events": events}
-    assert resolve_run_date(context) == "2025-06-30"
+    with caplog.at_level(logging.INFO, logger="nuru_yield.orchestration"):
+        assert resolve_run_date(context) == "2025-06-30"
+    # Airflow names such a run `asset_triggered__<time>`: the task log names the night.
+    assert "night 2025-06-30 (run date from the triggering asset event)" in caplog.text
 
 
 @pytest.mark.parametrize(

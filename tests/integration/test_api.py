@@ -11,6 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.config import reset_settings
 from nuru_yield.db import dispose_engines
 from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake, features_path
@@ -397,7 +398,7 @@ def test_database_down_is_503_with_a_reason(backend: str, make_client, nuru_home
     if backend == "sqlite":
         url, reason = f"sqlite:///{nuru_home / 'absent.db'}", "unable to open database"
     else:
-        url, reason = f"postgresql+psycopg2://nobody@127.0.0.1:{free_port()}/nuru", "refused"
+        url, reason = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nuru", "refused"
     client = make_client(url, API_DB_TIMEOUT_SECONDS=2)
     health = client.get("/health")
     assert health.status_code == 503
@@ -656,3 +657,53 @@ def test_docs_show_examples_and_the_key(make_client, nuru_home):
     assert "security" not in openapi["paths"]["/health"]["get"]
     prediction = openapi["components"]["schemas"]["Prediction"]
     assert prediction["examples"][0]["confidence_score"] == 0.8
+
+
+def test_docs_work_offline_from_assets_the_api_serves(make_client, nuru_home):
+    """/docs names no other host: its script, style and icon come from this server (also
+    without a key), and its spec validator (a call to validator.swagger.io) is off."""
+    import re
+
+    client = make_client(f"sqlite:///{nuru_home / 'never-opened.db'}", API_KEY=API_KEY)
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    references = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert len(references) == 3, references  # script, style, icon
+    assert all(ref.startswith("/docs/assets/") for ref in references), references
+    assert "://" not in html.replace("window.location.origin", "")
+    assert '"validatorUrl": null' in html
+    for ref in references:
+        asset = client.get(ref)
+        assert asset.status_code == 200, ref
+        assert len(asset.content) > 1000, ref
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert "javascript" in script.headers["content-type"]
+    assert b"SwaggerUIBundle" in script.content
+    # The assets are not a way around the key.
+    assert client.get("/docs/assets/../predictions/1").status_code in (401, 404)
+
+
+@pytest.mark.parametrize("known_db", ["postgresql"], indirect=True)
+def test_bench_variants_answer_exactly_as_the_api(known_db: PredictionsDb, monkeypatch):
+    """`nuru-yield bench api --compare` measures the API without each fast path: every
+    variant must give the same answers, or the comparison compares different work."""
+    from starlette.testclient import TestClient
+
+    from nuru_yield.bench.api import VARIANTS, PoolStore, variant_app
+    from nuru_yield.serving.routers import predict
+
+    monkeypatch.setenv("PREDICTIONS_DB_URL", known_db.url)
+    monkeypatch.setenv("API_RATE_LIMIT_PER_MINUTE", "0")
+    reset_settings()
+    requests = [{"plot_id": 1}, {"plot_id": 3, "season": "Short Rains"}, {"plot_id": UNKNOWN_PLOT}]
+    answers = {}
+    for name, variant in VARIANTS.items():
+        app = variant_app(variant, registry_reader=lambda: REGISTRY)
+        assert (predict.FAST_ROUTE in app.router.routes) is variant.bare_route, name
+        assert isinstance(app.state.api.store, PoolStore) is not variant.own_queue, name
+        with TestClient(app) as client:
+            replies = [client.post("/predict", json=request) for request in requests]
+        answers[name] = [(reply.status_code, reply.json()) for reply in replies]
+    assert [status for status, _ in answers["current"]] == [200, 200, 404]
+    assert all(replies == answers["current"] for replies in answers.values()), answers

@@ -557,7 +557,7 @@ def test_cli_db_upgrade_unreachable_is_one_line(
 ) -> None:
     port = free_port()  # nothing listens there
     monkeypatch.setenv(
-        "PREDICTIONS_DB_URL", f"postgresql+psycopg2://nuru:secret@127.0.0.1:{port}/nuru"
+        "PREDICTIONS_DB_URL", f"postgresql+psycopg://nuru:secret@127.0.0.1:{port}/nuru"
     )
     reset_settings()
     with pytest.raises(SystemExit) as exited:

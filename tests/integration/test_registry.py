@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def _aliases() -> dict[str, str]:
 
 def _tags(version: str) -> dict[str, str]:
     return mlflow_client().get_model_version(MODEL_NAME, version).tags
+
+
+def _stages() -> dict[str, str]:
+    """Version → registry stage, for the versions that have one."""
+    versions = mlflow_client().search_model_versions(f"name = '{MODEL_NAME}'")
+    return {str(v.version): v.current_stage for v in versions if v.current_stage != "None"}
+
+
+def _latest_production() -> list[str]:
+    """The seed guide's lookup: ``get_latest_versions(stages=["Production"])``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated in MLflow
+        found = mlflow_client().get_latest_versions(MODEL_NAME, stages=["Production"])
+    return [str(version.version) for version in found]
 
 
 def test_first_version_is_promoted_when_it_beats_the_naive_reference(rounds):
@@ -112,9 +127,12 @@ def test_rollback_restores_previous_and_is_recorded(rounds):
     promote_run(rounds.degraded["runs"][ENSEMBLE])
     _gate(rounds, "good")
 
+    assert _latest_production() == ["2"]
     decision = rollback(MODEL_NAME)
 
     assert _aliases() == {CHAMPION: "1", PREVIOUS: "2"}
+    assert _stages() == {"1": "Production", "2": "Archived"}
+    assert _latest_production() == ["1"]
     assert load_model(f"models:/{MODEL_NAME}@{CHAMPION}").version == "1"
     row = _promotions()[-1]
     assert row["decision"] == decision.decision == "rolled_back"
@@ -157,11 +175,40 @@ def test_seed_script_registers_the_run_and_moves_the_production_alias(rounds, nu
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert f"{MODEL_NAME} v1: promoted (@champion was none)" in done.stdout
+    summary = f"{MODEL_NAME} v1: promoted (@champion was none)"
+    assert summary in done.stdout
+    said = done.stdout + done.stderr
+    assert said.count("promoted") == 1, said  # the summary once, not also as a log line
     assert _aliases() == {CHAMPION: "1"}
+    assert _latest_production() == ["1"]  # the seed guide finds the champion by its stage
     [row] = _promotions()
     assert row["reason"] == f"manual promotion of run {run_id} (stage Production → @champion)"
     assert row["candidate_metrics"]["rmse"] > 0
+
+    again = promote_run(run_id, MODEL_NAME, "Production")
+    assert again.summary() == f"{MODEL_NAME} v1: unchanged — v1 is already @champion; nothing to do"
+    assert not again.alias_moved
+    assert len(_promotions()) == 1 and _aliases() == {CHAMPION: "1"}
+
+
+def test_seed_script_from_a_python_without_the_project(tmp_path):
+    """Run by a Python that lacks the package (a fresh shell), the script hands over to the
+    project's .venv; its usage line names the script alone. Without a .venv beside it, it
+    says how to run it, in one line."""
+    script = REPO / "scripts" / "promote_model_to_production.py"
+    outside = [str(Path(sys.base_prefix) / "bin" / "python3"), "-I", "-S"]
+    done = subprocess.run([*outside, str(script), "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: promote_model_to_production.py [OPTIONS]")
+
+    copy = tmp_path / "scripts" / script.name
+    copy.parent.mkdir()
+    copy.write_text(script.read_text())
+    done = subprocess.run([*outside, str(copy), "--run-id", "x"], capture_output=True, text=True)
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: the nuru_yield package is not installed for this Python")
+    assert "make setup" in line
 
 
 def test_promote_refuses_unknown_stages_and_runs_without_a_model(rounds, capsys):
@@ -185,6 +232,7 @@ def test_staging_moves_the_challenger_alias_only(rounds):
     decision = promote_run(rounds.degraded["runs"][ENSEMBLE], stage="Staging")
     assert (decision.alias, decision.candidate_version) == ("challenger", "2")
     assert _aliases() == {CHAMPION: "1", "challenger": "2"}
+    assert _stages() == {"1": "Production", "2": "Staging"}
 
 
 def test_champion_is_the_refit_and_its_holdout_fit_reproduces_the_logged_evaluation(rounds):

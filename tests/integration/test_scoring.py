@@ -224,7 +224,7 @@ def test_database_down_is_a_clear_database_error(
 
     write_features()
     monkeypatch.setenv(
-        "PREDICTIONS_DB_URL", f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nuru"
+        "PREDICTIONS_DB_URL", f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nuru"
     )
     reset_settings()
     with pytest.raises(DatabaseError, match=r"127\.0\.0\.1") as raised:

@@ -40,9 +40,11 @@ def test_sqlite_transactions_include_ddl(tmp_path: Path) -> None:
 
 
 def test_postgres_urls_run_on_psycopg3_whatever_driver_they_name() -> None:
-    engine = get_engine("postgresql+psycopg2://nuru:pw@127.0.0.1:5432/nuru")
+    engine = get_engine("postgresql+psycopg://nuru:pw@127.0.0.1:5432/nuru")
     assert engine.dialect.driver == "psycopg"
-    assert engine is get_engine("postgresql+psycopg://nuru:pw@127.0.0.1:5432/nuru")
+    # The seed's psycopg2 spelling and a plain URL are accepted: the same engine.
+    assert engine is get_engine("postgresql+psycopg2://nuru:pw@127.0.0.1:5432/nuru")
+    assert engine is get_engine("postgresql://nuru:pw@127.0.0.1:5432/nuru")
 
 
 def test_unreachable_database_is_one_line_with_the_password_masked() -> None:

@@ -432,11 +432,12 @@ def test_airflow_options_set_by_environment_exist() -> None:
     from airflow.providers.celery.get_provider_info import get_provider_info
 
     sections |= get_provider_info()["config"]  # [celery]: the CeleryExecutor's provider
-    names = set(re.findall(r"\bAIRFLOW__([A-Z_]+?)__([A-Z_]+)\b", COMPOSE_FILE.read_text()))
-    assert names
-    for section, option in names:
-        options = sections.get(section.lower(), {}).get("options", {})
-        assert option.lower() in options, f"[{section.lower()}] {option.lower()} is no option"
+    for source in (COMPOSE_FILE, REPO / "Makefile"):  # the stack, and `make airflow`
+        names = set(re.findall(r"\bAIRFLOW__([A-Z_]+?)__([A-Z_]+)\b", source.read_text()))
+        assert names, source
+        for section, option in names:
+            options = sections.get(section.lower(), {}).get("options", {})
+            assert option.lower() in options, f"{source.name}: [{section.lower()}] {option.lower()}"
 
 
 def test_pipeline_environment_passes_settings_validation(
@@ -455,7 +456,7 @@ def test_pipeline_environment_passes_settings_validation(
             reset_settings()
             settings = get_settings()
             assert settings.lake_url == "s3://nuru-yield"
-            assert settings.predictions_db_url.startswith("postgresql+psycopg2://")
+            assert settings.predictions_db_url.startswith("postgresql+psycopg://")
             assert settings.mlflow_tracking_uri == "http://mlflow-server:5000"
         reset_settings()
 
@@ -664,11 +665,79 @@ def test_api_image_requirements_cover_what_the_api_imports(
     )
     monkeypatch.setenv("BLOCKED_MODULES", ",".join(blocked))
     monkeypatch.setenv("LAZY_MODULES", ",".join(sorted(_serving_imports())))
-    monkeypatch.setenv("API_DB_URL", "postgresql+psycopg2://nuru_api@127.0.0.1:9/nuru")
+    monkeypatch.setenv("API_DB_URL", "postgresql+psycopg://nuru_api@127.0.0.1:9/nuru")
     result = subprocess.run(
         [sys.executable, "-c", _BLOCKED_IMPORT_PROBE], capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+# --- dependencies and database URLs -------------------------------------------------------
+
+
+def _package_imports() -> set[str]:
+    """Top-level modules that the package, the DAGs and the scripts import (lazy imports
+    included)."""
+    modules = set()
+    for root in (REPO / "include" / "nuru_yield", REPO / "dags", REPO / "scripts"):
+        for path in root.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules |= {alias.name.partition(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules.add(node.module.partition(".")[0])
+    return modules
+
+
+def test_every_declared_dependency_is_imported() -> None:
+    """pyproject's dependencies name what the package imports, nothing more (a driver
+    declared but never used is weight in every image and a dead lead for a reader)."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    provided: dict[str, set[str]] = {}
+    for module, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            provided.setdefault(canonicalize_name(dist), set()).add(module)
+    # Imported through another package's module: uvicorn's httptools protocol, which the
+    # API's request-head limits subclass.
+    imported = _package_imports() | {"httptools"}
+
+    def modules_of(name: str) -> set[str]:
+        """The modules of a distribution, or of its own requirements for a meta-package
+        (``apache-airflow`` installs ``airflow`` through ``apache-airflow-core``)."""
+        modules = set(provided.get(canonicalize_name(name), set()))
+        if not modules:
+            for line in metadata.requires(name) or []:
+                dependency = Requirement(line)
+                if dependency.marker is None:
+                    modules |= provided.get(canonicalize_name(dependency.name), set())
+        return modules
+
+    unused = [
+        requirement
+        for requirement in declared
+        if not modules_of(Requirement(requirement).name) & imported
+    ]
+    assert not unused, f"declared in pyproject.toml but never imported: {unused}"
+
+
+def test_database_urls_name_one_postgresql_driver() -> None:
+    """Every Nuru Yield URL in the docs and the stack spells ``postgresql+psycopg://``; only
+    Airflow's own metadata database keeps the psycopg2 driver Airflow documents."""
+    documents = [REPO / "README.md", REPO / "docs" / "DESIGN.md", COMPOSE_FILE, ENV_EXAMPLE]
+    spellings = {}
+    for document in documents:
+        for line in document.read_text().splitlines():
+            # A URL with a server part (not a bare scheme named in prose).
+            for driver in re.findall(r"postgresql\+(\w+)://[^`\s]", line):
+                if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in line:
+                    spellings.setdefault(driver, []).append(f"{document.name}: {line.strip()}")
+    assert set(spellings) == {"psycopg"}, spellings
 
 
 # --- Grafana -----------------------------------------------------------------------------

@@ -93,6 +93,22 @@ def test_failed_write_leaves_previous_file(lake: Lake) -> None:
     assert lake.list("features") == [path]  # no temporary file left visible
 
 
+def test_lake_files_get_the_users_umask_not_owner_only(tmp_path: Path) -> None:
+    """Files moved into the lake are readable by the group (umask 027 -> 0640), like any file
+    the user creates, not 0600 as a private temporary file would leave them."""
+    local = Lake(f"file://{tmp_path / 'lake'}")
+    previous = os.umask(0o027)
+    try:
+        local.write_parquet("features/2025-05-01/plot_features.parquet", _table(3))
+        local.write_parquet_batches("monitoring/p.parquet", _table(1).schema, [_table(2)])
+        local.write_json("features/2025-05-01/validation.json", {"ok": True})
+    finally:
+        os.umask(previous)
+    files = sorted(path for path in (tmp_path / "lake").rglob("*") if path.is_file())
+    assert len(files) == 3
+    assert {oct(path.stat().st_mode & 0o777) for path in files} == {oct(0o640)}
+
+
 def test_missing_file_is_a_clear_lake_error(lake: Lake) -> None:
     with pytest.raises(LakeError, match=r"not found|cannot read"):
         lake.read_parquet("raw/plots.parquet")

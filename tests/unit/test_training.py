@@ -3,6 +3,8 @@ the fitted candidates behave. No MLflow, no database."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,12 +19,14 @@ from nuru_yield.training.candidates import (
     CandidateResult,
     NaiveReference,
     assess_candidates,
+    linear_baseline,
 )
 from nuru_yield.training.dataset import season_rank, split_labels, temporal_split
 from nuru_yield.training.evaluation import flat_metrics, regression_metrics
 from nuru_yield.training.gate import county_checks, decide
 from nuru_yield.training.intervals import ConformalIntervals, calibrate, training_buckets
 from nuru_yield.training.serving import ServingModel
+from nuru_yield.training.tracking import input_example
 from tests.fixtures.training import TEST_PARAMS, synthetic_training_frame
 
 BUCKETS = training_buckets((30, 60, 90, 120, None), season_max_days=180)
@@ -364,3 +368,17 @@ def test_naive_reference_falls_back_for_unseen_combinations():
     naive = NaiveReference.fit(frame)
     unseen = pd.DataFrame({"county": ["A", "C", "C"], "season": ["Long Rains"] * 2 + ["Dry"]})
     assert naive.predict(unseen).tolist() == [2000.0, 2000.0, 1500.0]
+
+
+def test_linear_baseline_reads_the_signature_dataframe_without_a_feature_name_warning():
+    """MLflow's pyfunc predicts the logged input example (a DataFrame with the feature
+    names) when the model is logged; the baseline, fitted on a matrix, takes it silently and
+    answers exactly as for the matrix."""
+    frame = synthetic_training_frame(plots=30, first_year=2019, last_year=2020)
+    matrix = frame.loc[:, list(FEATURE_COLUMNS)].to_numpy(dtype=np.float64)
+    model = linear_baseline(TEST_PARAMS).fit(matrix, frame["yield_kg_per_ha"].to_numpy())
+    example = input_example(frame, FEATURE_COLUMNS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X has feature names, but SimpleImputer was fitted …"
+        predicted = model.predict(example)
+    np.testing.assert_allclose(predicted, model.predict(example.to_numpy()))

@@ -13,6 +13,12 @@ project installs. Phases, each ``--seconds`` long after a short warm-up:
    scheduled time, so a stalled server cannot hide its queue (``p50_ms``, ``p99_ms``,
    ``errors``).
 
+With ``--compare``, phases 2 and 3 run again against the same API without its hand-built
+fast paths (:data:`VARIANTS`), one server at a time: the documented FastAPI route instead
+of the bare ASGI ``/predict``, ``asyncpg.create_pool`` instead of the store's own connection
+queue, and one query per lookup instead of gathered lookups; ``variants`` reports rps, p99
+and the API's CPU per request of each, so each fast path is kept only where it pays.
+
 The load generator shares the machine's cores with the servers and PostgreSQL: absolute
 numbers depend on the machine and on what else runs; ``ratio`` is the figure to compare.
 """
@@ -44,6 +50,7 @@ from starlette.routing import Route
 
 from nuru_yield.errors import NuruError
 from nuru_yield.local_services import free_port, scratch_database, throwaway_postgres
+from nuru_yield.serving.store import AsyncpgStore, init_connection
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,83 @@ async def _constant(_: Request) -> Response:
 
 
 bare_app = Starlette(routes=[Route("/predict", _constant, methods=["POST"])])
+
+
+# --- variants: the API without its hand-built fast paths ---------------------------------
+@dataclass(frozen=True)
+class Variant:
+    """How the API under test serves ``POST /predict``."""
+
+    bare_route: bool = True  # the bare ASGI endpoint ahead of the documented FastAPI route
+    own_queue: bool = True  # the store's own connection queue; else asyncpg.create_pool
+    gathered: bool = True  # lookups made while the loop is busy share one query
+
+
+VARIANTS: dict[str, Variant] = {
+    "current": Variant(),
+    "without_bare_route": Variant(bare_route=False),
+    "without_gathering": Variant(gathered=False),
+    "asyncpg_pool": Variant(own_queue=False),
+    "asyncpg_pool_without_gathering": Variant(own_queue=False, gathered=False),
+    "plain_fastapi_asyncpg_pool": Variant(bare_route=False, own_queue=False, gathered=False),
+}
+
+
+class PoolStore(AsyncpgStore):
+    """The PostgreSQL store on ``asyncpg.create_pool`` (same sessions, same statements)
+    instead of its own queue of connections."""
+
+    def __init__(self, url: str, *, max_size: int, timeout: float) -> None:
+        super().__init__(url, max_size=max_size, timeout=timeout)
+        self._max_size = max_size
+        self._pool: Any = None
+
+    async def _run(self, query: Any, params: dict[str, Any]) -> list[Any]:
+        import asyncpg
+
+        if self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._max_size,
+                init=init_connection,
+                server_settings={"default_transaction_read_only": "on"},
+            )
+        sql, names = self._compile(query)
+        return await self._pool.fetch(sql, *(params[name] for name in names))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+class _OneQueryPerLookup:
+    """Each single lookup sent at once in a query of its own (no gathering)."""
+
+    async def latest(self, lookup: Any, since: dt.date | None = None) -> Any:
+        return await self._latest_one(lookup, since)  # type: ignore[attr-defined]
+
+
+def variant_app(variant: Variant, **app_options: Any) -> Any:
+    """The API app as ``nuru-yield serve`` builds it, less the fast paths ``variant`` drops
+    (``app_options`` go to ``create_app``)."""
+    from nuru_yield.config import get_settings
+    from nuru_yield.serving.app import create_app
+    from nuru_yield.serving.routers import predict
+
+    settings = get_settings()
+    store_class: type[AsyncpgStore] = AsyncpgStore if variant.own_queue else PoolStore
+    if not variant.gathered:
+        store_class = type(f"{store_class.__name__}Alone", (_OneQueryPerLookup, store_class), {})
+    store = store_class(
+        settings.api_db_url,
+        max_size=settings.api_db_pool_max,
+        timeout=settings.api_db_timeout_seconds,
+    )
+    app = create_app(settings, store=store, **app_options)
+    if not variant.bare_route:
+        app.router.routes.remove(predict.FAST_ROUTE)
+    return app
 
 
 # --- result -------------------------------------------------------------------------------
@@ -244,8 +328,11 @@ def _costed(
     return result, costs
 
 
-def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult:
-    """Load ``rows`` predictions, start both servers, drive the three phases."""
+def run_bench(
+    rows: int, seconds: int, db_url: str | None = None, compare: bool = False
+) -> BenchResult:
+    """Load ``rows`` predictions, start the servers one at a time, drive the phases (and,
+    with ``compare``, the same phases against every variant of :data:`VARIANTS`)."""
     with (
         tempfile.TemporaryDirectory(prefix="nuru-bench-api-") as tmp,
         contextlib.ExitStack() as stack,
@@ -271,48 +358,65 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'no-mlflow.db'}",
         }
         env.pop("LOG_FILE", None)
-        api_port, bare_port = free_port(), free_port()
-        serve = [str(Path(sys.executable).with_name("nuru-yield")), "serve", "--port"]
-        if not Path(serve[0]).exists():
-            serve = [sys.executable, "-m", "nuru_yield", "serve", "--port"]
-        bare = [sys.executable, "-m", "uvicorn", "nuru_yield.bench.api:bare_app"]
-        bare += ["--no-access-log", "--no-server-header", "--log-level", "warning", "--port"]
-        api = stack.enter_context(server([*serve, str(api_port)], api_port, env, root / "api.log"))
-        bare_server = stack.enter_context(
-            server([*bare, str(bare_port)], bare_port, env, root / "bare.log")
-        )
-
         phase = {"seconds": seconds, "warmup": WARMUP_SECONDS, "rows": rows, "key": BENCH_KEY}
         saturate = {**phase, "mode": "saturate", "connections": SATURATION_CONNECTIONS}
-        log.info("phase 1/3: bare endpoint, saturation, %ds", seconds)
-        bare_result, bare_cpu = _costed({**saturate, "port": bare_port}, {"bare": bare_server.pid})
-        log.info("phase 2/3: POST /predict, saturation, %ds", seconds)
-        api_result, api_cpu = _costed(
-            {**saturate, "port": api_port}, {"api": api.pid, "postgres": postmaster}
-        )
-        log.info("phase 3/3: POST /predict at %d req/s, %ds", PACED_RATE, seconds)
-        paced = _drive(
-            {
-                **phase,
-                "port": api_port,
-                "mode": "paced",
-                "rate": PACED_RATE,
-                "connections": PACED_CONNECTIONS,
-            }
-        )
+        paced = {**phase, "mode": "paced", "rate": PACED_RATE, "connections": PACED_CONNECTIONS}
+
+        bare_port = free_port()
+        bare = [sys.executable, "-m", "uvicorn", "nuru_yield.bench.api:bare_app"]
+        bare += ["--no-access-log", "--no-server-header", "--log-level", "warning", "--port"]
+        log.info("bare endpoint, saturation, %ds", seconds)
+        with server([*bare, str(bare_port)], bare_port, env, root / "bare.log") as bare_server:
+            bare_result, bare_cpu = _costed(
+                {**saturate, "port": bare_port}, {"bare": bare_server.pid}
+            )
+
+        measured = {}
+        for name in VARIANTS if compare else ("current",):
+            port = free_port()
+            if name == "current":  # as a user starts it
+                command = [str(Path(sys.executable).with_name("nuru-yield")), "serve", "--port"]
+                if not Path(command[0]).exists():
+                    command = [sys.executable, "-m", "nuru_yield", "serve", "--port"]
+                command.append(str(port))
+            else:
+                variant = json.dumps(asdict(VARIANTS[name]))
+                command = [sys.executable, "-m", "nuru_yield.bench.api", "serve", variant]
+                command.append(str(port))
+            log.info(
+                "%s: POST /predict, saturation then %d req/s, %ds each", name, PACED_RATE, seconds
+            )
+            with server(command, port, env, root / f"api-{name}.log") as api:
+                result, cpu = _costed(
+                    {**saturate, "port": port}, {"api": api.pid, "postgres": postmaster}
+                )
+                measured[name] = (result, cpu, _drive({**paced, "port": port}))
+
+    api_result, api_cpu, paced_result = measured["current"]
     ratio = api_result["rps"] / bare_result["rps"] if bare_result["rps"] else 0.0
+    variants = {
+        name: {
+            "rps": round(result["rps"], 1),
+            "saturation_p99_ms": result["p99_ms"],
+            "paced_p50_ms": paced_result["p50_ms"],
+            "paced_p99_ms": paced_result["p99_ms"],
+            "errors": result["errors"] + paced_result["errors"],
+            **{f"{process}_cpu_us_per_request": us for process, us in cpu.items()},
+        }
+        for name, (result, cpu, paced_result) in measured.items()
+    }
     return BenchResult(
         rows=rows,
         rps=round(api_result["rps"], 1),
         bare_rps=round(bare_result["rps"], 1),
         ratio=round(ratio, 3),
-        p50_ms=paced["p50_ms"],
-        p99_ms=paced["p99_ms"],
-        errors=paced["errors"],
+        p50_ms=paced_result["p50_ms"],
+        p99_ms=paced_result["p99_ms"],
+        errors=paced_result["errors"],
         details={
             "seconds": seconds,
             "paced_rate": PACED_RATE,
-            "paced_achieved_rps": round(paced["rps"], 1),
+            "paced_achieved_rps": round(paced_result["rps"], 1),
             "saturation_connections": SATURATION_CONNECTIONS,
             "saturation_p50_ms": api_result["p50_ms"],
             "saturation_p99_ms": api_result["p99_ms"],
@@ -321,6 +425,7 @@ def run_bench(rows: int, seconds: int, db_url: str | None = None) -> BenchResult
             # CPU per request of each server process during saturation (robust to a busy
             # machine, unlike throughput): what the ratio would follow on dedicated cores.
             **{f"{name}_cpu_us_per_request": us for name, us in {**bare_cpu, **api_cpu}.items()},
+            **({"variants": variants} if compare else {}),
             "load_seconds": round(load_seconds, 1),
             "cores": os.cpu_count(),
             "note": "servers, PostgreSQL and the load generator share these cores",
@@ -499,6 +604,11 @@ async def _load(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _main(argv: list[str]) -> None:
+    if argv[1] == "serve":  # a variant of the API: `serve VARIANT_JSON PORT`
+        from nuru_yield.serving.app import run
+
+        run("127.0.0.1", int(argv[3]), app=variant_app(Variant(**json.loads(argv[2]))))
+        return
     config = json.loads(argv[1])
     try:
         from uvloop import run

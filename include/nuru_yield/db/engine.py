@@ -1,8 +1,9 @@
 """Engines for the predictions database, cached per URL, and one-line database errors.
 
-* PostgreSQL always runs on psycopg 3, whatever driver the URL names (DESIGN §3 shows
-  ``postgresql+psycopg2://``): the loader needs psycopg 3's ``COPY`` in the same
-  transaction as its other statements.
+* PostgreSQL always runs on psycopg 3, whatever driver the URL names: the documented
+  ``postgresql+psycopg://``, the seed's ``postgresql+psycopg2://`` and a plain
+  ``postgresql://`` all connect the same way (the loader needs psycopg 3's ``COPY`` in the
+  same transaction as its other statements; psycopg2 is never imported).
 * SQLite runs in WAL mode (readers never block the nightly load and keep seeing the old rows
   until it commits) with a busy timeout, and with real transactions: SQLAlchemy's recipe
   of emitting ``BEGIN`` ourselves, so DDL such as dropping a staging table is part of the

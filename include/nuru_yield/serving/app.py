@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LOG_FORMAT, DatabaseError, mask_passwords
+from nuru_yield.serving.docs import add_docs
 from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
 from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
@@ -81,6 +82,7 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by add_docs from local assets, not FastAPI's CDN page
         redoc_url=None,  # /docs is the documentation; one route fewer to match per request
     )
     app.state.api = state
@@ -88,6 +90,7 @@ def create_app(
     app.router.routes.append(predict.FAST_ROUTE)
     for module in (predict, predictions, models, health, metrics):
         app.include_router(module.router)
+    add_docs(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     database_warnings = QuietRepeats(log)
 
@@ -168,15 +171,16 @@ async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
-def run(host: str, port: int, workers: int = 1) -> None:
+def run(host: str, port: int, workers: int = 1, app: FastAPI | None = None) -> None:
     """Serve with uvicorn (httptools with the request head bounded, uvloop when installed, no
     access log: ours is structured; uvicorn's own lines go through the password mask). The
     app is built here first, so a bad setting fails in one line before uvicorn starts;
-    worker processes build their own from the same settings."""
+    worker processes build their own from the same settings. ``app``: serve this one
+    instead (one worker; the benchmarks' variants)."""
     import uvicorn
 
     settings = get_settings()
-    app = create_app(settings)
+    app = app or create_app(settings)
     uvicorn.run(
         app if workers == 1 else "nuru_yield.serving.app:create_app",
         factory=workers > 1,

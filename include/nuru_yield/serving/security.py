@@ -17,8 +17,9 @@ from nuru_yield.serving.asgi import send_json
 from nuru_yield.serving.schemas import ErrorBody
 
 HEADER = b"x-api-key"
-# Probes and scrapers get in without a key; so do the docs (they hold no data).
+# Probes and scrapers get in without a key; so do the docs and their assets (no data).
 OPEN_PATHS = frozenset({"/health", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+OPEN_PREFIX = "/docs/assets/"
 SCHEME = "APIKeyHeader"
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -36,7 +37,11 @@ class ApiKeyMiddleware:
         self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in OPEN_PATHS
+            or scope["path"].startswith(OPEN_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         supplied = next((value for name, value in scope["headers"] if name == HEADER), None)

@@ -227,7 +227,9 @@ class PredictionStore(abc.ABC):
         :meth:`latest_many` query, as a database commits a group of transactions at once:
         under load one round trip serves many requests (measured on PostgreSQL: 8 plots per
         query cost the server 52 µs each instead of 116 µs, the client 28 µs instead of
-        144 µs), while a lookup on an idle server is sent at once, alone.
+        144 µs; ``nuru-yield bench api --compare`` at saturation: 90–110 µs less API CPU
+        and 80–90 µs less PostgreSQL CPU per request than one query per lookup), while a
+        lookup on an idle server is sent at once, alone.
         """
         gathering = self._gathering.get(since)
         if gathering is None or len(gathering) >= MAX_GATHERED:
@@ -401,8 +403,12 @@ class AsyncpgStore(PredictionStore):
     """PostgreSQL through asyncpg connections made on first use, so that the API starts (and
     reports 503 on /health) while the database is down.
 
-    Not an ``asyncpg.Pool``: measured here, its acquire/release (a task and bookkeeping per
-    query) cost as much CPU as the lookup itself. The API needs much less: up to
+    Not an ``asyncpg.Pool``: its release resets every connection (``RESET ALL`` and
+    friends: one more round trip per query) on top of its acquire bookkeeping. Measured
+    with ``nuru-yield bench api --compare`` (three runs, 200,000 rows; docs/DESIGN.md, "The
+    API's fast paths"): a pool costs 2–18 µs more API CPU per request with gathered lookups
+    and 80–110 µs more (plus 55–75 µs of PostgreSQL CPU) where lookups go alone, and its
+    p50 at 1,000 requests/s was 1.6–4× this queue's. The API needs much less: up to
     ``max_size`` connections, each running one statement at a time, a broken one replaced.
     A LIFO queue holds idle connections above ``None`` slots ("may connect"), so warm
     connections are reused first and new ones are opened only under concurrency.
@@ -436,7 +442,7 @@ class AsyncpgStore(PredictionStore):
             },
         )
         try:
-            await _init_connection(connection)
+            await init_connection(connection)
         except BaseException:
             connection.terminate()
             raise
@@ -538,7 +544,8 @@ def _driver_errors() -> tuple[type[Exception], ...]:
     )
 
 
-async def _init_connection(connection: asyncpg.Connection) -> None:
+async def init_connection(connection: asyncpg.Connection) -> None:
+    """Decode ``json``/``jsonb`` columns (``top_drivers``) into Python values."""
     for type_name in ("json", "jsonb"):
         await connection.set_type_codec(
             type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"

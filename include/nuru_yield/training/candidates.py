@@ -172,14 +172,20 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
 
 
 def linear_baseline(params: TrainingParams) -> Any:
-    """Median imputation, standardisation and a ridge-penalised Tweedie GLM (log link)."""
+    """Median imputation, standardisation and a ridge-penalised Tweedie GLM (log link).
+
+    Like the ensemble, it reads its input as a plain matrix in the training column order:
+    it is fitted on one, and MLflow's pyfunc (which checks the logged input example at
+    logging time) hands it the signature's DataFrame, whose column names the imputer would
+    otherwise warn about ("X has feature names, but SimpleImputer was fitted without")."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import TweedieRegressor
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     return Pipeline(
         [
+            ("matrix", FunctionTransformer(np.asarray)),
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
             ("scale", StandardScaler()),
             (

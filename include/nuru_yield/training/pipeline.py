@@ -250,6 +250,7 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
             ),
             dag_run_id=dag_run_id,
         )
+    log.info("%s", decision.summary())
     return {
         "model_name": name,
         "version": version,

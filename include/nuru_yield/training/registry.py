@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +41,11 @@ MODEL_NAME = ENSEMBLE
 CHAMPION = "champion"
 PREVIOUS = "previous"
 CHALLENGER = "challenger"
-# The seed's registry stages, mapped onto the aliases that replaced them.
+# The seed's registry stages, mapped onto the aliases that replaced them. The stage is set
+# too when an alias moves, so the seed's `get_latest_versions(stages=["Production"])` finds
+# the champion.
 STAGE_ALIASES = {"production": CHAMPION, "staging": CHALLENGER}
+ALIAS_STAGES = {CHAMPION: "Production", CHALLENGER: "Staging"}
 
 
 def mlflow_client() -> MlflowClient:
@@ -271,7 +275,7 @@ class Decision:
 
     model_name: str
     alias: str
-    decision: str  # promoted | refused | rolled_back
+    decision: str  # promoted | refused | rolled_back | unchanged (not recorded)
     reason: str
     candidate_version: str | None
     previous_version: str | None
@@ -284,6 +288,8 @@ class Decision:
 
     def summary(self) -> str:
         """One line for a person: what happened to which version, and why."""
+        if self.decision == "unchanged":
+            return f"{self.model_name} v{self.candidate_version}: unchanged — {self.reason}"
         before = f"v{self.previous_version}" if self.previous_version else "none"
         return (
             f"{self.model_name} v{self.candidate_version}: {self.decision} "
@@ -344,15 +350,22 @@ def record_decision(
                 )
         if move is not None:
             move()
-    log.info(
-        "%s v%s: %s (@%s): %s",
-        decision.model_name,
-        decision.candidate_version,
-        decision.decision,
-        decision.alias,
-        decision.reason,
-    )
+    # Callers report it (the CLI prints the summary, the DAG task logs it): once, not twice.
+    log.debug("recorded: %s", decision.summary())
     return decision
+
+
+def set_stage(client: MlflowClient, name: str, version: str, alias: str) -> None:
+    """Give ``version`` the registry stage of ``alias`` (``champion`` → Production,
+    ``challenger`` → Staging), archiving the version that had it. Stages are deprecated in
+    MLflow and the aliases decide what is served; this keeps code written for stages (the
+    seed's deployment guide) finding the same version."""
+    stage = ALIAS_STAGES.get(alias)
+    if stage is None or client.get_model_version(name, version).current_stage == stage:
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*stage")
+        client.transition_model_version_stage(name, version, stage, archive_existing_versions=True)
 
 
 def _move_champion(client: MlflowClient, name: str, version: str, old: str | None) -> None:
@@ -360,6 +373,7 @@ def _move_champion(client: MlflowClient, name: str, version: str, old: str | Non
     if old is not None and old != version:
         client.set_registered_model_alias(name, PREVIOUS, old)
     client.set_registered_model_alias(name, CHAMPION, version)
+    set_stage(client, name, version, CHAMPION)
 
 
 def promote_version(
@@ -375,14 +389,26 @@ def promote_version(
     actor: str = "gate",
 ) -> Decision:
     """Point ``alias`` at ``version`` (for ``champion``, the old one becomes ``previous``)
-    and record it."""
+    and record it. A version that already holds the alias is left alone and reported as
+    ``unchanged`` (nothing recorded; only a missing stage is set)."""
     old = alias_version(client, name, alias)
+    if old == version:
+        set_stage(client, name, version, alias)
+        return Decision(
+            model_name=name,
+            alias=alias,
+            decision="unchanged",
+            reason=f"v{version} is already @{alias}; nothing to do",
+            candidate_version=version,
+            previous_version=old,
+        )
 
     def move() -> None:
         if alias == CHAMPION:
             _move_champion(client, name, version, old)
         else:
             client.set_registered_model_alias(name, alias, version)
+            set_stage(client, name, version, alias)
 
     decision = Decision(
         model_name=name,

@@ -1,0 +1,137 @@
+"""A new user's first hour: `make demo` finds a taken port before it runs anything, the
+Airflow it leaves behind starts no run by itself under `make airflow`, which binds loopback
+and is sized for two cores, and every run the demo starts names its night."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nuru_yield.airflow_standalone import AirflowStandalone, night_note, run_chain
+from nuru_yield.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_refuses_a_taken_port_in_one_line_before_running_anything(
+    nuru_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_airflow(*_: object, **__: object) -> None:
+        raise AssertionError("the demo started Airflow although its port is taken")
+
+    monkeypatch.setattr("nuru_yield.airflow_standalone.standalone", no_airflow)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            main(["demo", "--plots", "100", "--port", str(port)])
+    assert exited.value.code == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: port {port} on 127.0.0.1 is not free")
+    assert "--port" in line and "PORT=" in line
+    assert not nuru_home.exists()  # no sample data, no database, no Airflow
+
+
+class FakeAirflow:
+    """Airflow's REST API v2 as far as the harness uses it, recording every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        # An Airflow home used before: runs of an earlier demo, already finished.
+        old = {"dag_run_id": "asset_triggered__2025-12-31T00:00:00", "state": "success"}
+        self.runs: dict[str, list[dict]] = {"batch_scoring": [old], "drift_monitoring": [old]}
+        self.unseen: dict[str, int] = {}
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        path = request.url.path.removeprefix("/api/v2")
+        self.calls.append((request.method, path, body))
+        parts = path.strip("/").split("/")
+        if request.method == "GET" and path == "/dags":
+            dags = ["feature_materialization", "batch_scoring", "drift_monitoring"]
+            return httpx.Response(200, json={"dags": [{"dag_id": d} for d in dags]})
+        if request.method == "POST" and parts[-1] == "dagRuns":
+            run = {"dag_run_id": body["dag_run_id"], "state": "success"}
+            self.runs[parts[1]] = [run]
+            self.unseen = {"batch_scoring": 1, "drift_monitoring": 1}  # scheduled a poll later
+            return httpx.Response(200, json=run)
+        if request.method == "GET" and parts[-1] == "dagRuns":
+            dag_id = parts[1]
+            if self.unseen.get(dag_id) == 0:  # the asset-triggered run appears, newest first
+                new = {"dag_run_id": "asset_triggered__2026-01-01T00:00:00", "state": "success"}
+                self.runs[dag_id].insert(0, new)
+            if dag_id in self.unseen:
+                self.unseen[dag_id] -= 1
+            return httpx.Response(200, json={"dag_runs": self.runs.get(dag_id, [])})
+        return httpx.Response(200, json={})
+
+
+def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
+    tmp_path: Path,
+) -> None:
+    fake = FakeAirflow()
+    client = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(fake.handle))
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        airflow = AirflowStandalone(tmp_path, 1, {"standalone": process}, client, "mark")  # type: ignore[arg-type]
+        finished = run_chain(airflow, "2025-06-15", timeout=10)
+    finally:
+        process.kill()
+        process.wait()
+
+    new = "asset_triggered__2026-01-01T00:00:00"  # not the earlier demo's runs
+    assert {finished[d]["dag_run_id"] for d in ("batch_scoring", "drift_monitoring")} == {new}
+    [trigger] = [body for method, _, body in fake.calls if method == "POST"]
+    assert trigger["conf"] == {"run_date": "2025-06-15"}
+    assert trigger["dag_run_id"].startswith("manual__night_2025-06-15__")
+    assert trigger["note"] == night_note("2025-06-15") == "night 2025-06-15"
+    notes = {
+        path: body["note"]
+        for method, path, body in fake.calls
+        if "note" in body and method == "PATCH"
+    }
+    assert notes == {
+        f"/dags/{dag_id}/dagRuns/asset_triggered__2026-01-01T00:00:00": "night 2025-06-15"
+        for dag_id in ("batch_scoring", "drift_monitoring")
+    }
+    pauses = [(path, body["is_paused"]) for _, path, body in fake.calls if "is_paused" in body]
+    chain = ("feature_materialization", "batch_scoring", "drift_monitoring")
+    assert pauses == [(f"/dags/{d}", False) for d in chain] + [(f"/dags/{d}", True) for d in chain]
+
+
+def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_schedules() -> None:
+    def dry_run(*arguments: str) -> str:
+        """The last command `make -n` prints (run from `make test` too: a clean make)."""
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-n", *arguments],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        return done.stdout.strip().splitlines()[-1]
+
+    standalone = dry_run("airflow", "NURU_SCHEDULES=manual")
+    assert standalone.endswith("airflow standalone")
+    for setting in (
+        "AIRFLOW__API__HOST=127.0.0.1",
+        "AIRFLOW__API__WORKERS=1",
+        "AIRFLOW__CORE__PARALLELISM=4",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1",
+        'NURU_SCHEDULES="manual"',
+        'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"',  # the demo's Airflow home
+    ):
+        assert setting in standalone, setting
+    backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id feature_materialization")
+    assert backfill.endswith("airflow backfill create --dag-id feature_materialization")
+    assert 'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"' in backfill
+    assert dry_run("demo", "PORT=8123").endswith("nuru-yield demo --port 8123")
