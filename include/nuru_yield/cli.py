@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from nuru_yield.errors import LOG_FORMAT, MaskingFormatter, NuruError, mask_passwords
+from nuru_yield.names import MODEL_NAME
 
 app = typer.Typer(
     help="Nuru Yield: nightly in-season maize yield forecasts for smallholder plots.",
@@ -130,7 +131,7 @@ def backtest(
 @app.command()
 def promote(
     run_id: Annotated[str, typer.Option()],
-    model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor",
+    model_name: Annotated[str, typer.Option()] = MODEL_NAME,
     stage: Annotated[str, typer.Option()] = "Production",
 ) -> None:
     """Register a run's model and move the alias its stage maps to."""
@@ -140,7 +141,7 @@ def promote(
 
 
 @app.command()
-def rollback(model_name: Annotated[str, typer.Option()] = "Ensemble_VotingRegressor") -> None:
+def rollback(model_name: Annotated[str, typer.Option()] = MODEL_NAME) -> None:
     """Restore the `previous` champion."""
     from nuru_yield.training import rollback as run_rollback
 

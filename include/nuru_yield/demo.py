@@ -18,7 +18,8 @@ import typer
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import mask_passwords
-from nuru_yield.lake import RAW_PLOTS, Lake, drift_html_path, prediction_log_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import RAW_PLOTS, drift_html_path, prediction_log_path
 
 log = logging.getLogger(__name__)
 

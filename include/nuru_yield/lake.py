@@ -6,7 +6,7 @@ object appears only once the upload completes). A reader therefore never sees ha
 and a writer that crashes leaves the previous file as it was.
 
 Paths passed to :class:`Lake` are relative to the lake root and use ``/``; the dated
-partition layout of DESIGN §5 lives in the ``*_path`` helpers below.
+partition layout (docs/DESIGN.md, "Lake layout") lives in :mod:`nuru_yield.names`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from nuru_yield.errors import LakeError
+from nuru_yield.names import PART_ROW_GROUPS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,89 +33,6 @@ if TYPE_CHECKING:
     import pyarrow.parquet as pq
 
     from nuru_yield.config import Settings
-
-# --- raw contract (DESIGN §4) -------------------------------------------------------------
-RAW_PLOTS = "raw/plots.parquet"
-RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
-RAW_WEATHER = "raw/weather"
-RAW_NDVI = "raw/ndvi"
-RAW_YIELDS = "raw/yields.parquet"
-
-FEATURES = "features"
-PREDICTION_LOG = "monitoring/predictions"
-DRIFT = "monitoring/drift"
-
-
-def _day(date: dt.date | str) -> str:
-    return date if isinstance(date, str) else date.isoformat()
-
-
-def weather_year_path(year: int, part: str = "part-0") -> str:
-    return f"{RAW_WEATHER}/year={year}/{part}.parquet"
-
-
-def ndvi_year_path(year: int, part: str = "part-0") -> str:
-    """A file of one year's NDVI not yet partitioned by plot bucket (the layout before
-    ``nuru-yield lake upgrade``; still read, more slowly: see :mod:`nuru_yield.raw_layout`)."""
-    return f"{RAW_NDVI}/year={year}/{part}.parquet"
-
-
-def ndvi_year_dir(year: int) -> str:
-    return f"{RAW_NDVI}/year={year}"
-
-
-def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
-    """A file of one year's NDVI for the plots of one bucket (docs/DESIGN.md, raw input
-    contract)."""
-    return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
-
-
-def parts_dir(prefix: str, date: dt.date | str) -> str:
-    """Where the shards of a sharded step stage the ``{prefix}/{date}/`` partition until one
-    publish step assembles it. ``_parts`` is invisible to dataset readers and to
-    :meth:`Lake.partition_dates`."""
-    return f"{prefix}/_parts/{_day(date)}"
-
-
-def shard_part_path(
-    prefix: str,
-    date: dt.date | str,
-    shard: int,
-    shards: int,
-    name: str = "part",
-    suffix: str = ".parquet",
-) -> str:
-    """What shard ``shard`` of ``shards`` stages for the ``{prefix}/{date}/`` partition."""
-    return f"{parts_dir(prefix, date)}/{name}-{shard:04d}-of-{shards:04d}{suffix}"
-
-
-def features_path(date: dt.date | str) -> str:
-    return f"{FEATURES}/{_day(date)}/plot_features.parquet"
-
-
-def rejected_path(date: dt.date | str) -> str:
-    return f"{FEATURES}/{_day(date)}/rejected.parquet"
-
-
-def validation_path(date: dt.date | str) -> str:
-    return f"{FEATURES}/{_day(date)}/validation.json"
-
-
-def prediction_log_path(date: dt.date | str) -> str:
-    return f"{PREDICTION_LOG}/{_day(date)}/predictions.parquet"
-
-
-def drift_report_path(date: dt.date | str) -> str:
-    return f"{DRIFT}/{_day(date)}/drift_report.json"
-
-
-def drift_html_path(date: dt.date | str) -> str:
-    return f"{DRIFT}/{_day(date)}/drift_report.html"
-
-
-# Key-value metadata of a file assembled from shard parts: JSON list of the first row group
-# of each part, and one past the last (see Lake.assemble_parquet, part_row_groups).
-PART_ROW_GROUPS = "nuru_yield.part_row_groups"
 
 
 def part_row_groups(parquet_file: pq.ParquetFile, part: int, parts: int) -> list[int] | None:
@@ -131,7 +49,7 @@ def part_row_groups(parquet_file: pq.ParquetFile, part: int, parts: int) -> list
 
 
 # Parquet writer defaults: dictionary encoding off for float columns is ~4x faster to write
-# and smaller (NOTES.md, Speed); strings keep it.
+# and smaller (docs/NOTES.md, "Speed"); strings keep it.
 _WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": True}
 
 

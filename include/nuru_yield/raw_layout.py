@@ -27,7 +27,8 @@ import pyarrow as pa
 
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.errors import LakeError
-from nuru_yield.lake import RAW_NDVI, Lake, ndvi_bucket_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import RAW_NDVI, ndvi_bucket_path
 from nuru_yield.sharding import shard_buckets, shard_or_zero
 
 log = logging.getLogger(__name__)

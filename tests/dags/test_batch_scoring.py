@@ -71,7 +71,8 @@ def test_an_empty_night_fails_the_dag_run_without_retries(
     and ``scoring_runs`` names the outcome."""
     from nuru_yield.db import get_engine
     from nuru_yield.features import OUTPUT_SCHEMA
-    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import features_path
 
     Lake.from_settings().write_parquet(features_path(RUN_DATE), OUTPUT_SCHEMA.empty_table())
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from nuru_yield.lake import Lake, drift_report_path, features_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import drift_report_path, features_path
 from tests.integration.test_monitoring_season import RUN_DATE, apply_drought, generate
 
 DAG_ID = "drift_monitoring"

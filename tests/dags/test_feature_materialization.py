@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.config import reset_settings
 from nuru_yield.lake import Lake
@@ -62,11 +62,11 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(
     assert str(run.state) == "success", _task_states(run)
     shards = [ti.map_index for ti in run.get_task_instances() if ti.task_id == "materialize_shard"]
     assert sorted(shards) == [0, 1, 2]
-    table = pq.read_table(lake.root / paths.features_path(RUN_DATE))
-    rejected = pq.read_table(lake.root / paths.rejected_path(RUN_DATE))
+    table = pq.read_table(lake.root / names.features_path(RUN_DATE))
+    rejected = pq.read_table(lake.root / names.rejected_path(RUN_DATE))
     assert table.num_rows + rejected.num_rows == 300 and table.num_rows >= 290
     assert pc.all(pc.equal(table["as_of_date"], RUN_DATE)).as_py()
-    assert lake.read_json(paths.validation_path(RUN_DATE))["status"] == "passed"
+    assert lake.read_json(names.validation_path(RUN_DATE))["status"] == "passed"
     with create_session() as session:
         events = (
             session.query(AssetEvent)
@@ -76,7 +76,7 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(
         )
     assert [event.extra["run_date"] for event in events] == [RUN_DATE.isoformat()]
     assert events[0].extra["rows"] == table.num_rows
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     assert [shard["shard"] for shard in report["shards"]] == [0, 1, 2]
     assert sum(shard["rows"] for shard in report["shards"]) == table.num_rows
     assert lake.list("features/_parts") == []
@@ -85,10 +85,10 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(
 def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> None:
     lake = Lake.from_settings()
     build_raw(lake, plots=300, grid=SMALL_GRID)
-    plots = lake.read_parquet(paths.RAW_PLOTS)
+    plots = lake.read_parquet(names.RAW_PLOTS)
     county = plots["county"].to_pylist()
     county[::4] = [None] * len(county[::4])  # 25% of plot-seasons without a county
-    lake.write_parquet(paths.RAW_PLOTS, plots.set_column(4, "county", [county]))
+    lake.write_parquet(names.RAW_PLOTS, plots.set_column(4, "county", [county]))
 
     run = load_dag(DAG_ID).test(run_conf={"run_date": RUN_DATE.isoformat()}, logical_date=None)
 
@@ -100,9 +100,9 @@ def test_failing_validation_fails_the_task_without_retries(load_dag: Any) -> Non
         "materialize_shard": "success",
         "publish": "failed",
     }
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     assert report["status"] == "failed" and "plots.missing_county" in report["failed_checks"]
-    assert not lake.exists(paths.features_path(RUN_DATE))
+    assert not lake.exists(names.features_path(RUN_DATE))
 
 
 def test_a_failing_shard_fails_the_run_and_leaves_the_published_partition(
@@ -122,7 +122,7 @@ def test_a_failing_shard_fails_the_run_and_leaves_the_published_partition(
     published = {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")}
     # A raw NDVI file that only shard 1 reads, and cannot: no contract columns.
     bucket = shard_buckets(1, 2, NDVI_PLOT_BUCKETS)[0]
-    lake.write_parquet(paths.ndvi_bucket_path(RUN_DATE.year, bucket, "bad"), pa.table({"x": [1]}))
+    lake.write_parquet(names.ndvi_bucket_path(RUN_DATE.year, bucket, "bad"), pa.table({"x": [1]}))
 
     run = load_dag(DAG_ID).test(run_conf=conf, logical_date=None)
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from nuru_yield.db import get_engine
 from nuru_yield.db.schema import model_promotions
-from nuru_yield.training import CHAMPION, MODEL_NAME, pipeline
+from nuru_yield.names import CHAMPION, MODEL_NAME
+from nuru_yield.training import pipeline
 from nuru_yield.training.registry import mlflow_client
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TEST_PARAMS
 

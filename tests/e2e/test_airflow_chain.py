@@ -21,7 +21,8 @@ import sqlalchemy as sa
 
 from nuru_yield.airflow_standalone import AirflowStandalone, celery_cluster, run_chain, standalone
 from nuru_yield.config import reset_settings
-from nuru_yield.lake import Lake, features_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import features_path
 
 RUN_DATE = "2025-06-15"
 # Features and scoring: more mapped tasks than workers. The worker that ran the task before

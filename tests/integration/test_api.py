@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from nuru_yield.config import reset_settings
 from nuru_yield.db import dispose_engines
 from nuru_yield.errors import DatabaseError
-from nuru_yield.lake import Lake, features_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import features_path
 from nuru_yield.serving.ab import in_challenger_share
 from nuru_yield.serving.store import Lookup, open_store
 from tests.fixtures.services import free_port, wait_until

@@ -18,9 +18,10 @@ from nuru_yield.config import get_settings, reset_settings
 from nuru_yield.db import get_engine, upgrade
 from nuru_yield.db.schema import drift_reports, model_performance
 from nuru_yield.features import KEY_COLUMNS, load_raw, season_to_date
-from nuru_yield.lake import RAW_YIELDS, Lake, drift_html_path, drift_report_path, features_path
+from nuru_yield.lake import Lake
 from nuru_yield.monitoring import run_monitoring
 from nuru_yield.monitoring.drift import PREDICTION
+from nuru_yield.names import RAW_YIELDS, drift_html_path, drift_report_path, features_path
 from tests.integration.test_monitoring_season import (
     RUN_DATE,
     generate,

@@ -19,10 +19,11 @@ import pytest
 
 from nuru_yield.features import FEATURE_COLUMNS, RawInputs, load_raw, season_to_date
 from nuru_yield.features.columns import NDVI_SOIL_BASELINE
-from nuru_yield.lake import RAW_NDVI, RAW_WEATHER, Lake, prediction_log_path
+from nuru_yield.lake import Lake
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
 from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
 from nuru_yield.monitoring.statistics import DriftRule
+from nuru_yield.names import RAW_NDVI, RAW_WEATHER, prediction_log_path
 from nuru_yield.sample_data.generator import generate_to_lake
 
 RUN_DATE = dt.date(2024, 6, 30)  # Long Rains 2024 about 30–120 days after planting

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from nuru_yield.demo import DEMO_END_YEAR, DEMO_RUN_DATE, DEMO_START_YEAR
 from nuru_yield.features import materialize
-from nuru_yield.lake import Lake, features_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import features_path
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # What `make demo` runs: `nuru-yield demo` with its default plots and seed.

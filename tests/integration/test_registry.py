@@ -22,8 +22,8 @@ from nuru_yield.config import reset_settings
 from nuru_yield.db import get_engine, upgrade
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.errors import RegistryError, TrainingError
-from nuru_yield.lake import RAW_YIELDS
-from nuru_yield.training import CHAMPION, MODEL_NAME, PREVIOUS, load_model, promote_run, rollback
+from nuru_yield.names import CHAMPION, MODEL_NAME, PREVIOUS, RAW_YIELDS
+from nuru_yield.training import load_model, promote_run, rollback
 from nuru_yield.training.candidates import ENSEMBLE, NAIVE
 from nuru_yield.training.dataset import seasons_of, temporal_split
 from nuru_yield.training.pipeline import (

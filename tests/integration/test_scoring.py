@@ -51,7 +51,8 @@ def _drivers(value: object) -> list[dict]:
 
 def test_score_publishes_every_in_progress_plot(registry: Registry, database: str) -> None:
     from nuru_yield.features import FEATURE_COLUMNS
-    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import prediction_log_path
     from nuru_yield.scoring import score
 
     write_features()
@@ -110,7 +111,8 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
     """With one shard the log part is moved into place, not rewritten: a publish retried
     after the move still succeeds; a publish whose part is gone fails with a clear line."""
     from nuru_yield.errors import LakeError
-    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import prediction_log_path
     from nuru_yield.scoring import prepare_run, publish_run, score_shard
 
     write_features()
@@ -129,8 +131,9 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
 
 
 def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -> None:
+    from nuru_yield.names import CHALLENGER, MODEL_NAME
     from nuru_yield.scoring import score
-    from nuru_yield.training.registry import CHALLENGER, MODEL_NAME, mlflow_client
+    from nuru_yield.training.registry import mlflow_client
 
     write_features()
     score(RUN_DATE, shards=2)
@@ -207,8 +210,9 @@ def test_missing_features_fail_with_one_clear_line(
 
 
 def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
+    from nuru_yield.names import CHAMPION, MODEL_NAME
     from nuru_yield.scoring import score
-    from nuru_yield.training.registry import CHAMPION, MODEL_NAME, mlflow_client
+    from nuru_yield.training.registry import mlflow_client
 
     write_features()
     mlflow_client().delete_registered_model_alias(MODEL_NAME, CHAMPION)

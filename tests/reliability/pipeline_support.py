@@ -78,7 +78,8 @@ def served_run(day: dt.date = RUN_DATE) -> set[str]:
 
 def logged_run(day: dt.date = RUN_DATE) -> set[str]:
     """The run ids of the rows in the prediction log of ``day`` (empty without a log)."""
-    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import prediction_log_path
 
     lake = Lake.from_settings()
     if not lake.exists(prediction_log_path(day)):

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
 from nuru_yield.contract import NDVI_SCHEMA
@@ -56,10 +56,10 @@ DAMAGE: dict[str, Damage] = {
     "no rows": lambda good: _parquet(pq.read_table(io.BytesIO(good)).slice(0, 0)),
 }
 RAW_FILES = {
-    "plots": paths.RAW_PLOTS,
-    "cells": paths.RAW_WEATHER_CELLS,
-    "weather": paths.weather_year_path(2025),
-    "ndvi": paths.ndvi_year_path(2025),
+    "plots": names.RAW_PLOTS,
+    "cells": names.RAW_WEATHER_CELLS,
+    "weather": names.weather_year_path(2025),
+    "ndvi": names.ndvi_year_path(2025),
 }
 # A file without rows is not unreadable: the gate judges what is left.
 NO_ROWS = {
@@ -91,16 +91,16 @@ def test_a_damaged_raw_file_fails_the_feature_run_in_one_line(
     (line,) = error_lines(err)
     expected = f"validation failed: {NO_ROWS[table]}" if damage == "no rows" else path
     assert line.startswith("error: ") and expected in line, line
-    assert not lake.exists(paths.features_path(AS_OF))  # nothing half-made looks current
+    assert not lake.exists(names.features_path(AS_OF))  # nothing half-made looks current
 
 
 def _flat_ndvi(lake: Lake) -> None:
     """The year's NDVI as one file not split by plot bucket (a lake before `nuru-yield lake
     upgrade`, still read by every shard), so that one damaged file holds every scene."""
-    scenes = lake.read_parquet(paths.ndvi_year_dir(2025)).select(NDVI_SCHEMA.names)
-    for path in lake.list(paths.ndvi_year_dir(2025)):
+    scenes = lake.read_parquet(names.ndvi_year_dir(2025)).select(NDVI_SCHEMA.names)
+    for path in lake.list(names.ndvi_year_dir(2025)):
         lake.delete(path)
-    lake.write_parquet(paths.ndvi_year_path(2025), scenes)
+    lake.write_parquet(names.ndvi_year_path(2025), scenes)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
@@ -113,14 +113,14 @@ def test_a_damaged_ndvi_bucket_fails_a_sharded_feature_run_naming_the_file(
     write_raw(lake, ten_plots())
     plot = 6  # in shard 2 of 3, with clear scenes
     assert shard_of(np.array([plot]), 3)[0] == 2
-    path = paths.ndvi_bucket_path(2025, int(ndvi_bucket([plot])[0]))
+    path = names.ndvi_bucket_path(2025, int(ndvi_bucket([plot])[0]))
     lake.write_bytes(path, DAMAGE[damage](lake.read_bytes(path)))
 
     if damage == "no rows":  # valid input: the bucket's plots have no scenes, the run passes
         main(["features", "--date", AS_OF.isoformat()])
-        features = lake.read_parquet(paths.features_path(AS_OF)).to_pandas()
+        features = lake.read_parquet(names.features_path(AS_OF)).to_pandas()
         assert features.set_index("plot_id").loc[plot, "ndvi_missing"]
-        assert lake.read_json(paths.validation_path(AS_OF))["counts"]["plot_features"] == 10
+        assert lake.read_json(names.validation_path(AS_OF))["counts"]["plot_features"] == 10
         return
     with pytest.raises(SystemExit) as exited:
         main(["features", "--date", AS_OF.isoformat()])
@@ -130,7 +130,7 @@ def test_a_damaged_ndvi_bucket_fails_a_sharded_feature_run_naming_the_file(
     assert "Traceback" not in err
     (line,) = error_lines(err)
     assert line.startswith("error: ") and path in line, line
-    assert not lake.exists(paths.features_path(AS_OF))
+    assert not lake.exists(names.features_path(AS_OF))
 
 
 _NETWORK = "AWS Error NETWORK_CONNECTION during GetObject operation: connection reset"
@@ -175,7 +175,7 @@ def test_a_damaged_features_file_fails_scoring_in_one_line(
 ) -> None:
     lake = Lake.from_settings()
     write_features()
-    path = paths.features_path(RUN_DATE)
+    path = names.features_path(RUN_DATE)
     lake.write_bytes(path, DAMAGE[damage](lake.read_bytes(path)))
 
     with pytest.raises(SystemExit) as exited:

@@ -9,7 +9,8 @@ import datetime as dt
 import pytest
 
 from nuru_yield.cli import main
-from nuru_yield.lake import Lake, features_path
+from nuru_yield.lake import Lake
+from nuru_yield.names import features_path
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 from tests.integration.test_api_support import serving
 from tests.reliability.pipeline_support import rows, runs, served_run

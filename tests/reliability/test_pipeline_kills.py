@@ -14,12 +14,8 @@ import signal
 import pytest
 
 from nuru_yield.lake import Lake
-from nuru_yield.scoring.run import (
-    KILL_AFTER_BATCHES_ENV,
-    KILL_AT_ENV,
-    close_abandoned_runs,
-    pending_log_path,
-)
+from nuru_yield.names import pending_log_path
+from nuru_yield.scoring.run import KILL_AFTER_BATCHES_ENV, KILL_AT_ENV, close_abandoned_runs
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import (
     database as database,  # the fixture, parametrized over SQLite and PostgreSQL

@@ -82,7 +82,7 @@ def test_a_corrupt_store_is_one_line(nuru_home: Path, capsys: pytest.CaptureFixt
 def _champion_artifacts(nuru_home: Path, registry: Registry, copy: Path) -> Path:
     """Point the champion version at a copy of its artifacts (the originals are shared by
     every test of the session); returns the copy."""
-    from nuru_yield.training.registry import MODEL_NAME
+    from nuru_yield.names import MODEL_NAME
 
     with sqlite3.connect(nuru_home / "mlflow.db") as connection:
         key = (MODEL_NAME, int(registry.champion))

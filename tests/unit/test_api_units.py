@@ -20,6 +20,7 @@ import pytest
 from starlette.exceptions import HTTPException
 
 from nuru_yield.errors import ConfigError, DatabaseError
+from nuru_yield.names import CHALLENGER, CHAMPION
 from nuru_yield.serving.ab import in_challenger_share, lookup_for
 from nuru_yield.serving.app import MAX_ERRORS_SHOWN, client_errors
 from nuru_yield.serving.caches import TtlCache, in_thread
@@ -32,14 +33,7 @@ from nuru_yield.serving.routers.health import assess
 from nuru_yield.serving.schemas import features_from_drivers
 from nuru_yield.serving.security import OPEN_PATHS, document_api_key
 from nuru_yield.serving.state import Freshness
-from nuru_yield.serving.store import (
-    CHALLENGER,
-    CHAMPION,
-    PING,
-    AsyncpgStore,
-    Lookup,
-    read_only_sqlite_url,
-)
+from nuru_yield.serving.store import PING, AsyncpgStore, Lookup, read_only_sqlite_url
 
 
 class FakeClock:

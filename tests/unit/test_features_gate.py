@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
 from nuru_yield.features import RawInputs, materialize
@@ -34,7 +34,7 @@ def _with_plots(inputs: RawInputs, plots: pd.DataFrame) -> RawInputs:
 
 
 def _rejected(lake: Lake) -> dict[int, str]:
-    rows = lake.read_parquet(paths.rejected_path(AS_OF)).to_pylist()
+    rows = lake.read_parquet(names.rejected_path(AS_OF)).to_pylist()
     return {row["plot_id"]: row["reason"] for row in rows}
 
 
@@ -54,9 +54,9 @@ def test_plot_ids_outside_the_sharding_range_are_quarantined(
 
     assert (result.rows, result.rejected) == (8, 2)
     assert _rejected(lake) == {MAX_PLOT_ID + 1: "plot_id_out_of_range", -5: "plot_id_out_of_range"}
-    features = lake.read_parquet(paths.features_path(AS_OF))["plot_id"].to_pylist()
+    features = lake.read_parquet(names.features_path(AS_OF))["plot_id"].to_pylist()
     assert MAX_PLOT_ID in features and min(features) >= 0
-    counts = lake.read_json(paths.validation_path(AS_OF))["counts"]
+    counts = lake.read_json(names.validation_path(AS_OF))["counts"]
     assert counts["rejected_by_reason"] == {"plot_id_out_of_range": 2}
 
 
@@ -71,9 +71,9 @@ def test_an_empty_plots_table_fails_the_gate_by_name(lake: Lake) -> None:
         "validation failed: plots.no_plot_seasons: raw/plots.parquet holds no plot-season "
         "of the season years 2023–2025"
     )
-    report = lake.read_json(paths.validation_path(AS_OF))
+    report = lake.read_json(names.validation_path(AS_OF))
     assert report["status"] == "failed" and "plots.no_plot_seasons" in report["failed_checks"]
-    assert not lake.exists(paths.features_path(AS_OF))
+    assert not lake.exists(names.features_path(AS_OF))
 
 
 def _weather_until(inputs: RawInputs, last: str) -> RawInputs:
@@ -97,7 +97,7 @@ def test_a_stalled_weather_feed_fails_naming_the_check_the_last_date_and_counts(
         and "run date 2025-04-30" in message
     )
     assert "WEATHER_MAX_LAG_DAYS" in message and "\n" not in message
-    counts = lake.read_json(paths.validation_path(AS_OF))["counts"]
+    counts = lake.read_json(names.validation_path(AS_OF))["counts"]
     assert counts["weather_latest_date"] == "2025-04-10"
     assert counts["plot_features_without_current_weather"] == 10
 
@@ -159,7 +159,7 @@ def test_planting_dates_outside_a_running_season_are_quarantined_not_skipped(
         50: "planting_date_outside_season",
         52: "planting_date_outside_season",
     }
-    counts = lake.read_json(paths.validation_path(AS_OF))["counts"]
+    counts = lake.read_json(names.validation_path(AS_OF))["counts"]
     assert counts["rejected_by_reason"] == {"planting_date_outside_season": 2}
 
 
@@ -196,12 +196,12 @@ def test_out_of_range_plot_ids_are_quarantined_by_shard_0_and_reach_no_scoring_s
     materialize(lake, AS_OF)
 
     assert _rejected(lake) == {MAX_PLOT_ID + 1: "plot_id_out_of_range", -5: "plot_id_out_of_range"}
-    report = lake.read_json(paths.validation_path(AS_OF))
+    report = lake.read_json(names.validation_path(AS_OF))
     assert [shard["rejected"] for shard in report["shards"]] == [2, 0, 0]
     assert report["counts"]["plot_seasons_read"] == 11  # ten in progress, one of 2024
     # Scoring hashes every plot id it reads (and refuses one out of range): each of its
     # shards reads its own plots, and none of them holds a quarantined id.
-    path = paths.features_path(AS_OF)
+    path = names.features_path(AS_OF)
     scored = [
         batch["plot_id"].to_numpy()
         for shard in range(3)
@@ -222,6 +222,6 @@ def test_shards_without_plot_seasons_do_not_fail_a_night_that_has_some(
     result = materialize(lake, AS_OF)  # shards 1 and 2 read no plot-season
 
     assert result.rows == 3
-    report = lake.read_json(paths.validation_path(AS_OF))
+    report = lake.read_json(names.validation_path(AS_OF))
     assert [shard["plot_seasons"] for shard in report["shards"]] == [3, 0, 0]
     assert report["counts"]["plot_seasons_read"] == 3

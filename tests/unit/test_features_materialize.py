@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
@@ -30,10 +30,10 @@ from tests.unit.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, wea
 def write_raw(lake: Lake, inputs: RawInputs) -> None:
     """Write hand-made tables in the raw contract's layout (weather by year, NDVI by year
     and plot bucket)."""
-    lake.write_parquet(paths.RAW_PLOTS, _dated(inputs.plots, "planting_date"))
-    lake.write_parquet(paths.RAW_WEATHER_CELLS, inputs.cells)
+    lake.write_parquet(names.RAW_PLOTS, _dated(inputs.plots, "planting_date"))
+    lake.write_parquet(names.RAW_WEATHER_CELLS, inputs.cells)
     for year, rows in inputs.weather.groupby(inputs.weather["date"].dt.year):
-        lake.write_parquet(paths.weather_year_path(int(year)), _dated(rows, "date"))
+        lake.write_parquet(names.weather_year_path(int(year)), _dated(rows, "date"))
     for year, rows in inputs.ndvi.groupby(inputs.ndvi["date"].dt.year):
         table = _dated(rows, "date")
         write_ndvi_year(lake, int(year), table.schema, [table])
@@ -83,7 +83,7 @@ def test_load_raw_reads_the_needed_years_and_dates_only(lake: Lake) -> None:
 def test_load_raw_names_a_missing_contract_column(lake: Lake) -> None:
     write_raw(lake, ten_plots())
     renamed = cells((0.0, 35.0)).rename(columns={"latitude": "lat"})
-    lake.write_parquet(paths.RAW_WEATHER_CELLS, renamed)
+    lake.write_parquet(names.RAW_WEATHER_CELLS, renamed)
     with pytest.raises(DataValidationError, match=r"cells.parquet lacks column\(s\) latitude "):
         load_raw(lake, dt.date(2025, 1, 1), AS_OF)
 
@@ -93,9 +93,9 @@ def test_materialize_writes_features_rejected_and_validation(lake: Lake) -> None
     result = materialize(lake, AS_OF)
 
     assert (result.rows, result.rejected) == (10, 0)
-    features = lake.read_parquet(paths.features_path(AS_OF))
+    features = lake.read_parquet(names.features_path(AS_OF))
     assert features.num_rows == 10 and features["as_of_date"].type == pa.date32()
-    report = lake.read_json(paths.validation_path(AS_OF))
+    report = lake.read_json(names.validation_path(AS_OF))
     assert report["status"] == "passed" and report["failed_checks"] == []
     counts = report["counts"]
     assert counts["weather_rows_with_bad_values"] == 1  # the NaN rain day
@@ -105,7 +105,7 @@ def test_materialize_writes_features_rejected_and_validation(lake: Lake) -> None
     assert checks[("weather", "precip_missing")]["unexpected_count"] == 1
     assert checks[("ndvi", "ndvi_out_of_range")]["unexpected_count"] == 1
     assert checks[("plot_features", "duplicate_key")]["success"] is True
-    assert lake.read_parquet(paths.rejected_path(AS_OF)).num_rows == 0
+    assert lake.read_parquet(names.rejected_path(AS_OF)).num_rows == 0
     assert published_partition(lake, AS_OF)["rows"] == 10
 
 
@@ -116,12 +116,12 @@ def test_the_gate_fails_naming_the_check_and_numbers_above_the_threshold(lake: L
     message = str(failure.value)
     assert "plots.missing_county" in message and "1 of 10 rows" in message
     assert "10.00%" in message and "allowed 5.00%" in message
-    report = lake.read_json(paths.validation_path(AS_OF))
+    report = lake.read_json(names.validation_path(AS_OF))
     assert report["status"] == "failed"
     assert set(report["failed_checks"]) == {"plots.missing_county", "plots.rejected_share"}
-    rejected = lake.read_parquet(paths.rejected_path(AS_OF)).to_pylist()
+    rejected = lake.read_parquet(names.rejected_path(AS_OF)).to_pylist()
     assert [(r["plot_id"], r["reason"]) for r in rejected] == [(0, "missing_county")]
-    assert not lake.exists(paths.features_path(AS_OF))
+    assert not lake.exists(names.features_path(AS_OF))
 
 
 def test_below_the_threshold_bad_rows_are_quarantined_and_the_run_passes(
@@ -148,11 +148,11 @@ def test_a_rerun_replaces_exactly_its_partition(lake: Lake) -> None:
     materialize(lake, AS_OF)
 
     assert lake.list(f"features/{AS_OF}") == [
-        paths.features_path(AS_OF),
-        paths.rejected_path(AS_OF),
-        paths.validation_path(AS_OF),
+        names.features_path(AS_OF),
+        names.rejected_path(AS_OF),
+        names.validation_path(AS_OF),
     ]
-    assert 5 not in lake.read_parquet(paths.features_path(AS_OF))["plot_id"].to_pylist()
+    assert 5 not in lake.read_parquet(names.features_path(AS_OF))["plot_id"].to_pylist()
     assert {p: lake.read_bytes(p) for p in lake.list(f"features/{other_day}")} == other
 
 
@@ -220,6 +220,6 @@ def test_a_date_with_nothing_in_progress_writes_an_empty_partition(lake: Lake) -
     day = dt.date(2025, 1, 15)  # before any planting of the Long Rains 2025
     result = materialize(lake, day)
     assert (result.rows, result.rejected) == (0, 0)
-    features = lake.read_parquet(paths.features_path(day))
+    features = lake.read_parquet(names.features_path(day))
     assert features.num_rows == 0 and features.column_names == OUTPUT_SCHEMA.names
-    assert lake.read_json(paths.validation_path(day))["status"] == "passed"
+    assert lake.read_json(names.validation_path(day))["status"] == "passed"

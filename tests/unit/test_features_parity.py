@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.bench import features as bench
 from nuru_yield.features import FEATURE_COLUMNS, RawInputs, materialize, training_rows
 from nuru_yield.lake import Lake
@@ -214,12 +214,12 @@ def test_the_benchmark_reference_query_computes_the_same_features(tmp_path: Path
     bench.run_reference(str(lake.root), str(reference), 180, grid)
 
     agreement: dict[str, Any] = bench.compare(
-        lake.root / paths.features_path(bench.RUN_DATE), reference
+        lake.root / names.features_path(bench.RUN_DATE), reference
     )
     assert agreement["common_rows"] == agreement["system_rows"] >= 390
     assert agreement["other_nearest_cell"] == 0
     assert max(agreement["max_abs_diff"].values()) < 1e-9, agreement["max_abs_diff"]
     assert (
-        dt.date.fromisoformat(lake.read_json(paths.validation_path(bench.RUN_DATE))["run_date"])
+        dt.date.fromisoformat(lake.read_json(names.validation_path(bench.RUN_DATE))["run_date"])
         == bench.RUN_DATE
     )

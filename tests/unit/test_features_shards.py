@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.config import reset_settings
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
@@ -26,7 +26,7 @@ from nuru_yield.features import (
     publish_features,
 )
 from nuru_yield.features.compute import nearest_cells
-from nuru_yield.lake import Lake
+from nuru_yield.lake import Lake, part_row_groups
 from nuru_yield.sharding import shard_buckets, shard_of
 
 GRID = Grid(n_lat=12, n_lon=12)
@@ -45,15 +45,15 @@ def _sorted(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def _features(lake: Lake) -> pd.DataFrame:
-    table = lake.read_parquet(paths.features_path(RUN_DATE)).to_pandas()
+    table = lake.read_parquet(names.features_path(RUN_DATE)).to_pandas()
     return table.sort_values(KEY_COLUMNS).reset_index(drop=True)
 
 
 def _outcome(lake: Lake) -> dict[str, Any]:
     """What a run published but the features, independent of order, run id and timings."""
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     return {
-        "rejected": _sorted(lake.read_parquet(paths.rejected_path(RUN_DATE))),
+        "rejected": _sorted(lake.read_parquet(names.rejected_path(RUN_DATE))),
         "status": report["status"],
         "counts": report["counts"],
         "checks": sorted(
@@ -82,15 +82,15 @@ def test_shards_publish_the_same_partition_and_report_as_one_process(lake: Lake)
     # Window sums come from prefix sums over the rows a process holds: equal up to float
     # rounding (~1e-15 relative) when the same plots are computed among fewer others.
     pd.testing.assert_frame_equal(_features(lake), features, rtol=1e-12, atol=0)
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     assert [s["shard"] for s in report["shards"]] == [0, 1, 2]
     assert all(s["peak_rss_mb"] > 0 and s["host"] for s in report["shards"])
     assert sum(s["rows"] for s in report["shards"]) == sharded.rows
     assert lake.list("features/_parts") == []
     # Each shard's plots sit in their own row groups, for scoring with the same K.
-    features = lake.open_parquet(paths.features_path(RUN_DATE))
+    features = lake.open_parquet(names.features_path(RUN_DATE))
     for shard in range(3):
-        groups = paths.part_row_groups(features, shard, 3)
+        groups = part_row_groups(features, shard, 3)
         ids = features.read_row_groups(groups, columns=["plot_id"])["plot_id"].to_numpy()
         assert len(ids) and set(shard_of(ids, 3)) == {shard}
 
@@ -98,16 +98,16 @@ def test_shards_publish_the_same_partition_and_report_as_one_process(lake: Lake)
 def test_flat_ndvi_files_give_the_same_result_read_by_every_shard(lake: Lake) -> None:
     materialize(lake, RUN_DATE, shards=2)
     bucketed, features = _outcome(lake), _features(lake)
-    flat = lake.read_parquet(paths.RAW_NDVI).drop_columns(["year", "plot_bucket"])
-    for path in lake.list(paths.RAW_NDVI):
+    flat = lake.read_parquet(names.RAW_NDVI).drop_columns(["year", "plot_bucket"])
+    for path in lake.list(names.RAW_NDVI):
         lake.delete(path)
-    lake.write_parquet(paths.ndvi_year_path(RUN_DATE.year), flat)
+    lake.write_parquet(names.ndvi_year_path(RUN_DATE.year), flat)
 
     materialize(lake, RUN_DATE, shards=2)
     assert _outcome(lake) == bucketed
     pd.testing.assert_frame_equal(_features(lake), features)  # same shards: bit for bit
-    report = lake.read_json(paths.validation_path(RUN_DATE))
-    assert report["unbucketed_ndvi_files"] == [paths.ndvi_year_path(RUN_DATE.year)]
+    report = lake.read_json(names.validation_path(RUN_DATE))
+    assert report["unbucketed_ndvi_files"] == [names.ndvi_year_path(RUN_DATE.year)]
 
 
 def test_a_shard_reads_its_plots_their_ndvi_buckets_and_their_cells_weather(lake: Lake) -> None:
@@ -140,13 +140,13 @@ def test_a_shard_opens_only_its_plots_split_and_the_ndvi_files_of_its_buckets(
     plan = prepare_features(lake, RUN_DATE, shards=4)
     monkeypatch.setattr(Lake, "read_parquet", spy)
     materialize_shard(plan, 2, lake)
-    ndvi_files = [p for p in opened if p.startswith(paths.RAW_NDVI)]
+    ndvi_files = [p for p in opened if p.startswith(names.RAW_NDVI)]
     assert ndvi_files == [
-        paths.ndvi_bucket_path(RUN_DATE.year, b) for b in shard_buckets(2, 4, NDVI_PLOT_BUCKETS)
+        names.ndvi_bucket_path(RUN_DATE.year, b) for b in shard_buckets(2, 4, NDVI_PLOT_BUCKETS)
     ]
     assert len(ndvi_files) == NDVI_PLOT_BUCKETS // 4
     # Its plot-seasons come from the split prepare staged, not from the whole table.
-    assert plan.part(2, "plots") in opened and paths.RAW_PLOTS not in opened
+    assert plan.part(2, "plots") in opened and names.RAW_PLOTS not in opened
     for shard in range(4):
         ids = read_parquet(lake, plan.part(shard, "plots"))["plot_id"].to_numpy()
         assert len(ids) and set(shard_of(ids, 4)) == {shard}
@@ -155,12 +155,12 @@ def test_a_shard_opens_only_its_plots_split_and_the_ndvi_files_of_its_buckets(
 def test_the_gate_judges_the_whole_run_not_each_shard(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plots = lake.read_parquet(paths.RAW_PLOTS)
+    plots = lake.read_parquet(names.RAW_PLOTS)
     ids = plots["plot_id"].to_numpy()
     county = np.array(plots["county"].to_pylist(), dtype=object)
     in_shard_0 = np.flatnonzero(shard_of(ids, 3) == 0)
     county[in_shard_0[:40]] = None  # 40 of ~200 in shard 0 (20%), 40 of 600 overall (6.7%)
-    lake.write_parquet(paths.RAW_PLOTS, plots.set_column(4, "county", [county.tolist()]))
+    lake.write_parquet(names.RAW_PLOTS, plots.set_column(4, "county", [county.tolist()]))
     monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.1")
     reset_settings()
 
@@ -171,7 +171,7 @@ def test_the_gate_judges_the_whole_run_not_each_shard(
     assert not next(c for c in alone["checks"] if c["check"] == "missing_county")["success"]
     result = publish_features(plan, lake)
 
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     missing = next(c for c in report["checks"] if c["check"] == "missing_county")
     assert (missing["unexpected_count"], missing["element_count"]) == (40, 600)
     assert missing["success"] and report["status"] == "passed"
@@ -181,15 +181,15 @@ def test_the_gate_judges_the_whole_run_not_each_shard(
     reset_settings()
     with pytest.raises(DataValidationError, match=r"validation failed: plots\..* of 600 rows"):
         materialize(lake, RUN_DATE, shards=3)
-    report = lake.read_json(paths.validation_path(RUN_DATE))
+    report = lake.read_json(names.validation_path(RUN_DATE))
     assert "plots.missing_county" in report["failed_checks"]
-    assert not lake.exists(paths.features_path(RUN_DATE))
+    assert not lake.exists(names.features_path(RUN_DATE))
 
 
 def _break_shard(lake: Lake, shard: int, shards: int) -> str:
     """A raw NDVI file that only ``shard`` reads and cannot read: wrong column types."""
     bucket = shard_buckets(shard, shards, NDVI_PLOT_BUCKETS)[0]
-    path = paths.ndvi_bucket_path(RUN_DATE.year, bucket, "broken")
+    path = names.ndvi_bucket_path(RUN_DATE.year, bucket, "broken")
     lake.write_parquet(path, pa.table({"plot_id": ["x"], "date": ["y"], "ndvi": ["z"]}))
     return path
 
@@ -218,8 +218,8 @@ def test_a_failed_shard_leaves_the_published_partition_and_a_rerun_of_it_finishe
 
     result = publish_features(plan, lake)
     assert publish_features(plan, lake) == result  # a retried publish changes nothing
-    assert lake.read_json(paths.validation_path(RUN_DATE))["run_id"] == plan.run_id
-    before = pq.read_table(pa.BufferReader(published[paths.features_path(RUN_DATE)]))
+    assert lake.read_json(names.validation_path(RUN_DATE))["run_id"] == plan.run_id
+    before = pq.read_table(pa.BufferReader(published[names.features_path(RUN_DATE)]))
     pd.testing.assert_frame_equal(
         _features(lake), before.to_pandas().sort_values(KEY_COLUMNS).reset_index(drop=True)
     )
@@ -244,7 +244,7 @@ def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
     from nuru_yield.scoring.run import _shard_batches
 
     materialize(lake, RUN_DATE, shards=3)
-    path = paths.features_path(RUN_DATE)
+    path = names.features_path(RUN_DATE)
     asked: list[Any] = []
     iter_batches = pq.ParquetFile.iter_batches
 
@@ -257,13 +257,13 @@ def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
     for shard in range(3):
         rows = [b["plot_id"].to_numpy() for b in _shard_batches(lake, path, shard, 3)]
         assert sorted(np.concatenate(rows)) == sorted(everything[shard_of(everything, 3) == shard])
-        assert asked[-1] == paths.part_row_groups(lake.open_parquet(path), shard, 3)
+        assert asked[-1] == part_row_groups(lake.open_parquet(path), shard, 3)
     list(_shard_batches(lake, path, 0, 2))  # other K: every row group, filtered
     assert asked[-1] is None
 
 
 def test_plots_without_a_contract_column_fail_the_prepare_step_in_one_line(lake: Lake) -> None:
-    plots = lake.read_parquet(paths.RAW_PLOTS).drop_columns(["county"])
-    lake.write_parquet(paths.RAW_PLOTS, plots)
+    plots = lake.read_parquet(names.RAW_PLOTS).drop_columns(["county"])
+    lake.write_parquet(names.RAW_PLOTS, plots)
     with pytest.raises(DataValidationError, match=r"^raw/plots.parquet lacks column\(s\) county "):
         prepare_features(lake, RUN_DATE, shards=2)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield import lake as lake_paths
+from nuru_yield import names
 from nuru_yield.errors import LakeError
 from nuru_yield.lake import Lake
 
@@ -33,9 +33,9 @@ def _table(n: int, value: float = 1.0) -> pa.Table:
 
 
 def test_round_trip_list_and_partitions(lake: Lake) -> None:
-    uri = lake.write_parquet(lake_paths.features_path(dt.date(2025, 4, 30)), _table(5))
-    lake.write_parquet(lake_paths.features_path("2025-05-01"), _table(3))
-    lake.write_json(lake_paths.validation_path("2025-05-01"), {"ok": True})
+    uri = lake.write_parquet(names.features_path(dt.date(2025, 4, 30)), _table(5))
+    lake.write_parquet(names.features_path("2025-05-01"), _table(3))
+    lake.write_json(names.validation_path("2025-05-01"), {"ok": True})
     assert uri == lake.uri("features/2025-04-30/plot_features.parquet")
     assert lake.read_parquet("features/2025-04-30/plot_features.parquet").num_rows == 5
     assert lake.list("features", ".parquet") == [
@@ -43,15 +43,15 @@ def test_round_trip_list_and_partitions(lake: Lake) -> None:
         "features/2025-05-01/plot_features.parquet",
     ]
     assert lake.partition_dates("features") == [dt.date(2025, 4, 30), dt.date(2025, 5, 1)]
-    assert lake.read_json(lake_paths.validation_path("2025-05-01")) == {"ok": True}
-    assert lake.exists(lake_paths.validation_path("2025-05-01"))
-    assert not lake.exists(lake_paths.validation_path("2025-05-02"))
+    assert lake.read_json(names.validation_path("2025-05-01")) == {"ok": True}
+    assert lake.exists(names.validation_path("2025-05-01"))
+    assert not lake.exists(names.validation_path("2025-05-02"))
 
 
 def test_hive_partitioned_directory_reads_as_one_table(lake: Lake) -> None:
-    lake.write_parquet(lake_paths.weather_year_path(2024), _table(4))
-    lake.write_parquet(lake_paths.weather_year_path(2025), _table(6))
-    table = lake.read_parquet(lake_paths.RAW_WEATHER)
+    lake.write_parquet(names.weather_year_path(2024), _table(4))
+    lake.write_parquet(names.weather_year_path(2025), _table(6))
+    table = lake.read_parquet(names.RAW_WEATHER)
     assert table.num_rows == 10
     assert sorted(set(table.column("year").to_pylist())) == [2024, 2025]
 

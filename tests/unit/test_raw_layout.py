@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.contract import NDVI_PLOT_BUCKETS, NDVI_SCHEMA
 from nuru_yield.errors import LakeError
@@ -51,17 +51,17 @@ def test_a_year_is_split_by_plot_bucket_with_every_bucket_written(lake: Lake) ->
     written = write_ndvi_year(lake, 2025, NDVI_SCHEMA, batches)
 
     assert [uri for uri, _ in written] == [
-        lake.uri(paths.ndvi_bucket_path(2025, b)) for b in range(NDVI_PLOT_BUCKETS)
+        lake.uri(names.ndvi_bucket_path(2025, b)) for b in range(NDVI_PLOT_BUCKETS)
     ]
     assert sum(rows for _, rows in written) == len(ids)
     for bucket in range(NDVI_PLOT_BUCKETS):
-        got = lake.read_parquet(paths.ndvi_bucket_path(2025, bucket))["plot_id"].to_pylist()
+        got = lake.read_parquet(names.ndvi_bucket_path(2025, bucket))["plot_id"].to_pylist()
         hashable = [i for i in got if i is not None and 0 <= i <= MAX_PLOT_ID]
         assert set(shard_of(np.array(hashable, dtype=np.int64), NDVI_PLOT_BUCKETS)) <= {bucket}
         if bucket == 0:
             assert {None, -3, MAX_PLOT_ID + 7} <= set(got)
     # Readers of the whole table see one table, whatever the layout.
-    assert sorted_rows(lake.read_parquet(paths.RAW_NDVI).select(NDVI_SCHEMA.names)) == sorted_rows(
+    assert sorted_rows(lake.read_parquet(names.RAW_NDVI).select(NDVI_SCHEMA.names)) == sorted_rows(
         pa.concat_tables(batches)
     )
 
@@ -73,45 +73,45 @@ def test_a_shard_reads_the_files_of_its_buckets_only(lake: Lake) -> None:
     assert len(files.bucketed) == NDVI_PLOT_BUCKETS // 4 and not files.unbucketed
     assert all("year=2025/" in path for path in files.bucketed)
     every = [shard_ndvi_files(lake, [2024, 2025], s, 4).bucketed for s in range(4)]
-    assert sorted(p for shard in every for p in shard) == lake.list(paths.RAW_NDVI)
+    assert sorted(p for shard in every for p in shard) == lake.list(names.RAW_NDVI)
 
 
 def test_upgrade_moves_flat_files_into_buckets_once(
     lake: Lake, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flat = scenes([*range(1000), None])
-    pq.write_table(flat, _local(lake, paths.ndvi_year_path(2024)), row_group_size=100)
-    lake.write_parquet(paths.ndvi_year_path(2025, "late-scenes"), scenes([5, 6], "2025-02-01"))
+    pq.write_table(flat, _local(lake, names.ndvi_year_path(2024)), row_group_size=100)
+    lake.write_parquet(names.ndvi_year_path(2025, "late-scenes"), scenes([5, 6], "2025-02-01"))
     files = shard_ndvi_files(lake, [2024], 0, 2)
-    assert files.unbucketed == [paths.ndvi_year_path(2024)]  # still read, by every shard
+    assert files.unbucketed == [names.ndvi_year_path(2024)]  # still read, by every shard
 
     monkeypatch.setenv("LAKE_URL", lake.url)
     main(["lake", "upgrade"])
     assert "2 file(s) moved" in capsys.readouterr().out
 
     assert unbucketed_ndvi_files(lake) == []
-    assert len(lake.list(paths.ndvi_year_dir(2024))) == NDVI_PLOT_BUCKETS
+    assert len(lake.list(names.ndvi_year_dir(2024))) == NDVI_PLOT_BUCKETS
     assert lake.exists(
-        paths.ndvi_bucket_path(2025, int(ndvi_bucket(np.array([5]))[0]), "late-scenes")
+        names.ndvi_bucket_path(2025, int(ndvi_bucket(np.array([5]))[0]), "late-scenes")
     )
-    assert sorted_rows(lake.read_parquet(paths.ndvi_year_dir(2024)).select(NDVI_SCHEMA.names)) == (
+    assert sorted_rows(lake.read_parquet(names.ndvi_year_dir(2024)).select(NDVI_SCHEMA.names)) == (
         sorted_rows(flat)
     )
-    before = {p: lake.read_bytes(p) for p in lake.list(paths.RAW_NDVI)}
+    before = {p: lake.read_bytes(p) for p in lake.list(names.RAW_NDVI)}
     assert upgrade_lake(lake) == []  # idempotent
-    assert {p: lake.read_bytes(p) for p in lake.list(paths.RAW_NDVI)} == before
+    assert {p: lake.read_bytes(p) for p in lake.list(names.RAW_NDVI)} == before
 
 
 def test_an_interrupted_upgrade_is_finished_by_a_rerun(lake: Lake) -> None:
     flat = scenes(list(range(400)))
-    lake.write_parquet(paths.ndvi_year_path(2024), flat)
+    lake.write_parquet(names.ndvi_year_path(2024), flat)
     # Killed after writing the buckets, before deleting the source: the source is still
     # there, and readers are told that its scenes would count twice.
     write_ndvi_year(lake, 2024, NDVI_SCHEMA, [flat])
     with pytest.raises(LakeError, match="would count twice: run `nuru-yield lake upgrade`"):
         unbucketed_ndvi_files(lake, [2024])
-    assert [source for source, _ in upgrade_lake(lake)] == [paths.ndvi_year_path(2024)]
-    assert sorted_rows(lake.read_parquet(paths.RAW_NDVI).select(NDVI_SCHEMA.names)) == (
+    assert [source for source, _ in upgrade_lake(lake)] == [names.ndvi_year_path(2024)]
+    assert sorted_rows(lake.read_parquet(names.RAW_NDVI).select(NDVI_SCHEMA.names)) == (
         sorted_rows(flat)
     )
 
@@ -126,7 +126,7 @@ def test_assembled_parts_keep_each_part_in_its_own_row_groups(lake: Lake) -> Non
     schema = pa.schema([("plot_id", pa.int64()), ("value", pa.float64())])
     parts = []
     for part, rows in enumerate([250, 0, 40]):
-        path = paths.shard_part_path("out", "2025-06-30", part, 3)
+        path = names.shard_part_path("out", "2025-06-30", part, 3)
         table = pa.table(
             {"plot_id": np.arange(rows) + 1000 * part, "value": np.ones(rows)}, schema=schema
         )

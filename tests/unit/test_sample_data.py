@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.lake import Lake
@@ -44,14 +44,14 @@ def lake(generated: tuple[Lake, SampleDataSummary]) -> Lake:
 
 @pytest.fixture(scope="module")
 def plots(lake: Lake) -> pd.DataFrame:
-    return lake.read_parquet(paths.RAW_PLOTS).to_pandas()
+    return lake.read_parquet(names.RAW_PLOTS).to_pandas()
 
 
 @pytest.fixture(scope="module")
 def ndvi(lake: Lake, plots: pd.DataFrame) -> pd.DataFrame:
     """Every NDVI scene joined to its plot-season (the season planted within 30 days after
     or 230 days before the scene)."""
-    scenes = lake.read_parquet(paths.RAW_NDVI).to_pandas()
+    scenes = lake.read_parquet(names.RAW_NDVI).to_pandas()
     scenes["date"] = pd.to_datetime(scenes["date"]).astype("datetime64[us]")
     seasons = plots[["plot_id", "season", "season_year", "planting_date"]].assign(
         planting_date=lambda f: pd.to_datetime(f["planting_date"]).astype("datetime64[us]"),
@@ -69,7 +69,7 @@ def ndvi(lake: Lake, plots: pd.DataFrame) -> pd.DataFrame:
 
 
 EXPECTED_SCHEMAS = {
-    paths.RAW_PLOTS: [
+    names.RAW_PLOTS: [
         ("plot_id", pa.int64()),
         ("latitude", pa.float64()),
         ("longitude", pa.float64()),
@@ -79,12 +79,12 @@ EXPECTED_SCHEMAS = {
         ("season_year", pa.int64()),
         ("planting_date", pa.date32()),
     ],
-    paths.RAW_WEATHER_CELLS: [
+    names.RAW_WEATHER_CELLS: [
         ("cell_id", pa.int64()),
         ("latitude", pa.float64()),
         ("longitude", pa.float64()),
     ],
-    paths.weather_year_path(START): [
+    names.weather_year_path(START): [
         ("cell_id", pa.int64()),
         ("date", pa.date32()),
         ("precip_mm", pa.float64()),
@@ -92,13 +92,13 @@ EXPECTED_SCHEMAS = {
         ("tmax_c", pa.float64()),
         ("srad_mj_m2", pa.float64()),
     ],
-    paths.ndvi_bucket_path(END, 0): [
+    names.ndvi_bucket_path(END, 0): [
         ("plot_id", pa.int64()),
         ("date", pa.date32()),
         ("ndvi", pa.float64()),
         ("cloud_fraction", pa.float64()),
     ],
-    paths.RAW_YIELDS: [
+    names.RAW_YIELDS: [
         ("plot_id", pa.int64()),
         ("season", pa.string()),
         ("season_year", pa.int64()),
@@ -117,14 +117,14 @@ def test_every_year_is_written_and_reported(generated: tuple[Lake, SampleDataSum
     lake, summary = generated
     years = range(START, END + 1)
     expected = {
-        paths.RAW_PLOTS,
-        paths.RAW_WEATHER_CELLS,
-        paths.RAW_YIELDS,
-        *(paths.weather_year_path(y) for y in years),
+        names.RAW_PLOTS,
+        names.RAW_WEATHER_CELLS,
+        names.RAW_YIELDS,
+        *(names.weather_year_path(y) for y in years),
     }
-    ndvi_buckets = {paths.ndvi_bucket_path(y, b) for y in years for b in range(NDVI_PLOT_BUCKETS)}
+    ndvi_buckets = {names.ndvi_bucket_path(y, b) for y in years for b in range(NDVI_PLOT_BUCKETS)}
     assert set(lake.list("raw", ".parquet")) == expected | ndvi_buckets
-    ndvi_years = {paths.ndvi_year_dir(y) for y in years}
+    ndvi_years = {names.ndvi_year_dir(y) for y in years}
     assert {uri for uri, _ in summary.files} == {lake.uri(p) for p in expected | ndvi_years}
     rendered = summary.render()
     for uri, rows in summary.files:
@@ -151,7 +151,7 @@ def test_plot_seasons_are_unique_and_plots_keep_their_place(plots: pd.DataFrame)
 def test_every_plot_is_near_a_weather_cell_but_not_on_its_centre(
     lake: Lake, plots: pd.DataFrame
 ) -> None:
-    cells = lake.read_parquet(paths.RAW_WEATHER_CELLS).to_pandas()
+    cells = lake.read_parquet(names.RAW_WEATHER_CELLS).to_pandas()
     assert cells["cell_id"].is_unique
     assert 200 <= len(cells) <= 5000
     located = plots.drop_duplicates("plot_id")
@@ -166,8 +166,8 @@ def test_every_plot_is_near_a_weather_cell_but_not_on_its_centre(
 def test_weather_is_daily_bimodal_in_the_east_and_cooler_up_high(
     lake: Lake, plots: pd.DataFrame
 ) -> None:
-    cells = lake.read_parquet(paths.RAW_WEATHER_CELLS).to_pandas()
-    weather = lake.read_parquet(paths.RAW_WEATHER).to_pandas()
+    cells = lake.read_parquet(names.RAW_WEATHER_CELLS).to_pandas()
+    weather = lake.read_parquet(names.RAW_WEATHER).to_pandas()
     assert sorted(weather["year"].unique()) == list(range(START, END + 1))
     days = sum(366 if y % 4 == 0 else 365 for y in range(START, END + 1))
     assert len(weather) == days * len(cells)
@@ -212,7 +212,7 @@ def test_county_and_season_yields_land_in_published_ranges(
 
 
 def test_labels_cover_a_subset_of_finished_seasons(lake: Lake, plots: pd.DataFrame) -> None:
-    labels = lake.read_parquet(paths.RAW_YIELDS).to_pandas()
+    labels = lake.read_parquet(names.RAW_YIELDS).to_pandas()
     assert labels["season_year"].max() == END - 1
     assert not labels.duplicated(["plot_id", "season_year", "season"]).any()
     finished = plots[plots["season_year"] < END]
@@ -253,7 +253,7 @@ def test_ndvi_follows_the_crop_cycle_with_cloudy_gaps(ndvi: pd.DataFrame) -> Non
 
 
 def test_ndvi_tracks_the_crop_that_yields(lake: Lake, ndvi: pd.DataFrame) -> None:
-    labels = lake.read_parquet(paths.RAW_YIELDS).to_pandas()
+    labels = lake.read_parquet(names.RAW_YIELDS).to_pandas()
     peak = (
         ndvi[(ndvi["cloud_fraction"] < 0.2) & ndvi["days_after_planting"].between(30, 110)]
         .groupby(["plot_id", "season_year", "season"])["ndvi"]
@@ -274,7 +274,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
     first, second, other = run("a", 5), run("b", 5), run("c", 6)
     for path in first.list("raw", ".parquet"):
         assert first.read_parquet(path).equals(second.read_parquet(path)), path
-    assert not first.read_parquet(paths.RAW_PLOTS).equals(other.read_parquet(paths.RAW_PLOTS))
+    assert not first.read_parquet(names.RAW_PLOTS).equals(other.read_parquet(names.RAW_PLOTS))
 
 
 def test_label_options(tmp_path: Path) -> None:
@@ -288,8 +288,8 @@ def test_label_options(tmp_path: Path) -> None:
         label_share=1.0,
         label_last_year=True,
     )
-    labels = lake.read_parquet(paths.RAW_YIELDS)
-    assert labels.num_rows == lake.read_parquet(paths.RAW_PLOTS).num_rows
+    labels = lake.read_parquet(names.RAW_YIELDS)
+    assert labels.num_rows == lake.read_parquet(names.RAW_PLOTS).num_rows
 
 
 def test_response_table_matches_the_grid_and_responds_to_rain() -> None:
@@ -363,5 +363,5 @@ def test_generates_the_same_files_into_an_s3_lake(
     generate_to_lake(local, **args)
     assert all(uri.startswith(f"s3://{s3_bucket}/lake/raw/") for uri, _ in summary.files)
     assert remote.list("raw", ".parquet") == local.list("raw", ".parquet")
-    for path in (paths.RAW_PLOTS, paths.ndvi_year_dir(2024), paths.RAW_YIELDS):
+    for path in (names.RAW_PLOTS, names.ndvi_year_dir(2024), names.RAW_YIELDS):
         assert remote.read_parquet(path).equals(local.read_parquet(path)), path

@@ -121,7 +121,8 @@ def test_pin_threads_reaches_every_member(serving_model) -> None:
 
 
 def test_shards_split_the_features_stream_without_overlap(nuru_home) -> None:
-    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import features_path
     from nuru_yield.scoring.run import _shard_batches
 
     lake = Lake.from_settings()

@@ -50,6 +50,7 @@ from starlette.routing import Route
 
 from nuru_yield.errors import NuruError
 from nuru_yield.local_services import free_port, scratch_database, throwaway_postgres
+from nuru_yield.names import CHAMPION
 from nuru_yield.serving.store import AsyncpgStore, init_connection
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> I
             "plot_id": pa.array(np.arange(start + 1, start + n + 1, dtype=np.int64)),
             "season_year": pa.array(np.full(n, RUN_DATE.year, np.int32)),
             "season": pa.array(["Long Rains"] * n),
-            "model_name": pa.array(["champion"] * n),
+            "model_name": pa.array([CHAMPION] * n),
             "model_version": pa.array(["1"] * n),
             "county": pa.array(counties[generator.integers(0, len(counties), n)]),
             "days_after_planting": pa.array(generator.integers(10, 120, n).astype(np.int32)),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.bench import emit, run_isolated
 from nuru_yield.contract import NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.features import columns as c
@@ -73,7 +73,7 @@ def build_raw(lake: Lake, plots: int, seed: int = 7, grid: Grid = KENYA) -> None
             planting.append(dates)
             yield table
 
-    lake.write_parquet_batches(paths.RAW_PLOTS, PLOTS_SCHEMA, plot_chunks())
+    lake.write_parquet_batches(names.RAW_PLOTS, PLOTS_SCHEMA, plot_chunks())
 
     def ndvi_chunks() -> Iterator[pa.Table]:
         for start, dates in zip(chunks, planting, strict=True):
@@ -86,7 +86,7 @@ def _write_cells_and_weather(lake: Lake, rng: np.random.Generator, grid: Grid) -
     row, col = np.meshgrid(np.arange(grid.n_lat), np.arange(grid.n_lon), indexing="ij")
     cell_id = (row * grid.n_lon + col).ravel()
     lake.write_parquet(
-        paths.RAW_WEATHER_CELLS,
+        names.RAW_WEATHER_CELLS,
         pa.table(
             {
                 "cell_id": cell_id,
@@ -103,7 +103,7 @@ def _write_cells_and_weather(lake: Lake, rng: np.random.Generator, grid: Grid) -
     tmin = tmax - 9.0 - 3.0 * np.abs(rng.standard_normal(shape))
     day = np.datetime64(WEATHER_START) + np.arange(n_days)
     lake.write_parquet(
-        paths.weather_year_path(RUN_DATE.year),
+        names.weather_year_path(RUN_DATE.year),
         pa.table(
             {
                 "cell_id": np.repeat(cell_id, n_days),
@@ -185,8 +185,8 @@ def reference_sql(root: Path, out: Path, season_max_days: int, grid: Grid = KENY
 COPY (
 WITH located AS (
     SELECT p.*, cell.cell_id
-    FROM read_parquet('{root / paths.RAW_PLOTS}') p
-    JOIN read_parquet('{root / paths.RAW_WEATHER_CELLS}') cell
+    FROM read_parquet('{root / names.RAW_PLOTS}') p
+    JOIN read_parquet('{root / names.RAW_WEATHER_CELLS}') cell
       ON cell.cell_id = CAST({row} AS BIGINT) * {grid.n_lon} + CAST({col} AS BIGINT)
     WHERE p.planting_date BETWEEN {start} AND {day}
       AND {row} BETWEEN 0 AND {grid.n_lat - 1} AND {col} BETWEEN 0 AND {grid.n_lon - 1}
@@ -203,7 +203,7 @@ window_days AS (
                     AND w.tmax_c BETWEEN {c.TEMPERATURE_RANGE_C[0]} AND {c.TEMPERATURE_RANGE_C[1]}
                     AND w.tmin_c <= w.tmax_c, false) AS t_ok
     FROM windows x
-    JOIN read_parquet('{root / paths.RAW_WEATHER}/*/*.parquet') w
+    JOIN read_parquet('{root / names.RAW_WEATHER}/*/*.parquet') w
       ON w.cell_id = x.cell_id AND w.date BETWEEN x.planting_date AND {day}
 ),
 ends AS (  -- the window stops on the day the crop's thermal time reaches maturity
@@ -253,7 +253,7 @@ clear AS (
            lag(n.ndvi) OVER w AS previous_ndvi, lag(n.date) OVER w AS previous_date
     FROM located l
     JOIN ends e USING ({window})
-    JOIN read_parquet('{root / paths.RAW_NDVI}/**/*.parquet') n
+    JOIN read_parquet('{root / names.RAW_NDVI}/**/*.parquet') n
       ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND e.window_end
     WHERE isfinite(n.ndvi) AND n.ndvi BETWEEN -1 AND 1
       AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {c.CLEAR_MAX_CLOUD})
@@ -341,7 +341,7 @@ def run(plots: int, workdir: Path, seed: int = 7) -> dict[str, Any]:
         log.info("bench features: reference DuckDB query")
         reference_out = scratch / "reference.parquet"
         reference = run_isolated(run_reference, str(lake.root), str(reference_out), season_max_days)
-        agreement = compare(lake.root / paths.features_path(RUN_DATE), reference_out)
+        agreement = compare(lake.root / names.features_path(RUN_DATE), reference_out)
         log.info(
             "bench features: system %.1fs (peak %.0f MB), reference %.1fs (peak %.0f MB); %s",
             system.seconds,

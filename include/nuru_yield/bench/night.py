@@ -89,7 +89,8 @@ def scoring_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[
 
 def read_raw_inputs(lake_url: str) -> int:
     """The baseline: stream every raw plot and NDVI file once (rows read)."""
-    from nuru_yield.lake import RAW_NDVI, RAW_PLOTS, Lake
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import RAW_NDVI, RAW_PLOTS
 
     lake = Lake(lake_url)
     rows = 0

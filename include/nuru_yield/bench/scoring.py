@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from nuru_yield.bench import emit, environment, run_isolated
 from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
+from nuru_yield.names import CHAMPION
 
 COUNTIES = ("Bungoma", "Kakamega", "Machakos", "Murang'a", "Nakuru", "Trans Nzoia")
 BENCH_DATE = dt.date(2025, 5, 1)
@@ -120,12 +121,12 @@ def synthetic_training_set(
     return pa.concat_tables(tables)
 
 
-def train_model(training_rows: int, params: Any, alias: str = "champion") -> str:
+def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     """Train the candidates on synthetic history with training's own pipeline, register
     the ensemble and point ``alias`` at it; returns the version."""
     from nuru_yield.lake import Lake
+    from nuru_yield.names import training_set_path
     from nuru_yield.training.candidates import ENSEMBLE
-    from nuru_yield.training.dataset import training_set_path
     from nuru_yield.training.pipeline import train_candidates
     from nuru_yield.training.registry import mlflow_client, register_run_model
 
@@ -163,10 +164,11 @@ def _features_matrix() -> tuple[Any, np.ndarray]:
     """The champion (threads pinned as the scorer pins them) and the bench features as one
     in-memory matrix (not timed)."""
     from nuru_yield.config import get_settings
-    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import MODEL_NAME, features_path
     from nuru_yield.scoring.batch import feature_matrix
     from nuru_yield.scoring.run import pin_threads, resolve_versions
-    from nuru_yield.training import MODEL_NAME, load_model
+    from nuru_yield.training import load_model
 
     version, _ = resolve_versions(MODEL_NAME)
     model = load_model(f"models:/{MODEL_NAME}/{version}")
@@ -197,7 +199,8 @@ def bare_ingest() -> float:
     from nuru_yield.db import bare_ingest as ingest
     from nuru_yield.db import get_engine
     from nuru_yield.db.schema import PREDICTION_COLUMNS
-    from nuru_yield.lake import Lake, prediction_log_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import prediction_log_path
 
     rows = Lake.from_settings().read_parquet(
         prediction_log_path(BENCH_DATE), columns=list(PREDICTION_COLUMNS)
@@ -215,9 +218,9 @@ def naive(rows: int) -> float:
     import pandas as pd
 
     from nuru_yield.db import get_engine
-    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import MODEL_NAME, features_path
     from nuru_yield.scoring.run import resolve_versions
-    from nuru_yield.training import MODEL_NAME
     from nuru_yield.training.registry import mlflow_client
 
     mlflow_client()
@@ -249,8 +252,9 @@ def run_bench(
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
     from nuru_yield.db import upgrade
-    from nuru_yield.lake import Lake, features_path
+    from nuru_yield.lake import Lake
     from nuru_yield.local_services import scratch_database, throwaway_postgres
+    from nuru_yield.names import features_path
 
     with contextlib.ExitStack() as stack:
         home = stack.enter_context(tempfile.TemporaryDirectory(prefix="nuru-bench-scoring-"))

@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from nuru_yield.names import CHAMPION
+
 metadata = MetaData()
 
 # JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
@@ -149,7 +151,7 @@ schema_version = Table(
 )
 
 # The newest champion row per plot-season: what the API serves by default.
-LATEST_PREDICTIONS_VIEW = """
+LATEST_PREDICTIONS_VIEW = f"""
 CREATE VIEW latest_predictions AS
 SELECT run_date, plot_id, season_year, season, model_name, model_version, county,
        days_after_planting, predicted_yield_kg_per_ha, yield_lower, yield_upper,
@@ -159,7 +161,7 @@ FROM (
         PARTITION BY plot_id, season_year, season ORDER BY run_date DESC
     ) AS recency
     FROM predictions p
-    WHERE model_name = 'champion'
+    WHERE model_name = '{CHAMPION}'
 ) ranked
 WHERE recency = 1
 """

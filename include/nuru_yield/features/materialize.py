@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.contract import PLOTS_SCHEMA
 from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
@@ -100,11 +100,11 @@ class FeaturePlan:
         return self.day - dt.timedelta(days=self.season_max_days)
 
     def part(self, shard: int, name: str, suffix: str = ".parquet") -> str:
-        return paths.shard_part_path(paths.FEATURES, self.day, shard, self.shards, name, suffix)
+        return names.shard_part_path(names.FEATURES, self.day, shard, self.shards, name, suffix)
 
     @property
     def inputs_report(self) -> str:
-        return f"{paths.parts_dir(paths.FEATURES, self.day)}/inputs.json"
+        return f"{names.parts_dir(names.FEATURES, self.day)}/inputs.json"
 
 
 @dataclass
@@ -165,7 +165,7 @@ def prepare_features(
         weather_max_lag_days=settings.weather_max_lag_days,
     )
     preload = _import_in_background("great_expectations")
-    for stale in lake.list(paths.parts_dir(paths.FEATURES, day)):
+    for stale in lake.list(names.parts_dir(names.FEATURES, day)):
         lake.delete(stale)
     unbucketed = unbucketed_ndvi_files(lake, range(plan.window_start.year, day.year + 1))
     if unbucketed:
@@ -295,14 +295,14 @@ def publish_features(
         weather_max_lag_days=plan.weather_max_lag_days,
     )
     results = [FeatureShardResult(**payload["result"]) for payload in shard_reports]
-    features_path = paths.features_path(day)
+    features_path = names.features_path(day)
     if report.passed:
         features_uri, rows = _assemble(lake, plan, FEATURES_PART, features_path, OUTPUT_SCHEMA)
     else:
         lake.delete(features_path)
         features_uri, rows = lake.uri(features_path), 0
     rejected_uri, rejected = _assemble(
-        lake, plan, REJECTED_PART, paths.rejected_path(day), REJECTED_SCHEMA
+        lake, plan, REJECTED_PART, names.rejected_path(day), REJECTED_SCHEMA
     )
     _remove_strays(lake, day)
     seconds = {"prepare": inputs["seconds"]}
@@ -317,8 +317,8 @@ def publish_features(
         "shards": [r.as_dict() for r in results],
         "unbucketed_ndvi_files": inputs["unbucketed_ndvi_files"],
     }
-    validation_uri = lake.write_json(paths.validation_path(day), payload)
-    for part in lake.list(paths.parts_dir(paths.FEATURES, day)):
+    validation_uri = lake.write_json(names.validation_path(day), payload)
+    for part in lake.list(names.parts_dir(names.FEATURES, day)):
         lake.delete(part)
     log.info(
         "features %s: %d rows, %d rejected over %d shard(s), %s (peak %.0f MB per shard)",
@@ -361,11 +361,11 @@ def published_partition(lake: Lake, run_date: dt.date | str) -> dict[str, Any]:
     ``validation.json`` does not say ``passed``.
     """
     day = run_date if isinstance(run_date, str) else run_date.isoformat()
-    status = lake.read_json(paths.validation_path(day)).get("status")
+    status = lake.read_json(names.validation_path(day)).get("status")
     if status != "passed":
-        raise LakeError(f"{lake.uri(paths.validation_path(day))} says {status!r}, not 'passed'")
-    rows = lake.open_parquet(paths.features_path(day)).metadata.num_rows
-    return {"run_date": day, "uri": lake.uri(paths.features_path(day)), "rows": rows}
+        raise LakeError(f"{lake.uri(names.validation_path(day))} says {status!r}, not 'passed'")
+    rows = lake.open_parquet(names.features_path(day)).metadata.num_rows
+    return {"run_date": day, "uri": lake.uri(names.features_path(day)), "rows": rows}
 
 
 def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -384,7 +384,7 @@ def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[d
     if others:
         raise LakeError(
             f"cannot publish features {plan.run_date}: parts of other runs {sorted(others)} "
-            f"in {lake.uri(paths.parts_dir(paths.FEATURES, plan.day))}; rerun from prepare"
+            f"in {lake.uri(names.parts_dir(names.FEATURES, plan.day))}; rerun from prepare"
         )
     return inputs, shard_reports
 
@@ -412,7 +412,7 @@ def _run_of(lake: Lake, path: str) -> str | None:
 def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | None:
     """The result of this run when its ``validation.json`` is already written (a retried
     publish whose first try got that far); None otherwise."""
-    path = paths.validation_path(plan.day)
+    path = names.validation_path(plan.day)
     if not lake.exists(path):
         return None
     payload = lake.read_json(path)
@@ -420,14 +420,14 @@ def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | Non
         return None
     report = ValidationReport.from_json(payload)
     report.raise_on_failure()
-    features = paths.features_path(plan.day)
+    features = names.features_path(plan.day)
     return MaterializeResult(
         run_date=plan.run_date,
         features_uri=lake.uri(features),
-        rejected_uri=lake.uri(paths.rejected_path(plan.day)),
+        rejected_uri=lake.uri(names.rejected_path(plan.day)),
         validation_uri=lake.uri(path),
         rows=lake.open_parquet(features).metadata.num_rows,
-        rejected=lake.open_parquet(paths.rejected_path(plan.day)).metadata.num_rows,
+        rejected=lake.open_parquet(names.rejected_path(plan.day)).metadata.num_rows,
         shards=plan.shards,
     )
 
@@ -451,8 +451,8 @@ def _import_in_background(module: str) -> threading.Thread:
 
 def _remove_strays(lake: Lake, day: dt.date) -> None:
     """Delete files of the partition that this run does not write (a rerun replaces it)."""
-    ours = {paths.features_path(day), paths.rejected_path(day), paths.validation_path(day)}
-    for path in lake.list(f"{paths.FEATURES}/{day.isoformat()}"):
+    ours = {names.features_path(day), names.rejected_path(day), names.validation_path(day)}
+    for path in lake.list(f"{names.FEATURES}/{day.isoformat()}"):
         if path not in ours:
             lake.delete(path)
 

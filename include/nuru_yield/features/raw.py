@@ -28,7 +28,8 @@ import pyarrow.dataset as ds
 from nuru_yield.contract import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError, LakeError
 from nuru_yield.features.columns import WEATHER_SCHEMA
-from nuru_yield.lake import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS, Lake
+from nuru_yield.lake import Lake
+from nuru_yield.names import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS
 from nuru_yield.sharding import shard_filter, shard_or_zero
 
 log = logging.getLogger(__name__)

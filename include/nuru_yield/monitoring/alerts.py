@@ -25,13 +25,12 @@ import pandas as pd
 
 from nuru_yield.errors import NuruError
 from nuru_yield.monitoring.drift import VariableDrift
+from nuru_yield.names import CHAMPION
 
 if TYPE_CHECKING:
     from nuru_yield.config import Settings
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
 
 
 class AlertDeliveryError(NuruError):

@@ -28,21 +28,22 @@ import pandas as pd
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LakeError
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
-from nuru_yield.lake import (
+from nuru_yield.lake import Lake
+from nuru_yield.monitoring import accuracy
+from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, drift_reasons
+from nuru_yield.monitoring.drift import PREDICTION, detect_drift
+from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
+from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.statistics import DriftRule
+from nuru_yield.names import (
+    CHAMPION,
     PREDICTION_LOG,
     RAW_YIELDS,
-    Lake,
     drift_html_path,
     drift_report_path,
     features_path,
     prediction_log_path,
 )
-from nuru_yield.monitoring import accuracy
-from nuru_yield.monitoring.alerts import CHAMPION, Alert, accuracy_reasons, drift_reasons
-from nuru_yield.monitoring.drift import PREDICTION, detect_drift
-from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
-from nuru_yield.monitoring.report import DriftReport, render_html
-from nuru_yield.monitoring.statistics import DriftRule
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -135,7 +136,8 @@ def champion_predictor(current: pd.DataFrame) -> Predictor | None:
     reference prediction comes from the same model; None (logged) when it cannot load."""
     if PREDICTION not in current.columns or "model_version" not in current.columns:
         return None
-    from nuru_yield.training import MODEL_NAME, load_model
+    from nuru_yield.names import MODEL_NAME
+    from nuru_yield.training import load_model
 
     version = str(current["model_version"].mode().iloc[0])
     uri = f"models:/{MODEL_NAME}/{version}"
@@ -260,7 +262,7 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
     """The training-evaluation metrics (flat MLflow names) of each registered version."""
-    from nuru_yield.training import MODEL_NAME
+    from nuru_yield.names import MODEL_NAME
     from nuru_yield.training.registry import mlflow_client
 
     if not versions:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from nuru_yield import lake as paths
+from nuru_yield import names
 from nuru_yield.contract import (
     CELLS_SCHEMA,
     NDVI_SCHEMA,
@@ -172,23 +172,23 @@ def generate_to_lake(
     started = time.monotonic()
     summary = SampleDataSummary(plots, start_year, end_year, seed)
     plot_table, cells = seasons.make_plots(plots, _rng(seed, 0))
-    summary.files.append(_write(lake, paths.RAW_WEATHER_CELLS, _cells_table(cells)))
+    summary.files.append(_write(lake, names.RAW_WEATHER_CELLS, _cells_table(cells)))
 
     history = _write_weather(lake, cells, summary, seed)
     run = _SeasonRun(plot_table, history, seed)
     for year in range(start_year, end_year + 1):
         buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, run.scenes(year))
         summary.files.append(
-            (lake.uri(paths.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
+            (lake.uri(names.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
         )
     blocks = run.blocks
     summary.files.insert(
-        0, _write(lake, paths.RAW_PLOTS, _plots_table(blocks, plot_table, history))
+        0, _write(lake, names.RAW_PLOTS, _plots_table(blocks, plot_table, history))
     )
     labels = _labels(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
     )
-    summary.files.append(_write(lake, paths.RAW_YIELDS, labels))
+    summary.files.append(_write(lake, names.RAW_YIELDS, labels))
     summary.labelled = labels.num_rows
     _summarise_yields(blocks, plot_table, summary)
     summary.seconds = time.monotonic() - started
@@ -212,7 +212,7 @@ def _write_weather(
         weather = simulate_year(cells, climates, anomalies, year, _rng(seed, 2, year))
         if year <= last:
             table = _weather_table(weather, cells, _rng(seed, 3, year))
-            summary.files.append(_write(lake, paths.weather_year_path(year), table))
+            summary.files.append(_write(lake, names.weather_year_path(year), table))
         years.append(weather)
     return seasons.WeatherHistory(years)
 

@@ -19,7 +19,6 @@ from nuru_yield.scoring.run import (
     publish_run,
     score,
     score_shard,
-    shard_log_path,
 )
 
 __all__ = [
@@ -35,5 +34,4 @@ __all__ = [
     "score",
     "score_batch",
     "score_shard",
-    "shard_log_path",
 ]

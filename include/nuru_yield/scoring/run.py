@@ -58,15 +58,14 @@ from nuru_yield.errors import (
     NoPlotsInProgressError,
     NuruError,
 )
-from nuru_yield.lake import (
+from nuru_yield.lake import Lake, part_row_groups
+from nuru_yield.names import (
     PREDICTION_LOG,
-    Lake,
     features_path,
-    part_row_groups,
-    parts_dir,
+    pending_log_path,
     prediction_log_path,
     rejected_path,
-    shard_part_path,
+    shard_log_path,
 )
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
@@ -87,16 +86,6 @@ NO_PLOTS_IN_PROGRESS = "no_plots_in_progress"
 
 def _day(value: dt.date | str) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-
-
-def shard_log_path(run_date: dt.date | str, shard: int, shards: int) -> str:
-    """One shard's part of the prediction log, until :func:`publish_run` assembles it."""
-    return shard_part_path(PREDICTION_LOG, _day(run_date), shard, shards)
-
-
-def pending_log_path(run_date: dt.date | str, run_id: str) -> str:
-    """The night's assembled prediction log under its run's name, until the swap is done."""
-    return f"{parts_dir(PREDICTION_LOG, _day(run_date))}/run-{run_id}.parquet"
 
 
 def _run_lock(
@@ -135,7 +124,7 @@ class ScoringPlan:
     @property
     def aliases(self) -> dict[str, str]:
         """Alias → version of every model this run scores (the champion first)."""
-        from nuru_yield.training import CHALLENGER, CHAMPION
+        from nuru_yield.names import CHALLENGER, CHAMPION
 
         scored = {CHAMPION: self.champion_version}
         if self.challenger_version is not None:
@@ -162,7 +151,7 @@ def _update_run(run_id: str, **values: Any) -> None:
 
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
-    from nuru_yield.training import CHALLENGER, CHAMPION
+    from nuru_yield.names import CHALLENGER, CHAMPION
     from nuru_yield.training.registry import alias_version, mlflow_client, registry_errors
 
     with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
@@ -250,7 +239,7 @@ def _open_run(
 ) -> ScoringPlan:
     """Resolve the models, clear what an earlier attempt left staged, insert the run's row."""
     from nuru_yield.db import discard
-    from nuru_yield.training import MODEL_NAME
+    from nuru_yield.names import MODEL_NAME
 
     champion, challenger = resolve_versions(MODEL_NAME)
     started = dt.datetime.now(dt.UTC)
@@ -291,7 +280,7 @@ def _empty_night(
 ) -> NoPlotsInProgressError:
     """Record the night as ``no_plots_in_progress``; the error to raise. Nothing is
     published: the previous predictions stay served."""
-    from nuru_yield.training import MODEL_NAME
+    from nuru_yield.names import MODEL_NAME
 
     message = (
         f"no plot-season in progress on {day}: {lake.uri(features_path(day))} has no rows; "
@@ -606,7 +595,7 @@ def _served_run_id(day: dt.date) -> str | None:
 
 def _served_plots(day: dt.date) -> int:
     from nuru_yield.db.schema import predictions
-    from nuru_yield.training import CHAMPION
+    from nuru_yield.names import CHAMPION
 
     engine = get_engine()
     with database_errors(engine, "counting published predictions"), engine.connect() as c:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-from nuru_yield.serving.store import CHALLENGER, CHAMPION, Lookup
+from nuru_yield.names import CHALLENGER, CHAMPION
+from nuru_yield.serving.store import Lookup
 
 
 def in_challenger_share(plot_id: int, share: float) -> bool:

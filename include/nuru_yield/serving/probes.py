@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from nuru_yield.config import Settings
 from nuru_yield.errors import NuruError
-from nuru_yield.lake import FEATURES, Lake
+from nuru_yield.lake import Lake
+from nuru_yield.names import FEATURES, MODEL_NAME
 
-REGISTERED_MODEL = "Ensemble_VotingRegressor"  # DESIGN §7
 MAX_VERSIONS = 20
 
 
@@ -53,7 +53,7 @@ def import_registry_client() -> None:
 
 
 def read_registry(
-    tracking_uri: str, model_name: str = REGISTERED_MODEL, timeout: float = 3.0
+    tracking_uri: str, model_name: str = MODEL_NAME, timeout: float = 3.0
 ) -> RegistrySnapshot:
     """Versions, aliases and run metrics of the registered model (blocking)."""
     missing = _missing_sqlite_store(tracking_uri)

@@ -10,12 +10,13 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from nuru_yield.serving.store import CHAMPION, Row, as_utc
+from nuru_yield.names import CHALLENGER, CHAMPION
+from nuru_yield.serving.store import Row, as_utc
 
 Season = Literal["Long Rains", "Short Rains"]
 # What clients name: `ensemble` is the champion (seed naming), `challenger` the shadow model.
 ModelChoice = Literal["ensemble", "challenger"]
-PUBLIC_NAMES: dict[str, ModelChoice] = {CHAMPION: "ensemble", "challenger": "challenger"}
+PUBLIC_NAMES: dict[str, ModelChoice] = {CHAMPION: "ensemble", CHALLENGER: "challenger"}
 STORED_NAMES: dict[ModelChoice, str] = {public: stored for stored, public in PUBLIC_NAMES.items()}
 
 # Every timestamp leaves with its zone (RFC 3339), also those SQLite stored without one.

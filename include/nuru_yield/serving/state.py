@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from nuru_yield.config import Settings
+from nuru_yield.names import CHALLENGER, CHAMPION
 from nuru_yield.serving.caches import TtlCache, in_thread
 from nuru_yield.serving.observability import ApiMetrics
 from nuru_yield.serving.probes import (
@@ -20,7 +21,7 @@ from nuru_yield.serving.probes import (
     probe_feature_store,
     read_registry,
 )
-from nuru_yield.serving.store import CHALLENGER, CHAMPION, PredictionStore, Row, as_utc
+from nuru_yield.serving.store import PredictionStore, Row, as_utc
 
 RegistryReader = Callable[[], RegistrySnapshot]
 RegistryPreparation = Callable[[], object]

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions, scoring_runs
 from nuru_yield.errors import ConfigError, DatabaseError
+from nuru_yield.names import CHAMPION
 from nuru_yield.serving.deadlines import deadline
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 Row = Mapping[str, Any]
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 MAX_GATHERED = 1000  # lookups per gathered query, as `POST /predict/batch` allows
 
 

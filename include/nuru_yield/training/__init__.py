@@ -14,16 +14,9 @@ Public interface:
 MLflow is imported inside the functions that need it (≈1.3 s).
 """
 
+from nuru_yield.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from nuru_yield.training.pipeline import TrainingSummary, train
-from nuru_yield.training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    EXPERIMENT_NAME,
-    MODEL_NAME,
-    PREVIOUS,
-    promote_run,
-    rollback,
-)
+from nuru_yield.training.registry import promote_run, rollback
 from nuru_yield.training.serving import ServingModel, load_model
 
 __all__ = [

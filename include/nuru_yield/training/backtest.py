@@ -26,7 +26,8 @@ import pandas as pd
 from nuru_yield.config import get_settings
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-from nuru_yield.lake import RAW_YIELDS, Lake
+from nuru_yield.lake import Lake
+from nuru_yield.names import RAW_YIELDS
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     MONOTONE_FEATURES,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.names import MODEL_NAME
 from nuru_yield.progress import track
 from nuru_yield.training.dataset import TARGET, TemporalSplit
 from nuru_yield.training.evaluation import evaluate
@@ -40,7 +41,7 @@ from nuru_yield.training.intervals import ConformalIntervals, calibrate
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE = "Ensemble_VotingRegressor"
+ENSEMBLE = MODEL_NAME  # the candidate that is registered is named like the model
 XGBOOST = "xgboost"
 LIGHTGBM = "lightgbm"
 RANDOM_FOREST = "random_forest"

@@ -37,17 +37,6 @@ LABEL_CHECKS = [
 ]
 
 
-def training_set_path(run_date: dt.date | str) -> str:
-    """Lake path of the training set built for a run date (passed between DAG tasks)."""
-    day = run_date if isinstance(run_date, str) else run_date.isoformat()
-    return f"training/{day}/training_set.parquet"
-
-
-def rejected_labels_path(run_date: dt.date | str) -> str:
-    """Lake path of the labels quarantined while building that training set."""
-    return training_set_path(run_date).replace("training_set.parquet", "rejected_labels.parquet")
-
-
 def split_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Good labels, and the quarantined ones with a ``reason`` (see :data:`LABEL_CHECKS`)."""
     bad = failing_any(labels, LABEL_CHECKS)

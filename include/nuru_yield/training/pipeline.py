@@ -19,7 +19,14 @@ from nuru_yield.config import get_settings
 from nuru_yield.errors import DataValidationError, LakeError, RegistryError, TrainingError
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-from nuru_yield.lake import RAW_YIELDS, Lake
+from nuru_yield.lake import Lake
+from nuru_yield.names import (
+    CHAMPION,
+    MODEL_NAME,
+    RAW_YIELDS,
+    rejected_labels_path,
+    training_set_path,
+)
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     NaiveReference,
@@ -28,18 +35,14 @@ from nuru_yield.training.candidates import (
 )
 from nuru_yield.training.dataset import (
     labelled_training_rows,
-    rejected_labels_path,
     seasons_of,
     split_labels,
     temporal_split,
-    training_set_path,
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
 from nuru_yield.training.intervals import training_buckets
 from nuru_yield.training.registry import (
-    CHAMPION,
-    MODEL_NAME,
     Decision,
     alias_version,
     mlflow_client,

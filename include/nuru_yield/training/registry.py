@@ -28,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import NuruError, RegistryError, RegistryUnavailableError
-from nuru_yield.training.candidates import ENSEMBLE
+from nuru_yield.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from nuru_yield.training.serving import MODEL_ARTIFACT, checked_metadata
 
 if TYPE_CHECKING:
@@ -36,11 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT_NAME = "YieldPrediction_MultiModel"
-MODEL_NAME = ENSEMBLE
-CHAMPION = "champion"
-PREVIOUS = "previous"
-CHALLENGER = "challenger"
 # The seed's registry stages, mapped onto the aliases that replaced them. The stage is set
 # too when an alias moves, so the seed's `get_latest_versions(stages=["Production"])` finds
 # the champion.

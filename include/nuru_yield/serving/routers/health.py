@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from nuru_yield.errors import DatabaseError, mask_passwords
-from nuru_yield.serving.probes import REGISTERED_MODEL, FeatureStoreProbe, RegistrySnapshot
+from nuru_yield.names import MODEL_NAME
+from nuru_yield.serving.probes import FeatureStoreProbe, RegistrySnapshot
 from nuru_yield.serving.schemas import PUBLIC_NAMES, Health
 from nuru_yield.serving.state import Freshness, State
 
@@ -56,8 +57,7 @@ def assess(
     return Health(
         status=status,
         reasons=[mask_passwords(reason) for reason in reasons],
-        models_loaded=served
-        + [f"{REGISTERED_MODEL}@{alias}" for alias in sorted(registry.aliases)],
+        models_loaded=served + [f"{MODEL_NAME}@{alias}" for alias in sorted(registry.aliases)],
         mlflow_connected=registry.connected,
         feature_store_available=feature_store.available,
         predictions_db="unavailable" if db_error else "ok",

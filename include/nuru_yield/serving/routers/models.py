@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from nuru_yield.errors import mask_passwords
-from nuru_yield.serving.probes import REGISTERED_MODEL
+from nuru_yield.names import MODEL_NAME
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.schemas import Models, ModelVersion, Promotion
 from nuru_yield.serving.security import AUTH_RESPONSES
@@ -21,7 +21,7 @@ async def _models(state: State) -> Models:
     registry = await state.registry.get()
     promotions = await state.promotions.get()
     return Models(
-        registered_model=REGISTERED_MODEL,
+        registered_model=MODEL_NAME,
         mlflow_connected=registry.connected,
         mlflow_error=mask_passwords(registry.error) if registry.error else None,
         aliases=registry.aliases,

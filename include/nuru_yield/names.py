@@ -1,0 +1,126 @@
+"""The names every part of Nuru Yield shares: the model registry's names and aliases, and the
+lake's path layout (docs/DESIGN.md, "Lake layout" and "Models and the registry").
+
+Training, scoring, monitoring, the API, the database and the DAGs all use these names and
+must not depend on each other to get them, so this module imports nothing but the standard
+library (a test checks it) and holds no logic beyond building a path from a date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+# --- the model registry (MLflow) ------------------------------------------------------------
+EXPERIMENT_NAME = "YieldPrediction_MultiModel"
+# The registered model: the log-link voting ensemble, also its candidate's name in training.
+MODEL_NAME = "Ensemble_VotingRegressor"
+# Aliases: the model scoring serves, the one it replaced (for `nuru-yield rollback`), and
+# the one scored in shadow. ``predictions.model_name`` stores the alias that scored a row.
+CHAMPION = "champion"
+PREVIOUS = "previous"
+CHALLENGER = "challenger"
+
+# --- the lake: raw input contract -----------------------------------------------------------
+RAW_PLOTS = "raw/plots.parquet"
+RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
+RAW_WEATHER = "raw/weather"
+RAW_NDVI = "raw/ndvi"
+RAW_YIELDS = "raw/yields.parquet"
+
+# --- the lake: what the pipeline writes, one partition per run date -------------------------
+FEATURES = "features"
+TRAINING = "training"
+PREDICTION_LOG = "monitoring/predictions"
+DRIFT = "monitoring/drift"
+
+# Key-value metadata of a parquet file assembled from shard parts: JSON list of the first
+# row group of each part, and one past the last (``Lake.assemble_parquet``).
+PART_ROW_GROUPS = "nuru_yield.part_row_groups"
+
+
+def _day(date: dt.date | str) -> str:
+    return date if isinstance(date, str) else date.isoformat()
+
+
+def weather_year_path(year: int, part: str = "part-0") -> str:
+    return f"{RAW_WEATHER}/year={year}/{part}.parquet"
+
+
+def ndvi_year_dir(year: int) -> str:
+    return f"{RAW_NDVI}/year={year}"
+
+
+def ndvi_year_path(year: int, part: str = "part-0") -> str:
+    """A file of one year's NDVI not yet split by plot bucket (the layout before
+    ``nuru-yield lake upgrade``; still read, more slowly: see :mod:`nuru_yield.raw_layout`)."""
+    return f"{ndvi_year_dir(year)}/{part}.parquet"
+
+
+def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
+    """A file of one year's NDVI for the plots of one bucket (docs/DESIGN.md, raw input
+    contract)."""
+    return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
+
+
+def parts_dir(prefix: str, date: dt.date | str) -> str:
+    """Where the shards of a sharded step stage the ``{prefix}/{date}/`` partition until one
+    publish step assembles it. ``_parts`` is invisible to dataset readers and to
+    ``Lake.partition_dates``."""
+    return f"{prefix}/_parts/{_day(date)}"
+
+
+def shard_part_path(
+    prefix: str,
+    date: dt.date | str,
+    shard: int,
+    shards: int,
+    name: str = "part",
+    suffix: str = ".parquet",
+) -> str:
+    """What shard ``shard`` of ``shards`` stages for the ``{prefix}/{date}/`` partition."""
+    return f"{parts_dir(prefix, date)}/{name}-{shard:04d}-of-{shards:04d}{suffix}"
+
+
+def features_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/plot_features.parquet"
+
+
+def rejected_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/rejected.parquet"
+
+
+def validation_path(date: dt.date | str) -> str:
+    return f"{FEATURES}/{_day(date)}/validation.json"
+
+
+def training_set_path(date: dt.date | str) -> str:
+    """The training set built for a run date (passed between the training DAG's tasks)."""
+    return f"{TRAINING}/{_day(date)}/training_set.parquet"
+
+
+def rejected_labels_path(date: dt.date | str) -> str:
+    """The harvest labels quarantined while building that training set."""
+    return f"{TRAINING}/{_day(date)}/rejected_labels.parquet"
+
+
+def prediction_log_path(date: dt.date | str) -> str:
+    return f"{PREDICTION_LOG}/{_day(date)}/predictions.parquet"
+
+
+def shard_log_path(date: dt.date | str, shard: int, shards: int) -> str:
+    """One scoring shard's part of the prediction log, until its publish step assembles it."""
+    return shard_part_path(PREDICTION_LOG, date, shard, shards)
+
+
+def pending_log_path(date: dt.date | str, run_id: str) -> str:
+    """The night's assembled prediction log under its run's name, until the run's partition
+    swap is done (then it is moved to :func:`prediction_log_path`)."""
+    return f"{parts_dir(PREDICTION_LOG, date)}/run-{run_id}.parquet"
+
+
+def drift_report_path(date: dt.date | str) -> str:
+    return f"{DRIFT}/{_day(date)}/drift_report.json"
+
+
+def drift_html_path(date: dt.date | str) -> str:
+    return f"{DRIFT}/{_day(date)}/drift_report.html"
