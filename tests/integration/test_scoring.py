@@ -242,8 +242,8 @@ def test_a_night_with_an_impossible_forecast_is_refused_and_the_last_one_stays_s
     """The models cannot produce such a night (the unit tests show why); if a bug ever did,
     the scoring-time check refuses it whole: nothing of it is published."""
     from nuru_yield.errors import ForecastIntegrityError
+    from nuru_yield.models.intervals import ConformalIntervals
     from nuru_yield.scoring import score
-    from nuru_yield.training.intervals import ConformalIntervals
 
     write_features()
     served = score(RUN_DATE, shards=2)["run_id"]

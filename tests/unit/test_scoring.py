@@ -55,9 +55,9 @@ def test_feature_matrix_keeps_column_order_and_turns_nulls_into_nan() -> None:
 @pytest.fixture(scope="module")
 def serving_model():
     """A small fitted ensemble of training's own candidates, as scoring loads it."""
+    from nuru_yield.models.intervals import ConformalIntervals
     from nuru_yield.training import ServingModel
     from nuru_yield.training.candidates import TrainingParams, ensemble_estimator, monotone_signs
-    from nuru_yield.training.intervals import ConformalIntervals
 
     rows = synthetic_training_set(plots=60).to_pandas()
     params = TrainingParams(

@@ -5,7 +5,7 @@ season year × model × version × lead time) so that prediction logs can be str
 run date at a time and combined; :func:`finalize` turns the sums into RMSE, MAE, bias
 (forecast − actual: positive means over-forecast) and the coverage of the prediction
 interval. Lead time is the days-after-planting bucket of the forecast — the buckets of the
-training evaluation (:func:`nuru_yield.training.intervals.training_buckets`), so realized
+training evaluation (:func:`nuru_yield.models.intervals.training_buckets`), so realized
 and evaluated accuracy compare like with like.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.features import KEY_COLUMNS
-from nuru_yield.training.intervals import dap_bucket
+from nuru_yield.models.intervals import dap_bucket
 
 GROUP_COLUMNS = ["season", "season_year", "model_name", "model_version", "lead_time_days"]
 FORECAST_COLUMNS = [

@@ -215,7 +215,7 @@ def update_realized_accuracy(
     from nuru_yield.db import replace_rows
     from nuru_yield.db.schema import model_performance
     from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-    from nuru_yield.training.intervals import training_buckets
+    from nuru_yield.models.intervals import training_buckets
 
     labels = _labels(lake)
     with engine.connect() as connection:

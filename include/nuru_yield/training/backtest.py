@@ -27,6 +27,7 @@ from nuru_yield.config import get_settings
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import Lake
+from nuru_yield.models.intervals import training_buckets
 from nuru_yield.names import RAW_YIELDS
 from nuru_yield.training.candidates import (
     ENSEMBLE,
@@ -41,7 +42,6 @@ from nuru_yield.training.dataset import (
     temporal_split,
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
-from nuru_yield.training.intervals import training_buckets
 
 log = logging.getLogger(__name__)
 

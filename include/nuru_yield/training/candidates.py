@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.models.intervals import ConformalIntervals, calibrate
 from nuru_yield.names import MODEL_NAME
 from nuru_yield.progress import track
 from nuru_yield.training.dataset import TARGET, TemporalSplit
 from nuru_yield.training.evaluation import evaluate
-from nuru_yield.training.intervals import ConformalIntervals, calibrate
 
 log = logging.getLogger(__name__)
 

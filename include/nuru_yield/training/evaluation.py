@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.models.intervals import dap_bucket
 from nuru_yield.training.dataset import TARGET, season_label, season_rank
-from nuru_yield.training.intervals import dap_bucket
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -20,6 +20,7 @@ from nuru_yield.errors import DataValidationError, LakeError, RegistryError, Tra
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import Lake
+from nuru_yield.models.intervals import training_buckets
 from nuru_yield.names import (
     CHAMPION,
     MODEL_NAME,
@@ -41,7 +42,6 @@ from nuru_yield.training.dataset import (
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
-from nuru_yield.training.intervals import training_buckets
 from nuru_yield.training.registry import (
     Decision,
     alias_version,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nuru_yield.errors import RegistryError
-from nuru_yield.training.intervals import INTERVAL_METHOD, ConformalIntervals
+from nuru_yield.models.intervals import INTERVAL_METHOD, ConformalIntervals
 from nuru_yield.training.treeshap import PairwiseExplainer, compile_explainer
 
 if TYPE_CHECKING:
