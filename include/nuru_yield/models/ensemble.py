@@ -5,7 +5,7 @@ lightgbm ``tweedie``) or a Tweedie GLM with a log link, so no forecast can fall 
 whatever the inputs, and exact zeros (failed crops) are valid labels. The ensemble averages
 its members on the log scale — a weighted geometric mean of their forecasts — which keeps
 the ensemble's log forecast the weighted mean of the members': additive, so the members'
-TreeSHAP values average into the ensemble's (``nuru_yield.training.treeshap``).
+TreeSHAP values average into the ensemble's (``nuru_yield.models.treeshap``).
 
 Registered models name this module's class in their serialized form: it must stay at this
 import path.

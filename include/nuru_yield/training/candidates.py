@@ -16,7 +16,7 @@ The Tweedie variance power 1.2 had the lowest hold-out RMSE of 1.2, 1.5 and 1.8
 ``TrainingParams.interactions`` chooses the tree shape. ``pairwise`` (the default) limits
 every tree path to two distinct features (:func:`interaction_pairs`): a pairwise additive
 model on the log scale whose exact TreeSHAP compiles to lookup tables
-(``nuru_yield.training.treeshap``), so scoring explains a million plots in seconds. ``free``
+(``nuru_yield.models.treeshap``), so scoring explains a million plots in seconds. ``free``
 lifts the limit: more accurate, explained by the libraries' native TreeSHAP at a measured
 cost of hours per million plots on two cores (both in ``docs/DESIGN.md``).
 """

@@ -25,7 +25,7 @@ import numpy as np
 
 from nuru_yield.errors import RegistryError
 from nuru_yield.models.intervals import INTERVAL_METHOD, ConformalIntervals
-from nuru_yield.training.treeshap import PairwiseExplainer, compile_explainer
+from nuru_yield.models.treeshap import PairwiseExplainer, compile_explainer
 
 if TYPE_CHECKING:
     import pandas as pd
