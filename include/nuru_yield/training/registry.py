@@ -28,8 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import NuruError, RegistryError, RegistryUnavailableError
+from nuru_yield.models.metadata import MODEL_ARTIFACT, checked_metadata
 from nuru_yield.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
-from nuru_yield.training.serving import MODEL_ARTIFACT, checked_metadata
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

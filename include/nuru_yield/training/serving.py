@@ -16,61 +16,18 @@ exactly to ``f − b``; each keeps its sign, and their order by size is the log-
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nuru_yield.errors import RegistryError
-from nuru_yield.models.intervals import INTERVAL_METHOD, ConformalIntervals
+from nuru_yield.models.intervals import ConformalIntervals
+from nuru_yield.models.metadata import checked_metadata
 from nuru_yield.models.treeshap import PairwiseExplainer, compile_explainer
 
 if TYPE_CHECKING:
     import pandas as pd
-
-MODEL_ARTIFACT = "model"
-# The ensemble run's fit on the training seasons only: what the gate compares, on seasons
-# neither side learned from. Its ``model`` is the refit on every labelled season.
-HOLDOUT_ARTIFACT = "holdout_model"
-LINK = "log"
-
-
-def model_metadata(
-    candidate: str,
-    feature_columns: Sequence[str],
-    intervals: ConformalIntervals,
-    fitted_seasons: Sequence[str],
-    holdout_artifact: str | None = None,
-) -> dict[str, Any]:
-    """The MLmodel ``metadata`` logged with every candidate (read back by :func:`load_model`):
-    ``holdout_artifact`` names the run's hold-out fit when this model is a refit."""
-    return {
-        "candidate": candidate,
-        "feature_columns": list(feature_columns),
-        "intervals": intervals.to_dict(),
-        "link": LINK,
-        "fitted_seasons": list(fitted_seasons),
-        "holdout_artifact": holdout_artifact,
-    }
-
-
-def checked_metadata(metadata: dict[str, Any] | None, source: str) -> dict[str, Any]:
-    """``metadata`` if it is that of a model logged by training, else a RegistryError."""
-    if not metadata or "feature_columns" not in metadata or "intervals" not in metadata:
-        raise RegistryError(
-            f"{source} has no model logged by nuru-yield training "
-            "(no feature/interval metadata): scoring could not use it"
-        )
-    method = metadata["intervals"].get("method")
-    if metadata.get("link") != LINK or method != INTERVAL_METHOD:
-        raise RegistryError(
-            f"{source} was trained by an earlier version of nuru-yield (forecasts on the "
-            f"yield scale, intervals {method!r}) that could forecast negative yields: "
-            "retrain with `nuru-yield train` and promote the new version"
-        )
-    return metadata
 
 
 @dataclass(frozen=True)
