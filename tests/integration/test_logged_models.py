@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from nuru_yield.training import load_model
+from nuru_yield.models.loaded import load_model
 
 LOGGED = Path(__file__).resolve().parents[1] / "fixtures" / "logged_models"
 

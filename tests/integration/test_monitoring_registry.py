@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.bench.scoring import synthetic_features
+from nuru_yield.models.loaded import load_model
 from nuru_yield.monitoring.drift import PREDICTION
 from nuru_yield.monitoring.monitor import champion_predictor, evaluation_metrics
 from nuru_yield.names import MODEL_NAME
-from nuru_yield.training import load_model
 from tests.fixtures.scoring import Registry
 
 

@@ -56,7 +56,7 @@ def test_feature_matrix_keeps_column_order_and_turns_nulls_into_nan() -> None:
 def serving_model():
     """A small fitted ensemble of training's own candidates, as scoring loads it."""
     from nuru_yield.models.intervals import ConformalIntervals
-    from nuru_yield.training import ServingModel
+    from nuru_yield.models.loaded import ServingModel
     from nuru_yield.training.candidates import TrainingParams, ensemble_estimator, monotone_signs
 
     rows = synthetic_training_set(plots=60).to_pandas()
@@ -166,7 +166,7 @@ def test_score_batch_refuses_a_model_that_can_forecast_below_zero(serving_model)
     from xgboost import XGBRegressor
 
     from nuru_yield.errors import ForecastIntegrityError
-    from nuru_yield.training import ServingModel
+    from nuru_yield.models.loaded import ServingModel
 
     rows = synthetic_training_set(plots=30).to_pandas()
     yield_scale = XGBRegressor(n_estimators=5, max_depth=3, n_jobs=1).fit(

@@ -12,6 +12,7 @@ import pytest
 from nuru_yield.errors import TrainingError
 from nuru_yield.features import FEATURE_COLUMNS
 from nuru_yield.models.intervals import ConformalIntervals, calibrate, training_buckets
+from nuru_yield.models.loaded import ServingModel
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     LINEAR,
@@ -25,7 +26,6 @@ from nuru_yield.training.candidates import (
 from nuru_yield.training.dataset import season_rank, split_labels, temporal_split
 from nuru_yield.training.evaluation import flat_metrics, regression_metrics
 from nuru_yield.training.gate import county_checks, decide
-from nuru_yield.training.serving import ServingModel
 from nuru_yield.training.tracking import input_example
 from tests.fixtures.training import TEST_PARAMS, synthetic_training_frame
 

@@ -8,13 +8,13 @@ from lightgbm import LGBMRegressor
 from xgboost import XGBRegressor
 
 from nuru_yield.models.intervals import ConformalIntervals
+from nuru_yield.models.loaded import ServingModel, native_contributions
 from nuru_yield.models.treeshap import compile_explainer
 from nuru_yield.training.candidates import (
     TrainingParams,
     ensemble_estimator,
     interaction_pairs,
 )
-from nuru_yield.training.serving import ServingModel, native_contributions
 
 FEATURES = 6
 PARAMS = TrainingParams(

@@ -165,10 +165,10 @@ def _features_matrix() -> tuple[Any, np.ndarray]:
     in-memory matrix (not timed)."""
     from nuru_yield.config import get_settings
     from nuru_yield.lake import Lake
+    from nuru_yield.models.loaded import load_model
     from nuru_yield.names import MODEL_NAME, features_path
     from nuru_yield.scoring.batch import feature_matrix
     from nuru_yield.scoring.run import pin_threads, resolve_versions
-    from nuru_yield.training import load_model
 
     version, _ = resolve_versions(MODEL_NAME)
     model = load_model(f"models:/{MODEL_NAME}/{version}")
@@ -181,7 +181,7 @@ def _features_matrix() -> tuple[Any, np.ndarray]:
 def bare_predict() -> dict[str, float]:
     """(a): the models' native predict on one in-memory matrix; and their native TreeSHAP
     on (a slice of) the same matrix."""
-    from nuru_yield.training.serving import native_contributions
+    from nuru_yield.models.loaded import native_contributions
 
     model, matrix = _features_matrix()
     started = time.perf_counter()

@@ -136,8 +136,8 @@ def champion_predictor(current: pd.DataFrame) -> Predictor | None:
     reference prediction comes from the same model; None (logged) when it cannot load."""
     if PREDICTION not in current.columns or "model_version" not in current.columns:
         return None
+    from nuru_yield.models.loaded import load_model
     from nuru_yield.names import MODEL_NAME
-    from nuru_yield.training import load_model
 
     version = str(current["model_version"].mode().iloc[0])
     uri = f"models:/{MODEL_NAME}/{version}"

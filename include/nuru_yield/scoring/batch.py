@@ -23,7 +23,7 @@ from nuru_yield.errors import ForecastIntegrityError
 from nuru_yield.features import FEATURE_COLUMNS
 
 if TYPE_CHECKING:
-    from nuru_yield.training import ServingModel
+    from nuru_yield.models.loaded import ServingModel
 
 TOP_DRIVERS = 3
 

@@ -70,7 +70,7 @@ from nuru_yield.names import (
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 
 if TYPE_CHECKING:
-    from nuru_yield.training import ServingModel
+    from nuru_yield.models.loaded import ServingModel
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ def _close(
 
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
-    from nuru_yield.training import load_model
+    from nuru_yield.models.loaded import load_model
     from nuru_yield.training.registry import registry_errors
 
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1

@@ -21,6 +21,7 @@ from nuru_yield.features import FEATURE_COLUMNS, load_raw
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import Lake
 from nuru_yield.models.intervals import training_buckets
+from nuru_yield.models.loaded import ServingModel, holdout_uri, load_model
 from nuru_yield.names import (
     CHAMPION,
     MODEL_NAME,
@@ -50,7 +51,6 @@ from nuru_yield.training.registry import (
     record_decision,
     register_run_model,
 )
-from nuru_yield.training.serving import ServingModel, holdout_uri, load_model
 from nuru_yield.training.tracking import log_training_round
 
 if TYPE_CHECKING:
