@@ -135,7 +135,7 @@ def promote(
     stage: Annotated[str, typer.Option()] = "Production",
 ) -> None:
     """Register a run's model and move the alias its stage maps to."""
-    from nuru_yield.training import promote_run
+    from nuru_yield.models.registry import promote_run
 
     typer.echo(promote_run(run_id, model_name, stage, actor="cli").summary())
 
@@ -143,7 +143,7 @@ def promote(
 @app.command()
 def rollback(model_name: Annotated[str, typer.Option()] = MODEL_NAME) -> None:
     """Restore the `previous` champion."""
-    from nuru_yield.training import rollback as run_rollback
+    from nuru_yield.models.registry import rollback as run_rollback
 
     typer.echo(run_rollback(model_name, actor="cli").summary())
 

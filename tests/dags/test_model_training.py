@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from nuru_yield.db import get_engine
 from nuru_yield.db.schema import model_promotions
+from nuru_yield.models.registry import mlflow_client
 from nuru_yield.names import CHAMPION, MODEL_NAME
 from nuru_yield.training import pipeline
-from nuru_yield.training.registry import mlflow_client
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TEST_PARAMS
 
 DAG_ID = "model_training"

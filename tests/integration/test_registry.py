@@ -23,8 +23,8 @@ from nuru_yield.db import get_engine, upgrade
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.errors import RegistryError, TrainingError
 from nuru_yield.models.loaded import holdout_uri, load_model
+from nuru_yield.models.registry import alias_version, mlflow_client, promote_run, rollback
 from nuru_yield.names import CHAMPION, MODEL_NAME, PREVIOUS, RAW_YIELDS
-from nuru_yield.training import promote_run, rollback
 from nuru_yield.training.candidates import ENSEMBLE, NAIVE
 from nuru_yield.training.dataset import seasons_of, temporal_split
 from nuru_yield.training.pipeline import (
@@ -33,7 +33,6 @@ from nuru_yield.training.pipeline import (
     decide_promotion,
     evaluate_candidate,
 )
-from nuru_yield.training.registry import alias_version, mlflow_client
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TrainedRounds
 
 REPO = Path(__file__).resolve().parents[2]

@@ -131,9 +131,9 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
 
 
 def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -> None:
+    from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import CHALLENGER, MODEL_NAME
     from nuru_yield.scoring import score
-    from nuru_yield.training.registry import mlflow_client
 
     write_features()
     score(RUN_DATE, shards=2)
@@ -210,9 +210,9 @@ def test_missing_features_fail_with_one_clear_line(
 
 
 def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
+    from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import CHAMPION, MODEL_NAME
     from nuru_yield.scoring import score
-    from nuru_yield.training.registry import mlflow_client
 
     write_features()
     mlflow_client().delete_registered_model_alias(MODEL_NAME, CHAMPION)

@@ -125,10 +125,10 @@ def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     """Train the candidates on synthetic history with training's own pipeline, register
     the ensemble and point ``alias`` at it; returns the version."""
     from nuru_yield.lake import Lake
+    from nuru_yield.models.registry import mlflow_client, register_run_model
     from nuru_yield.names import training_set_path
     from nuru_yield.training.candidates import ENSEMBLE
     from nuru_yield.training.pipeline import train_candidates
-    from nuru_yield.training.registry import mlflow_client, register_run_model
 
     lake = Lake.from_settings()
     path = training_set_path(BENCH_DATE)
@@ -219,9 +219,9 @@ def naive(rows: int) -> float:
 
     from nuru_yield.db import get_engine
     from nuru_yield.lake import Lake
+    from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import MODEL_NAME, features_path
     from nuru_yield.scoring.run import resolve_versions
-    from nuru_yield.training.registry import mlflow_client
 
     mlflow_client()
     version, _ = resolve_versions(MODEL_NAME)

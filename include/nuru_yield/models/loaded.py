@@ -132,7 +132,7 @@ def load_model(uri: str) -> ServingModel:
     import mlflow
     from mlflow.models import Model
 
-    from nuru_yield.training.registry import mlflow_client, resolve_model_uri
+    from nuru_yield.models.registry import mlflow_client, resolve_model_uri
 
     client = mlflow_client()
     name, version = resolve_model_uri(client, uri) if uri.startswith("models:/") else (None, None)

@@ -262,8 +262,8 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
     """The training-evaluation metrics (flat MLflow names) of each registered version."""
+    from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import MODEL_NAME
-    from nuru_yield.training.registry import mlflow_client
 
     if not versions:
         return {}

@@ -151,8 +151,8 @@ def _update_run(run_id: str, **values: Any) -> None:
 
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
+    from nuru_yield.models.registry import alias_version, mlflow_client, registry_errors
     from nuru_yield.names import CHALLENGER, CHAMPION
-    from nuru_yield.training.registry import alias_version, mlflow_client, registry_errors
 
     with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
         client = mlflow_client()
@@ -385,7 +385,7 @@ def _close(
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
     from nuru_yield.models.loaded import load_model
-    from nuru_yield.training.registry import registry_errors
+    from nuru_yield.models.registry import registry_errors
 
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1
     models = {}

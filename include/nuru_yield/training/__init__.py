@@ -5,7 +5,6 @@ Public interface:
 
 * :func:`train` — every step for one run date (``nuru-yield train``); the steps themselves
   (:mod:`.pipeline`) are what the ``model_training`` DAG's tasks call.
-* :func:`promote_run` (``nuru-yield promote`` and the seed's script), :func:`rollback`.
 * Registry names: :data:`EXPERIMENT_NAME`, :data:`MODEL_NAME` and the aliases
   :data:`CHAMPION`, :data:`PREVIOUS`, :data:`CHALLENGER`.
 
@@ -14,7 +13,6 @@ MLflow is imported inside the functions that need it (≈1.3 s).
 
 from nuru_yield.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from nuru_yield.training.pipeline import TrainingSummary, train
-from nuru_yield.training.registry import promote_run, rollback
 
 __all__ = [
     "CHALLENGER",
@@ -23,7 +21,5 @@ __all__ = [
     "MODEL_NAME",
     "PREVIOUS",
     "TrainingSummary",
-    "promote_run",
-    "rollback",
     "train",
 ]

@@ -22,6 +22,14 @@ from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import Lake
 from nuru_yield.models.intervals import training_buckets
 from nuru_yield.models.loaded import ServingModel, holdout_uri, load_model
+from nuru_yield.models.registry import (
+    Decision,
+    alias_version,
+    mlflow_client,
+    promote_version,
+    record_decision,
+    register_run_model,
+)
 from nuru_yield.names import (
     CHAMPION,
     MODEL_NAME,
@@ -43,14 +51,6 @@ from nuru_yield.training.dataset import (
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
-from nuru_yield.training.registry import (
-    Decision,
-    alias_version,
-    mlflow_client,
-    promote_version,
-    record_decision,
-    register_run_model,
-)
 from nuru_yield.training.tracking import log_training_round
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.models.metadata import HOLDOUT_ARTIFACT, MODEL_ARTIFACT, model_metadata
+from nuru_yield.models.registry import experiment_id, mlflow_client
 from nuru_yield.progress import track
 from nuru_yield.training.candidates import NAIVE, CandidateResult, TrainingParams
 from nuru_yield.training.dataset import TemporalSplit, seasons_of
 from nuru_yield.training.evaluation import flat_metrics, residuals_figure
-from nuru_yield.training.registry import experiment_id, mlflow_client
 
 # Pinned from the running environment: MLflow would otherwise infer them by loading each
 # model again in a subprocess.
