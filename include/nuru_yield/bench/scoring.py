@@ -126,7 +126,7 @@ def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     the ensemble and point ``alias`` at it; returns the version."""
     from nuru_yield.lake import Lake
     from nuru_yield.models.registry import mlflow_client, register_run_model
-    from nuru_yield.names import training_set_path
+    from nuru_yield.names import MODEL_NAME, training_set_path
     from nuru_yield.training.candidates import ENSEMBLE
     from nuru_yield.training.pipeline import train_candidates
 
@@ -135,8 +135,8 @@ def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     lake.write_parquet(path, synthetic_training_set(max(training_rows // 12, 1)))
     runs = train_candidates(BENCH_DATE, path, lake, params)["runs"]
     client = mlflow_client()
-    version = register_run_model(client, runs[ENSEMBLE], ENSEMBLE)
-    client.set_registered_model_alias(ENSEMBLE, alias, version)
+    version = register_run_model(client, runs[ENSEMBLE], MODEL_NAME)
+    client.set_registered_model_alias(MODEL_NAME, alias, version)
     return version
 
 

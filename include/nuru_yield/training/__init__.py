@@ -5,21 +5,13 @@ Public interface:
 
 * :func:`train` — every step for one run date (``nuru-yield train``); the steps themselves
   (:mod:`.pipeline`) are what the ``model_training`` DAG's tasks call.
-* Registry names: :data:`EXPERIMENT_NAME`, :data:`MODEL_NAME` and the aliases
-  :data:`CHAMPION`, :data:`PREVIOUS`, :data:`CHALLENGER`.
 
 MLflow is imported inside the functions that need it (≈1.3 s).
 """
 
-from nuru_yield.names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME, PREVIOUS
 from nuru_yield.training.pipeline import TrainingSummary, train
 
 __all__ = [
-    "CHALLENGER",
-    "CHAMPION",
-    "EXPERIMENT_NAME",
-    "MODEL_NAME",
-    "PREVIOUS",
     "TrainingSummary",
     "train",
 ]
