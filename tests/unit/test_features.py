@@ -17,7 +17,7 @@ from nuru_yield.features import (
     season_to_date,
     training_rows,
 )
-from nuru_yield.features.compute import nearest_cells
+from nuru_yield.features.cells import nearest_cells
 
 AS_OF = dt.date(2025, 4, 30)
 PLANTED = dt.date(2025, 4, 1)

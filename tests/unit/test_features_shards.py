@@ -25,7 +25,7 @@ from nuru_yield.features import (
     prepare_features,
     publish_features,
 )
-from nuru_yield.features.compute import nearest_cells
+from nuru_yield.features.cells import nearest_cells
 from nuru_yield.lake import Lake, part_row_groups
 from nuru_yield.sharding import shard_buckets, shard_of
 

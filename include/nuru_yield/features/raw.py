@@ -27,6 +27,7 @@ import pyarrow.dataset as ds
 
 from nuru_yield.contract import CELLS_SCHEMA, NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError, LakeError
+from nuru_yield.features.cells import nearest_cells
 from nuru_yield.features.columns import WEATHER_SCHEMA
 from nuru_yield.lake import Lake
 from nuru_yield.names import RAW_NDVI, RAW_PLOTS, RAW_WEATHER, RAW_WEATHER_CELLS
@@ -144,8 +145,6 @@ def _season_years(start: dt.date, end: dt.date) -> ds.Expression:
 
 def _nearest_cell_ids(plots: pd.DataFrame, cells: pd.DataFrame) -> list[int]:
     """The cells nearest to ``plots`` (their weather is all a shard reads)."""
-    from nuru_yield.features.compute import nearest_cells
-
     cell_ids, _ = nearest_cells(
         cells,
         plots["latitude"].to_numpy("float64", na_value=float("nan")),
