@@ -26,9 +26,12 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 demo: setup
 	$(BIN)/nuru-yield demo $(if $(PORT),--port $(PORT))
 
+# lint-imports: the import contracts of pyproject.toml ([tool.importlinter]): what may import
+# what, and no import cycles (docs/DESIGN.md, "Layout").
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache --no-logo
 
 test: lint test-deps
 	$(BIN)/python -m pytest
