@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
+from nuru_yield.dev.local_services import free_port
 from nuru_yield.errors import NuruError
-from nuru_yield.local_services import free_port
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise

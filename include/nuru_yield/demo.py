@@ -42,7 +42,7 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
     it taken at the end."""
     from nuru_yield.airflow_standalone import run_chain, standalone
     from nuru_yield.db import upgrade
-    from nuru_yield.local_services import check_port_free
+    from nuru_yield.dev.local_services import check_port_free
 
     if serve:
         check_port_free(

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.dev.local_services import _as_postgres_user, throwaway_postgres
 from nuru_yield.errors import NuruError
-from nuru_yield.local_services import _as_postgres_user, throwaway_postgres
 from tests.fixtures.services import unavailable
 
 HANG = 10.0  # seconds: an answer later than this is a hang, whatever the goal (2 s)

@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 import pytest
 
 from nuru_yield.cli import main
+from nuru_yield.dev.local_services import free_port
 from nuru_yield.errors import RegistryError, RegistryUnavailableError
-from nuru_yield.local_services import free_port
 from tests.fixtures.scoring import RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import error_lines, runs, score_cli
 

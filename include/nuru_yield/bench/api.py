@@ -48,8 +48,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nuru_yield.dev.local_services import free_port, scratch_database, throwaway_postgres
 from nuru_yield.errors import NuruError
-from nuru_yield.local_services import free_port, scratch_database, throwaway_postgres
 from nuru_yield.names import CHAMPION
 from nuru_yield.serving.store import AsyncpgStore, init_connection
 

@@ -188,8 +188,8 @@ def run_bench(
     from nuru_yield.bench.features import RUN_DATE, build_raw
     from nuru_yield.bench.scoring import bench_params, train_model
     from nuru_yield.db import upgrade
+    from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
     from nuru_yield.lake import Lake
-    from nuru_yield.local_services import scratch_database, throwaway_postgres
 
     shards = shards or default_shards(plots)
     threads = max(1, (os.cpu_count() or 1) // parallel)

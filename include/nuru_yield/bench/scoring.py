@@ -252,8 +252,8 @@ def run_bench(
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
     from nuru_yield.db import upgrade
+    from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
     from nuru_yield.lake import Lake
-    from nuru_yield.local_services import scratch_database, throwaway_postgres
     from nuru_yield.names import features_path
 
     with contextlib.ExitStack() as stack:
