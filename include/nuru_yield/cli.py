@@ -207,8 +207,8 @@ def demo(
 @bench_app.command("features")
 def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
     """Time feature materialization against a hand-written DuckDB query."""
-    from nuru_yield.bench.features import run
     from nuru_yield.config import get_settings
+    from nuru_yield.dev.bench.features import run
 
     workdir = get_settings().nuru_home / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ def bench_scoring(
     ] = "pairwise",
 ) -> None:
     """Time batch scoring against bare predict + bare ingest, and a naive pandas/pyfunc/to_sql."""
-    from nuru_yield.bench.scoring import run_bench
+    from nuru_yield.dev.bench.scoring import run_bench
 
     run_bench(plots, shards=shards, db_url=db_url, model=model, interactions=interactions)
 
@@ -252,8 +252,8 @@ def bench_night(
     model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
 ) -> None:
     """Time one whole night (features, scoring, publish) in shards, per step and shard."""
-    from nuru_yield.bench.night import run_bench
     from nuru_yield.config import get_settings
+    from nuru_yield.dev.bench.night import run_bench
 
     workdir = get_settings().nuru_home / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -278,8 +278,8 @@ def bench_api(
     ] = False,
 ) -> None:
     """Drive the API under load against a bare Starlette endpoint."""
-    from nuru_yield.bench import emit
-    from nuru_yield.bench.api import run_bench
+    from nuru_yield.dev.bench import emit
+    from nuru_yield.dev.bench.api import run_bench
 
     emit(run_bench(rows=rows, seconds=seconds, db_url=db_url, compare=compare).as_dict())
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nuru_yield import names
-from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.config import reset_settings
+from nuru_yield.dev.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.lake import Lake
 
 DAG_ID = "feature_materialization"

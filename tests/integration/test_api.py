@@ -691,7 +691,7 @@ def test_bench_variants_answer_exactly_as_the_api(known_db: PredictionsDb, monke
     variant must give the same answers, or the comparison compares different work."""
     from starlette.testclient import TestClient
 
-    from nuru_yield.bench.api import VARIANTS, PoolStore, variant_app
+    from nuru_yield.dev.bench.api import VARIANTS, PoolStore, variant_app
     from nuru_yield.serving.routers import predict
 
     monkeypatch.setenv("PREDICTIONS_DB_URL", known_db.url)

@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from nuru_yield.bench.scoring import synthetic_features
+from nuru_yield.dev.bench.scoring import synthetic_features
 from nuru_yield.models.loaded import load_model
 from nuru_yield.monitoring.drift import PREDICTION
 from nuru_yield.monitoring.monitor import champion_predictor, evaluation_metrics

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nuru_yield.bench import emit, peak_rss_mb, run_isolated
+from nuru_yield.dev.bench import emit, peak_rss_mb, run_isolated
 
 
 def test_run_isolated_returns_the_childs_result_time_and_own_peak_memory() -> None:
@@ -25,7 +25,7 @@ def test_emit_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_run_isolated_many_keeps_order_and_measures_each_process_alone() -> None:
-    from nuru_yield.bench import run_isolated_many
+    from nuru_yield.dev.bench import run_isolated_many
 
     ballast = bytearray(300 * 1024 * 1024)  # the parent's memory must not count for a child
     ballast[::4096] = b"x" * len(ballast[::4096])
@@ -37,7 +37,7 @@ def test_run_isolated_many_keeps_order_and_measures_each_process_alone() -> None
 
 
 def test_simulated_night_hands_shards_to_the_first_free_worker() -> None:
-    from nuru_yield.bench.night import default_shards, makespan, simulate
+    from nuru_yield.dev.bench.night import default_shards, makespan, simulate
 
     assert makespan([4, 4, 4, 4], 1) == 16
     assert makespan([4, 4, 4, 4], 2) == 8

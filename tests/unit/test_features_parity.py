@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from nuru_yield import names
-from nuru_yield.bench import features as bench
+from nuru_yield.dev.bench import features as bench
 from nuru_yield.features import FEATURE_COLUMNS, RawInputs, materialize, training_rows
 from nuru_yield.lake import Lake
 

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from nuru_yield import names
-from nuru_yield.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.config import reset_settings
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
+from nuru_yield.dev.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.errors import DataValidationError, LakeError
 from nuru_yield.features import (
     KEY_COLUMNS,

@@ -305,7 +305,7 @@ def cpu_seconds(root: int | None) -> float | None:
 def _drive(config: dict[str, Any]) -> dict[str, Any]:
     """One load phase, in a separate process (its own core and event loop)."""
     result = subprocess.run(
-        [sys.executable, "-m", "nuru_yield.bench.api", json.dumps(config)],
+        [sys.executable, "-m", "nuru_yield.dev.bench.api", json.dumps(config)],
         capture_output=True,
         text=True,
     )
@@ -364,7 +364,7 @@ def run_bench(
         paced = {**phase, "mode": "paced", "rate": PACED_RATE, "connections": PACED_CONNECTIONS}
 
         bare_port = free_port()
-        bare = [sys.executable, "-m", "uvicorn", "nuru_yield.bench.api:bare_app"]
+        bare = [sys.executable, "-m", "uvicorn", "nuru_yield.dev.bench.api:bare_app"]
         bare += ["--no-access-log", "--no-server-header", "--log-level", "warning", "--port"]
         log.info("bare endpoint, saturation, %ds", seconds)
         with server([*bare, str(bare_port)], bare_port, env, root / "bare.log") as bare_server:
@@ -382,7 +382,7 @@ def run_bench(
                 command.append(str(port))
             else:
                 variant = json.dumps(asdict(VARIANTS[name]))
-                command = [sys.executable, "-m", "nuru_yield.bench.api", "serve", variant]
+                command = [sys.executable, "-m", "nuru_yield.dev.bench.api", "serve", variant]
                 command.append(str(port))
             log.info(
                 "%s: POST /predict, saturation then %d req/s, %ds each", name, PACED_RATE, seconds
@@ -434,7 +434,7 @@ def run_bench(
     )
 
 
-# --- the load generator (runs as `python -m nuru_yield.bench.api CONFIG_JSON`) ----------
+# --- the load generator (runs as `python -m nuru_yield.dev.bench.api CONFIG_JSON`) ----------
 class _Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, one request in flight (no pipelining)."""
 

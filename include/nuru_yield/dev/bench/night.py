@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nuru_yield.bench import Measured, emit, environment, run_isolated, run_isolated_many
+from nuru_yield.dev.bench import Measured, emit, environment, run_isolated, run_isolated_many
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,9 @@ def run_bench(
     workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Set up the lake, database and model; run the night and the baseline; print JSON."""
-    from nuru_yield.bench.features import RUN_DATE, build_raw
-    from nuru_yield.bench.scoring import bench_params, train_model
     from nuru_yield.db import upgrade
+    from nuru_yield.dev.bench.features import RUN_DATE, build_raw
+    from nuru_yield.dev.bench.scoring import bench_params, train_model
     from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
     from nuru_yield.lake import Lake
 

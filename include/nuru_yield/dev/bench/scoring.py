@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from nuru_yield.bench import emit, environment, run_isolated
+from nuru_yield.dev.bench import emit, environment, run_isolated
 from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
 from nuru_yield.names import CHAMPION
 

@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from nuru_yield import names
-from nuru_yield.bench import emit, run_isolated
 from nuru_yield.contract import NDVI_SCHEMA, PLOTS_SCHEMA
+from nuru_yield.dev.bench import emit, run_isolated
 from nuru_yield.features import columns as c
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import write_ndvi_year
