@@ -199,7 +199,7 @@ def demo(
     ] = 8000,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
-    from nuru_yield.demo import run_demo
+    from nuru_yield.dev.demo import run_demo
 
     run_demo(plots=plots, seed=seed, serve=serve, port=port)
 

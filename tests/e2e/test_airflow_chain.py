@@ -19,8 +19,13 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from nuru_yield.airflow_standalone import AirflowStandalone, celery_cluster, run_chain, standalone
 from nuru_yield.config import reset_settings
+from nuru_yield.dev.airflow_standalone import (
+    AirflowStandalone,
+    celery_cluster,
+    run_chain,
+    standalone,
+)
 from nuru_yield.lake import Lake
 from nuru_yield.names import features_path
 

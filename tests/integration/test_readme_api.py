@@ -8,7 +8,7 @@ import inspect
 import re
 from pathlib import Path
 
-from nuru_yield.demo import DEMO_END_YEAR, DEMO_RUN_DATE, DEMO_START_YEAR
+from nuru_yield.dev.demo import DEMO_END_YEAR, DEMO_RUN_DATE, DEMO_START_YEAR
 from nuru_yield.features import materialize
 from nuru_yield.lake import Lake
 from nuru_yield.names import features_path

@@ -15,7 +15,7 @@ import uuid
 import psutil
 import pytest
 
-from nuru_yield.airflow_standalone import STANDALONE_MARK, _stop_tree
+from nuru_yield.dev.airflow_standalone import STANDALONE_MARK, _stop_tree
 
 # A parent that starts a child in a new session which ignores SIGTERM, and exits once the
 # child says it has installed its handler: the child is re-parented out of the tree.
@@ -59,7 +59,7 @@ def test_stop_kills_an_orphan_that_ignores_sigterm(caplog: pytest.LogCaptureFixt
         assert running(orphan)
         assert orphan.ppid() != parent.pid  # out of the tree: only the mark finds it
 
-        with caplog.at_level(logging.WARNING, logger="nuru_yield.airflow_standalone"):
+        with caplog.at_level(logging.WARNING, logger="nuru_yield.dev.airflow_standalone"):
             _stop_tree(parent, mark, grace=1)
 
         assert not running(orphan)
@@ -83,7 +83,7 @@ def test_each_celery_worker_reports_its_own_name_as_its_host(
 ) -> None:
     import socket
 
-    from nuru_yield.airflow_standalone import WORKER_NAME, worker_hostname
+    from nuru_yield.dev.airflow_standalone import WORKER_NAME, worker_hostname
 
     monkeypatch.delenv(WORKER_NAME, raising=False)
     assert worker_hostname() == socket.getfqdn()

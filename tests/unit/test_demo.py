@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nuru_yield.airflow_standalone import AirflowStandalone, night_note, run_chain
 from nuru_yield.cli import main
+from nuru_yield.dev.airflow_standalone import AirflowStandalone, night_note, run_chain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def test_demo_refuses_a_taken_port_in_one_line_before_running_anything(
     def no_airflow(*_: object, **__: object) -> None:
         raise AssertionError("the demo started Airflow although its port is taken")
 
-    monkeypatch.setattr("nuru_yield.airflow_standalone.standalone", no_airflow)
+    monkeypatch.setattr("nuru_yield.dev.airflow_standalone.standalone", no_airflow)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

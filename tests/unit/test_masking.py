@@ -167,7 +167,7 @@ def test_api_error_bodies_health_reasons_and_models_show_no_password(
 
 
 def test_the_demo_shows_no_password(capsys: pytest.CaptureFixture[str]):
-    from nuru_yield.demo import _step
+    from nuru_yield.dev.demo import _step
 
     _step(2, f"predictions database at schema version 3: postgresql://nuru:{SECRET}@db/nuru")
     out = capsys.readouterr().out

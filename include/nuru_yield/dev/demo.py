@@ -40,8 +40,8 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
     """Build everything from an empty NURU_HOME (reusing sample data if present), then serve
     the API on ``port``, which is checked first: minutes of pipeline are not spent to find
     it taken at the end."""
-    from nuru_yield.airflow_standalone import run_chain, standalone
     from nuru_yield.db import upgrade
+    from nuru_yield.dev.airflow_standalone import run_chain, standalone
     from nuru_yield.dev.local_services import check_port_free
 
     if serve:
