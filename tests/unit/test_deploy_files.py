@@ -621,7 +621,7 @@ import importlib, os, pkgutil, sys
 blocked = set(os.environ["BLOCKED_MODULES"].split(","))
 class OutsideTheImage:
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in blocked:
+        if name.partition(".")[0] in blocked or f"{name}.".startswith("nuru_yield.dev."):
             raise ModuleNotFoundError(f"{name} is not in the API image", name=name)
 sys.meta_path.insert(0, OutsideTheImage())
 import nuru_yield.serving
@@ -670,6 +670,22 @@ def test_api_image_requirements_cover_what_the_api_imports(
         [sys.executable, "-c", _BLOCKED_IMPORT_PROBE], capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_api_image_ships_no_development_wing(tmp_path: Path) -> None:
+    """The API stage's install step, run on a copy of the sources, leaves a package without
+    ``nuru_yield.dev`` (the probe above shows the API and the CLI import without it)."""
+    from setuptools import find_packages
+
+    api_stage = DOCKERFILE.read_text().partition(" AS api\n")[2]
+    (install,) = [line for line in api_stage.splitlines() if "pip install --no-deps ." in line]
+    before_install = install.removeprefix("RUN").partition("pip install")[0].rstrip(" &")
+    shutil.copytree(REPO / "include", tmp_path / "include")
+    subprocess.run(["bash", "-c", before_install or "true"], cwd=tmp_path, check=True)
+
+    shipped = set(find_packages(where=tmp_path / "include"))
+    assert {"nuru_yield", "nuru_yield.serving", "nuru_yield.models"} <= shipped
+    assert not {package for package in shipped if f"{package}.".startswith("nuru_yield.dev.")}
 
 
 # --- dependencies and database URLs -------------------------------------------------------
