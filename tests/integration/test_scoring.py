@@ -7,14 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DatabaseError, MissingInputError
+from tests.fixtures import killed_scoring
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 
 
@@ -149,12 +150,14 @@ def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -
     assert [r.model_name for r in served] == ["champion"]
 
 
-def _score_in_subprocess(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``nuru-yield score`` in a process of its own, so that it can be killed for real. (Not
-    a fork of this process: MLflow's background threads make forked children hang.)"""
+def _score_in_subprocess(env: dict[str, str], **kill: Any) -> subprocess.CompletedProcess[str]:
+    """``nuru-yield score`` in a process of its own that kills itself for real where ``kill``
+    says (:func:`tests.fixtures.killed_scoring.command`). (Not a fork of this process:
+    MLflow's background threads make forked children hang.)"""
     return subprocess.run(
-        [sys.executable, "-m", "nuru_yield", "score", "--date", str(RUN_DATE), "--shards", "2"],
+        killed_scoring.command(["score", "--date", str(RUN_DATE), "--shards", "2"], **kill),
         env={**os.environ, **env},
+        cwd=killed_scoring.REPO,
         capture_output=True,
         text=True,
         timeout=600,
@@ -165,17 +168,16 @@ def test_a_load_killed_midway_leaves_the_previous_partition(
     registry: Registry, database: str
 ) -> None:
     from nuru_yield.scoring import score
-    from nuru_yield.scoring.run import KILL_AFTER_BATCHES_ENV
 
     write_features()
     served = score(RUN_DATE, shards=2)["run_id"]
 
     # 240 plots in 2 shards, 40 rows a batch: the child is killed by SIGKILL when its first
     # shard's load asks for a third batch, two batches into the open load transaction.
-    killed = _score_in_subprocess({KILL_AFTER_BATCHES_ENV: "2", "SCORING_BATCH_ROWS": "40"})
+    killed = _score_in_subprocess({"SCORING_BATCH_ROWS": "40"}, after_batches=2)
 
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert "killing this process mid-load" in killed.stderr
+    assert killed_scoring.KILLED_MID_LOAD in killed.stderr
     rows = _predictions()
     assert len(rows) == PLOTS
     assert {r.run_id for r in rows} == {served}

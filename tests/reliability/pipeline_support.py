@@ -10,11 +10,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from nuru_yield.config import reset_settings
+from tests.fixtures import killed_scoring
 from tests.fixtures.scoring import RUN_DATE
 
 
@@ -30,27 +32,42 @@ def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     dispose_engines()
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+def cli(
+    *args: str, env: dict[str, str] | None = None, kill: dict[str, Any] | None = None
+) -> subprocess.Popen:
     """``nuru-yield ARGS`` in a process of its own (killable for real; not a fork of this
-    one: MLflow's background threads make forked children hang)."""
+    one: MLflow's background threads make forked children hang). ``kill``: where the
+    process SIGKILLs itself (the arguments of :func:`tests.fixtures.killed_scoring.command`)."""
+    command = [sys.executable, "-m", "nuru_yield", *args]
     return subprocess.Popen(
-        [sys.executable, "-m", "nuru_yield", *args],
+        killed_scoring.command(list(args), **kill) if kill else command,
         env={**os.environ, **(env or {})},
+        cwd=killed_scoring.REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    """Run ``nuru-yield ARGS`` to the end; (return code, stdout, stderr)."""
-    process = cli(*args, env=env)
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    kill: dict[str, Any] | None = None,
+    timeout: float = 300,
+):
+    """Run ``nuru-yield ARGS`` to the end (or its death); (return code, stdout, stderr)."""
+    process = cli(*args, env=env, kill=kill)
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
 
 
-def score_cli(day: dt.date = RUN_DATE, shards: int = 2, env: dict[str, str] | None = None):
-    return run_cli("score", "--date", str(day), "--shards", str(shards), env=env)
+def score_cli(
+    day: dt.date = RUN_DATE,
+    shards: int = 2,
+    env: dict[str, str] | None = None,
+    kill: dict[str, Any] | None = None,
+):
+    return run_cli("score", "--date", str(day), "--shards", str(shards), env=env, kill=kill)
 
 
 def error_lines(stderr: str) -> list[str]:

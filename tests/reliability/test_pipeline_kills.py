@@ -15,7 +15,7 @@ import pytest
 
 from nuru_yield.lake import Lake
 from nuru_yield.names import pending_log_path
-from nuru_yield.scoring.run import KILL_AFTER_BATCHES_ENV, KILL_AT_ENV, close_abandoned_runs
+from nuru_yield.scoring.run import close_abandoned_runs
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import (
     database as database,  # the fixture, parametrized over SQLite and PostgreSQL
@@ -27,13 +27,14 @@ from tests.reliability.pipeline_support import (
     served_run,
 )
 
-# Where each kill lands, and whether the killed run's rows are served afterwards.
+# Where each kill lands (tests.fixtures.killed_scoring), the settings of the killed run,
+# and whether its rows are served afterwards.
 KILLS = [
-    ("prepared", {KILL_AT_ENV: "prepared"}, False),  # run opened, nothing staged
-    ("mid-load", {KILL_AFTER_BATCHES_ENV: "2", "SCORING_BATCH_ROWS": "40"}, False),
-    ("before_swap", {KILL_AT_ENV: "before_swap"}, False),  # log assembled, not swapped
-    ("after_swap", {KILL_AT_ENV: "after_swap"}, True),  # swapped, log not moved in
-    ("after_log", {KILL_AT_ENV: "after_log"}, True),  # swapped and logged, run not closed
+    ("prepared", {"at": "prepared"}, {}, False),  # run opened, nothing staged
+    ("mid-load", {"after_batches": 2}, {"SCORING_BATCH_ROWS": "40"}, False),
+    ("before_swap", {"at": "before_swap"}, {}, False),  # log assembled, not swapped
+    ("after_swap", {"at": "after_swap"}, {}, True),  # swapped, log not moved in
+    ("after_log", {"at": "after_log"}, {}, True),  # swapped and logged, run not closed
 ]
 
 
@@ -60,9 +61,10 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
     first = score(RUN_DATE, shards=2)["run_id"]
     assert served_run() == logged_run() == {first}
     previous_served, killed = first, []
-    for point, env, swapped in kills:
-        code, _, err = score_cli(env=env)
+    for point, kill, env, swapped in kills:
+        code, _, err = score_cli(env=env, kill=kill)
         assert code == -signal.SIGKILL, f"{point}: {err[-1500:]}"
+        assert "killing this process" in err, point
         (run_id,) = set(runs()) - {first, *killed}
         killed.append(run_id)
         served = _night_is_whole(lake)
@@ -82,7 +84,7 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
     assert final["rows"] == PLOTS
     statuses = {run_id: row.status for run_id, row in runs().items()}
     assert [statuses[run_id] for run_id in killed] == [
-        "success" if swapped else "failed" for _, _, swapped in kills
+        "success" if swapped else "failed" for *_, swapped in kills
     ]
     assert "running" not in statuses.values()
     messages = [runs()[run_id].message for run_id in killed]
@@ -106,11 +108,11 @@ def test_a_publish_failing_around_the_swap_keeps_log_and_partition_together(
     plan = prepare_run(RUN_DATE, shards=2)
     shards = [score_shard(plan, shard) for shard in range(2)]
 
-    def fail(at: str) -> None:
+    def fail(at: str, batches_sent: int = 0) -> None:
         if at == point:
             raise LakeError(f"injected failure at {at}")
 
-    monkeypatch.setattr(scoring_run, "_kill_at", fail)
+    monkeypatch.setattr(scoring_run, "reached", fail)
     with pytest.raises(LakeError, match="injected"):
         publish_run(plan, shards)
     assert runs()[plan.run_id].status == "failed"

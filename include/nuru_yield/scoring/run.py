@@ -74,11 +74,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Hooks for the fault tests: real SIGKILLs at controlled points, not mocks. A shard kills its
-# own process once it has staged this many batches; or the run kills itself at a named step.
-KILL_AFTER_BATCHES_ENV = "NURU_TEST_KILL_SCORING_AFTER_BATCHES"
-KILL_AT_ENV = "NURU_TEST_KILL_SCORING_AT"
-KILL_POINTS = ("prepared", "before_swap", "after_swap", "after_log")
+# The points of a run where a process may die and must still leave a whole night: each is
+# passed to :func:`reached` ("staging" once for every batch a shard sends to the database).
+STEPS = ("prepared", "staging", "before_swap", "after_swap", "after_log")
 
 RUNNING, SUCCESS, FAILED = "running", "success", "failed"
 NO_PLOTS_IN_PROGRESS = "no_plots_in_progress"
@@ -191,7 +189,7 @@ def prepare_run(
         if _features_rows(lake, day) == 0:
             raise _empty_night(lake, day, run_id, dag_run_id)
         plan = _open_run(lake, day, run_id, shards, dag_run_id)
-        _kill_at("prepared")
+        reached("prepared")
     log.info(
         "scoring %s: %s v%s%s in %d shard(s), run %s",
         day,
@@ -519,7 +517,7 @@ def _score_shard(
     result = ShardResult(shard=shard, plots=0, rows=0, seconds={"load_models": loaded})
     stamp = RunStamp(plan.day, plan.run_id, dt.datetime.fromisoformat(plan.started_at))
     loader = _BackgroundStage(
-        lambda batches: stage(engine, plan.day, _kill_hook(batches), shard, plan.shards)
+        lambda batches: stage(engine, plan.day, _staging(batches), shard, plan.shards)
     )
     timings = {"score": 0.0}
 
@@ -554,27 +552,19 @@ def _score_shard(
     return result
 
 
-def _kill_hook(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """``batches``, unless ``NURU_TEST_KILL_SCORING_AFTER_BATCHES=n`` is set: then the
-    process SIGKILLs itself when the load asks for batch n+1, i.e. with n batches sent to
-    the database inside the open load transaction."""
-    kill_after = int(os.environ.get(KILL_AFTER_BATCHES_ENV, "0"))
-    for number, batch in enumerate(batches):
-        if kill_after and number >= kill_after:
-            import signal
-
-            log.warning("%s=%d: killing this process mid-load", KILL_AFTER_BATCHES_ENV, kill_after)
-            os.kill(os.getpid(), signal.SIGKILL)
+def _staging(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches``, reporting each to :func:`reached` before it is sent to the database."""
+    for sent, batch in enumerate(batches):
+        reached("staging", sent)
         yield batch
 
 
-def _kill_at(point: str) -> None:
-    """SIGKILL this process at ``point`` when ``NURU_TEST_KILL_SCORING_AT`` names it."""
-    if os.environ.get(KILL_AT_ENV) == point:
-        import signal
-
-        log.warning("%s=%s: killing this process", KILL_AT_ENV, point)
-        os.kill(os.getpid(), signal.SIGKILL)
+def reached(step: str, batches_sent: int = 0) -> None:
+    """Called when a run reaches one of :data:`STEPS` (``batches_sent``: how many batches
+    the shard's open load transaction already holds, for ``staging``). A seam for
+    observing or interrupting a run at the points where it must stay recoverable; by
+    default it only logs at debug level."""
+    log.debug("scoring reached %s (%d batches sent)", step, batches_sent)
 
 
 def _rejected_count(lake: Lake, day: dt.date) -> int | None:
@@ -677,11 +667,11 @@ def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> d
                 f"cannot publish {plan.run_date}: {staged:,} rows are staged but the "
                 f"prediction log holds {log_rows:,}"
             )
-        _kill_at("before_swap")
+        reached("before_swap")
         rows = publish(engine, plan.day)
-        _kill_at("after_swap")
+        reached("after_swap")
         log_uri, _ = _commit_log(lake, plan.day, plan.run_id)
-    _kill_at("after_log")
+    reached("after_log")
     for shard in range(plan.shards):
         lake.delete(shard_log_path(plan.day, shard, plan.shards))
     seconds = {
