@@ -48,9 +48,11 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from nuru_yield.config import get_settings
-from nuru_yield.db import get_engine
+from nuru_yield.db import discard, get_engine, publish, stage, upgrade
 from nuru_yield.db.engine import database_errors, writer
-from nuru_yield.db.schema import scoring_runs
+from nuru_yield.db.loader import staged_rows
+from nuru_yield.db.locks import is_free, run_date_lock
+from nuru_yield.db.schema import predictions, scoring_runs
 from nuru_yield.errors import (
     DataValidationError,
     LakeError,
@@ -58,8 +60,14 @@ from nuru_yield.errors import (
     NoPlotsInProgressError,
     NuruError,
 )
+from nuru_yield.features import OUTPUT_SCHEMA
 from nuru_yield.lake import Lake, part_row_groups
+from nuru_yield.models.loaded import load_model
+from nuru_yield.models.registry import alias_version, mlflow_client, registry_errors
 from nuru_yield.names import (
+    CHALLENGER,
+    CHAMPION,
+    MODEL_NAME,
     PREDICTION_LOG,
     features_path,
     pending_log_path,
@@ -67,7 +75,9 @@ from nuru_yield.names import (
     rejected_path,
     shard_log_path,
 )
+from nuru_yield.progress import track
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
+from nuru_yield.sharding import shard_of
 
 if TYPE_CHECKING:
     from nuru_yield.models.loaded import ServingModel
@@ -89,7 +99,6 @@ def _day(value: dt.date | str) -> dt.date:
 def _run_lock(
     day: dt.date, step: str, shared: bool = False
 ) -> contextlib.AbstractContextManager[None]:
-    from nuru_yield.db.locks import run_date_lock
 
     wait = get_settings().scoring_lock_wait_seconds
     return run_date_lock(get_engine(), day, step=step, shared=shared, wait_seconds=wait)
@@ -122,7 +131,6 @@ class ScoringPlan:
     @property
     def aliases(self) -> dict[str, str]:
         """Alias → version of every model this run scores (the champion first)."""
-        from nuru_yield.names import CHALLENGER, CHAMPION
 
         scored = {CHAMPION: self.champion_version}
         if self.challenger_version is not None:
@@ -149,8 +157,6 @@ def _update_run(run_id: str, **values: Any) -> None:
 
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
-    from nuru_yield.models.registry import alias_version, mlflow_client, registry_errors
-    from nuru_yield.names import CHALLENGER, CHAMPION
 
     with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
         client = mlflow_client()
@@ -171,7 +177,6 @@ def prepare_run(
     lake: Lake | None = None,
 ) -> ScoringPlan:
     """Check inputs, resolve the models once and open the run (see the module docstring)."""
-    from nuru_yield.db import upgrade
 
     day = _day(run_date)
     lake = lake or Lake.from_settings()
@@ -205,7 +210,6 @@ def prepare_run(
 def _features_rows(lake: Lake, day: dt.date) -> int:
     """Rows of the night's features file; one that is not readable parquet or lacks columns
     of the feature table is bad input (it was not written by the feature run)."""
-    from nuru_yield.features import OUTPUT_SCHEMA
 
     path = features_path(day)
     rerun = f"(rerun `nuru-yield features --date {day}`)"
@@ -236,8 +240,6 @@ def _open_run(
     lake: Lake, day: dt.date, run_id: str, shards: int, dag_run_id: str | None
 ) -> ScoringPlan:
     """Resolve the models, clear what an earlier attempt left staged, insert the run's row."""
-    from nuru_yield.db import discard
-    from nuru_yield.names import MODEL_NAME
 
     champion, challenger = resolve_versions(MODEL_NAME)
     started = dt.datetime.now(dt.UTC)
@@ -278,7 +280,6 @@ def _empty_night(
 ) -> NoPlotsInProgressError:
     """Record the night as ``no_plots_in_progress``; the error to raise. Nothing is
     published: the previous predictions stay served."""
-    from nuru_yield.names import MODEL_NAME
 
     message = (
         f"no plot-season in progress on {day}: {lake.uri(features_path(day))} has no rows; "
@@ -317,7 +318,6 @@ def close_abandoned_runs(lake: Lake, closed_by: str, by_airflow: bool = False) -
     closes those rows: the DAG runs one run at a time. A log file left by a run whose rows
     are served (a publish that failed or died after its swap) is moved into place too.
     """
-    from nuru_yield.db.locks import is_free
 
     engine = get_engine()
     with database_errors(engine, "reading scoring runs"), engine.connect() as c:
@@ -382,8 +382,6 @@ def _close(
 
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
-    from nuru_yield.models.loaded import load_model
-    from nuru_yield.models.registry import registry_errors
 
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1
     models = {}
@@ -411,7 +409,6 @@ def pin_threads(estimator: Any, threads: int) -> None:
 
 def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[pa.RecordBatch]:
     """The features rows of one shard, streamed from the file in bounded batches."""
-    from nuru_yield.sharding import shard_of
 
     features = lake.open_parquet(path)
     # A features file assembled from as many feature shards holds this shard's plots in
@@ -508,7 +505,6 @@ def score_shard(
 def _score_shard(
     plan: ScoringPlan, shard: int, lake: Lake, models: Mapping[str, ServingModel] | None
 ) -> ShardResult:
-    from nuru_yield.db import stage
 
     engine = get_engine()
     started = time.perf_counter()
@@ -574,7 +570,6 @@ def _rejected_count(lake: Lake, day: dt.date) -> int | None:
 
 def _served_run_id(day: dt.date) -> str | None:
     """The run whose rows the partition of ``day`` holds (None when it is empty)."""
-    from nuru_yield.db.schema import predictions
 
     engine = get_engine()
     with database_errors(engine, "checking published predictions"), engine.connect() as c:
@@ -584,8 +579,6 @@ def _served_run_id(day: dt.date) -> str | None:
 
 
 def _served_plots(day: dt.date) -> int:
-    from nuru_yield.db.schema import predictions
-    from nuru_yield.names import CHAMPION
 
     engine = get_engine()
     with database_errors(engine, "counting published predictions"), engine.connect() as c:
@@ -650,8 +643,6 @@ def publish_run(
 
 
 def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> dict[str, Any]:
-    from nuru_yield.db import publish
-    from nuru_yield.db.loader import staged_rows
 
     engine = get_engine()
     started = time.perf_counter()
@@ -741,7 +732,6 @@ def score(
 ) -> dict[str, Any]:
     """Prepare, score every shard and publish, in this process (``nuru-yield score``),
     holding the run date's lock throughout."""
-    from nuru_yield.progress import track
 
     lake = lake or Lake.from_settings()
     with _run_lock(_day(run_date), "score"):
