@@ -28,7 +28,11 @@ import pandas as pd
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LakeError
 from nuru_yield.features import FEATURE_COLUMNS, load_raw
+from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.lake import Lake
+from nuru_yield.models.intervals import training_buckets
+from nuru_yield.models.loaded import load_model
+from nuru_yield.models.registry import mlflow_client
 from nuru_yield.monitoring import accuracy
 from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, drift_reasons
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
@@ -37,6 +41,7 @@ from nuru_yield.monitoring.report import DriftReport, render_html
 from nuru_yield.monitoring.statistics import DriftRule
 from nuru_yield.names import (
     CHAMPION,
+    MODEL_NAME,
     PREDICTION_LOG,
     RAW_YIELDS,
     drift_html_path,
@@ -44,7 +49,11 @@ from nuru_yield.names import (
     features_path,
     prediction_log_path,
 )
+from nuru_yield.training.dataset import split_labels
 
+# SQLAlchemy and the database layer (~0.2 s with the driver) are imported inside the
+# functions that read or write the database: the drift DAG's alert notifier imports this
+# package (through nuru_yield.monitoring) only to deliver a message.
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
@@ -136,8 +145,6 @@ def champion_predictor(current: pd.DataFrame) -> Predictor | None:
     reference prediction comes from the same model; None (logged) when it cannot load."""
     if PREDICTION not in current.columns or "model_version" not in current.columns:
         return None
-    from nuru_yield.models.loaded import load_model
-    from nuru_yield.names import MODEL_NAME
 
     version = str(current["model_version"].mode().iloc[0])
     uri = f"models:/{MODEL_NAME}/{version}"
@@ -151,7 +158,6 @@ def champion_predictor(current: pd.DataFrame) -> Predictor | None:
 
 # --- realized accuracy --------------------------------------------------------------------
 def _labels(lake: Lake) -> pd.DataFrame:
-    from nuru_yield.training.dataset import split_labels
 
     if not lake.exists(RAW_YIELDS):
         return pd.DataFrame(columns=accuracy.LABEL_COLUMNS)
@@ -214,8 +220,6 @@ def update_realized_accuracy(
 
     from nuru_yield.db import replace_rows
     from nuru_yield.db.schema import model_performance
-    from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
-    from nuru_yield.models.intervals import training_buckets
 
     labels = _labels(lake)
     with engine.connect() as connection:
@@ -262,8 +266,6 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
     """The training-evaluation metrics (flat MLflow names) of each registered version."""
-    from nuru_yield.models.registry import mlflow_client
-    from nuru_yield.names import MODEL_NAME
 
     if not versions:
         return {}
