@@ -105,7 +105,7 @@ def features(
 @app.command()
 def train(date: DateOption) -> None:
     """Train candidates, evaluate, and run the promotion gate."""
-    from nuru_yield.training import train as run_training
+    from nuru_yield.training.pipeline import train as run_training
 
     typer.echo(run_training(date.date()).render())
 

@@ -44,8 +44,8 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     """Sample data, a migrated PostgreSQL predictions database and a trained champion."""
     from nuru_yield.db import upgrade
     from nuru_yield.sample_data import generate_to_lake
-    from nuru_yield.training import train
     from nuru_yield.training.candidates import TrainingParams
+    from nuru_yield.training.pipeline import train
 
     monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
     monkeypatch.setenv("SCORING_SHARDS", SHARDS)

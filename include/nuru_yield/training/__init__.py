@@ -3,15 +3,10 @@ intervals, the champion/challenger gate, the audit of every decision and rollbac
 
 Public interface:
 
-* :func:`train` — every step for one run date (``nuru-yield train``); the steps themselves
-  (:mod:`.pipeline`) are what the ``model_training`` DAG's tasks call.
+* :func:`.pipeline.train` — every step for one run date (``nuru-yield train``); the steps
+  themselves (:mod:`.pipeline`) are what the ``model_training`` DAG's tasks call.
 
-MLflow is imported inside the functions that need it (≈1.3 s).
+MLflow is imported inside the functions that need it (≈1.3 s). This file imports nothing,
+so that importing one module of the package (monitoring uses :mod:`.dataset`) does not load
+the whole training pipeline.
 """
-
-from nuru_yield.training.pipeline import TrainingSummary, train
-
-__all__ = [
-    "TrainingSummary",
-    "train",
-]
