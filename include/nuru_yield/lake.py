@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from nuru_yield.config import get_settings
 from nuru_yield.errors import LakeError
 from nuru_yield.names import PART_ROW_GROUPS
 
@@ -84,8 +85,6 @@ class Lake:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Lake:
-        from nuru_yield.config import get_settings
-
         settings = settings or get_settings()
         secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
         return cls(

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from nuru_yield.config import get_settings
 from nuru_yield.errors import DatabaseError, mask_passwords
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -75,8 +76,6 @@ def _create_engine(url: sa.URL) -> sa.Engine:
 def get_engine(url: str | None = None) -> sa.Engine:
     """The engine for ``url`` (default ``PREDICTIONS_DB_URL``), created once per URL."""
     if url is None:
-        from nuru_yield.config import get_settings
-
         url = get_settings().predictions_db_url
     key = _normalized_url(url).render_as_string(hide_password=False)
     with _engines_lock:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from nuru_yield import names
+from nuru_yield.config import get_settings
 from nuru_yield.contract import PLOTS_SCHEMA
 from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
@@ -56,11 +57,12 @@ from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.features.compute import season_to_date
 from nuru_yield.features.raw import load_raw, load_shared, split_plots
 from nuru_yield.features.validation import ValidationReport, combine, validate
+from nuru_yield.lake import Lake
 from nuru_yield.progress import peak_rss_mb, track
+from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
 
 if TYPE_CHECKING:
     from nuru_yield.config import Settings
-    from nuru_yield.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,6 @@ def prepare_features(
     settings: Settings | None = None,
 ) -> FeaturePlan:
     """Open a feature run for ``run_date`` (see the module docstring)."""
-    from nuru_yield.config import get_settings
-    from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
-
     started = time.perf_counter()
     settings = settings or get_settings()
     day = dt.date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
@@ -210,8 +209,6 @@ def materialize_shard(
     plan: FeaturePlan | Mapping[str, Any], shard: int, lake: Lake | None = None
 ) -> FeatureShardResult:
     """Compute, validate and stage the features of one shard (see the module docstring)."""
-    from nuru_yield.lake import Lake
-
     plan = _plan(plan)
     if not 0 <= shard < plan.shards:
         raise ValueError(f"shard must be between 0 and {plan.shards - 1}, got {shard}")
@@ -278,8 +275,6 @@ def publish_features(
     plan: FeaturePlan | Mapping[str, Any], lake: Lake | None = None
 ) -> MaterializeResult:
     """The gate over every shard, then the partition (see the module docstring)."""
-    from nuru_yield.lake import Lake
-
     plan = _plan(plan)
     lake = lake or Lake.from_settings()
     day = plan.day

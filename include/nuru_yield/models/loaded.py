@@ -24,6 +24,7 @@ import numpy as np
 
 from nuru_yield.models.intervals import ConformalIntervals
 from nuru_yield.models.metadata import checked_metadata
+from nuru_yield.models.registry import mlflow_client, resolve_model_uri
 from nuru_yield.models.treeshap import PairwiseExplainer, compile_explainer
 
 if TYPE_CHECKING:
@@ -131,8 +132,6 @@ def load_model(uri: str) -> ServingModel:
     resolved version is what :attr:`ServingModel.version` reports."""
     import mlflow
     from mlflow.models import Model
-
-    from nuru_yield.models.registry import mlflow_client, resolve_model_uri
 
     client = mlflow_client()
     name, version = resolve_model_uri(client, uri) if uri.startswith("models:/") else (None, None)

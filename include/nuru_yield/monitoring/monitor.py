@@ -266,7 +266,6 @@ def _plain(record: dict[str, Any]) -> dict[str, Any]:
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
     """The training-evaluation metrics (flat MLflow names) of each registered version."""
-
     if not versions:
         return {}
     metrics: dict[str, dict[str, float]] = {}

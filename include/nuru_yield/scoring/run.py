@@ -131,7 +131,6 @@ class ScoringPlan:
     @property
     def aliases(self) -> dict[str, str]:
         """Alias → version of every model this run scores (the champion first)."""
-
         scored = {CHAMPION: self.champion_version}
         if self.challenger_version is not None:
             scored[CHALLENGER] = self.challenger_version
@@ -157,7 +156,6 @@ def _update_run(run_id: str, **values: Any) -> None:
 
 def resolve_versions(model_name: str) -> tuple[str, str | None]:
     """``@champion`` and ``@challenger`` → versions (None without a challenger)."""
-
     with registry_errors(f"resolving @{CHAMPION} of {model_name}"):
         client = mlflow_client()
         champion = alias_version(client, model_name, CHAMPION)
@@ -177,7 +175,6 @@ def prepare_run(
     lake: Lake | None = None,
 ) -> ScoringPlan:
     """Check inputs, resolve the models once and open the run (see the module docstring)."""
-
     day = _day(run_date)
     lake = lake or Lake.from_settings()
     shards = shards or get_settings().scoring_shards
@@ -210,7 +207,6 @@ def prepare_run(
 def _features_rows(lake: Lake, day: dt.date) -> int:
     """Rows of the night's features file; one that is not readable parquet or lacks columns
     of the feature table is bad input (it was not written by the feature run)."""
-
     path = features_path(day)
     rerun = f"(rerun `nuru-yield features --date {day}`)"
     try:
@@ -240,7 +236,6 @@ def _open_run(
     lake: Lake, day: dt.date, run_id: str, shards: int, dag_run_id: str | None
 ) -> ScoringPlan:
     """Resolve the models, clear what an earlier attempt left staged, insert the run's row."""
-
     champion, challenger = resolve_versions(MODEL_NAME)
     started = dt.datetime.now(dt.UTC)
     plan = ScoringPlan(
@@ -280,7 +275,6 @@ def _empty_night(
 ) -> NoPlotsInProgressError:
     """Record the night as ``no_plots_in_progress``; the error to raise. Nothing is
     published: the previous predictions stay served."""
-
     message = (
         f"no plot-season in progress on {day}: {lake.uri(features_path(day))} has no rows; "
         "nothing was published (are the plots of the running season in raw/plots.parquet?)"
@@ -318,7 +312,6 @@ def close_abandoned_runs(lake: Lake, closed_by: str, by_airflow: bool = False) -
     closes those rows: the DAG runs one run at a time. A log file left by a run whose rows
     are served (a publish that failed or died after its swap) is moved into place too.
     """
-
     engine = get_engine()
     with database_errors(engine, "reading scoring runs"), engine.connect() as c:
         running = c.execute(
@@ -382,7 +375,6 @@ def _close(
 
 def load_models(plan: ScoringPlan, threads: int | None = None) -> dict[str, ServingModel]:
     """The plan's models by resolved version (never by alias), threads pinned."""
-
     threads = threads or get_settings().scoring_threads or os.cpu_count() or 1
     models = {}
     for alias, version in plan.aliases.items():
@@ -409,7 +401,6 @@ def pin_threads(estimator: Any, threads: int) -> None:
 
 def _shard_batches(lake: Lake, path: str, shard: int, shards: int) -> Iterator[pa.RecordBatch]:
     """The features rows of one shard, streamed from the file in bounded batches."""
-
     features = lake.open_parquet(path)
     # A features file assembled from as many feature shards holds this shard's plots in
     # its own row groups: read only those (the filter below then keeps every row).
@@ -570,7 +561,6 @@ def _rejected_count(lake: Lake, day: dt.date) -> int | None:
 
 def _served_run_id(day: dt.date) -> str | None:
     """The run whose rows the partition of ``day`` holds (None when it is empty)."""
-
     engine = get_engine()
     with database_errors(engine, "checking published predictions"), engine.connect() as c:
         return c.execute(
@@ -732,7 +722,6 @@ def score(
 ) -> dict[str, Any]:
     """Prepare, score every shard and publish, in this process (``nuru-yield score``),
     holding the run date's lock throughout."""
-
     lake = lake or Lake.from_settings()
     with _run_lock(_day(run_date), "score"):
         plan = prepare_run(run_date, shards, dag_run_id, lake)

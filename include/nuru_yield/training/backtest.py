@@ -42,6 +42,7 @@ from nuru_yield.training.dataset import (
     temporal_split,
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
+from nuru_yield.training.pipeline import build_training_set
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,6 @@ def backtest(
     params: TrainingParams | None = None,
 ) -> BacktestReport:
     """Measure every recipe of ``recipes`` (names of :data:`RECIPES`) as of ``run_date``."""
-    from nuru_yield.training.pipeline import build_training_set
-
     unknown = sorted(set(recipes) - set(RECIPES))
     if unknown:
         raise ValueError(f"unknown recipe(s) {unknown}; choose from {sorted(RECIPES)}")
