@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,18 +16,6 @@ from nuru_yield.config import reset_settings
 from nuru_yield.errors import DatabaseError, MissingInputError
 from tests.fixtures import killed_scoring
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The predictions database of the test: the embedded SQLite default, or PostgreSQL."""
-    from nuru_yield.db import dispose_engines
-
-    if request.param == "postgres":
-        monkeypatch.setenv("PREDICTIONS_DB_URL", request.getfixturevalue("postgres_url"))
-        reset_settings()
-    yield request.param
-    dispose_engines()
 
 
 def _rows(sql: str) -> list[sa.Row]:

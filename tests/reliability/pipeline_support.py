@@ -9,27 +9,12 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
-from nuru_yield.config import reset_settings
 from tests.fixtures import killed_scoring
 from tests.fixtures.scoring import RUN_DATE
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The predictions database of the test: the embedded SQLite default, or PostgreSQL."""
-    from nuru_yield.db import dispose_engines
-
-    if request.param == "postgres":
-        monkeypatch.setenv("PREDICTIONS_DB_URL", request.getfixturevalue("postgres_url"))
-        reset_settings()
-    yield request.param
-    dispose_engines()
 
 
 def cli(

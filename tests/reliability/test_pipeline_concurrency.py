@@ -23,9 +23,6 @@ from tests.reliability.pipeline_support import (
     score_cli,
     served_run,
 )
-from tests.reliability.pipeline_support import (
-    database as database,  # the fixture, parametrized over SQLite and PostgreSQL
-)
 
 HOLDER = describe_holder("test", RUN_DATE)
 

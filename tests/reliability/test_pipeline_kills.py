@@ -18,9 +18,6 @@ from nuru_yield.names import pending_log_path
 from nuru_yield.scoring.run import close_abandoned_runs
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import (
-    database as database,  # the fixture, parametrized over SQLite and PostgreSQL
-)
-from tests.reliability.pipeline_support import (
     logged_run,
     runs,
     score_cli,
