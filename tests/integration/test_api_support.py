@@ -30,6 +30,7 @@ from nuru_yield.db import (
     schema,
     upgrade,
 )
+from nuru_yield.dev.local_services import stop_process
 from nuru_yield.serving.app import create_app
 from nuru_yield.serving.probes import RegistrySnapshot
 from tests.fixtures.services import free_port, wait_until
@@ -265,9 +266,4 @@ def api_server(workdir: Path, **env: object) -> Iterator[ApiServer]:
         wait_until(healthy, "nuru-yield serve", 60)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)

@@ -48,7 +48,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nuru_yield.dev.local_services import free_port, scratch_database, throwaway_postgres
+from nuru_yield.dev.local_services import (
+    free_port,
+    scratch_database,
+    stop_process,
+    throwaway_postgres,
+)
 from nuru_yield.errors import NuruError
 from nuru_yield.names import CHAMPION
 from nuru_yield.serving.store import AsyncpgStore, init_connection
@@ -249,12 +254,7 @@ def server(
         _wait_ready(process, port, log_path)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
