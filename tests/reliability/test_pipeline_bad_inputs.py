@@ -82,16 +82,23 @@ def test_a_damaged_raw_file_fails_the_feature_run_in_one_line(
     path = RAW_FILES[table]
     lake.write_bytes(path, DAMAGE[damage](lake.read_bytes(path)))
 
+    line = _failed_feature_run(capsys)
+    expected = f"validation failed: {NO_ROWS[table]}" if damage == "no rows" else path
+    assert line.startswith("error: ") and expected in line, line
+    assert not lake.exists(names.features_path(AS_OF))  # nothing half-made looks current
+
+
+def _failed_feature_run(capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``nuru-yield features`` for AS_OF, expecting it to fail with exit 1 in one
+    ``error:`` line and no traceback; that line."""
     with pytest.raises(SystemExit) as exited:
         main(["features", "--date", AS_OF.isoformat()])
-
     err = capsys.readouterr().err
     assert exited.value.code == 1
     assert "Traceback" not in err
     (line,) = error_lines(err)
-    expected = f"validation failed: {NO_ROWS[table]}" if damage == "no rows" else path
-    assert line.startswith("error: ") and expected in line, line
-    assert not lake.exists(names.features_path(AS_OF))  # nothing half-made looks current
+    assert line.startswith("error: "), line
+    return line
 
 
 def _flat_ndvi(lake: Lake) -> None:
@@ -122,13 +129,7 @@ def test_a_damaged_ndvi_bucket_fails_a_sharded_feature_run_naming_the_file(
         assert features.set_index("plot_id").loc[plot, "ndvi_missing"]
         assert lake.read_json(names.validation_path(AS_OF))["counts"]["plot_features"] == 10
         return
-    with pytest.raises(SystemExit) as exited:
-        main(["features", "--date", AS_OF.isoformat()])
-
-    err = capsys.readouterr().err
-    assert exited.value.code == 1
-    assert "Traceback" not in err
-    (line,) = error_lines(err)
+    line = _failed_feature_run(capsys)
     assert line.startswith("error: ") and path in line, line
     assert not lake.exists(names.features_path(AS_OF))
 
