@@ -1,7 +1,8 @@
 """
 ### batch_scoring
 
-Nightly forecasts for every plot-season in progress (DESIGN §5–§7, §9).
+Nightly forecasts for every plot-season in progress (docs/DESIGN.md, "Lake layout", "Database",
+"Models and the registry" and "Scale-out").
 
 For run date **D** it scores `features/{D}/plot_features.parquet` with the registered
 `Ensemble_VotingRegressor@champion` (and `@challenger`, if set, in shadow:

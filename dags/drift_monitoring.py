@@ -1,7 +1,8 @@
 """
 ### drift_monitoring
 
-Nightly drift monitoring, realized accuracy and the retraining trigger (DESIGN §1, issue 6).
+Nightly drift monitoring, realized accuracy and the retraining trigger
+(docs/DESIGN.md, "What the system does").
 
 Runs whenever the asset `predictions` (`nuru://predictions`) is updated by `batch_scoring`,
 for the run date carried by that asset event (or the `run_date` param of a manual run).

@@ -1,8 +1,8 @@
 """
 ### feature_materialization
 
-Nightly season-to-date features for every plot-season in progress (docs/DESIGN.md: lake
-layout, scale-out).
+Nightly season-to-date features for every plot-season in progress (docs/DESIGN.md, "Lake
+layout" and "Scale-out").
 
 For run date **D** it reads the raw contract (plots, weather, NDVI) from the lake and writes
 `features/{D}/plot_features.parquet`, `rejected.parquet` (quarantined plot-seasons with a

@@ -2,7 +2,7 @@
 ### model_training
 
 Retrains the yield model and lets the champion/challenger gate decide whether it serves
-(`docs/DESIGN.md`, Models and the registry).
+(`docs/DESIGN.md`, "Models and the registry").
 
 **build_training_set → train_candidates → evaluate → gate → promote**
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The seed's promotion script, kept working (see docs/DESIGN.md, Layout):
+"""The seed's promotion script, kept working (see docs/DESIGN.md, "Layout"):
 
     python scripts/promote_model_to_production.py --run-id ID \\
         --model-name Ensemble_VotingRegressor [--stage Production]

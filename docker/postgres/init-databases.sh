@@ -4,8 +4,9 @@
 #
 #   airflow  Airflow metadata                        owner airflow
 #   mlflow   MLflow tracking store + model registry  owner mlflow
-#   nuru     prediction tables (DESIGN §6)           owner nuru (the pipeline, `db upgrade`)
+#   nuru     prediction tables                       owner nuru (the pipeline, `db upgrade`)
 #            read-only role nuru_api                 SELECT only: the API and Grafana
+#            (the tables: docs/DESIGN.md, "Database")
 #
 # The tables do not exist yet: `nuru-yield db upgrade` creates them later as `nuru`. Default
 # privileges make every table, partition and view that `nuru` creates readable by `nuru_api`,

@@ -1,5 +1,6 @@
-"""The ``nuru-yield`` command (DESIGN §8). Each subcommand calls the same library function
-as the matching Airflow task; heavy imports happen inside the commands."""
+"""The ``nuru-yield`` command (docs/DESIGN.md, "The `nuru-yield` command"). Each subcommand
+calls the same library function as the matching Airflow task; heavy imports happen inside
+the commands."""
 
 from __future__ import annotations
 

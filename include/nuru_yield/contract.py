@@ -1,5 +1,6 @@
-"""The raw input contract of DESIGN §4 as Arrow schemas: one definition for the sample-data
-writer and the feature reader (``nuru_yield.features.columns``)."""
+"""The raw input contract (docs/DESIGN.md, "Raw input contract") as Arrow schemas: one
+definition for the sample-data writer and the feature reader
+(``nuru_yield.features.columns``)."""
 
 from __future__ import annotations
 

@@ -57,8 +57,8 @@ def ndvi_year_path(year: int, part: str = "part-0") -> str:
 
 
 def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
-    """A file of one year's NDVI for the plots of one bucket (docs/DESIGN.md, raw input
-    contract)."""
+    """A file of one year's NDVI for the plots of one bucket (docs/DESIGN.md, "Raw input
+    contract")."""
     return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
 
 

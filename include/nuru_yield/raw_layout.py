@@ -1,5 +1,5 @@
-"""The raw NDVI's layout in the lake: by year, then by plot bucket (docs/DESIGN.md, raw
-input contract and lake layout).
+"""The raw NDVI's layout in the lake: by year, then by plot bucket (docs/DESIGN.md, "Raw
+input contract" and "Lake layout").
 
 NDVI is the raw table that grows with the number of plots (dozens of scenes per plot and
 year), so that a shard of feature materialization can read the scenes of its own plots

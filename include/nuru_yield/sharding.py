@@ -1,6 +1,6 @@
 """Which shard a plot belongs to, identically in numpy and in SQL.
 
-Scoring splits plots into K shards (DESIGN §9); each shard stages its rows on its own and a
+Scoring splits plots into K shards (docs/DESIGN.md, "Scale-out"); each shard stages its rows on its own and a
 retried shard must delete exactly the rows it staged before. The database therefore has to
 compute the same shard as Python does, so the hash is Fibonacci hashing in plain 64-bit
 integer arithmetic that both PostgreSQL (bigint) and SQLite (integer) evaluate exactly:
@@ -10,7 +10,7 @@ integer arithmetic that both PostgreSQL (bigint) and SQLite (integer) evaluate e
 For 0 <= plot_id < 2**31 the product stays below 2**63 and the result uses the well-mixed
 high bits of the 32-bit hash, so consecutive plot ids spread evenly over the shards.
 
-Feature materialization reads its raw inputs by shard (docs/DESIGN.md, scale-out):
+Feature materialization reads its raw inputs by shard (docs/DESIGN.md, "Scale-out"):
 :func:`shard_filter` is the same hash as an Arrow dataset filter, and :func:`shard_buckets`
 names the plot buckets (the same hash with ``buckets`` shards) that can hold a shard's
 plots.

@@ -38,7 +38,7 @@ DATASOURCES = REPO / "docker" / "grafana" / "provisioning" / "datasources"
 INIT_SQL_SCRIPT = REPO / "docker" / "postgres" / "init-databases.sh"
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
 
-# Services the production stack of issue 8 names, and the ones it makes optional.
+# Services the production stack must have, and the ones it makes optional (compose profiles).
 REQUIRED_SERVICES = {
     "postgres",
     "minio",
@@ -643,7 +643,7 @@ def test_api_image_requirements_cover_what_the_api_imports(
 
     from packaging.utils import canonicalize_name
 
-    pytest.importorskip("nuru_yield.serving", reason="the API (issue 7) is not built yet")
+    pytest.importorskip("nuru_yield.serving", reason="the API package is not importable")
     requirements = [
         line.strip()
         for line in API_REQUIREMENTS.read_text().splitlines()

@@ -1,4 +1,4 @@
-"""The predictions database (DESIGN §6): engines, migrations and bulk loaders.
+"""The predictions database (docs/DESIGN.md, "Database"): engines, migrations and bulk loaders.
 
 ``schema`` holds the table definitions; the functions below are what the rest of the
 system calls (``from nuru_yield.db import get_engine, upgrade, stage, publish``). They are

@@ -1,4 +1,5 @@
-"""Bulk loads of ``predictions`` that replace one ``run_date`` atomically (DESIGN §6, §9).
+"""Bulk loads of ``predictions`` that replace one ``run_date`` atomically (docs/DESIGN.md,
+"Database" and "Scale-out").
 
 Two steps, so that scoring can load its shards in parallel and still publish all-or-nothing:
 
@@ -13,7 +14,7 @@ PostgreSQL: rows go in with binary ``COPY`` (:mod:`nuru_yield.db.pgcopy`). Publi
 builds the partition's key, index and a ``CHECK (run_date = D)`` on the staging table
 without touching ``predictions``, then in one short transaction drops the old partition,
 renames the staging table to the partition's name and attaches it — the CHECK lets
-``ATTACH PARTITION`` skip its validation scan (NOTES.md: ≈3 ms). SQLite: ``executemany``
+``ATTACH PARTITION`` skip its validation scan (the attach took ≈3 ms: docs/NOTES.md, "Speed"). SQLite: ``executemany``
 into the staging table; publishing is one transaction (delete the date, insert the staged
 rows, drop the staging table). Never row-by-row ``DataFrame.to_sql``.
 """

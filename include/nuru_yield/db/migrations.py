@@ -72,7 +72,8 @@ def _applied_version(connection: sa.Connection) -> int:
 
 
 def upgrade(url: str | None = None) -> int:
-    """Create or migrate every table and view of DESIGN §6; returns the schema version."""
+    """Create or migrate every table and view (docs/DESIGN.md, "Database"); returns the schema
+    version."""
     engine = get_engine(url)
     check_connection(engine)
     with database_errors(engine, "db upgrade"), writer(engine).begin() as connection:

@@ -1,6 +1,6 @@
-"""SQLAlchemy 2 definitions of every table and view of DESIGN §6.
+"""SQLAlchemy 2 definitions of every table and view of docs/DESIGN.md, "Database".
 
-``predictions`` carries two columns beyond DESIGN §6 — ``county`` and
+``predictions`` carries two columns beyond that section's list — ``county`` and
 ``days_after_planting`` — so that users' SQL (forecast per county, accuracy by lead time)
 needs no join back to the lake.
 """

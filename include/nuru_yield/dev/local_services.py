@@ -40,7 +40,7 @@ def check_port_free(host: str, port: int, purpose: str) -> None:
 
 
 def _as_postgres_user(command: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root (NOTES.md).
+    # PostgreSQL refuses to run as root: run its tools as the postgres user.
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 

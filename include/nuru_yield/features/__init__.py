@@ -1,4 +1,4 @@
-"""Season-to-date plot features (issue 3): raw contract → ``features/{D}/…`` partition.
+"""Season-to-date plot features: raw contract → ``features/{D}/…`` partition.
 
 Public interface, relied on by training and scoring:
 

@@ -1,4 +1,5 @@
-"""Column contracts: the raw tables of DESIGN §4 and the feature table of DESIGN §5.
+"""Column contracts: the raw tables (docs/DESIGN.md, "Raw input contract") and the feature
+table (docs/DESIGN.md, "Lake layout").
 
 Agronomic constants live here too, so the library, the tests and the benchmark's
 reference query share one definition of "a rainy day" or "a clear NDVI observation".
@@ -54,11 +55,12 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 
-# Raw contract (DESIGN §4): columns read and the types they are cast to (the optional
+# Raw contract (docs/DESIGN.md, "Raw input contract"): columns read and the types they are cast to (the optional
 # radiation column is not used by any feature).
 WEATHER_SCHEMA = pa.schema([field for field in RAW_WEATHER_SCHEMA if field.name != "srad_mj_m2"])
 
-# Agronomy (NOTES.md): a rainy day has at least 1 mm; maize GDD uses the 30/10 °C method.
+# Agronomy (docs/NOTES.md, "Agronomy and accuracy"): a rainy day has at least 1 mm; maize GDD
+# uses the 30/10 °C method.
 RAINY_DAY_MM = 1.0
 GDD_BASE_C = 10.0
 GDD_CAP_C = 30.0

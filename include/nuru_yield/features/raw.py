@@ -1,4 +1,4 @@
-"""Reading the raw input contract (docs/DESIGN.md) from the lake: the I/O edge of features.
+"""Reading the raw input contract (docs/DESIGN.md, "Raw input contract") from the lake: the I/O edge of features.
 
 :func:`load_raw` reads everything in a date range, or one shard's slice of it: the
 plot-seasons whose ``plot_id`` hashes to the shard, their NDVI (only the plot buckets of the
@@ -293,9 +293,7 @@ def _lacking(path: str, present: list[str], schema: pa.Schema) -> str | None:
     missing = ", ".join(name for name in schema.names if name not in present)
     if not missing:
         return None
-    return (
-        f"{path} lacks column(s) {missing} of the raw contract (docs/DESIGN.md, raw input contract)"
-    )
+    return f"{path} lacks column(s) {missing} of the raw contract (docs/DESIGN.md, 'Raw input contract')"
 
 
 def _cause(error: BaseException) -> BaseException:

@@ -45,6 +45,10 @@ from nuru_yield.features.checks import (
 from nuru_yield.features.columns import CLEAR_MAX_CLOUD
 
 log = logging.getLogger(__name__)
+# great-expectations logs some 200 lines at INFO while it is imported ("Skipping registering
+# function …"), burying the run's own lines in the CLI's output and the Airflow task log. It
+# is imported lazily (features preload it in a thread), so its level is set here, before.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 # Every considered plot-season either gets features or lands in rejected.parquet; this
 # check bounds the share of the latter, whatever mix of reasons put them there.
@@ -142,8 +146,7 @@ def run_suite(
             _result(table, check, _allowed(check, threshold), 0, 0, 0, 0.0, True)
             for check in checks
         ]
-    import great_expectations as gx
-
+    gx = _great_expectations()
     context = context or _context()
     groups: dict[tuple[str, ...], list[Check]] = {}
     for check in checks:
@@ -434,10 +437,18 @@ def _result(
     )
 
 
+def _great_expectations() -> Any:
+    """The great_expectations module, with the logger that its import sets to INFO (a line
+    per context: "Created temporary directory … for ephemeral docs site") quieted."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+    return gx
+
+
 def _context() -> Any:
     """The batch definition of a throwaway in-memory GE context without progress bars."""
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # chatty at INFO
-    import great_expectations as gx
+    gx = _great_expectations()
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
 

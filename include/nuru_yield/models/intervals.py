@@ -17,7 +17,8 @@ every row by construction — nothing is clipped afterwards. Scoring reproduces 
 
 (Factors per lead time alone covered 70% of the lowest-forecast fifth of a new season and
 95% of the highest; a fixed offset inside the log, ``(y + c) / (f + c)``, evened that only
-partly and needs clipping at zero. The measurements are in ``docs/DESIGN.md``, Models.)
+partly and needs clipping at zero. The measurements are in ``docs/DESIGN.md``,
+"Measurements".)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 aliases (``champion``, ``previous``, ``challenger``) and the audit of every decision.
 
 MLflow keeps no history of alias moves, so each decision is also an append-only row of
-``model_promotions`` (DESIGN §6). The row is inserted in a database transaction that
+``model_promotions`` (docs/DESIGN.md, "Database"). The row is inserted in a database transaction that
 commits only after the aliases have moved: a failed move leaves no row claiming it.
 
 MLflow failures are one line each (:func:`registry_errors`): a tracking server that does not

@@ -5,7 +5,7 @@ and row — hundreds of times a prediction — so explaining a million plots a n
 takes hours on two cores. Training constrains every tree path to at most two distinct
 features (xgboost/lightgbm ``interaction_constraints`` over feature pairs: a pairwise
 additive model on the margin scale, 1–2.3% less accurate than the unconstrained models on
-the sample data: ``docs/DESIGN.md``, Models). For
+the sample data: ``docs/DESIGN.md``, "Measurements"). For
 such trees, path-dependent TreeSHAP has a closed form per leaf: with ``a_j`` = 1 when the
 row satisfies the leaf's conditions on feature ``j`` and ``r_j`` = the product of the
 cover ratios of those splits, a leaf of value ``v``

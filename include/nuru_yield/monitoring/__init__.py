@@ -1,4 +1,4 @@
-"""Drift monitoring, realized accuracy and the retraining trigger (issue 6).
+"""Drift monitoring, realized accuracy and the retraining trigger.
 
 Public interface:
 

@@ -3,7 +3,7 @@
 Boxes are rough but real (decimal degrees, aligned on the 0.05° weather grid and
 non-overlapping); altitudes, rainfall totals and seasonality approximate each county's
 maize zone. Target ranges: about 2.5–3.5 t/ha in the western highlands and 0.6–1.2 t/ha in
-the semi-arid east (issue 2); the central counties in between are held to 1.2–2.6 t/ha.
+the semi-arid east (the ``expected`` column of the sample-data summary); the central counties in between are held to 1.2–2.6 t/ha.
 ``yield_scale`` is the county effect (seed, fertiliser, pest pressure beyond the plot's own
 management), calibrated once on 20 simulated years × 3 seeds so that long-run county means
 sit mid-range; a six-year sample swings around them with the weather.

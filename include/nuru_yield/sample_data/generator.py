@@ -1,4 +1,5 @@
-"""Write the raw contract (DESIGN §4) for a synthetic Kenya to the lake, and summarise it.
+"""Write the raw contract (docs/DESIGN.md, "Raw input contract") for a synthetic Kenya to the
+lake, and summarise it.
 
 Order of work, in bounded memory: plots and weather cells; daily weather year by year (each
 year written as soon as it exists; one extra year is simulated, not written, so that Short

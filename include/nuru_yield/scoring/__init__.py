@@ -1,5 +1,5 @@
-"""Nightly batch scoring (issue 5, DESIGN §5–§7, §9): every in-progress plot-season of a run
-date scored by the ``@champion`` model (and ``@challenger`` in shadow) into the
+"""Nightly batch scoring (docs/DESIGN.md, "Lake layout", "Database", "Models and the registry"
+and "Scale-out"): every in-progress plot-season of a run date scored by the ``@champion`` model (and ``@challenger`` in shadow) into the
 ``predictions`` partition of that date and the parquet prediction log.
 
 Public interface:

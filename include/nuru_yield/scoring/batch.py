@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 TOP_DRIVERS = 3
 
-# The prediction log (DESIGN §5): the rows of `predictions` and the features they used, under
-# their own names (`days_after_planting` is a column of both: the row's whole days).
+# The prediction log (docs/DESIGN.md, "Lake layout"): the rows of `predictions` and the
+# features they used, under their own names (`days_after_planting` is a column of both: the row's whole days).
 SNAPSHOT_COLUMNS = [name for name in FEATURE_COLUMNS if name not in PREDICTION_ARROW_SCHEMA.names]
 LOG_SCHEMA = pa.schema(
     [*PREDICTION_ARROW_SCHEMA, *(pa.field(name, pa.float64()) for name in SNAPSHOT_COLUMNS)]

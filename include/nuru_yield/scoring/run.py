@@ -1,4 +1,4 @@
-"""One scoring run for a run date: prepare → K shards → publish (DESIGN §5–§7, §9).
+"""One scoring run for a run date: prepare → K shards → publish (docs/DESIGN.md, "Scale-out").
 
 * :func:`prepare_run` checks the features partition, resolves ``@champion`` (and
   ``@challenger``, if set) to versions **once**, clears what an earlier attempt left staged

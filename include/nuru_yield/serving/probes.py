@@ -1,5 +1,5 @@
 """What /health and /models learn from outside the predictions database: the MLflow registry
-(DESIGN §7) and the lake's feature partitions. Both are blocking calls, run in a thread with
+(docs/DESIGN.md, "Models and the registry") and the lake's feature partitions. Both are blocking calls, run in a thread with
 a short timeout and cached; a failure makes the API degraded, never unable to serve."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Request and response shapes: the seed's ``/predict`` contract, extended with intervals,
-drivers and the plot-season a forecast belongs to (DESIGN §6)."""
+drivers and the plot-season a forecast belongs to (docs/DESIGN.md,
+"Database")."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""``X-API-Key`` authentication: off when ``API_KEY`` is unset (local use, DESIGN §3).
+"""``X-API-Key`` authentication: off when ``API_KEY`` is unset (local use; docs/DESIGN.md,
+"Configuration").
 
 A pure-ASGI middleware rather than a FastAPI dependency: it runs on every request, and a
-dependency costs a resolution pass each time (NOTES.md: the API's budget is a few tens of
-microseconds per request). The OpenAPI document still declares the scheme (see
+dependency costs a resolution pass each time (the API's budget is a few tens of microseconds per
+request: docs/DESIGN.md, "The API's fast paths"). The OpenAPI document still declares the scheme (see
 :func:`document_api_key`), so /docs offers an "Authorize" button.
 """
 

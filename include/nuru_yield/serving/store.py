@@ -2,8 +2,8 @@
 
 Each query is written once, as SQLAlchemy ``text()`` with named parameters (parameterised,
 never formatted with values). The PostgreSQL store compiles it to asyncpg's ``$n`` form and
-runs it as a prepared statement cached per connection (NOTES.md: asyncpg primary-key
-lookups ≈1.7× a psycopg async pool); its sessions are ``default_transaction_read_only``.
+runs it as a prepared statement cached per connection (asyncpg primary-key
+lookups ≈1.7× a psycopg async pool: docs/NOTES.md, "Speed"); its sessions are ``default_transaction_read_only``.
 The SQLite store (the embedded default) runs it through SQLAlchemy in a worker thread on a
 connection opened with ``mode=ro``. A failing database surfaces as
 :class:`~nuru_yield.errors.DatabaseError` with a short reason and never the SQL.

@@ -1,4 +1,4 @@
-"""Model training (issue 4, DESIGN §7): candidates, temporal evaluation, calibrated
+"""Model training (docs/DESIGN.md, "Models and the registry"): candidates, temporal evaluation, calibrated
 intervals, the champion/challenger gate, the audit of every decision and rollback.
 
 Public interface:

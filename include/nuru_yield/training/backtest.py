@@ -94,19 +94,25 @@ class BacktestReport:
                 for name in ("rmse", "coverage", "width")
             }
         )
-        costs = self.costs()
-        table = costs.pivot_table(
+        lines = [
+            f"backtest for {self.run_date.isoformat()}: RMSE (kg/ha) and 80% interval "
+            "coverage by lead time (days after planting)",
+            rows.to_string(index=False),
+        ]
+        if REFERENCE_RECIPE not in set(self.rows["recipe"]):
+            lines.append(
+                f"RMSE cost against the {REFERENCE_RECIPE!r} recipe: not measured "
+                f"(add --recipe {REFERENCE_RECIPE})"
+            )
+            return "\n".join(lines)
+        table = self.costs().pivot_table(
             index=["part", "recipe"], columns="lead_time_days", values="cost", aggfunc="first"
         )
-        return "\n".join(
-            [
-                f"backtest for {self.run_date.isoformat()}: RMSE (kg/ha) and 80% interval "
-                "coverage by lead time (days after planting)",
-                rows.to_string(index=False),
-                f"RMSE cost against the {REFERENCE_RECIPE!r} recipe, by lead time:",
-                table.map("{:+.1%}".format).to_string(),
-            ]
-        )
+        lines += [
+            f"RMSE cost against the {REFERENCE_RECIPE!r} recipe, by lead time:",
+            table.map("{:+.1%}".format).to_string(),
+        ]
+        return "\n".join(lines)
 
 
 def _next_season_rows(lake: Lake, labelled: pd.DataFrame, season_max_days: int) -> pd.DataFrame:

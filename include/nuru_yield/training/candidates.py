@@ -11,14 +11,14 @@ Yields are non-negative by construction: every model has a log link (Tweedie obj
 the trees, a Tweedie GLM for the linear baseline; see ``nuru_yield.models.ensemble``), so a
 forecast is ``exp`` of something and exact zeros — failed crops — are ordinary labels.
 The Tweedie variance power 1.2 had the lowest hold-out RMSE of 1.2, 1.5 and 1.8
-(``nuru-yield backtest``; the table is in ``docs/DESIGN.md``, Models).
+(``nuru-yield backtest``; the table is in ``docs/DESIGN.md``, "Measurements").
 
 ``TrainingParams.interactions`` chooses the tree shape. ``pairwise`` (the default) limits
 every tree path to two distinct features (:func:`interaction_pairs`): a pairwise additive
 model on the log scale whose exact TreeSHAP compiles to lookup tables
 (``nuru_yield.models.treeshap``), so scoring explains a million plots in seconds. ``free``
 lifts the limit: more accurate, explained by the libraries' native TreeSHAP at a measured
-cost of hours per million plots on two cores (both in ``docs/DESIGN.md``).
+cost of hours per million plots on two cores (both in ``docs/DESIGN.md``, "Measurements").
 """
 
 from __future__ import annotations

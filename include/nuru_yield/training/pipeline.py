@@ -284,8 +284,8 @@ class TrainingSummary:
             table.to_string(),
             "gate, RMSE (kg/ha) by season and county:",
             gate_table(self.verdict),
-            f"{self.outcome['model_name']} v{self.outcome['version']}: "
-            f"{self.outcome['decision']} — {self.outcome['reason']}",
+            f"{self.outcome['model_name']} v{self.outcome['version']} "
+            f"(run {self.verdict['run_id']}): {self.outcome['decision']} — {self.outcome['reason']}",
         ]
         return "\n".join(lines)
 

@@ -28,7 +28,7 @@ def input_example(
     frame: pd.DataFrame, feature_columns: Sequence[str], rows: int = 5
 ) -> pd.DataFrame:
     """A few real rows as float64, each with one feature missing: the logged signature must
-    accept NaN anywhere (cloud-masked NDVI, gaps in weather) — NOTES.md, Known traps."""
+    accept NaN anywhere (cloud-masked NDVI, gaps in weather) — docs/NOTES.md, "Known traps"."""
     example = frame.loc[: rows - 1, list(feature_columns)].astype(np.float64).reset_index(drop=True)
     for row in range(len(example)):
         example.iat[row, row % len(feature_columns)] = np.nan
