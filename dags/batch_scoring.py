@@ -60,7 +60,7 @@ with DAG(
     @task
     def prepare(**context: Any) -> dict[str, Any]:
         """Check the features, resolve the model aliases once, open the run."""
-        from nuru_yield.scoring import prepare_run
+        from nuru_yield.scoring.run import prepare_run
 
         return prepare_run(resolve_run_date(context), dag_run_id=context["run_id"]).as_dict()
 
@@ -72,14 +72,14 @@ with DAG(
     @task
     def score_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
         """Stream, score and stage the plots of one shard; write its part of the log."""
-        from nuru_yield.scoring import score_shard as score_one_shard
+        from nuru_yield.scoring.run import score_shard as score_one_shard
 
         return score_one_shard(plan, shard).as_dict()
 
     @task(outlets=[predictions])
     def publish(plan: dict[str, Any], shards: list[dict[str, Any]], **context: Any) -> str:
         """Assemble the log, swap the partition in, close the run, update the asset."""
-        from nuru_yield.scoring import publish_run
+        from nuru_yield.scoring.run import publish_run
 
         summary = publish_run(plan, list(shards))
         announce(

@@ -7,7 +7,7 @@ Nightly drift monitoring, realized accuracy and the retraining trigger
 Runs whenever the asset `predictions` (`nuru://predictions`) is updated by `batch_scoring`,
 for the run date carried by that asset event (or the `run_date` param of a manual run).
 
-1. **monitor** — `nuru_yield.monitoring.run_monitoring(D)`: every model feature and the
+1. **monitor** — `nuru_yield.monitoring.monitor.run_monitoring(D)`: every model feature and the
    prediction compared with a crop-calendar-aware reference (historical plot-seasons of the
    same season type and county at the same days after planting), overall and per county;
    realized accuracy of labelled seasons into `model_performance`; rows in `drift_reports`,
@@ -62,7 +62,7 @@ class AlertNotifier(BaseNotifier):
 
     def notify(self, context: Any) -> None:
         from nuru_yield.config import get_settings
-        from nuru_yield.monitoring import deliver
+        from nuru_yield.monitoring.alerts import deliver
 
         deliver(self.subject, self.body, get_settings())
 
@@ -91,7 +91,7 @@ with DAG(
     @task
     def monitor(**context: Any) -> dict[str, Any]:
         """Drift, realized accuracy, reports and the alert decision for the run date."""
-        from nuru_yield.monitoring import run_monitoring
+        from nuru_yield.monitoring.monitor import run_monitoring
 
         return run_monitoring(dt.date.fromisoformat(resolve_run_date(context))).xcom()
 

@@ -58,7 +58,7 @@ with DAG(
     @task
     def prepare(**context: Any) -> dict[str, Any]:
         """Fix the run (id, shards, window) and validate the inputs every shard shares."""
-        from nuru_yield.features import prepare_features
+        from nuru_yield.features.materialize import prepare_features
         from nuru_yield.lake import Lake
 
         return prepare_features(Lake.from_settings(), resolve_run_date(context)).as_dict()
@@ -71,14 +71,14 @@ with DAG(
     @task
     def materialize_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
         """Read, compute and validate one shard's plot-seasons; stage its part."""
-        from nuru_yield.features import materialize_shard as materialize_one_shard
+        from nuru_yield.features.materialize import materialize_shard as materialize_one_shard
 
         return materialize_one_shard(plan, shard).as_dict()
 
     @task(outlets=[plot_features])
     def publish(plan: dict[str, Any], **context: Any) -> str:
         """The gate over all shards; write the partition; announce it on `plot_features`."""
-        from nuru_yield.features import publish_features, published_partition
+        from nuru_yield.features.materialize import publish_features, published_partition
         from nuru_yield.lake import Lake
 
         lake = Lake.from_settings()

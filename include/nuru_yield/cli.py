@@ -56,7 +56,7 @@ def sample_data(
         raise typer.BadParameter("--end-year must not be before --start-year")
     lake = Lake.from_settings()
     lake.check_writable()
-    from nuru_yield.sample_data import generate_to_lake
+    from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
         lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed
@@ -67,7 +67,7 @@ def sample_data(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate every table and view (idempotent)."""
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
 
     version = upgrade()
     typer.echo(f"database schema at version {version}")
@@ -93,7 +93,7 @@ def features(
     ] = None,
 ) -> None:
     """Materialize season-to-date plot features for one date."""
-    from nuru_yield.features import materialize
+    from nuru_yield.features.materialize import materialize
     from nuru_yield.lake import Lake
 
     result = materialize(Lake.from_settings(), date.date(), shards=shards)
@@ -155,7 +155,7 @@ def score(
     shards: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Score every in-progress plot-season for one date (champion, and challenger in shadow)."""
-    from nuru_yield.scoring import score as score_run
+    from nuru_yield.scoring.run import score as score_run
 
     summary = score_run(date.date(), shards=shards)
     typer.echo(
@@ -173,7 +173,7 @@ def score(
 @app.command()
 def drift(date: DateOption) -> None:
     """Drift statistics, realized accuracy and the retraining trigger for one date."""
-    from nuru_yield.monitoring import run_monitoring
+    from nuru_yield.monitoring.monitor import run_monitoring
 
     typer.echo(run_monitoring(date.date()).render())
 

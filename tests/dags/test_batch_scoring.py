@@ -34,7 +34,7 @@ def test_dag_test_publishes_the_partition(
     from airflow.utils.session import create_session
 
     from nuru_yield.config import reset_settings
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
 
     monkeypatch.setenv("SCORING_SHARDS", "3")
     reset_settings()
@@ -69,8 +69,8 @@ def test_an_empty_night_fails_the_dag_run_without_retries(
 ) -> None:
     """Nothing in progress: the run is red in the UI at once (no retry can create plots),
     and ``scoring_runs`` names the outcome."""
-    from nuru_yield.db import get_engine
-    from nuru_yield.features import OUTPUT_SCHEMA
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.features.columns import OUTPUT_SCHEMA
     from nuru_yield.lake import Lake
     from nuru_yield.names import features_path
 

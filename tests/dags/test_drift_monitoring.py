@@ -34,7 +34,8 @@ def test_dag_structure(load_dag: Any) -> None:
 @pytest.fixture
 def season_features(nuru_home: Path) -> Lake:
     """This test's lake: generated raw inputs and the features of the run date."""
-    from nuru_yield.features import load_raw, season_to_date
+    from nuru_yield.features.compute import season_to_date
+    from nuru_yield.features.raw import load_raw
 
     lake = Lake.from_settings()
     generate(lake.root, seed=31, plots=500, start_year=2021)
@@ -62,7 +63,7 @@ def _training_runs() -> list[Any]:
 def test_quiet_season_stops_and_a_drought_triggers_training(
     season_features: Lake, load_dag: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
 
     monkeypatch.setenv("DRIFT_REFERENCE_YEARS", "3")
     upgrade()
@@ -80,7 +81,8 @@ def test_quiet_season_stops_and_a_drought_triggers_training(
     assert _training_runs() == []
 
     apply_drought(season_features)
-    from nuru_yield.features import load_raw, season_to_date
+    from nuru_yield.features.compute import season_to_date
+    from nuru_yield.features.raw import load_raw
 
     drought = season_to_date(load_raw(season_features), RUN_DATE, 180).features
     season_features.write_parquet(features_path(RUN_DATE), drought)

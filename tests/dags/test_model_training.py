@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nuru_yield.db import get_engine
+from nuru_yield.db.engine import get_engine
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.models.registry import mlflow_client
 from nuru_yield.names import CHAMPION, MODEL_NAME

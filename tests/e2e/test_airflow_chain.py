@@ -42,8 +42,8 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 @pytest.fixture
 def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Sample data, a migrated PostgreSQL predictions database and a trained champion."""
-    from nuru_yield.db import upgrade
-    from nuru_yield.sample_data import generate_to_lake
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.sample_data.generator import generate_to_lake
     from nuru_yield.training.candidates import TrainingParams
     from nuru_yield.training.pipeline import train
 

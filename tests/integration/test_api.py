@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from nuru_yield.config import reset_settings
-from nuru_yield.db import dispose_engines
+from nuru_yield.db.engine import dispose_engines
 from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake
 from nuru_yield.names import features_path

@@ -22,14 +22,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from nuru_yield.config import get_settings, reset_settings
-from nuru_yield.db import (
-    PREDICTION_ARROW_SCHEMA,
-    dispose_engines,
-    get_engine,
-    replace_partition,
-    schema,
-    upgrade,
-)
+from nuru_yield.db import schema
+from nuru_yield.db.engine import dispose_engines, get_engine
+from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA, replace_partition
+from nuru_yield.db.migrations import upgrade
 from nuru_yield.dev.local_services import stop_process
 from nuru_yield.serving.app import create_app
 from nuru_yield.serving.probes import RegistrySnapshot

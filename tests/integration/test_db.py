@@ -22,19 +22,17 @@ import sqlalchemy as sa
 
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
-from nuru_yield.db import (
-    LATEST_VERSION,
+from nuru_yield.db import schema as db_schema
+from nuru_yield.db.engine import dispose_engines, get_engine
+from nuru_yield.db.loader import (
     bare_ingest,
-    dispose_engines,
-    get_engine,
     publish,
     replace_partition,
     replace_rows,
     stage,
     staging_name,
-    upgrade,
 )
-from nuru_yield.db import schema as db_schema
+from nuru_yield.db.migrations import LATEST_VERSION, upgrade
 from nuru_yield.errors import DatabaseError
 from nuru_yield.sharding import shard_of, shard_sql
 from tests.fixtures.services import free_port, wait_until

@@ -15,12 +15,15 @@ import pytest
 import sqlalchemy as sa
 
 from nuru_yield.config import get_settings, reset_settings
-from nuru_yield.db import get_engine, upgrade
+from nuru_yield.db.engine import get_engine
+from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import drift_reports, model_performance
-from nuru_yield.features import KEY_COLUMNS, load_raw, season_to_date
+from nuru_yield.features.columns import KEY_COLUMNS
+from nuru_yield.features.compute import season_to_date
+from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
-from nuru_yield.monitoring import run_monitoring
 from nuru_yield.monitoring.drift import PREDICTION
+from nuru_yield.monitoring.monitor import run_monitoring
 from nuru_yield.names import RAW_YIELDS, drift_html_path, drift_report_path, features_path
 from tests.integration.test_monitoring_season import (
     RUN_DATE,

@@ -17,8 +17,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from nuru_yield.features import FEATURE_COLUMNS, RawInputs, load_raw, season_to_date
-from nuru_yield.features.columns import NDVI_SOIL_BASELINE
+from nuru_yield.features.columns import FEATURE_COLUMNS, NDVI_SOIL_BASELINE
+from nuru_yield.features.compute import season_to_date
+from nuru_yield.features.raw import RawInputs, load_raw
 from nuru_yield.lake import Lake
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
 from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
@@ -92,7 +93,7 @@ def stand_in_model(frame: pd.DataFrame) -> np.ndarray:
 
 def write_prediction_log(lake: Lake, features: pd.DataFrame, run_date: dt.date) -> pd.DataFrame:
     """D's prediction log as batch scoring writes it (``LOG_SCHEMA``), by the stand-in model."""
-    from nuru_yield.scoring import LOG_SCHEMA
+    from nuru_yield.scoring.batch import LOG_SCHEMA
 
     predicted = stand_in_model(features)
     log = features.assign(

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from nuru_yield.dev.demo import DEMO_END_YEAR, DEMO_RUN_DATE, DEMO_START_YEAR
-from nuru_yield.features import materialize
+from nuru_yield.features.materialize import materialize
 from nuru_yield.lake import Lake
 from nuru_yield.names import features_path
 
@@ -27,7 +27,7 @@ def _api_examples() -> str:
 
 def test_readme_api_examples_ask_for_what_the_demo_scored(nuru_home: Path) -> None:
     from nuru_yield.cli import demo
-    from nuru_yield.sample_data import generate_to_lake
+    from nuru_yield.sample_data.generator import generate_to_lake
 
     defaults = inspect.signature(demo).parameters
     assert (defaults["plots"].default, defaults["seed"].default) == (DEMO_PLOTS, DEMO_SEED)

@@ -12,7 +12,9 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from nuru_yield.db import get_engine, replace_partition, upgrade
+from nuru_yield.db.engine import get_engine
+from nuru_yield.db.loader import replace_partition
+from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import PREDICTION_COLUMNS, drift_reports, model_performance
 
 README = Path(__file__).resolve().parents[2] / "README.md"

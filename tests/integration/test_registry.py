@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
-from nuru_yield.db import get_engine, upgrade
+from nuru_yield.db.engine import get_engine
+from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.errors import RegistryError, TrainingError
 from nuru_yield.models.loaded import holdout_uri, load_model

@@ -19,7 +19,7 @@ from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 
 
 def _rows(sql: str) -> list[sa.Row]:
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
 
     with get_engine().connect() as connection:
         return connection.execute(sa.text(sql)).all()
@@ -38,10 +38,10 @@ def _drivers(value: object) -> list[dict]:
 
 
 def test_score_publishes_every_in_progress_plot(registry: Registry, database: str) -> None:
-    from nuru_yield.features import FEATURE_COLUMNS
+    from nuru_yield.features.columns import FEATURE_COLUMNS
     from nuru_yield.lake import Lake
     from nuru_yield.names import prediction_log_path
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     summary = score(RUN_DATE, shards=3)
@@ -79,7 +79,7 @@ def test_score_publishes_every_in_progress_plot(registry: Registry, database: st
 
 
 def test_rerun_gives_the_same_rows_without_duplicates(registry: Registry, database: str) -> None:
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     first = score(RUN_DATE, shards=1)
@@ -101,7 +101,7 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
     from nuru_yield.errors import LakeError
     from nuru_yield.lake import Lake
     from nuru_yield.names import prediction_log_path
-    from nuru_yield.scoring import prepare_run, publish_run, score_shard
+    from nuru_yield.scoring.run import prepare_run, publish_run, score_shard
 
     write_features()
     plan = prepare_run(RUN_DATE, shards=1)
@@ -121,7 +121,7 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
 def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -> None:
     from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import CHALLENGER, MODEL_NAME
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     score(RUN_DATE, shards=2)
@@ -154,7 +154,7 @@ def _score_in_subprocess(env: dict[str, str], **kill: Any) -> subprocess.Complet
 def test_a_load_killed_midway_leaves_the_previous_partition(
     registry: Registry, database: str
 ) -> None:
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     served = score(RUN_DATE, shards=2)["run_id"]
@@ -201,7 +201,7 @@ def test_missing_features_fail_with_one_clear_line(
 def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
     from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import CHAMPION, MODEL_NAME
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     mlflow_client().delete_registered_model_alias(MODEL_NAME, CHAMPION)
@@ -212,7 +212,7 @@ def test_missing_champion_fails_with_one_clear_line(registry: Registry) -> None:
 def test_database_down_is_a_clear_database_error(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
     from tests.fixtures.services import free_port
 
     write_features()
@@ -232,7 +232,7 @@ def test_a_night_with_an_impossible_forecast_is_refused_and_the_last_one_stays_s
     the scoring-time check refuses it whole: nothing of it is published."""
     from nuru_yield.errors import ForecastIntegrityError
     from nuru_yield.models.intervals import ConformalIntervals
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     write_features()
     served = score(RUN_DATE, shards=2)["run_id"]

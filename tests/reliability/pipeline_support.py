@@ -65,7 +65,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def rows(sql: str, **params: object) -> list[sa.Row]:
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
 
     with get_engine().connect() as connection:
         return connection.execute(sa.text(sql), params).all()

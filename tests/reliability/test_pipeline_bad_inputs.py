@@ -142,7 +142,7 @@ def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
 ) -> None:
     """Not bad input: Airflow retries a LakeError, never a DataValidationError."""
     from nuru_yield.errors import LakeError
-    from nuru_yield.features import materialize
+    from nuru_yield.features.materialize import materialize
 
     monkeypatch.setenv("FEATURE_SHARDS", "3")
     reset_settings()

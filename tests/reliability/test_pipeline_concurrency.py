@@ -28,7 +28,8 @@ HOLDER = describe_holder("test", RUN_DATE)
 
 
 def _engine() -> sa.Engine:
-    from nuru_yield.db import get_engine, upgrade
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.migrations import upgrade
 
     upgrade()
     return get_engine()

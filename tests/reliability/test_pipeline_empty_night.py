@@ -28,7 +28,7 @@ def _health(monkeypatch: pytest.MonkeyPatch) -> dict:
 def test_an_empty_night_is_its_own_outcome_everywhere(
     registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nuru_yield.features import OUTPUT_SCHEMA
+    from nuru_yield.features.columns import OUTPUT_SCHEMA
 
     write_features()
     main(["score", "--date", str(RUN_DATE)])

@@ -50,7 +50,7 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
 ) -> None:
     """Every kill point on PostgreSQL (production); on SQLite the one between the swap and
     the log (each kill is a process of its own: seconds each)."""
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     kills = KILLS if database == "postgres" else [k for k in KILLS if k[0] == "after_swap"]
     lake = Lake.from_settings()
@@ -96,8 +96,8 @@ def test_a_publish_failing_around_the_swap_keeps_log_and_partition_together(
     """A publish that raises (rather than dies) before or after its swap: the log still
     agrees with what is served once the run's own retry (or the next run) has run."""
     from nuru_yield.errors import LakeError
-    from nuru_yield.scoring import prepare_run, publish_run, score, score_shard
     from nuru_yield.scoring import run as scoring_run
+    from nuru_yield.scoring.run import prepare_run, publish_run, score, score_shard
 
     lake = Lake.from_settings()
     write_features()

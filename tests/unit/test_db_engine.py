@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from nuru_yield.db import check_connection, dispose_engines, get_engine
-from nuru_yield.db.engine import SQLITE_BUSY_TIMEOUT_MS, database_errors
+from nuru_yield.db.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    check_connection,
+    database_errors,
+    dispose_engines,
+    get_engine,
+)
 from nuru_yield.errors import DatabaseError
 from tests.fixtures.services import free_port
 

@@ -865,7 +865,7 @@ def test_read_only_role_reads_tables_created_later_and_writes_nothing(
 ) -> None:
     import sqlalchemy as sa
 
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
 
     assert upgrade(initialised_cluster["owner"]) >= 1
     owner = sa.create_engine(initialised_cluster["owner"])

@@ -9,15 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nuru_yield.features import (
-    FEATURE_COLUMNS,
-    KEY_COLUMNS,
-    OUTPUT_COLUMNS,
-    RawInputs,
-    season_to_date,
-    training_rows,
-)
 from nuru_yield.features.cells import nearest_cells
+from nuru_yield.features.columns import FEATURE_COLUMNS, KEY_COLUMNS, OUTPUT_COLUMNS
+from nuru_yield.features.compute import season_to_date, training_rows
+from nuru_yield.features.raw import RawInputs
 
 AS_OF = dt.date(2025, 4, 30)
 PLANTED = dt.date(2025, 4, 1)

@@ -14,8 +14,9 @@ import pytest
 from nuru_yield import names
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
-from nuru_yield.features import RawInputs, materialize
 from nuru_yield.features.checks import misdated_in_current_season
+from nuru_yield.features.materialize import materialize
+from nuru_yield.features.raw import RawInputs
 from nuru_yield.lake import Lake
 from nuru_yield.sharding import MAX_PLOT_ID
 from tests.unit.test_features import AS_OF, plot

@@ -13,14 +13,10 @@ from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
-from nuru_yield.features import (
-    OUTPUT_SCHEMA,
-    RawInputs,
-    load_raw,
-    materialize,
-    published_partition,
-)
 from nuru_yield.features.checks import NDVI_CHECKS, WEATHER_CHECKS, Check, plot_checks
+from nuru_yield.features.columns import OUTPUT_SCHEMA
+from nuru_yield.features.materialize import materialize, published_partition
+from nuru_yield.features.raw import RawInputs, load_raw
 from nuru_yield.features.validation import run_suite
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import write_ndvi_year

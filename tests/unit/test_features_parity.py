@@ -14,7 +14,10 @@ import pytest
 
 from nuru_yield import names
 from nuru_yield.dev.bench import features as bench
-from nuru_yield.features import FEATURE_COLUMNS, RawInputs, materialize, training_rows
+from nuru_yield.features.columns import FEATURE_COLUMNS
+from nuru_yield.features.compute import training_rows
+from nuru_yield.features.materialize import materialize
+from nuru_yield.features.raw import RawInputs
 from nuru_yield.lake import Lake
 
 CUT_OFFS = (0, 1, 30, 61, None)

@@ -17,15 +17,15 @@ from nuru_yield.config import reset_settings
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.dev.bench.features import RUN_DATE, Grid, build_raw
 from nuru_yield.errors import DataValidationError, LakeError
-from nuru_yield.features import (
-    KEY_COLUMNS,
-    load_raw,
+from nuru_yield.features.cells import nearest_cells
+from nuru_yield.features.columns import KEY_COLUMNS
+from nuru_yield.features.materialize import (
     materialize,
     materialize_shard,
     prepare_features,
     publish_features,
 )
-from nuru_yield.features.cells import nearest_cells
+from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake, part_row_groups
 from nuru_yield.sharding import shard_buckets, shard_of
 

@@ -15,7 +15,6 @@ from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.lake import Lake
-from nuru_yield.sample_data import SampleDataSummary, generate_to_lake
 from nuru_yield.sample_data.counties import COUNTIES, NATIONAL_EXPECTED_T_HA
 from nuru_yield.sample_data.crop import (
     RAIN_LEVELS,
@@ -24,6 +23,7 @@ from nuru_yield.sample_data.crop import (
     TMEAN_LEVELS,
     load_response,
 )
+from nuru_yield.sample_data.generator import SampleDataSummary, generate_to_lake
 from nuru_yield.sample_data.weather import CELL_DEG
 
 START, END = 2020, 2023

@@ -10,11 +10,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA
 from nuru_yield.dev.bench.scoring import synthetic_features, synthetic_training_set
-from nuru_yield.features import FEATURE_COLUMNS, OUTPUT_SCHEMA
-from nuru_yield.scoring import LOG_SCHEMA, RunStamp, drivers_json, log_batch, score_batch
-from nuru_yield.scoring.batch import feature_matrix
+from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
+from nuru_yield.scoring.batch import (
+    LOG_SCHEMA,
+    RunStamp,
+    drivers_json,
+    feature_matrix,
+    log_batch,
+    score_batch,
+)
 
 RUN_DATE = dt.date(2025, 5, 1)
 

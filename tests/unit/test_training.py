@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nuru_yield.errors import TrainingError
-from nuru_yield.features import FEATURE_COLUMNS
+from nuru_yield.features.columns import FEATURE_COLUMNS
 from nuru_yield.models.intervals import ConformalIntervals, calibrate, training_buckets
 from nuru_yield.models.loaded import ServingModel
 from nuru_yield.training.candidates import (

@@ -40,7 +40,7 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
     """Build everything from an empty NURU_HOME (reusing sample data if present), then serve
     the API on ``port``, which is checked first: minutes of pipeline are not spent to find
     it taken at the end."""
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
     from nuru_yield.dev.airflow_standalone import run_chain, standalone
     from nuru_yield.dev.local_services import check_port_free
 
@@ -59,7 +59,7 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
             f"sample data already in {lake.uri('raw')} (delete {settings.nuru_home} to regenerate)",
         )
     else:
-        from nuru_yield.sample_data import generate_to_lake
+        from nuru_yield.sample_data.generator import generate_to_lake
 
         _step(1, f"sample data: {plots:,} plots, {DEMO_START_YEAR}-{DEMO_END_YEAR}")
         summary = generate_to_lake(
@@ -110,7 +110,7 @@ def render_summary(
     port: int = DEMO_PORT,
 ) -> str:
     """What a person needs after the demo: model, counts, findings, where everything is."""
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
     from nuru_yield.training.evaluation import format_metric
 
     with get_engine(settings.predictions_db_url).connect() as conn:

@@ -93,7 +93,7 @@ def scratch_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server of ``admin_url``, dropped afterwards."""
     import sqlalchemy as sa
 
-    from nuru_yield.db import dispose_engines
+    from nuru_yield.db.engine import dispose_engines
 
     name = f"nuru_scratch_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")

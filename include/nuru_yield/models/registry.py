@@ -304,8 +304,7 @@ def record_decision(
     change); the row commits only if all of that succeeded."""
     # Here, not at the top: loading a model (scoring, monitoring and its alert notifier
     # import this module) needs no database layer (SQLAlchemy and its driver, ~0.2 s).
-    from nuru_yield.db import get_engine
-    from nuru_yield.db.engine import database_errors, writer
+    from nuru_yield.db.engine import database_errors, get_engine, writer
     from nuru_yield.db.schema import model_promotions
 
     decided_at = dt.datetime.now(dt.UTC)

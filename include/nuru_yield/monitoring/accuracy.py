@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from nuru_yield.features import KEY_COLUMNS
+from nuru_yield.features.columns import KEY_COLUMNS
 from nuru_yield.models.intervals import dap_bucket
 
 GROUP_COLUMNS = ["season", "season_year", "model_name", "model_version", "lead_time_days"]

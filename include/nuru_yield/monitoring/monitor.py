@@ -27,8 +27,9 @@ import pandas as pd
 
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LakeError
-from nuru_yield.features import FEATURE_COLUMNS, load_raw
+from nuru_yield.features.columns import FEATURE_COLUMNS
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
+from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
 from nuru_yield.models.intervals import training_buckets
 from nuru_yield.models.loaded import load_model
@@ -218,7 +219,7 @@ def update_realized_accuracy(
     earlier run for this date."""
     import sqlalchemy as sa
 
-    from nuru_yield.db import replace_rows
+    from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import model_performance
 
     labels = _labels(lake)
@@ -321,7 +322,7 @@ def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
 
 
 def write_drift_rows(engine: sa.Engine, run_date: dt.date, report: DriftReport) -> int:
-    from nuru_yield.db import replace_rows
+    from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import drift_reports
 
     columns = {c.name for c in drift_reports.columns} - {"id", "run_date"}
@@ -344,7 +345,7 @@ def run_monitoring(
     """Monitor one run date (see the module doc). ``predictor`` overrides the model that
     predicts the reference rows (default: the version that scored D), ``evaluation`` where
     the champion's evaluation metrics come from (default: its MLflow run)."""
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
 
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nuru_yield.features import RawInputs, compute_features
-from nuru_yield.features.compute import prepare_plots
+from nuru_yield.features.compute import compute_features, prepare_plots
+from nuru_yield.features.raw import RawInputs
 
 STRATUM = ["season", "season_year", "county", "planting_window"]
 _POOL_STRATUM = ["season", "stratum_year", "county", "planting_window"]  # history's side

@@ -2,36 +2,10 @@
 and "Scale-out"): every in-progress plot-season of a run date scored by the ``@champion`` model (and ``@challenger`` in shadow) into the
 ``predictions`` partition of that date and the parquet prediction log.
 
-Public interface:
+Import from the defining module (this file imports nothing). Public interface:
 
-* :func:`score` — the whole run in one process (``nuru-yield score``);
-* :func:`prepare_run` → :class:`ScoringPlan`, :func:`score_shard`, :func:`publish_run`,
-  :func:`fail_run` — the steps the ``batch_scoring`` DAG's tasks call;
-* :func:`score_batch`, :func:`drivers_json` — the pure scoring of one record batch.
+* :mod:`.run` — ``score``, the whole run in one process (``nuru-yield score``);
+  ``prepare_run`` → ``ScoringPlan``, ``score_shard``, ``publish_run``, ``fail_run``, the
+  steps the ``batch_scoring`` DAG's tasks call;
+* :mod:`.batch` — ``score_batch``, ``drivers_json``: the pure scoring of one record batch.
 """
-
-from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, drivers_json, log_batch, score_batch
-from nuru_yield.scoring.run import (
-    ScoringPlan,
-    ShardResult,
-    fail_run,
-    prepare_run,
-    publish_run,
-    score,
-    score_shard,
-)
-
-__all__ = [
-    "LOG_SCHEMA",
-    "RunStamp",
-    "ScoringPlan",
-    "ShardResult",
-    "drivers_json",
-    "fail_run",
-    "log_batch",
-    "prepare_run",
-    "publish_run",
-    "score",
-    "score_batch",
-    "score_shard",
-]

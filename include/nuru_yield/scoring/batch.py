@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA
 from nuru_yield.errors import ForecastIntegrityError
-from nuru_yield.features import FEATURE_COLUMNS
+from nuru_yield.features.columns import FEATURE_COLUMNS
 
 if TYPE_CHECKING:
     from nuru_yield.models.loaded import ServingModel

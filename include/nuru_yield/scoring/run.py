@@ -48,10 +48,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from nuru_yield.config import get_settings
-from nuru_yield.db import discard, get_engine, publish, stage, upgrade
-from nuru_yield.db.engine import database_errors, writer
-from nuru_yield.db.loader import staged_rows
+from nuru_yield.db.engine import database_errors, get_engine, writer
+from nuru_yield.db.loader import discard, publish, stage, staged_rows
 from nuru_yield.db.locks import is_free, run_date_lock
+from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import predictions, scoring_runs
 from nuru_yield.errors import (
     DataValidationError,
@@ -60,7 +60,7 @@ from nuru_yield.errors import (
     NoPlotsInProgressError,
     NuruError,
 )
-from nuru_yield.features import OUTPUT_SCHEMA
+from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.lake import Lake, part_row_groups
 from nuru_yield.models.loaded import load_model
 from nuru_yield.models.registry import alias_version, mlflow_client, registry_errors

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.errors import TrainingError
-from nuru_yield.features import KEY_COLUMNS, RawInputs, training_rows
 from nuru_yield.features.checks import Check, failing_any, reasons
-from nuru_yield.features.columns import SEASONS
+from nuru_yield.features.columns import KEY_COLUMNS, SEASONS
+from nuru_yield.features.compute import training_rows
+from nuru_yield.features.raw import RawInputs
 
 TARGET = "yield_kg_per_ha"
 SEASON_ORDER = {name: order for order, name in enumerate(SEASONS)}  # Long Rains come first

@@ -17,8 +17,9 @@ import pandas as pd
 
 from nuru_yield.config import get_settings
 from nuru_yield.errors import DataValidationError, LakeError, RegistryError, TrainingError
-from nuru_yield.features import FEATURE_COLUMNS, load_raw
+from nuru_yield.features.columns import FEATURE_COLUMNS
 from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
+from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
 from nuru_yield.models.intervals import training_buckets
 from nuru_yield.models.loaded import ServingModel, holdout_uri, load_model

@@ -190,7 +190,7 @@ def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> I
     import numpy as np
     import pyarrow as pa
 
-    from nuru_yield.db import PREDICTION_ARROW_SCHEMA
+    from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA
 
     generator = np.random.default_rng(seed)
     counties = np.array(["Nakuru", "Kakamega", "Bungoma", "Trans Nzoia", "Machakos", "Kitui"])
@@ -230,7 +230,9 @@ def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> I
 
 def load_predictions(url: str, rows: int) -> float:
     """Create the schema and load the rows as one nightly partition; returns seconds."""
-    from nuru_yield.db import get_engine, replace_partition, upgrade
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.loader import replace_partition
+    from nuru_yield.db.migrations import upgrade
     from nuru_yield.progress import track
 
     started = time.perf_counter()

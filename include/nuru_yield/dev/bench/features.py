@@ -4,7 +4,7 @@ Builds the raw contract for N plot-seasons in progress on one date (a regular gr
 3,510 weather cells, 15 NDVI observations per plot-season, a sprinkling of bad rows and
 bad observations), then times, each in a fresh process:
 
-* the system: :func:`nuru_yield.features.materialize` (load, compute, GE validation gate,
+* the system: :func:`nuru_yield.features.materialize.materialize` (load, compute, GE validation gate,
   atomic writes), and
 * the reference: one hand-written DuckDB SQL query computing the same aggregates over the
   same files and writing them to parquet (no validation, no quarantine; it finds the
@@ -295,7 +295,7 @@ def run_reference(root: str, out: str, season_max_days: int, grid: Grid = KENYA)
 
 def run_system(lake_url: str, run_date: str) -> int:
     """Materialize one date (in its own process); returns the rows written."""
-    from nuru_yield.features import materialize
+    from nuru_yield.features.materialize import materialize
 
     return materialize(Lake(lake_url), run_date).rows
 

@@ -51,38 +51,38 @@ def default_shards(plots: int) -> int:
 
 # --- the steps, each run in a fresh process ----------------------------------------------
 def features_prepare(run_date: str, shards: int) -> dict[str, Any]:
-    from nuru_yield.features import prepare_features
+    from nuru_yield.features.materialize import prepare_features
     from nuru_yield.lake import Lake
 
     return prepare_features(Lake.from_settings(), run_date, shards).as_dict()
 
 
 def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.features import materialize_shard
+    from nuru_yield.features.materialize import materialize_shard
 
     return materialize_shard(plan, shard).as_dict()
 
 
 def features_publish(plan: dict[str, Any]) -> dict[str, Any]:
-    from nuru_yield.features import publish_features
+    from nuru_yield.features.materialize import publish_features
 
     return publish_features(plan).as_dict()
 
 
 def scoring_prepare(run_date: str, shards: int) -> dict[str, Any]:
-    from nuru_yield.scoring import prepare_run
+    from nuru_yield.scoring.run import prepare_run
 
     return prepare_run(run_date, shards).as_dict()
 
 
 def scoring_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.scoring import score_shard
+    from nuru_yield.scoring.run import score_shard
 
     return score_shard(plan, shard).as_dict()
 
 
 def scoring_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
-    from nuru_yield.scoring import publish_run
+    from nuru_yield.scoring.run import publish_run
 
     return publish_run(plan, shards)
 
@@ -185,7 +185,7 @@ def run_bench(
     workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Set up the lake, database and model; run the night and the baseline; print JSON."""
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
     from nuru_yield.dev.bench.features import RUN_DATE, build_raw
     from nuru_yield.dev.bench.scoring import bench_params, train_model
     from nuru_yield.dev.local_services import scratch_database, throwaway_postgres

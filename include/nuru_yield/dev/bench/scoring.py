@@ -1,7 +1,7 @@
 """``nuru-yield bench scoring --plots N``: the nightly scorer end to end against bare
 baselines measured in the same run, on the same data and models.
 
-* ``seconds``: :func:`nuru_yield.scoring.score` — features parquet in → partition
+* ``seconds``: :func:`nuru_yield.scoring.run.score` — features parquet in → partition
   published in PostgreSQL + prediction log written (one process, fresh, so its peak RSS
   is its own);
 * (a) ``baseline_predict_s``: the models' bare native predict on one in-memory matrix
@@ -196,8 +196,8 @@ def bare_predict() -> dict[str, float]:
 
 def bare_ingest() -> float:
     """(b): a bare binary COPY of the run's output rows (read from its log beforehand)."""
-    from nuru_yield.db import bare_ingest as ingest
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.loader import bare_ingest as ingest
     from nuru_yield.db.schema import PREDICTION_COLUMNS
     from nuru_yield.lake import Lake
     from nuru_yield.names import prediction_log_path
@@ -217,7 +217,7 @@ def naive(rows: int) -> float:
     import mlflow.pyfunc
     import pandas as pd
 
-    from nuru_yield.db import get_engine
+    from nuru_yield.db.engine import get_engine
     from nuru_yield.lake import Lake
     from nuru_yield.models.registry import mlflow_client
     from nuru_yield.names import MODEL_NAME, features_path
@@ -237,7 +237,7 @@ def naive(rows: int) -> float:
 
 def system(shards: int) -> dict[str, Any]:
     """The scorer end to end: features parquet in → partition published + log written."""
-    from nuru_yield.scoring import score
+    from nuru_yield.scoring.run import score
 
     return score(BENCH_DATE, shards=shards)
 
@@ -251,7 +251,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
     system and the baselines, each in a fresh process; print and return the JSON result."""
-    from nuru_yield.db import upgrade
+    from nuru_yield.db.migrations import upgrade
     from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
     from nuru_yield.lake import Lake
     from nuru_yield.names import features_path
