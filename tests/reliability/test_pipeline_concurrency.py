@@ -65,13 +65,8 @@ def test_other_nights_are_not_locked_and_shards_share_a_night(database: str) -> 
 
 
 @pytest.mark.postgres
-def test_a_waiting_run_proceeds_when_the_holder_finishes(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch, postgres_url: str
-) -> None:
-    from nuru_yield.config import reset_settings
-
-    monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
-    reset_settings()
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+def test_a_waiting_run_proceeds_when_the_holder_finishes(registry: Registry, database: str) -> None:
     write_features()
     engine = _engine()
     waiting = (
@@ -95,13 +90,10 @@ def test_a_waiting_run_proceeds_when_the_holder_finishes(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
 def test_two_runs_started_together_never_both_claim_the_night(
-    registry: Registry, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+    registry: Registry, database: str
 ) -> None:
-    from nuru_yield.config import reset_settings
-
-    monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
-    reset_settings()
     write_features()
     started = time.monotonic()
     processes = [cli("score", "--date", str(RUN_DATE), "--shards", "2") for _ in range(2)]
