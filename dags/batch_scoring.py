@@ -62,7 +62,7 @@ with DAG(
         """Check the features, resolve the model aliases once, open the run."""
         from nuru_yield.scoring.run import prepare_run
 
-        return prepare_run(resolve_run_date(context), dag_run_id=context["run_id"]).as_dict()
+        return prepare_run(resolve_run_date(context), dag_run_id=context["run_id"]).xcom()
 
     @task
     def shard_numbers(plan: dict[str, Any]) -> list[int]:
@@ -72,26 +72,30 @@ with DAG(
     @task
     def score_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
         """Stream, score and stage the plots of one shard; write its part of the log."""
+        from nuru_yield.scoring.run import ScoringPlan
         from nuru_yield.scoring.run import score_shard as score_one_shard
 
-        return score_one_shard(plan, shard).as_dict()
+        return score_one_shard(ScoringPlan.from_xcom(plan), shard).xcom()
 
     @task(outlets=[predictions])
-    def publish(plan: dict[str, Any], shards: list[dict[str, Any]], **context: Any) -> str:
+    def publish(
+        plan: dict[str, Any], shards: list[dict[str, Any]], **context: Any
+    ) -> dict[str, Any]:
         """Assemble the log, swap the partition in, close the run, update the asset."""
-        from nuru_yield.scoring.run import publish_run
+        from nuru_yield.scoring.run import ScoringPlan, ShardResult, publish_run
 
-        summary = publish_run(plan, list(shards))
+        results = [ShardResult.from_xcom(shard) for shard in shards]
+        published = publish_run(ScoringPlan.from_xcom(plan), results)
         announce(
             context,
             predictions,
-            summary["run_date"],
-            run_id=summary["run_id"],
-            rows=summary["rows"],
-            model_version=summary["model_version"],
-            uri=summary["prediction_log_uri"],
+            published.run_date,
+            run_id=published.run_id,
+            rows=published.rows,
+            model_version=published.model_version,
+            uri=published.prediction_log_uri,
         )
-        return summary["run_id"]
+        return published.xcom()
 
     plan = prepare()
     scored = score_shard.partial(plan=plan).expand(shard=shard_numbers(plan))

@@ -93,7 +93,7 @@ with DAG(
         """Drift, realized accuracy, reports and the alert decision for the run date."""
         from nuru_yield.monitoring.monitor import run_monitoring
 
-        return run_monitoring(dt.date.fromisoformat(resolve_run_date(context))).xcom()
+        return run_monitoring(resolve_run_date(context)).xcom()
 
     @task.short_circuit
     def retraining_needed(result: dict[str, Any]) -> bool:

@@ -61,7 +61,7 @@ with DAG(
         from nuru_yield.features.materialize import prepare_features
         from nuru_yield.lake import Lake
 
-        return prepare_features(Lake.from_settings(), resolve_run_date(context)).as_dict()
+        return prepare_features(Lake.from_settings(), resolve_run_date(context)).xcom()
 
     @task
     def shard_numbers(plan: dict[str, Any]) -> list[int]:
@@ -71,21 +71,25 @@ with DAG(
     @task
     def materialize_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
         """Read, compute and validate one shard's plot-seasons; stage its part."""
+        from nuru_yield.features.materialize import FeaturePlan
         from nuru_yield.features.materialize import materialize_shard as materialize_one_shard
 
-        return materialize_one_shard(plan, shard).as_dict()
+        return materialize_one_shard(FeaturePlan.from_xcom(plan), shard).xcom()
 
     @task(outlets=[plot_features])
-    def publish(plan: dict[str, Any], **context: Any) -> str:
+    def publish(plan: dict[str, Any], **context: Any) -> dict[str, Any]:
         """The gate over all shards; write the partition; announce it on `plot_features`."""
-        from nuru_yield.features.materialize import publish_features, published_partition
-        from nuru_yield.lake import Lake
+        from nuru_yield.features.materialize import FeaturePlan, publish_features
 
-        lake = Lake.from_settings()
-        publish_features(plan, lake)
-        partition = published_partition(lake, plan["run_date"])
-        announce(context, plot_features, **partition)
-        return partition["uri"]
+        published = publish_features(FeaturePlan.from_xcom(plan))
+        announce(
+            context,
+            plot_features,
+            published.run_date,
+            uri=published.features_uri,
+            rows=published.rows,
+        )
+        return published.xcom()
 
     plan = prepare()
     staged = materialize_shard.partial(plan=plan).expand(shard=shard_numbers(plan))

@@ -66,52 +66,51 @@ with DAG(
 ):
 
     @task
-    def build_training_set(**context: Any) -> dict[str, str]:
-        """Labelled feature rows → the lake; returns the run date and the set's lake path."""
+    def build_training_set(**context: Any) -> dict[str, Any]:
+        """Labelled feature rows → the lake; the run date and the set's lake path."""
         from nuru_yield.training.pipeline import build_training_set as build
 
-        run_date = resolve_run_date(context)
-        return {"run_date": run_date, "path": build(dt.date.fromisoformat(run_date))}
+        return build(resolve_run_date(context)).xcom()
 
     @task
-    def train_candidates(training_set: dict[str, str]) -> dict[str, Any]:
-        """Fit, calibrate, evaluate and log every candidate; returns run ids and metrics."""
+    def train_candidates(training_set: dict[str, Any]) -> dict[str, Any]:
+        """Fit, calibrate, evaluate and log every candidate; their run ids and metrics."""
+        from nuru_yield.training.pipeline import TrainingSet
         from nuru_yield.training.pipeline import train_candidates as train
 
-        run_date = dt.date.fromisoformat(training_set["run_date"])
-        return train(run_date, training_set["path"])
+        return train(TrainingSet.from_xcom(training_set)).xcom()
 
     @task
-    def evaluate(training_set: dict[str, str], candidates: dict[str, Any]) -> dict[str, Any]:
+    def evaluate(training_set: dict[str, Any], candidates: dict[str, Any]) -> dict[str, Any]:
         """Register the ensemble; measure it, the champion and the naive reference alike."""
-        from nuru_yield.training.candidates import ENSEMBLE
-        from nuru_yield.training.pipeline import evaluate_candidate
+        from nuru_yield.training.pipeline import CandidateRuns, TrainingSet, evaluate_candidate
 
-        return evaluate_candidate(training_set["path"], candidates["runs"][ENSEMBLE])
+        ensemble_run = CandidateRuns.from_xcom(candidates).ensemble_run
+        return evaluate_candidate(TrainingSet.from_xcom(training_set), ensemble_run).xcom()
 
     @task
     def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
         """The verdict: promote or not, and why (the season × county table in the log)."""
-        from nuru_yield.training.pipeline import decide_promotion
+        from nuru_yield.training.pipeline import Evaluation, decide_promotion
 
-        return decide_promotion(evaluation)
+        return decide_promotion(Evaluation.from_xcom(evaluation)).xcom()
 
     @task(outlets=[champion_moves])
     def promote(verdict: dict[str, Any], **context: Any) -> dict[str, Any]:
         """Record the verdict; on promotion move `@champion` and update `champion_model`."""
-        from nuru_yield.training.pipeline import apply_decision
+        from nuru_yield.training.pipeline import Verdict, apply_decision
 
-        outcome = apply_decision(verdict, dag_run_id=context["run_id"])
-        if outcome["alias_moved"]:
+        outcome = apply_decision(Verdict.from_xcom(verdict), dag_run_id=context["run_id"])
+        if outcome.alias_moved:
             context["outlet_events"][champion_moves].add(
                 champion_model,
                 extra={
-                    "run_date": resolve_run_date(context),
-                    "model_name": outcome["model_name"],
-                    "version": outcome["version"],
+                    "run_date": resolve_run_date(context).isoformat(),
+                    "model_name": outcome.model_name,
+                    "version": outcome.version,
                 },
             )
-        return outcome
+        return outcome.xcom()
 
     training_set = build_training_set()
     candidates = train_candidates(training_set)

@@ -157,16 +157,13 @@ def score(
     """Score every in-progress plot-season for one date (champion, and challenger in shadow)."""
     from nuru_yield.scoring.run import score as score_run
 
-    summary = score_run(date.date(), shards=shards)
+    published = score_run(date.date(), shards=shards)
+    challenger = published.challenger_version
     typer.echo(
-        f"{summary['run_date']}: {summary['plots_scored']:,} plots scored with "
-        f"v{summary['model_version']}"
-        + (
-            f" (+ challenger v{summary['challenger_version']})"
-            if summary["challenger_version"]
-            else ""
-        )
-        + f", {summary['rows']:,} rows published, log {summary['prediction_log_uri']}"
+        f"{published.run_date}: {published.plots_scored:,} plots scored with "
+        f"v{published.model_version}"
+        + (f" (+ challenger v{challenger})" if challenger else "")
+        + f", {published.rows:,} rows published, log {published.prediction_log_uri}"
     )
 
 

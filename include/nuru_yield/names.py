@@ -38,8 +38,12 @@ DRIFT = "monitoring/drift"
 PART_ROW_GROUPS = "nuru_yield.part_row_groups"
 
 
-def _day(date: dt.date | str) -> str:
-    return date if isinstance(date, str) else date.isoformat()
+def _day(date: dt.date) -> str:
+    """``YYYY-MM-DD`` of a run date; a string is refused, so that a caller that skipped
+    parsing one fails here rather than writing under a path nobody reads."""
+    if not isinstance(date, dt.date) or isinstance(date, dt.datetime):
+        raise TypeError(f"a run date is a datetime.date, not {type(date).__name__} {date!r}")
+    return date.isoformat()
 
 
 def weather_year_path(year: int, part: str = "part-0") -> str:
@@ -62,7 +66,7 @@ def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
     return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
 
 
-def parts_dir(prefix: str, date: dt.date | str) -> str:
+def parts_dir(prefix: str, date: dt.date) -> str:
     """Where the shards of a sharded step stage the ``{prefix}/{date}/`` partition until one
     publish step assembles it. ``_parts`` is invisible to dataset readers and to
     ``Lake.partition_dates``."""
@@ -71,7 +75,7 @@ def parts_dir(prefix: str, date: dt.date | str) -> str:
 
 def shard_part_path(
     prefix: str,
-    date: dt.date | str,
+    date: dt.date,
     shard: int,
     shards: int,
     name: str = "part",
@@ -81,46 +85,46 @@ def shard_part_path(
     return f"{parts_dir(prefix, date)}/{name}-{shard:04d}-of-{shards:04d}{suffix}"
 
 
-def features_path(date: dt.date | str) -> str:
+def features_path(date: dt.date) -> str:
     return f"{FEATURES}/{_day(date)}/plot_features.parquet"
 
 
-def rejected_path(date: dt.date | str) -> str:
+def rejected_path(date: dt.date) -> str:
     return f"{FEATURES}/{_day(date)}/rejected.parquet"
 
 
-def validation_path(date: dt.date | str) -> str:
+def validation_path(date: dt.date) -> str:
     return f"{FEATURES}/{_day(date)}/validation.json"
 
 
-def training_set_path(date: dt.date | str) -> str:
+def training_set_path(date: dt.date) -> str:
     """The training set built for a run date (passed between the training DAG's tasks)."""
     return f"{TRAINING}/{_day(date)}/training_set.parquet"
 
 
-def rejected_labels_path(date: dt.date | str) -> str:
+def rejected_labels_path(date: dt.date) -> str:
     """The harvest labels quarantined while building that training set."""
     return f"{TRAINING}/{_day(date)}/rejected_labels.parquet"
 
 
-def prediction_log_path(date: dt.date | str) -> str:
+def prediction_log_path(date: dt.date) -> str:
     return f"{PREDICTION_LOG}/{_day(date)}/predictions.parquet"
 
 
-def shard_log_path(date: dt.date | str, shard: int, shards: int) -> str:
+def shard_log_path(date: dt.date, shard: int, shards: int) -> str:
     """One scoring shard's part of the prediction log, until its publish step assembles it."""
     return shard_part_path(PREDICTION_LOG, date, shard, shards)
 
 
-def pending_log_path(date: dt.date | str, run_id: str) -> str:
+def pending_log_path(date: dt.date, run_id: str) -> str:
     """The night's assembled prediction log under its run's name, until the run's partition
     swap is done (then it is moved to :func:`prediction_log_path`)."""
     return f"{parts_dir(PREDICTION_LOG, date)}/run-{run_id}.parquet"
 
 
-def drift_report_path(date: dt.date | str) -> str:
+def drift_report_path(date: dt.date) -> str:
     return f"{DRIFT}/{_day(date)}/drift_report.json"
 
 
-def drift_html_path(date: dt.date | str) -> str:
+def drift_html_path(date: dt.date) -> str:
     return f"{DRIFT}/{_day(date)}/drift_report.html"

@@ -154,8 +154,8 @@ def run_date_params() -> dict[str, Param]:
     }
 
 
-def resolve_run_date(context: Mapping[str, Any]) -> str:
-    """The run date (``YYYY-MM-DD``) of a task: param, logical date or triggering asset event.
+def resolve_run_date(context: Mapping[str, Any]) -> dt.date:
+    """The run date of a task: param, logical date or triggering asset event.
 
     Logged, so the task log of a run whose id names no night (Airflow's own
     ``asset_triggered__<time>``, which no task can rename or annotate) says which it is."""
@@ -165,7 +165,7 @@ def resolve_run_date(context: Mapping[str, Any]) -> str:
         return _announced(_checked(str(given), "the run_date param"), "the run_date param")
     logical = context.get("logical_date")
     if logical is not None:
-        return _announced(logical.date().isoformat(), "the logical date")
+        return _announced(logical.date(), "the logical date")
     events = context.get("triggering_asset_events") or {}
     dates = sorted(
         str(event.extra["run_date"])
@@ -182,20 +182,21 @@ def resolve_run_date(context: Mapping[str, Any]) -> str:
     )
 
 
-def announce(context: Mapping[str, Any], asset: Asset, run_date: str, **extra: Any) -> None:
-    """Attach the run date (and e.g. the lake URI) to the asset event this task emits."""
-    context["outlet_events"][asset].extra = {"run_date": run_date, **extra}
+def announce(context: Mapping[str, Any], asset: Asset, run_date: dt.date, **extra: Any) -> None:
+    """Attach the run date (``YYYY-MM-DD``, and e.g. the lake URI) to the asset event this
+    task emits."""
+    context["outlet_events"][asset].extra = {"run_date": run_date.isoformat(), **extra}
 
 
-def _announced(run_date: str, source: str) -> str:
+def _announced(run_date: dt.date, source: str) -> dt.date:
     log.info("night %s (run date from %s)", run_date, source)
     return run_date
 
 
-def _checked(value: str, source: str) -> str:
+def _checked(value: str, source: str) -> dt.date:
     try:
         if _DATE.match(value):
-            return dt.date.fromisoformat(value).isoformat()
+            return dt.date.fromisoformat(value)
     except ValueError:
         pass
     raise ValueError(f"{source} {value!r} is not a date YYYY-MM-DD")

@@ -27,11 +27,12 @@ def event(run_date: str | None) -> SimpleNamespace:
 
 def test_the_run_date_param_wins_over_the_logical_date() -> None:
     context = {"params": {"run_date": "2025-05-01"}, "logical_date": LOGICAL}
-    assert resolve_run_date(context) == "2025-05-01"
+    assert resolve_run_date(context) == dt.date(2025, 5, 1)
 
 
 def test_without_a_param_the_logical_date_is_the_run_date() -> None:
-    assert resolve_run_date({"params": {"run_date": None}, "logical_date": LOGICAL}) == "2025-06-30"
+    no_param = {"params": {"run_date": None}, "logical_date": LOGICAL}
+    assert resolve_run_date(no_param) == dt.date(2025, 6, 30)
 
 
 def test_asset_triggered_runs_take_the_newest_run_date_of_their_events(
@@ -40,7 +41,7 @@ def test_asset_triggered_runs_take_the_newest_run_date_of_their_events(
     events = {plot_features: [event("2025-06-29"), event("2025-06-30")], predictions: [event(None)]}
     context = {"params": {}, "logical_date": None, "triggering_asset_events": events}
     with caplog.at_level(logging.INFO, logger="nuru_yield.orchestration"):
-        assert resolve_run_date(context) == "2025-06-30"
+        assert resolve_run_date(context) == dt.date(2025, 6, 30)
     # Airflow names such a run `asset_triggered__<time>`: the task log names the night.
     assert "night 2025-06-30 (run date from the triggering asset event)" in caplog.text
 
@@ -62,7 +63,8 @@ def test_a_missing_or_malformed_run_date_is_a_clear_error(
 
 def test_announce_puts_the_run_date_on_the_asset_event() -> None:
     outlet = SimpleNamespace(extra={})
-    announce({"outlet_events": {plot_features: outlet}}, plot_features, "2025-06-30", rows=3)
+    night = dt.date(2025, 6, 30)
+    announce({"outlet_events": {plot_features: outlet}}, plot_features, night, rows=3)
     assert outlet.extra == {"run_date": "2025-06-30", "rows": 3}
 
 

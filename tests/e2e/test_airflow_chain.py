@@ -56,7 +56,7 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     upgrade()
     small = TrainingParams(boosting_rounds=60, forest_rounds=30, forest_depth=8, num_leaves=15)
     summary = train(dt.date.fromisoformat(RUN_DATE), lake, params=small)
-    assert summary.outcome["decision"] == "promoted"
+    assert summary.outcome.decision == "promoted"
     return postgres_url
 
 

@@ -26,9 +26,10 @@ from nuru_yield.errors import RegistryError, TrainingError
 from nuru_yield.models.loaded import holdout_uri, load_model
 from nuru_yield.models.registry import alias_version, mlflow_client, promote_run, rollback
 from nuru_yield.names import CHAMPION, MODEL_NAME, PREVIOUS, RAW_YIELDS
-from nuru_yield.training.candidates import ENSEMBLE, NAIVE
+from nuru_yield.training.candidates import NAIVE
 from nuru_yield.training.dataset import seasons_of, temporal_split
 from nuru_yield.training.pipeline import (
+    PromotionOutcome,
     apply_decision,
     build_training_set,
     decide_promotion,
@@ -39,9 +40,9 @@ from tests.fixtures.training import SAMPLE_TRAINING_DATE, TrainedRounds
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _gate(rounds: TrainedRounds, which: str) -> dict[str, Any]:
+def _gate(rounds: TrainedRounds, which: str) -> PromotionOutcome:
     training_set = rounds.good_set if which == "good" else rounds.degraded_set
-    run_id = getattr(rounds, which)["runs"][ENSEMBLE]
+    run_id = getattr(rounds, which).ensemble_run
     evaluation = evaluate_candidate(training_set, run_id, rounds.lake)
     return apply_decision(decide_promotion(evaluation), dag_run_id="manual__test")
 
@@ -77,8 +78,8 @@ def _latest_production() -> list[str]:
 def test_first_version_is_promoted_when_it_beats_the_naive_reference(rounds):
     outcome = _gate(rounds, "good")
 
-    assert outcome["decision"] == "promoted"
-    assert outcome["alias_moved"]
+    assert outcome.decision == "promoted"
+    assert outcome.alias_moved
     assert _aliases() == {CHAMPION: "1"}
     [row] = _promotions()
     assert row["decision"] == "promoted"
@@ -95,8 +96,8 @@ def test_gate_refuses_a_degraded_candidate_and_records_why(rounds):
     _gate(rounds, "good")
     outcome = _gate(rounds, "degraded")
 
-    assert outcome["decision"] == "refused"
-    assert not outcome["alias_moved"]
+    assert outcome.decision == "refused"
+    assert not outcome.alias_moved
     assert _aliases() == {CHAMPION: "1"}  # untouched, and no `previous`
     refused = _promotions()[-1]
     assert refused["decision"] == "refused"
@@ -110,12 +111,12 @@ def test_gate_refuses_a_degraded_candidate_and_records_why(rounds):
 
 
 def test_better_candidate_is_promoted_and_the_old_champion_becomes_previous(rounds):
-    manual = promote_run(rounds.degraded["runs"][ENSEMBLE], MODEL_NAME, "Production")
+    manual = promote_run(rounds.degraded.ensemble_run, MODEL_NAME, "Production")
     assert (manual.decision, manual.candidate_version) == ("promoted", "1")
 
     outcome = _gate(rounds, "good")
 
-    assert outcome["decision"] == "promoted"
+    assert outcome.decision == "promoted"
     assert _aliases() == {CHAMPION: "2", PREVIOUS: "1"}
     gate_row = _promotions()[-1]
     assert (gate_row["candidate_version"], gate_row["previous_version"]) == ("2", "1")
@@ -124,7 +125,7 @@ def test_better_candidate_is_promoted_and_the_old_champion_becomes_previous(roun
 
 
 def test_rollback_restores_previous_and_is_recorded(rounds):
-    promote_run(rounds.degraded["runs"][ENSEMBLE])
+    promote_run(rounds.degraded.ensemble_run)
     _gate(rounds, "good")
 
     assert _latest_production() == ["2"]
@@ -153,18 +154,18 @@ def test_rollback_without_previous_fails_in_one_line(rounds, capsys):
 
 
 def test_champion_moved_during_evaluation_voids_the_promotion(rounds):
-    evaluation = evaluate_candidate(rounds.good_set, rounds.good["runs"][ENSEMBLE], rounds.lake)
-    promote_run(rounds.degraded["runs"][ENSEMBLE])  # lands between evaluation and decision
+    evaluation = evaluate_candidate(rounds.good_set, rounds.good.ensemble_run, rounds.lake)
+    promote_run(rounds.degraded.ensemble_run)  # lands between evaluation and decision
 
     outcome = apply_decision(decide_promotion(evaluation))
 
-    assert outcome["decision"] == "refused"
-    assert "moved from none to v2" in outcome["reason"]
+    assert outcome.decision == "refused"
+    assert "moved from none to v2" in outcome.reason
     assert _aliases() == {CHAMPION: "2"}
 
 
 def test_seed_script_registers_the_run_and_moves_the_production_alias(rounds, nuru_home):
-    run_id = rounds.good["runs"][ENSEMBLE]
+    run_id = rounds.good.ensemble_run
     script = REPO / "scripts" / "promote_model_to_production.py"
     done = subprocess.run(
         [sys.executable, str(script), "--run-id", run_id, "--model-name", MODEL_NAME],
@@ -212,7 +213,7 @@ def test_seed_script_from_a_python_without_the_project(tmp_path):
 
 
 def test_promote_refuses_unknown_stages_and_runs_without_a_model(rounds, capsys):
-    good, naive = rounds.good["runs"][ENSEMBLE], rounds.good["runs"][NAIVE]
+    good, naive = rounds.good.ensemble_run, rounds.good.runs[NAIVE]
     for argv, message in [
         (["--run-id", good, "--stage", "Archived"], "error: unknown stage 'Archived': use "),
         (["--run-id", naive], f"error: run {naive} has no model logged by nuru-yield training"),
@@ -229,7 +230,7 @@ def test_promote_refuses_unknown_stages_and_runs_without_a_model(rounds, capsys)
 
 def test_staging_moves_the_challenger_alias_only(rounds):
     _gate(rounds, "good")
-    decision = promote_run(rounds.degraded["runs"][ENSEMBLE], stage="Staging")
+    decision = promote_run(rounds.degraded.ensemble_run, stage="Staging")
     assert (decision.alias, decision.candidate_version) == ("challenger", "2")
     assert _aliases() == {CHAMPION: "1", "challenger": "2"}
     assert _stages() == {"1": "Production", "2": "Staging"}
@@ -240,10 +241,10 @@ def test_champion_is_the_refit_and_its_holdout_fit_reproduces_the_logged_evaluat
     uri = f"models:/{MODEL_NAME}@{CHAMPION}"
     served, holdout = load_model(uri), load_model(holdout_uri(uri))
     assert (served.name, served.version) == (MODEL_NAME, "1")
-    assert served.run_id == holdout.run_id == rounds.good["runs"][ENSEMBLE]
+    assert served.run_id == holdout.run_id == rounds.good.ensemble_run
     assert served.intervals == holdout.intervals  # calibrated once, on held-out seasons
 
-    split = temporal_split(rounds.lake.read_parquet(rounds.good_set).to_pandas())
+    split = temporal_split(rounds.lake.read_parquet(rounds.good_set.path).to_pandas())
     rows, actual = split.evaluation, split.evaluation["yield_kg_per_ha"].to_numpy()
     logged = mlflow_client().get_run(served.run_id).data.metrics
 
@@ -295,8 +296,9 @@ def test_training_set_uses_only_seasons_over_by_the_run_date(sample_lake):
     with pytest.raises(TrainingError, match="no labelled plot-season was over by 2021-06-01"):
         build_training_set(dt.date(2021, 6, 1), sample_lake)
 
-    path = build_training_set(SAMPLE_TRAINING_DATE, sample_lake)
-    frame = sample_lake.read_parquet(path).to_pandas()
+    training_set = build_training_set(SAMPLE_TRAINING_DATE, sample_lake)
+    assert training_set.run_date == SAMPLE_TRAINING_DATE
+    frame = sample_lake.read_parquet(training_set.path).to_pandas()
     assert sorted(frame["days_after_planting"].unique()) == [30, 60, 90, 120, 180]
     assert frame["yield_kg_per_ha"].notna().all()
     assert frame["season_year"].max() == 2023  # 2024's seasons are in progress, unlabelled

@@ -6,6 +6,8 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[2] / "include" / "nuru_yield"
 
 
@@ -19,10 +21,12 @@ def _imported_modules(path: Path) -> set[str]:
     return modules
 
 
-def test_shared_names_import_only_the_standard_library() -> None:
-    """Every part of the system may import ``nuru_yield.names``: it must not pull in
-    anything, neither a third-party package nor another module of this package."""
-    imported = _imported_modules(PACKAGE / "names.py")
+@pytest.mark.parametrize("module", ["names.py", "steps.py"])
+def test_shared_modules_import_only_the_standard_library(module: str) -> None:
+    """Every part of the system may import ``nuru_yield.names`` and ``nuru_yield.steps``:
+    they must not pull in anything, neither a third-party package nor another module of
+    this package."""
+    imported = _imported_modules(PACKAGE / module)
     assert imported, "the check parsed nothing"
     outside = {m for m in imported if m.partition(".")[0] not in sys.stdlib_module_names}
     assert outside == {"__future__"} or outside == set(), outside

@@ -4,7 +4,12 @@ it (the README's promotion step) without opening MLflow."""
 
 from __future__ import annotations
 
-from nuru_yield.training.pipeline import TrainingSummary
+from nuru_yield.training.pipeline import (
+    CandidateRuns,
+    PromotionOutcome,
+    TrainingSummary,
+    Verdict,
+)
 
 SEASON_COUNTY = "2024 Long Rains/Kitui"
 
@@ -26,22 +31,31 @@ def _metrics(rmse: float) -> dict[str, object]:
 
 def test_the_rendered_summary_names_the_run_to_promote() -> None:
     summary = TrainingSummary(
-        training_set="file:///lake/training/2025-06-15/training_set.parquet",
-        candidates={"metrics": {"Ensemble_VotingRegressor": _metrics(900.0)}},
-        verdict={
-            "run_id": "0123456789abcdef",
-            "evaluation_seasons": ["2024 Long Rains"],
-            "candidate": _metrics(900.0),
-            "naive": _metrics(1200.0),
-            "champion": None,
-            "champion_version": None,
-        },
-        outcome={
-            "model_name": "Ensemble_VotingRegressor",
-            "version": "3",
-            "decision": "promoted",
-            "reason": "first version",
-        },
+        training_set_uri="file:///lake/training/2025-06-15/training_set.parquet",
+        candidates=CandidateRuns(
+            runs={"Ensemble_VotingRegressor": "0123456789abcdef"},
+            metrics={"Ensemble_VotingRegressor": _metrics(900.0)},
+        ),
+        verdict=Verdict(
+            model_name="Ensemble_VotingRegressor",
+            run_id="0123456789abcdef",
+            evaluation_seasons=["2024 Long Rains"],
+            candidate_version="3",
+            champion_version=None,
+            candidate=_metrics(900.0),
+            champion=None,
+            champion_error=None,
+            naive=_metrics(1200.0),
+            promote=True,
+            reason="first version",
+        ),
+        outcome=PromotionOutcome(
+            model_name="Ensemble_VotingRegressor",
+            version="3",
+            decision="promoted",
+            alias_moved=True,
+            reason="first version",
+        ),
     )
     lines = summary.render().splitlines()
     assert lines[-1] == (

@@ -41,9 +41,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -60,6 +60,7 @@ from nuru_yield.features.validation import ValidationReport, combine, validate
 from nuru_yield.lake import Lake
 from nuru_yield.progress import peak_rss_mb, track
 from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
+from nuru_yield.steps import StepResult
 
 if TYPE_CHECKING:
     from nuru_yield.config import Settings
@@ -74,43 +75,34 @@ REJECTED_PART, REPORT_PART = "rejected", "report"
 
 
 @dataclass(frozen=True)
-class FeaturePlan:
+class FeaturePlan(StepResult):
     """What every step of one feature run shares (passed between Airflow tasks via XCom):
     the shards read these values, not their own settings, so that all of them agree."""
 
     run_id: str
-    run_date: str
+    run_date: dt.date
     shards: int
     season_max_days: int
     threshold: float
     weather_max_lag_days: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> FeaturePlan:
-        return cls(**payload)
-
-    @property
-    def day(self) -> dt.date:
-        return dt.date.fromisoformat(self.run_date)
-
     @property
     def window_start(self) -> dt.date:
         """First day any plot-season in progress on the run date can need."""
-        return self.day - dt.timedelta(days=self.season_max_days)
+        return self.run_date - dt.timedelta(days=self.season_max_days)
 
     def part(self, shard: int, name: str, suffix: str = ".parquet") -> str:
-        return names.shard_part_path(names.FEATURES, self.day, shard, self.shards, name, suffix)
+        return names.shard_part_path(
+            names.FEATURES, self.run_date, shard, self.shards, name, suffix
+        )
 
     @property
     def inputs_report(self) -> str:
-        return f"{names.parts_dir(names.FEATURES, self.day)}/inputs.json"
+        return f"{names.parts_dir(names.FEATURES, self.run_date)}/inputs.json"
 
 
-@dataclass
-class FeatureShardResult:
+@dataclass(frozen=True)
+class FeatureShardResult(StepResult):
     """What one shard staged (small, for XCom and ``validation.json``)."""
 
     shard: int
@@ -121,15 +113,12 @@ class FeatureShardResult:
     peak_rss_mb: float = 0.0
     host: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class MaterializeResult:
-    """What a run wrote: URIs and row counts (small and JSON-friendly, fit for XCom)."""
+class MaterializeResult(StepResult):
+    """What a run published: URIs and row counts (the asset event's ``extra``)."""
 
-    run_date: str
+    run_date: dt.date
     features_uri: str
     rejected_uri: str
     validation_uri: str
@@ -137,27 +126,20 @@ class MaterializeResult:
     rejected: int
     shards: int = 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _plan(plan: FeaturePlan | Mapping[str, Any]) -> FeaturePlan:
-    return plan if isinstance(plan, FeaturePlan) else FeaturePlan.from_dict(plan)
-
 
 def prepare_features(
     lake: Lake,
-    run_date: dt.date | str,
+    run_date: dt.date,
     shards: int | None = None,
     settings: Settings | None = None,
 ) -> FeaturePlan:
     """Open a feature run for ``run_date`` (see the module docstring)."""
     started = time.perf_counter()
     settings = settings or get_settings()
-    day = dt.date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
+    day = run_date
     plan = FeaturePlan(
         run_id=f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}",
-        run_date=day.isoformat(),
+        run_date=day,
         shards=shards or settings.feature_shards,
         season_max_days=settings.season_max_days,
         threshold=settings.validation_max_bad_share,
@@ -206,14 +188,13 @@ def prepare_features(
 
 
 def materialize_shard(
-    plan: FeaturePlan | Mapping[str, Any], shard: int, lake: Lake | None = None
+    plan: FeaturePlan, shard: int, lake: Lake | None = None
 ) -> FeatureShardResult:
     """Compute, validate and stage the features of one shard (see the module docstring)."""
-    plan = _plan(plan)
     if not 0 <= shard < plan.shards:
         raise ValueError(f"shard must be between 0 and {plan.shards - 1}, got {shard}")
     lake = lake or Lake.from_settings()
-    day = plan.day
+    day = plan.run_date
     seconds: dict[str, float] = {}
     preload = _import_in_background("great_expectations")
     with _timed(seconds, "load", shard):
@@ -261,7 +242,7 @@ def materialize_shard(
     )
     lake.write_json(
         plan.part(shard, REPORT_PART, ".json"),
-        {"run_id": plan.run_id, "result": outcome.as_dict(), **report.to_json()},
+        {"run_id": plan.run_id, "result": outcome.xcom(), **report.to_json()},
     )
     log.info(
         "features %s shard %d/%d: %d plot-seasons, %d rejected, peak %.0f MB (%s)",
@@ -271,13 +252,10 @@ def materialize_shard(
     return outcome
 
 
-def publish_features(
-    plan: FeaturePlan | Mapping[str, Any], lake: Lake | None = None
-) -> MaterializeResult:
+def publish_features(plan: FeaturePlan, lake: Lake | None = None) -> MaterializeResult:
     """The gate over every shard, then the partition (see the module docstring)."""
-    plan = _plan(plan)
     lake = lake or Lake.from_settings()
-    day = plan.day
+    day = plan.run_date
     started = time.perf_counter()
     done = _already_published(lake, plan)
     if done is not None:
@@ -289,7 +267,7 @@ def publish_features(
         season_max_days=plan.season_max_days,
         weather_max_lag_days=plan.weather_max_lag_days,
     )
-    results = [FeatureShardResult(**payload["result"]) for payload in shard_reports]
+    results = [FeatureShardResult.from_xcom(payload["result"]) for payload in shard_reports]
     features_path = names.features_path(day)
     if report.passed:
         features_uri, rows = _assemble(lake, plan, FEATURES_PART, features_path, OUTPUT_SCHEMA)
@@ -309,7 +287,7 @@ def publish_features(
         "run_id": plan.run_id,
         **report.to_json(),
         "seconds": seconds,
-        "shards": [r.as_dict() for r in results],
+        "shards": [r.xcom() for r in results],
         "unbucketed_ndvi_files": inputs["unbucketed_ndvi_files"],
     }
     validation_uri = lake.write_json(names.validation_path(day), payload)
@@ -326,7 +304,7 @@ def publish_features(
     )
     report.raise_on_failure()
     return MaterializeResult(
-        run_date=day.isoformat(),
+        run_date=day,
         features_uri=features_uri,
         rejected_uri=rejected_uri,
         validation_uri=validation_uri,
@@ -338,7 +316,7 @@ def publish_features(
 
 def materialize(
     lake: Lake,
-    run_date: dt.date | str,
+    run_date: dt.date,
     settings: Settings | None = None,
     shards: int | None = None,
 ) -> MaterializeResult:
@@ -347,20 +325,6 @@ def materialize(
     for shard in track(range(plan.shards), f"features {plan.run_date}"):
         materialize_shard(plan, shard, lake)
     return publish_features(plan, lake)
-
-
-def published_partition(lake: Lake, run_date: dt.date | str) -> dict[str, Any]:
-    """Check that ``features/{D}/`` holds a passed run; its URI and row count.
-
-    Raises :class:`~nuru_yield.errors.LakeError` when the partition is missing or its
-    ``validation.json`` does not say ``passed``.
-    """
-    day = run_date if isinstance(run_date, str) else run_date.isoformat()
-    status = lake.read_json(names.validation_path(day)).get("status")
-    if status != "passed":
-        raise LakeError(f"{lake.uri(names.validation_path(day))} says {status!r}, not 'passed'")
-    rows = lake.open_parquet(names.features_path(day)).metadata.num_rows
-    return {"run_date": day, "uri": lake.uri(names.features_path(day)), "rows": rows}
 
 
 def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -379,7 +343,7 @@ def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[d
     if others:
         raise LakeError(
             f"cannot publish features {plan.run_date}: parts of other runs {sorted(others)} "
-            f"in {lake.uri(names.parts_dir(names.FEATURES, plan.day))}; rerun from prepare"
+            f"in {lake.uri(names.parts_dir(names.FEATURES, plan.run_date))}; rerun from prepare"
         )
     return inputs, shard_reports
 
@@ -407,7 +371,7 @@ def _run_of(lake: Lake, path: str) -> str | None:
 def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | None:
     """The result of this run when its ``validation.json`` is already written (a retried
     publish whose first try got that far); None otherwise."""
-    path = names.validation_path(plan.day)
+    path = names.validation_path(plan.run_date)
     if not lake.exists(path):
         return None
     payload = lake.read_json(path)
@@ -415,14 +379,14 @@ def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | Non
         return None
     report = ValidationReport.from_json(payload)
     report.raise_on_failure()
-    features = names.features_path(plan.day)
+    features = names.features_path(plan.run_date)
     return MaterializeResult(
         run_date=plan.run_date,
         features_uri=lake.uri(features),
-        rejected_uri=lake.uri(names.rejected_path(plan.day)),
+        rejected_uri=lake.uri(names.rejected_path(plan.run_date)),
         validation_uri=lake.uri(path),
         rows=lake.open_parquet(features).metadata.num_rows,
-        rejected=lake.open_parquet(names.rejected_path(plan.day)).metadata.num_rows,
+        rejected=lake.open_parquet(names.rejected_path(plan.run_date)).metadata.num_rows,
         shards=plan.shards,
     )
 

@@ -41,7 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -78,6 +78,7 @@ from nuru_yield.names import (
 from nuru_yield.progress import track
 from nuru_yield.scoring.batch import LOG_SCHEMA, RunStamp, log_batch, score_batch
 from nuru_yield.sharding import shard_of
+from nuru_yield.steps import StepResult
 
 if TYPE_CHECKING:
     from nuru_yield.models.loaded import ServingModel
@@ -92,10 +93,6 @@ RUNNING, SUCCESS, FAILED = "running", "success", "failed"
 NO_PLOTS_IN_PROGRESS = "no_plots_in_progress"
 
 
-def _day(value: dt.date | str) -> dt.date:
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-
-
 def _run_lock(
     day: dt.date, step: str, shared: bool = False
 ) -> contextlib.AbstractContextManager[None]:
@@ -105,28 +102,17 @@ def _run_lock(
 
 
 @dataclass(frozen=True)
-class ScoringPlan:
+class ScoringPlan(StepResult):
     """What every step of one run shares (passed between Airflow tasks via XCom)."""
 
     run_id: str
-    run_date: str
+    run_date: dt.date
     shards: int
     model_name: str
     champion_version: str
     challenger_version: str | None
     features_uri: str
-    started_at: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, payload: Mapping[str, Any]) -> ScoringPlan:
-        return cls(**payload)
-
-    @property
-    def day(self) -> dt.date:
-        return dt.date.fromisoformat(self.run_date)
+    started_at: dt.datetime
 
     @property
     def aliases(self) -> dict[str, str]:
@@ -137,15 +123,29 @@ class ScoringPlan:
         return scored
 
 
-@dataclass
-class ShardResult:
+@dataclass(frozen=True)
+class ShardResult(StepResult):
+    """What one shard scored and staged, and where its time went."""
+
     shard: int
     plots: int
     rows: int
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class ScoringResult(StepResult):
+    """A published night: what the ``predictions`` asset event and ``scoring_runs`` say."""
+
+    run_id: str
+    run_date: dt.date
+    model_version: str
+    challenger_version: str | None
+    plots_scored: int
+    plots_rejected: int | None
+    rows: int
+    prediction_log_uri: str
+    seconds: dict[str, float]
 
 
 def _update_run(run_id: str, **values: Any) -> None:
@@ -169,13 +169,13 @@ def resolve_versions(model_name: str) -> tuple[str, str | None]:
 
 
 def prepare_run(
-    run_date: dt.date | str,
+    run_date: dt.date,
     shards: int | None = None,
     dag_run_id: str | None = None,
     lake: Lake | None = None,
 ) -> ScoringPlan:
     """Check inputs, resolve the models once and open the run (see the module docstring)."""
-    day = _day(run_date)
+    day = run_date
     lake = lake or Lake.from_settings()
     shards = shards or get_settings().scoring_shards
     features = features_path(day)
@@ -240,13 +240,13 @@ def _open_run(
     started = dt.datetime.now(dt.UTC)
     plan = ScoringPlan(
         run_id=run_id,
-        run_date=day.isoformat(),
+        run_date=day,
         shards=shards,
         model_name=MODEL_NAME,
         champion_version=champion,
         challenger_version=challenger,
         features_uri=lake.uri(features_path(day)),
-        started_at=started.isoformat(),
+        started_at=started,
     )
     engine = get_engine()
     discard(engine, day)
@@ -339,7 +339,9 @@ def _pending_logs(lake: Lake) -> dict[str, dt.date]:
         folder, name = path.split("/")[-2:]
         if name.startswith("run-"):
             with contextlib.suppress(ValueError):
-                pending[name.removeprefix("run-").removesuffix(".parquet")] = _day(folder)
+                pending[name.removeprefix("run-").removesuffix(".parquet")] = dt.date.fromisoformat(
+                    folder
+                )
     return pending
 
 
@@ -482,14 +484,13 @@ class _BackgroundStage:
 
 
 def score_shard(
-    plan: ScoringPlan | Mapping[str, Any],
+    plan: ScoringPlan,
     shard: int,
     lake: Lake | None = None,
     models: Mapping[str, ServingModel] | None = None,
 ) -> ShardResult:
     """Score, stage and log the plots of one shard (see the module docstring)."""
-    plan = plan if isinstance(plan, ScoringPlan) else ScoringPlan.from_dict(plan)
-    with _recording_failure(plan), _run_lock(plan.day, "shard", shared=True):
+    with _recording_failure(plan), _run_lock(plan.run_date, "shard", shared=True):
         return _score_shard(plan, shard, lake or Lake.from_settings(), models)
 
 
@@ -501,37 +502,44 @@ def _score_shard(
     started = time.perf_counter()
     models = models or load_models(plan)
     loaded = time.perf_counter() - started
-    result = ShardResult(shard=shard, plots=0, rows=0, seconds={"load_models": loaded})
-    stamp = RunStamp(plan.day, plan.run_id, dt.datetime.fromisoformat(plan.started_at))
+    stamp = RunStamp(plan.run_date, plan.run_id, plan.started_at)
     loader = _BackgroundStage(
-        lambda batches: stage(engine, plan.day, _staging(batches), shard, plan.shards)
+        lambda batches: stage(engine, plan.run_date, _staging(batches), shard, plan.shards)
     )
-    timings = {"score": 0.0}
+    counted = {"score": 0.0, "plots": 0, "rows": 0}
 
     def scored() -> Iterator[pa.RecordBatch]:
-        for features in _shard_batches(lake, features_path(plan.day), shard, plan.shards):
+        for features in _shard_batches(lake, features_path(plan.run_date), shard, plan.shards):
             tick = time.perf_counter()
             for alias, model in models.items():
                 rows = score_batch(features, model, alias, stamp)
-                timings["score"] += time.perf_counter() - tick
+                counted["score"] += time.perf_counter() - tick
                 loader.put(rows)
                 yield log_batch(rows, features)
                 tick = time.perf_counter()
-                result.rows += rows.num_rows
-            result.plots += features.num_rows
+                counted["rows"] += rows.num_rows
+            counted["plots"] += features.num_rows
 
     try:
         lake.write_parquet_batches(
-            shard_log_path(plan.day, shard, plan.shards), LOG_SCHEMA, scored()
+            shard_log_path(plan.run_date, shard, plan.shards), LOG_SCHEMA, scored()
         )
         staged = loader.finish()
     except BaseException:
         loader.abort()
         raise
-    if staged != result.rows:
-        raise RuntimeError(f"shard {shard}: scored {result.rows} rows but staged {staged}")
-    result.seconds["score"] = timings["score"]
-    result.seconds["total"] = time.perf_counter() - started
+    if staged != counted["rows"]:
+        raise RuntimeError(f"shard {shard}: scored {counted['rows']} rows but staged {staged}")
+    result = ShardResult(
+        shard=shard,
+        plots=int(counted["plots"]),
+        rows=int(counted["rows"]),
+        seconds={
+            "load_models": loaded,
+            "score": counted["score"],
+            "total": time.perf_counter() - started,
+        },
+    )
     log.info(
         "shard %d/%d: %d plots, %d rows in %.1fs", shard, plan.shards, result.plots,
         result.rows, result.seconds["total"],
@@ -583,8 +591,8 @@ def _assemble_log(plan: ScoringPlan, lake: Lake) -> int:
     """The night's prediction log, from the shards' parts, as the run's pending file: the
     one part moved (no rewrite), or the parts concatenated. A retry finds the file it
     assembled before. Returns its row count."""
-    pending = pending_log_path(plan.day, plan.run_id)
-    parts = [shard_log_path(plan.day, shard, plan.shards) for shard in range(plan.shards)]
+    pending = pending_log_path(plan.run_date, plan.run_id)
+    parts = [shard_log_path(plan.run_date, shard, plan.shards) for shard in range(plan.shards)]
     missing = [shard for shard, part in enumerate(parts) if not lake.exists(part)]
     if missing and lake.exists(pending):  # assembled by an earlier attempt
         return lake.open_parquet(pending).metadata.num_rows
@@ -621,40 +629,36 @@ def _log_run_id(lake: Lake, path: str) -> str | None:
 
 
 def publish_run(
-    plan: ScoringPlan | Mapping[str, Any],
-    shard_results: Sequence[ShardResult | Mapping[str, Any]],
-    lake: Lake | None = None,
-) -> dict[str, Any]:
-    """Assemble the prediction log, publish the partition, close the run; returns a summary."""
-    plan = plan if isinstance(plan, ScoringPlan) else ScoringPlan.from_dict(plan)
-    results = [r if isinstance(r, ShardResult) else ShardResult(**r) for r in shard_results]
-    with _recording_failure(plan), _run_lock(plan.day, "publish"):
-        return _publish_run(plan, results, lake or Lake.from_settings())
+    plan: ScoringPlan, shard_results: Sequence[ShardResult], lake: Lake | None = None
+) -> ScoringResult:
+    """Assemble the prediction log, publish the partition, close the run."""
+    with _recording_failure(plan), _run_lock(plan.run_date, "publish"):
+        return _publish_run(plan, shard_results, lake or Lake.from_settings())
 
 
-def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> dict[str, Any]:
+def _publish_run(plan: ScoringPlan, results: Sequence[ShardResult], lake: Lake) -> ScoringResult:
 
     engine = get_engine()
     started = time.perf_counter()
     assembled_s = 0.0
-    if _served_run_id(plan.day) == plan.run_id:  # a retry: the swap went through before
-        log_uri, rows = _commit_log(lake, plan.day, plan.run_id)
+    if _served_run_id(plan.run_date) == plan.run_id:  # a retry: the swap went through before
+        log_uri, rows = _commit_log(lake, plan.run_date, plan.run_id)
     else:
         log_rows = _assemble_log(plan, lake)
         assembled_s = time.perf_counter() - started
-        staged = staged_rows(engine, plan.day)
+        staged = staged_rows(engine, plan.run_date)
         if staged != log_rows:
             raise NuruError(
                 f"cannot publish {plan.run_date}: {staged:,} rows are staged but the "
                 f"prediction log holds {log_rows:,}"
             )
         reached("before_swap")
-        rows = publish(engine, plan.day)
+        rows = publish(engine, plan.run_date)
         reached("after_swap")
-        log_uri, _ = _commit_log(lake, plan.day, plan.run_id)
+        log_uri, _ = _commit_log(lake, plan.run_date, plan.run_id)
     reached("after_log")
     for shard in range(plan.shards):
-        lake.delete(shard_log_path(plan.day, shard, plan.shards))
+        lake.delete(shard_log_path(plan.run_date, shard, plan.shards))
     seconds = {
         name: round(sum(r.seconds.get(name, 0.0) for r in results), 3)
         for name in ("load_models", "score", "total")
@@ -663,36 +667,35 @@ def _publish_run(plan: ScoringPlan, results: list[ShardResult], lake: Lake) -> d
     seconds["publish"] = round(time.perf_counter() - started - assembled_s, 3)
     finished = dt.datetime.now(dt.UTC)
     plots = sum(r.plots for r in results)
-    rejected = _rejected_count(lake, plan.day)
+    rejected = _rejected_count(lake, plan.run_date)
     _update_run(
         plan.run_id,
         status=SUCCESS,
         plots_scored=plots,
         plots_rejected=rejected,
         finished_at=finished,
-        duration_s=(finished - dt.datetime.fromisoformat(plan.started_at)).total_seconds(),
+        duration_s=(finished - plan.started_at).total_seconds(),
         timings=seconds,
         prediction_log_uri=log_uri,
     )
-    summary = {
-        "run_id": plan.run_id,
-        "run_date": plan.run_date,
-        "model_version": plan.champion_version,
-        "challenger_version": plan.challenger_version,
-        "plots_scored": plots,
-        "plots_rejected": rejected,
-        "rows": rows,
-        "prediction_log_uri": log_uri,
-        "seconds": seconds,
-    }
-    log.info("published %s: %s", plan.run_date, summary)
-    return summary
+    result = ScoringResult(
+        run_id=plan.run_id,
+        run_date=plan.run_date,
+        model_version=plan.champion_version,
+        challenger_version=plan.challenger_version,
+        plots_scored=plots,
+        plots_rejected=rejected,
+        rows=rows,
+        prediction_log_uri=log_uri,
+        seconds=seconds,
+    )
+    log.info("published %s: %s", plan.run_date, result.xcom())
+    return result
 
 
-def fail_run(plan: ScoringPlan | Mapping[str, Any], message: str) -> None:
+def fail_run(plan: ScoringPlan, message: str) -> None:
     """Mark a run failed (best effort: the database may be what failed). A retried step
     that then succeeds is recorded by :func:`publish_run`, which closes the run."""
-    plan = plan if isinstance(plan, ScoringPlan) else ScoringPlan.from_dict(plan)
     try:
         _update_run(
             plan.run_id,
@@ -715,15 +718,15 @@ def _recording_failure(plan: ScoringPlan) -> Iterator[None]:
 
 
 def score(
-    run_date: dt.date | str,
+    run_date: dt.date,
     shards: int | None = None,
     lake: Lake | None = None,
     dag_run_id: str | None = None,
-) -> dict[str, Any]:
+) -> ScoringResult:
     """Prepare, score every shard and publish, in this process (``nuru-yield score``),
     holding the run date's lock throughout."""
     lake = lake or Lake.from_settings()
-    with _run_lock(_day(run_date), "score"):
+    with _run_lock(run_date, "score"):
         plan = prepare_run(run_date, shards, dag_run_id, lake)
         started = time.perf_counter()
         with _recording_failure(plan):
@@ -733,5 +736,8 @@ def score(
             score_shard(plan, shard, lake, models)
             for shard in track(range(plan.shards), f"scoring {plan.run_date}")
         ]
-        results[0].seconds["load_models"] += loaded  # loaded once here for every shard
+        first = results[0]  # the models were loaded once, here, for every shard
+        results[0] = replace(
+            first, seconds={**first.seconds, "load_models": first.seconds["load_models"] + loaded}
+        )
         return publish_run(plan, results, lake)

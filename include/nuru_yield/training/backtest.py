@@ -165,7 +165,7 @@ def backtest(
     settings = get_settings()
     params = params or TrainingParams()
     buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, settings.season_max_days)
-    split = temporal_split(lake.read_parquet(build_training_set(run_date, lake)).to_pandas())
+    split = temporal_split(lake.read_parquet(build_training_set(run_date, lake).path).to_pandas())
     following = _next_season_rows(lake, split.labelled, settings.season_max_days)
     if following.empty:
         log.warning("no labels for the season after the training set: realized accuracy skipped")

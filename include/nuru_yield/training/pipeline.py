@@ -1,8 +1,8 @@
 """The training steps, each called by one ``model_training`` DAG task and chained by
 ``nuru-yield train``: build set → train candidates → evaluate → gate → promote.
 
-Steps exchange lake paths, run ids, versions and small metric dicts (XCom-sized), never
-frames. Every step is idempotent for its run date: the training set is rewritten in
+Each step returns a frozen result (:class:`~nuru_yield.steps.StepResult`) of lake paths, run
+ids, versions and small metric dicts (XCom-sized), never frames. Every step is idempotent for its run date: the training set is rewritten in
 place; retraining logs new runs and a new version, and the gate compares it afresh.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any
 
 import pandas as pd
 
@@ -38,6 +38,7 @@ from nuru_yield.names import (
     rejected_labels_path,
     training_set_path,
 )
+from nuru_yield.steps import StepResult
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     NaiveReference,
@@ -54,16 +55,68 @@ from nuru_yield.training.evaluation import evaluate, format_metric
 from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
 from nuru_yield.training.tracking import log_training_round
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
 log = logging.getLogger(__name__)
 
 
-def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
+@dataclass(frozen=True)
+class TrainingSet(StepResult):
+    """The labelled feature rows built for a run date: a lake path."""
+
+    run_date: dt.date
+    path: str
+
+
+@dataclass(frozen=True)
+class CandidateRuns(StepResult):
+    """One training round: the MLflow run of each candidate and its hold-out metrics."""
+
+    runs: dict[str, str]
+    metrics: dict[str, dict[str, Any]]
+
+    @property
+    def ensemble_run(self) -> str:
+        """The run of the candidate that gets registered (the voting ensemble)."""
+        return self.runs[ENSEMBLE]
+
+
+@dataclass(frozen=True)
+class Evaluation(StepResult):
+    """The registered candidate, the champion and the naive reference measured on the same
+    evaluation rows (metrics as :func:`~nuru_yield.training.gate.gate_metrics` makes them)."""
+
+    model_name: str
+    run_id: str
+    evaluation_seasons: list[str]
+    candidate_version: str
+    champion_version: str | None
+    candidate: dict[str, Any]
+    champion: dict[str, Any] | None
+    champion_error: str | None
+    naive: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict(Evaluation):
+    """The gate's decision on an evaluation, and why."""
+
+    promote: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class PromotionOutcome(StepResult):
+    """What the promote step recorded; ``alias_moved`` when ``@champion`` now points at it."""
+
+    model_name: str
+    version: str
+    decision: str
+    alias_moved: bool
+    reason: str
+
+
+def build_training_set(run_date: dt.date, lake: Lake | None = None) -> TrainingSet:
     """Feature rows at every training cut-off for each labelled plot-season over by
-    ``run_date``, written to :func:`training_set_path` (quarantined labels next to it);
-    returns that lake path."""
+    ``run_date``, written to :func:`training_set_path` (quarantined labels next to it)."""
     lake = lake or Lake.from_settings()
     settings = get_settings()
     try:
@@ -94,35 +147,33 @@ def build_training_set(run_date: dt.date, lake: Lake | None = None) -> str:
     path = training_set_path(run_date)
     lake.write_parquet(path, frame)
     log.info("training set: %d rows → %s", len(frame), lake.uri(path))
-    return path
+    return TrainingSet(run_date=run_date, path=path)
 
 
 def train_candidates(
-    run_date: dt.date,
-    training_set: str,
+    training_set: TrainingSet,
     lake: Lake | None = None,
     params: TrainingParams | None = None,
-) -> dict[str, Any]:
+) -> CandidateRuns:
     """Fit, calibrate and evaluate every candidate on the temporal split of the training
-    set and log each as a run; returns the run ids and each candidate's overall metrics."""
+    set and log each as a run."""
     lake = lake or Lake.from_settings()
     params = params or TrainingParams(interactions=get_settings().model_interactions)
-    split = temporal_split(lake.read_parquet(training_set).to_pandas())
+    split = temporal_split(lake.read_parquet(training_set.path).to_pandas())
     log.info("temporal split: %s", split.describe())
     buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
     results = assess_candidates(split, FEATURE_COLUMNS, params, buckets)
     runs = log_training_round(
         results,
         split,
-        run_date=run_date,
+        run_date=training_set.run_date,
         params=params,
         feature_columns=FEATURE_COLUMNS,
-        training_set_uri=lake.uri(training_set),
+        training_set_uri=lake.uri(training_set.path),
     )
-    return {
-        "runs": runs,
-        "metrics": {result.name: result.evaluation["overall"] for result in results},
-    }
+    return CandidateRuns(
+        runs=runs, metrics={result.name: result.evaluation["overall"] for result in results}
+    )
 
 
 def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
@@ -132,17 +183,17 @@ def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
 
 
 def evaluate_candidate(
-    training_set: str,
+    training_set: TrainingSet,
     run_id: str,
     lake: Lake | None = None,
     model_name: str = MODEL_NAME,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Register the candidate run's model (its refit on every labelled season) and measure
     the hold-out fits of it and of the current ``@champion``, and the naive reference, on
     the same evaluation rows: the newest Long Rains and Short Rains seasons of the set,
     which neither hold-out fit learned from."""
     lake = lake or Lake.from_settings()
-    split = temporal_split(lake.read_parquet(training_set).to_pandas())
+    split = temporal_split(lake.read_parquet(training_set.path).to_pandas())
     rows = split.evaluation
     client = mlflow_client()
     version = register_run_model(client, run_id, model_name)
@@ -162,50 +213,51 @@ def evaluate_candidate(
                 "compare by hand and use `nuru-yield promote`"
             )
     naive = NaiveReference.fit(split.train).predict(rows)
-    return {
-        "model_name": model_name,
-        "run_id": run_id,
-        "evaluation_seasons": seasons_of(rows),
-        "candidate_version": version,
-        "champion_version": champion_version,
-        "candidate": _metrics_on(candidate, rows),
-        "champion": champion_metrics,
-        "champion_error": champion_error,
-        "naive": gate_metrics(evaluate(rows, naive, candidate.intervals.buckets)),
-    }
+    return Evaluation(
+        model_name=model_name,
+        run_id=run_id,
+        evaluation_seasons=seasons_of(rows),
+        candidate_version=version,
+        champion_version=champion_version,
+        candidate=_metrics_on(candidate, rows),
+        champion=champion_metrics,
+        champion_error=champion_error,
+        naive=gate_metrics(evaluate(rows, naive, candidate.intervals.buckets)),
+    )
 
 
-def decide_promotion(evaluation: Mapping[str, Any]) -> dict[str, Any]:
+def decide_promotion(evaluation: Evaluation) -> Verdict:
     """The gate's verdict on :func:`evaluate_candidate`'s result, with the configured
     ``PROMOTION_RMSE_MARGIN`` and ``PROMOTION_COUNTY_TOLERANCE``."""
     settings = get_settings()
-    if evaluation["champion_error"]:
-        return {**evaluation, "promote": False, "reason": evaluation["champion_error"]}
+    measured = {field.name: getattr(evaluation, field.name) for field in fields(Evaluation)}
+    if evaluation.champion_error:
+        return Verdict(**measured, promote=False, reason=evaluation.champion_error)
     decision = decide(
-        evaluation["candidate"],
-        evaluation["champion"],
-        evaluation["naive"],
+        evaluation.candidate,
+        evaluation.champion,
+        evaluation.naive,
         margin=settings.promotion_rmse_margin,
         tolerance=settings.promotion_county_tolerance,
-        champion_version=evaluation["champion_version"],
+        champion_version=evaluation.champion_version,
     )
-    verdict = {**evaluation, "promote": decision.promote, "reason": decision.reason}
+    verdict = Verdict(**measured, promote=decision.promote, reason=decision.reason)
     log.info("gate, RMSE (kg/ha) by season and county:\n%s", gate_table(verdict))
     log.info("%s: %s", "promote" if decision.promote else "refuse", decision.reason)
     return verdict
 
 
-def gate_table(verdict: Mapping[str, Any]) -> str:
-    """The verdict's evaluation table by season and county, for people (the task log, the
-    CLI): the candidate against the champion, or the naive reference for a first version."""
-    other = verdict["champion"]
+def gate_table(evaluation: Evaluation) -> str:
+    """The evaluation table by season and county, for people (the task log, the CLI): the
+    candidate against the champion, or the naive reference for a first version."""
+    other = evaluation.champion
     return render_checks(
         county_checks(
-            verdict["candidate"],
-            other or verdict["naive"],
+            evaluation.candidate,
+            other or evaluation.naive,
             tolerance=get_settings().promotion_county_tolerance,
         ),
-        f"champion v{verdict['champion_version']}" if other else "naive",
+        f"champion v{evaluation.champion_version}" if other else "naive",
     )
 
 
@@ -213,14 +265,14 @@ def _label(version: str | None) -> str:
     return f"v{version}" if version else "none"
 
 
-def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) -> dict[str, Any]:
+def apply_decision(verdict: Verdict, dag_run_id: str | None = None) -> PromotionOutcome:
     """Record the gate's verdict and, if it promotes, move ``champion`` (the old champion
     becomes ``previous``). A champion that moved since the evaluation voids a promotion."""
     client = mlflow_client()
-    name, version = verdict["model_name"], verdict["candidate_version"]
-    compared_with = verdict["champion_version"]
+    name, version = verdict.model_name, verdict.candidate_version
+    compared_with = verdict.champion_version
     current = alias_version(client, name, CHAMPION)
-    promote, reason = verdict["promote"], verdict["reason"]
+    promote, reason = verdict.promote, verdict.reason
     if promote and current != compared_with:
         promote = False
         reason = (
@@ -228,14 +280,14 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
             f"evaluation; not promoted (retrain to compare with the new champion)"
         )
     # With no champion yet, the other side of the comparison is the naive reference.
-    other = verdict["champion"] or {"reference": "naive county × season mean", **verdict["naive"]}
+    other = verdict.champion or {"reference": "naive county × season mean", **verdict.naive}
     if promote:
         decision = promote_version(
             client,
             name,
             version,
             reason=reason,
-            candidate_metrics=verdict["candidate"],
+            candidate_metrics=verdict.candidate,
             champion_metrics=other,
             dag_run_id=dag_run_id,
         )
@@ -249,44 +301,47 @@ def apply_decision(verdict: Mapping[str, Any], dag_run_id: str | None = None) ->
                 reason=reason,
                 candidate_version=version,
                 previous_version=current,
-                candidate_metrics=verdict["candidate"],
+                candidate_metrics=verdict.candidate,
                 champion_metrics=other,
             ),
             dag_run_id=dag_run_id,
         )
     log.info("%s", decision.summary())
-    return {
-        "model_name": name,
-        "version": version,
-        "decision": decision.decision,
-        "alias_moved": decision.alias_moved,
-        "reason": decision.reason,
-    }
+    return PromotionOutcome(
+        model_name=name,
+        version=version,
+        decision=decision.decision,
+        alias_moved=decision.alias_moved,
+        reason=decision.reason,
+    )
 
 
 @dataclass(frozen=True)
 class TrainingSummary:
-    training_set: str
-    candidates: dict[str, Any]
-    verdict: dict[str, Any]
-    outcome: dict[str, Any]
+    """Every step's result of one ``nuru-yield train``."""
+
+    training_set_uri: str
+    candidates: CandidateRuns
+    verdict: Verdict
+    outcome: PromotionOutcome
 
     def render(self) -> str:
         """Candidates' hold-out metrics, the gate's evaluation table by season and county,
         and its decision, for the CLI (kg/ha whole, shares to two decimals)."""
-        table = pd.DataFrame(self.candidates["metrics"]).T
+        table = pd.DataFrame(self.candidates.metrics).T
         table = table[["rmse", "mae", "r2", "mape", "coverage", "interval_width", "n"]]
         table = table.sort_values("rmse").apply(
             lambda column: column.map(lambda value: format_metric(str(column.name), value))
         )
+        outcome = self.outcome
         lines = [
-            f"training set: {self.training_set}",
-            f"hold-out evaluation on {', '.join(self.verdict['evaluation_seasons'])}:",
+            f"training set: {self.training_set_uri}",
+            f"hold-out evaluation on {', '.join(self.verdict.evaluation_seasons)}:",
             table.to_string(),
             "gate, RMSE (kg/ha) by season and county:",
             gate_table(self.verdict),
-            f"{self.outcome['model_name']} v{self.outcome['version']} "
-            f"(run {self.verdict['run_id']}): {self.outcome['decision']} — {self.outcome['reason']}",
+            f"{outcome.model_name} v{outcome.version} (run {self.verdict.run_id}): "
+            f"{outcome.decision} — {outcome.reason}",
         ]
         return "\n".join(lines)
 
@@ -300,8 +355,8 @@ def train(
     """Every step in order (what ``nuru-yield train --date D`` runs)."""
     lake = lake or Lake.from_settings()
     training_set = build_training_set(run_date, lake)
-    candidates = train_candidates(run_date, training_set, lake, params)
-    evaluation = evaluate_candidate(training_set, candidates["runs"][ENSEMBLE], lake)
+    candidates = train_candidates(training_set, lake, params)
+    evaluation = evaluate_candidate(training_set, candidates.ensemble_run, lake)
     verdict = decide_promotion(evaluation)
     outcome = apply_decision(verdict, dag_run_id)
-    return TrainingSummary(lake.uri(training_set), candidates, verdict, outcome)
+    return TrainingSummary(lake.uri(training_set.path), candidates, verdict, outcome)

@@ -49,42 +49,43 @@ def default_shards(plots: int) -> int:
     return max(1, -(-plots // PLOTS_PER_SHARD))
 
 
-# --- the steps, each run in a fresh process ----------------------------------------------
-def features_prepare(run_date: str, shards: int) -> dict[str, Any]:
+# --- the steps, each run in a fresh process, passing results as the DAG tasks do (XCom) -----
+def features_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.features.materialize import prepare_features
     from nuru_yield.lake import Lake
 
-    return prepare_features(Lake.from_settings(), run_date, shards).as_dict()
+    return prepare_features(Lake.from_settings(), run_date, shards).xcom()
 
 
 def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.features.materialize import materialize_shard
+    from nuru_yield.features.materialize import FeaturePlan, materialize_shard
 
-    return materialize_shard(plan, shard).as_dict()
+    return materialize_shard(FeaturePlan.from_xcom(plan), shard).xcom()
 
 
 def features_publish(plan: dict[str, Any]) -> dict[str, Any]:
-    from nuru_yield.features.materialize import publish_features
+    from nuru_yield.features.materialize import FeaturePlan, publish_features
 
-    return publish_features(plan).as_dict()
+    return publish_features(FeaturePlan.from_xcom(plan)).xcom()
 
 
-def scoring_prepare(run_date: str, shards: int) -> dict[str, Any]:
+def scoring_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.scoring.run import prepare_run
 
-    return prepare_run(run_date, shards).as_dict()
+    return prepare_run(run_date, shards).xcom()
 
 
 def scoring_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.scoring.run import score_shard
+    from nuru_yield.scoring.run import ScoringPlan, score_shard
 
-    return score_shard(plan, shard).as_dict()
+    return score_shard(ScoringPlan.from_xcom(plan), shard).xcom()
 
 
 def scoring_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
-    from nuru_yield.scoring.run import publish_run
+    from nuru_yield.scoring.run import ScoringPlan, ShardResult, publish_run
 
-    return publish_run(plan, shards)
+    results = [ShardResult.from_xcom(shard) for shard in shards]
+    return publish_run(ScoringPlan.from_xcom(plan), results).xcom()
 
 
 def read_raw_inputs(lake_url: str) -> int:
@@ -122,7 +123,7 @@ def _summary(step: Measured) -> dict[str, float]:
     }
 
 
-def run_night(run_date: str, shards: int, parallel: int) -> dict[str, Any]:
+def run_night(run_date: dt.date, shards: int, parallel: int) -> dict[str, Any]:
     """Run the six steps in processes of their own; every timing and peak RSS."""
     started = time.perf_counter()
     log.info("bench night: features in %d shard(s), %d at a time", shards, parallel)
@@ -212,7 +213,7 @@ def run_bench(
         upgrade()
         params = bench_params(model)
         train_model(120_000, params)
-        night = run_night(RUN_DATE.isoformat(), shards, parallel)
+        night = run_night(RUN_DATE, shards, parallel)
         baseline = run_isolated(read_raw_inputs, lake.url)
         disk_gb = sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) / 1e9
     result = {

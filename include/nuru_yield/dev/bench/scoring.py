@@ -127,15 +127,14 @@ def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     from nuru_yield.lake import Lake
     from nuru_yield.models.registry import mlflow_client, register_run_model
     from nuru_yield.names import MODEL_NAME, training_set_path
-    from nuru_yield.training.candidates import ENSEMBLE
-    from nuru_yield.training.pipeline import train_candidates
+    from nuru_yield.training.pipeline import TrainingSet, train_candidates
 
     lake = Lake.from_settings()
-    path = training_set_path(BENCH_DATE)
-    lake.write_parquet(path, synthetic_training_set(max(training_rows // 12, 1)))
-    runs = train_candidates(BENCH_DATE, path, lake, params)["runs"]
+    training_set = TrainingSet(run_date=BENCH_DATE, path=training_set_path(BENCH_DATE))
+    lake.write_parquet(training_set.path, synthetic_training_set(max(training_rows // 12, 1)))
+    run_id = train_candidates(training_set, lake, params).ensemble_run
     client = mlflow_client()
-    version = register_run_model(client, runs[ENSEMBLE], MODEL_NAME)
+    version = register_run_model(client, run_id, MODEL_NAME)
     client.set_registered_model_alias(MODEL_NAME, alias, version)
     return version
 
@@ -239,7 +238,7 @@ def system(shards: int) -> dict[str, Any]:
     """The scorer end to end: features parquet in → partition published + log written."""
     from nuru_yield.scoring.run import score
 
-    return score(BENCH_DATE, shards=shards)
+    return score(BENCH_DATE, shards=shards).xcom()
 
 
 def run_bench(
