@@ -29,7 +29,7 @@ from nuru_yield.dev.airflow_standalone import (
 from nuru_yield.lake import Lake
 from nuru_yield.names import features_path
 
-RUN_DATE = "2025-06-15"
+RUN_DATE = dt.date(2025, 6, 15)
 # Features and scoring: more mapped tasks than workers. The worker that ran the task before
 # the shards may still be freeing its slot when they are queued (seconds, on a busy
 # machine): with three shards the other worker would have to run two of them meanwhile.
@@ -55,7 +55,7 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     generate_to_lake(lake, plots=400, start_year=2022, end_year=2025, seed=3)
     upgrade()
     small = TrainingParams(boosting_rounds=60, forest_rounds=30, forest_depth=8, num_leaves=15)
-    summary = train(dt.date.fromisoformat(RUN_DATE), lake, params=small)
+    summary = train(RUN_DATE, lake, params=small)
     assert summary.outcome.decision == "promoted"
     return postgres_url
 
@@ -101,14 +101,14 @@ def _published(predictions_db: str) -> dict[str, object]:
                 "predicted_yield_kg_per_ha, yield_lower, yield_upper, top_drivers "
                 "FROM predictions WHERE run_date = :d ORDER BY plot_id, season_year, season"
             ),
-            {"d": RUN_DATE},
+            {"d": RUN_DATE.isoformat()},
         ).all()
         drift = conn.execute(
             sa.text(
                 "SELECT feature, county, statistic, value, drifted FROM drift_reports "
                 "WHERE run_date = :d ORDER BY feature, county NULLS FIRST"
             ),
-            {"d": RUN_DATE},
+            {"d": RUN_DATE.isoformat()},
         ).all()
     engine.dispose()
     return {
@@ -155,19 +155,21 @@ def test_the_chain_runs_under_local_and_celery_executors_with_the_same_result(
             sa.text(
                 "SELECT COUNT(*) FROM predictions WHERE run_date = :d AND model_name = 'champion'"
             ),
-            {"d": RUN_DATE},
+            {"d": RUN_DATE.isoformat()},
         ).scalar_one()
         scoring_run = conn.execute(
             sa.text(
                 "SELECT status, plots_scored, model_version FROM scoring_runs WHERE run_date = :d"
             ),
-            {"d": RUN_DATE},
+            {"d": RUN_DATE.isoformat()},
         ).one()
         drift_rows = conn.execute(
-            sa.text("SELECT COUNT(*) FROM drift_reports WHERE run_date = :d"), {"d": RUN_DATE}
+            sa.text("SELECT COUNT(*) FROM drift_reports WHERE run_date = :d"),
+            {"d": RUN_DATE.isoformat()},
         ).scalar_one()
         plot_id = conn.execute(
-            sa.text("SELECT MIN(plot_id) FROM predictions WHERE run_date = :d"), {"d": RUN_DATE}
+            sa.text("SELECT MIN(plot_id) FROM predictions WHERE run_date = :d"),
+            {"d": RUN_DATE.isoformat()},
         ).scalar_one()
     engine.dispose()
     assert champion_rows == in_progress
@@ -183,7 +185,7 @@ def test_the_chain_runs_under_local_and_celery_executors_with_the_same_result(
         response = client.post("/predict", json={"plot_id": plot_id})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["run_date"] == RUN_DATE
+    assert body["run_date"] == RUN_DATE.isoformat()
     assert body["model_version"] == scoring_run.model_version
     assert body["yield_lower"] < body["predicted_yield_kg_per_ha"] < body["yield_upper"]
 

@@ -36,13 +36,13 @@ def test_readme_api_examples_ask_for_what_the_demo_scored(nuru_home: Path) -> No
     plots |= {int(n) for n in re.findall(r"/predictions/(\d+)", examples)}
     as_of = [dt.date.fromisoformat(d) for d in re.findall(r"as_of=(\d{4}-\d{2}-\d{2})", examples)]
     assert plots and as_of
-    assert min(as_of) >= dt.date.fromisoformat(DEMO_RUN_DATE), as_of
+    assert min(as_of) >= DEMO_RUN_DATE, as_of
 
     lake = Lake.from_settings()
     generate_to_lake(
         lake, plots=DEMO_PLOTS, start_year=DEMO_START_YEAR, end_year=DEMO_END_YEAR, seed=DEMO_SEED
     )
-    materialize(lake, dt.date.fromisoformat(DEMO_RUN_DATE))
+    materialize(lake, DEMO_RUN_DATE)
     scored = set(
         lake.read_parquet(features_path(DEMO_RUN_DATE), columns=["plot_id"])["plot_id"].to_pylist()
     )

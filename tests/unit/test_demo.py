@@ -4,6 +4,7 @@ and is sized for two cores, and every run the demo starts names its night."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import socket
@@ -81,7 +82,7 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
     process = subprocess.Popen(["sleep", "30"])
     try:
         airflow = AirflowStandalone(tmp_path, 1, {"standalone": process}, client, "mark")  # type: ignore[arg-type]
-        finished = run_chain(airflow, "2025-06-15", timeout=10)
+        finished = run_chain(airflow, dt.date(2025, 6, 15), timeout=10)
     finally:
         process.kill()
         process.wait()
@@ -91,7 +92,7 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
     [trigger] = [body for method, _, body in fake.calls if method == "POST"]
     assert trigger["conf"] == {"run_date": "2025-06-15"}
     assert trigger["dag_run_id"].startswith("manual__night_2025-06-15__")
-    assert trigger["note"] == night_note("2025-06-15") == "night 2025-06-15"
+    assert trigger["note"] == night_note(dt.date(2025, 6, 15)) == "night 2025-06-15"
     notes = {
         path: body["note"]
         for method, path, body in fake.calls

@@ -18,6 +18,8 @@ from nuru_yield import names
 from nuru_yield.errors import LakeError
 from nuru_yield.lake import Lake
 
+NIGHT = dt.date(2025, 5, 1)
+
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
@@ -34,8 +36,8 @@ def _table(n: int, value: float = 1.0) -> pa.Table:
 
 def test_round_trip_list_and_partitions(lake: Lake) -> None:
     uri = lake.write_parquet(names.features_path(dt.date(2025, 4, 30)), _table(5))
-    lake.write_parquet(names.features_path("2025-05-01"), _table(3))
-    lake.write_json(names.validation_path("2025-05-01"), {"ok": True})
+    lake.write_parquet(names.features_path(NIGHT), _table(3))
+    lake.write_json(names.validation_path(NIGHT), {"ok": True})
     assert uri == lake.uri("features/2025-04-30/plot_features.parquet")
     assert lake.read_parquet("features/2025-04-30/plot_features.parquet").num_rows == 5
     assert lake.list("features", ".parquet") == [
@@ -43,9 +45,9 @@ def test_round_trip_list_and_partitions(lake: Lake) -> None:
         "features/2025-05-01/plot_features.parquet",
     ]
     assert lake.partition_dates("features") == [dt.date(2025, 4, 30), dt.date(2025, 5, 1)]
-    assert lake.read_json(names.validation_path("2025-05-01")) == {"ok": True}
-    assert lake.exists(names.validation_path("2025-05-01"))
-    assert not lake.exists(names.validation_path("2025-05-02"))
+    assert lake.read_json(names.validation_path(NIGHT)) == {"ok": True}
+    assert lake.exists(names.validation_path(NIGHT))
+    assert not lake.exists(names.validation_path(NIGHT + dt.timedelta(days=1)))
 
 
 def test_hive_partitioned_directory_reads_as_one_table(lake: Lake) -> None:

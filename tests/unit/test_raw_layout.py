@@ -3,6 +3,8 @@ and the lake helpers a sharded step publishes with (split writes, assembled part
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -126,7 +128,7 @@ def test_assembled_parts_keep_each_part_in_its_own_row_groups(lake: Lake) -> Non
     schema = pa.schema([("plot_id", pa.int64()), ("value", pa.float64())])
     parts = []
     for part, rows in enumerate([250, 0, 40]):
-        path = names.shard_part_path("out", "2025-06-30", part, 3)
+        path = names.shard_part_path("out", dt.date(2025, 6, 30), part, 3)
         table = pa.table(
             {"plot_id": np.arange(rows) + 1000 * part, "value": np.ones(rows)}, schema=schema
         )

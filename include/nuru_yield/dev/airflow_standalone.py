@@ -12,6 +12,7 @@ per-run mark in its environment so that everything they start is stopped at the 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import shutil
@@ -167,10 +168,10 @@ class AirflowStandalone:
         if run_date := conf.get("run_date"):
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             body["dag_run_id"] = f"manual__night_{run_date}__{stamp}"
-            body["note"] = night_note(str(run_date))
+            body["note"] = night_note(dt.date.fromisoformat(run_date))
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
 
-    def name_night(self, dag_id: str, run_id: str, run_date: str) -> None:
+    def name_night(self, dag_id: str, run_id: str, run_date: dt.date) -> None:
         """Note the night on a run whose id Airflow chose (an asset-triggered run)."""
         self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"note": night_note(run_date)})
 
@@ -531,13 +532,13 @@ def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
         time.sleep(1)
 
 
-def night_note(run_date: str) -> str:
+def night_note(run_date: dt.date) -> str:
     """The note on a run of the night ``run_date``."""
-    return f"night {run_date}"
+    return f"night {run_date.isoformat()}"
 
 
 def run_chain(
-    airflow: AirflowStandalone, run_date: str, timeout: float = 900
+    airflow: AirflowStandalone, run_date: dt.date, timeout: float = 900
 ) -> dict[str, dict[str, Any]]:
     """Trigger ``feature_materialization`` for ``run_date`` and wait for the Asset chain
     (``batch_scoring`` → ``drift_monitoring``) to finish, each run noted with its night;
@@ -545,7 +546,7 @@ def run_chain(
     airflow.wait_for_dags(CHAIN)
     earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
     with airflow.unpaused(CHAIN):
-        run_id = airflow.trigger("feature_materialization", {"run_date": run_date})
+        run_id = airflow.trigger("feature_materialization", {"run_date": run_date.isoformat()})
         finished = {
             "feature_materialization": airflow.wait_for_run(
                 "feature_materialization", run_id, timeout

@@ -8,6 +8,7 @@ CLI command and DAG task.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 DEMO_START_YEAR = 2020
 DEMO_END_YEAR = 2025
 # Long Rains 2025 are in progress (planted Mar–May); their harvest labels have not arrived.
-DEMO_RUN_DATE = "2025-06-15"
+DEMO_RUN_DATE = dt.date(2025, 6, 15)
 STEPS = 5
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
@@ -81,7 +82,9 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
         )
         _step(4, f"model_training for {DEMO_RUN_DATE} (candidates → evaluation → gate → alias)")
         with airflow.unpaused(("model_training",)):
-            training_run = airflow.trigger("model_training", {"run_date": DEMO_RUN_DATE})
+            training_run = airflow.trigger(
+                "model_training", {"run_date": DEMO_RUN_DATE.isoformat()}
+            )
             airflow.wait_for_run("model_training", training_run, timeout=1200)
         _step(
             5,
@@ -128,12 +131,12 @@ def render_summary(
             conn,
             "SELECT COUNT(*) AS checks, SUM(CASE WHEN drifted THEN 1 ELSE 0 END) AS drifted "
             "FROM drift_reports WHERE run_date = :d",
-            d=DEMO_RUN_DATE,
+            d=DEMO_RUN_DATE.isoformat(),
         )
         plot = _one(
             conn,
             "SELECT MIN(plot_id) AS plot_id FROM predictions WHERE run_date = :d",
-            d=DEMO_RUN_DATE,
+            d=DEMO_RUN_DATE.isoformat(),
         )
 
     metrics = promotion["candidate_metrics"] if promotion else {}
