@@ -47,10 +47,10 @@ def test_score_publishes_every_in_progress_plot(registry: Registry, database: st
     summary = score(RUN_DATE, shards=3)
 
     rows = _predictions()
-    assert len(rows) == PLOTS == summary["plots_scored"]
+    assert len(rows) == PLOTS == summary.plots_scored
     assert len({(r.plot_id, r.season_year, r.season) for r in rows}) == PLOTS
     assert {r.model_version for r in rows} == {registry.champion}
-    assert {r.run_id for r in rows} == {summary["run_id"]}
+    assert {r.run_id for r in rows} == {summary.run_id}
     for row in rows:
         assert row.yield_lower < row.predicted_yield_kg_per_ha < row.yield_upper
         assert row.interval_level == pytest.approx(0.8)
@@ -68,13 +68,13 @@ def test_score_publishes_every_in_progress_plot(registry: Registry, database: st
     assert run[0].status == "success"
     assert run[0].plots_scored == PLOTS
     assert run[0].model_version == registry.champion
-    assert run[0].prediction_log_uri == summary["prediction_log_uri"]
+    assert run[0].prediction_log_uri == summary.prediction_log_uri
 
     lake = Lake.from_settings()
     logged = lake.read_parquet(prediction_log_path(RUN_DATE))
     assert logged.num_rows == PLOTS
     assert set(FEATURE_COLUMNS) <= set(logged.column_names)
-    assert set(logged.column("run_id").to_pylist()) == {summary["run_id"]}
+    assert set(logged.column("run_id").to_pylist()) == {summary.run_id}
     assert lake.list("monitoring/predictions/_parts") == []
 
 
@@ -87,10 +87,10 @@ def test_rerun_gives_the_same_rows_without_duplicates(registry: Registry, databa
     second = score(RUN_DATE, shards=4)
     after = _predictions()
 
-    assert first["run_id"] != second["run_id"]
+    assert first.run_id != second.run_id
     assert len(after) == PLOTS
     assert {r.plot_id: r.predicted_yield_kg_per_ha for r in after} == pytest.approx(before)
-    assert {r.run_id for r in after} == {second["run_id"]}
+    assert {r.run_id for r in after} == {second.run_id}
     statuses = _rows("SELECT status FROM scoring_runs ORDER BY started_at")
     assert [s.status for s in statuses] == ["success", "success"]
 
@@ -108,7 +108,7 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
     shard = score_shard(plan, 0)
     first = publish_run(plan, [shard])
     retried = publish_run(plan, [shard])
-    assert first["rows"] == retried["rows"] == PLOTS
+    assert first.rows == retried.rows == PLOTS
     log = Lake.from_settings().read_parquet(prediction_log_path(RUN_DATE))
     assert set(log.column("run_id").to_pylist()) == {plan.run_id}
 
@@ -132,7 +132,7 @@ def test_shadow_rows_only_with_a_challenger(registry: Registry, database: str) -
     shadow = _predictions("challenger")
     assert len(shadow) == len(_predictions("champion")) == PLOTS
     assert {r.model_version for r in shadow} == {registry.candidate}
-    assert summary["challenger_version"] == registry.candidate
+    assert summary.challenger_version == registry.candidate
     served = _rows("SELECT DISTINCT model_name FROM latest_predictions")
     assert [r.model_name for r in served] == ["champion"]
 
@@ -157,7 +157,7 @@ def test_a_load_killed_midway_leaves_the_previous_partition(
     from nuru_yield.scoring.run import score
 
     write_features()
-    served = score(RUN_DATE, shards=2)["run_id"]
+    served = score(RUN_DATE, shards=2).run_id
 
     # 240 plots in 2 shards, 40 rows a batch: the child is killed by SIGKILL when its first
     # shard's load asks for a third batch, two batches into the open load transaction.
@@ -176,7 +176,7 @@ def test_a_load_killed_midway_leaves_the_previous_partition(
     rerun = score(RUN_DATE, shards=2)
     rows = _predictions()
     assert len(rows) == PLOTS
-    assert {r.run_id for r in rows} == {rerun["run_id"]}
+    assert {r.run_id for r in rows} == {rerun.run_id}
     # The rerun found the killed run's process gone (no one held the night's lock).
     assert [r.status for r in _rows("SELECT status FROM scoring_runs ORDER BY started_at")] == [
         "success",
@@ -235,7 +235,7 @@ def test_a_night_with_an_impossible_forecast_is_refused_and_the_last_one_stays_s
     from nuru_yield.scoring.run import score
 
     write_features()
-    served = score(RUN_DATE, shards=2)["run_id"]
+    served = score(RUN_DATE, shards=2).run_id
     broken = ConformalIntervals.interval
 
     def interval_above_the_forecast(self, predicted, days_after_planting):

@@ -55,7 +55,7 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
     kills = KILLS if database == "postgres" else [k for k in KILLS if k[0] == "after_swap"]
     lake = Lake.from_settings()
     write_features()
-    first = score(RUN_DATE, shards=2)["run_id"]
+    first = score(RUN_DATE, shards=2).run_id
     assert served_run() == logged_run() == {first}
     previous_served, killed = first, []
     for point, kill, env, swapped in kills:
@@ -77,8 +77,8 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
         previous_served = served
 
     final = score(RUN_DATE, shards=2)
-    assert served_run() == logged_run() == {final["run_id"]}
-    assert final["rows"] == PLOTS
+    assert served_run() == logged_run() == {final.run_id}
+    assert final.rows == PLOTS
     statuses = {run_id: row.status for run_id, row in runs().items()}
     assert [statuses[run_id] for run_id in killed] == [
         "success" if swapped else "failed" for *_, swapped in kills
@@ -101,7 +101,7 @@ def test_a_publish_failing_around_the_swap_keeps_log_and_partition_together(
 
     lake = Lake.from_settings()
     write_features()
-    first = score(RUN_DATE, shards=2)["run_id"]
+    first = score(RUN_DATE, shards=2).run_id
     plan = prepare_run(RUN_DATE, shards=2)
     shards = [score_shard(plan, shard) for shard in range(2)]
 
@@ -118,6 +118,6 @@ def test_a_publish_failing_around_the_swap_keeps_log_and_partition_together(
 
     monkeypatch.undo()
     retried = publish_run(plan, shards)  # what Airflow's retry of the task does
-    assert retried["rows"] == 2 * PLOTS / 2  # champion rows only: no challenger
+    assert retried.rows == 2 * PLOTS / 2  # champion rows only: no challenger
     assert served_run() == logged_run() == {plan.run_id}
     assert runs()[plan.run_id].status == "success"
