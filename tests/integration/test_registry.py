@@ -303,3 +303,15 @@ def test_training_set_uses_only_seasons_over_by_the_run_date(sample_lake):
     assert frame["yield_kg_per_ha"].notna().all()
     assert frame["season_year"].max() == 2023  # 2024's seasons are in progress, unlabelled
     assert len(frame) == 5 * frame[["plot_id", "season_year", "season"]].drop_duplicates().shape[0]
+
+
+def test_the_client_turns_mlflows_artifact_progress_bars_off_unless_asked(nuru_home, monkeypatch):
+    """`nuru-yield train` and task logs once showed a progress bar per model file."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR
+
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    mlflow_client()
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is False
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
+    mlflow_client()
+    assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True

@@ -55,6 +55,10 @@ def mlflow_client() -> MlflowClient:
     settings = get_settings()
     uri = settings.mlflow_tracking_uri
     _bound_http_requests(settings)
+    # MLflow draws a progress bar for every model it uploads or downloads: a screenful of
+    # noise in `nuru-yield train` and in task logs for files that take a second. Its own
+    # variable wins when set.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///"))
         database.parent.mkdir(parents=True, exist_ok=True)
