@@ -136,3 +136,52 @@ def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_sch
     assert backfill.endswith("airflow backfill create --dag-id feature_materialization")
     assert 'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"' in backfill
     assert dry_run("demo", "PORT=8123").endswith("nuru-yield demo --port 8123")
+
+
+def test_the_demo_summary_counts_drift_by_variable_as_the_drift_command_does(
+    nuru_home: Path,
+) -> None:
+    """The summary once said "83 of 260 checks" where `nuru-yield drift` said "3 of 20
+    variables": both levels now, each named."""
+    import sqlalchemy as sa
+
+    from nuru_yield.config import get_settings
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.db.schema import drift_reports
+    from nuru_yield.dev.demo import DEMO_RUN_DATE, render_summary
+    from nuru_yield.lake import Lake
+
+    upgrade()
+    checks = [  # (feature, county, drifted): two variables overall, three county checks
+        ("precip_total", None, True),
+        ("gdd_sum", None, False),
+        ("precip_total", "Kitui", True),
+        ("precip_total", "Embu", False),
+        ("gdd_sum", "Kitui", True),
+    ]
+    rows = [
+        {
+            "run_date": DEMO_RUN_DATE,
+            "feature": feature,
+            "county": county,
+            "statistic": "psi",
+            "value": 0.3,
+            "threshold": 0.2,
+            "drifted": drifted,
+            "status": "drift" if drifted else "ok",
+            "n_current": 100,
+            "n_reference": 1000,
+        }
+        for feature, county, drifted in checks
+    ]
+    with get_engine().begin() as connection:
+        connection.execute(sa.insert(drift_reports), rows)
+
+    summary = render_summary(get_settings(), Lake.from_settings(), {}, 60.0)
+
+    (line,) = [line for line in summary.splitlines() if line.startswith("drift on")]
+    assert line == (
+        "drift on 2025-06-15: 1 of 2 variables overall (what `nuru-yield drift` reports), "
+        "2 of 3 variable × county checks"
+    )

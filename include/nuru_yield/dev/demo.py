@@ -129,7 +129,10 @@ def render_summary(
         )
         drift = _one(
             conn,
-            "SELECT COUNT(*) AS checks, SUM(CASE WHEN drifted THEN 1 ELSE 0 END) AS drifted "
+            "SELECT SUM(CASE WHEN county IS NULL THEN 1 ELSE 0 END) AS variables, "
+            "SUM(CASE WHEN county IS NULL AND drifted THEN 1 ELSE 0 END) AS drifted, "
+            "SUM(CASE WHEN county IS NOT NULL THEN 1 ELSE 0 END) AS county_checks, "
+            "SUM(CASE WHEN county IS NOT NULL AND drifted THEN 1 ELSE 0 END) AS county_drifted "
             "FROM drift_reports WHERE run_date = :d",
             d=DEMO_RUN_DATE.isoformat(),
         )
@@ -160,7 +163,9 @@ def render_summary(
         f"({scoring['plots_rejected']} rejected, {scoring['duration_s']:.0f}s)"
         if scoring
         else "scored: nothing",
-        f"drift: {drift['drifted'] or 0} of {drift['checks']} checks drifted on {DEMO_RUN_DATE}",
+        f"drift on {DEMO_RUN_DATE}: {drift['drifted'] or 0} of {drift['variables'] or 0} "
+        f"variables overall (what `nuru-yield drift` reports), {drift['county_drifted'] or 0} "
+        f"of {drift['county_checks'] or 0} variable × county checks",
         "airflow overhead (DAG-run wall time / sum of task run times): "
         + ", ".join(f"{dag_id} {o['ratio']:.2f}" for dag_id, o in overhead.items()),
         "",
