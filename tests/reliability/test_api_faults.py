@@ -148,8 +148,10 @@ def test_a_restart_costs_no_request_made_after_it(
 
     # Idle: every pooled connection is dead after the restart, and no client notices.
     assert {a.status for a in concurrently([_predict(base) for _ in range(3 * POOL)])} == {200}
+    # At least one pooled connection to die. Not "several": concurrent lookups are answered
+    # together, so on a busy machine one connection may have served them all.
     pooled = _api_sessions(database)
-    assert pooled >= 2
+    assert pooled >= 1
     database.engine.dispose()
     before = reconnections()
     cluster.restart()
