@@ -136,32 +136,31 @@ def prepare_features(
     """Open a feature run for ``run_date`` (see the module docstring)."""
     started = time.perf_counter()
     settings = settings or get_settings()
-    day = run_date
     plan = FeaturePlan(
-        run_id=f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}",
-        run_date=day,
+        run_id=f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:12]}",
+        run_date=run_date,
         shards=shards or settings.feature_shards,
         season_max_days=settings.season_max_days,
         threshold=settings.validation_max_bad_share,
         weather_max_lag_days=settings.weather_max_lag_days,
     )
     preload = _import_in_background("great_expectations")
-    for stale in lake.list(names.parts_dir(names.FEATURES, day)):
+    for stale in lake.list(names.parts_dir(names.FEATURES, run_date)):
         lake.delete(stale)
-    unbucketed = unbucketed_ndvi_files(lake, range(plan.window_start.year, day.year + 1))
+    unbucketed = unbucketed_ndvi_files(lake, range(plan.window_start.year, run_date.year + 1))
     if unbucketed:
         log.warning(
             "features %s: %d raw NDVI file(s) are not split by plot bucket, so every shard "
             "reads them in full (%s); run `%s`",
-            day,
+            run_date,
             len(unbucketed),
             ", ".join(unbucketed[:3]),
             UPGRADE_COMMAND,
         )
     # One pass over the plot-seasons, so that no shard reads the whole table.
     parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
-    plot_seasons = sum(rows for _, rows in split_plots(lake, plan.window_start, day, parts))
-    cells, weather = load_shared(lake, plan.window_start, day)
+    plot_seasons = sum(rows for _, rows in split_plots(lake, plan.window_start, run_date, parts))
+    cells, weather = load_shared(lake, plan.window_start, run_date)
     preload.join()
     report = validate(
         cells=cells,
@@ -169,7 +168,7 @@ def prepare_features(
         threshold=plan.threshold,
         season_max_days=plan.season_max_days,
         max_cell_distance_km=MAX_CELL_DISTANCE_KM,
-        run_date=day,
+        run_date=run_date,
         weather_max_lag_days=plan.weather_max_lag_days,
         plot_seasons_read=plot_seasons,
     )
@@ -183,7 +182,7 @@ def prepare_features(
             "seconds": round(time.perf_counter() - started, 3),
         },
     )
-    log.info("features %s: run %s in %d shard(s)", day, plan.run_id, plan.shards)
+    log.info("features %s: run %s in %d shard(s)", run_date, plan.run_id, plan.shards)
     return plan
 
 

@@ -175,26 +175,25 @@ def prepare_run(
     lake: Lake | None = None,
 ) -> ScoringPlan:
     """Check inputs, resolve the models once and open the run (see the module docstring)."""
-    day = run_date
     lake = lake or Lake.from_settings()
     shards = shards or get_settings().scoring_shards
-    features = features_path(day)
+    features = features_path(run_date)
     if not lake.exists(features):
         raise MissingInputError(
-            f"no features for {day}: {lake.uri(features)} not found "
-            f"(run `nuru-yield features --date {day}` first)"
+            f"no features for {run_date}: {lake.uri(features)} not found "
+            f"(run `nuru-yield features --date {run_date}` first)"
         )
     upgrade()
-    run_id = f"{day:%Y%m%d}-{uuid.uuid4().hex[:12]}"
-    with _run_lock(day, "prepare"):
+    run_id = f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:12]}"
+    with _run_lock(run_date, "prepare"):
         close_abandoned_runs(lake, closed_by=run_id, by_airflow=dag_run_id is not None)
-        if _features_rows(lake, day) == 0:
-            raise _empty_night(lake, day, run_id, dag_run_id)
-        plan = _open_run(lake, day, run_id, shards, dag_run_id)
+        if _features_rows(lake, run_date) == 0:
+            raise _empty_night(lake, run_date, run_id, dag_run_id)
+        plan = _open_run(lake, run_date, run_id, shards, dag_run_id)
         reached("prepared")
     log.info(
         "scoring %s: %s v%s%s in %d shard(s), run %s",
-        day,
+        run_date,
         plan.model_name,
         plan.champion_version,
         f" (+ challenger v{plan.challenger_version} in shadow)" if plan.challenger_version else "",
@@ -506,19 +505,20 @@ def _score_shard(
     loader = _BackgroundStage(
         lambda batches: stage(engine, plan.run_date, _staging(batches), shard, plan.shards)
     )
-    counted = {"score": 0.0, "plots": 0, "rows": 0}
+    timings = {"score": 0.0}
+    counts = {"plots": 0, "rows": 0}
 
     def scored() -> Iterator[pa.RecordBatch]:
         for features in _shard_batches(lake, features_path(plan.run_date), shard, plan.shards):
             tick = time.perf_counter()
             for alias, model in models.items():
                 rows = score_batch(features, model, alias, stamp)
-                counted["score"] += time.perf_counter() - tick
+                timings["score"] += time.perf_counter() - tick
                 loader.put(rows)
                 yield log_batch(rows, features)
                 tick = time.perf_counter()
-                counted["rows"] += rows.num_rows
-            counted["plots"] += features.num_rows
+                counts["rows"] += rows.num_rows
+            counts["plots"] += features.num_rows
 
     try:
         lake.write_parquet_batches(
@@ -528,15 +528,14 @@ def _score_shard(
     except BaseException:
         loader.abort()
         raise
-    if staged != counted["rows"]:
-        raise RuntimeError(f"shard {shard}: scored {counted['rows']} rows but staged {staged}")
+    if staged != counts["rows"]:
+        raise RuntimeError(f"shard {shard}: scored {counts['rows']} rows but staged {staged}")
     result = ShardResult(
         shard=shard,
-        plots=int(counted["plots"]),
-        rows=int(counted["rows"]),
+        **counts,
         seconds={
             "load_models": loaded,
-            "score": counted["score"],
+            "score": timings["score"],
             "total": time.perf_counter() - started,
         },
     )
