@@ -58,9 +58,14 @@ class Cluster:
         hole looks to a client: connections stay open, nothing answers. Always resumed."""
         stopped: list[int] = []
         try:
-            for pid in self.processes():
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
+            # The postmaster first, so it forks nothing new; then its children until a pass
+            # finds none left running. A backend may exit between the listing and the
+            # signal (a client closing its connection): it has nothing left to freeze.
+            while pending := [pid for pid in self.processes() if pid not in stopped]:
+                for pid in pending:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                    stopped.append(pid)
             yield stopped
         finally:
             for pid in stopped:
