@@ -337,10 +337,9 @@ def _pending_logs(lake: Lake) -> dict[str, dt.date]:
     for path in lake.list(f"{PREDICTION_LOG}/_parts", suffix=".parquet"):
         folder, name = path.split("/")[-2:]
         if name.startswith("run-"):
+            run_id = name.removeprefix("run-").removesuffix(".parquet")
             with contextlib.suppress(ValueError):
-                pending[name.removeprefix("run-").removesuffix(".parquet")] = dt.date.fromisoformat(
-                    folder
-                )
+                pending[run_id] = dt.date.fromisoformat(folder)
     return pending
 
 

@@ -2,8 +2,9 @@
 ``nuru-yield train``: build set → train candidates → evaluate → gate → promote.
 
 Each step returns a frozen result (:class:`~nuru_yield.steps.StepResult`) of lake paths, run
-ids, versions and small metric dicts (XCom-sized), never frames. Every step is idempotent for its run date: the training set is rewritten in
-place; retraining logs new runs and a new version, and the gate compares it afresh.
+ids, versions and small metric dicts (XCom-sized), never frames. Every step is idempotent
+for its run date: the training set is rewritten in place; retraining logs new runs and a new
+version, and the gate compares it afresh.
 """
 
 from __future__ import annotations
