@@ -213,6 +213,15 @@ def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> No
     run(plots, workdir)
 
 
+@bench_app.command("train")
+def bench_train(plots: Annotated[int, typer.Option(min=100)] = 20_000) -> None:
+    """Time training by phase against one bare LightGBM fit on the same rows."""
+    from nuru_yield.config import get_settings
+    from nuru_yield.dev.bench.train import run
+
+    run(plots, get_settings().nuru_home / "bench" / "train")
+
+
 @bench_app.command("scoring")
 def bench_scoring(
     plots: Annotated[int, typer.Option(min=1)] = 1_000_000,

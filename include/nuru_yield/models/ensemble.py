@@ -13,10 +13,13 @@ import path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.ensemble import VotingRegressor
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -44,3 +47,16 @@ class LogLinkVotingRegressor(VotingRegressor):
 
     def predict(self, X: Any) -> np.ndarray:
         return np.exp(self.predict_log(X))
+
+    def assembled(self, fitted: Sequence[Any]) -> LogLinkVotingRegressor:
+        """A fitted copy of this ensemble from members fitted one by one (``fitted``, in the
+        order of ``estimators``): what :meth:`fit` makes, for members that report progress
+        or stop early as they fit."""
+        if len(fitted) != len(self.estimators):
+            raise ValueError(f"expected {len(self.estimators)} fitted members, got {len(fitted)}")
+        ensemble = clone(self)
+        ensemble.estimators_ = list(fitted)
+        ensemble.named_estimators_ = Bunch(
+            **{name: member for (name, _), member in zip(self.estimators, fitted, strict=True)}
+        )
+        return ensemble
