@@ -58,7 +58,9 @@ test-deps:
 # Airflow standalone with the project's DAGs and airflow_settings.yaml applied, in the Airflow
 # home `make demo` used (the demo leaves its DAGs paused). On 127.0.0.1:8080 unless
 # AIRFLOW_HOST / AIRFLOW_PORT say otherwise; sized for a 2-core machine (one API server
-# worker, one DAG parsing process, at most 4 tasks at a time). `make airflow
+# worker, one DAG parsing process, at most 4 tasks at a time, and a task's calls to the API
+# server wait up to 60 s and are retried 10 times: a busy machine slows the night down
+# instead of failing tasks before they run, as the demo's Airflow does). `make airflow
 # NURU_SCHEDULES=manual` keeps the cron schedules off, as in the demo.
 AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW_PORT ?= 8080
@@ -68,6 +70,8 @@ AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airfl
 	AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__WORKERS=1 \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1 \
+	AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=60 AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10 \
+	AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN=2 AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX=30 \
 	NURU_SCHEDULES="$(NURU_SCHEDULES)"
 
 airflow: setup

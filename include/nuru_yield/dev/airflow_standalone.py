@@ -55,6 +55,21 @@ def worker_hostname() -> str:
     return os.environ.get(WORKER_NAME) or socket.getfqdn()
 
 
+# How a task talks to the API server (Airflow's ``[workers]`` options, read by the task
+# SDK's client) on a small, busy machine. Airflow's defaults (5 s per request, 5 attempts 1 to
+# 90 s apart) fail a task before it runs any code when the one API server worker is slow to
+# answer its start call (``httpcore.ReadTimeout`` in ``task_instances.start``) while other
+# tasks import pandas and sklearn on the same two cores; a longer wait and more, shorter-spaced
+# retries make a busy machine slow the night down instead. The Makefile (`make airflow`) and
+# docker-compose.yml set the same values (a test checks all three).
+EXECUTION_API_SETTINGS = {
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "2",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "30",
+}
+
+
 class AirflowError(NuruError):
     """Airflow did not start, or a DAG run failed or did not finish in time."""
 
@@ -87,6 +102,7 @@ def airflow_environment(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        **EXECUTION_API_SETTINGS,
         # The cron schedules would start runs for last night / last Monday as soon as the
         # DAGs are unpaused; here runs are triggered for a chosen date instead.
         "NURU_SCHEDULES": "manual",
