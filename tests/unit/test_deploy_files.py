@@ -1091,14 +1091,18 @@ def test_tasks_wait_for_a_busy_api_server_in_every_airflow(
 
     demo = airflow_environment(REPO / ".nuru" / "airflow", 8080)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    make_airflow = subprocess.run(
-        ["make", "--no-print-directory", "-n", "airflow"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout.strip().splitlines()[-1]
+    make_airflow = (
+        subprocess.run(
+            ["make", "--no-print-directory", "-n", "airflow"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     airflow_services = [name for name in services if name.startswith("airflow-")]
     assert "airflow-worker" in airflow_services
     for variable, value in EXECUTION_API_SETTINGS.items():
