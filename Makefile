@@ -74,15 +74,19 @@ AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airfl
 	AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN=2 AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX=30 \
 	NURU_SCHEDULES="$(NURU_SCHEDULES)"
 
+# The demo's home is a scratch space: its own lake, registry and database, whatever LAKE_URL,
+# MLFLOW_TRACKING_URI or PREDICTIONS_DB_URL say in this shell (include/nuru_yield/dev/scratch.py).
+SCRATCH = $(BIN)/python -m nuru_yield.dev.scratch --home "$(CURDIR)/.nuru" --purpose "make airflow" --
+
 airflow: setup
-	$(AIRFLOW_ENV) airflow db migrate
-	$(AIRFLOW_ENV) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
-	$(AIRFLOW_ENV) airflow standalone
+	$(AIRFLOW_ENV) $(SCRATCH) airflow db migrate
+	$(AIRFLOW_ENV) $(SCRATCH) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
+	$(AIRFLOW_ENV) $(SCRATCH) airflow standalone
 
 # Any `airflow` command against that Airflow, e.g. (with `make airflow` running):
 #   make airflow-cli ARGS="backfill create --dag-id feature_materialization --from-date 2025-06-10 --to-date 2025-06-14"
 airflow-cli: setup
-	$(AIRFLOW_ENV) airflow $(ARGS)
+	$(AIRFLOW_ENV) $(SCRATCH) airflow $(ARGS)
 
 # Recompile the exact pins after editing requirements.in.
 lock: | $(BIN)/uv

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -202,14 +203,22 @@ def demo(
     run_demo(plots=plots, seed=seed, serve=serve, port=port)
 
 
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where the scratch space goes (default: the system's temporary directory).",
+        file_okay=False,
+    ),
+]
+
+
 @bench_app.command("features")
-def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
+def bench_features(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000, workdir: WorkdirOption = None
+) -> None:
     """Time feature materialization against a hand-written DuckDB query."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.features import run
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run(plots, workdir)
 
 
@@ -248,13 +257,11 @@ def bench_night(
         str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
     ] = None,
     model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
+    workdir: WorkdirOption = None,
 ) -> None:
     """Time one whole night (features, scoring, publish) in shards, per step and shard."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.night import run_bench
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run_bench(plots, shards, parallel, db_url=db_url, model=model, workdir=workdir)
 
 

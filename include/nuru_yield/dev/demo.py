@@ -40,15 +40,27 @@ def _step(number: int, text: str) -> None:
 def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -> None:
     """Build everything from an empty NURU_HOME (reusing sample data if present), then serve
     the API on ``port``, which is checked first: minutes of pipeline are not spent to find
-    it taken at the end."""
-    from nuru_yield.db.migrations import upgrade
-    from nuru_yield.dev.airflow_standalone import run_chain, standalone
+    it taken at the end.
+
+    Everything happens in NURU_HOME as a scratch space (:mod:`nuru_yield.dev.scratch`): its
+    own lake, registry and database whatever ``LAKE_URL``, ``MLFLOW_TRACKING_URI`` or
+    ``PREDICTIONS_DB_URL`` say, and a NURU_HOME that holds a deployment's champion or
+    published nights is refused."""
     from nuru_yield.dev.local_services import check_port_free
+    from nuru_yield.dev.scratch import scratch_space
 
     if serve:
         check_port_free(
             DEMO_HOST, port, "the demo's API (make demo PORT=… / nuru-yield demo --port …)"
         )
+    with scratch_space("the demo", home=get_settings().nuru_home):
+        _build_and_serve(plots, seed, serve, port)
+
+
+def _build_and_serve(plots: int, seed: int, serve: bool, port: int) -> None:
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.dev.airflow_standalone import run_chain, standalone
+
     settings = get_settings()
     lake = Lake.from_settings(settings)
     lake.check_writable()
