@@ -22,9 +22,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-# `make demo PORT=8001` when :8000 is taken (checked before the pipeline runs).
+# `make demo PORT=8001` when :8000 is taken (checked before the pipeline runs);
+# `make demo STALL_MINUTES=30` waits longer for a DAG run that makes no progress (default 10).
 demo: setup
-	$(BIN)/nuru-yield demo $(if $(PORT),--port $(PORT))
+	$(BIN)/nuru-yield demo$(if $(PORT), --port $(PORT))$(if $(STALL_MINUTES), --stall-minutes $(STALL_MINUTES))
 
 # lint-imports: the import contracts of pyproject.toml ([tool.importlinter]): what may import
 # what, and no import cycles (docs/DESIGN.md, "Layout").

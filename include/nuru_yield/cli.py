@@ -196,11 +196,19 @@ def demo(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="The API's port (checked before anything runs).")
     ] = 8000,
+    stall_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Give up on a DAG run after this long without progress: no task state "
+            "change, no task log growing, no task process using CPU (default 10).",
+        ),
+    ] = None,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
-    run_demo(plots=plots, seed=seed, serve=serve, port=port)
+    run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
 
 
 WorkdirOption = Annotated[

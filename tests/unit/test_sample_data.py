@@ -317,6 +317,19 @@ def test_response_table_matches_the_grid_and_responds_to_rain() -> None:
     assert low <= mid[0] <= high
 
 
+def test_cli_writes_the_raw_contract_into_the_lake(
+    nuru_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["sample-data", "--plots", "30", "--start-year", "2024", "--end-year", "2024"])
+    lake = Lake.from_settings()
+    for path in (names.RAW_PLOTS, names.RAW_WEATHER_CELLS, names.RAW_YIELDS):
+        assert lake.exists(path), path
+    plots = lake.read_parquet(names.RAW_PLOTS).to_pandas()
+    assert plots["plot_id"].nunique() == 30 and set(plots["season_year"]) == {2024}
+    assert lake.list(names.ndvi_year_dir(2024), ".parquet")
+    assert capsys.readouterr().out.strip()  # the summary
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["--plots", "0"], "--plots"), (["--start-year", "2025", "--end-year", "2020"], "end-year")],
