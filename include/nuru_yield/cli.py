@@ -51,10 +51,12 @@ def sample_data(
     seed: Annotated[int, typer.Option()] = 42,
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
     from nuru_yield.sample_data.generator import generate_to_lake

@@ -34,7 +34,9 @@ holds a champion alias or published nights is refused with one line
 (:class:`ScratchTargetError`), whatever the command.
 
 ``python -m nuru_yield.dev.scratch --home DIR --purpose WHAT -- COMMAND …`` runs a command
-inside a named scratch home (what `make airflow` does).
+inside a named scratch home (what `make airflow` does). ``nuru-yield sample-data``, which
+writes synthetic raw data into the configured lake, refuses one with published nights
+(:func:`refuse_live_lake`).
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def scratch_space(
         if not temporary and not (home / MARKER).exists():
             refuse_live_targets(purpose)
         elif predictions_db_url is not None:
-            refuse_live_targets(purpose, lake=False, registry=False)
+            refuse_live_targets(purpose, ("database",))
         home.mkdir(parents=True, exist_ok=True)
         (home / MARKER).write_text(
             f"A scratch space of nuru-yield's development commands (made by {purpose}).\n"
@@ -153,19 +155,23 @@ def scratch_space(
             shutil.rmtree(home, ignore_errors=True)
 
 
-def refuse_live_targets(purpose: str, *, lake: bool = True, registry: bool = True) -> None:
-    """Raise :class:`ScratchTargetError` when the configured lake holds published nights,
-    the registry a ``champion`` alias, or the predictions database published rows. Reads
-    only; creates nothing (a missing SQLite file or lake folder holds nothing)."""
+def refuse_live_targets(
+    purpose: str, targets: Sequence[str] = ("lake", "registry", "database")
+) -> None:
+    """Raise :class:`ScratchTargetError` when, of ``targets``, the configured lake holds
+    published nights, the registry a ``champion`` alias, or the predictions database
+    published rows. Reads only; creates nothing (a missing SQLite file or lake folder holds
+    nothing)."""
     from nuru_yield.config import get_settings
 
     settings = get_settings()
-    checks = [
-        *([("lake", settings.lake_url, _published_nights)] if lake else []),
-        *([("registry", settings.mlflow_tracking_uri, _champions)] if registry else []),
-        ("database", settings.predictions_db_url, _published_rows),
-    ]
-    for kind, target, holds in checks:
+    checks = {
+        "lake": (settings.lake_url, _published_nights),
+        "registry": (settings.mlflow_tracking_uri, _champions),
+        "database": (settings.predictions_db_url, _published_rows),
+    }
+    for kind in targets:
+        target, holds = checks[kind]
         found = holds()
         if found:
             raise ScratchTargetError(
@@ -175,6 +181,19 @@ def refuse_live_targets(purpose: str, *, lake: bool = True, registry: bool = Tru
                     "the target out, or name an empty one)"
                 )
             )
+
+
+def refuse_live_lake(purpose: str) -> None:
+    """For a command that writes synthetic data into the configured lake (``nuru-yield
+    sample-data``): refuse a lake that holds published nights, unless it is the own lake of
+    a scratch space (the demo's)."""
+    from nuru_yield.config import get_settings
+
+    settings = get_settings()
+    home = settings.nuru_home
+    if (home / MARKER).exists() and settings.lake_url == scratch_environment(home)["LAKE_URL"]:
+        return
+    refuse_live_targets(purpose, ("lake",))
 
 
 def _published_nights() -> str:
