@@ -55,21 +55,6 @@ from typing import Any
 
 from nuru_yield.errors import ConfigError, mask_passwords
 
-# The settings (and MLflow's own variable) that name where things are written.
-SCRATCH_VARIABLES = (
-    "NURU_HOME",
-    "LAKE_URL",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_ARTIFACT_ROOT",
-    "PREDICTIONS_DB_URL",
-    "API_DB_URL",
-    "S3_BUCKET_NAME",
-    "S3_ENDPOINT_URL",
-    "S3_ACCESS_KEY",
-    "S3_SECRET_KEY",
-    "ALERT_CHANNEL",
-)
 # A home holding this file was made by a development command and may be reused by one.
 MARKER = ".nuru-scratch"
 
@@ -107,6 +92,10 @@ def scratch_environment(home: Path, predictions_db_url: str | None = None) -> di
     }
 
 
+# The settings (and MLflow's own variable) that name where things are written.
+SCRATCH_VARIABLES = tuple(scratch_environment(Path("/scratch")))
+
+
 @contextlib.contextmanager
 def scratch_space(
     purpose: str,
@@ -140,9 +129,10 @@ def scratch_space(
         elif predictions_db_url is not None:
             refuse_live_targets(purpose, ("database",))
         home.mkdir(parents=True, exist_ok=True)
-        (home / MARKER).write_text(
-            f"A scratch space of nuru-yield's development commands (made by {purpose}).\n"
-        )
+        if not (home / MARKER).exists():
+            (home / MARKER).write_text(
+                f"A scratch space of nuru-yield's development commands (made by {purpose}).\n"
+            )
         yield ScratchSpace(home, values)
     finally:
         _clear_caches(uris)
@@ -299,7 +289,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         with scratch_space(arguments.purpose, home=arguments.home):
             os.execvpe(command[0], command, dict(os.environ))
     except ConfigError as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except OSError as error:  # the command is not there, or not executable
+        print(f"error: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
+        sys.exit(127)
 
 
 if __name__ == "__main__":
