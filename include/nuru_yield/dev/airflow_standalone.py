@@ -76,7 +76,7 @@ EXECUTION_API_SETTINGS = {
 
 
 class AirflowError(NuruError):
-    """Airflow did not start, or a DAG run failed or did not finish in time."""
+    """Airflow did not start or stopped, or a DAG run failed or made no progress."""
 
 
 def airflow_environment(
