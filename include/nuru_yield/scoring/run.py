@@ -70,6 +70,7 @@ from nuru_yield.names import (
     MODEL_NAME,
     PREDICTION_LOG,
     features_path,
+    parts_dir,
     pending_log_path,
     prediction_log_path,
     rejected_path,
@@ -249,8 +250,10 @@ def _open_run(
     )
     engine = get_engine()
     discard(engine, day)
-    for stale in lake.list(f"{PREDICTION_LOG}/_parts/{day}"):
+    staging = parts_dir(PREDICTION_LOG, day)
+    for stale in lake.list(staging):
         lake.delete(stale)
+    lake.clear_temporary(staging)  # of killed writers: every writer of the night holds its lock
     with database_errors(engine, "recording the scoring run"), writer(engine).begin() as c:
         c.execute(
             scoring_runs.insert().values(
@@ -657,6 +660,9 @@ def _publish_run(plan: ScoringPlan, results: Sequence[ShardResult], lake: Lake) 
     reached("after_log")
     for shard in range(plan.shards):
         lake.delete(shard_log_path(plan.run_date, shard, plan.shards))
+    # What killed attempts left (a shard retried after a kill mid-write): no writer of the
+    # night is alive while this step holds the night's lock exclusively.
+    lake.clear_temporary(parts_dir(PREDICTION_LOG, plan.run_date))
     seconds = {
         name: round(sum(r.seconds.get(name, 0.0) for r in results), 3)
         for name in ("load_models", "score", "total")
