@@ -233,12 +233,13 @@ def bench_features(
 
 
 @bench_app.command("train")
-def bench_train(plots: Annotated[int, typer.Option(min=100)] = 20_000) -> None:
+def bench_train(
+    plots: Annotated[int, typer.Option(min=100)] = 20_000, workdir: WorkdirOption = None
+) -> None:
     """Time training by phase against one bare LightGBM fit on the same rows."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.train import run
 
-    run(plots, get_settings().nuru_home / "bench" / "train")
+    run(plots, workdir)
 
 
 @bench_app.command("scoring")

@@ -1,9 +1,9 @@
 """``nuru-yield bench train --plots N``: where training time goes, against one bare LightGBM
 fit on the same rows.
 
-In a scratch space of its own (lake, MLflow store and predictions database under the bench's
-work directory, whatever the settings of the calling shell name), sample data for N plots
-over the demo's years, then, each in a fresh process:
+In a scratch space of its own (:func:`~nuru_yield.dev.scratch.scratch_space`: lake, MLflow
+store and predictions database in a temporary home, whatever the settings of the calling
+shell name), sample data for N plots over the demo's years, then, each in a fresh process:
 
 * the training set of the demo's night (:func:`~nuru_yield.training.pipeline.build_training_set`),
 * the candidates (:func:`~nuru_yield.training.pipeline.train_candidates`: the phases it
@@ -28,22 +28,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from nuru_yield.dev.bench import emit, environment, run_isolated
+from nuru_yield.dev.bench import emit, run_isolated
+from nuru_yield.dev.scratch import scratch_space
 
 log = logging.getLogger(__name__)
 
 START_YEAR, END_YEAR = 2020, 2025
 RUN_DATE = dt.date(2025, 6, 15)  # the Long Rains 2025 in progress: 2020 LR – 2024 SR labelled
-
-
-def _scratch(workdir: Path) -> dict[str, str]:
-    """Every setting that names a place, pointed into ``workdir``."""
-    return {
-        "NURU_HOME": str(workdir),
-        "LAKE_URL": (workdir / "lake").as_uri(),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "PREDICTIONS_DB_URL": f"sqlite:///{workdir / 'predictions.db'}",
-    }
 
 
 def _sample_data(plots: int) -> int:
@@ -98,17 +89,14 @@ def _bare_lightgbm(training_set: dict[str, Any]) -> int:
     return len(train)
 
 
-def run(plots: int, workdir: Path) -> dict[str, Any]:
-    """Measure training on ``plots`` plots in ``workdir`` (wiped first); prints the table and
-    the JSON line, and returns the JSON object."""
-    import shutil
-
+def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
+    """Measure training on ``plots`` plots in a scratch space under ``workdir`` (default: the
+    system's temporary directory); prints the table and the JSON line, and returns the JSON
+    object."""
     from nuru_yield.training.gate import band_checks, render_bands
 
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    with environment(_scratch(workdir)):
-        log.info("bench train: sample data for %d plots in %s", plots, workdir)
+    with scratch_space("bench train", parent=workdir) as space:
+        log.info("bench train: sample data for %d plots in %s", plots, space.home)
         run_isolated(_sample_data, plots)
         built = run_isolated(_training_set)
         candidates = run_isolated(_candidates, built.result)
