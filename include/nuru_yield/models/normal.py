@@ -6,10 +6,12 @@ support team falls back on when nothing is known yet. A plot nine days in the gr
 told the model little: its forecast is then no better than the normal, sometimes worse.
 So the forecast a plot gets is ``w × model + (1 − w) × normal``, with ``w`` learned per
 lead-time band (:mod:`.leads`) on the calibration seasons — seasons the model was not
-fitted on — as the share of the model that minimises their squared error (on a grid of
-0.05, the largest share within 0.1% of the best: shrink only where it pays). Each forecast
-says what it rests on: ``basis`` is ``model`` (``w = 1``), ``normal`` (``w = 0``) or
-``blended``.
+fitted on — as the share of the model (on a grid of 0.05) that minimises their squared
+error. It shrinks only where that pays beyond doubt: the gain in squared error over the
+model alone must exceed :data:`SHRINK_EVIDENCE` standard errors, counted over county-seasons
+(a season's weather moves every plot of a county together, so plots are not independent
+evidence); elsewhere ``w = 1``. Each forecast says what it rests on: ``basis`` is ``model``
+(``w = 1``), ``normal`` (``w = 0``) or ``blended``.
 
 The blend keeps the drivers exact: with ``m = b + Σ c`` (model forecast, its baseline and
 kg/ha drivers), ``f − (w·b + (1 − w)·n) = w · Σ c``; the blended forecast's drivers are the
@@ -31,8 +33,9 @@ from nuru_yield.models.leads import LEAD_BANDS, band_index
 MODEL, BLENDED, NORMAL = "model", "blended", "normal"
 BASES = (MODEL, BLENDED, NORMAL)
 WEIGHT_STEP = 0.05
-# A larger model share is taken when its calibration RMSE is within this share of the best.
-WEIGHT_TOLERANCE = 0.001
+# Shrinking toward the normal must lower the calibration seasons' squared error by more than
+# this many (county-season clustered) standard errors of the gain.
+SHRINK_EVIDENCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,21 @@ def basis_of(weight: np.ndarray) -> np.ndarray:
     return np.where(weight >= 1.0, MODEL, np.where(weight <= 0.0, NORMAL, BLENDED)).astype(object)
 
 
+def _clearly_positive(gain: np.ndarray, clusters: np.ndarray) -> bool:
+    """Whether the mean of ``gain`` exceeds :data:`SHRINK_EVIDENCE` standard errors, the
+    rows grouped by cluster (the standard error of a mean of cluster totals)."""
+    frame = pd.DataFrame({"gain": gain, "cluster": clusters})
+    totals = frame.groupby("cluster", observed=True)["gain"].agg(["sum", "size"])
+    if len(totals) < 2:
+        return False
+    mean = totals["sum"].sum() / totals["size"].sum()
+    # Cluster-robust: each cluster's residual total, scaled to a per-row mean.
+    residual = totals["sum"] - mean * totals["size"]
+    k = len(totals)
+    se = np.sqrt(k / (k - 1) * float((residual**2).sum())) / totals["size"].sum()
+    return bool(mean > SHRINK_EVIDENCE * se)
+
+
 @dataclass(frozen=True)
 class Blend:
     """The model's share per lead-time band and the normal it is blended with."""
@@ -152,11 +170,13 @@ class Blend:
         days_after_planting: np.ndarray,
         normal: CountyNormal,
         normal_forecast: np.ndarray,
+        clusters: np.ndarray,
         bands: Sequence[int] = LEAD_BANDS,
     ) -> Blend:
         """Per band, the model share (a multiple of :data:`WEIGHT_STEP`) that minimises the
-        squared error on held-out rows; the largest within :data:`WEIGHT_TOLERANCE` of the
-        best. A band without rows trusts the model (``w = 1``)."""
+        squared error on held-out rows, kept only when its gain over the model alone is
+        beyond :data:`SHRINK_EVIDENCE` standard errors over ``clusters`` (one label per row:
+        its county-season); otherwise, and in a band without rows, ``w = 1``."""
         actual = np.asarray(actual, dtype=np.float64)
         model_forecast = np.asarray(model_forecast, dtype=np.float64)
         normal_forecast = np.asarray(normal_forecast, dtype=np.float64)
@@ -165,18 +185,19 @@ class Blend:
         weights = []
         for index in range(len(bands)):
             rows = band == index
-            if not rows.any():
-                weights.append(1.0)
-                continue
             m, n, y = model_forecast[rows], normal_forecast[rows], actual[rows]
-            errors = np.array([np.mean((w * m + (1 - w) * n - y) ** 2) for w in grid])
-            rmse = np.sqrt(errors)
-            acceptable = rmse <= rmse.min() * (1 + WEIGHT_TOLERANCE)
-            weights.append(float(grid[acceptable].max()))
+            errors = [np.mean((w * m + (1 - w) * n - y) ** 2) for w in grid] if rows.any() else []
+            best = float(grid[int(np.argmin(errors))]) if rows.any() else 1.0
+            if best < 1.0:
+                gain = (m - y) ** 2 - (best * m + (1 - best) * n - y) ** 2
+                if not _clearly_positive(gain, np.asarray(clusters)[rows]):
+                    best = 1.0
+            weights.append(best)
         return cls(tuple(int(b) for b in bands), tuple(weights), normal)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "method": "share_per_lead_band",
             "bands": list(self.bands),
             "weights": list(self.weights),
             "normal": self.normal.to_dict(),

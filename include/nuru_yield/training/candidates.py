@@ -399,6 +399,13 @@ def assess_candidates(
     evaluation_days = evaluation["days_after_planting"].to_numpy()
     calibration_normal = normal.predict(calibration)
     evaluation_normal = normal.predict(evaluation)
+    county_seasons = (
+        calibration["county"].astype(str)
+        + "/"
+        + calibration["season"].astype(str)
+        + "/"
+        + calibration["season_year"].astype(str)
+    ).to_numpy()
 
     started = time.monotonic()
     results = []
@@ -413,6 +420,7 @@ def assess_candidates(
                 calibration_days,
                 normal,
                 calibration_normal,
+                county_seasons,
                 bands,
             )
             calibrated = _blended(blend, model, calibration, feature_columns)
