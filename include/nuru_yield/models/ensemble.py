@@ -42,8 +42,12 @@ class LogLinkVotingRegressor(VotingRegressor):
     def predict_log(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         features = np.asarray(X, dtype=np.float64)
-        margins = np.column_stack([log_prediction(m, features) for m in self.estimators_])
-        return np.average(margins, axis=1, weights=self._weights_not_none)
+        return self.combine_log([log_prediction(m, features) for m in self.estimators_])
+
+    def combine_log(self, member_margins: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's log forecast from its members' (in ``estimators_`` order): their
+        weighted mean."""
+        return np.average(np.column_stack(member_margins), axis=1, weights=self._weights_not_none)
 
     def predict(self, X: Any) -> np.ndarray:
         return np.exp(self.predict_log(X))

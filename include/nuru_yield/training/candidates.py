@@ -39,7 +39,7 @@ from nuru_yield.models.leads import LEAD_BANDS
 from nuru_yield.models.normal import Blend, CountyNormal
 from nuru_yield.names import MODEL_NAME
 from nuru_yield.progress import Progress, track
-from nuru_yield.training.dataset import TARGET, TemporalSplit
+from nuru_yield.training.dataset import TARGET, TemporalSplit, sampled_rows
 from nuru_yield.training.evaluation import evaluate
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,21 @@ def interaction_pairs(feature_count: int) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyper-parameters shared by the candidates (tests shrink them for speed)."""
+    """Hyper-parameters shared by the candidates (tests shrink them for speed).
+
+    Fitting half the rows with a learning rate of 0.15, the forest 100 rounds at 0.3, and
+    stopping early cost 0.1–0.4% of hold-out RMSE per lead-time band against every row at
+    0.08 (forest 150 rounds at 0.2), for a sixth of the time (``docs/DESIGN.md``,
+    "Measurements"; ``nuru-yield bench train``)."""
 
     boosting_rounds: int = 500
-    learning_rate: float = 0.08
+    learning_rate: float = 0.15
     max_depth: int = 6
     num_leaves: int = 24
     min_leaf_rows: int = 40
-    forest_rounds: int = 150
+    forest_rounds: int = 100
     forest_trees_per_round: int = 4
-    forest_learning_rate: float = 0.2
+    forest_learning_rate: float = 0.3
     forest_depth: int = 6
     ridge_alpha: float = 1.0
     tweedie_variance_power: float = 1.2
@@ -93,6 +98,10 @@ class TrainingParams:
     # its RMSE on the calibration seasons (None: every round); the refit grows the rounds
     # the hold-out kept: trees that added nothing on unseen seasons are not grown.
     early_stopping_rounds: int | None = 25
+    # The share of the training set's rows the fits learn from (a reproducible hash picks
+    # them, :func:`~nuru_yield.training.dataset.sampled_rows`); calibration and evaluation
+    # use every row. A plot-season's rows at its eight lead times share one harvest.
+    fit_row_share: float = 0.5
     monotone: tuple[tuple[str, int], ...] = tuple(MONOTONE_FEATURES.items())
     threads: int = 2
     seed: int = 42
@@ -267,12 +276,12 @@ def _fit_member(
     total = int(member.get_params()["n_estimators"])
     progress = Progress(f"{label}: boosting rounds", total, every_seconds=15.0)
     stopping = params.early_stopping_rounds if validation is not None else None
-    eval_set = None if validation is None else [validation]
     if isinstance(member, lightgbm.LGBMRegressor):
         callbacks = [lambda env: progress.update(env.iteration + 1)]
         if stopping:
             callbacks.append(lightgbm.early_stopping(stopping, verbose=False))
-        member.fit(features, target, eval_set=eval_set, eval_metric="rmse", callbacks=callbacks)
+        held_out = {} if validation is None else {"eval_X": validation[0], "eval_y": validation[1]}
+        member.fit(features, target, eval_metric="rmse", callbacks=callbacks, **held_out)
         kept = int(member.best_iteration_) if stopping and member.best_iteration_ else total
     else:
         member.set_params(
@@ -280,12 +289,31 @@ def _fit_member(
             early_stopping_rounds=stopping,
             eval_metric="rmse",
         )
-        member.fit(features, target, eval_set=eval_set, verbose=False)
+        member.fit(
+            features, target, eval_set=None if validation is None else [validation], verbose=False
+        )
         # The callback is not part of the model (it would be serialised with it).
         member.set_params(callbacks=None, early_stopping_rounds=None)
         kept = int(member.best_iteration) + 1 if stopping else total
+    if kept < total:
+        _keep_rounds(member, kept)
     log.info("%s: %d of %d rounds kept, %.1fs", label, kept, total, progress.elapsed)
     return member, kept
+
+
+def _keep_rounds(member: Any, rounds: int) -> None:
+    """Drop the trees grown after the best round (early stopping grows ``patience`` more),
+    so that every tree of the model counts: its forecasts, its TreeSHAP drivers and its
+    logged form agree, whatever a library would do with a remembered "best iteration"."""
+    import lightgbm
+
+    if isinstance(member, lightgbm.LGBMRegressor):
+        text = member.booster_.model_to_string(num_iteration=rounds)
+        member._Booster = lightgbm.Booster(model_str=text)
+        member._best_iteration = rounds
+    else:  # xgboost: a slice of the booster keeps its trees and drops its best iteration
+        member._Booster = member.get_booster()[:rounds]
+    member.set_params(n_estimators=rounds)
 
 
 def _xgboost_progress(progress: Progress) -> Any:
@@ -369,7 +397,9 @@ def assess_candidates(
     monotone = monotone_signs(feature_columns, dict(params.monotone))
     calibration, evaluation = split.calibration, split.evaluation
     actual = calibration[TARGET].to_numpy(dtype=np.float64)
-    train = _matrix(split.train, feature_columns)
+    fitted_on = split.train[sampled_rows(split.train, params.fit_row_share)]
+    train = _matrix(fitted_on, feature_columns)
+    train_target = fitted_on[TARGET].to_numpy(dtype=np.float64)
     log.info(
         "hold-out fit: %s and %s on %d rows × %d features",
         ", ".join(TREE_MEMBERS),
@@ -378,7 +408,7 @@ def assess_candidates(
     )
     holdout = fit_ensemble(
         train,
-        split.train[TARGET].to_numpy(dtype=np.float64),
+        train_target,
         params,
         monotone,
         phase="hold-out fit",
@@ -386,7 +416,7 @@ def assess_candidates(
     )
     seconds = {f"hold-out fit/{name}": value for name, value in holdout.seconds.items()}
     started = time.monotonic()
-    linear = linear_baseline(params).fit(train, split.train[TARGET].to_numpy(dtype=np.float64))
+    linear = linear_baseline(params).fit(train, train_target)
     seconds[f"hold-out fit/{LINEAR}"] = time.monotonic() - started
     normal = CountyNormal.fit(split.train)
     models: dict[str, Any] = {
@@ -408,23 +438,29 @@ def assess_candidates(
     ).to_numpy()
 
     started = time.monotonic()
+    forecasts = _HeldOutForecasts(
+        holdout.ensemble,
+        _matrix(calibration, feature_columns),
+        _matrix(evaluation, feature_columns),
+    )
     results = []
     for name, model in track(models.items(), "calibrating and evaluating", len(models)):
         if name == NAIVE:
             blend = None
             calibrated, predicted = calibration_normal, evaluation_normal
         else:
+            on_calibration, on_evaluation = forecasts.of(name, model)
             blend = Blend.fit(
                 actual,
-                model.predict(_matrix(calibration, feature_columns)),
+                on_calibration,
                 calibration_days,
                 normal,
                 calibration_normal,
                 county_seasons,
                 bands,
             )
-            calibrated = _blended(blend, model, calibration, feature_columns)
-            predicted = _blended(blend, model, evaluation, feature_columns)
+            calibrated = _blended(blend, on_calibration, calibration)
+            predicted = _blended(blend, on_evaluation, evaluation)
         intervals = calibrate(actual, calibrated, calibration_days, bands)
         lower, upper = intervals.interval(predicted, evaluation_days)
         results.append(
@@ -455,16 +491,44 @@ def assess_candidates(
     return Assessment(results, holdout.rounds, seconds)
 
 
-def _blended(
-    blend: Blend, model: Any, frame: pd.DataFrame, feature_columns: Sequence[str]
-) -> np.ndarray:
-    """``model``'s forecasts of ``frame`` blended with the normal by lead-time band."""
+def _blended(blend: Blend, model_forecast: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    """A model's forecasts of ``frame`` blended with the normal by lead-time band."""
     return blend.apply(
-        model.predict(_matrix(frame, feature_columns)),
+        model_forecast,
         frame["county"].to_numpy(),
         frame["season"].to_numpy(),
         frame["days_after_planting"].to_numpy(),
     ).forecast
+
+
+class _HeldOutForecasts:
+    """Each candidate's forecasts of the calibration and evaluation rows, the ensemble's
+    made from its members' (each tree model runs over the rows once, not twice)."""
+
+    def __init__(self, ensemble: Any, calibration: np.ndarray, evaluation: np.ndarray):
+        self.ensemble = ensemble
+        self.rows = (calibration, evaluation)
+        self.margins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _margins(self, name: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        from nuru_yield.models.ensemble import log_prediction  # scikit-learn: at first use
+
+        if name not in self.margins:
+            self.margins[name] = tuple(log_prediction(model, rows) for rows in self.rows)  # type: ignore[assignment]
+        return self.margins[name]
+
+    def of(self, name: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(calibration, evaluation)`` forecasts (kg/ha) of candidate ``name``."""
+        if model is self.ensemble:
+            members = [
+                self._margins(member, fitted) for member, fitted in model.named_estimators_.items()
+            ]
+            return tuple(  # type: ignore[return-value]
+                np.exp(model.combine_log([margins[part] for margins in members])) for part in (0, 1)
+            )
+        if name in self.ensemble.named_estimators_:
+            return tuple(np.exp(margin) for margin in self._margins(name, model))  # type: ignore[return-value]
+        return tuple(np.asarray(model.predict(rows), dtype=np.float64) for rows in self.rows)  # type: ignore[return-value]
 
 
 def refit_ensemble(
@@ -478,7 +542,7 @@ def refit_ensemble(
     (what the hold-out fit kept). Its intervals stay those the hold-out fit calibrated and
     the evaluation verified (a model fitted on more seasons errs no more, so they err on the
     wide side)."""
-    rows = split.labelled
+    rows = split.labelled[sampled_rows(split.labelled, params.fit_row_share)]
     refit = fit_ensemble(
         _matrix(rows, feature_columns),
         rows[TARGET].to_numpy(dtype=np.float64),

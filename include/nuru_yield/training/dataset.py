@@ -62,27 +62,44 @@ def lead_draws(season_max_days: int, bands: Sequence[int] = LEAD_BANDS) -> LeadD
     upper = np.append(lower[1:], np.uint64(season_max_days + 1))
 
     def draw(plots: pd.DataFrame) -> np.ndarray:
-        key = (
-            plots["plot_id"].to_numpy(np.int64).astype(np.uint64) * np.uint64(4099)
-            + plots["season_year"].to_numpy(np.int64).astype(np.uint64) * np.uint64(2)
-            + (plots["season"] == SEASONS[1]).to_numpy(np.uint64)
-        )
         band = np.arange(len(lower), dtype=np.uint64)
-        mixed = _splitmix64(key[:, None] * np.uint64(len(lower)) + band[None, :])
-        uniform = (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        uniform = _uniform(_plot_season_key(plots)[:, None] * np.uint64(len(lower)) + band)
         width = (upper - lower).astype(np.float64)
         return (lower + np.floor(uniform * width).astype(np.uint64)).astype(np.int64)
 
     return draw
 
 
-def _splitmix64(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: well-mixed 64-bit hashes of consecutive integers."""
+def sampled_rows(frame: pd.DataFrame, share: float) -> np.ndarray:
+    """A reproducible ``share`` of ``frame``'s rows (a boolean mask): a row is kept when the
+    hash of its plot-season key and its days after planting falls below ``share``. Rows of
+    one plot-season at different lead times are near copies of the same harvest; a model
+    fitted on half of them loses little and fits in half the time."""
+    if share >= 1.0:
+        return np.ones(len(frame), dtype=bool)
+    days = frame["days_after_planting"].to_numpy(np.int64).astype(np.uint64)
+    return _uniform(_plot_season_key(frame) * np.uint64(1024) + days) < share
+
+
+def _plot_season_key(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per row for its plot-season (plot id, season year, season kind)."""
+    with np.errstate(over="ignore"):
+        return (
+            frame["plot_id"].to_numpy(np.int64).astype(np.uint64) * np.uint64(4099)
+            + frame["season_year"].to_numpy(np.int64).astype(np.uint64) * np.uint64(2)
+            + (frame["season"] == SEASONS[1]).to_numpy(np.uint64)
+        )
+
+
+def _uniform(values: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) for each integer: the splitmix64 finaliser's well-mixed
+    hash, its top 53 bits."""
     with np.errstate(over="ignore"):
         z = values + np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
 def labelled_training_rows(

@@ -42,7 +42,9 @@ def _sample_data(plots: int) -> int:
     from nuru_yield.lake import Lake
     from nuru_yield.sample_data.generator import generate_to_lake
 
-    generate_to_lake(Lake.from_settings(), plots=plots, start_year=START_YEAR, end_year=END_YEAR)
+    generate_to_lake(
+        Lake.from_settings(), plots=plots, start_year=START_YEAR, end_year=END_YEAR, seed=42
+    )
     upgrade()
     return plots
 
