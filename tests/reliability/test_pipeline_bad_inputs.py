@@ -156,7 +156,7 @@ def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
     with monkeypatch.context() as patched:  # the one pass over raw/plots.parquet
         patched.setattr(pq.ParquetFile, "iter_batches", cut_stream)
         with pytest.raises(LakeError, match=r"cannot read \S*raw/plots.parquet: AWS Error"):
-            materialize(lake, AS_OF)
+            materialize(AS_OF, lake=lake)
 
     read_parquet = Lake.read_parquet
 
@@ -167,7 +167,7 @@ def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
 
     monkeypatch.setattr(Lake, "read_parquet", unreachable_ndvi)
     with pytest.raises(LakeError, match="NETWORK_CONNECTION"):
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
