@@ -18,7 +18,7 @@ from nuru_yield.features.checks import misdated_in_current_season
 from nuru_yield.features.materialize import materialize
 from nuru_yield.features.raw import RawInputs
 from nuru_yield.lake import Lake
-from nuru_yield.sharding import MAX_PLOT_ID
+from nuru_yield.names import MAX_PLOT_ID
 from tests.unit.test_features import AS_OF, plot
 from tests.unit.test_features_materialize import ten_plots, write_raw
 
