@@ -69,7 +69,11 @@ from nuru_yield.nightly import (
     write_report,
 )
 from nuru_yield.progress import peak_rss_mb
-from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
+from nuru_yield.raw_layout import (
+    UNBUCKETED_NDVI_REMOVED_IN,
+    UPGRADE_COMMAND,
+    unbucketed_ndvi_files,
+)
 from nuru_yield.steps import StepResult
 
 if TYPE_CHECKING:
@@ -153,11 +157,12 @@ def prepare_features(
     if unbucketed:
         log.warning(
             "features %s: %d raw NDVI file(s) are not split by plot bucket, so every shard "
-            "reads them in full (%s); run `%s`",
+            "reads them in full (%s); run `%s` (release %s stops reading them)",
             run_date,
             len(unbucketed),
             ", ".join(unbucketed[:3]),
             UPGRADE_COMMAND,
+            UNBUCKETED_NDVI_REMOVED_IN,
         )
     # One pass over the plot-seasons, so that no shard reads the whole table.
     plot_seasons = sum(
