@@ -178,13 +178,14 @@ def weekly_or_on(asset: Asset) -> AssetOrTimeSchedule | Asset:
 
 
 def run_date_params() -> dict[str, Param]:
-    """The ``run_date`` param every DAG accepts (manual and asset-triggered runs)."""
+    """The ``run_date`` param every DAG accepts (manual runs)."""
     return {
         "run_date": Param(
             None,
             type=["null", "string"],
             pattern=_DATE.pattern,
-            description="Run date YYYY-MM-DD; empty = the run's logical date.",
+            description="Run date YYYY-MM-DD; empty = the run's partition key (its night) or "
+            "logical date.",
         )
     }
 
