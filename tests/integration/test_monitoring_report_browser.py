@@ -13,7 +13,7 @@ import pytest
 
 from nuru_yield.monitoring.report import render_html
 from tests.fixtures.services import unavailable
-from tests.unit.test_monitoring_report import sample_report
+from tests.unit.monitoring.test_monitoring_report import sample_report
 
 CHROMIUM_FLAGS = [
     "--headless",

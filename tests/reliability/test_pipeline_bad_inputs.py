@@ -26,8 +26,8 @@ from nuru_yield.raw_layout import ndvi_bucket
 from nuru_yield.sharding import shard_of
 from tests.fixtures.scoring import RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import error_lines, rows, runs
-from tests.unit.test_features import AS_OF
-from tests.unit.test_features_materialize import ten_plots, write_raw
+from tests.unit.features.test_features import AS_OF
+from tests.unit.features.test_features_materialize import ten_plots, write_raw
 
 
 def _parquet(table: pa.Table) -> bytes:

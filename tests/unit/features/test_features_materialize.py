@@ -20,7 +20,7 @@ from nuru_yield.features.raw import RawInputs, load_raw
 from nuru_yield.features.validation import run_suite
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import write_ndvi_year
-from tests.unit.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, weather
+from tests.unit.features.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, weather
 
 
 def write_raw(lake: Lake, inputs: RawInputs) -> None:

@@ -19,8 +19,8 @@ from nuru_yield.features.materialize import materialize
 from nuru_yield.features.raw import RawInputs
 from nuru_yield.lake import Lake
 from nuru_yield.names import MAX_PLOT_ID
-from tests.unit.test_features import AS_OF, plot
-from tests.unit.test_features_materialize import ten_plots, write_raw
+from tests.unit.features.test_features import AS_OF, plot
+from tests.unit.features.test_features_materialize import ten_plots, write_raw
 
 
 @pytest.fixture(params=[1, 3], ids=["1 shard", "3 shards"])

@@ -17,7 +17,7 @@ import pytest
 from nuru_yield.cli import main
 from nuru_yield.dev.airflow_standalone import AirflowStandalone, night_note, run_chain
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_demo_refuses_a_taken_port_in_one_line_before_running_anything(
