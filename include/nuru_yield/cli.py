@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -50,10 +51,12 @@ def sample_data(
     seed: Annotated[int, typer.Option()] = 42,
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
     from nuru_yield.sample_data.generator import generate_to_lake
@@ -196,21 +199,37 @@ def demo(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="The API's port (checked before anything runs).")
     ] = 8000,
+    stall_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Give up on a DAG run after this long without progress: no task state "
+            "change, no task log growing, no task process using CPU (default 10).",
+        ),
+    ] = None,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
-    run_demo(plots=plots, seed=seed, serve=serve, port=port)
+    run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
+
+
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where the scratch space goes (default: the system's temporary directory).",
+        file_okay=False,
+    ),
+]
 
 
 @bench_app.command("features")
-def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
+def bench_features(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000, workdir: WorkdirOption = None
+) -> None:
     """Time feature materialization against a hand-written DuckDB query."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.features import run
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run(plots, workdir)
 
 
@@ -249,13 +268,11 @@ def bench_night(
         str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
     ] = None,
     model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
+    workdir: WorkdirOption = None,
 ) -> None:
     """Time one whole night (features, scoring, publish) in shards, per step and shard."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.night import run_bench
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run_bench(plots, shards, parallel, db_url=db_url, model=model, workdir=workdir)
 
 

@@ -147,11 +147,16 @@ def run_of(lake: Lake, path: str) -> str | None:
     return run_id.decode() if run_id else None
 
 
-def clear_parts(lake: Lake, plan: NightPlan) -> None:
+def clear_parts(lake: Lake, plan: NightPlan, *, killed_writers: bool = False) -> None:
     """Delete everything staged for the plan's night, by any run: prepare starts clean,
-    publish leaves nothing behind."""
+    publish leaves nothing behind. With ``killed_writers``, also the temporary files of
+    writers killed mid-write (:meth:`Lake.clear_temporary`): only for a step that holds the
+    lock every writer of the night holds (scoring's prepare and publish), since a live
+    writer's file would go too."""
     for path in lake.list(plan.parts_dir):
         lake.delete(path)
+    if killed_writers:
+        lake.clear_temporary(plan.parts_dir)
 
 
 def write_report(lake: Lake, plan: NightPlan, shard: int | None, payload: Mapping[str, Any]) -> str:

@@ -81,7 +81,7 @@ def _stopped_cleanly(started: list[psutil.Process]) -> None:
 
 
 def _chain(airflow: AirflowStandalone) -> tuple[dict[str, dict], list[psutil.Process]]:
-    runs = run_chain(airflow, RUN_DATE, timeout=900)
+    runs = run_chain(airflow, RUN_DATE, stall=900)
     overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
     print("airflow overhead (wall / sum of task run times):", json.dumps(overhead, indent=2))
     assert {run["state"] for run in runs.values()} == {"success"}

@@ -162,7 +162,7 @@ def prepare_run(
             started_at=dt.datetime.now(dt.UTC),
         )
         discard(engine, run_date)
-        clear_parts(lake, plan)
+        clear_parts(lake, plan, killed_writers=True)  # every writer of the night holds its lock
         open_run(engine, plan, dag_run_id)
         reached("prepared")
     log.info(
@@ -375,7 +375,9 @@ def _publish_run(
         reached("after_swap")
         log_uri, _ = _commit_log(lake, plan)
     reached("after_log")
-    clear_parts(lake, plan)
+    # What killed attempts left too (a shard retried after a kill mid-write): no writer of
+    # the night is alive while this step holds the night's lock exclusively.
+    clear_parts(lake, plan, killed_writers=True)
     seconds = {
         name: round(sum(r.seconds.get(name, 0.0) for r in results), 3)
         for name in ("load_models", "score", "total")

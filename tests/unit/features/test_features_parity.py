@@ -164,7 +164,7 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
     return {
         "precip_total": sum(rain) if rain else nan,
         "rainy_days": rainy if rain else nan,
-        "max_dry_spell_days": longest,
+        "max_dry_spell_days": longest if rain else nan,
         "precip_last_30d": sum(recent) if recent else nan,
         "gdd_sum": gdd if tmax else nan,
         "heat_days": heat if tmax else nan,
