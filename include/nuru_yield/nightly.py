@@ -42,7 +42,9 @@ Adopting it for a new nightly step (raw ingestion, say):
    the step's module;
 4. its command calls ``run_night(INGESTION, date, shards=...)``; its DAG file calls
    ``sharded_night("nuru_yield.sources.<module>:INGESTION", shard_task_id=..., outlet=...)``
-   inside ``with DAG(...)`` (docs/DESIGN.md, "Scale-out").
+   inside ``with DAG(...)``, scheduled by ``nuru_yield.orchestration``:
+   ``nightly_schedule()`` for the first step of the night, ``each_night_of(asset)`` for a
+   step that follows another's asset (docs/DESIGN.md, "Scale-out").
 """
 
 from __future__ import annotations
