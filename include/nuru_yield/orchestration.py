@@ -20,8 +20,8 @@ The nights are Airflow's own partitions (:data:`NIGHT_KEY`, ``YYYY-MM-DD``):
 ``feature_materialization`` runs on a partitioned cron (:func:`nightly_schedule`: at 00:00
 UTC, the night that just ended), ``batch_scoring`` and ``drift_monitoring`` on each night
 of their upstream asset (:func:`each_night_of`), so a run of either is keyed by the night it
-works on, the UI lists runs by partition, a backfill creates one run per night, and clearing
-a night's run reprocesses that night downstream too.
+works on (the UI shows it on each run), a backfill creates one run per night, and clearing a
+night's run reprocesses that night downstream too.
 
 Run dates (:func:`resolve_run_date`): the ``run_date`` param when given, else the run's
 partition key (the night), else its logical date (the weekly training), else the

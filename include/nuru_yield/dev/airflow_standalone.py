@@ -189,7 +189,7 @@ class AirflowStandalone:
         self, dag_id: str, conf: Mapping[str, Any], partition_key: str | None = None
     ) -> str:
         """Start a manual run; returns its run id. A run of a night — a ``partition_key``
-        (a partitioned DAG: the UI lists it under that key) or a ``run_date`` in ``conf`` —
+        (a partitioned DAG: the UI shows it on the run) or a ``run_date`` in ``conf`` —
         is named after it (run id and note)."""
         body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
         if partition_key:
