@@ -21,7 +21,7 @@
 # What no grant can take from a PostgreSQL 15 role: changing its own password and session
 # defaults (ALTER ROLE nuru_api ...; the API sets its sessions' read-only mode itself),
 # NOTIFY (stores nothing), and ANALYZE/VACUUM, which skip tables it does not own.
-# (tests/unit/test_deploy_files.py tries every write path against a throwaway server.)
+# (tests/unit/deploy/test_postgres_roles.py tries every write path against a throwaway server.)
 #
 # Connection comes from the usual libpq variables (PGHOST, PGPORT; the image's entrypoint
 # uses its local socket). Passwords are passed as psql variables, never spliced into SQL.

@@ -96,10 +96,10 @@ def features(
     ] = None,
 ) -> None:
     """Materialize season-to-date plot features for one date."""
-    from nuru_yield.features.materialize import materialize
-    from nuru_yield.lake import Lake
+    from nuru_yield.features.materialize import FEATURES
+    from nuru_yield.nightly import run_night
 
-    result = materialize(Lake.from_settings(), date.date(), shards=shards)
+    result = run_night(FEATURES, date.date(), shards=shards)
     typer.echo(
         f"{result.run_date}: {result.rows:,} plot-seasons, {result.rejected:,} rejected; "
         f"{result.features_uri}"
@@ -158,9 +158,10 @@ def score(
     shards: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Score every in-progress plot-season for one date (champion, and challenger in shadow)."""
-    from nuru_yield.scoring.run import score as score_run
+    from nuru_yield.nightly import run_night
+    from nuru_yield.scoring.run import SCORING
 
-    published = score_run(date.date(), shards=shards)
+    published = run_night(SCORING, date.date(), shards=shards)
     challenger = published.challenger_version
     typer.echo(
         f"{published.run_date}: {published.plots_scored:,} plots scored with "

@@ -89,6 +89,10 @@ def _chain(airflow: AirflowStandalone) -> tuple[dict[str, dict], list[psutil.Pro
     assert {run["state"] for run in runs.values()} == {"success"}
     assert runs["batch_scoring"]["triggered_by"] == "asset"
     assert runs["drift_monitoring"]["triggered_by"] == "asset"
+    # Every run of the chain is Airflow's partition of the night (the UI shows it on each run).
+    assert {dag_id: run["partition_key"] for dag_id, run in runs.items()} == dict.fromkeys(
+        runs, RUN_DATE.isoformat()
+    )
     return runs, airflow.processes()
 
 

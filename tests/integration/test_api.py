@@ -15,7 +15,7 @@ from nuru_yield.config import reset_settings
 from nuru_yield.db.engine import dispose_engines
 from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake
-from nuru_yield.names import features_path
+from nuru_yield.names import MAX_PLOT_ID, features_path
 from nuru_yield.serving.ab import in_challenger_share
 from nuru_yield.serving.store import Lookup, open_store
 from tests.fixtures.services import free_port, wait_until
@@ -111,6 +111,7 @@ def test_out_of_range_fields_are_422_naming_the_field(make_client, nuru_home):
         ("season", "Winter"),
         ("model_name", "xgboost"),
         ("plot_id", -1),
+        ("plot_id", MAX_PLOT_ID + 1),  # the pipeline can never store it
     ]:
         response = client.post("/predict", json={"plot_id": 1, field: value})
         assert response.status_code == 422, field
@@ -191,6 +192,8 @@ def test_history_errors(known_db: PredictionsDb, make_client):
     assert bad_date.status_code == 422
     assert bad_date.json()["detail"][0]["loc"] == ["query", "as_of"]
     assert client.get("/predictions/1", params={"limit": 501}).status_code == 422
+    assert client.get(f"/predictions/{MAX_PLOT_ID}").status_code == 404
+    assert client.get(f"/predictions/{MAX_PLOT_ID + 1}").status_code == 422
 
 
 def test_challenger_is_never_served_unless_asked(known_db: PredictionsDb, make_client):

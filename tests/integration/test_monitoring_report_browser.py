@@ -11,7 +11,7 @@ import pytest
 from nuru_yield.monitoring.report import render_html
 from tests.fixtures import browser
 from tests.fixtures.browser import run_chromium
-from tests.unit.test_monitoring_report import sample_report
+from tests.unit.monitoring.test_monitoring_report import sample_report
 
 chromium = browser.chromium
 

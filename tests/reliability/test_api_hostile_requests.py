@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from nuru_yield.names import MAX_PLOT_ID
 from tests.integration.test_api_support import (
     API_KEY,
     LATEST_NIGHT,
@@ -260,7 +261,7 @@ def test_bad_bodies_and_queries_are_4xx_and_never_echoed(server):
 
 def test_the_largest_documented_batch_fits_the_limit(server):
     item = {
-        "plot_id": 2**53 - 1,
+        "plot_id": MAX_PLOT_ID,
         "latitude": -0.4991271234567891,
         "longitude": 37.61225312345678,
         "planting_date": "2025-03-20",

@@ -2,9 +2,10 @@
 
 After each kill the night is whole — the ``predictions`` partition holds one run's rows,
 the prediction log holds the same run's rows, or (killed between the swap and the move of
-the log) the served run's log waits under its run id for the next run to move it in — and
-the next run closes the killed run's ``scoring_runs`` row: ``failed`` when nothing of it
-is served, ``success`` when its swap had gone through. Never ``running`` forever.
+the log) the served run's assembled log, marked with its run id, waits for the next run to
+move it in — and the next run closes the killed run's ``scoring_runs`` row: ``failed`` when
+nothing of it is served, ``success`` when its swap had gone through. Never ``running``
+forever.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+from nuru_yield.db.engine import get_engine
 from nuru_yield.lake import Lake
-from nuru_yield.names import PREDICTION_LOG, parts_dir, pending_log_path
-from nuru_yield.scoring.run import close_abandoned_runs
+from nuru_yield.names import PREDICTION_LOG, parts_dir, parts_root, pending_log_path
+from nuru_yield.nightly import run_of
+from nuru_yield.scoring.bookkeeping import close_abandoned_runs
 from tests.fixtures.scoring import PLOTS, RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import (
     logged_run,
@@ -38,7 +41,7 @@ KILLS = [
 ]
 
 
-def _temporary_files(lake: Lake, folder: str = f"{PREDICTION_LOG}/_parts") -> list[str]:
+def _temporary_files(lake: Lake, folder: str = parts_root(PREDICTION_LOG)) -> list[str]:
     """The ``.tmp-…`` files of killed writers below a folder of the lake (by default the
     prediction log's staging folder), which ``Lake.list`` does not show."""
     return sorted(path.name for path in _local(lake, folder).rglob(".tmp-*"))
@@ -52,7 +55,7 @@ def _night_is_whole(lake: Lake) -> str:
     """The served run; fails unless the log agrees with it or its log waits to be moved in."""
     (served,) = served_run()
     logged = logged_run()
-    assert logged == {served} or lake.exists(pending_log_path(RUN_DATE, served)), (
+    assert logged == {served} or run_of(lake, pending_log_path(RUN_DATE)) == served, (
         f"served {served}, logged {logged}, and no pending log of {served}"
     )
     return served
@@ -86,9 +89,9 @@ def test_kills_at_every_step_leave_a_whole_night_and_are_closed_by_the_next_run(
             # The window between the swap and the move of the log: the next run (here its
             # first step, called directly) moves the served run's log into place.
             assert logged_run() == {previous_served}
-            assert close_abandoned_runs(lake, closed_by="test") == [run_id]
+            assert close_abandoned_runs(lake, get_engine(), closed_by="test") == [run_id]
             assert logged_run() == served_run() == {run_id}
-            assert not lake.exists(pending_log_path(RUN_DATE, run_id))
+            assert not lake.exists(pending_log_path(RUN_DATE))
         previous_served = served
 
     final = score(RUN_DATE, shards=2)

@@ -26,14 +26,14 @@ DOCUMENTS = ("README.md", "docs/DESIGN.md")
 # `python -m nuru_yield`), each as "path::test_function".
 RUN_BY: dict[str, list[str]] = {
     "sample-data": [
-        "tests/unit/test_sample_data.py::test_cli_writes_the_raw_contract_into_the_lake"
+        "tests/unit/sample_data/test_sample_data.py::test_cli_writes_the_raw_contract_into_the_lake"
     ],
     "db upgrade": ["tests/integration/test_db.py::test_cli_db_upgrade_twice_on_sqlite"],
     "lake upgrade": [
         "tests/unit/test_raw_layout.py::test_upgrade_moves_flat_files_into_buckets_once"
     ],
     "features": [
-        "tests/unit/test_features_materialize.py::test_cli_features_prints_one_line_and_fails_with_one_line"
+        "tests/unit/features/test_features_materialize.py::test_cli_features_prints_one_line_and_fails_with_one_line"
     ],
     "train": ["tests/integration/test_registry.py::test_cli_train_promotes_a_first_champion"],
     "backtest": [

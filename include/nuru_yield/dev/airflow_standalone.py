@@ -185,19 +185,20 @@ class AirflowStandalone:
                 with contextlib.suppress(AirflowError, httpx.HTTPError):
                     self.pause(dag_id)
 
-    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
-        """Start a manual run; returns its run id. A run for a ``run_date`` is named after
-        its night (run id and note), so the UI's run list says which night each run is."""
+    def trigger(
+        self, dag_id: str, conf: Mapping[str, Any], partition_key: str | None = None
+    ) -> str:
+        """Start a manual run; returns its run id. A run of a night — a ``partition_key``
+        (a partitioned DAG: the UI shows it on the run) or a ``run_date`` in ``conf`` —
+        is named after it (run id and note)."""
         body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
-        if run_date := conf.get("run_date"):
+        if partition_key:
+            body["partition_key"] = partition_key
+        if night := partition_key or conf.get("run_date"):
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            body["dag_run_id"] = f"manual__night_{run_date}__{stamp}"
-            body["note"] = night_note(dt.date.fromisoformat(run_date))
+            body["dag_run_id"] = f"manual__night_{night}__{stamp}"
+            body["note"] = night_note(dt.date.fromisoformat(night))
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
-
-    def name_night(self, dag_id: str, run_id: str, run_date: dt.date) -> None:
-        """Note the night on a run whose id Airflow chose (an asset-triggered run)."""
-        self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"note": night_note(run_date)})
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._call(
@@ -714,20 +715,20 @@ def run_chain(
     stall: float = DEFAULT_STALL_SECONDS,
     rerun: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Trigger ``feature_materialization`` for ``run_date`` and wait for the Asset chain
-    (``batch_scoring`` → ``drift_monitoring``) to finish, each run noted with its night;
-    the DAGs are paused again afterwards. Returns the finished runs. ``stall`` and
-    ``rerun`` (per DAG) as for :meth:`AirflowStandalone.wait_for_run`."""
+    """Trigger ``feature_materialization`` for the night ``run_date`` (its partition key) and
+    wait for the Asset chain (``batch_scoring`` → ``drift_monitoring``, whose runs Airflow
+    keys by the same night) to finish; the DAGs are paused again afterwards. Returns the
+    finished runs. ``stall`` and ``rerun`` (per DAG) as for
+    :meth:`AirflowStandalone.wait_for_run`."""
     rerun = rerun or {}
     airflow.wait_for_dags(CHAIN)
     earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
     with airflow.unpaused(CHAIN):
-        run_id = airflow.trigger("feature_materialization", {"run_date": run_date.isoformat()})
+        run_id = airflow.trigger("feature_materialization", {}, partition_key=run_date.isoformat())
         first = CHAIN[0]
         finished = {first: airflow.wait_for_run(first, run_id, stall, rerun=rerun.get(first))}
         for dag_id in CHAIN[1:]:
             finished[dag_id] = airflow.wait_for_run(
                 dag_id, None, stall, earlier[dag_id], rerun=rerun.get(dag_id)
             )
-            airflow.name_night(dag_id, finished[dag_id]["dag_run_id"], run_date)
     return finished

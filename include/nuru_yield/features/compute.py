@@ -18,7 +18,7 @@ valid rain value counts neither as rainy nor as dry and ends a dry spell; cloudy
 (cloud fraction above 0.5) is not "clear"; an unknown cloud fraction counts as clear.
 A feature whose inputs have no valid value in its window is null (NaN), never 0: the two
 counts of what was seen, ``weather_coverage`` and ``n_clear_ndvi_obs``, are 0 then
-(``tests/unit/test_features_nulls.py`` declares each column's inputs and checks it).
+(``tests/unit/features/test_features_nulls.py`` declares each column's inputs and checks it).
 Two clear observations of a plot on the same day are ordered by value, so that the area
 under the NDVI curve does not depend on the order of the rows in the file.
 """

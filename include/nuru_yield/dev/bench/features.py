@@ -297,7 +297,7 @@ def run_system(lake_url: str, run_date: dt.date) -> int:
     """Materialize one date (in its own process); returns the rows written."""
     from nuru_yield.features.materialize import materialize
 
-    return materialize(Lake(lake_url), run_date).rows
+    return materialize(run_date, lake=Lake(lake_url)).rows
 
 
 def compare(system: Path, reference: Path) -> dict[str, Any]:

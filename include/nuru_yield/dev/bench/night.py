@@ -50,9 +50,8 @@ def default_shards(plots: int) -> int:
 # --- the steps, each run in a fresh process, passing results as the DAG tasks do (XCom) -----
 def features_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.features.materialize import prepare_features
-    from nuru_yield.lake import Lake
 
-    return prepare_features(Lake.from_settings(), run_date, shards).xcom()
+    return prepare_features(run_date, shards=shards).xcom()
 
 
 def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
@@ -61,26 +60,29 @@ def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
     return materialize_shard(FeaturePlan.from_xcom(plan), shard).xcom()
 
 
-def features_publish(plan: dict[str, Any]) -> dict[str, Any]:
-    from nuru_yield.features.materialize import FeaturePlan, publish_features
+def features_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
+    from nuru_yield.features.materialize import FeaturePlan, FeatureShardResult, publish_features
 
-    return publish_features(FeaturePlan.from_xcom(plan)).xcom()
+    results = [FeatureShardResult.from_xcom(shard) for shard in shards]
+    return publish_features(FeaturePlan.from_xcom(plan), results).xcom()
 
 
 def scoring_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.scoring.run import prepare_run
 
-    return prepare_run(run_date, shards).xcom()
+    return prepare_run(run_date, shards=shards).xcom()
 
 
 def scoring_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.scoring.run import ScoringPlan, score_shard
+    from nuru_yield.scoring.plan import ScoringPlan
+    from nuru_yield.scoring.run import score_shard
 
     return score_shard(ScoringPlan.from_xcom(plan), shard).xcom()
 
 
 def scoring_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
-    from nuru_yield.scoring.run import ScoringPlan, ShardResult, publish_run
+    from nuru_yield.scoring.plan import ScoringPlan, ShardResult
+    from nuru_yield.scoring.run import publish_run
 
     results = [ShardResult.from_xcom(shard) for shard in shards]
     return publish_run(ScoringPlan.from_xcom(plan), results).xcom()
@@ -129,7 +131,7 @@ def run_night(run_date: dt.date, shards: int, parallel: int) -> dict[str, Any]:
     f_shards, _ = run_isolated_many(
         features_shard, [(f_prepare.result, s) for s in range(shards)], parallel
     )
-    f_publish = run_isolated(features_publish, f_prepare.result)
+    f_publish = run_isolated(features_publish, f_prepare.result, [step.result for step in f_shards])
     log.info("bench night: scoring %d plot-seasons", f_publish.result["rows"])
     s_prepare = run_isolated(scoring_prepare, run_date, shards)
     s_shards, _ = run_isolated_many(

@@ -212,7 +212,7 @@ def test_the_benchmark_reference_query_computes_the_same_features(tmp_path: Path
     grid = bench.Grid(n_lat=8, n_lon=8)
     lake = Lake(f"file://{tmp_path / 'lake'}")
     bench.build_raw(lake, plots=400, grid=grid)
-    materialize(lake, bench.RUN_DATE)
+    materialize(bench.RUN_DATE, lake=lake)
     reference = tmp_path / "reference.parquet"
     bench.run_reference(str(lake.root), str(reference), 180, grid)
 
