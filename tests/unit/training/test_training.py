@@ -13,8 +13,8 @@ from nuru_yield.errors import TrainingError
 from nuru_yield.features.columns import FEATURE_COLUMNS
 from nuru_yield.models.intervals import ConformalIntervals, calibrate
 from nuru_yield.models.leads import LEAD_BANDS
-from nuru_yield.models.normal import CountyNormal
 from nuru_yield.models.loaded import ServingModel
+from nuru_yield.models.normal import CountyNormal
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     LINEAR,
@@ -130,7 +130,14 @@ def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     lower, upper = intervals.interval(new_predicted, dap)
     inside = (new_actual >= lower) & (new_actual <= upper)
     lowest, highest = intervals.level_edges[0], intervals.level_edges[-1]
-    for rows in (dap == 7, dap == 30, dap == 90, dap == 180, new_predicted < lowest, new_predicted > highest):
+    for rows in (
+        dap == 7,
+        dap == 30,
+        dap == 90,
+        dap == 180,
+        new_predicted < lowest,
+        new_predicted > highest,
+    ):
         assert 0.77 <= inside[rows].mean() <= 0.83
 
 
