@@ -61,17 +61,25 @@ class CountyNormal:
         )
 
     def values(self, county: Sequence[Any], season: Sequence[Any]) -> np.ndarray:
-        """The normal of each (county, season) pair, kg/ha."""
-        keys = pd.MultiIndex.from_arrays(
-            [pd.Index(county, dtype=object).astype(str), pd.Index(season, dtype=object).astype(str)]
+        """The normal of each (county, season) pair, kg/ha (looked up once per distinct
+        pair: a night has a few dozen of them among a million rows)."""
+        county_code, counties = pd.factorize(np.asarray(county, dtype=object))
+        season_code, seasons = pd.factorize(np.asarray(season, dtype=object))
+        table = np.array(
+            [
+                [self._normal(str(c), str(s)) for s in (*seasons, None)]
+                for c in (*counties, None)
+            ],
+            dtype=np.float64,
         )
-        table = pd.Series(self.by_county_season, dtype=np.float64)
-        found = (
-            table.reindex(keys).to_numpy(np.float64) if len(table) else np.full(len(keys), np.nan)
-        )
-        by_season = pd.Series(self.by_season, dtype=np.float64).reindex(keys.get_level_values(1))
-        found = np.where(np.isnan(found), by_season.to_numpy(np.float64), found)
-        return np.where(np.isnan(found), self.overall, found)
+        # factorize codes a missing value -1: the extra last row and column.
+        return table[county_code, season_code]
+
+    def _normal(self, county: str, season: str) -> float:
+        value = self.by_county_season.get((county, season))
+        if value is None:
+            value = self.by_season.get(season, self.overall)
+        return value
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """The normal of each row of a frame with ``county`` and ``season`` columns."""

@@ -514,21 +514,31 @@ class _HeldOutForecasts:
         from nuru_yield.models.ensemble import log_prediction  # scikit-learn: at first use
 
         if name not in self.margins:
-            self.margins[name] = tuple(log_prediction(model, rows) for rows in self.rows)  # type: ignore[assignment]
+            calibration, evaluation = self.rows
+            self.margins[name] = (
+                log_prediction(model, calibration),
+                log_prediction(model, evaluation),
+            )
         return self.margins[name]
 
     def of(self, name: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(calibration, evaluation)`` forecasts (kg/ha) of candidate ``name``."""
+        calibration, evaluation = self.rows
         if model is self.ensemble:
             members = [
                 self._margins(member, fitted) for member, fitted in model.named_estimators_.items()
             ]
-            return tuple(  # type: ignore[return-value]
-                np.exp(model.combine_log([margins[part] for margins in members])) for part in (0, 1)
+            return (
+                np.exp(model.combine_log([margins[0] for margins in members])),
+                np.exp(model.combine_log([margins[1] for margins in members])),
             )
         if name in self.ensemble.named_estimators_:
-            return tuple(np.exp(margin) for margin in self._margins(name, model))  # type: ignore[return-value]
-        return tuple(np.asarray(model.predict(rows), dtype=np.float64) for rows in self.rows)  # type: ignore[return-value]
+            on_calibration, on_evaluation = self._margins(name, model)
+            return np.exp(on_calibration), np.exp(on_evaluation)
+        return (
+            np.asarray(model.predict(calibration), dtype=np.float64),
+            np.asarray(model.predict(evaluation), dtype=np.float64),
+        )
 
 
 def refit_ensemble(
