@@ -66,10 +66,7 @@ class CountyNormal:
         county_code, counties = pd.factorize(np.asarray(county, dtype=object))
         season_code, seasons = pd.factorize(np.asarray(season, dtype=object))
         table = np.array(
-            [
-                [self._normal(str(c), str(s)) for s in (*seasons, None)]
-                for c in (*counties, None)
-            ],
+            [[self._normal(str(c), str(s)) for s in (*seasons, None)] for c in (*counties, None)],
             dtype=np.float64,
         )
         # factorize codes a missing value -1: the extra last row and column.
