@@ -347,3 +347,36 @@ def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> 
         f"`NURU_HOME={tmp_path} nuru-yield train --date {DEMO_RUN_DATE}`"
     )
     assert hints["batch_scoring"].endswith(f"nuru-yield score --date {DEMO_RUN_DATE}`")
+
+
+def test_the_status_line_carries_the_running_task_s_latest_training_progress(
+    tmp_path: Path,
+) -> None:
+    """While `model_training` fits for minutes, the demo's terminal shows where the fit is
+    (rounds, time spent, time left), from the task's own log — JSON lines (Airflow 3) or
+    plain text."""
+    from nuru_yield.dev.airflow_standalone import _latest_progress
+
+    progress = (
+        "hold-out fit, 1/3 xgboost (240,757 rows): boosting rounds: 138/500 (28%), 15.0s, "
+        "~39s left"
+    )
+    json_log = tmp_path / "attempt=1.log"
+    json_log.write_text(
+        "\n".join(
+            json.dumps({"event": event, "logger": logger, "level": "info"})
+            for event, logger in (
+                ("fitting", "nuru_yield.training.candidates"),
+                (progress, "nuru_yield.progress"),
+                ("still fitting", "nuru_yield.training.candidates"),
+            )
+        )
+    )
+    assert _latest_progress(json_log) == f" — {progress}"
+    plain = tmp_path / "plain.log"
+    plain.write_text(f"2026-12-07 15:07:45,101 INFO nuru_yield.progress: {progress}\n")
+    assert _latest_progress(plain) == f" — {progress}"
+    silent = tmp_path / "silent.log"
+    silent.write_text("nothing yet\n")
+    assert _latest_progress(silent) == ""
+    assert _latest_progress(tmp_path / "missing.log") == ""
