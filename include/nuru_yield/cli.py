@@ -233,6 +233,16 @@ def bench_features(
     run(plots, workdir)
 
 
+@bench_app.command("train")
+def bench_train(
+    plots: Annotated[int, typer.Option(min=100)] = 20_000, workdir: WorkdirOption = None
+) -> None:
+    """Time training by phase against one bare LightGBM fit on the same rows."""
+    from nuru_yield.dev.bench.train import run
+
+    run(plots, workdir)
+
+
 @bench_app.command("scoring")
 def bench_scoring(
     plots: Annotated[int, typer.Option(min=1)] = 1_000_000,

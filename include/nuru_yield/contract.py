@@ -42,11 +42,13 @@ NDVI_SCHEMA = pa.schema(
         ("cloud_fraction", pa.float64()),
     ]
 )
+# The harvest label: what every model learns and is judged against.
+YIELD_LABEL = "yield_kg_per_ha"
 YIELDS_SCHEMA = pa.schema(
     [
         ("plot_id", pa.int64()),
         ("season", pa.string()),
         ("season_year", pa.int64()),
-        ("yield_kg_per_ha", pa.float64()),
+        (YIELD_LABEL, pa.float64()),
     ]
 )

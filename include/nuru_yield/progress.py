@@ -16,6 +16,49 @@ T = TypeVar("T")
 log = logging.getLogger("nuru_yield.progress")
 
 
+class Progress:
+    """Log lines for a long step: how much is done, the time it took, and — when the total
+    is known — the time left at this pace. One line at most every ``every_seconds``, and
+    one when the step completes, so a task log or a terminal shows a step that is moving."""
+
+    def __init__(self, description: str, total: int | None = None, every_seconds: float = 5.0):
+        self.description = description
+        self.total = total
+        self.every_seconds = every_seconds
+        self.started = time.monotonic()
+        self._last_report = self.started
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def update(self, done: int) -> None:
+        """Report ``done`` units of work when a line is due (or the step is complete)."""
+        now = time.monotonic()
+        finished = self.total is not None and done >= self.total
+        if now - self._last_report < self.every_seconds and not finished:
+            return
+        self._last_report = now
+        elapsed = now - self.started
+        if self.total:
+            left = (
+                ""
+                if finished or done == 0
+                else f", ~{elapsed / done * (self.total - done):.0f}s left"
+            )
+            log.info(
+                "%s: %d/%d (%.0f%%), %.1fs%s",
+                self.description,
+                done,
+                self.total,
+                100 * done / self.total,
+                elapsed,
+                left,
+            )
+        else:
+            log.info("%s: %d/?, %.1fs", self.description, done, elapsed)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Yield ``items`` while reporting progress under ``description``."""
     if total is None and hasattr(items, "__len__"):
@@ -25,15 +68,10 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 
         yield from rich_track(items, description=description, total=total, transient=False)
         return
-    started = time.monotonic()
-    last_report = started
+    progress = Progress(description, total)
     for done, item in enumerate(items, start=1):
         yield item
-        now = time.monotonic()
-        if now - last_report >= 5 or done == total:
-            last_report = now
-            share = f" ({done / total:.0%})" if total else ""
-            log.info("%s: %d/%s%s, %.1fs", description, done, total or "?", share, now - started)
+        progress.update(done)
 
 
 def peak_rss_mb() -> float:

@@ -85,6 +85,8 @@ def prediction(
         ],
         "run_id": f"score-{night}",
         "scored_at": dt.datetime.combine(night, dt.time(2), dt.UTC),
+        "basis": "blended" if night.day < 5 else "model",
+        "normal_kg_per_ha": 2050.0,
     }
 
 

@@ -70,6 +70,8 @@ def predictions_batch(
                 [dt.datetime.combine(run_date, dt.time(2, 3, 4, 567_891))] * n,
                 pa.timestamp("us"),  # naive: taken as UTC
             ),
+            "basis": [None if i % 7 == 0 else ("blended" if i % 2 else "model") for i in ids],
+            "normal_kg_per_ha": [None if i % 7 == 0 else 1900.5 + i % 11 for i in ids],
         }
     )
 
@@ -133,7 +135,7 @@ def staging_exists(engine: sa.Engine, run_date: dt.date) -> bool:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
-    assert upgrade(db_url) == LATEST_VERSION == 3
+    assert upgrade(db_url) == LATEST_VERSION == 4
     engine = get_engine(db_url)
     tables_before = set(sa.inspect(engine).get_table_names())
     assert upgrade(db_url) == LATEST_VERSION
@@ -143,7 +145,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     assert inspector.get_view_names() == ["latest_predictions"]
     with engine.connect() as connection:
         versions = connection.execute(sa.select(db_schema.schema_version.c.version)).scalars()
-        assert list(versions) == [1, 2, 3]
+        assert list(versions) == [1, 2, 3, 4]
 
 
 def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: str) -> None:
@@ -153,7 +155,7 @@ def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: 
     with engine.begin() as connection:  # back to a version-2 database, with two rows
         connection.exec_driver_sql("ALTER TABLE model_performance DROP COLUMN too_few_labels")
         connection.execute(
-            db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 3)
+            db_schema.schema_version.delete().where(db_schema.schema_version.c.version >= 3)
         )
         for lead_time, n in ((30, 12), (60, 400)):
             connection.exec_driver_sql(
@@ -161,7 +163,7 @@ def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: 
                 "lead_time_days, rmse, n, computed_at) VALUES ('Long Rains', 2024, 'champion', "
                 f"'3', {lead_time}, 800.0, {n}, CURRENT_TIMESTAMP)"
             )
-    assert upgrade(db_url) == 3
+    assert upgrade(db_url) == LATEST_VERSION
     with engine.connect() as connection:
         flags = dict(
             connection.execute(
@@ -169,6 +171,52 @@ def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: 
             ).all()
         )
     assert flags == {30: True, 60: False}
+
+
+def test_upgrade_from_version_3_adds_the_forecast_basis_to_rows_already_served(
+    db_url: str,
+) -> None:
+    """A database of the release before the blend: its published rows gain ``basis`` and
+    ``normal_kg_per_ha`` (null: scored before either existed), on PostgreSQL in the existing
+    partition too; the view serves them; realized accuracy gains the normal's columns."""
+    upgrade(db_url)
+    engine = get_engine(db_url)
+    added = {
+        "predictions": ("basis", "normal_kg_per_ha"),
+        "model_performance": ("normal_rmse", "mean_forecast", "mean_actual"),
+    }
+    with engine.begin() as connection:  # back to a version-3 database with a served row
+        connection.exec_driver_sql("DROP VIEW latest_predictions")
+        for table, columns in added.items():
+            for column in columns:
+                connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+        connection.execute(
+            db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 4)
+        )
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE TABLE predictions_20250410 PARTITION OF predictions "
+                "FOR VALUES IN ('2025-04-10')"
+            )
+        connection.exec_driver_sql(
+            "INSERT INTO predictions (run_date, plot_id, season_year, season, model_name, "
+            "model_version, predicted_yield_kg_per_ha, run_id, scored_at) VALUES "
+            "('2025-04-10', 7, 2025, 'Long Rains', 'champion', '3', 1234.5, 'old', "
+            "CURRENT_TIMESTAMP)"
+        )
+    assert upgrade(db_url) == LATEST_VERSION
+    inspector = sa.inspect(engine)
+    for table, columns in added.items():
+        assert set(columns) <= {c["name"] for c in inspector.get_columns(table)}
+    with engine.connect() as connection:
+        served = connection.exec_driver_sql(
+            "SELECT plot_id, predicted_yield_kg_per_ha, basis, normal_kg_per_ha "
+            "FROM latest_predictions"
+        ).all()
+        if connection.dialect.name == "postgresql":
+            partition = {c["name"] for c in inspector.get_columns("predictions_20250410")}
+            assert {"basis", "normal_kg_per_ha"} <= partition
+    assert [tuple(row) for row in served] == [(7, 1234.5, None, None)]
 
 
 @pytest.mark.postgres

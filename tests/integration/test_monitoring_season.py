@@ -106,6 +106,8 @@ def write_prediction_log(lake: Lake, features: pd.DataFrame, run_date: dt.date) 
         interval_level=0.8,
         top_drivers="[]",
         run_id=f"test-{run_date.isoformat()}",
+        basis="model",
+        normal_kg_per_ha=2000.0,
     )
     columns = [name for name in LOG_SCHEMA.names if name != "scored_at"]
     table = pa.Table.from_pandas(log[columns], preserve_index=False).append_column(

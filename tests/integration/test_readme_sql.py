@@ -43,6 +43,8 @@ def _prediction_rows() -> pa.Table:
                     "top_drivers": json.dumps([{"feature": "precip_total", "contribution": 120.0}]),
                     "run_id": "run-1",
                     "scored_at": dt.datetime(2025, 6, 16, 1, tzinfo=dt.UTC),
+                    "basis": "model",
+                    "normal_kg_per_ha": 1500.0,
                 }
             )
     table = pa.Table.from_pylist(rows)
@@ -104,6 +106,9 @@ def scored_database(request: pytest.FixtureRequest, nuru_home: Path) -> sa.Engin
                     "coverage": 0.8,
                     "n": 500,
                     "computed_at": now,
+                    "normal_rmse": 1100.0,
+                    "mean_forecast": 1200.0,
+                    "mean_actual": 1180.0,
                 }
             ],
         )

@@ -23,6 +23,7 @@ from nuru_yield.db.engine import get_engine
 from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import model_promotions
 from nuru_yield.errors import RegistryError, TrainingError
+from nuru_yield.models.leads import LEAD_BANDS, lead_band
 from nuru_yield.models.loaded import holdout_uri, load_model
 from nuru_yield.models.registry import alias_version, mlflow_client, promote_run, rollback
 from nuru_yield.names import CHAMPION, MODEL_NAME, PREVIOUS, RAW_YIELDS
@@ -304,10 +305,17 @@ def test_training_set_uses_only_seasons_over_by_the_run_date(sample_lake):
     training_set = build_training_set(SAMPLE_TRAINING_DATE, sample_lake)
     assert training_set.run_date == SAMPLE_TRAINING_DATE
     frame = sample_lake.read_parquet(training_set.path).to_pandas()
-    assert sorted(frame["days_after_planting"].unique()) == [30, 60, 90, 120, 180]
     assert frame["yield_kg_per_ha"].notna().all()
     assert frame["season_year"].max() == 2023  # 2024's seasons are in progress, unlabelled
-    assert len(frame) == 5 * frame[["plot_id", "season_year", "season"]].drop_duplicates().shape[0]
+    # Every plot-season is cut once inside each lead-time band, at the same days in a rerun.
+    bands = frame.groupby(["plot_id", "season_year", "season"])["days_after_planting"].agg(
+        lambda days: tuple(lead_band(days.to_numpy()))
+    )
+    assert set(bands) == {LEAD_BANDS}
+    assert frame["days_after_planting"].between(0, 180).all()
+    assert frame["days_after_planting"].nunique() > 100  # every night of a season, not 5 cut-offs
+    again = sample_lake.read_parquet(build_training_set(SAMPLE_TRAINING_DATE, sample_lake).path)
+    assert again.to_pandas().equals(frame)
 
 
 def test_the_client_turns_mlflows_artifact_progress_bars_off_unless_asked(nuru_home, monkeypatch):
@@ -341,6 +349,6 @@ def test_cli_backtest_prints_a_recipe_by_lead_time(sample_lake, capsys):
     main(["backtest", "--date", day, "--recipe", "pairwise+dry"])
 
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith(f"backtest for {day}: RMSE (kg/ha) and 80% interval coverage")
+    assert lines[0].startswith(f"backtest for {day}: by lead-time band (days after planting")
     assert "pairwise+dry" in lines[2] and "hold-out (gate)" in lines[2]
     assert lines[-1] == ("RMSE cost against the 'free' recipe: not measured (add --recipe free)")

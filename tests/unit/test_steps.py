@@ -33,7 +33,12 @@ RESULTS: list[StepResult] = [
     ShardResult(0, 5, 10, {"score": 1.5}),
     ScoringResult("20250630-def", NIGHT, "7", "8", 5, None, 10, "file:///log", {"total": 2.0}),
     TrainingSet(NIGHT, "training/2025-06-30/training_set.parquet"),
-    CandidateRuns({names.MODEL_NAME: "run1"}, {names.MODEL_NAME: {"rmse": 900.0}}),
+    CandidateRuns(
+        {names.MODEL_NAME: "run1"},
+        {names.MODEL_NAME: {"rmse": 900.0}},
+        {"xgboost": 212},
+        {"hold-out fit/xgboost": 31.5},
+    ),
     Verdict(
         names.MODEL_NAME,
         "run1",

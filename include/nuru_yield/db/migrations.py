@@ -58,10 +58,35 @@ def _flag_too_few_labels(connection: sa.Connection) -> None:
     )
 
 
+def _forecast_basis(connection: sa.Connection) -> None:
+    # The blend toward the county normal: what each forecast rests on, and the normal; the
+    # normal's error beside realized accuracy. A database created at this version already has
+    # the columns (step 1 creates the current schema). On PostgreSQL, a column added to the
+    # partitioned `predictions` is added to every partition.
+    for table, added in (
+        ("predictions", (("basis", "VARCHAR(16)"), ("normal_kg_per_ha", "DOUBLE PRECISION"))),
+        (
+            "model_performance",
+            (
+                ("normal_rmse", "DOUBLE PRECISION"),
+                ("mean_forecast", "DOUBLE PRECISION"),
+                ("mean_actual", "DOUBLE PRECISION"),
+            ),
+        ),
+    ):
+        present = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+        for name, sql_type in added:
+            if name not in present:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+    connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
+    connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables, indexes and the latest_predictions view", _initial_schema),
     Migration(2, "scoring_runs.status holds no_plots_in_progress", _longer_run_status),
     Migration(3, "model_performance.too_few_labels", _flag_too_few_labels),
+    Migration(4, "forecast basis and county normal; the normal's error", _forecast_basis),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -2,7 +2,9 @@
 
 ``predictions`` carries two columns beyond that section's list — ``county`` and
 ``days_after_planting`` — so that users' SQL (forecast per county, accuracy by lead time)
-needs no join back to the lake.
+needs no join back to the lake. ``basis`` and ``normal_kg_per_ha`` (what a forecast rests
+on: ``model``, ``blended`` or ``normal``, and the plot's county normal) come last: migration
+4 appended them to existing tables, and a new table has its columns in the same order.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ predictions = Table(
     Column("top_drivers", JsonType),
     Column("run_id", String(64), nullable=False),
     Column("scored_at", DateTime(timezone=True), nullable=False),
+    # model | blended | normal (nuru_yield.models.normal); null for rows scored before it.
+    Column("basis", String(16)),
+    Column("normal_kg_per_ha", Float),
     Index("ix_predictions_plot", "plot_id", "season_year", "season", "model_name", "run_date"),
     postgresql_partition_by="LIST (run_date)",
 )
@@ -130,6 +135,11 @@ model_performance = Table(
     # n below monitoring.accuracy.MIN_LABELS: reported, too noisy to trust.
     Column("too_few_labels", Boolean, nullable=False, server_default=false()),
     Column("computed_at", DateTime(timezone=True), nullable=False),
+    # The county normal's RMSE on the same forecasts (null where the rows carry no normal),
+    # and the means of forecast and harvest: is the model worth more than a normal season?
+    Column("normal_rmse", Float),
+    Column("mean_forecast", Float),
+    Column("mean_actual", Float),
 )
 
 # Shards staged for a run date and not yet published (``nuru_yield.db.loader``): written in
@@ -155,7 +165,7 @@ LATEST_PREDICTIONS_VIEW = f"""
 CREATE VIEW latest_predictions AS
 SELECT run_date, plot_id, season_year, season, model_name, model_version, county,
        days_after_planting, predicted_yield_kg_per_ha, yield_lower, yield_upper,
-       interval_level, top_drivers, run_id, scored_at
+       interval_level, top_drivers, run_id, scored_at, basis, normal_kg_per_ha
 FROM (
     SELECT p.*, ROW_NUMBER() OVER (
         PARTITION BY plot_id, season_year, season ORDER BY run_date DESC

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -338,7 +339,7 @@ class AirflowStandalone:
         how long ago the last sign of progress was (once it is not the last poll's)."""
         tasks = ", ".join(
             f"{_label(ti)} running for {_minutes(running_for[_key(ti)])} "
-            f"(log {_size(self.task_log(dag_id, ti))})"
+            f"(log {_size(self.task_log(dag_id, ti))}){_latest_progress(self.task_log(dag_id, ti))}"
             for ti in running
         )
         line = f"waiting for {dag_id} ({state}, {_minutes(elapsed)})"
@@ -677,6 +678,25 @@ def _label(ti: Mapping[str, Any]) -> str:
 def _minutes(seconds: float) -> str:
     minutes, rest = divmod(int(seconds), 60)
     return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def _latest_progress(path: Path, tail_bytes: int = 16_384) -> str:
+    """The task's latest progress line (``nuru_yield.progress``: rounds, elapsed, time left),
+    as `` — …`` for the status line; empty when its log has none yet."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(max(path.stat().st_size - tail_bytes, 0))
+        lines = handle.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
+        if "nuru_yield.progress" not in line:
+            continue
+        try:  # Airflow 3 writes task logs as JSON lines
+            message = str(json.loads(line).get("event", ""))
+        except (ValueError, AttributeError):
+            message = line.split("nuru_yield.progress", 1)[1].lstrip(":] -")
+        return f" — {message.strip()}" if message.strip() else ""
+    return ""
 
 
 def _size(path: Path) -> str:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 import typer
 
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 DEMO_START_YEAR = 2020
 DEMO_END_YEAR = 2025
-# Long Rains 2025 are in progress (planted Mar–May); their harvest labels have not arrived.
-DEMO_RUN_DATE = dt.date(2025, 6, 15)
+# Early in the Long Rains 2025 (planted Mar–May, no harvest labels yet): most plots are under
+# 30 days in the ground, the forecasts a support team reads the week the crop goes in; the
+# Short Rains 2024 crops are near harvest.
+DEMO_RUN_DATE = dt.date(2025, 4, 10)
 STEPS = 5
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
@@ -151,6 +154,38 @@ def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
     return conn.execute(sa.text(sql), params).mappings().first()
 
 
+def lead_band_table(connection: sa.Connection, run_date: dt.date) -> str:
+    """The night's champion forecasts by days after planting: plot-seasons, mean forecast
+    beside the mean county normal, what they rest on (model / blended / normal) and how many
+    fall under 100 kg/ha."""
+    from nuru_yield.models.leads import band_label, lead_band
+
+    rows = connection.execute(
+        sa.text(
+            "SELECT days_after_planting, predicted_yield_kg_per_ha, normal_kg_per_ha, basis "
+            "FROM predictions WHERE run_date = :d AND model_name = 'champion'"
+        ),
+        {"d": run_date.isoformat()},
+    ).all()
+    if not rows:
+        return "  (no forecasts)"
+    frame = pd.DataFrame(rows, columns=["days", "forecast", "normal", "basis"])
+    frame["band"] = lead_band(frame["days"].to_numpy())
+    lines = [
+        f"  {'days after planting':<20} {'plots':>7} {'forecast':>9} {'normal':>7} "
+        f"{'< 100':>6}  basis"
+    ]
+    for band, group in frame.groupby("band"):
+        basis = ", ".join(
+            f"{name} {count:,}" for name, count in group["basis"].value_counts().items()
+        )
+        lines.append(
+            f"  {band_label(int(band)):<20} {len(group):>7,} {group['forecast'].mean():>9,.0f} "
+            f"{group['normal'].mean():>7,.0f} {int((group['forecast'] < 100).sum()):>6,}  {basis}"
+        )
+    return "\n".join(lines)
+
+
 def render_summary(
     settings: Settings,
     lake: Lake,
@@ -187,6 +222,7 @@ def render_summary(
             "SELECT MIN(plot_id) AS plot_id FROM predictions WHERE run_date = :d",
             d=DEMO_RUN_DATE.isoformat(),
         )
+        bands = lead_band_table(conn, DEMO_RUN_DATE)
 
     metrics = promotion["candidate_metrics"] if promotion else {}
     if isinstance(metrics, str):
@@ -209,6 +245,9 @@ def render_summary(
         f"({scoring['plots_rejected']} rejected, {scoring['duration_s']:.0f}s)"
         if scoring
         else "scored: nothing",
+        f"forecasts on {DEMO_RUN_DATE} by days after planting (kg/ha; the county normal is a "
+        "normal season's yield):",
+        bands,
         f"drift on {DEMO_RUN_DATE}: {drift['drifted'] or 0} of {drift['variables'] or 0} "
         f"variables overall (what `nuru-yield drift` reports), {drift['county_drifted'] or 0} "
         f"of {drift['county_checks'] or 0} variable × county checks",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,8 +66,12 @@ from nuru_yield.features.raw import RawInputs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRAINING_CUTOFFS: tuple[int | None, ...] = (30, 60, 90, 120, None)
 DEFAULT_SEASON_MAX_DAYS: int = Settings.model_fields["season_max_days"].default
+
+LeadDays = Callable[[pd.DataFrame], np.ndarray]
+"""Which training rows to cut from each plot-season: given the valid plot-seasons (rows of
+:func:`prepare_plots`), an ``(n, k)`` array of days after planting, ``k`` rows per
+plot-season (training draws them per lead-time band: ``training.dataset.lead_draws``)."""
 
 
 @dataclass(frozen=True)
@@ -119,27 +123,32 @@ def season_to_date(
 
 def training_rows(
     raw: RawInputs,
-    days_after_planting: Sequence[int | None] = DEFAULT_TRAINING_CUTOFFS,
+    lead_days: Sequence[int | None] | LeadDays,
     season_max_days: int = DEFAULT_SEASON_MAX_DAYS,
     max_cell_distance_km: float = MAX_CELL_DISTANCE_KM,
 ) -> pd.DataFrame:
-    """Historical plot-seasons cut at several days after planting (``None`` = full season,
-    ``season_max_days``).
+    """Historical plot-seasons cut at several days after planting: the same cut-offs for
+    every plot-season (``None`` = full season, ``season_max_days``), or ``k`` of its own
+    from a :data:`LeadDays` function.
 
     One row per valid plot-season and cut-off, with the same columns as the served
-    features (``days_after_planting`` tells the cut-off). Quarantined plot-seasons are
-    left out and logged; join ``raw/yields.parquet`` for labels. A cut-off past the
-    data in ``raw`` gives a partial window (``weather_coverage`` below 1).
+    features (``days_after_planting`` tells the cut-off), grouped by cut-off (the first
+    cut-off of every plot-season, then the second…). Quarantined plot-seasons are left out
+    and logged; join ``raw/yields.parquet`` for labels. A cut-off past the data in ``raw``
+    gives a partial window (``weather_coverage`` below 1).
     """
     checked = prepare_plots(raw.plots, raw.cells, max_cell_distance_km)
-    valid = checked[checked["reason"].isna()]
+    valid = checked[checked["reason"].isna()].reset_index(drop=True)
     if len(valid) < len(checked):
         log.warning("training rows: %d plot-seasons quarantined", len(checked) - len(valid))
-    planting = _days(valid["planting_date"])
-    cut_offs = [season_max_days if days is None else days for days in days_after_planting]
-    windows = pd.concat([valid] * len(cut_offs), ignore_index=True)
-    as_of = np.concatenate([planting + days for days in cut_offs])
-    return compute_features(windows, as_of, raw)
+    if callable(lead_days):
+        leads = np.asarray(lead_days(valid), dtype=np.int64).reshape(len(valid), -1)
+    else:
+        cut_offs = [season_max_days if days is None else int(days) for days in lead_days]
+        leads = np.tile(np.asarray(cut_offs, dtype=np.int64), (len(valid), 1))
+    rows = np.tile(np.arange(len(valid)), leads.shape[1])
+    as_of = _days(valid["planting_date"])[rows] + leads.T.ravel()
+    return compute_features(valid.iloc[rows], as_of, raw)
 
 
 def prepare_plots(

@@ -13,10 +13,13 @@ import path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.ensemble import VotingRegressor
+from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -39,8 +42,25 @@ class LogLinkVotingRegressor(VotingRegressor):
     def predict_log(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
         features = np.asarray(X, dtype=np.float64)
-        margins = np.column_stack([log_prediction(m, features) for m in self.estimators_])
-        return np.average(margins, axis=1, weights=self._weights_not_none)
+        return self.combine_log([log_prediction(m, features) for m in self.estimators_])
+
+    def combine_log(self, member_margins: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's log forecast from its members' (in ``estimators_`` order): their
+        weighted mean."""
+        return np.average(np.column_stack(member_margins), axis=1, weights=self._weights_not_none)
 
     def predict(self, X: Any) -> np.ndarray:
         return np.exp(self.predict_log(X))
+
+    def assembled(self, fitted: Sequence[Any]) -> LogLinkVotingRegressor:
+        """A fitted copy of this ensemble from members fitted one by one (``fitted``, in the
+        order of ``estimators``): what :meth:`fit` makes, for members that report progress
+        or stop early as they fit."""
+        if len(fitted) != len(self.estimators):
+            raise ValueError(f"expected {len(self.estimators)} fitted members, got {len(fitted)}")
+        ensemble = clone(self)
+        ensemble.estimators_ = list(fitted)
+        ensemble.named_estimators_ = Bunch(
+            **{name: member for (name, _), member in zip(self.estimators, fitted, strict=True)}
+        )
+        return ensemble

@@ -30,25 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from nuru_yield.models.leads import band_index, lead_band
+
 INTERVAL_LEVEL = 0.8
 INTERVAL_METHOD = "split_conformal_log_ratio_by_level"
-
-
-def training_buckets(cutoffs: Sequence[int | None], season_max_days: int) -> tuple[int, ...]:
-    """Days-after-planting buckets from the training cut-offs (``None`` = full season, i.e.
-    ``season_max_days``). A bucket runs from its cut-off to the next; forecasts made before
-    the first cut-off fall in the first bucket, whose intervals are the widest."""
-    return tuple(sorted({season_max_days if days is None else int(days) for days in cutoffs}))
-
-
-def _bucket_index(days_after_planting: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
-    index = np.searchsorted(np.asarray(buckets), np.asarray(days_after_planting), side="right")
-    return np.clip(index - 1, 0, len(buckets) - 1)
-
-
-def dap_bucket(days_after_planting: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
-    """The bucket (its lower bound) of each days-after-planting value."""
-    return np.asarray(buckets)[_bucket_index(days_after_planting, buckets)]
 
 
 # Forecast-level groups: quintiles of the calibration forecasts. A group with fewer
@@ -85,7 +70,7 @@ class ConformalIntervals:
         """Lower and upper bounds of non-negative forecasts made at the given days after
         planting."""
         predicted = np.asarray(predicted, dtype=np.float64)
-        bucket = _bucket_index(days_after_planting, self.buckets)
+        bucket = band_index(days_after_planting, self.buckets)
         group = np.searchsorted(np.asarray(self.level_edges), predicted, side="right")
         lower = predicted * np.asarray(self.lower_factors)[bucket, group]
         upper = predicted * np.asarray(self.upper_factors)[bucket, group]
@@ -157,7 +142,7 @@ def calibrate(
         for edge in np.unique(np.quantile(predicted, np.arange(1, LEVEL_GROUPS) / LEVEL_GROUPS))
     )
     group_of_row = np.searchsorted(np.asarray(edges), predicted, side="right")
-    bucket_of_row = dap_bucket(days_after_planting, buckets)
+    bucket_of_row = lead_band(days_after_planting, buckets)
     per_bucket: list[tuple[list[float], list[float]] | None] = []
     for bucket in buckets:
         in_bucket = bucket_of_row == bucket

@@ -12,11 +12,16 @@ them into kg/ha by the logarithmic mean ``L`` of the forecast ``f`` and the base
 (f − b) / (ln f − ln b)``. Since ``Σ φ_j = ln f − ln b``, the kg/ha contributions sum
 exactly to ``f − b``; each keeps its sign, and their order by size is the log-scale order
 (the log-mean Divisia decomposition of index-number theory).
+
+A model logged with a blend (:mod:`nuru_yield.models.normal`) forecasts ``w × model + (1 −
+w) × county normal`` by lead-time band; :meth:`Explanation.around` keeps the drivers exact
+for the blended forecast, and the intervals were calibrated on blended forecasts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +29,7 @@ import numpy as np
 
 from nuru_yield.models.intervals import ConformalIntervals
 from nuru_yield.models.metadata import checked_metadata
+from nuru_yield.models.normal import MODEL, Blend, Blended
 from nuru_yield.models.registry import mlflow_client, resolve_model_uri
 from nuru_yield.models.treeshap import PairwiseExplainer, compile_explainer
 
@@ -39,6 +45,16 @@ class Explanation:
     forecast: np.ndarray
     baseline: np.ndarray
     contributions: np.ndarray  # rows × features, kg/ha
+
+    def around(self, blended: Blended) -> Explanation:
+        """The explanation of the blended forecast ``w·f + (1 − w)·n`` of this one: drivers
+        scaled by ``w`` around the baseline ``w·b + (1 − w)·n`` (still exact)."""
+        weight = blended.weight
+        shrunk = weight < 1.0
+        baseline = np.where(
+            shrunk, weight * self.baseline + (1.0 - weight) * blended.normal, self.baseline
+        )
+        return Explanation(blended.forecast, baseline, self.contributions * weight[:, None])
 
 
 def logarithmic_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -59,6 +75,7 @@ class ServingModel:
     name: str | None = None
     version: str | None = None
     run_id: str | None = None
+    blend: Blend | None = field(default=None, kw_only=True)
 
     def features(self, frame: pd.DataFrame) -> np.ndarray:
         """The float64 feature matrix of ``frame`` in this model's column order."""
@@ -68,6 +85,34 @@ class ServingModel:
         """Point forecasts (kg/ha, never negative) for a float64 matrix in
         ``feature_columns`` order."""
         return np.asarray(self.estimator.predict(features), dtype=np.float64)
+
+    def blended(
+        self,
+        model_forecast: np.ndarray,
+        county: Sequence[Any],
+        season: Sequence[Any],
+        days_after_planting: np.ndarray,
+    ) -> Blended:
+        """The model's forecasts blended with the county normal by lead-time band (see
+        :mod:`~nuru_yield.models.normal`); a model logged without a blend keeps its own
+        (``basis`` model, no normal)."""
+        if self.blend is not None:
+            return self.blend.apply(model_forecast, county, season, days_after_planting)
+        model_forecast = np.asarray(model_forecast, dtype=np.float64)
+        rows = len(model_forecast)
+        return Blended(
+            model_forecast, np.full(rows, np.nan), np.ones(rows), np.full(rows, MODEL, object)
+        )
+
+    def forecast(self, rows: pd.DataFrame) -> Blended:
+        """Forecasts for feature rows that carry ``county``, ``season`` and
+        ``days_after_planting``: what scoring publishes, without the drivers."""
+        return self.blended(
+            self.predict(self.features(rows)),
+            rows["county"].to_numpy(),
+            rows["season"].to_numpy(),
+            rows["days_after_planting"].to_numpy(),
+        )
 
     def interval(
         self, predicted: np.ndarray, days_after_planting: np.ndarray
@@ -140,6 +185,7 @@ def load_model(uri: str) -> ServingModel:
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     logged = Model.load(local)
     metadata = checked_metadata(logged.metadata, uri)
+    blend = metadata.get("blend")
     return ServingModel(
         estimator=mlflow.sklearn.load_model(local),
         feature_columns=tuple(metadata["feature_columns"]),
@@ -147,4 +193,5 @@ def load_model(uri: str) -> ServingModel:
         name=name,
         version=version,
         run_id=logged.run_id,
+        blend=None if blend is None else Blend.from_dict(blend),
     )

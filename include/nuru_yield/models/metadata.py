@@ -1,7 +1,8 @@
 """The metadata every model logged by training carries in its MLmodel file (read back by
 :func:`nuru_yield.models.loaded.load_model` and checked before a version is registered): the
 feature order it was fitted on, its conformal interval factors, its link and the seasons it
-learned from, and the artifact names of a training run's models."""
+learned from, the blend toward the county normal (``models.normal``), and the artifact names
+of a training run's models."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from nuru_yield.errors import RegistryError
 from nuru_yield.models.intervals import INTERVAL_METHOD, ConformalIntervals
+from nuru_yield.models.normal import Blend
 
 MODEL_ARTIFACT = "model"
 # The ensemble run's fit on the training seasons only: what the gate compares, on seasons
@@ -23,14 +25,17 @@ def model_metadata(
     feature_columns: Sequence[str],
     intervals: ConformalIntervals,
     fitted_seasons: Sequence[str],
+    blend: Blend | None,
     holdout_artifact: str | None = None,
 ) -> dict[str, Any]:
     """The MLmodel ``metadata`` logged with every candidate (read back by :func:`load_model`):
-    ``holdout_artifact`` names the run's hold-out fit when this model is a refit."""
+    ``holdout_artifact`` names the run's hold-out fit when this model is a refit. Models
+    logged before the blend existed have no ``blend``: they forecast from the model alone."""
     return {
         "candidate": candidate,
         "feature_columns": list(feature_columns),
         "intervals": intervals.to_dict(),
+        "blend": None if blend is None else blend.to_dict(),
         "link": LINK,
         "fitted_seasons": list(fitted_seasons),
         "holdout_artifact": holdout_artifact,

@@ -80,7 +80,10 @@ class PairwiseExplainer:
         sums to the model's prediction."""
         bins = {}
         for feature, cuts in self.cuts.items():
-            column = features[:, feature]
+            # lightgbm clamps inputs to ±1e300 before comparing (its "missing or not" splits
+            # sit at 1e300, so inf goes with the numbers); xgboost's float32 comparisons
+            # cannot tell 1e300 from inf. Clamped, both are read as the libraries read them.
+            column = np.clip(features[:, feature], -LIGHTGBM_LIMIT, LIGHTGBM_LIMIT)
             bins[feature] = np.searchsorted(cuts, column, side="right")
             bins[feature][np.isnan(column)] = len(cuts) + 1
         # Built feature by feature (contiguous rows), returned as the usual rows × features.
@@ -199,6 +202,9 @@ class _Condition:
     high: int
     nan_allowed: bool = True
     ratio: float = 1.0
+
+
+LIGHTGBM_LIMIT = 1e300  # lightgbm's AvoidInf bound on feature values
 
 
 def float32_cut(threshold: float) -> float:

@@ -28,10 +28,8 @@ import pandas as pd
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LakeError
 from nuru_yield.features.columns import FEATURE_COLUMNS
-from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
-from nuru_yield.models.intervals import training_buckets
 from nuru_yield.models.loaded import load_model
 from nuru_yield.models.registry import mlflow_client
 from nuru_yield.monitoring import accuracy
@@ -154,7 +152,7 @@ def champion_predictor(current: pd.DataFrame) -> Predictor | None:
     except Exception as error:  # registry unreachable or version gone: report, do not fail
         log.warning("cannot load %s for the reference prediction: %s", uri, error)
         return None
-    return lambda frame: model.predict(model.features(frame))
+    return lambda frame: model.forecast(frame).forecast
 
 
 # --- realized accuracy --------------------------------------------------------------------
@@ -187,7 +185,6 @@ def forecast_error_sums(
     labels: pd.DataFrame,
     seasons: Sequence[tuple[str, int]],
     run_date: dt.date,
-    buckets: Sequence[int],
 ) -> pd.DataFrame:
     """Error sums of every logged forecast (up to ``run_date``) of the labelled seasons,
     one prediction-log partition at a time (bounded memory)."""
@@ -204,10 +201,12 @@ def forecast_error_sums(
         # A season's forecasts run from its planting year into the next (Short Rains).
         if day > run_date or not years[0] <= day.year <= years[-1] + 1:
             continue
-        frame = lake.read_parquet(
-            prediction_log_path(day), columns=accuracy.FORECAST_COLUMNS, filters=wanted
-        ).to_pandas()
-        parts.append(accuracy.error_sums(frame, labels, buckets))
+        path = prediction_log_path(day)
+        columns = accuracy.FORECAST_COLUMNS
+        if accuracy.NORMAL_COLUMN in lake.open_parquet(path).schema_arrow.names:
+            columns = [*columns, accuracy.NORMAL_COLUMN]
+        frame = lake.read_parquet(path, columns=columns, filters=wanted).to_pandas()
+        parts.append(accuracy.error_sums(frame, labels))
     return accuracy.combine(parts)
 
 
@@ -231,8 +230,7 @@ def update_realized_accuracy(
     seasons = seasons_to_score(labels, before, run_date, settings.accuracy_recent_years)
     if not seasons:
         return pd.DataFrame(columns=accuracy.PERFORMANCE_COLUMNS)
-    buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, settings.season_max_days)
-    performance = accuracy.finalize(forecast_error_sums(lake, labels, seasons, run_date, buckets))
+    performance = accuracy.finalize(forecast_error_sums(lake, labels, seasons, run_date))
     computed_at = dt.datetime.now(dt.UTC)  # audit stamp only; no logic depends on it
     for season, year in seasons:
         rows = performance[(performance["season"] == season) & (performance["season_year"] == year)]

@@ -180,7 +180,15 @@ def _county_rows(drifts: Sequence[VariableDrift], variables: list[str]) -> list[
 
 
 # Realized accuracy for people: kg/ha as whole numbers, coverage to two decimals.
-_ACCURACY_DECIMALS = {"rmse": 0, "mae": 0, "bias": 0, "coverage": 2}
+_ACCURACY_DECIMALS = {
+    "rmse": 0,
+    "normal_rmse": 0,
+    "mean_forecast": 0,
+    "mean_actual": 0,
+    "mae": 0,
+    "bias": 0,
+    "coverage": 2,
+}
 
 
 def _accuracy_cell(column: str, value: Any) -> str:

@@ -128,15 +128,25 @@ def score_batch(
     """The ``predictions`` rows (columns of ``PREDICTION_COLUMNS``) of one features batch
     scored by ``model`` under ``model_name`` (the alias: ``champion`` or ``challenger``).
 
-    ``yield_lower``/``yield_upper`` are the model's calibrated interval; ``top_drivers``
-    come from its exact TreeSHAP contributions (one pass over the trees gives them and the
-    forecasts). Raises :class:`ForecastIntegrityError` on any impossible forecast.
+    The forecast is the model's blended with the plot's county normal by lead-time band
+    (``basis`` says which: ``model``, ``blended`` or ``normal``; ``normal_kg_per_ha`` is the
+    normal); ``yield_lower``/``yield_upper`` are the calibrated interval of that forecast;
+    ``top_drivers`` come from the model's exact TreeSHAP contributions (one pass over the
+    trees gives them and the forecasts), scaled by the model's share. Raises
+    :class:`ForecastIntegrityError` on any impossible forecast.
     """
     columns = list(model.feature_columns)
     features = feature_matrix(batch, columns)
-    explained = model.explain(features)
-    predicted = explained.forecast
     days = batch.column("days_after_planting").to_numpy(zero_copy_only=False)
+    explained = model.explain(features)
+    blended = model.blended(
+        explained.forecast,
+        batch.column("county").to_numpy(zero_copy_only=False),
+        batch.column("season").to_numpy(zero_copy_only=False),
+        days,
+    )
+    explained = explained.around(blended)
+    predicted = explained.forecast
     lower, upper = model.interval(predicted, days)
     check_forecasts(predicted, lower, upper, f"{model_name} v{model.version}")
     drivers = drivers_json(explained.contributions, features, columns)
@@ -161,6 +171,8 @@ def score_batch(
         "top_drivers": drivers,
         "run_id": constant(stamp.run_id, pa.string()),
         "scored_at": constant(stamp.scored_at, pa.timestamp("us", tz="UTC")),
+        "basis": pa.array(blended.basis, pa.string()),
+        "normal_kg_per_ha": pa.array(blended.normal, from_pandas=True),
     }
     return pa.RecordBatch.from_arrays(
         [values[field.name].cast(field.type) for field in PREDICTION_ARROW_SCHEMA],

@@ -65,6 +65,8 @@ _EXAMPLE_PREDICTION = {
     "run_date": "2025-05-01",
     "county": "Nakuru",
     "days_after_planting": 42,
+    "basis": "model",
+    "normal_kg_per_ha": 2210.0,
 }
 
 
@@ -145,6 +147,14 @@ class Prediction(BaseModel):
     run_date: dt.date
     county: str | None = None
     days_after_planting: int | None = None
+    basis: Literal["model", "blended", "normal"] | None = Field(
+        None,
+        description="What the forecast rests on: the model, the county normal (too early in the "
+        "season for the model to beat it), or a blend of the two.",
+    )
+    normal_kg_per_ha: float | None = Field(
+        None, description="The plot's county normal for the season: a normal season's yield."
+    )
 
 
 def features_from_drivers(drivers: Any) -> dict[str, Any]:
@@ -175,6 +185,8 @@ def prediction_from_row(row: Row) -> Prediction:
         run_date=row["run_date"],
         county=row["county"],
         days_after_planting=row["days_after_planting"],
+        basis=row["basis"],
+        normal_kg_per_ha=row["normal_kg_per_ha"],
     )
 
 

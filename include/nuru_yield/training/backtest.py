@@ -6,9 +6,10 @@ production path (:func:`~nuru_yield.training.candidates.assess_candidates`): fit
 training seasons, calibrated on the calibration seasons, measured on the evaluation seasons
 (what the gate sees), refitted on every labelled season as the registered champion is, and
 that refit measured on the next season, whose labels arrived after D — the realized
-accuracy a support team would have lived with. RMSE and 80% coverage per season and lead
-time (days after planting at forecast), and each recipe's RMSE against the free one's: the
-cost of its constraints.
+accuracy a support team would have lived with. Per season and lead-time band (days after
+planting at forecast, :mod:`nuru_yield.models.leads`): plot-seasons, mean forecast and mean
+harvest, RMSE beside the county normal's on the same rows, and 80% coverage; and each
+recipe's RMSE against the free one's: the cost of its constraints.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import pandas as pd
 
 from nuru_yield.config import get_settings
 from nuru_yield.features.columns import FEATURE_COLUMNS
-from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
-from nuru_yield.models.intervals import training_buckets
+from nuru_yield.models.leads import LEAD_BANDS, band_label
+from nuru_yield.models.loaded import ServingModel
 from nuru_yield.names import RAW_YIELDS
 from nuru_yield.training.candidates import (
     ENSEMBLE,
@@ -69,7 +70,8 @@ REFERENCE_RECIPE = "free"
 @dataclass(frozen=True)
 class BacktestReport:
     run_date: dt.date
-    rows: pd.DataFrame  # recipe, part, season, lead_time_days, n, rmse, coverage, width
+    rows: pd.DataFrame  # recipe, part, season, lead_time_days, n, mean forecast/actual,
+    # rmse, normal_rmse, coverage, width
 
     def costs(self) -> pd.DataFrame:
         """Each recipe's RMSE over the free recipe's, per part and lead time (all seasons of
@@ -87,17 +89,20 @@ class BacktestReport:
         return totals.drop(columns="sse")
 
     def render(self) -> str:
-        """RMSE (kg/ha, whole) and coverage (two decimals) per recipe, season and lead time,
-        then the cost table."""
+        """Per recipe, season and lead-time band: mean forecast and harvest, RMSE beside the
+        county normal's (kg/ha, whole) and coverage (two decimals); then the cost table."""
+        metrics = ("mean_forecast", "mean_actual", "rmse", "normal_rmse", "coverage", "width")
         rows = self.rows.assign(
+            lead_time_days=self.rows["lead_time_days"].map(band_label),
             **{
                 name: self.rows[name].map(lambda value, name=name: format_metric(name, value))
-                for name in ("rmse", "coverage", "width")
-            }
-        )
+                for name in metrics
+            },
+        ).rename(columns={"lead_time_days": "days after planting"})
         lines = [
-            f"backtest for {self.run_date.isoformat()}: RMSE (kg/ha) and 80% interval "
-            "coverage by lead time (days after planting)",
+            f"backtest for {self.run_date.isoformat()}: by lead-time band (days after "
+            "planting at forecast), the forecast's RMSE beside the county normal's (kg/ha) and "
+            "80% interval coverage",
             rows.to_string(index=False),
         ]
         if REFERENCE_RECIPE not in set(self.rows["recipe"]):
@@ -117,8 +122,9 @@ class BacktestReport:
 
 
 def _next_season_rows(lake: Lake, labelled: pd.DataFrame, season_max_days: int) -> pd.DataFrame:
-    """Feature rows, at every training cut-off, of the season right after the newest one in
-    ``labelled``, with their labels (empty when that season has no labels yet)."""
+    """Feature rows, one cut-off in every lead-time band, of the season right after the
+    newest one in ``labelled``, with their labels (empty when that season has no labels
+    yet)."""
     labels, _ = split_labels(lake.read_parquet(RAW_YIELDS).to_pandas())
     newest = int(season_rank(labelled).max())
     ranks = season_rank(labels)
@@ -126,9 +132,7 @@ def _next_season_rows(lake: Lake, labelled: pd.DataFrame, season_max_days: int) 
     if following.empty:
         return pd.DataFrame()
     raw = load_raw(lake)
-    return labelled_training_rows(
-        raw, following, dt.date.max, season_max_days, DEFAULT_TRAINING_CUTOFFS
-    )
+    return labelled_training_rows(raw, following, dt.date.max, season_max_days)
 
 
 def _measure(recipe: str, part: str, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,7 +147,10 @@ def _measure(recipe: str, part: str, evaluation: dict[str, Any]) -> list[dict[st
                 "season": season,
                 "lead_time_days": int(lead_time),
                 "n": int(metrics["n"]),
+                "mean_forecast": metrics["mean_forecast"],
+                "mean_actual": metrics["mean_actual"],
                 "rmse": metrics["rmse"],
+                "normal_rmse": metrics["normal_rmse"],
                 "coverage": metrics["coverage"],
                 "width": metrics["interval_width"],
             }
@@ -164,7 +171,6 @@ def backtest(
     lake = lake or Lake.from_settings()
     settings = get_settings()
     params = params or TrainingParams()
-    buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, settings.season_max_days)
     split = temporal_split(lake.read_parquet(build_training_set(run_date, lake).path).to_pandas())
     following = _next_season_rows(lake, split.labelled, settings.season_max_days)
     if following.empty:
@@ -173,15 +179,25 @@ def backtest(
     for recipe in recipes:
         log.info("backtest: recipe %s", recipe)
         recipe_params = dataclasses.replace(params, **RECIPES[recipe])
-        results = assess_candidates(split, FEATURE_COLUMNS, recipe_params, buckets)
-        ensemble = next(result for result in results if result.name == ENSEMBLE)
+        ensemble = assess_candidates(split, FEATURE_COLUMNS, recipe_params, LEAD_BANDS)[ENSEMBLE]
         measured += _measure(recipe, "hold-out (gate)", ensemble.evaluation)
         if not following.empty:
-            matrix = following[FEATURE_COLUMNS].to_numpy(np.float64)
-            predicted = ensemble.refit.predict(matrix)
-            lower, upper = ensemble.intervals.interval(
-                predicted, following["days_after_planting"].to_numpy()
+            refit = ServingModel(
+                ensemble.refit,
+                tuple(FEATURE_COLUMNS),
+                ensemble.intervals,
+                blend=ensemble.refit_blend,
             )
-            realized = evaluate(following, predicted, buckets, lower, upper)
+            blended = refit.forecast(following)
+            days = following["days_after_planting"].to_numpy()
+            lower, upper = refit.interval(blended.forecast, days)
+            realized = evaluate(
+                following,
+                blended.forecast,
+                LEAD_BANDS,
+                lower,
+                upper,
+                normal=ensemble.refit_blend.normal.predict(following),
+            )
             measured += _measure(recipe, "next season (refit)", realized)
     return BacktestReport(run_date, pd.DataFrame(measured))

@@ -1,5 +1,5 @@
 """Candidate models: xgboost, lightgbm, a random forest, a linear baseline, their voting
-ensemble, and the naive county × season mean they must beat.
+ensemble, and the county normal (the county × season mean) they must beat.
 
 Every model takes the float64 feature matrix in ``FEATURE_COLUMNS`` order (NaN = missing,
 which the tree models route natively) and is fitted on arrays, not frames, so predicting
@@ -23,6 +23,7 @@ cost of hours per million plots on two cores (both in ``docs/DESIGN.md``, "Measu
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -34,9 +35,11 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.models.intervals import ConformalIntervals, calibrate
+from nuru_yield.models.leads import LEAD_BANDS
+from nuru_yield.models.normal import Blend, CountyNormal
 from nuru_yield.names import MODEL_NAME
-from nuru_yield.progress import track
-from nuru_yield.training.dataset import TARGET, TemporalSplit
+from nuru_yield.progress import Progress, track
+from nuru_yield.training.dataset import TARGET, TemporalSplit, sampled_rows
 from nuru_yield.training.evaluation import evaluate
 
 log = logging.getLogger(__name__)
@@ -72,20 +75,33 @@ def interaction_pairs(feature_count: int) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class TrainingParams:
-    """Hyper-parameters shared by the candidates (tests shrink them for speed)."""
+    """Hyper-parameters shared by the candidates (tests shrink them for speed).
+
+    Fitting half the rows with a learning rate of 0.15, the forest 100 rounds at 0.3, and
+    stopping early cost 0.1–0.4% of hold-out RMSE per lead-time band against every row at
+    0.08 (forest 150 rounds at 0.2), for a sixth of the time (``docs/DESIGN.md``,
+    "Measurements"; ``nuru-yield bench train``)."""
 
     boosting_rounds: int = 500
-    learning_rate: float = 0.08
+    learning_rate: float = 0.15
     max_depth: int = 6
     num_leaves: int = 24
     min_leaf_rows: int = 40
-    forest_rounds: int = 150
+    forest_rounds: int = 100
     forest_trees_per_round: int = 4
-    forest_learning_rate: float = 0.2
+    forest_learning_rate: float = 0.3
     forest_depth: int = 6
     ridge_alpha: float = 1.0
     tweedie_variance_power: float = 1.2
     interactions: str = "pairwise"  # one of INTERACTIONS (see the module docstring)
+    # The hold-out fit stops a tree member when this many rounds in a row have not lowered
+    # its RMSE on the calibration seasons (None: every round); the refit grows the rounds
+    # the hold-out kept: trees that added nothing on unseen seasons are not grown.
+    early_stopping_rounds: int | None = 25
+    # The share of the training set's rows the fits learn from (a reproducible hash picks
+    # them, :func:`~nuru_yield.training.dataset.sampled_rows`); calibration and evaluation
+    # use every row. A plot-season's rows at its eight lead times share one harvest.
+    fit_row_share: float = 0.5
     monotone: tuple[tuple[str, int], ...] = tuple(MONOTONE_FEATURES.items())
     threads: int = 2
     seed: int = 42
@@ -95,11 +111,14 @@ class TrainingParams:
             raise ValueError(f"interactions must be one of {INTERACTIONS}: {self.interactions!r}")
 
 
-def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
+def ensemble_estimator(
+    params: TrainingParams, monotone: Sequence[int], rounds: Mapping[str, int] | None = None
+) -> Any:
     """The unfitted log-link voting ensemble over the three tree models (equal weights).
 
     ``monotone`` holds one of −1/0/+1 per feature: the direction in which more of that
-    feature may move the forecast (e.g. a longer dry spell never raises it).
+    feature may move the forecast (e.g. a longer dry spell never raises it). ``rounds``
+    overrides the boosting rounds of named members (the refit grows what the hold-out kept).
     """
     from lightgbm import LGBMRegressor
     from xgboost import XGBRegressor
@@ -109,6 +128,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
     constraints = tuple(int(sign) for sign in monotone)
     pairs = interaction_pairs(len(constraints)) if params.interactions == "pairwise" else None
     power = params.tweedie_variance_power
+    rounds = dict(rounds or {})
 
     def xgboost_trees(**shape: Any) -> Any:
         return XGBRegressor(
@@ -130,7 +150,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
             (
                 XGBOOST,
                 xgboost_trees(
-                    n_estimators=params.boosting_rounds,
+                    n_estimators=rounds.get(XGBOOST, params.boosting_rounds),
                     learning_rate=params.learning_rate,
                     max_depth=params.max_depth,
                     subsample=0.8,
@@ -142,7 +162,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
                 LGBMRegressor(
                     objective="tweedie",
                     tweedie_variance_power=power,
-                    n_estimators=params.boosting_rounds,
+                    n_estimators=rounds.get(LIGHTGBM, params.boosting_rounds),
                     learning_rate=params.learning_rate,
                     num_leaves=params.num_leaves,
                     min_child_samples=params.min_leaf_rows,
@@ -160,7 +180,7 @@ def ensemble_estimator(params: TrainingParams, monotone: Sequence[int]) -> Any:
             (
                 RANDOM_FOREST,
                 xgboost_trees(
-                    n_estimators=params.forest_rounds,
+                    n_estimators=rounds.get(RANDOM_FOREST, params.forest_rounds),
                     num_parallel_tree=params.forest_trees_per_round,
                     learning_rate=params.forest_learning_rate,
                     max_depth=params.forest_depth,
@@ -202,22 +222,110 @@ def linear_baseline(params: TrainingParams) -> Any:
     )
 
 
-def fit_candidates(
-    features: np.ndarray, target: np.ndarray, params: TrainingParams, monotone: Sequence[int]
-) -> dict[str, Any]:
-    """Fit every model candidate. The ensemble is fitted once; its fitted members are the
-    single tree candidates (no model is trained twice)."""
-    rows, columns = features.shape
-    log.info(
-        "fitting %s and %s on %d rows × %d features", ", ".join(TREE_MEMBERS), LINEAR, rows, columns
-    )
-    started = time.monotonic()
-    ensemble = ensemble_estimator(params, monotone).fit(features, target)
-    fitted: dict[str, Any] = dict(ensemble.named_estimators_)
-    fitted[LINEAR] = linear_baseline(params).fit(features, target)
-    fitted[ENSEMBLE] = ensemble
-    log.info("fitted every candidate in %.1fs", time.monotonic() - started)
-    return fitted
+@dataclass(frozen=True)
+class FittedEnsemble:
+    """A fitted ensemble, the boosting rounds each tree member kept and the seconds each
+    member's fit took."""
+
+    ensemble: Any
+    rounds: dict[str, int]
+    seconds: dict[str, float]
+
+
+def fit_ensemble(
+    features: np.ndarray,
+    target: np.ndarray,
+    params: TrainingParams,
+    monotone: Sequence[int],
+    *,
+    phase: str,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    rounds: Mapping[str, int] | None = None,
+) -> FittedEnsemble:
+    """Fit the ensemble's members one by one, each reporting its rounds, the time spent and
+    the time left (``phase`` names the fit in those lines). With ``validation`` (the
+    calibration seasons), a member stops once ``params.early_stopping_rounds`` rounds have
+    not lowered its RMSE there and forecasts with its best round; ``rounds`` fixes the rounds
+    instead (the refit)."""
+    unfitted = ensemble_estimator(params, monotone, rounds)
+    members = []
+    kept: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for index, (name, member) in enumerate(unfitted.estimators, start=1):
+        label = f"{phase}, {index}/{len(unfitted.estimators)} {name} ({len(target):,} rows)"
+        started = time.monotonic()
+        fitted, kept[name] = _fit_member(member, features, target, params, validation, label)
+        seconds[name] = time.monotonic() - started
+        members.append(fitted)
+    return FittedEnsemble(unfitted.assembled(members), kept, seconds)
+
+
+def _fit_member(
+    member: Any,
+    features: np.ndarray,
+    target: np.ndarray,
+    params: TrainingParams,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    label: str,
+) -> tuple[Any, int]:
+    """Fit one tree member with progress lines; returns it and the rounds it forecasts with."""
+    import lightgbm
+    from sklearn.base import clone
+
+    member = clone(member)
+    total = int(member.get_params()["n_estimators"])
+    progress = Progress(f"{label}: boosting rounds", total, every_seconds=15.0)
+    stopping = params.early_stopping_rounds if validation is not None else None
+    if isinstance(member, lightgbm.LGBMRegressor):
+        callbacks = [lambda env: progress.update(env.iteration + 1)]
+        if stopping:
+            callbacks.append(lightgbm.early_stopping(stopping, verbose=False))
+        held_out = {} if validation is None else {"eval_X": validation[0], "eval_y": validation[1]}
+        member.fit(features, target, eval_metric="rmse", callbacks=callbacks, **held_out)
+        kept = int(member.best_iteration_) if stopping and member.best_iteration_ else total
+    else:
+        member.set_params(
+            callbacks=[_xgboost_progress(progress)],
+            early_stopping_rounds=stopping,
+            eval_metric="rmse",
+        )
+        member.fit(
+            features, target, eval_set=None if validation is None else [validation], verbose=False
+        )
+        # The callback is not part of the model (it would be serialised with it).
+        member.set_params(callbacks=None, early_stopping_rounds=None)
+        kept = int(member.best_iteration) + 1 if stopping else total
+    if kept < total:
+        _keep_rounds(member, kept)
+    log.info("%s: %d of %d rounds kept, %.1fs", label, kept, total, progress.elapsed)
+    return member, kept
+
+
+def _keep_rounds(member: Any, rounds: int) -> None:
+    """Drop the trees grown after the best round (early stopping grows ``patience`` more),
+    so that every tree of the model counts: its forecasts, its TreeSHAP drivers and its
+    logged form agree, whatever a library would do with a remembered "best iteration"."""
+    import lightgbm
+
+    if isinstance(member, lightgbm.LGBMRegressor):
+        text = member.booster_.model_to_string(num_iteration=rounds)
+        member._Booster = lightgbm.Booster(model_str=text)
+        member._best_iteration = rounds
+    else:  # xgboost: a slice of the booster keeps its trees and drops its best iteration
+        member._Booster = member.get_booster()[:rounds]
+    member.set_params(n_estimators=rounds)
+
+
+def _xgboost_progress(progress: Progress) -> Any:
+    """An xgboost training callback that reports each round to ``progress``."""
+    from xgboost.callback import TrainingCallback
+
+    class Report(TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            progress.update(epoch + 1)
+            return False
+
+    return Report()
 
 
 def feature_importances(estimator: Any, feature_columns: Sequence[str]) -> dict[str, float]:
@@ -236,61 +344,39 @@ def feature_importances(estimator: Any, feature_columns: Sequence[str]) -> dict[
 
 
 @dataclass(frozen=True)
-class NaiveReference:
-    """Mean yield per county × season of the training rows — the reference every model must
-    beat. Falls back to the season mean, then the overall mean, for unseen combinations."""
+class CandidateResult:
+    """A fitted candidate with its blend toward the county normal, its calibrated intervals
+    and its evaluation.
 
-    by_county_season: dict[tuple[str, str], float]
-    by_season: dict[str, float]
-    overall: float
+    ``model`` is the hold-out fit (training seasons only), whose blend, intervals and
+    evaluation these are; ``refit`` is the same candidate refitted on every labelled season
+    — what is registered, with ``refit_blend``: the same shares around the normal of every
+    labelled season — for the ensemble only (refitting every candidate would double
+    training)."""
 
-    @classmethod
-    def fit(cls, frame: pd.DataFrame) -> NaiveReference:
-        county_season = frame.groupby(["county", "season"], observed=True)[TARGET].mean()
-        season = frame.groupby("season", observed=True)[TARGET].mean()
-        return cls(
-            by_county_season={(str(c), str(s)): float(v) for (c, s), v in county_season.items()},
-            by_season={str(s): float(v) for s, v in season.items()},
-            overall=float(frame[TARGET].mean()),
-        )
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        counties = frame["county"].astype(str).to_numpy()
-        seasons = frame["season"].astype(str).to_numpy()
-        return np.array(
-            [
-                self.by_county_season.get((c, s), self.by_season.get(s, self.overall))
-                for c, s in zip(counties, seasons, strict=True)
-            ],
-            dtype=np.float64,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "county_season_means": [
-                {"county": c, "season": s, "mean_yield_kg_per_ha": v}
-                for (c, s), v in sorted(self.by_county_season.items())
-            ],
-            "season_means": self.by_season,
-            "overall_mean": self.overall,
-        }
+    name: str
+    model: Any  # a fitted estimator, or the CountyNormal
+    blend: Blend | None  # None for the normal itself
+    intervals: ConformalIntervals
+    evaluation: dict[str, Any]
+    predicted: np.ndarray  # on the evaluation rows, after the blend
+    importances: dict[str, float] | None
+    refit: Any = None
+    refit_blend: Blend | None = None
 
 
 @dataclass(frozen=True)
-class CandidateResult:
-    """A fitted candidate with its calibrated intervals and its evaluation.
+class Assessment:
+    """Every candidate's result, the rounds each tree member kept, and the seconds each
+    phase took (``hold-out fit/<member>``, ``calibration and evaluation``,
+    ``refit/<member>``): what ``nuru-yield bench train`` reports and training logs."""
 
-    ``model`` is the hold-out fit (training seasons only), whose intervals and evaluation
-    these are; ``refit`` is the same candidate refitted on every labelled season — what is
-    registered — for the ensemble only (refitting every candidate would double training)."""
+    results: list[CandidateResult]
+    rounds: dict[str, int]
+    seconds: dict[str, float]
 
-    name: str
-    model: Any  # a fitted estimator, or the NaiveReference
-    intervals: ConformalIntervals
-    evaluation: dict[str, Any]
-    predicted: np.ndarray  # on the evaluation rows
-    importances: dict[str, float] | None
-    refit: Any = None
+    def __getitem__(self, name: str) -> CandidateResult:
+        return next(result for result in self.results if result.name == name)
 
 
 def _matrix(frame: pd.DataFrame, feature_columns: Sequence[str]) -> np.ndarray:
@@ -301,58 +387,179 @@ def assess_candidates(
     split: TemporalSplit,
     feature_columns: Sequence[str],
     params: TrainingParams,
-    buckets: Sequence[int],
-) -> list[CandidateResult]:
-    """Fit every candidate (and the naive reference) on the training seasons, calibrate its
-    intervals on the calibration seasons and evaluate it on the evaluation seasons, per
-    days-after-planting bucket; then refit the ensemble on every labelled season."""
+    bands: Sequence[int] = LEAD_BANDS,
+) -> Assessment:
+    """Fit every candidate on the training seasons (the tree members stopping early on the
+    calibration seasons); on the calibration seasons learn each one's blend toward the
+    county normal per lead-time band, then calibrate the intervals of the blended forecasts;
+    evaluate on the evaluation seasons, per band beside the normal's error. Then refit the
+    ensemble on every labelled season with the rounds the hold-out fit kept."""
     monotone = monotone_signs(feature_columns, dict(params.monotone))
-    train_target = split.train[TARGET].to_numpy(dtype=np.float64)
-    fitted = fit_candidates(_matrix(split.train, feature_columns), train_target, params, monotone)
-    models: dict[str, Any] = {**fitted, NAIVE: NaiveReference.fit(split.train)}
+    calibration, evaluation = split.calibration, split.evaluation
+    actual = calibration[TARGET].to_numpy(dtype=np.float64)
+    fitted_on = split.train[sampled_rows(split.train, params.fit_row_share)]
+    train = _matrix(fitted_on, feature_columns)
+    train_target = fitted_on[TARGET].to_numpy(dtype=np.float64)
+    log.info(
+        "hold-out fit: %s and %s on %d rows × %d features",
+        ", ".join(TREE_MEMBERS),
+        LINEAR,
+        *train.shape,
+    )
+    holdout = fit_ensemble(
+        train,
+        train_target,
+        params,
+        monotone,
+        phase="hold-out fit",
+        validation=(_matrix(calibration, feature_columns), actual),
+    )
+    seconds = {f"hold-out fit/{name}": value for name, value in holdout.seconds.items()}
+    started = time.monotonic()
+    linear = linear_baseline(params).fit(train, train_target)
+    seconds[f"hold-out fit/{LINEAR}"] = time.monotonic() - started
+    normal = CountyNormal.fit(split.train)
+    models: dict[str, Any] = {
+        **holdout.ensemble.named_estimators_,
+        LINEAR: linear,
+        ENSEMBLE: holdout.ensemble,
+        NAIVE: normal,
+    }
+    calibration_days = calibration["days_after_planting"].to_numpy()
+    evaluation_days = evaluation["days_after_planting"].to_numpy()
+    calibration_normal = normal.predict(calibration)
+    evaluation_normal = normal.predict(evaluation)
+    county_seasons = (
+        calibration["county"].astype(str)
+        + "/"
+        + calibration["season"].astype(str)
+        + "/"
+        + calibration["season_year"].astype(str)
+    ).to_numpy()
 
-    def predict(name: str, frame: pd.DataFrame) -> np.ndarray:
-        # The naive reference looks up county and season; the models take the feature matrix.
-        return models[name].predict(frame if name == NAIVE else _matrix(frame, feature_columns))
-
+    started = time.monotonic()
+    forecasts = _HeldOutForecasts(
+        holdout.ensemble,
+        _matrix(calibration, feature_columns),
+        _matrix(evaluation, feature_columns),
+    )
     results = []
     for name, model in track(models.items(), "calibrating and evaluating", len(models)):
-        intervals = calibrate(
-            split.calibration[TARGET].to_numpy(dtype=np.float64),
-            predict(name, split.calibration),
-            split.calibration["days_after_planting"].to_numpy(),
-            buckets,
-        )
-        predicted = predict(name, split.evaluation)
-        lower, upper = intervals.interval(
-            predicted, split.evaluation["days_after_planting"].to_numpy()
-        )
+        if name == NAIVE:
+            blend = None
+            calibrated, predicted = calibration_normal, evaluation_normal
+        else:
+            on_calibration, on_evaluation = forecasts.of(name, model)
+            blend = Blend.fit(
+                actual,
+                on_calibration,
+                calibration_days,
+                normal,
+                calibration_normal,
+                county_seasons,
+                bands,
+            )
+            calibrated = _blended(blend, on_calibration, calibration)
+            predicted = _blended(blend, on_evaluation, evaluation)
+        intervals = calibrate(actual, calibrated, calibration_days, bands)
+        lower, upper = intervals.interval(predicted, evaluation_days)
         results.append(
             CandidateResult(
                 name=name,
                 model=model,
+                blend=blend,
                 intervals=intervals,
-                evaluation=evaluate(split.evaluation, predicted, buckets, lower, upper),
+                evaluation=evaluate(
+                    evaluation, predicted, bands, lower, upper, normal=evaluation_normal
+                ),
                 predicted=predicted,
                 importances=None if name == NAIVE else feature_importances(model, feature_columns),
-                refit=refit_ensemble(split, feature_columns, params) if name == ENSEMBLE else None,
             )
         )
-    return results
+    seconds["calibration and evaluation"] = time.monotonic() - started
+
+    refit = refit_ensemble(split, feature_columns, params, holdout.rounds)
+    seconds.update({f"refit/{name}": value for name, value in refit.seconds.items()})
+    ensemble = next(result for result in results if result.name == ENSEMBLE)
+    results[results.index(ensemble)] = dataclasses.replace(
+        ensemble,
+        refit=refit.ensemble,
+        refit_blend=ensemble.blend.with_normal(CountyNormal.fit(split.labelled))
+        if ensemble.blend
+        else None,
+    )
+    return Assessment(results, holdout.rounds, seconds)
+
+
+def _blended(blend: Blend, model_forecast: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    """A model's forecasts of ``frame`` blended with the normal by lead-time band."""
+    return blend.apply(
+        model_forecast,
+        frame["county"].to_numpy(),
+        frame["season"].to_numpy(),
+        frame["days_after_planting"].to_numpy(),
+    ).forecast
+
+
+class _HeldOutForecasts:
+    """Each candidate's forecasts of the calibration and evaluation rows, the ensemble's
+    made from its members' (each tree model runs over the rows once, not twice)."""
+
+    def __init__(self, ensemble: Any, calibration: np.ndarray, evaluation: np.ndarray):
+        self.ensemble = ensemble
+        self.rows = (calibration, evaluation)
+        self.margins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _margins(self, name: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        from nuru_yield.models.ensemble import log_prediction  # scikit-learn: at first use
+
+        if name not in self.margins:
+            calibration, evaluation = self.rows
+            self.margins[name] = (
+                log_prediction(model, calibration),
+                log_prediction(model, evaluation),
+            )
+        return self.margins[name]
+
+    def of(self, name: str, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(calibration, evaluation)`` forecasts (kg/ha) of candidate ``name``."""
+        calibration, evaluation = self.rows
+        if model is self.ensemble:
+            members = [
+                self._margins(member, fitted) for member, fitted in model.named_estimators_.items()
+            ]
+            return (
+                np.exp(model.combine_log([margins[0] for margins in members])),
+                np.exp(model.combine_log([margins[1] for margins in members])),
+            )
+        if name in self.ensemble.named_estimators_:
+            on_calibration, on_evaluation = self._margins(name, model)
+            return np.exp(on_calibration), np.exp(on_evaluation)
+        return (
+            np.asarray(model.predict(calibration), dtype=np.float64),
+            np.asarray(model.predict(evaluation), dtype=np.float64),
+        )
 
 
 def refit_ensemble(
-    split: TemporalSplit, feature_columns: Sequence[str], params: TrainingParams
-) -> Any:
+    split: TemporalSplit,
+    feature_columns: Sequence[str],
+    params: TrainingParams,
+    rounds: Mapping[str, int] | None = None,
+) -> FittedEnsemble:
     """The ensemble refitted on every labelled season, evaluation and calibration seasons
-    included: the champion learns from the newest labels. Its intervals stay those the
-    hold-out fit calibrated and the evaluation verified (a model fitted on more seasons errs
-    no more, so they err on the wide side)."""
-    rows = split.labelled
-    log.info("refitting %s on every labelled season (%d rows)", ENSEMBLE, len(rows))
-    started = time.monotonic()
-    refit = ensemble_estimator(params, monotone_signs(feature_columns, dict(params.monotone))).fit(
-        _matrix(rows, feature_columns), rows[TARGET].to_numpy(dtype=np.float64)
+    included: the champion learns from the newest labels, growing each member's ``rounds``
+    (what the hold-out fit kept). Its intervals stay those the hold-out fit calibrated and
+    the evaluation verified (a model fitted on more seasons errs no more, so they err on the
+    wide side)."""
+    rows = split.labelled[sampled_rows(split.labelled, params.fit_row_share)]
+    refit = fit_ensemble(
+        _matrix(rows, feature_columns),
+        rows[TARGET].to_numpy(dtype=np.float64),
+        params,
+        monotone_signs(feature_columns, dict(params.monotone)),
+        phase="refit on every labelled season",
+        rounds=rounds,
     )
-    log.info("refitted %s in %.1fs", ENSEMBLE, time.monotonic() - started)
+    log.info("refitted %s in %.1fs", ENSEMBLE, sum(refit.seconds.values()))
     return refit

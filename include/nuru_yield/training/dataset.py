@@ -1,7 +1,13 @@
 """The labelled training set and its temporal split (never a random one).
 
 Rows come from the feature functions (one row per plot-season × days-after-planting
-cut-off) joined to the harvest labels. The newest labelled season of each kind (Long Rains
+cut-off) joined to the harvest labels. The scorer forecasts every night of a season, so
+training cuts each plot-season at one day drawn inside every lead-time band
+(:data:`~nuru_yield.models.leads.LEAD_BANDS`: 0–15, 15–30, … days after planting): the
+model learns what nine days of rain mean as well as what ninety do, and every band has
+rows to calibrate and judge it on. (Cut-offs at 30/60/90/120 days and season end only
+taught the trees that little rain means a drought: forecasts in the first month fell to a
+fraction of the harvest.) The newest labelled season of each kind (Long Rains
 and Short Rains) evaluates, so every county the champion forecasts is checked; the seasons
 just before those calibrate the prediction intervals; all earlier seasons train the
 hold-out fit. The model that is registered is then refitted on every labelled season.
@@ -18,13 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.contract import YIELD_LABEL
 from nuru_yield.errors import TrainingError
 from nuru_yield.features.checks import Check, failing_any, reasons
 from nuru_yield.features.columns import KEY_COLUMNS, SEASONS
-from nuru_yield.features.compute import training_rows
+from nuru_yield.features.compute import LeadDays, training_rows
 from nuru_yield.features.raw import RawInputs
+from nuru_yield.models.leads import LEAD_BANDS
 
-TARGET = "yield_kg_per_ha"
+TARGET = YIELD_LABEL
 SEASON_ORDER = {name: order for order, name in enumerate(SEASONS)}  # Long Rains come first
 CALIBRATION_SEASONS = 2
 # Record maize plots reach ~12-15 t/ha; a smallholder label above this is a data error.
@@ -45,15 +53,65 @@ def split_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return labels[~bad].reset_index(drop=True), rejected.reset_index(drop=True)
 
 
+def lead_draws(season_max_days: int, bands: Sequence[int] = LEAD_BANDS) -> LeadDays:
+    """Per plot-season, one day after planting drawn uniformly inside each lead-time band
+    (the last band runs to ``season_max_days``). The draw is a hash of the plot-season's key
+    and the band, not a random state: the same plot-season is cut at the same days in every
+    run, whatever else the lake holds, so a training set is reproducible."""
+    lower = np.asarray([band for band in bands if band <= season_max_days], dtype=np.uint64)
+    upper = np.append(lower[1:], np.uint64(season_max_days + 1))
+
+    def draw(plots: pd.DataFrame) -> np.ndarray:
+        band = np.arange(len(lower), dtype=np.uint64)
+        uniform = _uniform(_plot_season_key(plots)[:, None] * np.uint64(len(lower)) + band)
+        width = (upper - lower).astype(np.float64)
+        return (lower + np.floor(uniform * width).astype(np.uint64)).astype(np.int64)
+
+    return draw
+
+
+def sampled_rows(frame: pd.DataFrame, share: float) -> np.ndarray:
+    """A reproducible ``share`` of ``frame``'s rows (a boolean mask): a row is kept when the
+    hash of its plot-season key and its days after planting falls below ``share``. Rows of
+    one plot-season at different lead times are near copies of the same harvest; a model
+    fitted on half of them loses little and fits in half the time."""
+    if share >= 1.0:
+        return np.ones(len(frame), dtype=bool)
+    days = frame["days_after_planting"].to_numpy(np.int64).astype(np.uint64)
+    return _uniform(_plot_season_key(frame) * np.uint64(1024) + days) < share
+
+
+def _plot_season_key(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per row for its plot-season (plot id, season year, season kind)."""
+    with np.errstate(over="ignore"):
+        return (
+            frame["plot_id"].to_numpy(np.int64).astype(np.uint64) * np.uint64(4099)
+            + frame["season_year"].to_numpy(np.int64).astype(np.uint64) * np.uint64(2)
+            + (frame["season"] == SEASONS[1]).to_numpy(np.uint64)
+        )
+
+
+def _uniform(values: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) for each integer: the splitmix64 finaliser's well-mixed
+    hash, its top 53 bits."""
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def labelled_training_rows(
     raw: RawInputs,
     labels: pd.DataFrame,
     run_date: dt.date,
     season_max_days: int,
-    cutoffs: Sequence[int | None],
+    lead_days: Sequence[int | None] | LeadDays | None = None,
 ) -> pd.DataFrame:
-    """Feature rows at each cut-off of every labelled plot-season that was over (planted at
-    least ``season_max_days`` before) by ``run_date``, with its label in :data:`TARGET`.
+    """Feature rows of every labelled plot-season that was over (planted at least
+    ``season_max_days`` before) by ``run_date``, cut at ``lead_days`` (default: one draw
+    per lead-time band, :func:`lead_draws`), with its label in :data:`TARGET`.
 
     The run-date bound keeps a rerun for a past date from learning seasons it could not
     have known, whatever labels the lake holds today.
@@ -64,7 +122,9 @@ def labelled_training_rows(
     if labelled.empty:
         return pd.DataFrame()
     rows = training_rows(
-        dataclasses.replace(raw, plots=labelled), cutoffs, season_max_days=season_max_days
+        dataclasses.replace(raw, plots=labelled),
+        lead_draws(season_max_days) if lead_days is None else lead_days,
+        season_max_days=season_max_days,
     )
     return rows.merge(labels[[*KEY_COLUMNS, TARGET]], on=KEY_COLUMNS)
 

@@ -1,6 +1,7 @@
-"""Accuracy of a model on evaluation rows: overall, per season, county and days-after-planting
-bucket (lead time), per county and per lead time within each season, with the coverage of
-its prediction intervals. Pure functions over arrays/frames."""
+"""Accuracy of a model on evaluation rows: overall, per season, county and lead-time band
+(days after planting at forecast, :mod:`nuru_yield.models.leads`), per county and per lead
+time within each season, with the coverage of its prediction intervals and, beside every
+figure, the error of the county normal on the same rows. Pure functions over arrays/frames."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from nuru_yield.models.intervals import dap_bucket
+from nuru_yield.models.leads import lead_band
 from nuru_yield.training.dataset import TARGET, season_label, season_rank
 
 if TYPE_CHECKING:
@@ -28,10 +29,12 @@ def regression_metrics(
     predicted: np.ndarray,
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    normal: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """RMSE, MAE, R², MAPE (see ``MAPE_FLOOR_KG_PER_HA``), n; coverage and mean interval
-    width when bounds are given. Undefined values (R² of a constant, MAPE of failed crops)
-    are NaN."""
+    """RMSE, MAE, R², MAPE (see ``MAPE_FLOOR_KG_PER_HA``), the mean forecast and the mean
+    actual yield, n; coverage and mean interval width when bounds are given; the RMSE of
+    the county normal (``normal_rmse``) when its forecasts are given. Undefined values (R²
+    of a constant, MAPE of failed crops) are NaN."""
     actual = np.asarray(actual, dtype=np.float64)
     error = np.asarray(predicted, dtype=np.float64) - actual
     total = float(np.sum((actual - actual.mean()) ** 2))
@@ -43,8 +46,12 @@ def regression_metrics(
         "mape": float(np.mean(np.abs(error[positive]) / actual[positive]))
         if positive.any()
         else float("nan"),
+        "mean_forecast": float(np.mean(predicted)),
+        "mean_actual": float(np.mean(actual)),
         "n": float(len(actual)),
     }
+    if normal is not None:
+        metrics["normal_rmse"] = float(np.sqrt(np.mean((np.asarray(normal) - actual) ** 2)))
     if lower is not None and upper is not None:
         metrics["coverage"] = float(np.mean((actual >= lower) & (actual <= upper)))
         metrics["interval_width"] = float(np.mean(np.asarray(upper) - np.asarray(lower)))
@@ -57,19 +64,21 @@ GROUPS = ("season", "county", "dap", "season_county", "season_dap")
 def evaluate(
     frame: pd.DataFrame,
     predicted: np.ndarray,
-    buckets: Sequence[int],
+    bands: Sequence[int],
     lower: np.ndarray | None = None,
     upper: np.ndarray | None = None,
+    normal: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``predicted`` against ``frame[TARGET]``: ``{"overall": {...}, group:
     {key: {...}}}`` for the groups of :data:`GROUPS` — ``season`` keys are labels like
-    ``2024 Short Rains``, ``dap`` keys the lead-time buckets of ``buckets``, and the
-    ``season_county`` / ``season_dap`` keys join the two with ``/``."""
+    ``2024 Short Rains``, ``dap`` keys the lower bounds of the lead-time ``bands``, and the
+    ``season_county`` / ``season_dap`` keys join the two with ``/``. With ``normal`` (the
+    county normal's forecasts of the same rows), every group also reports its RMSE."""
     actual = frame[TARGET].to_numpy(dtype=np.float64)
     predicted = np.asarray(predicted, dtype=np.float64)
     season = np.array([season_label(rank) for rank in season_rank(frame)], dtype=object)
     county = frame["county"].astype(str).to_numpy()
-    dap = dap_bucket(frame["days_after_planting"].to_numpy(), buckets).astype(str)
+    dap = lead_band(frame["days_after_planting"].to_numpy(), bands).astype(str)
     groups = {
         "season": season,
         "county": county,
@@ -77,7 +86,9 @@ def evaluate(
         "season_county": season + "/" + county,
         "season_dap": season + "/" + dap,
     }
-    result: dict[str, Any] = {"overall": regression_metrics(actual, predicted, lower, upper)}
+    result: dict[str, Any] = {
+        "overall": regression_metrics(actual, predicted, lower, upper, normal)
+    }
     for name, keys in groups.items():
         result[name] = {}
         for key in sorted(set(keys.tolist()), key=natural_order):
@@ -85,8 +96,7 @@ def evaluate(
             result[name][key] = regression_metrics(
                 actual[rows],
                 predicted[rows],
-                None if lower is None else lower[rows],
-                None if upper is None else upper[rows],
+                *(None if values is None else values[rows] for values in (lower, upper, normal)),
             )
     return result
 
@@ -122,13 +132,13 @@ def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
 
 
 def residuals_figure(
-    frame: pd.DataFrame, predicted: np.ndarray, buckets: Sequence[int], title: str
+    frame: pd.DataFrame, predicted: np.ndarray, bands: Sequence[int], title: str
 ) -> Figure:
-    """Residuals against predictions, and their spread per days-after-planting bucket."""
+    """Residuals against predictions, and their spread per lead-time band."""
     from matplotlib.figure import Figure
 
     residual = frame[TARGET].to_numpy(dtype=np.float64) - np.asarray(predicted)
-    bucket = dap_bucket(frame["days_after_planting"].to_numpy(), buckets)
+    bucket = lead_band(frame["days_after_planting"].to_numpy(), bands)
     sample = np.random.default_rng(0).permutation(len(residual))[:3000]
 
     # Fixed margins: automatic layout would draw the figure twice (slow, once per candidate).

@@ -6,12 +6,19 @@ per-county non-regression check runs per season × county, so a county that regr
 one season only is caught, and the Long-Rains-only highland counties are checked too. A
 season × county with fewer evaluation rows than ``min_county_rows`` is too noisy to veto a
 promotion: it is reported as unchecked, never silently passed.
+
+Never worse than a normal season: in every lead-time band (days after planting at forecast,
+:mod:`nuru_yield.models.leads`) with at least ``min_county_rows`` evaluation rows, the
+candidate's RMSE must not exceed the county normal's on the same rows — a first version and
+a challenger alike. A support team reads the first month's forecasts too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from nuru_yield.models.leads import band_label
 
 # Season × county cells with fewer evaluation rows than this are not checked (their RMSE
 # is too noisy to veto a promotion); the reason and the table name them.
@@ -20,8 +27,10 @@ MIN_COUNTY_ROWS = 30
 
 def gate_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The part of :func:`~nuru_yield.training.evaluation.evaluate`'s result the gate uses
-    and the audit keeps: overall metrics, and RMSE / row count per county and per season ×
-    county (keys ``2024 Long Rains/Bungoma``)."""
+    and the audit keeps: overall metrics, RMSE / row count per county and per season ×
+    county (keys ``2024 Long Rains/Bungoma``), and per lead-time band (``dap``, keyed by the
+    band's lower bound) the RMSE, the county normal's RMSE on the same rows, the coverage
+    and the row count."""
     return {
         **{key: value for key, value in evaluation["overall"].items()},
         **{
@@ -30,6 +39,15 @@ def gate_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
                 for key, metrics in evaluation[group].items()
             }
             for group in ("season", "county", "season_county")
+        },
+        "dap": {
+            key: {
+                "rmse": metrics["rmse"],
+                "normal_rmse": metrics.get("normal_rmse"),
+                "coverage": metrics.get("coverage"),
+                "n": int(metrics["n"]),
+            }
+            for key, metrics in evaluation["dap"].items()
         },
     }
 
@@ -103,6 +121,78 @@ def render_checks(checks: list[CountyCheck], other_label: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class BandCheck:
+    """One lead-time band of the evaluation: the candidate against the county normal."""
+
+    band: int  # lower bound, days after planting
+    n: int
+    rmse: float
+    normal_rmse: float | None
+    coverage: float | None
+    status: str  # ok | worse_than_normal | too_few_rows | not_compared
+
+    @property
+    def label(self) -> str:
+        return band_label(self.band)
+
+
+def band_checks(candidate: dict[str, Any], *, min_rows: int = MIN_COUNTY_ROWS) -> list[BandCheck]:
+    """The candidate's RMSE against the county normal's in each lead-time band."""
+    checks = []
+    for key, metrics in sorted(candidate.get("dap", {}).items(), key=lambda item: int(item[0])):
+        normal = metrics.get("normal_rmse")
+        if metrics["n"] < min_rows:
+            status = "too_few_rows"
+        elif normal is None:
+            status = "not_compared"
+        else:
+            status = "worse_than_normal" if metrics["rmse"] > normal else "ok"
+        checks.append(
+            BandCheck(
+                band=int(key),
+                n=int(metrics["n"]),
+                rmse=float(metrics["rmse"]),
+                normal_rmse=None if normal is None else float(normal),
+                coverage=metrics.get("coverage"),
+                status=status,
+            )
+        )
+    return checks
+
+
+def render_bands(checks: list[BandCheck]) -> str:
+    """The evaluation by lead-time band for people: RMSE beside the county normal's."""
+    lines = [
+        f"{'days after planting':<20} {'n':>7} {'RMSE':>7} {'normal':>7} {'ratio':>6} "
+        f"{'coverage':>8}  status"
+    ]
+    for check in checks:
+        normal = "-" if check.normal_rmse is None else f"{check.normal_rmse:,.0f}"
+        ratio = "-" if not check.normal_rmse else f"{check.rmse / check.normal_rmse:.2f}"
+        coverage = "-" if check.coverage is None else f"{check.coverage:.2f}"
+        lines.append(
+            f"{check.label:<20} {check.n:>7,} {check.rmse:>7,.0f} {normal:>7} {ratio:>6} "
+            f"{coverage:>8}  {check.status.replace('_', ' ')}"
+        )
+    return "\n".join(lines)
+
+
+def _band_failures(candidate: dict[str, Any], min_rows: int) -> list[str]:
+    worse = [
+        c for c in band_checks(candidate, min_rows=min_rows) if c.status == "worse_than_normal"
+    ]
+    if not worse:
+        return []
+    return [
+        "worse than the county normal at "
+        + ", ".join(
+            f"{c.label} days after planting (RMSE {c.rmse:,.0f} vs {c.normal_rmse:,.0f}, n={c.n})"
+            for c in worse
+        )
+    ]
+
+
 def _change(new: float, old: float) -> str:
     return f"{(new / old - 1):+.1%}" if old > 0 else "n/a"
 
@@ -124,32 +214,37 @@ def decide(
     champion_version: str | None = None,
     min_county_rows: int = MIN_COUNTY_ROWS,
 ) -> GateDecision:
-    """Promote only if the candidate's RMSE beats the champion's by ``margin`` (a share) and
-    no season × county RMSE grows by more than ``tolerance``; with no champion yet, promote
-    if it beats the naive reference. Arguments are :func:`gate_metrics` dicts."""
+    """Promote only if the candidate's RMSE beats the champion's by ``margin`` (a share), no
+    season × county RMSE grows by more than ``tolerance`` and no lead-time band is worse than
+    the county normal; with no champion yet, promote if it beats the naive reference overall
+    and the county normal in every band. Arguments are :func:`gate_metrics` dicts."""
     rmse = candidate["rmse"]
+    band_failures = _band_failures(candidate, min_county_rows)
     if champion is None:
         checks = county_checks(
             candidate, naive, tolerance=tolerance, min_county_rows=min_county_rows
         )
         unchecked = _unchecked(checks, min_county_rows)
-        if rmse < naive["rmse"]:
-            return GateDecision(
-                True,
-                f"first version: RMSE {rmse:,.0f} kg/ha beats the naive reference "
-                f"{naive['rmse']:,.0f} ({_change(rmse, naive['rmse'])}){unchecked}",
+        failures = list(band_failures)
+        if rmse >= naive["rmse"]:
+            failures.insert(
+                0,
+                f"RMSE {rmse:,.0f} kg/ha does not beat the naive reference {naive['rmse']:,.0f}",
             )
+        if failures:
+            return GateDecision(False, "first version: " + "; ".join(failures) + unchecked)
         return GateDecision(
-            False,
-            f"first version: RMSE {rmse:,.0f} kg/ha does not beat the naive reference "
-            f"{naive['rmse']:,.0f}{unchecked}",
+            True,
+            f"first version: RMSE {rmse:,.0f} kg/ha beats the naive reference "
+            f"{naive['rmse']:,.0f} ({_change(rmse, naive['rmse'])}), and the county normal "
+            f"in every lead-time band{unchecked}",
         )
 
     label = f"champion v{champion_version}" if champion_version else "the champion"
     checks = county_checks(
         candidate, champion, tolerance=tolerance, min_county_rows=min_county_rows
     )
-    failures: list[str] = []
+    failures: list[str] = list(band_failures)
     required = champion["rmse"] * (1 - margin)
     if rmse > required:
         failures.append(
@@ -175,5 +270,6 @@ def decide(
         True,
         f"RMSE {rmse:,.0f} kg/ha vs {label}'s {champion['rmse']:,.0f} "
         f"({_change(rmse, champion['rmse'])}); {len(compared)} season × county checks, "
-        f"none worse by more than {tolerance:.0%}{worst_text}{unchecked}",
+        f"none worse by more than {tolerance:.0%}{worst_text}; better than the county normal "
+        f"in every lead-time band{unchecked}",
     )

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from nuru_yield.config import get_settings
 from nuru_yield.errors import DataValidationError, LakeError, RegistryError, TrainingError
 from nuru_yield.features.columns import FEATURE_COLUMNS
-from nuru_yield.features.compute import DEFAULT_TRAINING_CUTOFFS
 from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
-from nuru_yield.models.intervals import training_buckets
+from nuru_yield.models.leads import LEAD_BANDS
 from nuru_yield.models.loaded import ServingModel, holdout_uri, load_model
+from nuru_yield.models.normal import CountyNormal
 from nuru_yield.models.registry import (
     Decision,
     alias_version,
@@ -40,12 +42,7 @@ from nuru_yield.names import (
     training_set_path,
 )
 from nuru_yield.steps import StepResult
-from nuru_yield.training.candidates import (
-    ENSEMBLE,
-    NaiveReference,
-    TrainingParams,
-    assess_candidates,
-)
+from nuru_yield.training.candidates import ENSEMBLE, TrainingParams, assess_candidates
 from nuru_yield.training.dataset import (
     labelled_training_rows,
     seasons_of,
@@ -53,7 +50,14 @@ from nuru_yield.training.dataset import (
     temporal_split,
 )
 from nuru_yield.training.evaluation import evaluate, format_metric
-from nuru_yield.training.gate import county_checks, decide, gate_metrics, render_checks
+from nuru_yield.training.gate import (
+    band_checks,
+    county_checks,
+    decide,
+    gate_metrics,
+    render_bands,
+    render_checks,
+)
 from nuru_yield.training.tracking import log_training_round
 
 log = logging.getLogger(__name__)
@@ -69,10 +73,13 @@ class TrainingSet(StepResult):
 
 @dataclass(frozen=True)
 class CandidateRuns(StepResult):
-    """One training round: the MLflow run of each candidate and its hold-out metrics."""
+    """One training round: the MLflow run of each candidate and its hold-out metrics, the
+    boosting rounds each tree member kept and the seconds each phase took."""
 
     runs: dict[str, str]
     metrics: dict[str, dict[str, Any]]
+    rounds: dict[str, int]
+    seconds: dict[str, float]
 
     @property
     def ensemble_run(self) -> str:
@@ -116,8 +123,9 @@ class PromotionOutcome(StepResult):
 
 
 def build_training_set(run_date: dt.date, lake: Lake | None = None) -> TrainingSet:
-    """Feature rows at every training cut-off for each labelled plot-season over by
-    ``run_date``, written to :func:`training_set_path` (quarantined labels next to it)."""
+    """Feature rows of each labelled plot-season over by ``run_date``, one cut-off drawn in
+    every lead-time band, written to :func:`training_set_path` (quarantined labels next to
+    it)."""
     lake = lake or Lake.from_settings()
     settings = get_settings()
     try:
@@ -138,9 +146,7 @@ def build_training_set(run_date: dt.date, lake: Lake | None = None) -> TrainingS
                 f"{settings.validation_max_bad_share:.1%}): "
                 + ", ".join(f"{reason} {count}" for reason, count in counts.items())
             )
-    frame = labelled_training_rows(
-        load_raw(lake), good, run_date, settings.season_max_days, DEFAULT_TRAINING_CUTOFFS
-    )
+    frame = labelled_training_rows(load_raw(lake), good, run_date, settings.season_max_days)
     if frame.empty:
         raise TrainingError(
             f"no labelled plot-season was over by {run_date.isoformat()}: nothing to train on"
@@ -162,25 +168,35 @@ def train_candidates(
     params = params or TrainingParams(interactions=get_settings().model_interactions)
     split = temporal_split(lake.read_parquet(training_set.path).to_pandas())
     log.info("temporal split: %s", split.describe())
-    buckets = training_buckets(DEFAULT_TRAINING_CUTOFFS, get_settings().season_max_days)
-    results = assess_candidates(split, FEATURE_COLUMNS, params, buckets)
+    assessment = assess_candidates(split, FEATURE_COLUMNS, params, LEAD_BANDS)
+    started = time.monotonic()
     runs = log_training_round(
-        results,
+        assessment,
         split,
         run_date=training_set.run_date,
         params=params,
         feature_columns=FEATURE_COLUMNS,
         training_set_uri=lake.uri(training_set.path),
     )
+    seconds = {**assessment.seconds, "logging to MLflow": time.monotonic() - started}
+    log.info(
+        "training phases: %s",
+        ", ".join(f"{phase} {value:.1f}s" for phase, value in seconds.items()),
+    )
     return CandidateRuns(
-        runs=runs, metrics={result.name: result.evaluation["overall"] for result in results}
+        runs=runs,
+        metrics={result.name: result.evaluation["overall"] for result in assessment.results},
+        rounds=assessment.rounds,
+        seconds=seconds,
     )
 
 
-def _metrics_on(model: ServingModel, rows: pd.DataFrame) -> dict[str, Any]:
-    predicted = model.predict(model.features(rows))
-    lower, upper = model.interval(predicted, rows["days_after_planting"].to_numpy())
-    return gate_metrics(evaluate(rows, predicted, model.intervals.buckets, lower, upper))
+def _metrics_on(model: ServingModel, rows: pd.DataFrame, normal: np.ndarray) -> dict[str, Any]:
+    """The gate's metrics of ``model``'s forecasts (blended as scoring blends them) beside
+    ``normal``, the county normal's forecasts of the same rows."""
+    forecast = model.forecast(rows).forecast
+    lower, upper = model.interval(forecast, rows["days_after_planting"].to_numpy())
+    return gate_metrics(evaluate(rows, forecast, LEAD_BANDS, lower, upper, normal=normal))
 
 
 def evaluate_candidate(
@@ -200,6 +216,7 @@ def evaluate_candidate(
     version = register_run_model(client, run_id, model_name)
     candidate = load_model(holdout_uri(f"models:/{model_name}/{version}"))
     champion_version = alias_version(client, model_name, CHAMPION)
+    normal = CountyNormal.fit(split.train).predict(rows)
     champion_metrics = champion_error = None
     if champion_version is not None:
         try:
@@ -207,23 +224,22 @@ def evaluate_candidate(
             missing = sorted(set(champion.feature_columns) - set(rows.columns))
             if missing:
                 raise RegistryError(f"it needs features the set lacks: {', '.join(missing)}")
-            champion_metrics = _metrics_on(champion, rows)
+            champion_metrics = _metrics_on(champion, rows, normal)
         except RegistryError as error:
             champion_error = (
                 f"champion v{champion_version} cannot be evaluated ({error}): "
                 "compare by hand and use `nuru-yield promote`"
             )
-    naive = NaiveReference.fit(split.train).predict(rows)
     return Evaluation(
         model_name=model_name,
         run_id=run_id,
         evaluation_seasons=seasons_of(rows),
         candidate_version=version,
         champion_version=champion_version,
-        candidate=_metrics_on(candidate, rows),
+        candidate=_metrics_on(candidate, rows, normal),
         champion=champion_metrics,
         champion_error=champion_error,
-        naive=gate_metrics(evaluate(rows, naive, candidate.intervals.buckets)),
+        naive=gate_metrics(evaluate(rows, normal, LEAD_BANDS, normal=normal)),
     )
 
 
@@ -244,6 +260,7 @@ def decide_promotion(evaluation: Evaluation) -> Verdict:
     )
     verdict = Verdict(**measured, promote=decision.promote, reason=decision.reason)
     log.info("gate, RMSE (kg/ha) by season and county:\n%s", gate_table(verdict))
+    log.info("gate, RMSE (kg/ha) by days after planting:\n%s", band_table(verdict))
     log.info("%s: %s", "promote" if decision.promote else "refuse", decision.reason)
     return verdict
 
@@ -260,6 +277,11 @@ def gate_table(evaluation: Evaluation) -> str:
         ),
         f"champion v{evaluation.champion_version}" if other else "naive",
     )
+
+
+def band_table(evaluation: Evaluation) -> str:
+    """The candidate's evaluation by lead-time band beside the county normal's, for people."""
+    return render_bands(band_checks(evaluation.candidate))
 
 
 def _label(version: str | None) -> str:
@@ -335,12 +357,20 @@ class TrainingSummary:
             lambda column: column.map(lambda value: format_metric(str(column.name), value))
         )
         outcome = self.outcome
+        candidates = self.candidates
         lines = [
             f"training set: {self.training_set_uri}",
+            "seconds by phase: "
+            + ", ".join(f"{phase} {value:,.1f}" for phase, value in candidates.seconds.items()),
+            "boosting rounds kept (the hold-out fit stopped where the calibration seasons "
+            "stopped improving): "
+            + ", ".join(f"{name} {rounds}" for name, rounds in candidates.rounds.items()),
             f"hold-out evaluation on {', '.join(self.verdict.evaluation_seasons)}:",
             table.to_string(),
             "gate, RMSE (kg/ha) by season and county:",
             gate_table(self.verdict),
+            "gate, RMSE (kg/ha) by days after planting, beside the county normal's:",
+            band_table(self.verdict),
             f"{outcome.model_name} v{outcome.version} (run {self.verdict.run_id}): "
             f"{outcome.decision} — {outcome.reason}",
         ]

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.models.metadata import HOLDOUT_ARTIFACT, MODEL_ARTIFACT, model_metadata
+from nuru_yield.models.normal import Blend
 from nuru_yield.models.registry import experiment_id, mlflow_client
 from nuru_yield.progress import track
-from nuru_yield.training.candidates import NAIVE, CandidateResult, TrainingParams
+from nuru_yield.training.candidates import NAIVE, Assessment, CandidateResult, TrainingParams
 from nuru_yield.training.dataset import TemporalSplit, seasons_of
 from nuru_yield.training.evaluation import flat_metrics, residuals_figure
 
@@ -68,22 +69,30 @@ def _log_models(
     feature_columns: Sequence[str],
 ) -> None:
     """The candidate's fit as ``model``; for a refitted one, the refit as ``model`` and the
-    hold-out fit as ``holdout_model``, both with the intervals the hold-out calibrated."""
+    hold-out fit as ``holdout_model``, both with the intervals and blend shares the hold-out
+    calibrated (each blended with the normal of the seasons it was fitted on)."""
 
-    def metadata(fitted_on: pd.DataFrame, holdout: str | None = None) -> dict[str, Any]:
+    def metadata(
+        fitted_on: pd.DataFrame, blend: Blend | None, holdout: str | None = None
+    ) -> dict[str, Any]:
         return model_metadata(
-            result.name, feature_columns, result.intervals, seasons_of(fitted_on), holdout
+            result.name, feature_columns, result.intervals, seasons_of(fitted_on), blend, holdout
         )
 
     if result.refit is None:
-        _log_model(result.model, MODEL_ARTIFACT, example, metadata(split.train))
+        _log_model(result.model, MODEL_ARTIFACT, example, metadata(split.train, result.blend))
         return
-    _log_model(result.model, HOLDOUT_ARTIFACT, example, metadata(split.train))
-    _log_model(result.refit, MODEL_ARTIFACT, example, metadata(split.labelled, HOLDOUT_ARTIFACT))
+    _log_model(result.model, HOLDOUT_ARTIFACT, example, metadata(split.train, result.blend))
+    _log_model(
+        result.refit,
+        MODEL_ARTIFACT,
+        example,
+        metadata(split.labelled, result.refit_blend, HOLDOUT_ARTIFACT),
+    )
 
 
 def log_training_round(
-    results: Sequence[CandidateResult],
+    assessment: Assessment,
     split: TemporalSplit,
     *,
     run_date: dt.date,
@@ -91,8 +100,10 @@ def log_training_round(
     feature_columns: Sequence[str],
     training_set_uri: str,
 ) -> dict[str, str]:
-    """Log every candidate as a child run of one parent run; returns ``{candidate: run_id}``
-    (the parent under ``"parent"``)."""
+    """Log every candidate as a child run of one parent run, the parent with the rounds the
+    tree members kept and the seconds each phase took; returns ``{candidate: run_id}`` (the
+    parent under ``"parent"``)."""
+    results = assessment.results
     import mlflow
 
     client = mlflow_client()
@@ -112,6 +123,15 @@ def log_training_round(
     ) as parent:
         run_ids["parent"] = parent.info.run_id
         mlflow.log_params(common_params)
+        mlflow.log_params(
+            {f"rounds_kept/{name}": value for name, value in assessment.rounds.items()}
+        )
+        mlflow.log_metrics(
+            {
+                f"seconds/{phase.replace(' ', '_')}": value
+                for phase, value in assessment.seconds.items()
+            }
+        )
         mlflow.log_dict(
             {r.name: r.evaluation["overall"] for r in results}, "candidates_overall.json"
         )
@@ -128,6 +148,8 @@ def log_training_round(
                 if result.name == NAIVE:
                     mlflow.log_dict(result.model.to_dict(), "naive_reference.json")
                 else:
+                    if result.blend is not None:
+                        mlflow.log_dict(result.blend.to_dict(), "blend.json")
                     _log_models(result, split, example, feature_columns)
                     mlflow.log_params(dataclasses.asdict(params))
                 mlflow.log_params(common_params)

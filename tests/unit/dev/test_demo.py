@@ -183,9 +183,65 @@ def test_the_demo_summary_counts_drift_by_variable_as_the_drift_command_does(
 
     (line,) = [line for line in summary.splitlines() if line.startswith("drift on")]
     assert line == (
-        "drift on 2025-06-15: 1 of 2 variables overall (what `nuru-yield drift` reports), "
-        "2 of 3 variable × county checks"
+        f"drift on {DEMO_RUN_DATE}: 1 of 2 variables overall (what `nuru-yield drift` "
+        "reports), 2 of 3 variable × county checks"
     )
+
+
+def test_the_demo_summary_shows_the_night_by_days_after_planting(nuru_home: Path) -> None:
+    """An early-season night, band by band: forecasts beside the county normal, what they
+    rest on, and how many fall under 100 kg/ha (the first month once collapsed there)."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from nuru_yield.config import get_settings
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.db.schema import predictions
+    from nuru_yield.dev.demo import DEMO_RUN_DATE, render_summary
+    from nuru_yield.lake import Lake
+
+    upgrade()
+    forecasts = [  # (days after planting, forecast, normal, basis)
+        (3, 1800.0, 2000.0, "blended"),
+        (9, 60.0, 2000.0, "blended"),
+        (20, 2100.0, 2000.0, "model"),
+        (150, 900.0, 1000.0, "model"),
+        (170, 1100.0, 1000.0, "model"),
+    ]
+    rows = [
+        {
+            "run_date": DEMO_RUN_DATE,
+            "plot_id": plot_id,
+            "season_year": 2025,
+            "season": "Long Rains",
+            "model_name": "champion",
+            "model_version": "1",
+            "days_after_planting": days,
+            "predicted_yield_kg_per_ha": forecast,
+            "normal_kg_per_ha": normal,
+            "basis": basis,
+            "run_id": "run",
+            "scored_at": dt.datetime(2025, 4, 10, tzinfo=dt.UTC),
+        }
+        for plot_id, (days, forecast, normal, basis) in enumerate(forecasts)
+    ]
+    with get_engine().begin() as connection:
+        connection.execute(sa.insert(predictions), rows)
+
+    lines = render_summary(get_settings(), Lake.from_settings(), {}, 60.0).splitlines()
+    start = lines.index(
+        f"forecasts on {DEMO_RUN_DATE} by days after planting (kg/ha; the county normal is a "
+        "normal season's yield):"
+    )
+    table = [line.split() for line in lines[start + 1 : start + 5]]
+    assert table == [
+        ["days", "after", "planting", "plots", "forecast", "normal", "<", "100", "basis"],
+        ["0–15", "2", "930", "2,000", "1", "blended", "2"],
+        ["15–30", "1", "2,100", "2,000", "0", "model", "1"],
+        ["150+", "2", "1,000", "1,000", "0", "model", "2"],
+    ]
 
 
 # --- waiting for a run: progress, not a wall-clock guess ----------------------------------
@@ -288,6 +344,39 @@ def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> 
     assert set(hints) == {"model_training", *CHAIN}
     assert "`make demo STALL_MINUTES=30`" in hints["model_training"]
     assert hints["model_training"].endswith(
-        f"`NURU_HOME={tmp_path} nuru-yield train --date 2025-06-15`"
+        f"`NURU_HOME={tmp_path} nuru-yield train --date {DEMO_RUN_DATE}`"
     )
-    assert hints["batch_scoring"].endswith("nuru-yield score --date 2025-06-15`")
+    assert hints["batch_scoring"].endswith(f"nuru-yield score --date {DEMO_RUN_DATE}`")
+
+
+def test_the_status_line_carries_the_running_task_s_latest_training_progress(
+    tmp_path: Path,
+) -> None:
+    """While `model_training` fits for minutes, the demo's terminal shows where the fit is
+    (rounds, time spent, time left), from the task's own log — JSON lines (Airflow 3) or
+    plain text."""
+    from nuru_yield.dev.airflow_standalone import _latest_progress
+
+    progress = (
+        "hold-out fit, 1/3 xgboost (240,757 rows): boosting rounds: 138/500 (28%), 15.0s, "
+        "~39s left"
+    )
+    json_log = tmp_path / "attempt=1.log"
+    json_log.write_text(
+        "\n".join(
+            json.dumps({"event": event, "logger": logger, "level": "info"})
+            for event, logger in (
+                ("fitting", "nuru_yield.training.candidates"),
+                (progress, "nuru_yield.progress"),
+                ("still fitting", "nuru_yield.training.candidates"),
+            )
+        )
+    )
+    assert _latest_progress(json_log) == f" — {progress}"
+    plain = tmp_path / "plain.log"
+    plain.write_text(f"2026-12-07 15:07:45,101 INFO nuru_yield.progress: {progress}\n")
+    assert _latest_progress(plain) == f" — {progress}"
+    silent = tmp_path / "silent.log"
+    silent.write_text("nothing yet\n")
+    assert _latest_progress(silent) == ""
+    assert _latest_progress(tmp_path / "missing.log") == ""

@@ -294,7 +294,7 @@ def test_training_rows_are_the_serving_rows_at_each_cut_off() -> None:
         *[(1, PLANTED + dt.timedelta(d), 0.2 + d / 300, 0.1) for d in range(0, 200, 9)]
     )
     inputs = raw([plot()], rows, observations)
-    training = training_rows(inputs, days_after_planting=(30, 90, None), season_max_days=180)
+    training = training_rows(inputs, (30, 90, None), season_max_days=180)
     assert training["days_after_planting"].tolist() == [30.0, 90.0, 180.0]
     for _, row in training.iterrows():
         served = one_row(inputs, PLANTED + dt.timedelta(int(row["days_after_planting"])))

@@ -182,7 +182,7 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
 
 def test_vectorised_features_match_a_plain_loop_at_every_cut_off() -> None:
     raw = messy_raw()
-    rows = training_rows(raw, days_after_planting=CUT_OFFS, season_max_days=180)
+    rows = training_rows(raw, CUT_OFFS, season_max_days=180)
     assert len(rows) == 25 * len(CUT_OFFS)
     plots = {plot["plot_id"]: plot for _, plot in raw.plots.iterrows()}
     for _, row in rows.iterrows():

@@ -138,4 +138,10 @@ def test_values_at_and_beside_every_threshold_take_the_libraries_branch(ensemble
     matrix = np.column_stack([rng.permutation(np.resize(column, rows)) for column in columns])
     compiled = compile_explainer(ensemble, FEATURES).contributions(matrix)
     np.testing.assert_allclose(compiled.sum(axis=1), np.log(ensemble.predict(matrix)), atol=1e-4)
-    np.testing.assert_allclose(compiled, native_contributions(ensemble, matrix), atol=1e-4)
+    # lightgbm's "missing or not" splits sit at 1e300, beyond float32: values xgboost's native
+    # explainer refuses as input (predict takes them, and agrees above).
+    with np.errstate(invalid="ignore"):
+        fits = ~(np.abs(matrix) > np.finfo(np.float32).max).any(axis=1)
+    np.testing.assert_allclose(
+        compiled[fits], native_contributions(ensemble, matrix[fits]), atol=1e-4
+    )

@@ -119,6 +119,41 @@ def test_score_batch_builds_prediction_rows_from_native_contributions(serving_mo
     )
 
 
+def test_score_batch_blends_early_forecasts_with_the_county_normal(serving_model) -> None:
+    """A model logged with a blend: forecasts are ``w × model + (1 − w) × normal`` by lead
+    band, each row says its basis and normal, and the drivers still add up exactly."""
+    import dataclasses
+
+    from nuru_yield.models.leads import LEAD_BANDS
+    from nuru_yield.models.normal import Blend, CountyNormal
+
+    normal = CountyNormal({}, {"Long Rains": 2500.0, "Short Rains": 1500.0}, 2000.0)
+    weights = (0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    blended_model = dataclasses.replace(serving_model, blend=Blend(LEAD_BANDS, weights, normal))
+    features = next(synthetic_features(400, RUN_DATE, seed=5))
+    stamp = RunStamp(RUN_DATE, "run-2", dt.datetime(2025, 5, 2, 1, tzinfo=dt.UTC))
+
+    table = score_batch(features, blended_model, "champion", stamp).to_pydict()
+
+    days = np.asarray(table["days_after_planting"])
+    season = np.asarray(table["season"])
+    expected_normal = np.where(season == "Long Rains", 2500.0, 1500.0)
+    model_alone = serving_model.predict(feature_matrix(features, FEATURE_COLUMNS))
+    weight = np.select([days < 15, days < 30], [0.0, 0.5], 1.0)
+    predicted = np.asarray(table["predicted_yield_kg_per_ha"])
+    np.testing.assert_allclose(
+        predicted, weight * model_alone + (1 - weight) * expected_normal, rtol=1e-5
+    )
+    np.testing.assert_allclose(table["normal_kg_per_ha"], expected_normal)
+    assert set(np.asarray(table["basis"])[days < 15]) <= {"normal"}
+    assert set(np.asarray(table["basis"])[(days >= 15) & (days < 30)]) <= {"blended"}
+    assert set(np.asarray(table["basis"])[days >= 30]) == {"model"}
+    assert (days < 30).any() and (days >= 30).any()
+    for row in np.flatnonzero(days >= 15)[:20]:
+        drivers = json.loads(table["top_drivers"][row])
+        assert all(np.isfinite(driver["contribution"]) for driver in drivers)
+
+
 def test_pin_threads_reaches_every_member(serving_model) -> None:
     from nuru_yield.scoring.run import pin_threads
 

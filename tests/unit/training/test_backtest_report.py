@@ -20,7 +20,10 @@ def _rows(recipes: list[str]) -> pd.DataFrame:
                 "season": "2024 Long Rains",
                 "lead_time_days": lead,
                 "n": 100,
+                "mean_forecast": 2000.0,
+                "mean_actual": 2100.0,
                 "rmse": rmse + lead,
+                "normal_rmse": 1500.0,
                 "coverage": 0.8,
                 "width": 3000.0,
             }

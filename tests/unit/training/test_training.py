@@ -11,15 +11,16 @@ import pytest
 
 from nuru_yield.errors import TrainingError
 from nuru_yield.features.columns import FEATURE_COLUMNS
-from nuru_yield.models.intervals import ConformalIntervals, calibrate, training_buckets
+from nuru_yield.models.intervals import ConformalIntervals, calibrate
+from nuru_yield.models.leads import LEAD_BANDS
 from nuru_yield.models.loaded import ServingModel
+from nuru_yield.models.normal import CountyNormal
 from nuru_yield.training.candidates import (
     ENSEMBLE,
     LINEAR,
     NAIVE,
     TREE_MEMBERS,
     CandidateResult,
-    NaiveReference,
     assess_candidates,
     linear_baseline,
 )
@@ -29,7 +30,7 @@ from nuru_yield.training.gate import county_checks, decide
 from nuru_yield.training.tracking import input_example
 from tests.fixtures.training import TEST_PARAMS, synthetic_training_frame
 
-BUCKETS = training_buckets((30, 60, 90, 120, None), season_max_days=180)
+BUCKETS = LEAD_BANDS
 
 
 # --- temporal split -----------------------------------------------------------------------
@@ -94,8 +95,8 @@ def test_bad_labels_are_quarantined_with_a_reason():
 # --- intervals ----------------------------------------------------------------------------
 def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     rng = np.random.default_rng(1)
-    dap = np.repeat([30, 90, 180], 6000)
-    log_spread = np.select([dap == 30, dap == 90], [0.5, 0.3], 0.15)
+    dap = np.repeat([7, 30, 90, 180], 6000)
+    log_spread = np.select([dap == 7, dap == 30, dap == 90], [0.7, 0.5, 0.3], 0.15)
 
     def draw() -> tuple[np.ndarray, np.ndarray]:
         # Multiplicative errors, as for real yields; low forecasts also fail outright more
@@ -115,8 +116,11 @@ def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
             strict=True,
         )
     )
-    assert spread[30] > spread[90] > spread[180]
-    assert spread[60] == spread[30]  # no calibration rows: borrows the earlier bucket's
+    # Bands 0–15 and 30–45 hold different spreads, and each keeps its own (a band covering
+    # both would be too narrow for a week-old crop and too wide for a month-old one).
+    assert spread[0] > spread[30] > spread[90] > spread[150]
+    assert spread[15] == spread[0]  # no calibration rows: borrows the earlier band's
+    assert spread[60] == spread[45] == spread[30]
     assert spread[120] == spread[90]
     assert len(intervals.level_edges) == 4  # forecast quintiles
 
@@ -126,7 +130,14 @@ def test_conformal_intervals_cover_and_narrow_with_days_after_planting():
     lower, upper = intervals.interval(new_predicted, dap)
     inside = (new_actual >= lower) & (new_actual <= upper)
     lowest, highest = intervals.level_edges[0], intervals.level_edges[-1]
-    for rows in (dap == 30, dap == 90, dap == 180, new_predicted < lowest, new_predicted > highest):
+    for rows in (
+        dap == 7,
+        dap == 30,
+        dap == 90,
+        dap == 180,
+        new_predicted < lowest,
+        new_predicted > highest,
+    ):
         assert 0.77 <= inside[rows].mean() <= 0.83
 
 
@@ -257,8 +268,8 @@ def test_gate_needs_the_margin_and_no_season_county_beyond_tolerance():
 @pytest.fixture(scope="module")
 def assessed() -> tuple[pd.DataFrame, dict[str, CandidateResult]]:
     frame = synthetic_training_frame(plots=80)
-    results = assess_candidates(temporal_split(frame), FEATURE_COLUMNS, TEST_PARAMS, BUCKETS)
-    return frame, {result.name: result for result in results}
+    assessment = assess_candidates(temporal_split(frame), FEATURE_COLUMNS, TEST_PARAMS, BUCKETS)
+    return frame, {result.name: result for result in assessment.results}
 
 
 def _serving(result: CandidateResult) -> ServingModel:
@@ -271,7 +282,8 @@ def test_every_candidate_is_assessed_and_models_beat_the_naive_reference(assesse
     naive_rmse = results[NAIVE].evaluation["overall"]["rmse"]
     assert results[ENSEMBLE].evaluation["overall"]["rmse"] < 0.9 * naive_rmse
     for name, result in results.items():
-        assert set(result.evaluation["dap"]) == {str(b) for b in BUCKETS}
+        # The synthetic rows are cut at 30/60/90/120/180 days: the bands that hold them.
+        assert set(result.evaluation["dap"]) == {"30", "60", "90", "120", "150"}
         assert set(result.evaluation["season"]) == {"2023 Long Rains", "2023 Short Rains"}
         assert 0.6 < result.evaluation["overall"]["coverage"] < 0.95, name
         if name != NAIVE:
@@ -357,7 +369,7 @@ def test_drivers_in_kg_per_ha_add_up_to_the_forecast(assessed):
     )
 
 
-def test_naive_reference_falls_back_for_unseen_combinations():
+def test_county_normal_falls_back_for_unseen_combinations():
     frame = pd.DataFrame(
         {
             "county": ["A", "A", "B"],
@@ -365,7 +377,7 @@ def test_naive_reference_falls_back_for_unseen_combinations():
             "yield_kg_per_ha": [1000.0, 3000.0, 500.0],
         }
     )
-    naive = NaiveReference.fit(frame)
+    naive = CountyNormal.fit(frame)
     unseen = pd.DataFrame({"county": ["A", "C", "C"], "season": ["Long Rains"] * 2 + ["Dry"]})
     assert naive.predict(unseen).tolist() == [2000.0, 2000.0, 1500.0]
 

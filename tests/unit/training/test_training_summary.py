@@ -26,6 +26,10 @@ def _metrics(rmse: float) -> dict[str, object]:
         "season": {"2024 Long Rains": {"rmse": rmse, "n": 1000}},
         "county": {"Kitui": {"rmse": rmse, "n": 1000}},
         "season_county": {SEASON_COUNTY: {"rmse": rmse, "n": 1000}},
+        "dap": {
+            "0": {"rmse": rmse * 1.3, "normal_rmse": rmse * 1.4, "coverage": 0.79, "n": 1000},
+            "15": {"rmse": rmse * 1.2, "normal_rmse": rmse * 1.4, "coverage": 0.81, "n": 1000},
+        },
     }
 
 
@@ -35,6 +39,8 @@ def test_the_rendered_summary_names_the_run_to_promote() -> None:
         candidates=CandidateRuns(
             runs={"Ensemble_VotingRegressor": "0123456789abcdef"},
             metrics={"Ensemble_VotingRegressor": _metrics(900.0)},
+            rounds={"xgboost": 212, "lightgbm": 180, "random_forest": 90},
+            seconds={"hold-out fit/xgboost": 31.5, "refit/xgboost": 40.25},
         ),
         verdict=Verdict(
             model_name="Ensemble_VotingRegressor",
@@ -62,3 +68,8 @@ def test_the_rendered_summary_names_the_run_to_promote() -> None:
         "Ensemble_VotingRegressor v3 (run 0123456789abcdef): promoted — first version"
     )
     assert any(line.split()[:4] == ["2024", "Long", "Rains", "Kitui"] for line in lines)
+    # By lead-time band, beside the county normal's error: 1,170 against 1,260 at 0–15 days.
+    assert ["0–15", "1,000", "1,170", "1,260", "0.93", "0.79", "ok"] in [
+        line.split() for line in lines
+    ]
+    assert "seconds by phase: hold-out fit/xgboost 31.5, refit/xgboost 40.2" in lines

@@ -223,6 +223,8 @@ def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> I
             "top_drivers": pa.array([drivers[i % 64] for i in range(n)]),
             "run_id": pa.array(["bench"] * n),
             "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+            "basis": pa.array(["model"] * n),
+            "normal_kg_per_ha": pa.array(np.full(n, 1800.0)),
         }
         yield pa.RecordBatch.from_pydict(columns, schema=PREDICTION_ARROW_SCHEMA)
 
