@@ -358,8 +358,7 @@ def test_the_status_line_carries_the_running_task_s_latest_training_progress(
     from nuru_yield.dev.airflow_standalone import _latest_progress
 
     progress = (
-        "hold-out fit, 1/3 xgboost (240,757 rows): boosting rounds: 138/500 (28%), 15.0s, "
-        "~39s left"
+        "hold-out fit, 1/3 xgboost (240,757 rows): boosting rounds: 138/500 (28%), 15.0s, ~39s left"
     )
     json_log = tmp_path / "attempt=1.log"
     json_log.write_text(
