@@ -53,6 +53,13 @@ def sample_data(
     start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
     end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
     seed: Annotated[int, typer.Option()] = 42,
+    real_formats: Annotated[
+        bool,
+        typer.Option(
+            help="Also write the world as the real products (CHIRPS, AgERA5, GeoJSON plots, "
+            "crop-cut CSV) under $NURU_HOME/sources, for `nuru-yield ingest`."
+        ),
+    ] = False,
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
     from nuru_yield.lake import Lake
@@ -61,10 +68,16 @@ def sample_data(
         raise typer.BadParameter("--end-year must not be before --start-year")
     lake = Lake.from_settings()
     lake.check_writable()
+    from nuru_yield.config import get_settings
     from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
-        lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed
+        lake,
+        plots=plots,
+        start_year=start_year,
+        end_year=end_year,
+        seed=seed,
+        real_formats=get_settings().nuru_home / "sources" if real_formats else None,
     )
     typer.echo(summary.render())
 
@@ -104,16 +117,43 @@ IngestDateOption = Annotated[
 ]
 
 
-def _ingest(product: str, paths: list[str] | None, date: dt.datetime | None) -> None:
+def _ingest(
+    product: str, paths: list[str] | None, date: dt.datetime | None, **settings: str
+) -> None:
+    from nuru_yield.config import get_settings
     from nuru_yield.sources.ingest import ingest
 
-    typer.echo(ingest(product, paths or None, date.date() if date else None).render())
+    given = {name: value for name, value in settings.items() if value}
+    result = ingest(
+        product,
+        paths or None,
+        date.date() if date else None,
+        settings=get_settings().model_copy(update=given),
+    )
+    typer.echo(result.render())
 
 
 @ingest_app.command("plots")
-def ingest_plots(paths: PathsArgument = None) -> None:
+def ingest_plots(
+    paths: PathsArgument = None,
+    seasons: Annotated[
+        str | None,
+        typer.Option(help="Plot-seasons CSV keyed by plot id (default PLOT_SEASONS_SOURCE)."),
+    ] = None,
+    dem: Annotated[str | None, typer.Option(help="DEM GeoTIFF (default DEM_SOURCE).")] = None,
+    counties: Annotated[
+        str | None, typer.Option(help="County boundaries (default COUNTIES_SOURCE).")
+    ] = None,
+) -> None:
     """Plots and plot-seasons: GeoJSON, GeoParquet, zipped Shapefile or CSV (PLOTS_SOURCE)."""
-    _ingest("plots", paths, None)
+    _ingest(
+        "plots",
+        paths,
+        None,
+        plot_seasons_source=seasons or "",
+        dem_source=dem or "",
+        counties_source=counties or "",
+    )
 
 
 @ingest_app.command("chirps")

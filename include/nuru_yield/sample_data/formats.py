@@ -23,10 +23,14 @@ import gzip
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nuru_yield.grid import CELL_DEG, cell_rows_cols
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 FILL = -9999.0
 AGERA5_STEP = 0.1
@@ -171,3 +175,103 @@ def write_agera5_day(
         var.set_auto_maskandscale(False)
         var[:] = grid
     return path
+
+
+class RealFormats:
+    """The synthetic world written as the real products (``sample-data --format real``),
+    under ``folder``: ``chirps/`` (yearly NetCDF; the last year as daily ``.tif.gz``, as a
+    current season arrives), ``agera5/`` (one NetCDF per variable and day), ``plots.geojson``
+    (a 30 m square around each plot, no seasons), ``plot_seasons.csv`` and
+    ``crop_cuts.csv`` (5 × 5 m cuts with their grain moisture)."""
+
+    PLOT_HALF_SIDE_M = 15.0
+    CUT_AREA_M2 = 25.0
+
+    def __init__(self, folder: Path, last_year: int, standard_moisture_pct: float = 12.5) -> None:
+        self.folder = Path(folder)
+        self.last_year = last_year
+        self.standard = standard_moisture_pct
+        for name in ("chirps", "agera5"):
+            (self.folder / name).mkdir(parents=True, exist_ok=True)
+
+    def weather(self, year: int, table: pa.Table) -> None:
+        """Write one year of the raw weather table (rows day-major over the cells)."""
+        cell_ids = np.unique(table.column("cell_id").to_numpy())
+        days_in_year = table.num_rows // len(cell_ids)
+        days = [dt.date(year, 1, 1) + dt.timedelta(days=d) for d in range(days_in_year)]
+
+        def grid(column: str) -> np.ndarray:
+            values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+            return values.reshape(days_in_year, len(cell_ids))
+
+        precip = grid("precip_mm")
+        if year < self.last_year:
+            write_chirps_year(self.folder / "chirps", year, days, cell_ids, precip)
+        else:
+            for index, day in enumerate(days):
+                write_chirps_day(self.folder / "chirps", day, cell_ids, precip[index], gz=True)
+        columns = {column: grid(column) for column in AGERA5_NAMES}
+        for index, day in enumerate(days):
+            for column, values in columns.items():
+                write_agera5_day(self.folder / "agera5", day, column, cell_ids, values[index])
+
+    def plots(self, plots: pa.Table) -> None:
+        """``plots.geojson`` (one square per plot, centred on its point in the equal-area
+        projection, so its centroid is the point) and ``plot_seasons.csv``."""
+        import geopandas as gpd
+        import pandas as pd
+        from shapely import box
+
+        frame = plots.to_pandas()
+        static = frame.drop_duplicates("plot_id").sort_values("plot_id")
+        centres = gpd.GeoSeries(
+            gpd.points_from_xy(static["longitude"], static["latitude"]), crs="EPSG:4326"
+        ).to_crs("EPSG:6933")
+        half = self.PLOT_HALF_SIDE_M
+        squares = gpd.GeoSeries(
+            [box(p.x - half, p.y - half, p.x + half, p.y + half) for p in centres],
+            crs="EPSG:6933",
+        ).to_crs("EPSG:4326")
+        gpd.GeoDataFrame(
+            {
+                "PlotID": static["plot_id"].to_numpy(),
+                "elevation": static["altitude"].to_numpy(),
+                "County": static["county"].to_numpy(),
+            },
+            geometry=squares.to_numpy(),
+            crs="EPSG:4326",
+        ).to_file(self.folder / "plots.geojson", driver="GeoJSON", engine="pyogrio")
+        seasons = pd.DataFrame(
+            {
+                "plot_id": frame["plot_id"],
+                "season": frame["season"].map({"Long Rains": "LR", "Short Rains": "SR"}),
+                "year": frame["season_year"],
+                "planting_date": pd.to_datetime(frame["planting_date"]).dt.strftime("%d/%m/%Y"),
+            }
+        )
+        seasons.to_csv(self.folder / "plot_seasons.csv", index=False)
+
+    def labels(self, labels: pa.Table, rng: np.random.Generator) -> None:
+        """``crop_cuts.csv``: each label as the fresh grain of a 5 × 5 m cut at a moisture
+        drawn between 14% and 30%."""
+        import pandas as pd
+
+        frame = labels.to_pandas()
+        moisture = np.round(rng.uniform(14.0, 30.0, len(frame)), 1)
+        fresh = (
+            frame["yield_kg_per_ha"]
+            * (100.0 - self.standard)
+            / (100.0 - moisture)
+            * self.CUT_AREA_M2
+            / 10_000.0
+        )
+        pd.DataFrame(
+            {
+                "Plot ID": frame["plot_id"],
+                "Season": frame["season"],
+                "Year": frame["season_year"],
+                "fresh_weight_kg": np.round(fresh, 4),
+                "cut_area_m2": self.CUT_AREA_M2,
+                "moisture_pct": moisture,
+            }
+        ).to_csv(self.folder / "crop_cuts.csv", index=False)

@@ -183,8 +183,8 @@ def _read_geometries(path: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
     out["latitude"] = np.nan
     out["longitude"] = np.nan
     out["area_ha"] = np.nan
-    out.loc[usable, "latitude"] = centroids.y.to_numpy()
-    out.loc[usable, "longitude"] = centroids.x.to_numpy()
+    out.loc[usable, "latitude"] = np.round(centroids.y.to_numpy(), 6)
+    out.loc[usable, "longitude"] = np.round(centroids.x.to_numpy(), 6)
     polygons = usable & kinds.isin(["Polygon", "MultiPolygon"])
     out.loc[polygons, "area_ha"] = projected[polygons[usable].to_numpy()].area.to_numpy() / 1e4
     return out, problem

@@ -90,5 +90,6 @@ def sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     if rows.size == 0:
         return np.empty((*values.shape[:-2], 0))
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    window = np.asarray(values[..., r0:r1, c0:c1])
-    return window[..., rows - r0, cols - c0]
+    window = values[..., r0:r1, c0:c1]
+    window = getattr(window, "values", window)  # an xarray DataArray's data
+    return np.ma.asanyarray(window)[..., rows - r0, cols - c0]  # a netCDF4 mask is kept
