@@ -17,8 +17,10 @@ validation gate over all shards and writes the partition, then updates the asset
 
 * **Gate:** the run fails, naming the check, when a bad share over all shards passes
   `VALIDATION_MAX_BAD_SHARE` (default 5%); bad input is not retried.
-* **Run date:** the `run_date` param if given, else the logical date. Each run covers
-  the UTC day that just ended (runs start at 00:00 UTC); no catchup.
+* **Schedule:** whenever `raw_ingestion` announces the night's raw inputs (asset
+  `raw_inputs`, nightly after 00:00 UTC); no catchup.
+* **Run date:** the `run_date` param if given, else that of the `raw_inputs` event (the
+  UTC day that just ended).
 * **Rerun:** replaces exactly the `features/{D}/` partition; clearing one failed
   `materialize_shard` reruns just that shard (it replaces its own staged part). A shard
   that fails stops the run before `publish`: the partitions already published stay served.
@@ -37,15 +39,15 @@ from airflow.sdk import DAG, task
 from nuru_yield.orchestration import (
     announce,
     default_args,
-    nightly_schedule,
     plot_features,
+    raw_inputs,
     resolve_run_date,
     run_date_params,
 )
 
 with DAG(
     dag_id="feature_materialization",
-    schedule=nightly_schedule(),
+    schedule=[raw_inputs],
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -9,6 +9,7 @@ run date of each update travel in the asset event's ``extra``, see :func:`announ
 =================  ==========================  ===========================================
 asset              URI                         updated by
 =================  ==========================  ===========================================
+``raw_inputs``     ``nuru://raw_inputs``       ``raw_ingestion`` (the night's raw contract)
 ``plot_features``  ``nuru://plot_features``    ``feature_materialization`` (one partition)
 ``predictions``    ``nuru://predictions``      ``batch_scoring``
 ``champion_model`` ``nuru://champion_model``   ``model_training`` (when the alias moves)
@@ -46,6 +47,7 @@ from nuru_yield.errors import RegistryUnavailableError
 
 log = logging.getLogger("nuru_yield.orchestration")
 
+raw_inputs = Asset(name="raw_inputs", uri="nuru://raw_inputs", group="nuru-yield")
 plot_features = Asset(name="plot_features", uri="nuru://plot_features", group="nuru-yield")
 predictions = Asset(name="predictions", uri="nuru://predictions", group="nuru-yield")
 champion_model = Asset(name="champion_model", uri="nuru://champion_model", group="nuru-yield")
@@ -129,7 +131,8 @@ _TIME_SCHEDULES = os.environ.get("NURU_SCHEDULES", "on") != "manual"
 
 
 def nightly_schedule() -> CronDataIntervalTimetable | None:
-    """``feature_materialization``: 00:00 UTC, each run covering the UTC day that just ended."""
+    """``raw_ingestion``: 00:00 UTC, each run covering the UTC day that just ended (its
+    ``raw_inputs`` event then starts ``feature_materialization`` for that night)."""
     return CronDataIntervalTimetable("0 0 * * *", timezone="UTC") if _TIME_SCHEDULES else None
 
 

@@ -1,0 +1,20 @@
+"""Real data in: each product a team downloads, as downloaded, into the raw contract
+(docs/DESIGN.md, "Real sources" and "Raw input contract").
+
+One module per product, each a pure reader (a local file in, contract rows or values at
+the weather cells out, or one :class:`~nuru_yield.errors.DataValidationError` line naming
+the file): :mod:`.chirps` (rain), :mod:`.agera5` (temperature, radiation), :mod:`.plots`
+(plots and plot-seasons), :mod:`.yields` (harvest labels). What they share:
+:mod:`.inputs` (a file, folder, glob or ``s3://`` prefix → files with fingerprints),
+:mod:`.rasters` (grid checks and point sampling), :mod:`.tables` (column spellings,
+quarantine and the raw-contract writer under the bad-share rule), :mod:`.weather` (gridded
+products month by month into ``raw/weather``), :mod:`.ingest` (the steps the CLI and the
+DAG call).
+
+Adding a product (NDVI from MODIS or Sentinel-2, say): a module ``sources/<product>.py``
+with its ``PRODUCT`` name, file naming and a pure reader checked against the product's
+published conventions (written down in docs/DESIGN.md with their source); its rows go
+through :func:`.tables.write_raw` (or a month-by-month store like :mod:`.weather`); then
+add it to :data:`.ingest.PRODUCTS` (the order a night ingests in), a ``<PRODUCT>_SOURCE``
+setting, a ``nuru-yield ingest <product>`` command and a task of the ``raw_ingestion`` DAG.
+"""
