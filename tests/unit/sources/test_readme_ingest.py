@@ -12,7 +12,7 @@ import pytest
 from nuru_yield.cli import main
 from nuru_yield.config import reset_settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def _block() -> list[str]:
