@@ -115,13 +115,22 @@ PathsArgument = Annotated[
 IngestDateOption = Annotated[
     dt.datetime | None,
     typer.Option(
-        "--date", formats=["%Y-%m-%d"], help="Night YYYY-MM-DD: days after it are left for later."
+        "--date",
+        formats=["%Y-%m-%d"],
+        help="Night YYYY-MM-DD: weather days after it are left for later (default: today, UTC).",
     ),
+]
+IngestShardsOption = Annotated[
+    int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS).")
 ]
 
 
 def _ingest(
-    product: str, paths: list[str] | None, date: dt.datetime | None, **settings: str
+    product: str,
+    paths: list[str] | None,
+    date: dt.datetime | None,
+    shards: int | None,
+    **settings: str,
 ) -> None:
     from nuru_yield.config import get_settings
     from nuru_yield.sources.ingest import ingest
@@ -130,10 +139,17 @@ def _ingest(
     result = ingest(
         product,
         paths or None,
-        date.date() if date else None,
+        _night(date),
         settings=get_settings().model_copy(update=given),
+        shards=shards,
     )
-    typer.echo(result.render())
+    for line in result.lines():
+        typer.echo(line)
+
+
+def _night(date: dt.datetime | None) -> dt.date:
+    """The night of an ingest: ``--date``, else today (UTC)."""
+    return date.date() if date else dt.datetime.now(dt.UTC).date()
 
 
 @ingest_app.command("plots")
@@ -147,12 +163,14 @@ def ingest_plots(
     counties: Annotated[
         str | None, typer.Option(help="County boundaries (default COUNTIES_SOURCE).")
     ] = None,
+    shards: IngestShardsOption = None,
 ) -> None:
     """Plots and plot-seasons: GeoJSON, GeoParquet, zipped Shapefile or CSV (PLOTS_SOURCE)."""
     _ingest(
         "plots",
         paths,
         None,
+        shards,
         plot_seasons_source=seasons or "",
         dem_source=dem or "",
         counties_source=counties or "",
@@ -160,32 +178,36 @@ def ingest_plots(
 
 
 @ingest_app.command("chirps")
-def ingest_chirps(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+def ingest_chirps(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
     """CHIRPS v2.0 daily rain: yearly NetCDF or daily GeoTIFFs (CHIRPS_SOURCE)."""
-    _ingest("chirps", paths, date)
+    _ingest("chirps", paths, date, shards)
 
 
 @ingest_app.command("agera5")
-def ingest_agera5(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+def ingest_agera5(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
     """AgERA5 daily temperature and solar radiation NetCDFs (AGERA5_SOURCE)."""
-    _ingest("agera5", paths, date)
+    _ingest("agera5", paths, date, shards)
 
 
 @ingest_app.command("yields")
-def ingest_yields(paths: PathsArgument = None) -> None:
+def ingest_yields(paths: PathsArgument = None, shards: IngestShardsOption = None) -> None:
     """Harvest labels: crop-cut survey CSV, or yields in kg/ha or t/ha (YIELDS_SOURCE)."""
-    _ingest("yields", paths, None)
+    _ingest("yields", paths, None, shards)
 
 
 @ingest_app.command("all")
-def ingest_all(date: DateOption) -> None:
+def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
     """Every product with a configured source, in order: what the raw_ingestion DAG runs."""
-    from nuru_yield.sources.ingest import ingest_configured
+    from nuru_yield.sources.ingest import ingest_all as run
 
-    done = ingest_configured(date.date())
-    for result in done:
-        typer.echo(result.render())
-    if not done:
+    lines = run(date.date(), shards=shards)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
         typer.echo(
             "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
         )

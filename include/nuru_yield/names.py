@@ -26,13 +26,18 @@ RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
 RAW_WEATHER = "raw/weather"
 RAW_NDVI = "raw/ndvi"
 RAW_YIELDS = "raw/yields.parquet"
-# Written by `nuru-yield ingest` (nuru_yield.sources): which file and version each day of
-# raw weather came from, and the rows an ingest quarantined (row + reason + file).
+RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
+# Written by `nuru-yield ingest` (nuru_yield.sources): each plot's boundary (above), which
+# file and version each day of raw weather came from, and the rows an ingest quarantined
+# (row + reason + file).
 RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"
 RAW_REJECTED = "raw/rejected"
 # What ingestion keeps of each gridded product between runs: one file per month, sampled
 # at the weather cells, with the files and fingerprints it came from (never read by features).
 SOURCES = "sources"
+# Where raw ingestion's two sharded nights stage their parts (``{prefix}/_parts/{D}/``).
+SOURCES_TABLES = f"{SOURCES}/tables"
+SOURCES_WEATHER = f"{SOURCES}/weather"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"

@@ -21,11 +21,28 @@ from nuru_yield.grid import agera5_pixel
 from nuru_yield.lake import Lake
 from nuru_yield.sample_data import formats
 from nuru_yield.sources import weather as weather_module
-from nuru_yield.sources.ingest import ingest
-from nuru_yield.sources.plots import read_plots
+from nuru_yield.sources.ingest import ingest as ingest_product
+from nuru_yield.sources.plots import read_file, read_plots
+from nuru_yield.sources.tables import read_csv
 from nuru_yield.sources.yields import read_yields
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=d) for d in range(45)]  # March and April
+NIGHT = dt.date(2024, 12, 31)
+
+
+def ingest(product: str, paths: list[str], *, lake: Lake) -> object:
+    """One product's files into ``lake`` for the night NIGHT (its two sharded steps)."""
+    return ingest_product(product, paths, NIGHT, lake=lake)
+
+
+def plots_of(path: Path, **options: object) -> object:
+    """:func:`read_plots` of one file as read."""
+    return read_plots([(read_file(path, path.name), path.name)], **options)
+
+
+def labels_of(path: Path, **options: object) -> tuple:
+    """:func:`read_yields` of one crop-cut CSV as read."""
+    return read_yields([(read_csv(path, path.name), path.name)], **options)
 
 
 @pytest.fixture
@@ -51,7 +68,7 @@ def world(tmp_path: Path, lake: Lake) -> dict:
     )
     plots.to_csv(tmp_path / "plots.csv", index=False)
     ingest("plots", [str(tmp_path / "plots.csv")], lake=lake)
-    cells = lake.read_parquet("raw/weather_cells.parquet").to_pandas()
+    cells = weather_module.weather_cells(lake)  # the CHIRPS pixels holding plots
     n = len(cells)
     precip = np.round(rng.gamma(0.6, 8.0, (len(DAYS), n)), 1)
     precip[5, 0] = np.nan  # a missing value: written as the fill value
@@ -90,7 +107,7 @@ def test_chirps_geotiffs_gzipped_or_not_give_the_same_rain(world: dict, lake: La
             world["chirps"], day, world["ids"], world["precip"][index], gz=index % 2 == 0
         )
     result = ingest("chirps", [str(world["chirps"] / "*.tif*")], lake=lake)
-    assert result.days_read == len(DAYS)
+    assert result.days_read == {"chirps": len(DAYS)}
     rain = _raw_weather(lake).pivot(index="date", columns="cell_id", values="precip_mm")
     np.testing.assert_array_equal(rain.to_numpy(), world["precip"])
 
@@ -110,7 +127,7 @@ def test_reingesting_is_byte_identical_and_reads_nothing_new(world: dict, lake: 
     first = path.read_bytes()
     path.unlink()  # publish rebuilds a missing year even when no day is new
     again = ingest("chirps", [str(world["chirps"])], lake=lake)
-    assert again.days_read == 0
+    assert again.days_read == {"chirps": 0}
     assert path.read_bytes() == first
 
 
@@ -124,7 +141,7 @@ def test_a_preliminary_day_is_replaced_by_final_data_and_the_version_recorded(
     final = world["precip"][0] + 1.0
     formats.write_chirps_day(world["chirps"], DAYS[0], world["ids"], final)
     result = ingest("chirps", [str(prelim), str(world["chirps"])], lake=lake)
-    assert result.days_read == 1
+    assert result.days_read == {"chirps": 1}
     rain = _raw_weather(lake)
     np.testing.assert_allclose(rain["precip_mm"].to_numpy(), final, equal_nan=True)
     sources = lake.read_parquet("raw/weather_sources.parquet").to_pandas()
@@ -146,12 +163,12 @@ def test_a_failed_weather_ingest_leaves_the_previous_raw_weather(
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    original = weather_module.ingest_month
-    monkeypatch.setattr(weather_module, "ingest_month", dies_on_the_second_month)
+    original = weather_module._read_month
+    monkeypatch.setattr(weather_module, "_read_month", dies_on_the_second_month)
     with pytest.raises(KeyboardInterrupt):
         ingest("chirps", [str(world["chirps"])], lake=lake)
     assert (Path(lake.root) / "raw/weather/year=2024/part-0.parquet").read_bytes() == before
-    monkeypatch.setattr(weather_module, "ingest_month", original)
+    monkeypatch.setattr(weather_module, "_read_month", original)
     ingest("chirps", [str(world["chirps"])], lake=lake)  # the rerun finishes the job
     np.testing.assert_allclose(
         _raw_weather(lake)["precip_mm"].to_numpy(), (world["precip"] + 2).ravel(), equal_nan=True
@@ -268,7 +285,7 @@ def test_plots_bad_rows_are_quarantined_with_their_reason(tmp_path: Path) -> Non
             _feature(6, _square(37.4, -1.4), season="Dry"),
         ],
     )
-    read = read_plots([(path, path.name)])
+    read = plots_of(path)
     good = read.good.to_pandas()
     assert good["plot_id"].tolist() == [1, 5]
     assert good["season"].tolist() == ["Long Rains", "Short Rains"]
@@ -295,7 +312,7 @@ def test_a_zipped_shapefile_in_utm_is_reprojected(tmp_path: Path) -> None:
         for part in tmp_path.glob("plots.*"):
             if part.suffix != ".zip":
                 archive.write(part, part.name)
-    read = read_plots([(tmp_path / "plots.zip", "plots.zip")])
+    read = plots_of(tmp_path / "plots.zip")
     row = read.good.to_pylist()[0]
     assert row["area_ha"] == pytest.approx(0.25, rel=1e-3)
     assert row["latitude"] == pytest.approx(-0.9043, abs=1e-3)
@@ -308,7 +325,7 @@ def test_plots_without_altitude_and_no_dem_are_one_line(tmp_path: Path) -> None:
         tmp_path / "plots.csv", index=False
     )  # fmt: skip
     with pytest.raises(DataValidationError, match=r"no altitude column .* no DEM_SOURCE"):
-        read_plots([(tmp_path / "plots.csv", "plots.csv")])
+        plots_of(tmp_path / "plots.csv")
 
 
 def test_altitude_from_a_dem_and_county_from_boundaries(tmp_path: Path) -> None:
@@ -331,8 +348,8 @@ def test_altitude_from_a_dem_and_county_from_boundaries(tmp_path: Path) -> None:
                   "season": ["LR", "LR"], "planting_date": ["20/03/2024", "2024-03-21"]}).to_csv(
         tmp_path / "plots.csv", index=False
     )  # fmt: skip
-    read = read_plots(
-        [(tmp_path / "plots.csv", "plots.csv")],
+    read = plots_of(
+        tmp_path / "plots.csv",
         dem=(tmp_path / "dem.tif", "dem.tif"),
         counties=(tmp_path / "counties.geojson", "counties.geojson"),
     )
@@ -353,9 +370,7 @@ def test_crop_cuts_become_kg_per_ha_at_the_standard_moisture(tmp_path: Path) -> 
             "moisture_pct": [12.5, 30.0, 0.0, 100.0, 20.0],
         }
     ).to_csv(tmp_path / "cuts.csv", index=False)
-    table, rejected, total = read_yields(
-        [(tmp_path / "cuts.csv", "cuts.csv")], standard_moisture_pct=12.5
-    )
+    table, rejected, total = labels_of(tmp_path / "cuts.csv", standard_moisture_pct=12.5)
     assert total == 5
     assert table.column("yield_kg_per_ha").to_pylist() == [4000.0, 3200.0, 1828.6]
     assert sorted(rejected["reason"]) == [
@@ -371,13 +386,11 @@ def test_stated_yields_in_tonnes_and_a_unit_setting(tmp_path: Path) -> None:
     pd.DataFrame({"plot_id": [2], "season": ["SR"], "year": [2024], "yield": [1.5]}).to_csv(
         tmp_path / "b.csv", index=False
     )
-    table, _, _ = read_yields([(tmp_path / "a.csv", "a.csv")], standard_moisture_pct=12.5)
+    table, _, _ = labels_of(tmp_path / "a.csv", standard_moisture_pct=12.5)
     assert table.column("yield_kg_per_ha").to_pylist() == [2500.0]
     with pytest.raises(DataValidationError, match="states no unit"):
-        read_yields([(tmp_path / "b.csv", "b.csv")], standard_moisture_pct=12.5)
-    table, _, _ = read_yields(
-        [(tmp_path / "b.csv", "b.csv")], standard_moisture_pct=12.5, unit="t/ha"
-    )
+        labels_of(tmp_path / "b.csv", standard_moisture_pct=12.5)
+    table, _, _ = labels_of(tmp_path / "b.csv", standard_moisture_pct=12.5, unit="t/ha")
     assert table.column("yield_kg_per_ha").to_pylist() == [1500.0]
 
 
