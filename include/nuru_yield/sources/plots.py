@@ -414,31 +414,39 @@ def _join_seasons(
     mapping: dict[str, str],
     quarantine: Quarantine,
 ) -> pd.DataFrame:
-    """Plot rows × their seasons from CSV rows keyed by plot id; a season row whose plot is
-    not in the plots file is quarantined (its row, with no coordinates)."""
+    """Plot rows × their seasons from CSV rows keyed by plot id. Plot rows already
+    quarantined stay, as they are; a season row whose plot id is not a whole number, or is
+    not in the plots file, is quarantined (its row, with no coordinates); plots without a
+    season row are counted in the log (a plot not planted this season is no error)."""
     frames = []
     for given, name in seasons:
         frame = given.copy()
         ident = require_column(frame, "plot_id", SPELLINGS["plot_id"], mapping, name)
         frame = frame.rename(columns={ident: "plot_id"})
-        frame["plot_id"], _ = integers(frame["plot_id"])
+        frame["plot_id"], wrong = integers(frame["plot_id"])
+        frame["_reason"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        frame.loc[wrong | frame["plot_id"].isna(), "_reason"] = "plot id is not a whole number"
         frame[SOURCE + "_seasons"] = name
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    season_columns = [c for c in table.columns if c != "plot_id"]
+    season_columns = [c for c in table.columns if c not in ("plot_id", "_reason")]
     plots = plots.drop(columns=[c for c in season_columns if c in plots and c != SOURCE])
-    reasons = quarantine.reason.rename("_reason")
-    merged = (
-        plots.join(reasons)
-        .merge(table, on="plot_id", how="right", indicator=True)
-        .reset_index(drop=True)
+    flagged = quarantine.bad
+    good = plots[~flagged]
+    merged = good.merge(table, on="plot_id", how="right", indicator=True)
+    unplanted = int((~good["plot_id"].isin(table["plot_id"])).sum())
+    if unplanted:
+        log.info("%d plot(s) have no row in %s: not in raw/plots.parquet", unplanted,
+                 ", ".join(name for _, name in seasons))  # fmt: skip
+    rows = pd.concat(
+        [merged, plots[flagged].assign(_reason=quarantine.reason[flagged])], ignore_index=True
     )
-    new = Quarantine(merged.index)
-    new.add(merged["_reason"].notna(), merged["_reason"])
-    new.add(merged["_merge"] == "right_only", "plot id not in the plots file")
+    new = Quarantine(rows.index)
+    new.add(rows["_reason"].notna(), rows["_reason"])
+    new.add(rows["_merge"] == "right_only", "plot id not in the plots file")
     quarantine.reason = new.reason
-    merged[SOURCE] = merged[SOURCE].fillna(merged[SOURCE + "_seasons"])
-    return merged.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
+    rows[SOURCE] = rows[SOURCE].fillna(rows[SOURCE + "_seasons"])
+    return rows.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
 
 
 def _season_columns(plots: pd.DataFrame, quarantine: Quarantine) -> None:

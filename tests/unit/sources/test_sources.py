@@ -297,6 +297,90 @@ def test_plots_bad_rows_are_quarantined_with_their_reason(tmp_path: Path) -> Non
     assert reasons[6] == "unknown season 'Dry'"
 
 
+def test_plot_geometries_hold_each_plots_boundary_in_wgs84_once(
+    tmp_path: Path, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``raw/plot_geometries.parquet`` (what NDVI zonal means read): one row per plot, its
+    polygon as the file gave it, in WGS 84 (GeoParquet: geopandas reads it as it is); a
+    file of coordinates gives points; quarantined plots have none."""
+    import geopandas as gpd
+    import shapely
+
+    path = _plots_geojson(
+        tmp_path,
+        [
+            _feature(1, _square(37.1, -1.2)),
+            _feature(1, _square(37.1, -1.2), season="Short Rains"),  # a second season
+            _feature(2, _square(37.3, -1.3, side=0.001)),
+            _feature(3, _square(2.35, 48.85)),  # Paris: quarantined
+        ],
+    )
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.5")
+    from nuru_yield.config import reset_settings
+
+    reset_settings()
+    ingest("plots", [str(path)], lake=lake)
+    geometries = gpd.read_parquet(Path(lake.root) / "raw/plot_geometries.parquet")
+    geometries = geometries.sort_values("plot_id", ignore_index=True)  # in shard order
+    assert geometries.crs.equals("OGC:CRS84") and geometries["plot_id"].tolist() == [1, 2]
+    expected = [
+        shapely.Polygon(_square(37.1, -1.2)[0]),
+        shapely.Polygon(_square(37.3, -1.3, 0.001)[0]),
+    ]
+    assert all(g.equals(e) for g, e in zip(geometries.geometry, expected, strict=True))
+    points = tmp_path / "points.csv"
+    pd.DataFrame({"plot_id": [7], "lat": [-1.25], "lon": [37.25], "altitude": [1500],
+                  "county": ["Machakos"], "season": ["LR"], "planting_date": ["2024-03-20"]}
+                 ).to_csv(points, index=False)  # fmt: skip
+    ingest("plots", [str(points)], lake=lake)
+    point = gpd.read_parquet(Path(lake.root) / "raw/plot_geometries.parquet").geometry[0]
+    assert point.equals(shapely.Point(37.25, -1.25))
+
+
+def test_the_shards_split_plots_and_labels_without_changing_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plots, their seasons (a separate CSV), labels and the quarantine come out the same
+    whether one shard reads every plot or five shards a plot bucket each."""
+    from nuru_yield.config import reset_settings
+
+    rng = np.random.default_rng(5)
+    ids = [*range(1, 41), 7, "x9", ""]  # a duplicate, an id that is no number, none
+    pd.DataFrame({"PlotID": ids, "lat": rng.uniform(-1.5, -1.1, 43),
+                  "lon": rng.uniform(37.1, 37.5, 43), "elevation": 1400,
+                  "County": "Machakos"}).to_csv(tmp_path / "plots.csv", index=False)  # fmt: skip
+    pd.DataFrame({"plot_id": [*range(1, 41), 99], "season": "SR", "year": 2024,
+                  "planting_date": "2024-10-20"}).to_csv(tmp_path / "seasons.csv", index=False)  # fmt: skip
+    pd.DataFrame({"Plot ID": range(1, 41), "Season": "SR", "Year": 2024, "fresh_weight_kg": 7.5,
+                  "cut_area_m2": 25, "moisture_pct": np.where(np.arange(40) == 3, 0, 21)}
+                 ).to_csv(tmp_path / "cuts.csv", index=False)  # fmt: skip
+    monkeypatch.setenv("PLOT_SEASONS_SOURCE", str(tmp_path / "seasons.csv"))
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.2")
+    reset_settings()
+    tables = {}
+    for shards in (1, 5):
+        lake = Lake(f"file://{tmp_path / f'lake{shards}'}")
+        for product, path in (("plots", "plots.csv"), ("yields", "cuts.csv")):
+            ingest_product(product, [str(tmp_path / path)], NIGHT, lake=lake, shards=shards)
+        tables[shards] = {
+            path: lake.read_parquet(path).to_pandas().sort_values(key).reset_index(drop=True)
+            for path, key in (
+                ("raw/plots.parquet", ["plot_id", "season_year", "season"]),
+                ("raw/plot_geometries.parquet", ["plot_id"]),
+                ("raw/yields.parquet", ["plot_id"]),
+                ("raw/rejected/plots.parquet", ["plot_id", "reason"]),
+                ("raw/rejected/yields.parquet", ["plot_id"]),
+            )
+        }
+    for path, table in tables[1].items():
+        pd.testing.assert_frame_equal(tables[5][path], table)
+    rejected = tables[5]["raw/rejected/plots.parquet"]
+    assert sorted(rejected["reason"].str.split(" ").str[:3].str.join(" ").unique()) == [
+        "duplicate plot id", "no plot id", "plot id is", "plot id not",
+    ]  # fmt: skip
+    assert len(tables[5]["raw/plots.parquet"]) == 39 and len(tables[5]["raw/yields.parquet"]) == 39
+
+
 def test_a_zipped_shapefile_in_utm_is_reprojected(tmp_path: Path) -> None:
     import geopandas as gpd
     from shapely import box
