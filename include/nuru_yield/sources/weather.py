@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nuru_yield import names
 from nuru_yield.config import get_settings
@@ -354,14 +355,8 @@ def _read_month(
         if entry["date"] in read:
             by_file[entry["file"]].append(entry)
     days = sorted(read)
-    fresh = pd.DataFrame(
-        {
-            "cell_id": np.tile(cells["cell_id"].to_numpy(np.int64), len(days)),
-            "date": np.repeat(np.array(days, dtype="datetime64[D]"), len(cells)),
-        }
-    )
-    for column in columns:
-        fresh[column] = np.nan
+    ids = cells["cell_id"].to_numpy(np.int64)
+    grids = {column: np.full((len(days), len(ids)), np.nan) for column in columns}
     position = {day: i for i, day in enumerate(days)}
     fingerprints = {e["file"]: e["fingerprint"] for e in work["entries"]}
     for uri, entries in sorted(by_file.items()):
@@ -369,21 +364,24 @@ def _read_month(
         with source.local(settings) as path:
             if product == chirps.PRODUCT:
                 wanted = sorted({dt.date.fromisoformat(e["date"]) for e in entries})
-                frame = chirps.read_chirps(path, source.name, cells, wanted)
-                for day, values in frame.groupby("date", sort=True)["precip_mm"]:
-                    start = position[day.date().isoformat()] * len(cells)
-                    fresh.loc[start : start + len(cells) - 1, "precip_mm"] = values.to_numpy()
+                found, rain = chirps.read_chirps(path, source.name, cells, wanted)
+                for day, values in zip(found, rain, strict=True):
+                    grids["precip_mm"][position[day.isoformat()]] = values
             else:
                 file, values = agera5.read_agera5(path, source.name, cells)
-                start = position[file.day.isoformat()] * len(cells)
-                fresh.loc[start : start + len(cells) - 1, file.column] = values
+                grids[file.column][position[file.day.isoformat()]] = values
+    schema = _month_schema(product)
+    dates = pa.array(np.repeat(np.array(days, dtype="datetime64[D]"), len(ids))).cast(pa.date32())
+    fresh = pa.Table.from_arrays(
+        [pa.array(np.tile(ids, len(days))), dates]
+        + [pa.array(grid.ravel(), mask=np.isnan(grid.ravel())) for grid in grids.values()],
+        schema=schema,
+    )
     month = unit.split("-", 1)[1]
     path = names.source_month_path(product, int(month[:4]), int(month[5:]))
-    kept = _stored_rows(lake, path, columns, read, cells)
-    table = pa.Table.from_pandas(
-        pd.concat([kept, fresh], ignore_index=True).sort_values(["date", "cell_id"]),
-        schema=_month_schema(product),
-        preserve_index=False,
+    kept = _stored_rows(lake, path, schema, fresh.column("date").unique(), ids)
+    table = pa.concat_tables([kept, fresh]).sort_by(
+        [("date", "ascending"), ("cell_id", "ascending")]
     )
     manifest = json.dumps({"cells": prepared["cells"], "entries": work["entries"]}, sort_keys=True)
     log.info("ingest %s %s: %d day(s) read, %d rows", product, month, len(days), len(table))
@@ -398,16 +396,17 @@ def _month_schema(product: str) -> pa.Schema:
 
 
 def _stored_rows(
-    lake: Lake, path: str, columns: list[str], read: set[str], cells: pd.DataFrame
-) -> pd.DataFrame:
-    """The stored rows of the days not read again (at the current cells only)."""
+    lake: Lake, path: str, schema: pa.Schema, read: pa.Array, ids: np.ndarray
+) -> pa.Table:
+    """The stored rows of the days not read again (``read``), at the current cells only."""
     if not lake.exists(path):
-        return pd.DataFrame(columns=["cell_id", "date", *columns])
-    stored = lake.read_parquet(path).to_pandas(date_as_object=False)
-    keep = ~stored["date"].dt.strftime("%Y-%m-%d").isin(read) & stored["cell_id"].isin(
-        cells["cell_id"]
+        return schema.empty_table()
+    stored = lake.read_parquet(path).select(schema.names).cast(schema)
+    keep = pc.and_(
+        pc.invert(pc.is_in(stored.column("date"), value_set=read)),
+        pc.is_in(stored.column("cell_id"), value_set=pa.array(ids)),
     )
-    return stored[keep]
+    return stored.filter(keep)
 
 
 # --- publish -------------------------------------------------------------------------------
@@ -478,19 +477,31 @@ def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:
 
 
 def _weather_year(lake: Lake, parts: dict[str, list[str]], cells: pd.DataFrame) -> pa.Table:
-    frames = []
+    """A year of raw weather: each product's stored months at the current cells, joined
+    on cell and day (a column no product gave is null), sorted by day and cell."""
+    ids = pa.array(cells["cell_id"].to_numpy(np.int64))
+    joined: pa.Table | None = None
     for product in PRODUCTS:
-        if parts[product]:
-            frame = lake.read_parquet(parts[product]).to_pandas(date_as_object=False)
-            frames.append(frame[frame["cell_id"].isin(cells["cell_id"])])
-    merged = frames[0]
-    for frame in frames[1:]:
-        merged = merged.merge(frame, on=["cell_id", "date"], how="outer")
-    for column in WEATHER_SCHEMA.names:
-        if column not in merged:
-            merged[column] = np.nan
-    merged = merged.sort_values(["date", "cell_id"])[WEATHER_SCHEMA.names]
-    return pa.Table.from_pandas(merged, schema=WEATHER_SCHEMA, preserve_index=False)
+        if not parts[product]:
+            continue
+        schema = _month_schema(product)
+        table = lake.read_parquet(parts[product]).select(schema.names).cast(schema)
+        table = table.filter(pc.is_in(table.column("cell_id"), value_set=ids))
+        joined = (
+            table
+            if joined is None
+            else joined.join(
+                table, keys=["cell_id", "date"], join_type="full outer", coalesce_keys=True
+            )
+        )
+    assert joined is not None, "a year without a stored month"
+    columns = [
+        joined.column(field.name) if field.name in joined.column_names
+        else pa.nulls(joined.num_rows, field.type)
+        for field in WEATHER_SCHEMA
+    ]  # fmt: skip
+    table = pa.Table.from_arrays(columns, schema=WEATHER_SCHEMA)
+    return table.sort_by([("date", "ascending"), ("cell_id", "ascending")])
 
 
 def _sources_table(lake: Lake) -> pa.Table:
