@@ -333,7 +333,8 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
+    """Sample data as the real products, database, the five DAGs through Airflow (raw
+    ingestion first), a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
     run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
@@ -356,6 +357,20 @@ def bench_features(
     from nuru_yield.dev.bench.features import run
 
     run(plots, workdir)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS), run one by one.")
+    ] = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Time raw ingestion of a year of Kenya-wide CHIRPS + AgERA5 against bare numpy sampling."""
+    from nuru_yield.dev.bench.ingest import run_bench
+
+    run_bench(plots, workdir, shards)
 
 
 @bench_app.command("scoring")

@@ -194,6 +194,16 @@ class RealFormats:
         for name in ("chirps", "agera5"):
             (self.folder / name).mkdir(parents=True, exist_ok=True)
 
+    def describe(self) -> str:
+        """What was written where, for the sample-data summary."""
+        counts = {
+            name: sum(1 for _ in (self.folder / name).iterdir()) for name in ("chirps", "agera5")
+        }
+        return (
+            f"{self.folder}: chirps/ ({counts['chirps']:,} files), agera5/ "
+            f"({counts['agera5']:,} files), plots.geojson, plot_seasons.csv, crop_cuts.csv"
+        )
+
     def weather(self, year: int, table: pa.Table) -> None:
         """Write one year of the raw weather table (rows day-major over the cells)."""
         cell_ids = np.unique(table.column("cell_id").to_numpy())

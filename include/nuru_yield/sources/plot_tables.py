@@ -119,15 +119,19 @@ class TablesResult(NightResult):
 
     def lines(self) -> list[str]:
         """One line per product, as ``nuru-yield ingest`` prints them."""
-        done = [
-            f"{product}: {d['files']} file(s), {d['rows']:,} rows, {d['rejected']:,} quarantined"
-            for product, d in self.products.items()
-        ]
-        same = [
-            f"{product}: {files} file(s) unchanged since the last ingest"
-            for product, files in self.unchanged.items()
-        ]
-        return done + same
+        lines = []
+        for product in PRODUCTS:
+            if product in self.products:
+                done = self.products[product]
+                lines.append(
+                    f"{product}: {done['files']} file(s), {done['rows']:,} rows, "
+                    f"{done['rejected']:,} quarantined"
+                )
+            elif product in self.unchanged:
+                lines.append(
+                    f"{product}: {self.unchanged[product]} file(s) unchanged since the last ingest"
+                )
+        return lines
 
     def event_extra(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "labels": self.products.get(yields.PRODUCT, {})}

@@ -84,12 +84,12 @@ SOURCES_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class WeatherPlan(NightPlan):
-    """One weather run: its products, the (product, month) units to read, spread over the
-    shards (unit ``i`` to shard ``i mod K``), and counts for messages. The day-by-day plan is
-    the prepare step's report (too large for XCom: thousands of AgERA5 files a year)."""
+    """One weather run: its products, the (product, month) units each shard reads
+    (``{product}-{YYYY}-{MM}``), and counts for messages. The day-by-day plan is the prepare
+    step's report (too large for XCom: thousands of AgERA5 files a year)."""
 
     products: list[str]
-    units: list[str]  # "{product}-{YYYY}-{MM}"
+    units: list[list[str]]  # per shard
     files: dict[str, int] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)
 
@@ -98,7 +98,7 @@ class WeatherPlan(NightPlan):
 
     def units_of(self, shard: int) -> list[str]:
         """The units shard ``shard`` reads."""
-        return self.units[self.checked(shard) :: self.shards]
+        return self.units[self.checked(shard)]
 
 
 @dataclass(frozen=True)
@@ -191,13 +191,13 @@ def prepare_weather(
             )
         files[product], days[product] = len(found), len({day for day, _ in wanted})
         work |= _changed_months(lake, product, wanted, cells_hash)
-    units = sorted(work, key=lambda unit: (unit.split("-", 1)[1], unit))
+    count = max(1, min(shards or settings.ingest_shards, len(work)))
     plan = WeatherPlan(
         run_id=WeatherPlan.new_run_id(run_date),
         run_date=run_date,
-        shards=max(1, min(shards or settings.ingest_shards, len(units))),
+        shards=count,
         products=list(wanted_sources),
-        units=units,
+        units=_balanced(work, count),
         files=files,
         days=days,
     )
@@ -207,9 +207,29 @@ def prepare_weather(
         "ingest %s: %s; %d month(s) with new or changed days in %d shard(s): %s",
         ", ".join(plan.products) or "no weather product",
         ", ".join(f"{p} {files[p]} file(s), {days[p]} day(s)" for p in plan.products) or "-",
-        len(units), plan.shards, ", ".join(units) or "none",
+        len(work), plan.shards, ", ".join(sorted(work)) or "none",
     )  # fmt: skip
     return plan
+
+
+def _balanced(work: dict[str, dict[str, Any]], shards: int) -> list[list[str]]:
+    """The units spread over ``shards`` with about the same number of values to read each
+    (a month of AgERA5 is three files a day, of CHIRPS one yearly file or a file a day):
+    the largest unit first, each to the shard with the least so far. Each shard's units in
+    order."""
+    load = [0] * shards
+    spread: list[list[str]] = [[] for _ in range(shards)]
+    for unit in sorted(work, key=lambda unit: (-_cost(work[unit]), unit)):
+        lightest = load.index(min(load))
+        spread[lightest].append(unit)
+        load[lightest] += _cost(work[unit])
+    return [sorted(units) for units in spread]
+
+
+def _cost(unit: dict[str, Any]) -> int:
+    """What a unit reads: its (day, column) entries to read."""
+    read = set(unit["read"])
+    return sum(entry["date"] in read for entry in unit["entries"])
 
 
 def _wanted(

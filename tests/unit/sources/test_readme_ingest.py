@@ -30,6 +30,10 @@ def test_the_readme_ingest_commands_run_as_written(
     reset_settings()
     lines = _block()
     assert lines[0].startswith("nuru-yield sample-data") and len(lines) == 6
+    commands = [shlex.split(line)[1:3] for line in lines if line.startswith("nuru-yield ingest")]
+    assert commands == [
+        ["ingest", "plots"], ["ingest", "chirps"], ["ingest", "agera5"], ["ingest", "yields"]
+    ]  # fmt: skip
     for line in lines:
         if line.startswith("export "):
             name, value = line.removeprefix("export ").split("=", 1)

@@ -515,3 +515,33 @@ def test_the_cli_ingests_and_fails_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: chirps-v2.0.2023.days_p05.nc: not a readable NetCDF file")
     assert "\n" not in err
+
+
+def test_ingest_all_runs_every_configured_product_and_leaves_the_others(
+    world: dict, lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``nuru-yield ingest all`` (the raw_ingestion DAG's steps in one process): plots and
+    labels, then weather; a product without a source is left as it is."""
+    from nuru_yield.config import reset_settings
+
+    formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"])
+    pd.DataFrame({"plot_id": [1], "season": ["LR"], "year": [2024], "yield_t_ha": [2.0]}).to_csv(
+        tmp_path / "cuts.csv", index=False
+    )
+    monkeypatch.setenv("LAKE_URL", lake.url)
+    for name, path in (("PLOTS", "plots.csv"), ("CHIRPS", "chirps"), ("YIELDS", "cuts.csv")):
+        monkeypatch.setenv(f"{name}_SOURCE", str(tmp_path / path))
+    reset_settings()
+    main(["ingest", "all", "--date", "2024-03-31"])
+    assert capsys.readouterr().out.splitlines() == [
+        "plots: 1 file(s) unchanged since the last ingest",  # the fixture ingested them
+        "yields: 1 file(s), 1 rows, 0 quarantined",
+        "chirps: 1 file(s), 31 day(s) read; raw weather rebuilt for 2024",  # to the night
+    ]
+    assert not lake.exists("sources/agera5")  # no AGERA5_SOURCE: nothing of it
+    for name in ("PLOTS", "CHIRPS", "YIELDS"):
+        monkeypatch.delenv(f"{name}_SOURCE")
+    reset_settings()
+    main(["ingest", "all", "--date", "2024-03-31"])
+    assert "no source configured" in capsys.readouterr().out
