@@ -66,6 +66,21 @@ def test_dag_structure(load_dag: Any) -> None:
     assert features.timetable.asset_condition == raw_inputs
 
 
+def test_a_backfill_is_one_run_per_night_each_named_by_its_logical_date(load_dag: Any) -> None:
+    """What ``airflow backfill create --dag-id raw_ingestion --from-date 2025-06-10
+    --to-date 2025-06-14`` creates (README, "Operations"): a run for each night, whose
+    logical date is the night its raw_inputs event then names."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.from_dict(DagSerialization.to_dict(load_dag(DAG_ID)))
+    infos = dag.iter_dagrun_infos_between(
+        dt.datetime(2025, 6, 10, tzinfo=dt.UTC), dt.datetime(2025, 6, 14, tzinfo=dt.UTC)
+    )
+    assert [info.data_interval.start.date() for info in infos] == [
+        dt.date(2025, 6, day) for day in range(10, 15)
+    ]
+
+
 @pytest.fixture
 def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Twenty plots near Machakos (a CSV), March and April 2025 of CHIRPS at their cells
