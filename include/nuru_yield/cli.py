@@ -54,24 +54,30 @@ def sample_data(
     start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
     end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
     seed: Annotated[int, typer.Option()] = 42,
-    real_formats: Annotated[
-        bool,
+    formats: Annotated[
+        str,
         typer.Option(
-            help="Also write the world as the real products (CHIRPS, AgERA5, GeoJSON plots, "
-            "crop-cut CSV) under $NURU_HOME/sources, for `nuru-yield ingest`."
+            help="contract: the raw contract into the lake; real: the world as the products "
+            "a team downloads (CHIRPS, AgERA5, GeoJSON plots, plot-seasons and crop-cut "
+            "CSVs) under $NURU_HOME/sources, for `nuru-yield ingest` (the raw NDVI, which no "
+            "adapter reads yet, still into the lake); both: the two.",
         ),
-    ] = False,
+    ] = "contract",
 ) -> None:
-    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake, or as the
+    real products."""
     from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    if formats not in ("contract", "real", "both"):
+        raise typer.BadParameter("--formats must be contract, real or both")
     refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
     from nuru_yield.config import get_settings
+    from nuru_yield.sample_data.formats import SOURCES_DIR
     from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
@@ -80,7 +86,8 @@ def sample_data(
         start_year=start_year,
         end_year=end_year,
         seed=seed,
-        real_formats=get_settings().nuru_home / "sources" if real_formats else None,
+        real_formats=get_settings().nuru_home / SOURCES_DIR if formats != "contract" else None,
+        raw_contract=formats != "real",
     )
     typer.echo(summary.render())
 

@@ -49,7 +49,8 @@ def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPat
     ingested through the adapters, a migrated PostgreSQL predictions database and a trained
     champion."""
     from nuru_yield.db.migrations import upgrade
-    from nuru_yield.dev.demo import SOURCES_DIR, demo_sources
+    from nuru_yield.dev.demo import demo_sources
+    from nuru_yield.sample_data.formats import SOURCES_DIR
     from nuru_yield.sample_data.generator import generate_to_lake
     from nuru_yield.sources.ingest import ingest_all
     from nuru_yield.training.candidates import TrainingParams

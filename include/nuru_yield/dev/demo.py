@@ -25,6 +25,7 @@ from nuru_yield.dev.airflow_standalone import DEFAULT_STALL_SECONDS
 from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import Lake
 from nuru_yield.names import drift_html_path, prediction_log_path
+from nuru_yield.sample_data.formats import SOURCES_DIR
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ DEMO_END_YEAR = 2025
 # Long Rains 2025 are in progress (planted Mar–May); their harvest labels have not arrived.
 DEMO_RUN_DATE = dt.date(2025, 6, 15)
 STEPS = 6
-# Under NURU_HOME: the demo's world as the real products, and the sources it configures.
-SOURCES_DIR = "sources"
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
 

@@ -32,6 +32,9 @@ from nuru_yield.grid import CELL_DEG, cell_rows_cols
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# Where `nuru-yield sample-data --formats real|both` and the demo write the world as the real
+# products: a folder of NURU_HOME.
+SOURCES_DIR = "sources"
 FILL = -9999.0
 AGERA5_STEP = 0.1
 _EPOCH = dt.date(1900, 1, 1)
