@@ -92,6 +92,7 @@ class WeatherPlan(NightPlan):
     units: list[list[str]]  # per shard
     files: dict[str, int] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)  # see _missing_days
 
     STEP = "weather ingest"
     PREFIX = names.SOURCES_WEATHER
@@ -119,14 +120,19 @@ class WeatherResult(NightResult):
     days_read: dict[str, int]
     years: list[int]
     uris: list[str] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        """One line per product, as ``nuru-yield ingest`` prints them."""
+        """One line per product, as ``nuru-yield ingest`` prints them, and one per column
+        with days no file gives."""
         years = ", ".join(map(str, self.years)) or "none"
         return [
             f"{product}: {files} file(s), {self.days_read.get(product, 0):,} day(s) read; "
             f"raw weather rebuilt for {years}"
             for product, files in self.files.items()
+        ] + [
+            f"{what}: missing on {count} day(s), {first} … {last} (no file gives them)"
+            for what, (count, first, last) in self.missing.items()
         ]
 
 
@@ -177,6 +183,7 @@ def prepare_weather(
     work: dict[str, dict[str, Any]] = {}
     files: dict[str, int] = {}
     days: dict[str, int] = {}
+    missing: dict[str, list[str]] = {}
     cells_hash = _cells_hash(weather_cells(lake)) if wanted_sources else ""
     for product, patterns in wanted_sources.items():
         found = resolve(patterns, settings)
@@ -190,6 +197,7 @@ def prepare_weather(
                 f"no {product} day to ingest in {', '.join(patterns)} up to {run_date}"
             )
         files[product], days[product] = len(found), len({day for day, _ in wanted})
+        missing |= {f"{product} {c}": gap for c, gap in _missing_days(product, wanted).items()}
         work |= _changed_months(lake, product, wanted, cells_hash)
     count = max(1, min(shards or settings.ingest_shards, len(work)))
     plan = WeatherPlan(
@@ -200,6 +208,7 @@ def prepare_weather(
         units=_balanced(work, count),
         files=files,
         days=days,
+        missing=missing,
     )
     clear_parts(lake, plan)
     write_report(lake, plan, None, {"cells": cells_hash, "work": work, "dag_run_id": dag_run_id})
@@ -230,6 +239,29 @@ def _cost(unit: dict[str, Any]) -> int:
     """What a unit reads: its (day, column) entries to read."""
     read = set(unit["read"])
     return sum(entry["date"] in read for entry in unit["entries"])
+
+
+def _missing_days(
+    product: str, wanted: dict[tuple[str, str], dict[str, str]]
+) -> dict[str, list[str]]:
+    """Per column of ``product`` the files give, the days between the product's first and
+    last day that no file gives (a hole in the download: said, never filled in), as
+    ``[count, first, last]``. Solar radiation is optional: a product without any has no
+    hole in it."""
+    dates = sorted({dt.date.fromisoformat(day) for day, _ in wanted})
+    every = {(dates[0] + dt.timedelta(days=d)).isoformat()
+             for d in range((dates[-1] - dates[0]).days + 1)}  # fmt: skip
+    holes = {}
+    for column in sorted({column for _, column in wanted}):
+        gap = sorted(every - {day for day, given in wanted if given == column})
+        if gap:
+            holes[column] = [str(len(gap)), gap[0], gap[-1]]
+            log.warning(
+                "ingest %s: %s missing on %d day(s) between %s and %s (%s … %s): no file "
+                "gives them; those days have no value", product, column, len(gap),
+                dates[0], dates[-1], gap[0], gap[-1],
+            )  # fmt: skip
+    return holes
 
 
 def _wanted(
@@ -483,7 +515,9 @@ def publish_weather(
         for product in plan.products
     }
     log.info("ingest weather: raw weather rebuilt for %s", rebuilt or "no year")
-    return WeatherResult(plan.run_id, plan.run_date, plan.files, days_read, rebuilt, uris)
+    return WeatherResult(
+        plan.run_id, plan.run_date, plan.files, days_read, rebuilt, uris, plan.missing
+    )
 
 
 def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:

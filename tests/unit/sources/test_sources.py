@@ -175,6 +175,33 @@ def test_a_failed_weather_ingest_leaves_the_previous_raw_weather(
     )
 
 
+def test_a_day_no_file_gives_is_said_and_left_without_a_value(world: dict, lake: Lake) -> None:
+    """A hole in a download (a daily GeoTIFF not fetched, a variable's file missing for a
+    day) is named in the result, never filled in."""
+    for index, day in enumerate(DAYS[:6]):
+        if day != DAYS[3]:
+            formats.write_chirps_day(world["chirps"], day, world["ids"], world["precip"][index])
+    for index, day in enumerate(DAYS[:3]):
+        formats.write_agera5_day(world["agera5"], day, "tmax_c", world["ids"], world["tmax"][index])
+        if index != 1:
+            formats.write_agera5_day(
+                world["agera5"], day, "tmin_c", world["ids"], world["tmax"][index] - 10
+            )
+    rain = ingest("chirps", [str(world["chirps"])], lake=lake)
+    temperature = ingest("agera5", [str(world["agera5"])], lake=lake)
+    assert rain.lines()[1:] == [
+        f"chirps precip_mm: missing on 1 day(s), {DAYS[3]} … {DAYS[3]} (no file gives them)"
+    ]
+    assert temperature.lines()[1:] == [
+        f"agera5 tmin_c: missing on 1 day(s), {DAYS[1]} … {DAYS[1]} (no file gives them)"
+    ]
+    weather = _raw_weather(lake).set_index("date")
+    assert (
+        weather.loc[DAYS[1], "tmin_c"].isna().all() and weather.loc[DAYS[2], "tmin_c"].notna().all()
+    )
+    assert DAYS[3] not in set(weather.index[weather["precip_mm"].notna()])
+
+
 def _set(path: Path, variable: str, **attributes: object) -> None:
     with netCDF4.Dataset(path, "a") as dataset:
         for name, value in attributes.items():
