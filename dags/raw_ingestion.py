@@ -21,6 +21,10 @@ Two sharded steps, each `prepare → shard × K → publish` (K = `INGEST_SHARDS
 Then `announce_labels` updates the asset `harvest_labels` when the labels changed, which
 starts `model_training` (weather first: training reads it).
 
+* **Labels with too many bad rows** stop no night: the plots, the weather and `raw_inputs`
+  go on, then `announce_labels` fails naming the file (the run is red; the previous labels
+  stay).
+
 * **Unconfigured products** are left as they are (a team writing parts of the raw contract
   itself still gets its nightly features).
 * **Bad input** (a file off its product's conventions, too many bad rows) fails the task in
@@ -79,13 +83,15 @@ with DAG(
 
     @task(outlets=[label_updates])
     def announce_labels(published: dict[str, Any], **context: Any) -> bool:
-        """Update `harvest_labels` if the labels changed (the night in its `extra`)."""
+        """Update `harvest_labels` if the labels changed (the night in its `extra`); fail,
+        naming the file, if they had too many bad rows (the night went on without them)."""
         from nuru_yield.sources.plot_tables import TablesResult
 
         result = TablesResult.from_xcom(published)
         if result.labels_changed:
             announce(context, harvest_labels, result.run_date, through=label_updates,
                      **result.event_extra())  # fmt: skip
+        result.raise_failures()
         return result.labels_changed
 
     plot_tables >> weather >> announce_labels(tables)

@@ -190,3 +190,28 @@ def test_a_file_off_its_product_fails_the_shard_without_retry_and_keeps_the_raw_
     assert states["announce_labels"][0] == "upstream_failed"
     assert lake.read_bytes("raw/weather/year=2025/part-0.parquet") == before
     assert _events(run.run_id, "raw_inputs") == []
+
+
+def test_labels_with_too_many_bad_rows_stop_no_night_but_fail_the_run(
+    load_dag: Any, sources: dict[str, Path]
+) -> None:
+    """A bad crop-cut file must not cost the night its forecasts: plots, weather and
+    raw_inputs go on; ``announce_labels`` fails naming the file; the labels stay as they
+    were."""
+    lake = Lake.from_settings()
+    _write_rain(lake, sources["chirps"])
+    frame = pd.read_csv(sources["cuts"])
+    frame.loc[:5, "moisture_pct"] = 0.0  # 6 of 20 rows: 30% bad
+    frame.to_csv(sources["cuts"], index=False)
+
+    run = load_dag(DAG_ID).test(run_conf={"run_date": NIGHT.isoformat()}, logical_date=None)
+
+    states = {ti.task_id: (str(ti.state), ti.try_number) for ti in run.get_task_instances()}
+    assert str(run.state) == "failed"
+    assert states["weather.publish"][0] == states["plots.publish"][0] == "success"
+    assert states["announce_labels"] == ("failed", 1)  # bad input: not retried
+    assert [key for key, _ in _events(run.run_id, "raw_inputs")] == [NIGHT.isoformat()]
+    assert _events(run.run_id, "harvest_labels") == []
+    assert not lake.exists("raw/yields.parquet")
+    reasons = lake.read_parquet("raw/rejected/yields.parquet")["reason"].to_pylist()
+    assert reasons == ["grain moisture 0.0% outside 5–50%"] * 6

@@ -58,10 +58,13 @@ def ingest(
                 "(a file, a folder, a glob or an s3:// prefix)"
             )
         patterns = [configured(product, settings)]
-    return run_night(
+    done = run_night(
         NIGHTS[product], run_date, lake=lake, settings=settings, shards=shards,
         sources={product: patterns},
     )  # fmt: skip
+    if isinstance(done, TablesResult):
+        done.raise_failures()
+    return done
 
 
 def ingest_all(
@@ -73,14 +76,14 @@ def ingest_all(
 ) -> list[str]:
     """Every product with a configured source, both nights in order (what the
     ``raw_ingestion`` DAG runs); products without one are left as they are. One line per
-    product ingested."""
+    product ingested. Labels that fail the bad-share rule are an error after the weather is
+    in, as in the DAG."""
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
     for product in PRODUCTS:
         if not configured(product, settings):
             log.info("ingest %s: no %s_SOURCE configured, left as it is", product, product.upper())
-    lines: list[str] = []
-    for night in (PLOT_TABLES, WEATHER):
-        done = run_night(night, run_date, lake=lake, settings=settings, shards=shards)
-        lines += done.lines()
-    return lines
+    tables = run_night(PLOT_TABLES, run_date, lake=lake, settings=settings, shards=shards)
+    weather = run_night(WEATHER, run_date, lake=lake, settings=settings, shards=shards)
+    tables.raise_failures()
+    return tables.lines() + weather.lines()

@@ -111,6 +111,12 @@ class TablesResult(NightResult):
 
     products: dict[str, dict[str, int]]
     unchanged: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # product -> the error
+
+    def raise_failures(self) -> None:
+        """The error of the products that failed the bad-share rule, if any."""
+        if self.failed:
+            raise DataValidationError(" | ".join(self.failed.values()))
 
     @property
     def labels_changed(self) -> bool:
@@ -363,11 +369,14 @@ def publish_tables(
     settings: Settings | None = None,
 ) -> TablesResult:
     """Per product, the bad-share rule over all shards, then the raw table (see the module
-    docstring). A product that fails the rule is an error after the others are published."""
+    docstring). Plots that fail the rule are an error (after the labels are published):
+    weather and features need them. Labels that fail it are only the result's ``failed``:
+    no night's forecasts wait for harvest labels (the DAG's ``announce_labels`` and
+    ``nuru-yield ingest`` then fail, naming it, after the weather is in)."""
     lake = lake or Lake.from_settings(settings)
     _, *reports = read_reports(lake, plan, prepare=True)
     published: dict[str, dict[str, int]] = {}
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     for product in plan.products:
         counts = [report[product] for report in reports]
         total, bad = sum(c["total"] for c in counts), sum(c["rejected"] for c in counts)
@@ -382,22 +391,25 @@ def publish_tables(
                 lake.uri(quarantine),
             )  # fmt: skip
         except DataValidationError as error:
-            failures.append(str(error))
+            failures[product] = str(error)
             continue
-        schema = _with_fingerprint(SCHEMAS[product], plan, product)
-        _, rows = assemble(lake, plan, f"{product}-good", TARGETS[product], schema)
-        if product == plots.PRODUCT:
+        if product == plots.PRODUCT:  # before the plots: their fingerprint marks the job done
             assemble(
                 lake, plan, f"{product}-geometries", names.RAW_PLOT_GEOMETRIES,
                 PLOT_GEOMETRIES_SCHEMA,
             )  # fmt: skip
+        schema = _with_fingerprint(SCHEMAS[product], plan, product)
+        _, rows = assemble(lake, plan, f"{product}-good", TARGETS[product], schema)
         published[product] = {"files": len(plan.files[product]), "rows": rows, "rejected": bad}
         log.info("ingest %s: %d rows from %d file(s), %d quarantined", product, rows,
                  len(plan.files[product]), bad)  # fmt: skip
     clear_parts(lake, plan)
-    if failures:
-        raise DataValidationError(" | ".join(failures))
-    return TablesResult(plan.run_id, plan.run_date, published, plan.unchanged)
+    result = TablesResult(plan.run_id, plan.run_date, published, plan.unchanged, failures)
+    if plots.PRODUCT in failures:
+        raise DataValidationError(" | ".join(failures.values()))
+    for failure in failures.values():
+        log.error("%s", failure)
+    return result
 
 
 PLOT_TABLES = Night(TablesPlan, TablesShardResult, prepare_tables, ingest_bucket, publish_tables)

@@ -408,6 +408,38 @@ def test_the_shards_split_plots_and_labels_without_changing_a_row(
     assert len(tables[5]["raw/plots.parquet"]) == 39 and len(tables[5]["raw/yields.parquet"]) == 39
 
 
+def test_a_publish_killed_midway_is_finished_by_the_rerun_boundaries_included(
+    tmp_path: Path, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plots table is written last, its fingerprint the mark that the job is done: a
+    publish killed after the boundaries leaves the previous plots, and the rerun (which
+    sees changed files) writes both."""
+    import geopandas as gpd
+
+    from nuru_yield.sources import plot_tables
+
+    for name, lon in (("a.geojson", 37.1), ("b.geojson", 37.2)):
+        _plots_geojson(tmp_path, [_feature(1, _square(lon, -1.2))]).rename(tmp_path / name)
+    ingest("plots", [str(tmp_path / "a.geojson")], lake=lake)
+    original, calls = plot_tables.assemble, []
+
+    def killed_at_the_second_table(lake_: Lake, plan: object, name: str, *rest: object) -> object:
+        calls.append(name)
+        if len([c for c in calls if not c.endswith("rejected")]) == 2:
+            raise KeyboardInterrupt
+        return original(lake_, plan, name, *rest)
+
+    monkeypatch.setattr(plot_tables, "assemble", killed_at_the_second_table)
+    with pytest.raises(KeyboardInterrupt):
+        ingest("plots", [str(tmp_path / "b.geojson")], lake=lake)
+    assert lake.read_parquet("raw/plots.parquet")["longitude"].to_pylist()[0] < 37.15
+    monkeypatch.setattr(plot_tables, "assemble", original)
+    ingest("plots", [str(tmp_path / "b.geojson")], lake=lake)
+    assert lake.read_parquet("raw/plots.parquet")["longitude"].to_pylist()[0] > 37.15
+    boundary = gpd.read_parquet(Path(lake.root) / "raw/plot_geometries.parquet").geometry[0]
+    assert boundary.bounds[0] == pytest.approx(37.2)
+
+
 def test_a_zipped_shapefile_in_utm_is_reprojected(tmp_path: Path) -> None:
     import geopandas as gpd
     from shapely import box
