@@ -13,7 +13,6 @@ import contextlib
 import fnmatch
 import glob
 import hashlib
-import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -121,21 +120,6 @@ def _s3_files(pattern: str, settings: Settings | None) -> list[SourceFile]:
 
 
 def _s3_client(settings: Settings | None) -> Any:
-    import boto3
+    from nuru_yield.lake import Lake
 
-    from nuru_yield.config import get_settings
-
-    settings = settings or get_settings()
-    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=secret,
-        region_name=settings.s3_region,
-    )
-
-
-def display(path: str | os.PathLike[str]) -> str:
-    """A file's name as messages show it (the base name: short, and what the user typed)."""
-    return str(path).rstrip("/").rsplit("/", 1)[-1]
+    return Lake.from_settings(settings).s3
