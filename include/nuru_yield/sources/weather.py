@@ -31,7 +31,7 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -406,38 +406,77 @@ def _read_month(
     for entry in work["entries"]:
         if entry["date"] in read:
             by_file[entry["file"]].append(entry)
-    days = sorted(read)
     ids = cells["cell_id"].to_numpy(np.int64)
-    grids = {column: np.full((len(days), len(ids)), np.nan) for column in columns}
-    position = {day: i for i, day in enumerate(days)}
+    month = unit.split("-", 1)[1]
+    path = names.source_month_path(product, int(month[:4]), int(month[5:]))
+    stored = _stored_month(lake, path, product, read)
+    kept = stored.column("date").to_numpy() if stored is not None else []
+    days = np.union1d(np.array(sorted(read), dtype="datetime64[D]"), np.asarray(kept, "M8[D]"))
+    grids = _grids(stored, ids, days, columns)  # the days kept as stored, NaN elsewhere
+    position = {str(day): i for i, day in enumerate(days)}
     fingerprints = {e["file"]: e["fingerprint"] for e in work["entries"]}
     for uri, entries in sorted(by_file.items()):
         source = SourceFile(uri, fingerprints[uri], 0)
-        with source.local(settings) as path:
+        with source.local(settings) as local:
             if product == chirps.PRODUCT:
                 wanted = sorted({dt.date.fromisoformat(e["date"]) for e in entries})
-                found, rain = chirps.read_chirps(path, source.name, cells, wanted)
+                found, rain = chirps.read_chirps(local, source.name, cells, wanted)
                 for day, values in zip(found, rain, strict=True):
                     grids["precip_mm"][position[day.isoformat()]] = values
             else:
-                file, values = agera5.read_agera5(path, source.name, cells)
+                file, values = agera5.read_agera5(local, source.name, cells)
                 grids[file.column][position[file.day.isoformat()]] = values
-    schema = _month_schema(product)
-    dates = pa.array(np.repeat(np.array(days, dtype="datetime64[D]"), len(ids))).cast(pa.date32())
-    fresh = pa.Table.from_arrays(
-        [pa.array(np.tile(ids, len(days))), dates]
-        + [pa.array(grid.ravel(), mask=np.isnan(grid.ravel())) for grid in grids.values()],
-        schema=schema,
-    )
-    month = unit.split("-", 1)[1]
-    path = names.source_month_path(product, int(month[:4]), int(month[5:]))
-    kept = _stored_rows(lake, path, schema, fresh.column("date").unique(), ids)
-    table = pa.concat_tables([kept, fresh]).sort_by(
-        [("date", "ascending"), ("cell_id", "ascending")]
-    )
+    table = _dense_table(ids, days, grids, _month_schema(product))
     manifest = json.dumps({"cells": prepared["cells"], "entries": work["entries"]}, sort_keys=True)
-    log.info("ingest %s %s: %d day(s) read, %d rows", product, month, len(days), len(table))
-    return table.replace_schema_metadata({MANIFEST_KEY: manifest}), len(days)
+    log.info("ingest %s %s: %d day(s) read, %d rows", product, month, len(read), len(table))
+    return table.replace_schema_metadata({MANIFEST_KEY: manifest}), len(read)
+
+
+def _stored_month(lake: Lake, path: str, product: str, read: set[str]) -> pa.Table | None:
+    """The stored month's rows of the days not read again (None: no stored month)."""
+    if not lake.exists(path):
+        return None
+    schema = _month_schema(product)
+    stored = lake.read_parquet(path).select(schema.names).cast(schema)
+    again = pa.array(np.array(sorted(read), dtype="datetime64[D]")).cast(pa.date32())
+    return stored.filter(pc.invert(pc.is_in(stored.column("date"), value_set=again)))
+
+
+def _grids(
+    table: pa.Table | None, ids: np.ndarray, days: np.ndarray, columns: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Each column of ``table`` on a days × cells grid (``days``, ``ids``: sorted), NaN where
+    the table has no value (or no row); rows of other cells or days are left out."""
+    grids = {column: np.full((len(days), len(ids)), np.nan) for column in columns}
+    if table is None or not table.num_rows:
+        return grids
+    day = table.column("date").to_numpy()
+    cell = table.column("cell_id").to_numpy()
+    i = np.minimum(np.searchsorted(days, day), len(days) - 1)
+    j = np.minimum(np.searchsorted(ids, cell), len(ids) - 1)
+    known = (days[i] == day) & (ids[j] == cell)
+    for column in columns:
+        values = table.column(column).to_numpy()  # nulls as NaN
+        grids[column][i[known], j[known]] = values[known]
+    return grids
+
+
+def _dense_table(
+    ids: np.ndarray, days: np.ndarray, grids: dict[str, np.ndarray], schema: pa.Schema
+) -> pa.Table:
+    """Rows of every cell on every day, sorted by day and cell, each column from its grid
+    (NaN as null; a column without a grid null)."""
+    rows = len(days) * len(ids)
+    dates = pa.array(np.repeat(days.astype("datetime64[D]"), len(ids))).cast(pa.date32())
+    arrays = [pa.array(np.tile(ids, len(days))), dates]
+    for column in list(schema)[2:]:
+        grid = grids.get(column.name)
+        if grid is None:
+            arrays.append(pa.nulls(rows, column.type))
+        else:
+            values = grid.ravel()
+            arrays.append(pa.array(values, mask=np.isnan(values)))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _month_schema(product: str) -> pa.Schema:
@@ -445,20 +484,6 @@ def _month_schema(product: str) -> pa.Schema:
         [WEATHER_SCHEMA.field("cell_id"), WEATHER_SCHEMA.field("date")]
         + [WEATHER_SCHEMA.field(column) for column in PRODUCT_COLUMNS[product]]
     )
-
-
-def _stored_rows(
-    lake: Lake, path: str, schema: pa.Schema, read: pa.Array, ids: np.ndarray
-) -> pa.Table:
-    """The stored rows of the days not read again (``read``), at the current cells only."""
-    if not lake.exists(path):
-        return schema.empty_table()
-    stored = lake.read_parquet(path).select(schema.names).cast(schema)
-    keep = pc.and_(
-        pc.invert(pc.is_in(stored.column("date"), value_set=read)),
-        pc.is_in(stored.column("cell_id"), value_set=pa.array(ids)),
-    )
-    return stored.filter(keep)
 
 
 # --- publish -------------------------------------------------------------------------------
@@ -505,8 +530,9 @@ def publish_weather(
             metadata = lake.open_parquet(target).schema_arrow.metadata or {}
             if metadata.get(STAMP_KEY.encode(), b"").decode() == stamp:
                 continue
-        table = _weather_year(lake, parts, cells)
-        uris.append(lake.write_parquet(target, table.replace_schema_metadata({STAMP_KEY: stamp})))
+        schema = WEATHER_SCHEMA.with_metadata({STAMP_KEY: stamp})
+        uri, _ = lake.write_parquet_batches(target, schema, _weather_year(lake, parts, cells))
+        uris.append(uri)
         rebuilt.append(year)
     lake.write_parquet(names.RAW_WEATHER_SOURCES, _sources_table(lake))
     clear_parts(lake, plan)
@@ -530,32 +556,29 @@ def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:
     return digest.hexdigest()[:32]
 
 
-def _weather_year(lake: Lake, parts: dict[str, list[str]], cells: pd.DataFrame) -> pa.Table:
-    """A year of raw weather: each product's stored months at the current cells, joined
-    on cell and day (a column no product gave is null), sorted by day and cell."""
-    ids = pa.array(cells["cell_id"].to_numpy(np.int64))
-    joined: pa.Table | None = None
-    for product in PRODUCTS:
-        if not parts[product]:
-            continue
-        schema = _month_schema(product)
-        table = lake.read_parquet(parts[product]).select(schema.names).cast(schema)
-        table = table.filter(pc.is_in(table.column("cell_id"), value_set=ids))
-        joined = (
-            table
-            if joined is None
-            else joined.join(
-                table, keys=["cell_id", "date"], join_type="full outer", coalesce_keys=True
-            )
-        )
-    assert joined is not None, "a year without a stored month"
-    columns = [
-        joined.column(field.name) if field.name in joined.column_names
-        else pa.nulls(joined.num_rows, field.type)
-        for field in WEATHER_SCHEMA
-    ]  # fmt: skip
-    table = pa.Table.from_arrays(columns, schema=WEATHER_SCHEMA)
-    return table.sort_by([("date", "ascending"), ("cell_id", "ascending")])
+def _weather_year(
+    lake: Lake, parts: dict[str, list[str]], cells: pd.DataFrame
+) -> Iterator[pa.Table]:
+    """A year of raw weather, month by month: each product's stored month on one days ×
+    cells grid over the current cells (a column no product gave is null), every cell on
+    every day either product has, sorted by day and cell."""
+    ids = cells["cell_id"].to_numpy(np.int64)
+    by_month: dict[str, dict[str, str]] = defaultdict(dict)
+    for product, paths in parts.items():
+        for path in paths:
+            by_month[path.rsplit("month=", 1)[1][:2]][product] = path
+    for month in sorted(by_month):
+        tables = {
+            product: lake.read_parquet(path).select(_month_schema(product).names)
+            for product, path in by_month[month].items()
+        }
+        days = np.unique(
+            np.concatenate([table.column("date").to_numpy() for table in tables.values()])
+        ).astype("datetime64[D]")
+        grids: dict[str, np.ndarray] = {}
+        for product, table in tables.items():
+            grids |= _grids(table, ids, days, PRODUCT_COLUMNS[product])
+        yield _dense_table(ids, days, grids, WEATHER_SCHEMA)
 
 
 def _sources_table(lake: Lake) -> pa.Table:
