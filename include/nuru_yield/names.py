@@ -32,10 +32,9 @@ RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
 # (row + reason + file).
 RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"
 RAW_REJECTED = "raw/rejected"
-# What ingestion keeps of each gridded product between runs: one file per month, sampled
-# at the weather cells, with the files and fingerprints it came from (never read by features).
+# Where raw ingestion stages its shards' parts (never read by features).
 SOURCES = "sources"
-# Where raw ingestion's two sharded nights stage their parts (``{prefix}/_parts/{D}/``).
+# Its two sharded nights' prefixes (``{prefix}/_parts/{D}/``).
 SOURCES_TABLES = f"{SOURCES}/tables"
 SOURCES_WEATHER = f"{SOURCES}/weather"
 
@@ -67,9 +66,9 @@ def weather_year_path(year: int, part: str = "part-0") -> str:
     return f"{RAW_WEATHER}/year={year}/{part}.parquet"
 
 
-def source_month_path(product: str, year: int, month: int) -> str:
-    """One month of a gridded product sampled at the weather cells (``nuru-yield ingest``)."""
-    return f"{SOURCES}/{product}/year={year}/month={month:02d}.parquet"
+def weather_month_path(year: int, month: int) -> str:
+    """One month of ingested raw weather (``nuru-yield ingest chirps|agera5``)."""
+    return weather_year_path(year, f"month-{month:02d}")
 
 
 def rejected_raw_path(product: str) -> str:

@@ -53,7 +53,7 @@ def test_products_from_an_s3_prefix_into_an_s3_lake(
     glob = f"s3://{s3_bucket}/inbox/chirps/chirps-v2.0.*.tif.gz"
     done = ingest("chirps", [glob], NIGHT, lake=lake, shards=2)
     assert done.lines() == ["chirps: 30 file(s), 30 day(s) read; raw weather rebuilt for 2024"]
-    weather = lake.read_parquet("raw/weather/year=2024/part-0.parquet").to_pandas()
+    weather = lake.read_parquet("raw/weather/year=2024/month-04.parquet").to_pandas()
     pivot = weather.pivot(index="date", columns="cell_id", values="precip_mm")
     np.testing.assert_array_equal(pivot.to_numpy(), rain)
     assert lake.list("sources/weather/_parts") == []  # staged on S3, cleared by publish

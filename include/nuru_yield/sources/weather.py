@@ -1,23 +1,27 @@
 """CHIRPS and AgERA5 into the raw weather, incrementally, in K shards of months: a sharded
 night (:mod:`nuru_yield.nightly`).
 
+The raw weather of an ingested year is one file a month, ``raw/weather/year=YYYY/month-MM.parquet``
+(every weather cell on every day a product has, all weather columns), whose metadata keeps
+its manifest: the weather cells it was sampled at and, for each day and column, the file,
+fingerprint, variable and version it came from.
+
 * :func:`prepare_weather` resolves each product's files (the files given, else the
-  configured source), finds the day(s) each holds and picks, per day (and AgERA5 variable),
-  the file that wins (CHIRPS: final over preliminary, a daily file over the yearly one;
-  AgERA5: the preferred variable, then the newest version). It compares that with what each
-  month's stored part says it was built from (file, fingerprint and version per day, and the
-  weather cells it was sampled at) and lists the months (of a product) with a day that is new
-  or whose file changed: only those are read, spread over the shards.
-* :func:`ingest_months` reads the changed days of its months at the weather cells (every
-  0.05° CHIRPS pixel that holds a plot of ``raw/plots.parquet``), keeps each month's other
-  days as stored, and stages the month, its manifest in the file's metadata.
-* :func:`publish_weather` moves each staged month into
-  ``sources/{product}/year=YYYY/month=MM.parquet``, then rebuilds
-  ``raw/weather/year=YYYY/part-0.parquet`` for every year whose stored months changed since
-  the file was written (rain and temperature joined on cell and day),
-  ``raw/weather_cells.parquet`` and ``raw/weather_sources.parquet`` (which file and version
-  each day came from). Every file is written atomically, sorted, with no time stamp, so
-  ingesting the same files twice gives byte-identical raw partitions, and an ingest killed
+  configured source), finds the day(s) each holds and picks, per day and column, the file
+  that wins (CHIRPS: final over preliminary, a daily file over the yearly one; AgERA5: the
+  preferred variable, then the newest version). It compares that with each month's manifest
+  and lists the months with a (day, column) that is new or whose file changed (every one of
+  the month's when the cells changed): only those are read, spread over the shards by what
+  they read.
+* :func:`ingest_months` reads the changed days and columns of its months at the weather
+  cells (every 0.05° CHIRPS pixel that holds a plot of ``raw/plots.parquet``; AgERA5 at the
+  pixel holding the cell's centre), keeps each month's other values as they are, and stages
+  the month.
+* :func:`publish_weather` moves each staged month into place (a year's other files, such as
+  a ``part-0.parquet`` written before ingestion was configured, are removed: the ingested
+  months replace them), then writes ``raw/weather_cells.parquet`` and
+  ``raw/weather_sources.parquet`` (which file and version each day came from). Every file is
+  written atomically: ingesting the same files again rewrites nothing, and an ingest killed
   anywhere leaves the previous raw weather in place (a rerun finishes the job).
 
 :data:`WEATHER` names the three steps: ``nuru-yield ingest chirps|agera5`` runs them in one
@@ -30,15 +34,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from nuru_yield import names
 from nuru_yield.config import get_settings
@@ -66,9 +70,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRODUCTS = (chirps.PRODUCT, agera5.PRODUCT)
-PRODUCT_COLUMNS = {chirps.PRODUCT: ["precip_mm"], agera5.PRODUCT: list(agera5.COLUMNS)}
+COLUMNS = [name for name in WEATHER_SCHEMA.names if name not in ("cell_id", "date")]
 MANIFEST_KEY = "nuru_yield.sources"
-STAMP_KEY = "nuru_yield.weather_inputs"
+MONTH_FILE = re.compile(r"/year=(\d{4})/month-(\d{2})\.parquet$")
 SOURCES_SCHEMA = pa.schema(
     [
         ("product", pa.string()),
@@ -84,9 +88,9 @@ SOURCES_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class WeatherPlan(NightPlan):
-    """One weather run: its products, the (product, month) units each shard reads
-    (``{product}-{YYYY}-{MM}``), and counts for messages. The day-by-day plan is the prepare
-    step's report (too large for XCom: thousands of AgERA5 files a year)."""
+    """One weather run: its products, the months (``YYYY-MM``) each shard reads, and counts
+    for messages. The day-by-day plan is the prepare step's report (too large for XCom:
+    thousands of AgERA5 files a year)."""
 
     products: list[str]
     units: list[list[str]]  # per shard
@@ -98,13 +102,13 @@ class WeatherPlan(NightPlan):
     PREFIX = names.SOURCES_WEATHER
 
     def units_of(self, shard: int) -> list[str]:
-        """The units shard ``shard`` reads."""
+        """The months shard ``shard`` reads."""
         return self.units[self.checked(shard)]
 
 
 @dataclass(frozen=True)
 class WeatherShardResult(StepResult):
-    """What one shard staged: its units and the days it read, per product."""
+    """What one shard staged: its months and the days it read, per product."""
 
     shard: int
     units: list[str]
@@ -113,13 +117,12 @@ class WeatherShardResult(StepResult):
 
 @dataclass(frozen=True)
 class WeatherResult(NightResult):
-    """What a run published: per product its files and the days read; the raw weather
-    years rebuilt."""
+    """What a run published: per product its files and the days read; the years whose raw
+    weather changed."""
 
     files: dict[str, int]
     days_read: dict[str, int]
     years: list[int]
-    uris: list[str] = field(default_factory=list)
     missing: dict[str, list[str]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -173,18 +176,16 @@ def prepare_weather(
     dag_run_id: str | None = None,
     sources: Mapping[str, Sequence[str]] | None = None,
 ) -> WeatherPlan:
-    """Which months of which product to read (see the module docstring); days after
-    ``run_date`` are left for a later night. ``sources``: product → files, folders, globs or
-    ``s3://`` prefixes (``nuru-yield ingest``); None: every product with a configured
-    source."""
+    """Which months to read (see the module docstring); days after ``run_date`` are left for
+    a later night. ``sources``: product → files, folders, globs or ``s3://`` prefixes
+    (``nuru-yield ingest``); None: every product with a configured source."""
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
     wanted_sources = _wanted(sources, settings)
-    work: dict[str, dict[str, Any]] = {}
+    given: dict[tuple[str, str], dict[str, str]] = {}
     files: dict[str, int] = {}
     days: dict[str, int] = {}
     missing: dict[str, list[str]] = {}
-    cells_hash = _cells_hash(weather_cells(lake)) if wanted_sources else ""
     for product, patterns in wanted_sources.items():
         found = resolve(patterns, settings)
         wanted = {
@@ -198,7 +199,9 @@ def prepare_weather(
             )
         files[product], days[product] = len(found), len({day for day, _ in wanted})
         missing |= {f"{product} {c}": gap for c, gap in _missing_days(product, wanted).items()}
-        work |= _changed_months(lake, product, wanted, cells_hash)
+        given |= wanted
+    cells_hash = _cells_hash(weather_cells(lake)) if wanted_sources else ""
+    work = _changed_months(lake, given, cells_hash)
     count = max(1, min(shards or settings.ingest_shards, len(work)))
     plan = WeatherPlan(
         run_id=WeatherPlan.new_run_id(run_date),
@@ -221,24 +224,67 @@ def prepare_weather(
     return plan
 
 
+def _wanted(
+    sources: Mapping[str, Sequence[str]] | None, settings: Settings
+) -> dict[str, list[str]]:
+    """Product → patterns: those given (products of this night only), else the configured."""
+    if sources is not None:
+        return {product: list(sources[product]) for product in PRODUCTS if product in sources}
+    configured = {chirps.PRODUCT: settings.chirps_source, agera5.PRODUCT: settings.agera5_source}
+    return {product: [source] for product, source in configured.items() if source}
+
+
+def _changed_months(
+    lake: Lake, given: dict[tuple[str, str], dict[str, str]], cells_hash: str
+) -> dict[str, dict[str, Any]]:
+    """Month → the (day, column) pairs to read and every (day, column)'s entry (the
+    manifest's, with the files given now winning), for each month with a pair that is new or
+    whose file changed, or every pair of the month when the cells changed (the files the
+    manifest names are read again, whichever product was given)."""
+    by_month: dict[str, dict[tuple[str, str], dict[str, str]]] = defaultdict(dict)
+    for key, entry in given.items():
+        by_month[key[0][:7]][key] = entry
+    work = {}
+    for month, entries in sorted(by_month.items()):
+        stored = _manifest(lake, month)
+        merged = {**stored["entries"], **entries}
+        if stored["cells"] != cells_hash:
+            read = set(merged)
+        else:
+            read = {key for key, entry in entries.items() if stored["entries"].get(key) != entry}
+        if read:
+            work[month] = {
+                "read": sorted(read),
+                "entries": [{"date": d, "column": c, **e} for (d, c), e in sorted(merged.items())],
+            }
+    return work
+
+
+def _manifest(lake: Lake, month: str) -> dict[str, Any]:
+    """The cells and the (day, column) entries a raw weather month was built from."""
+    path = names.weather_month_path(int(month[:4]), int(month[5:]))
+    if not lake.exists(path):
+        return {"cells": None, "entries": {}}
+    metadata = lake.open_parquet(path).schema_arrow.metadata or {}
+    stored = json.loads(metadata.get(MANIFEST_KEY.encode(), b'{"entries": []}'))
+    keys = ("product", "file", "fingerprint", "variable", "version")
+    return {
+        "cells": stored.get("cells"),
+        "entries": {(e["date"], e["column"]): {k: e[k] for k in keys} for e in stored["entries"]},
+    }
+
+
 def _balanced(work: dict[str, dict[str, Any]], shards: int) -> list[list[str]]:
-    """The units spread over ``shards`` with about the same number of values to read each
-    (a month of AgERA5 is three files a day, of CHIRPS one yearly file or a file a day):
-    the largest unit first, each to the shard with the least so far. Each shard's units in
-    order."""
+    """The months spread over ``shards`` with about as many values to read each (a month
+    of AgERA5 is three files a day, of CHIRPS one yearly file or a file a day): the largest
+    first, each to the shard with the least so far. Each shard's months in order."""
     load = [0] * shards
     spread: list[list[str]] = [[] for _ in range(shards)]
-    for unit in sorted(work, key=lambda unit: (-_cost(work[unit]), unit)):
+    for month in sorted(work, key=lambda month: (-len(work[month]["read"]), month)):
         lightest = load.index(min(load))
-        spread[lightest].append(unit)
-        load[lightest] += _cost(work[unit])
-    return [sorted(units) for units in spread]
-
-
-def _cost(unit: dict[str, Any]) -> int:
-    """What a unit reads: its (day, column) entries to read."""
-    read = set(unit["read"])
-    return sum(entry["date"] in read for entry in unit["entries"])
+        spread[lightest].append(month)
+        load[lightest] += len(work[month]["read"])
+    return [sorted(months) for months in spread]
 
 
 def _missing_days(
@@ -264,40 +310,6 @@ def _missing_days(
     return holes
 
 
-def _wanted(
-    sources: Mapping[str, Sequence[str]] | None, settings: Settings
-) -> dict[str, list[str]]:
-    """Product → patterns: those given (products of this night only), else the configured."""
-    if sources is not None:
-        return {product: list(sources[product]) for product in PRODUCTS if product in sources}
-    configured = {chirps.PRODUCT: settings.chirps_source, agera5.PRODUCT: settings.agera5_source}
-    return {product: [source] for product, source in configured.items() if source}
-
-
-def _changed_months(
-    lake: Lake, product: str, wanted: dict[tuple[str, str], dict[str, str]], cells_hash: str
-) -> dict[str, dict[str, Any]]:
-    """Unit → the days to read and every day's entry, for each month of ``product`` with a
-    day that is new or whose file changed (every day when the cells changed)."""
-    by_month: dict[str, dict[tuple[str, str], dict[str, str]]] = defaultdict(dict)
-    for key, entry in wanted.items():
-        by_month[key[0][:7]][key] = entry
-    work = {}
-    for month, entries in sorted(by_month.items()):
-        stored = _stored_manifest(lake, product, month)
-        merged = {**stored["entries"], **entries}
-        changed = {day for (day, column), entry in entries.items()
-                   if stored["entries"].get((day, column)) != entry}  # fmt: skip
-        if stored["cells"] != cells_hash:
-            changed |= {day for day, _ in merged}
-        if changed:
-            work[f"{product}-{month}"] = {
-                "read": sorted(changed),
-                "entries": [{"date": d, "column": c, **e} for (d, c), e in sorted(merged.items())],
-            }
-    return work
-
-
 def _winners(
     product: str, files: list[SourceFile], settings: Settings
 ) -> dict[tuple[str, str], dict[str, str]]:
@@ -311,7 +323,7 @@ def _winners(
 
 
 def _entries(product: str, source: SourceFile, settings: Settings) -> list[tuple[Any, ...]]:
-    base = {"file": source.uri, "fingerprint": source.fingerprint}
+    base = {"product": product, "file": source.uri, "fingerprint": source.fingerprint}
     if product == chirps.PRODUCT:
         described = chirps.describe(source.uri)
         if described is None:
@@ -334,23 +346,6 @@ def _entries(product: str, source: SourceFile, settings: Settings) -> list[tuple
         )
     entry = {**base, "variable": file.variable, "version": f"final-v{file.version}"}
     return [((file.day.isoformat(), file.column), (*file.rank, source.uri), entry)]
-
-
-def _stored_manifest(lake: Lake, product: str, month: str) -> dict[str, Any]:
-    path = names.source_month_path(product, int(month[:4]), int(month[5:]))
-    if not lake.exists(path):
-        return {"cells": None, "entries": {}}
-    metadata = lake.open_parquet(path).schema_arrow.metadata or {}
-    stored = json.loads(metadata.get(MANIFEST_KEY.encode(), b'{"entries": []}'))
-    return {
-        "cells": stored.get("cells"),
-        "entries": {
-            (e["date"], e["column"]): {
-                k: e[k] for k in ("file", "fingerprint", "variable", "version")
-            }
-            for e in stored["entries"]
-        },
-    }
 
 
 # --- the months ------------------------------------------------------------------------------
@@ -379,67 +374,57 @@ def ingest_months(
             raise DataValidationError(
                 f"the plots changed since ingest run {plan.run_id} was prepared: rerun from prepare"
             )
-        for unit in units:
-            product = unit.split("-", 1)[0]
-            table, read = _read_month(lake, product, unit, prepared, cells, settings)
-            lake.write_parquet(plan.part(shard, unit), table.cast(stamped(table.schema, plan)))
-            days_read[product] += read
+        for month in units:
+            table, read = _read_month(lake, month, prepared, cells, settings)
+            lake.write_parquet(
+                plan.part(shard, f"month-{month}"), table.cast(stamped(table.schema, plan))
+            )
+            for product, count in read.items():
+                days_read[product] = days_read.get(product, 0) + count
     write_report(lake, plan, shard, {"units": units, "days_read": days_read})
     log.info("ingest weather shard %d/%d: %s", shard, plan.shards, ", ".join(units) or "nothing")
     return WeatherShardResult(shard, units, days_read)
 
 
 def _read_month(
-    lake: Lake,
-    product: str,
-    unit: str,
-    prepared: dict[str, Any],
-    cells: pd.DataFrame,
-    settings: Settings,
-) -> tuple[pa.Table, int]:
-    """One month of ``product`` at the cells: its changed days read, its other days as
-    stored, its manifest in the metadata; and how many days were read."""
-    work = prepared["work"][unit]
-    read = set(work["read"])
-    columns = PRODUCT_COLUMNS[product]
-    by_file: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for entry in work["entries"]:
-        if entry["date"] in read:
-            by_file[entry["file"]].append(entry)
+    lake: Lake, month: str, prepared: dict[str, Any], cells: pd.DataFrame, settings: Settings
+) -> tuple[pa.Table, dict[str, int]]:
+    """One month at the cells: its changed (day, column) pairs read from their files, its
+    other values as they are, its manifest in the metadata; and the days read per
+    product."""
+    work = prepared["work"][month]
+    entries = {(e["date"], e["column"]): e for e in work["entries"]}
+    read = [tuple(pair) for pair in work["read"]]
     ids = cells["cell_id"].to_numpy(np.int64)
-    month = unit.split("-", 1)[1]
-    path = names.source_month_path(product, int(month[:4]), int(month[5:]))
-    stored = _stored_month(lake, path, product, read)
-    kept = stored.column("date").to_numpy() if stored is not None else []
-    days = np.union1d(np.array(sorted(read), dtype="datetime64[D]"), np.asarray(kept, "M8[D]"))
-    grids = _grids(stored, ids, days, columns)  # the days kept as stored, NaN elsewhere
+    days = np.array(sorted({day for day, _ in entries}), dtype="datetime64[D]")
+    path = names.weather_month_path(int(month[:4]), int(month[5:]))
+    stored = lake.read_parquet(path).select(WEATHER_SCHEMA.names) if lake.exists(path) else None
+    grids = _grids(stored, ids, days, COLUMNS)  # the values kept as they are
     position = {str(day): i for i, day in enumerate(days)}
-    fingerprints = {e["file"]: e["fingerprint"] for e in work["entries"]}
-    for uri, entries in sorted(by_file.items()):
-        source = SourceFile(uri, fingerprints[uri], 0)
+    by_file: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for day, column in read:
+        grids[column][position[day]] = np.nan
+        by_file[entries[(day, column)]["file"]].append((day, column))
+    for uri, pairs in sorted(by_file.items()):
+        source = SourceFile(uri, entries[pairs[0]]["fingerprint"], 0)
         with source.local(settings) as local:
-            if product == chirps.PRODUCT:
-                wanted = sorted({dt.date.fromisoformat(e["date"]) for e in entries})
+            if entries[pairs[0]]["product"] == chirps.PRODUCT:
+                wanted = sorted({dt.date.fromisoformat(day) for day, _ in pairs})
                 found, rain = chirps.read_chirps(local, source.name, cells, wanted)
                 for day, values in zip(found, rain, strict=True):
                     grids["precip_mm"][position[day.isoformat()]] = values
             else:
                 file, values = agera5.read_agera5(local, source.name, cells)
                 grids[file.column][position[file.day.isoformat()]] = values
-    table = _dense_table(ids, days, grids, _month_schema(product))
+    table = _dense_table(ids, days, grids, WEATHER_SCHEMA)
     manifest = json.dumps({"cells": prepared["cells"], "entries": work["entries"]}, sort_keys=True)
-    log.info("ingest %s %s: %d day(s) read, %d rows", product, month, len(read), len(table))
-    return table.replace_schema_metadata({MANIFEST_KEY: manifest}), len(read)
-
-
-def _stored_month(lake: Lake, path: str, product: str, read: set[str]) -> pa.Table | None:
-    """The stored month's rows of the days not read again (None: no stored month)."""
-    if not lake.exists(path):
-        return None
-    schema = _month_schema(product)
-    stored = lake.read_parquet(path).select(schema.names).cast(schema)
-    again = pa.array(np.array(sorted(read), dtype="datetime64[D]")).cast(pa.date32())
-    return stored.filter(pc.invert(pc.is_in(stored.column("date"), value_set=again)))
+    counts: dict[str, set[str]] = defaultdict(set)
+    for day, column in read:
+        counts[entries[(day, column)]["product"]].add(day)
+    log.info("ingest weather %s: %d (day, column) value(s) read", month, len(read))
+    return table.replace_schema_metadata({MANIFEST_KEY: manifest}), {
+        product: len(found_days) for product, found_days in counts.items()
+    }
 
 
 def _grids(
@@ -479,13 +464,6 @@ def _dense_table(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _month_schema(product: str) -> pa.Schema:
-    return pa.schema(
-        [WEATHER_SCHEMA.field("cell_id"), WEATHER_SCHEMA.field("date")]
-        + [WEATHER_SCHEMA.field(column) for column in PRODUCT_COLUMNS[product]]
-    )
-
-
 # --- publish -------------------------------------------------------------------------------
 def publish_weather(
     plan: WeatherPlan,
@@ -494,100 +472,43 @@ def publish_weather(
     lake: Lake | None = None,
     settings: Settings | None = None,
 ) -> WeatherResult:
-    """Move the staged months into place, then rebuild the raw weather years whose stored
-    months changed, the weather cells and the day-by-day sources table (see the module
-    docstring). Without a weather product, the raw weather is left as it is (a team may
-    write it itself)."""
+    """Move the staged months into place, then write the weather cells and the day-by-day
+    sources table (see the module docstring). Without a weather product, the raw weather is
+    left as it is (a team may write it itself)."""
     lake = lake or Lake.from_settings(settings)
     if not plan.products:
         clear_parts(lake, plan)
         return WeatherResult(plan.run_id, plan.run_date, {}, {}, [])
     _, *reports = read_reports(lake, plan, prepare=True)
     for shard in range(plan.shards):
-        for unit in plan.units_of(shard):
-            product, month = unit.split("-", 1)
-            place(lake, plan, shard, unit,
-                  names.source_month_path(product, int(month[:4]), int(month[5:])))  # fmt: skip
-    cells = weather_cells(lake)
-    lake.write_parquet(names.RAW_WEATHER_CELLS, cells_table(cells))
-    years = sorted(
-        {
-            int(path.split("year=")[1][:4])
-            for product in PRODUCTS
-            for path in lake.list(f"{names.SOURCES}/{product}", ".parquet")
-            if "year=" in path
-        }
-    )
-    rebuilt, uris = [], []
-    for year in years:
-        parts = {
-            product: lake.list(f"{names.SOURCES}/{product}/year={year}", ".parquet")
-            for product in PRODUCTS
-        }
-        stamp = _stamp(lake, parts)
-        target = names.weather_year_path(year)
-        if lake.exists(target):
-            metadata = lake.open_parquet(target).schema_arrow.metadata or {}
-            if metadata.get(STAMP_KEY.encode(), b"").decode() == stamp:
-                continue
-        schema = WEATHER_SCHEMA.with_metadata({STAMP_KEY: stamp})
-        uri, _ = lake.write_parquet_batches(target, schema, _weather_year(lake, parts, cells))
-        uris.append(uri)
-        rebuilt.append(year)
+        for month in plan.units_of(shard):
+            path = names.weather_month_path(int(month[:4]), int(month[5:]))
+            place(lake, plan, shard, f"month-{month}", path)
+    years = sorted({int(month[:4]) for units in plan.units for month in units})
+    for year in years:  # the ingested months are the year's raw weather
+        for path in lake.list(f"{names.RAW_WEATHER}/year={year}", ".parquet"):
+            if not MONTH_FILE.search(f"/{path}"):
+                log.warning("ingest weather: %s replaced by the ingested months", lake.uri(path))
+                lake.delete(path)
+    lake.write_parquet(names.RAW_WEATHER_CELLS, cells_table(weather_cells(lake)))
     lake.write_parquet(names.RAW_WEATHER_SOURCES, _sources_table(lake))
     clear_parts(lake, plan)
     days_read = {
         product: sum(report["days_read"].get(product, 0) for report in reports)
         for product in plan.products
     }
-    log.info("ingest weather: raw weather rebuilt for %s", rebuilt or "no year")
-    return WeatherResult(
-        plan.run_id, plan.run_date, plan.files, days_read, rebuilt, uris, plan.missing
-    )
-
-
-def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:
-    """What a raw weather year is built from: each stored month's manifest."""
-    digest = hashlib.sha256()
-    for product, paths in sorted(parts.items()):
-        for path in paths:
-            metadata = lake.open_parquet(path).schema_arrow.metadata or {}
-            digest.update(f"{product}:{path}:".encode() + metadata.get(MANIFEST_KEY.encode(), b""))
-    return digest.hexdigest()[:32]
-
-
-def _weather_year(
-    lake: Lake, parts: dict[str, list[str]], cells: pd.DataFrame
-) -> Iterator[pa.Table]:
-    """A year of raw weather, month by month: each product's stored month on one days ×
-    cells grid over the current cells (a column no product gave is null), every cell on
-    every day either product has, sorted by day and cell."""
-    ids = cells["cell_id"].to_numpy(np.int64)
-    by_month: dict[str, dict[str, str]] = defaultdict(dict)
-    for product, paths in parts.items():
-        for path in paths:
-            by_month[path.rsplit("month=", 1)[1][:2]][product] = path
-    for month in sorted(by_month):
-        tables = {
-            product: lake.read_parquet(path).select(_month_schema(product).names)
-            for product, path in by_month[month].items()
-        }
-        days = np.unique(
-            np.concatenate([table.column("date").to_numpy() for table in tables.values()])
-        ).astype("datetime64[D]")
-        grids: dict[str, np.ndarray] = {}
-        for product, table in tables.items():
-            grids |= _grids(table, ids, days, PRODUCT_COLUMNS[product])
-        yield _dense_table(ids, days, grids, WEATHER_SCHEMA)
+    log.info("ingest weather: raw weather rebuilt for %s", years or "no year")
+    return WeatherResult(plan.run_id, plan.run_date, plan.files, days_read, years, plan.missing)
 
 
 def _sources_table(lake: Lake) -> pa.Table:
+    """Which file, version and variable each day and column of the raw weather came from:
+    the manifests of every ingested month."""
     rows = []
-    for product in PRODUCTS:
-        for path in lake.list(f"{names.SOURCES}/{product}", ".parquet"):
+    for path in lake.list(names.RAW_WEATHER, ".parquet"):
+        if MONTH_FILE.search(f"/{path}"):
             metadata = lake.open_parquet(path).schema_arrow.metadata or {}
-            stored = json.loads(metadata.get(MANIFEST_KEY.encode(), b'{"entries": []}'))
-            rows.extend({"product": product, **entry} for entry in stored["entries"])
+            rows += json.loads(metadata.get(MANIFEST_KEY.encode(), b'{"entries": []}'))["entries"]
     frame = pd.DataFrame(rows, columns=SOURCES_SCHEMA.names)
     frame["date"] = pd.to_datetime(frame["date"]).dt.date
     frame = frame.sort_values(["product", "date", "column"])

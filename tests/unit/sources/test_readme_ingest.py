@@ -43,6 +43,6 @@ def test_the_readme_ingest_commands_run_as_written(
     assert "plots: 1 file(s)" in out and "0 quarantined" in out
     assert "agera5: 1098 file(s), 366 day(s) read; raw weather rebuilt for 2024" in out
     assert "yields: 1 file(s), 0 rows" in out  # the 2024 harvests are not in yet
-    assert (tmp_path / ".nuru/lake/raw/weather/year=2024/part-0.parquet").exists()
+    assert len(list((tmp_path / ".nuru/lake/raw/weather/year=2024").glob("month-*.parquet"))) == 12
     features = tmp_path / ".nuru/lake/features/2024-06-15/plot_features.parquet"
     assert pq.read_metadata(features).num_rows > 400  # the Long Rains crops in progress

@@ -12,6 +12,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from nuru_yield.cli import main
@@ -87,7 +88,7 @@ def world(tmp_path: Path, lake: Lake) -> dict:
 
 
 def _raw_weather(lake: Lake) -> pd.DataFrame:
-    frame = lake.read_parquet("raw/weather/year=2024/part-0.parquet").to_pandas()
+    frame = lake.read_parquet(lake.list("raw/weather/year=2024", ".parquet")).to_pandas()
     return frame.sort_values(["date", "cell_id"]).reset_index(drop=True)
 
 
@@ -120,15 +121,41 @@ def test_agera5_kelvin_become_celsius_at_the_cells(world: dict, lake: Lake) -> N
     np.testing.assert_allclose(tmax.to_numpy(), world["tmax"][:3])
 
 
-def test_reingesting_is_byte_identical_and_reads_nothing_new(world: dict, lake: Lake) -> None:
+def _raw_files(lake: Lake) -> dict[str, bytes]:
+    return {path: lake.read_bytes(path) for path in lake.list("raw")}
+
+
+def test_reingesting_rewrites_nothing_and_a_lost_month_comes_back_the_same(
+    world: dict, lake: Lake
+) -> None:
     formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"])
     ingest("chirps", [str(world["chirps"])], lake=lake)
-    path = Path(lake.root) / "raw/weather/year=2024/part-0.parquet"
-    first = path.read_bytes()
-    path.unlink()  # publish rebuilds a missing year even when no day is new
+    first = _raw_files(lake)
+    assert sorted(p.rsplit("/", 1)[1] for p in first if "year=2024" in p) == [
+        "month-03.parquet", "month-04.parquet"
+    ]  # fmt: skip
     again = ingest("chirps", [str(world["chirps"])], lake=lake)
     assert again.days_read == {"chirps": 0}
-    assert path.read_bytes() == first
+    assert _raw_files(lake) == first  # byte for byte
+    march = "raw/weather/year=2024/month-03.parquet"
+    rows = lake.read_parquet(march)
+    lake.delete(march)  # a month lost: its days are read again, the same values come back
+    assert ingest("chirps", [str(world["chirps"])], lake=lake).days_read == {"chirps": 31}
+    assert lake.read_parquet(march).equals(rows)
+
+
+def test_the_ingested_months_replace_a_year_written_before_ingestion_was_configured(
+    world: dict, lake: Lake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A year file written another way (sample data's ``part-0.parquet``, a team's own)
+    would double every day the ingested months give: it goes, and the log says so."""
+    lake.write_parquet("raw/weather/year=2024/part-0.parquet", pa.table({"cell_id": [1]}))
+    lake.write_parquet("raw/weather/year=2023/part-0.parquet", pa.table({"cell_id": [1]}))
+    formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"])
+    ingest("chirps", [str(world["chirps"])], lake=lake)
+    assert not lake.exists("raw/weather/year=2024/part-0.parquet")
+    assert lake.exists("raw/weather/year=2023/part-0.parquet")  # a year it did not write
+    assert "part-0.parquet replaced by the ingested months" in caplog.text
 
 
 def test_a_preliminary_day_is_replaced_by_final_data_and_the_version_recorded(
@@ -153,7 +180,7 @@ def test_a_failed_weather_ingest_leaves_the_previous_raw_weather(
 ) -> None:
     formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"])
     ingest("chirps", [str(world["chirps"])], lake=lake)
-    before = (Path(lake.root) / "raw/weather/year=2024/part-0.parquet").read_bytes()
+    before = _raw_files(lake)
     formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"] + 2)
     calls = []
 
@@ -167,7 +194,7 @@ def test_a_failed_weather_ingest_leaves_the_previous_raw_weather(
     monkeypatch.setattr(weather_module, "_read_month", dies_on_the_second_month)
     with pytest.raises(KeyboardInterrupt):
         ingest("chirps", [str(world["chirps"])], lake=lake)
-    assert (Path(lake.root) / "raw/weather/year=2024/part-0.parquet").read_bytes() == before
+    assert _raw_files(lake) == before
     monkeypatch.setattr(weather_module, "_read_month", original)
     ingest("chirps", [str(world["chirps"])], lake=lake)  # the rerun finishes the job
     np.testing.assert_allclose(
@@ -598,7 +625,8 @@ def test_ingest_all_runs_every_configured_product_and_leaves_the_others(
         "yields: 1 file(s), 1 rows, 0 quarantined",
         "chirps: 1 file(s), 31 day(s) read; raw weather rebuilt for 2024",  # to the night
     ]
-    assert not lake.exists("sources/agera5")  # no AGERA5_SOURCE: nothing of it
+    sources = lake.read_parquet("raw/weather_sources.parquet").to_pandas()
+    assert set(sources["product"]) == {"chirps"}  # no AGERA5_SOURCE: nothing of it
     for name in ("PLOTS", "CHIRPS", "YIELDS"):
         monkeypatch.delenv(f"{name}_SOURCE")
     reset_settings()
