@@ -83,9 +83,9 @@ def write_chirps_year(
             axis = nc.createVariable(name, "f4", (name,))
             axis.units = units
             axis[:] = values
-        var = nc.createVariable(
+        var = nc.createVariable(  # a chunk a day, as a daily product is read
             "precip", "f4", ("time", "latitude", "longitude"), zlib=True, complevel=1,
-            fill_value=np.float32(FILL),
+            fill_value=np.float32(FILL), chunksizes=(1, len(lat), len(lon)),
         )  # fmt: skip
         var.units, var.long_name = (
             "mm/day",
