@@ -449,16 +449,26 @@ def _join_seasons(
     return rows.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
 
 
+def season_names(given: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The contract's season of each value as given (the spellings of :data:`SEASONS`,
+    matched ignoring case and punctuation; each distinct value looked up once), and for the
+    values it cannot name the reason ``unknown season '…'`` (null elsewhere)."""
+    text = given.astype("string")
+    known = {
+        value: SEASONS.get("".join(ch for ch in value.lower() if ch.isalnum()))
+        for value in text.dropna().unique()
+    }
+    names = text.map(known).astype("string")
+    bad = names.isna()
+    return names, ("unknown season " + text[bad].fillna("").map(repr)).reindex(text.index)
+
+
 def _season_columns(plots: pd.DataFrame, quarantine: Quarantine) -> None:
     where = ", ".join(sorted(plots[SOURCE].dropna().unique()))
     season = require_column(plots, "season", SPELLINGS["season"], {}, where)
     planting = require_column(plots, "planting_date", SPELLINGS["planting_date"], {}, where)
-    raw_season = plots[season].astype("string")
-    plots["season"] = raw_season.map(
-        lambda s: SEASONS.get("".join(ch for ch in str(s).lower() if ch.isalnum()))
-        if pd.notna(s) else None
-    )  # fmt: skip
-    quarantine.add(plots["season"].isna(), "unknown season " + raw_season.fillna("").map(repr))
+    plots["season"], unknown = season_names(plots[season])
+    quarantine.add(unknown.notna(), unknown)
     given = plots[planting].astype("string")
     dates = pd.to_datetime(given, format="ISO8601", errors="coerce")
     day_first = pd.to_datetime(given, format="%d/%m/%Y", errors="coerce")

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from nuru_yield.contract import YIELDS_SCHEMA
 from nuru_yield.errors import DataValidationError
-from nuru_yield.sources.plots import SEASONS, SPELLINGS
+from nuru_yield.sources.plots import SPELLINGS, season_names
 from nuru_yield.sources.tables import (
     REASON,
     SOURCE,
@@ -95,12 +95,8 @@ def _labels(
     frame["plot_id"], wrong = integers(frame[ident])
     problem.add(wrong | frame["plot_id"].isna(), "plot id is not a whole number")
     season = require_column(frame, "season", SPELLINGS["season"], mapping, name)
-    given = frame[season].astype("string")
-    frame["season"] = given.map(
-        lambda s: SEASONS.get("".join(ch for ch in str(s).lower() if ch.isalnum()))
-        if pd.notna(s) else None
-    )  # fmt: skip
-    problem.add(frame["season"].isna(), "unknown season " + given.fillna("").map(repr))
+    frame["season"], unknown = season_names(frame[season])
+    problem.add(unknown.notna(), unknown)
     year = require_column(frame, "season_year", SPELLINGS["season_year"], mapping, name)
     frame["season_year"], wrong = integers(frame[year])
     problem.add(wrong | frame["season_year"].isna(), "season year is not a whole number")
