@@ -29,7 +29,12 @@ bench_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
+ingest_app = typer.Typer(
+    help="Real data in: each product's files, as downloaded, into the raw contract.",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
+app.add_typer(ingest_app, name="ingest")
 
 DateOption = Annotated[
     dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date, YYYY-MM-DD.")
@@ -49,20 +54,40 @@ def sample_data(
     start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
     end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
     seed: Annotated[int, typer.Option()] = 42,
+    formats: Annotated[
+        str,
+        typer.Option(
+            help="contract: the raw contract into the lake; real: the world as the products "
+            "a team downloads (CHIRPS, AgERA5, GeoJSON plots, plot-seasons and crop-cut "
+            "CSVs) under $NURU_HOME/sources, for `nuru-yield ingest` (the raw NDVI, which no "
+            "adapter reads yet, still into the lake); both: the two.",
+        ),
+    ] = "contract",
 ) -> None:
-    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake, or as the
+    real products."""
     from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    if formats not in ("contract", "real", "both"):
+        raise typer.BadParameter("--formats must be contract, real or both")
     refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
+    from nuru_yield.config import get_settings
+    from nuru_yield.sample_data.formats import SOURCES_DIR
     from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
-        lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed
+        lake,
+        plots=plots,
+        start_year=start_year,
+        end_year=end_year,
+        seed=seed,
+        real_formats=get_settings().nuru_home / SOURCES_DIR if formats != "contract" else None,
+        raw_contract=formats != "real",
     )
     typer.echo(summary.render())
 
@@ -86,6 +111,113 @@ def lake_upgrade() -> None:
     for source, rows in moved:
         typer.echo(f"{source}: {rows:,} rows split into plot buckets")
     typer.echo(f"lake layout up to date ({len(moved)} file(s) moved)")
+
+
+PathsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Files, folders, globs or s3:// prefixes; default: the product's configured source."
+    ),
+]
+IngestDateOption = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        "--date",
+        formats=["%Y-%m-%d"],
+        help="Night YYYY-MM-DD: weather days after it are left for later (default: today, UTC).",
+    ),
+]
+IngestShardsOption = Annotated[
+    int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS).")
+]
+
+
+def _ingest(
+    product: str,
+    paths: list[str] | None,
+    date: dt.datetime | None,
+    shards: int | None,
+    **settings: str,
+) -> None:
+    from nuru_yield.config import get_settings
+    from nuru_yield.sources.ingest import ingest
+
+    given = {name: value for name, value in settings.items() if value}
+    result = ingest(
+        product,
+        paths or None,
+        _night(date),
+        settings=get_settings().model_copy(update=given),
+        shards=shards,
+    )
+    for line in result.lines():
+        typer.echo(line)
+
+
+def _night(date: dt.datetime | None) -> dt.date:
+    """The night of an ingest: ``--date``, else today (UTC)."""
+    return date.date() if date else dt.datetime.now(dt.UTC).date()
+
+
+@ingest_app.command("plots")
+def ingest_plots(
+    paths: PathsArgument = None,
+    seasons: Annotated[
+        str | None,
+        typer.Option(help="Plot-seasons CSV keyed by plot id (default PLOT_SEASONS_SOURCE)."),
+    ] = None,
+    dem: Annotated[str | None, typer.Option(help="DEM GeoTIFF (default DEM_SOURCE).")] = None,
+    counties: Annotated[
+        str | None, typer.Option(help="County boundaries (default COUNTIES_SOURCE).")
+    ] = None,
+    shards: IngestShardsOption = None,
+) -> None:
+    """Plots and plot-seasons: GeoJSON, GeoParquet, zipped Shapefile or CSV (PLOTS_SOURCE)."""
+    _ingest(
+        "plots",
+        paths,
+        None,
+        shards,
+        plot_seasons_source=seasons or "",
+        dem_source=dem or "",
+        counties_source=counties or "",
+    )
+
+
+@ingest_app.command("chirps")
+def ingest_chirps(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
+    """CHIRPS v2.0 daily rain: yearly NetCDF or daily GeoTIFFs (CHIRPS_SOURCE)."""
+    _ingest("chirps", paths, date, shards)
+
+
+@ingest_app.command("agera5")
+def ingest_agera5(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
+    """AgERA5 daily temperature and solar radiation NetCDFs (AGERA5_SOURCE)."""
+    _ingest("agera5", paths, date, shards)
+
+
+@ingest_app.command("yields")
+def ingest_yields(paths: PathsArgument = None, shards: IngestShardsOption = None) -> None:
+    """Harvest labels: crop-cut survey CSV, or yields in kg/ha or t/ha (YIELDS_SOURCE)."""
+    _ingest("yields", paths, None, shards)
+
+
+@ingest_app.command("all")
+def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
+    """Every product with a configured source, in order: what the raw_ingestion DAG runs."""
+    from nuru_yield.sources.ingest import ingest_all as run
+
+    lines = run(date.date(), shards=shards)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
+        typer.echo(
+            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
+        )
 
 
 @app.command()
@@ -208,7 +340,8 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
+    """Sample data as the real products, database, the five DAGs through Airflow (raw
+    ingestion first), a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
     run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
@@ -241,6 +374,20 @@ def bench_train(
     from nuru_yield.dev.bench.train import run
 
     run(plots, workdir)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[
+        int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS), run one by one.")
+    ] = None,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Time raw ingestion of a year of Kenya-wide CHIRPS + AgERA5 against bare numpy sampling."""
+    from nuru_yield.dev.bench.ingest import run_bench
+
+    run_bench(plots, workdir, shards)
 
 
 @bench_app.command("scoring")

@@ -140,7 +140,10 @@ class Lake:
         return self._fs
 
     @property
-    def _s3(self) -> Any:
+    def s3(self) -> Any:
+        """A boto3 S3 client with the lake's S3 settings (endpoint, credentials, region): the
+        lake's own bucket, and any other the pipeline reads with them (``nuru-yield
+        ingest``'s ``s3://`` sources)."""
         if self._s3_client is None:
             import boto3
 
@@ -258,7 +261,7 @@ class Lake:
             from botocore.exceptions import BotoCoreError, ClientError
 
             try:
-                self._s3.upload_file(str(tmp), self.bucket, self._object_key(path))
+                self.s3.upload_file(str(tmp), self.bucket, self._object_key(path))
             except (BotoCoreError, ClientError, S3UploadFailedError) as error:
                 raise self._error("write", path, error) from error
             return
@@ -401,7 +404,7 @@ class Lake:
         try:
             if self.is_s3:
                 copy_source = {"Bucket": self.bucket, "Key": self._object_key(source)}
-                self._s3.copy(copy_source, self.bucket, self._object_key(destination))
+                self.s3.copy(copy_source, self.bucket, self._object_key(destination))
             else:
                 Path(self._key(destination)).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._key(source), self._key(destination))
@@ -414,7 +417,7 @@ class Lake:
         """Remove one file if it exists."""
         try:
             if self.is_s3:
-                self._s3.delete_object(Bucket=self.bucket, Key=self._object_key(path))
+                self.s3.delete_object(Bucket=self.bucket, Key=self._object_key(path))
             else:
                 Path(self._key(path)).unlink(missing_ok=True)
         except Exception as error:

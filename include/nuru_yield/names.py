@@ -26,6 +26,17 @@ RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
 RAW_WEATHER = "raw/weather"
 RAW_NDVI = "raw/ndvi"
 RAW_YIELDS = "raw/yields.parquet"
+RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
+# Written by `nuru-yield ingest` (nuru_yield.sources): each plot's boundary (above), which
+# file and version each day of raw weather came from, and the rows an ingest quarantined
+# (row + reason + file).
+RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"
+RAW_REJECTED = "raw/rejected"
+# Where raw ingestion stages its shards' parts (never read by features).
+SOURCES = "sources"
+# Its two sharded nights' prefixes (``{prefix}/_parts/{D}/``).
+SOURCES_TABLES = f"{SOURCES}/tables"
+SOURCES_WEATHER = f"{SOURCES}/weather"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"
@@ -53,6 +64,16 @@ def _day(date: dt.date) -> str:
 
 def weather_year_path(year: int, part: str = "part-0") -> str:
     return f"{RAW_WEATHER}/year={year}/{part}.parquet"
+
+
+def weather_month_path(year: int, month: int) -> str:
+    """One month of ingested raw weather (``nuru-yield ingest chirps|agera5``)."""
+    return weather_year_path(year, f"month-{month:02d}")
+
+
+def rejected_raw_path(product: str) -> str:
+    """The rows the last ingest of ``product`` quarantined, each with its reason."""
+    return f"{RAW_REJECTED}/{product}.parquet"
 
 
 def ndvi_year_dir(year: int) -> str:

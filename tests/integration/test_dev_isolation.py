@@ -184,6 +184,7 @@ BENCHES = {
     "night": ["bench", "night", "--plots", "300", "--model", "tiny"],
     "api": ["bench", "api", "--rows", "300", "--seconds", "1"],
     "train": ["bench", "train", "--plots", "150"],
+    "ingest": ["bench", "ingest", "--plots", "300"],
 }
 # A key of each bench's JSON result and what it must hold at this size.
 RESULTS = {
@@ -192,6 +193,7 @@ RESULTS = {
     "night": ("plots", 300),
     "api": ("rows", 300),
     "train": ("plots", 150),
+    "ingest": ("plots", 300),
 }
 
 
@@ -200,7 +202,7 @@ def test_each_bench_runs_through_the_command_and_leaves_the_deployment_alone(
     kind: str, deployment: Deployment, before: dict[str, Any], tmp_path: Path
 ) -> None:
     argv = list(BENCHES[kind])
-    if kind not in ("features", "train"):
+    if kind not in ("features", "train", "ingest"):
         argv += ["--db-url", deployment.admin_url]  # its scratch database goes on this server
     done = subprocess.run(
         [NURU_YIELD, *argv],

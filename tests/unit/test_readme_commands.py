@@ -28,6 +28,16 @@ RUN_BY: dict[str, list[str]] = {
     "sample-data": [
         "tests/unit/sample_data/test_sample_data.py::test_cli_writes_the_raw_contract_into_the_lake"
     ],
+    **{
+        f"ingest {product}": [
+            "tests/unit/sources/test_readme_ingest.py::test_the_readme_ingest_commands_run_as_written"
+        ]
+        for product in ("plots", "chirps", "agera5", "yields")
+    },
+    "ingest all": [
+        "tests/unit/sources/test_sources.py::"
+        "test_ingest_all_runs_every_configured_product_and_leaves_the_others"
+    ],
     "db upgrade": ["tests/integration/test_db.py::test_cli_db_upgrade_twice_on_sqlite"],
     "lake upgrade": [
         "tests/unit/test_raw_layout.py::test_upgrade_moves_flat_files_into_buckets_once"
@@ -59,7 +69,7 @@ RUN_BY: dict[str, list[str]] = {
             "tests/integration/test_dev_isolation.py::"
             "test_each_bench_runs_through_the_command_and_leaves_the_deployment_alone"
         ]
-        for kind in ("features", "scoring", "api", "night", "train")
+        for kind in ("features", "scoring", "api", "night", "train", "ingest")
     },
 }
 

@@ -18,6 +18,7 @@ import pytest
 from nuru_yield.cli import main
 from nuru_yield.dev.airflow_standalone import (
     CHAIN,
+    INGESTION,
     AirflowError,
     AirflowStandalone,
     night_note,
@@ -133,8 +134,8 @@ def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_sch
         'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"',  # the demo's Airflow home
     ):
         assert setting in standalone, setting
-    backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id feature_materialization")
-    assert backfill.endswith("airflow backfill create --dag-id feature_materialization")
+    backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id raw_ingestion")
+    assert backfill.endswith("airflow backfill create --dag-id raw_ingestion")
     assert 'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"' in backfill
     assert dry_run("demo", "PORT=8123").endswith("nuru-yield demo --port 8123")
 
@@ -341,7 +342,14 @@ def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> 
     from nuru_yield.dev.demo import DEMO_RUN_DATE, rerun_hints
 
     hints = rerun_hints(tmp_path, DEMO_RUN_DATE)
-    assert set(hints) == {"model_training", *CHAIN}
+    assert set(hints) == {INGESTION, "model_training", *CHAIN}
+    # raw_ingestion by hand needs the demo's sources, which the demo configures itself.
+    assert hints[INGESTION].endswith(
+        f"PLOTS_SOURCE={tmp_path}/sources/plots.geojson PLOT_SEASONS_SOURCE="
+        f"{tmp_path}/sources/plot_seasons.csv CHIRPS_SOURCE={tmp_path}/sources/chirps "
+        f"AGERA5_SOURCE={tmp_path}/sources/agera5 YIELDS_SOURCE={tmp_path}/sources/crop_cuts.csv"
+        f" nuru-yield ingest all --date {DEMO_RUN_DATE}`"
+    )
     assert "`make demo STALL_MINUTES=30`" in hints["model_training"]
     assert hints["model_training"].endswith(
         f"`NURU_HOME={tmp_path} nuru-yield train --date {DEMO_RUN_DATE}`"
