@@ -1,0 +1,533 @@
+"""Per-plot NDVI from rasters: the zonal statistics every NDVI product shares.
+
+A product reader (:mod:`nuru_yield.sources.modis`, :mod:`nuru_yield.sources.sentinel2`)
+turns one scene into a :class:`Raster`: NDVI per pixel (NaN where not clear) and a pixel
+state, ``CLEAR`` (a usable NDVI), ``MASKED`` (cloud, shadow, snow: the product's own
+masks) or ``NO_DATA`` (fill, outside the swath or tile). This module turns the scenes of
+one acquisition (a product and a date) into the raw contract's NDVI rows
+(docs/DESIGN.md, "Raw input contract"; the rules are in its "NDVI from rasters"):
+
+- Plots come in WGS84 and are reprojected, vertex by vertex, into the raster's own CRS (UTM,
+  MODIS sinusoidal, ...): the raster is never resampled.
+- A polygon's NDVI is the area-weighted mean of its clear pixels, each pixel weighted by the
+  share of it the polygon covers (exactextract). A point's is the plain mean over a window
+  of pixels around it (:func:`point_half_width_pixels`).
+- ``cloud_fraction`` is the share of the plot without a clear pixel: masked, or not
+  observed by the acquisition at all (a plot half off a swath edge counts that half).
+  A plot whose cloud fraction passes ``CLEAR_MAX_CLOUD`` gets NDVI null: never a value
+  made from a sliver of sky. A plot no scene of the acquisition observes gets no row.
+- Scenes of one acquisition on the same pixel lattice (MODIS tiles of one sinusoidal grid,
+  Sentinel-2 tiles of one UTM zone) form one mosaic: a plot straddling two tiles takes the
+  pixels of both, and where tiles overlap a pixel counts once (the first scene by id that
+  has data there). Scenes on different lattices (two UTM zones) are not mixed: a plot takes
+  the lattice that observes most of it.
+
+Everything here is pure: arrays in, arrays out; the readers and the writer do the I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from nuru_yield.contract import CLEAR_MAX_CLOUD, NDVI_SCHEMA
+
+if TYPE_CHECKING:
+    from affine import Affine
+    from rasterio.crs import CRS
+
+CLEAR = 0
+MASKED = 1
+NO_DATA = 255
+
+# A plot given as a point is summarised over the pixels within this many metres of it
+# (rounded to whole pixels): 5 x 5 pixels of Sentinel-2 (50 m, a quarter hectare, inside a
+# typical smallholder plot), the one pixel holding it at MODIS's 250 m.
+POINT_HALF_WIDTH_M = 20.0
+_METRES_PER_DEGREE = 111_320.0
+# Two grids are one lattice when their origins differ by whole pixels (to this fraction).
+_LATTICE_TOLERANCE = 1e-6
+
+
+class BadScene(Exception):
+    """A scene that cannot be used (unreadable, truncated, no or unknown CRS, a band
+    missing, values outside the product's valid range): quarantined with this reason."""
+
+
+@dataclass(frozen=True)
+class Plots:
+    """The plots to summarise, in WGS84 (longitude, latitude): polygons or points."""
+
+    plot_id: np.ndarray  # int64
+    geometry: np.ndarray  # shapely geometries
+
+    def __post_init__(self) -> None:
+        if len(self.plot_id) != len(self.geometry):
+            raise ValueError("one geometry per plot id")
+
+    @classmethod
+    def from_points(
+        cls, plot_id: Iterable[int], longitude: Iterable[float], latitude: Iterable[float]
+    ) -> Plots:
+        import shapely
+
+        return cls(
+            np.asarray(plot_id, dtype=np.int64),
+            shapely.points(np.asarray(longitude, np.float64), np.asarray(latitude, np.float64)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.plot_id)
+
+    def take(self, index: np.ndarray) -> Plots:
+        return Plots(self.plot_id[index], self.geometry[index])
+
+    @property
+    def is_polygon(self) -> np.ndarray:
+        import shapely
+
+        return np.isin(shapely.get_type_id(self.geometry), (3, 6))  # Polygon, MultiPolygon
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """(west, south, east, north) of every plot; None when there is none."""
+        import shapely
+
+        if not len(self):
+            return None
+        box = shapely.bounds(self.geometry)
+        return (
+            float(np.nanmin(box[:, 0])),
+            float(np.nanmin(box[:, 1])),
+            float(np.nanmax(box[:, 2])),
+            float(np.nanmax(box[:, 3])),
+        )
+
+
+@dataclass
+class Raster:
+    """One scene on its own grid, as a product reader returns it.
+
+    ``ndvi`` is finite exactly where ``state`` is ``CLEAR`` (NaN elsewhere); ``transform``
+    maps (col, row) to the CRS's (x, y) of a pixel's upper-left corner, north up.
+    """
+
+    ndvi: np.ndarray  # float32
+    state: np.ndarray  # uint8: CLEAR, MASKED, NO_DATA
+    transform: Affine
+    crs: CRS
+
+    def __post_init__(self) -> None:
+        t = self.transform
+        if self.ndvi.shape != self.state.shape or self.ndvi.ndim != 2:
+            raise BadScene("NDVI and its mask are not one 2-D grid")
+        if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+            raise BadScene("the grid is rotated or not north-up")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.state.shape  # type: ignore[return-value]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) in the raster's CRS."""
+        t, (height, width) = self.transform, self.shape
+        return (t.c, t.f + t.e * height, t.c + t.a * width, t.f)
+
+
+def assert_consistent(ndvi: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Make ``ndvi`` NaN wherever ``state`` is not ``CLEAR`` and mark clear pixels without a
+    finite value as no data; returns ``ndvi`` (float32), for the readers."""
+    ndvi = np.asarray(ndvi, dtype=np.float32)
+    clear = state == CLEAR
+    state[clear & ~np.isfinite(ndvi)] = NO_DATA
+    ndvi[state != CLEAR] = np.nan
+    return ndvi
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One scene of an acquisition, loaded only when its turn comes (bounded memory).
+
+    ``load(bounds)`` reads it (``bounds``: the WGS84 box of the plots, so a reader can read
+    just that window; None for all of it) or raises :class:`BadScene`.
+    """
+
+    scene_id: str
+    product: str
+    date: dt.date
+    source: str
+    load: Callable[[tuple[float, float, float, float] | None], Raster] = field(
+        compare=False, repr=False
+    )
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A scene that was left out, and why."""
+
+    scene_id: str
+    source: str
+    reason: str
+
+
+@dataclass
+class _Sums:
+    """Per plot, over one lattice: observed, clear and clear-weighted NDVI areas, in pixels."""
+
+    area: np.ndarray
+    observed: np.ndarray
+    clear: np.ndarray
+    clear_sum: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int) -> _Sums:
+        return cls(*(np.zeros(n) for _ in range(4)))
+
+
+def acquisition_rows(
+    scenes: Sequence[Scene], plots: Plots
+) -> tuple[pa.Table, list[str], list[Quarantined]]:
+    """The NDVI rows (``NDVI_SCHEMA``) of one acquisition: scenes of one product and date.
+
+    Returns the rows (sorted by plot id), the ids of the scenes used and the scenes
+    quarantined (with the reason). Scenes are read one at a time, in id order.
+    """
+    dates = {scene.date for scene in scenes}
+    if len(dates) > 1:
+        raise ValueError(f"one acquisition has one date, got {sorted(dates)}")
+    bounds = plots.bounds()
+    lattices: dict[tuple[Any, ...], _Lattice] = {}
+    used: list[str] = []
+    bad: list[Quarantined] = []
+    for scene in sorted(scenes, key=lambda s: s.scene_id):
+        try:
+            raster = scene.load(bounds)
+            key = lattice_key(raster)
+            lattice = lattices.get(key)
+            if lattice is None:
+                lattice = lattices[key] = _Lattice(raster.crs, len(plots))
+            lattice.add(raster, plots)
+        except BadScene as error:
+            bad.append(Quarantined(scene.scene_id, scene.source, str(error)))
+            continue
+        used.append(scene.scene_id)
+    date = next(iter(dates)) if dates else None
+    return _rows(plots, [lattice.sums for lattice in lattices.values()], date), used, bad
+
+
+def lattice_key(raster: Raster) -> tuple[Any, ...]:
+    """Equal for rasters whose pixels coincide where they overlap (same CRS, pixel size and
+    origin up to whole pixels)."""
+    t = raster.transform
+    return (raster.crs.to_wkt(), t.a, t.e, _phase(t.c, t.a), _phase(t.f, t.e))
+
+
+def _phase(origin: float, size: float) -> float:
+    """Where a grid's origin falls within a pixel, as a fraction (0 for whole pixels)."""
+    fraction = (origin / size) % 1.0
+    return 0.0 if min(fraction, 1.0 - fraction) < _LATTICE_TOLERANCE else round(fraction, 6)
+
+
+class _Lattice:
+    """The scenes of one acquisition on one pixel lattice, mosaicked as they come."""
+
+    def __init__(self, crs: CRS, plots: int) -> None:
+        self.crs = crs
+        self.sums = _Sums.zeros(plots)
+        self._area_known = np.zeros(plots, dtype=bool)
+        self._observed: list[tuple[Affine, np.ndarray]] = []  # earlier scenes' data masks
+        self._projected: np.ndarray | None = None
+
+    def add(self, raster: Raster, plots: Plots) -> None:
+        _mask_seen(raster, self._observed)
+        if self._projected is None:
+            self._projected = project(plots.geometry, raster.crs)
+        inside = _near(self._projected, raster, plots.is_polygon)
+        if inside.size:
+            sums = plot_sums(raster, self._projected[inside], plots.is_polygon[inside])
+            self.sums.observed[inside] += sums.observed
+            self.sums.clear[inside] += sums.clear
+            self.sums.clear_sum[inside] += sums.clear_sum
+            new = ~self._area_known[inside]
+            self.sums.area[inside[new]] = sums.area[new]
+            self._area_known[inside] = True
+        self._observed.append((raster.transform, raster.state != NO_DATA))
+
+
+def _mask_seen(raster: Raster, earlier: list[tuple[Affine, np.ndarray]]) -> None:
+    """Mark as no data the pixels of ``raster`` that an earlier scene of the same lattice
+    already observed: each pixel of a mosaic counts once."""
+    for transform, observed in earlier:
+        col = round((transform.c - raster.transform.c) / raster.transform.a)
+        row = round((transform.f - raster.transform.f) / raster.transform.e)
+        height, width = raster.shape
+        r0, c0 = max(row, 0), max(col, 0)
+        r1, c1 = min(row + observed.shape[0], height), min(col + observed.shape[1], width)
+        if r1 <= r0 or c1 <= c0:
+            continue
+        seen = observed[r0 - row : r1 - row, c0 - col : c1 - col]
+        raster.state[r0:r1, c0:c1][seen] = NO_DATA
+        raster.ndvi[r0:r1, c0:c1][seen] = np.nan
+
+
+def project(geometry: np.ndarray, crs: CRS) -> np.ndarray:
+    """``geometry`` (WGS84 lon/lat) in ``crs``, every vertex transformed exactly (PROJ)."""
+    import shapely
+    from pyproj import CRS as ProjCRS
+    from pyproj import Transformer
+
+    try:
+        target = ProjCRS.from_wkt(crs.to_wkt())
+    except Exception as error:
+        raise BadScene(f"unknown CRS: {str(error).splitlines()[0]}") from None
+    transformer = Transformer.from_crs("EPSG:4326", target, always_xy=True)
+
+    def transform(coords: np.ndarray) -> np.ndarray:
+        x, y = transformer.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geometry, transform)
+
+
+def point_half_width_pixels(raster: Raster) -> int:
+    """How many pixels on each side of a point's pixel its window takes
+    (``POINT_HALF_WIDTH_M`` in whole pixels; a geographic CRS's degrees are taken at the
+    raster's middle latitude)."""
+    size = raster.transform.a
+    if raster.crs.is_geographic:
+        middle = (raster.bounds[1] + raster.bounds[3]) / 2
+        size *= _METRES_PER_DEGREE * max(math.cos(math.radians(middle)), 1e-6)
+    return round(POINT_HALF_WIDTH_M / size)
+
+
+def _near(projected: np.ndarray, raster: Raster, is_polygon: np.ndarray) -> np.ndarray:
+    """Indices of the plots whose geometry (or point window) can touch the raster."""
+    import shapely
+
+    xmin, ymin, xmax, ymax = raster.bounds
+    margin = np.where(is_polygon, 0.0, (point_half_width_pixels(raster) + 1) * raster.transform.a)
+    box = shapely.bounds(projected)
+    with np.errstate(invalid="ignore"):
+        near = (
+            (box[:, 2] + margin >= xmin)
+            & (box[:, 0] - margin <= xmax)
+            & (box[:, 3] + margin >= ymin)
+            & (box[:, 1] - margin <= ymax)
+        )
+    return np.flatnonzero(near)
+
+
+def plot_sums(raster: Raster, projected: np.ndarray, is_polygon: np.ndarray) -> _Sums:
+    """Observed, clear and clear-weighted NDVI areas (in pixels) of each plot in one raster,
+    and the plot's own area (polygons: its area in pixels; points: the window's pixels)."""
+    sums = _Sums.zeros(len(projected))
+    polygons = np.flatnonzero(is_polygon)
+    points = np.flatnonzero(~is_polygon)
+    if polygons.size:
+        part = polygon_sums(raster, projected[polygons])
+        for name in ("area", "observed", "clear", "clear_sum"):
+            getattr(sums, name)[polygons] = getattr(part, name)
+    if points.size:
+        part = window_sums(raster, projected[points])
+        for name in ("area", "observed", "clear", "clear_sum"):
+            getattr(sums, name)[points] = getattr(part, name)
+    return sums
+
+
+def window_sums(raster: Raster, points: np.ndarray) -> _Sums:
+    """Plain sums over the window of pixels around each point (``point_half_width_pixels``
+    on each side of the pixel holding it); pixels off the raster are not observed."""
+    import shapely
+
+    half = point_half_width_pixels(raster)
+    t = raster.transform
+    height, width = raster.shape
+    x, y = shapely.get_x(points), shapely.get_y(points)
+    col = np.floor((x - t.c) / t.a).astype(np.int64)
+    row = np.floor((y - t.f) / t.e).astype(np.int64)
+    sums = _Sums.zeros(len(points))
+    sums.area[:] = (2 * half + 1) ** 2
+    for dr in range(-half, half + 1):
+        for dc in range(-half, half + 1):
+            r, c = row + dr, col + dc
+            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+            state = np.full(len(points), NO_DATA, dtype=np.uint8)
+            state[inside] = raster.state[r[inside], c[inside]]
+            clear = state == CLEAR
+            sums.observed += state != NO_DATA
+            sums.clear += clear
+            value = np.zeros(len(points))
+            value[clear] = raster.ndvi[r[clear], c[clear]]
+            sums.clear_sum += value
+    return sums
+
+
+def polygon_sums(raster: Raster, polygons: np.ndarray) -> _Sums:
+    """Area-weighted sums over each polygon (exactextract: every pixel weighted by the
+    share of it inside the polygon)."""
+    import shapely
+
+    try:
+        from exactextract import exact_extract
+        from exactextract.raster import NumPyRasterSource
+    except ImportError:  # no wheel on Linux aarch64 (requirements.in)
+        raise BadScene(
+            "plots given as polygons need exactextract, which is not installed on this "
+            "platform (it has no wheel for Linux aarch64); give plots as points"
+        ) from None
+    xmin, ymin, xmax, ymax = raster.bounds
+    state = NumPyRasterSource(raster.state, xmin, ymin, xmax, ymax, nodata=NO_DATA, name="s")
+    ndvi = NumPyRasterSource(raster.ndvi, xmin, ymin, xmax, ymax, name="v")
+    out = exact_extract(
+        [state, ndvi],
+        _WkbFeatures(shapely.to_wkb(polygons)),
+        ["count", "sum"],
+        output=_ArrayWriter(len(polygons)),
+        include_cols=["id"],
+    )
+    pixel = raster.transform.a * -raster.transform.e
+    return _Sums(
+        area=shapely.area(polygons) / pixel,
+        observed=out["s_count"],
+        clear=out["v_count"],
+        clear_sum=out["v_sum"],
+    )
+
+
+def _rows(plots: Plots, lattices: list[_Sums], date: dt.date | None) -> pa.Table:
+    """Rows for the plots some lattice observed: each takes the lattice observing most of
+    it (the first on a tie)."""
+    if not lattices or date is None:
+        return NDVI_SCHEMA.empty_table()
+    observed = np.stack([sums.observed for sums in lattices])
+    best = np.argmax(observed, axis=0)
+    pick = np.arange(len(plots))
+
+    def take(name: str) -> np.ndarray:
+        return np.stack([getattr(sums, name) for sums in lattices])[best, pick]
+
+    seen = observed[best, pick] > 0
+    area, clear, clear_sum = take("area")[seen], take("clear")[seen], take("clear_sum")[seen]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cloud = np.clip(1.0 - clear / area, 0.0, 1.0)
+        ndvi = np.clip(clear_sum / clear, -1.0, 1.0)
+    # exactextract's coverage fractions sum to the polygon's area up to rounding.
+    cloud[np.abs(cloud) < 1e-9] = 0.0
+    usable = (clear > 0) & (cloud <= CLEAR_MAX_CLOUD)
+    ids = plots.plot_id[seen]
+    order = np.argsort(ids, kind="stable")
+    return pa.table(
+        {
+            "plot_id": pa.array(ids[order], pa.int64()),
+            "date": pa.array(np.full(len(ids), date), pa.date32()),
+            "ndvi": pa.array(ndvi[order], pa.float64(), mask=~usable[order]),
+            "cloud_fraction": pa.array(cloud[order], pa.float64()),
+        },
+        schema=NDVI_SCHEMA,
+    )
+
+
+# --- exactextract adapters: WKB in, numpy arrays out (its GeoJSON and pandas adapters cost
+# several times the extraction itself on small plots) ------------------------------------
+def _exactextract_types() -> tuple[type, type, type]:
+    from exactextract._exactextract import Feature
+    from exactextract.feature import FeatureSource
+    from exactextract.writer import Writer
+
+    return Feature, FeatureSource, Writer
+
+
+class _WkbFeatures:
+    """An exactextract feature source over WKB geometries, each feature's id its index
+    (the classes are built on call: exactextract may be absent)."""
+
+    def __new__(cls, wkb: Sequence[bytes]) -> Any:
+        feature_base, source_base, _ = _exactextract_types()
+
+        class Feature(feature_base):  # type: ignore[misc, valid-type]
+            def __init__(self, index: int, geometry: bytes) -> None:
+                feature_base.__init__(self)
+                self.index = index
+                self.wkb = geometry
+
+            def geometry(self) -> bytes:
+                return self.wkb
+
+            def set_geometry_format(self) -> str:
+                return "wkb"
+
+            def get(self, name: str) -> int:
+                return self.index
+
+            def fields(self) -> list[str]:
+                return ["id"]
+
+        class Source(source_base):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                source_base.__init__(self)
+
+            def count(self) -> int:
+                return len(wkb)
+
+            def __iter__(self) -> Any:
+                for index, geometry in enumerate(wkb):
+                    yield Feature(index, geometry)
+
+            def srs_wkt(self) -> None:
+                return None
+
+        return Source()
+
+
+class _ArrayWriter:
+    """An exactextract writer filling one float array per operation, by feature index."""
+
+    def __new__(cls, n: int) -> Any:
+        feature_base, _, writer_base = _exactextract_types()
+
+        class Sink(feature_base):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                feature_base.__init__(self)
+                self.values: dict[str, Any] = {}
+
+            def set(self, name: str, value: Any) -> None:
+                self.values[name] = value
+
+            def set_geometry(self, geometry: Any) -> None:
+                pass
+
+            def set_geometry_format(self) -> str:
+                return "wkb"
+
+        class Writer(writer_base):  # type: ignore[misc, valid-type]
+            def __init__(self) -> None:
+                writer_base.__init__(self)
+                self.out: dict[str, np.ndarray] = {}
+                self.sink = Sink()
+
+            def add_operation(self, op: Any) -> None:
+                self.out[op.name] = np.zeros(n)
+
+            def add_column(self, name: str) -> None:
+                pass
+
+            def write(self, feature: Any) -> None:
+                self.sink.values = {}
+                feature.copy_to(self.sink)
+                index = self.sink.values.pop("id")
+                for name, value in self.sink.values.items():
+                    self.out[name][index] = value
+
+            def finish(self) -> None:
+                pass
+
+            def features(self) -> dict[str, np.ndarray]:
+                return self.out
+
+        return Writer()
