@@ -284,9 +284,9 @@ def project(geometry: np.ndarray, crs: CRS) -> np.ndarray:
 
     try:
         target = ProjCRS.from_wkt(crs.to_wkt())
-    except Exception as error:
-        raise BadScene(f"unknown CRS: {str(error).splitlines()[0]}") from None
-    transformer = Transformer.from_crs("EPSG:4326", target, always_xy=True)
+        transformer = Transformer.from_crs("EPSG:4326", target, always_xy=True)
+    except Exception:
+        raise BadScene(_unknown_crs(crs)) from None
 
     def transform(coords: np.ndarray) -> np.ndarray:
         x, y = transformer.transform(coords[:, 0], coords[:, 1])
@@ -295,15 +295,48 @@ def project(geometry: np.ndarray, crs: CRS) -> np.ndarray:
     return shapely.transform(geometry, transform)
 
 
-def point_half_width_pixels(raster: Raster) -> int:
-    """How many pixels on each side of a point's pixel its window takes
-    (``POINT_HALF_WIDTH_M`` in whole pixels; a geographic CRS's degrees are taken at the
-    raster's middle latitude)."""
-    size = raster.transform.a
-    if raster.crs.is_geographic:
-        middle = (raster.bounds[1] + raster.bounds[3]) / 2
-        size *= _METRES_PER_DEGREE * max(math.cos(math.radians(middle)), 1e-6)
-    return round(POINT_HALF_WIDTH_M / size)
+def _unknown_crs(crs: CRS) -> str:
+    from pyproj import CRS as ProjCRS
+
+    try:
+        name = ProjCRS.from_wkt(crs.to_wkt()).name
+    except Exception:
+        name = crs.to_string()[:60]
+    return f"unknown CRS {name!r}: PROJ knows no way to it from WGS84"
+
+
+def point_half_width_pixels(pixel_size: float, crs: CRS, latitude: float) -> int:
+    """How many pixels on each side of a point's pixel its window takes:
+    ``POINT_HALF_WIDTH_M`` in whole pixels (a geographic CRS's degrees taken at
+    ``latitude``)."""
+    if crs.is_geographic:
+        pixel_size *= _METRES_PER_DEGREE * max(math.cos(math.radians(latitude)), 1e-6)
+    return round(POINT_HALF_WIDTH_M / pixel_size)
+
+
+def pixel_box(
+    crs: CRS, transform: Affine, bounds: tuple[float, float, float, float]
+) -> tuple[int, int, int, int]:
+    """(col0, row0, col1, row1), not clipped, of the pixels a grid needs over ``bounds``
+    (WGS84 lon/lat): the box in the grid's CRS, widened by a point's window and a pixel, so
+    that a reader can read only that window."""
+    from rasterio.warp import transform_bounds
+
+    try:
+        xmin, ymin, xmax, ymax = transform_bounds("EPSG:4326", crs, *bounds, densify_pts=21)
+    except Exception:
+        raise BadScene(_unknown_crs(crs)) from None
+    pad = point_half_width_pixels(transform.a, crs, (bounds[1] + bounds[3]) / 2) + 1
+    col0 = math.floor((xmin - transform.c) / transform.a) - pad
+    col1 = math.ceil((xmax - transform.c) / transform.a) + pad
+    row0 = math.floor((ymax - transform.f) / transform.e) - pad
+    row1 = math.ceil((ymin - transform.f) / transform.e) + pad
+    return col0, row0, col1, row1
+
+
+def _half_width(raster: Raster) -> int:
+    middle = (raster.bounds[1] + raster.bounds[3]) / 2  # a latitude when geographic
+    return point_half_width_pixels(raster.transform.a, raster.crs, middle)
 
 
 def _near(projected: np.ndarray, raster: Raster, is_polygon: np.ndarray) -> np.ndarray:
@@ -311,7 +344,7 @@ def _near(projected: np.ndarray, raster: Raster, is_polygon: np.ndarray) -> np.n
     import shapely
 
     xmin, ymin, xmax, ymax = raster.bounds
-    margin = np.where(is_polygon, 0.0, (point_half_width_pixels(raster) + 1) * raster.transform.a)
+    margin = np.where(is_polygon, 0.0, (_half_width(raster) + 1) * raster.transform.a)
     box = shapely.bounds(projected)
     with np.errstate(invalid="ignore"):
         near = (
@@ -345,7 +378,7 @@ def window_sums(raster: Raster, points: np.ndarray) -> _Sums:
     on each side of the pixel holding it); pixels off the raster are not observed."""
     import shapely
 
-    half = point_half_width_pixels(raster)
+    half = _half_width(raster)
     t = raster.transform
     height, width = raster.shape
     x, y = shapely.get_x(points), shapely.get_y(points)
