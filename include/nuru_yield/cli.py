@@ -28,7 +28,12 @@ bench_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(lake_app, name="lake")
+ingest_app = typer.Typer(
+    help="Real data in: each product's files, as downloaded, into the raw contract.",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
+app.add_typer(ingest_app, name="ingest")
 
 DateOption = Annotated[
     dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Run date, YYYY-MM-DD.")
@@ -48,6 +53,13 @@ def sample_data(
     start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
     end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
     seed: Annotated[int, typer.Option()] = 42,
+    real_formats: Annotated[
+        bool,
+        typer.Option(
+            help="Also write the world as the real products (CHIRPS, AgERA5, GeoJSON plots, "
+            "crop-cut CSV) under $NURU_HOME/sources, for `nuru-yield ingest`."
+        ),
+    ] = False,
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
     from nuru_yield.lake import Lake
@@ -56,10 +68,16 @@ def sample_data(
         raise typer.BadParameter("--end-year must not be before --start-year")
     lake = Lake.from_settings()
     lake.check_writable()
+    from nuru_yield.config import get_settings
     from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
-        lake, plots=plots, start_year=start_year, end_year=end_year, seed=seed
+        lake,
+        plots=plots,
+        start_year=start_year,
+        end_year=end_year,
+        seed=seed,
+        real_formats=get_settings().nuru_home / "sources" if real_formats else None,
     )
     typer.echo(summary.render())
 
@@ -83,6 +101,91 @@ def lake_upgrade() -> None:
     for source, rows in moved:
         typer.echo(f"{source}: {rows:,} rows split into plot buckets")
     typer.echo(f"lake layout up to date ({len(moved)} file(s) moved)")
+
+
+PathsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Files, folders, globs or s3:// prefixes; default: the product's configured source."
+    ),
+]
+IngestDateOption = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        "--date", formats=["%Y-%m-%d"], help="Night YYYY-MM-DD: days after it are left for later."
+    ),
+]
+
+
+def _ingest(
+    product: str, paths: list[str] | None, date: dt.datetime | None, **settings: str
+) -> None:
+    from nuru_yield.config import get_settings
+    from nuru_yield.sources.ingest import ingest
+
+    given = {name: value for name, value in settings.items() if value}
+    result = ingest(
+        product,
+        paths or None,
+        date.date() if date else None,
+        settings=get_settings().model_copy(update=given),
+    )
+    typer.echo(result.render())
+
+
+@ingest_app.command("plots")
+def ingest_plots(
+    paths: PathsArgument = None,
+    seasons: Annotated[
+        str | None,
+        typer.Option(help="Plot-seasons CSV keyed by plot id (default PLOT_SEASONS_SOURCE)."),
+    ] = None,
+    dem: Annotated[str | None, typer.Option(help="DEM GeoTIFF (default DEM_SOURCE).")] = None,
+    counties: Annotated[
+        str | None, typer.Option(help="County boundaries (default COUNTIES_SOURCE).")
+    ] = None,
+) -> None:
+    """Plots and plot-seasons: GeoJSON, GeoParquet, zipped Shapefile or CSV (PLOTS_SOURCE)."""
+    _ingest(
+        "plots",
+        paths,
+        None,
+        plot_seasons_source=seasons or "",
+        dem_source=dem or "",
+        counties_source=counties or "",
+    )
+
+
+@ingest_app.command("chirps")
+def ingest_chirps(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+    """CHIRPS v2.0 daily rain: yearly NetCDF or daily GeoTIFFs (CHIRPS_SOURCE)."""
+    _ingest("chirps", paths, date)
+
+
+@ingest_app.command("agera5")
+def ingest_agera5(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+    """AgERA5 daily temperature and solar radiation NetCDFs (AGERA5_SOURCE)."""
+    _ingest("agera5", paths, date)
+
+
+@ingest_app.command("yields")
+def ingest_yields(paths: PathsArgument = None) -> None:
+    """Harvest labels: crop-cut survey CSV, or yields in kg/ha or t/ha (YIELDS_SOURCE)."""
+    _ingest("yields", paths, None)
+
+
+@ingest_app.command("all")
+def ingest_all(date: DateOption) -> None:
+    """Every product with a configured source, in order: what the raw_ingestion DAG runs."""
+    from nuru_yield.sources.ingest import ingest_configured
+
+    done = ingest_configured(date.date())
+    for result in done:
+        typer.echo(result.render())
+    if not done:
+        typer.echo(
+            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
+        )
 
 
 @app.command()

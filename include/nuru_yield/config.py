@@ -81,6 +81,38 @@ class Settings(BaseSettings):
         "million plots) or free (more accurate; native TreeSHAP takes hours per million).",
     )
 
+    # Real sources (`nuru-yield ingest`, DAG raw_ingestion): a file, a folder, a glob or an
+    # s3:// prefix per product; empty = nothing configured (the raw contract comes from
+    # elsewhere). docs/DESIGN.md, "Real sources".
+    chirps_source: str = Field("", description="CHIRPS v2.0 daily rain: NetCDF or GeoTIFFs.")
+    agera5_source: str = Field("", description="AgERA5 daily NetCDFs (temperature, radiation).")
+    plots_source: str = Field(
+        "", description="Plots: GeoJSON, GeoParquet, zipped Shapefile or CSV with lat/lon."
+    )
+    plot_seasons_source: str = Field(
+        "", description="Plot-seasons CSV keyed by plot id, when not in the plots file."
+    )
+    yields_source: str = Field("", description="Harvest labels: crop-cut survey CSV.")
+    dem_source: str = Field(
+        "", description="A DEM GeoTIFF (m): plot altitude sampled at the centroid."
+    )
+    counties_source: str = Field(
+        "",
+        description="County boundaries (GeoJSON, zipped Shapefile, ...) for plots "
+        "without a county column.",
+    )
+    source_columns: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Column names a file uses for the contract's: 'plot_id=FarmID,"
+        "latitude=Y_coord' (beyond the common spellings every reader accepts).",
+    )
+    yields_unit: Literal["", "kg/ha", "t/ha"] = Field(
+        "", description="Unit of a plain 'yield' column in a harvest-label file."
+    )
+    yield_standard_moisture_pct: float = Field(
+        12.5, gt=0, lt=50, description="Grain moisture (%) every harvest label is expressed at."
+    )
+
     # Read-only API (`nuru-yield serve`).
     api_db_url: str = Field(
         "", description="URL the API reads with (a read-only role); default PREDICTIONS_DB_URL."
@@ -181,6 +213,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("source_columns", mode="before")
+    @classmethod
+    def _split_mapping(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        mapping = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            ours, sep, theirs = pair.partition("=")
+            if not sep or not ours.strip() or not theirs.strip():
+                raise ValueError(f"{pair!r} is not contract_column=file_column")
+            mapping[ours.strip()] = theirs.strip()
+        return mapping
 
     @field_validator("predictions_db_url", "api_db_url")
     @classmethod

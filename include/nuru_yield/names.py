@@ -26,6 +26,13 @@ RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
 RAW_WEATHER = "raw/weather"
 RAW_NDVI = "raw/ndvi"
 RAW_YIELDS = "raw/yields.parquet"
+# Written by `nuru-yield ingest` (nuru_yield.sources): which file and version each day of
+# raw weather came from, and the rows an ingest quarantined (row + reason + file).
+RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"
+RAW_REJECTED = "raw/rejected"
+# What ingestion keeps of each gridded product between runs: one file per month, sampled
+# at the weather cells, with the files and fingerprints it came from (never read by features).
+SOURCES = "sources"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"
@@ -48,6 +55,16 @@ def _day(date: dt.date) -> str:
 
 def weather_year_path(year: int, part: str = "part-0") -> str:
     return f"{RAW_WEATHER}/year={year}/{part}.parquet"
+
+
+def source_month_path(product: str, year: int, month: int) -> str:
+    """One month of a gridded product sampled at the weather cells (``nuru-yield ingest``)."""
+    return f"{SOURCES}/{product}/year={year}/month={month:02d}.parquet"
+
+
+def rejected_raw_path(product: str) -> str:
+    """The rows the last ingest of ``product`` quarantined, each with its reason."""
+    return f"{RAW_REJECTED}/{product}.parquet"
 
 
 def ndvi_year_dir(year: int) -> str:

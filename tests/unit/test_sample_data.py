@@ -14,6 +14,7 @@ import pytest
 from nuru_yield import names
 from nuru_yield.cli import main
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
+from nuru_yield.grid import CELL_DEG
 from nuru_yield.lake import Lake
 from nuru_yield.sample_data.counties import COUNTIES, NATIONAL_EXPECTED_T_HA
 from nuru_yield.sample_data.crop import (
@@ -24,7 +25,6 @@ from nuru_yield.sample_data.crop import (
     load_response,
 )
 from nuru_yield.sample_data.generator import SampleDataSummary, generate_to_lake
-from nuru_yield.sample_data.weather import CELL_DEG
 
 START, END = 2020, 2023
 BIMODAL = {c.name for c in COUNTIES if c.short_rains}

@@ -16,6 +16,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +41,7 @@ from nuru_yield.sample_data.counties import (
     SHORT_RAINS,
 )
 from nuru_yield.sample_data.crop import load_response
+from nuru_yield.sample_data.formats import RealFormats
 from nuru_yield.sample_data.weather import Anomalies, Cells, DailyWeather, simulate_year
 
 CHUNK_PLOTS = 50_000
@@ -162,11 +164,14 @@ def generate_to_lake(
     seed: int,
     label_share: float = 0.7,
     label_last_year: bool = False,
+    real_formats: Path | None = None,
 ) -> SampleDataSummary:
     """Generate the raw inputs for ``plots`` plots over ``start_year``–``end_year``.
 
     Harvest labels go to a random ``label_share`` of plot-seasons; the seasons of
-    ``end_year`` are in progress and get none unless ``label_last_year``.
+    ``end_year`` are in progress and get none unless ``label_last_year``. With
+    ``real_formats``, the same world is also written there as the real products
+    (:class:`~nuru_yield.sample_data.formats.RealFormats`) for ``nuru-yield ingest``.
     """
     if plots < 1 or end_year < start_year or not 0.0 <= label_share <= 1.0:
         raise ValueError("need plots >= 1, end_year >= start_year and 0 <= label_share <= 1")
@@ -175,7 +180,8 @@ def generate_to_lake(
     plot_table, cells = seasons.make_plots(plots, _rng(seed, 0))
     summary.files.append(_write(lake, names.RAW_WEATHER_CELLS, _cells_table(cells)))
 
-    history = _write_weather(lake, cells, summary, seed)
+    real = RealFormats(real_formats, end_year) if real_formats is not None else None
+    history = _write_weather(lake, cells, summary, seed, real)
     run = _SeasonRun(plot_table, history, seed)
     for year in range(start_year, end_year + 1):
         buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, run.scenes(year))
@@ -183,13 +189,16 @@ def generate_to_lake(
             (lake.uri(names.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
         )
     blocks = run.blocks
-    summary.files.insert(
-        0, _write(lake, names.RAW_PLOTS, _plots_table(blocks, plot_table, history))
-    )
+    plot_seasons = _plots_table(blocks, plot_table, history)
+    summary.files.insert(0, _write(lake, names.RAW_PLOTS, plot_seasons))
     labels = _labels(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
     )
     summary.files.append(_write(lake, names.RAW_YIELDS, labels))
+    if real is not None:
+        real.plots(plot_seasons)
+        real.labels(labels, _rng(seed, 8))
+        summary.files.append((str(real.folder), 0))
     summary.labelled = labels.num_rows
     _summarise_yields(blocks, plot_table, summary)
     summary.seconds = time.monotonic() - started
@@ -197,7 +206,7 @@ def generate_to_lake(
 
 
 def _write_weather(
-    lake: Lake, cells: Cells, summary: SampleDataSummary, seed: int
+    lake: Lake, cells: Cells, summary: SampleDataSummary, seed: int, real: RealFormats | None
 ) -> seasons.WeatherHistory:
     """Simulate and write each year's weather; keep rain and temperature for the seasons.
 
@@ -214,6 +223,8 @@ def _write_weather(
         if year <= last:
             table = _weather_table(weather, cells, _rng(seed, 3, year))
             summary.files.append(_write(lake, names.weather_year_path(year), table))
+            if real is not None:
+                real.weather(year, table)
         years.append(weather)
     return seasons.WeatherHistory(years)
 

@@ -13,16 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nuru_yield.grid import agera5_pixel, cell_centre, cell_id, cell_index
 from nuru_yield.sample_data.counties import COUNTIES, LONG_RAINS, SHORT_RAINS
 from nuru_yield.sample_data.crop import SILKING_WINDOW, SOILS, CropResponse, maturity_days
-from nuru_yield.sample_data.weather import (
-    Cells,
-    DailyWeather,
-    cell_centre,
-    cell_id,
-    cell_index,
-    climatological_tmean,
-)
+from nuru_yield.sample_data.weather import Cells, DailyWeather, climatological_tmean
 
 _MANAGEMENT_CONCENTRATION = 8.0  # Beta(a, b) with a + b = 8: a wide spread between farms
 _YIELD_NOISE_SD = 0.30  # lognormal, per plot-season (pests, lodging, measurement)
@@ -82,6 +76,10 @@ def make_plots(n: int, rng: np.random.Generator) -> tuple[Plots, Cells]:
     rows, cols = cell_index(latitude, longitude)
     ids, first, cell = np.unique(cell_id(rows, cols), return_index=True, return_inverse=True)
     cell_lat, cell_lon = cell_centre(rows[first], cols[first])
+    pixel_lat, pixel_lon = agera5_pixel(cell_lat, cell_lon)
+    _, leader, pixel = np.unique(
+        pixel_lat * 100_000 + pixel_lon, return_index=True, return_inverse=True
+    )
     cells = Cells(
         cell_id=ids,
         latitude=cell_lat,
@@ -89,6 +87,7 @@ def make_plots(n: int, rng: np.random.Generator) -> tuple[Plots, Cells]:
         altitude=terrain_altitude(county[first], cell_lat, cell_lon),
         county=county[first],
         rain_scale=rng.lognormal(-(0.1**2) / 2, 0.1, len(ids)),
+        temperature_cell=leader[pixel],
     )
 
     mix = np.cumsum(np.array([c.soil_mix for c in COUNTIES]), axis=1)[county]

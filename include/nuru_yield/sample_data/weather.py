@@ -1,4 +1,4 @@
-"""Stochastic daily weather on a 0.05° grid (CHIRPS-like cells) for Kenyan maize counties.
+"""Stochastic daily weather on the 0.05° CHIRPS pixels (:mod:`nuru_yield.grid`) for Kenyan maize counties.
 
 Rain: a bimodal (east) or long unimodal (west) climatology of expected daily rain, turned
 into a two-state Markov chain of wet days with gamma amounts; wet-day occurrence is
@@ -16,28 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CELL_DEG = 0.05
 LAPSE_C_PER_M = -0.0065
 SEA_LEVEL_TMEAN_C = 31.0
 _WET_DAY_PERSISTENCE = 0.3  # lag-1 autocorrelation of wet days
 _GAMMA_SHAPE = 0.7  # daily amounts on wet days: gamma, mean from the climatology
 _SPATIAL_CORRELATION = 0.75  # share of cell-days that follow the county's wet/dry draw
-
-
-def cell_index(latitude: np.ndarray, longitude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of the 0.05° cell containing each point."""
-    row = np.floor((np.asarray(latitude) + 90.0) / CELL_DEG).astype(np.int64)
-    col = np.floor((np.asarray(longitude) + 180.0) / CELL_DEG).astype(np.int64)
-    return row, col
-
-
-def cell_id(row: np.ndarray, col: np.ndarray) -> np.ndarray:
-    """Stable global id of a 0.05° cell (the same cell has the same id in every run)."""
-    return row * 7200 + col
-
-
-def cell_centre(row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (row + 0.5) * CELL_DEG - 90.0, (col + 0.5) * CELL_DEG - 180.0
 
 
 def climatological_tmean(altitude_m: np.ndarray | float) -> np.ndarray:
@@ -108,6 +91,9 @@ class Cells:
     altitude: np.ndarray
     county: np.ndarray  # index into COUNTIES
     rain_scale: np.ndarray  # persistent local multiplier (slopes, rain shadows)
+    # The cell whose temperature and radiation each cell shares: the first cell of its
+    # AgERA5 0.1° pixel (real temperature comes from that coarser grid, see grid.py).
+    temperature_cell: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -210,4 +196,5 @@ def simulate_year(
     tmax, tmin = tmean + diurnal / 2, tmean - diurnal / 2
     ra = extraterrestrial_radiation(doy[:, None], cells.latitude[None, :])
     srad = np.clip(0.16 * np.sqrt(diurnal) * ra * rng.normal(1.0, 0.05, (days, n_cells)), 4, 32)
-    return DailyWeather(year, precip, tmin, tmax, srad)
+    shared = cells.temperature_cell
+    return DailyWeather(year, precip, tmin[:, shared], tmax[:, shared], srad[:, shared])

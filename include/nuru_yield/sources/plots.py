@@ -1,0 +1,350 @@
+"""Plots and plot-seasons from what a field app exports: GeoJSON, GeoParquet, a zipped
+Shapefile, or a CSV with latitude / longitude (docs/DESIGN.md, "Real sources").
+
+* Polygons give the plot's centroid and area (both computed in an equal-area projection,
+  EPSG:6933, the centroid then back to WGS 84); points give the point. A file in another
+  CRS is reprojected; a file with no CRS is taken as WGS 84 only if its coordinates are
+  degrees.
+* Altitude: sampled from the DEM GeoTIFF ``DEM_SOURCE`` at the centroid when set, else an
+  ``altitude`` column (``altitude_m``, ``elevation``, …); neither is one error line: an
+  altitude is never made up.
+* County: a ``county`` column, else the county polygon of ``COUNTIES_SOURCE`` holding the
+  centroid.
+* Plot-season rows (``season``, ``season_year``, ``planting_date``) from the same file, or
+  from ``PLOT_SEASONS_SOURCE``, a CSV keyed by plot id. ``season_year`` may be left out: a
+  Long Rains crop's year is its planting year, a Short Rains crop planted in January
+  belongs to the year before.
+
+Rows with a problem (no or invalid geometry, outside Kenya, a duplicate plot id, a value
+that does not convert, an unknown season) are quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from nuru_yield.contract import PLOTS_SCHEMA
+from nuru_yield.errors import DataValidationError
+from nuru_yield.sources.tables import (
+    REASON,
+    SOURCE,
+    Quarantine,
+    find_column,
+    integers,
+    numbers,
+    read_csv,
+    require_column,
+)
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+log = logging.getLogger(__name__)
+
+PRODUCT = "plots"
+PLOTS_INGEST_SCHEMA = PLOTS_SCHEMA.append(pa.field("area_ha", pa.float64()))
+EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: cylindrical equal-area
+# Kenya's extent with a 0.1° margin (Natural Earth admin-0: 4.72° S–5.03° N, 33.91–41.90° E).
+KENYA_LATITUDE = (-4.82, 5.13)
+KENYA_LONGITUDE = (33.81, 42.00)
+SPELLINGS: dict[str, tuple[str, ...]] = {
+    "plot_id": ("plotid", "plot", "plot_no", "plot_number", "id", "fid"),
+    "latitude": ("lat", "gps_lat", "gps_latitude", "y"),
+    "longitude": ("lon", "lng", "long", "gps_lon", "gps_long", "gps_longitude", "x"),
+    "altitude": ("altitude_m", "elevation", "elevation_m", "alt", "gps_altitude", "elev"),
+    "county": ("county_name", "admin1", "adm1_en", "name_1"),
+    "season": ("season_name",),
+    "season_year": ("year", "seasonyear"),
+    "planting_date": ("planting", "date_planted", "sowing_date", "planted_on", "planting_dt"),
+}
+SEASONS = {
+    "longrains": "Long Rains", "lr": "Long Rains", "long": "Long Rains", "masika": "Long Rains",
+    "shortrains": "Short Rains", "sr": "Short Rains", "short": "Short Rains", "vuli": "Short Rains",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PlotsRead:
+    """Plot-season rows in the contract's columns (plus ``area_ha``), and the quarantined
+    rows with their reason and file."""
+
+    good: pa.Table
+    rejected: pd.DataFrame
+    total: int
+
+
+def read_plots(
+    files: Sequence[tuple[Path, str]],
+    *,
+    seasons: Sequence[tuple[Path, str]] = (),
+    dem: tuple[Path, str] | None = None,
+    counties: tuple[Path, str] | None = None,
+    mapping: dict[str, str] | None = None,
+) -> PlotsRead:
+    """Read plot files (local path, name for messages) into contract rows (pure: no lake)."""
+    mapping = mapping or {}
+    frames = [_read_one(path, name, mapping) for path, name in files]
+    plots = pd.concat(frames, ignore_index=True)
+    quarantine = Quarantine(plots.index)
+    quarantine.add(plots["_geometry_problem"].notna(), plots["_geometry_problem"])
+    outside = ~(
+        plots["latitude"].between(*KENYA_LATITUDE) & plots["longitude"].between(*KENYA_LONGITUDE)
+    )
+    quarantine.add(
+        outside & plots["latitude"].notna(),
+        "outside Kenya (" + plots["latitude"].round(4).astype(str) + ", "
+        + plots["longitude"].round(4).astype(str) + ")",
+    )  # fmt: skip
+    _altitude(plots, dem, quarantine, [name for _, name in files])
+    _county(plots, counties, quarantine, mapping, [name for _, name in files])
+    if seasons:
+        plots = _join_seasons(plots, seasons, mapping, quarantine)
+    _season_columns(plots, quarantine)
+    key = ["plot_id", "season_year", "season"]
+    duplicated = plots.duplicated(key, keep=False) & plots["plot_id"].notna()
+    quarantine.add(
+        duplicated,
+        "duplicate plot id " + plots["plot_id"].astype(str) + " for one season",
+    )
+    bad = quarantine.bad
+    rejected = plots[bad].drop(columns=[c for c in plots if c.startswith("_")]).copy()
+    rejected[REASON] = quarantine.reason[bad]
+    good = plots[~bad].sort_values(key, kind="stable")
+    table = pa.Table.from_pandas(
+        good[PLOTS_INGEST_SCHEMA.names], schema=PLOTS_INGEST_SCHEMA, preserve_index=False
+    )
+    return PlotsRead(table, rejected, len(plots))
+
+
+def _read_one(path: Path, name: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """One file's rows: id, centroid, area and every other column (still as given)."""
+    lower = name.lower()
+    if lower.endswith((".csv", ".csv.gz", ".txt")):
+        frame = read_csv(path, name)
+        lat = require_column(frame, "latitude", SPELLINGS["latitude"], mapping, name)
+        lon = require_column(frame, "longitude", SPELLINGS["longitude"], mapping, name)
+        out = frame.rename(columns={lat: "latitude", lon: "longitude"})
+        problem = pd.Series(pd.NA, index=out.index, dtype="string")
+        for column in ("latitude", "longitude"):
+            out[column], wrong = numbers(out[column])
+            problem[wrong & problem.isna()] = f"{column} is not a number"
+        problem[out["latitude"].isna() & problem.isna()] = "no latitude / longitude"
+        out["area_ha"] = np.nan
+    else:
+        out, problem = _read_geometries(path, name)
+    ident = require_column(out, "plot_id", SPELLINGS["plot_id"], mapping, name)
+    out = out.rename(columns={ident: "plot_id"})
+    out["plot_id"], wrong_id = integers(out["plot_id"])
+    problem[wrong_id & problem.isna()] = "plot id is not a whole number"
+    problem[out["plot_id"].isna() & problem.isna()] = "no plot id"
+    out["_geometry_problem"] = problem
+    out[SOURCE] = name
+    return out
+
+
+def _read_geometries(path: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    import geopandas as gpd
+
+    lower = name.lower()
+    try:
+        if lower.endswith((".parquet", ".geoparquet")):
+            frame = gpd.read_parquet(path)
+        else:
+            source = f"/vsizip/{path}" if lower.endswith(".zip") else str(path)
+            frame = gpd.read_file(source, engine="pyogrio")
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataValidationError(f"{name}: not a readable vector file ({reason})") from None
+    frame = _in_wgs84(frame, name)
+    geometry = frame.geometry
+    problem = pd.Series(pd.NA, index=frame.index, dtype="string")
+    empty = geometry.isna() | geometry.is_empty
+    problem[empty] = "no geometry"
+    invalid = ~empty & ~geometry.is_valid
+    if invalid.any():
+        from shapely.validation import explain_validity
+
+        problem[invalid] = [f"invalid polygon: {explain_validity(g)}" for g in geometry[invalid]]
+    kinds = geometry.geom_type.where(~empty)
+    other = ~empty & ~kinds.isin(["Point", "Polygon", "MultiPolygon"])
+    problem[other & problem.isna()] = "geometry is " + kinds[other].astype(str) + ", not a plot"
+    usable = ~empty & ~invalid & ~other
+    projected = geometry[usable].to_crs(EQUAL_AREA_CRS)
+    centroids = projected.centroid.to_crs("EPSG:4326")
+    out = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    out["latitude"] = np.nan
+    out["longitude"] = np.nan
+    out["area_ha"] = np.nan
+    out.loc[usable, "latitude"] = np.round(centroids.y.to_numpy(), 6)
+    out.loc[usable, "longitude"] = np.round(centroids.x.to_numpy(), 6)
+    polygons = usable & kinds.isin(["Polygon", "MultiPolygon"])
+    out.loc[polygons, "area_ha"] = projected[polygons[usable].to_numpy()].area.to_numpy() / 1e4
+    return out, problem
+
+
+def _in_wgs84(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """The frame in WGS 84: reprojected from its CRS; with none, its coordinates must be
+    degrees (a projected file that lost its .prj would otherwise put plots anywhere)."""
+    if frame.crs is None:
+        west, south, east, north = frame.total_bounds
+        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+            raise DataValidationError(
+                f"{name}: no CRS and coordinates ({west:.0f}…{east:.0f}, {south:.0f}…{north:.0f}) "
+                "are not degrees: add the .prj (or the GeoJSON's WGS 84 coordinates)"
+            )
+        log.warning("%s: no CRS given; taken as WGS 84 (EPSG:4326)", name)
+        return frame.set_crs("EPSG:4326")
+    if frame.crs.to_epsg() != 4326:
+        return frame.to_crs("EPSG:4326")
+    return frame
+
+
+def _altitude(
+    plots: pd.DataFrame, dem: tuple[Path, str] | None, quarantine: Quarantine, files: list[str]
+) -> None:
+    if dem is not None:
+        plots["altitude"] = sample_dem(dem[0], dem[1], plots["latitude"], plots["longitude"])
+        quarantine.add(
+            plots["altitude"].isna() & plots["latitude"].notna(), f"no altitude in {dem[1]}"
+        )
+        return
+    column = find_column(plots, "altitude", SPELLINGS["altitude"], {}, ", ".join(files))
+    if column is None:
+        raise DataValidationError(
+            f"{', '.join(files)}: no altitude column ({', '.join(('altitude', *SPELLINGS['altitude']))}) "
+            "and no DEM_SOURCE configured: set DEM_SOURCE to a DEM GeoTIFF or add the "
+            "column (an altitude is never made up)"
+        )
+    plots["altitude"], wrong = numbers(plots[column])
+    quarantine.add(wrong, "altitude is not a number")
+
+
+def sample_dem(path: Path, name: str, latitude: pd.Series, longitude: pd.Series) -> np.ndarray:
+    """Altitude (m) of the DEM at each point (NaN off the DEM or on its nodata)."""
+    import rasterio
+    from rasterio.warp import transform as reproject
+
+    out = np.full(len(latitude), np.nan)
+    located = latitude.notna().to_numpy() & longitude.notna().to_numpy()
+    try:
+        with rasterio.open(path) as raster:
+            xs, ys = longitude.to_numpy()[located], latitude.to_numpy()[located]
+            if raster.crs is not None and raster.crs.to_epsg() != 4326:
+                xs, ys = reproject("EPSG:4326", raster.crs, xs, ys)
+            values = np.array([v[0] for v in raster.sample(zip(xs, ys, strict=True), masked=True)])
+            if raster.nodata is not None:
+                values = np.where(values == raster.nodata, np.nan, values)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataValidationError(f"{name}: not a readable DEM GeoTIFF ({reason})") from None
+    out[located] = np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
+    return np.round(out, 1)
+
+
+def _county(
+    plots: pd.DataFrame,
+    counties: tuple[Path, str] | None,
+    quarantine: Quarantine,
+    mapping: dict[str, str],
+    files: list[str],
+) -> None:
+    column = find_column(plots, "county", SPELLINGS["county"], mapping, ", ".join(files))
+    if column is not None:
+        plots["county"] = plots[column].astype("string").str.strip()
+        quarantine.add(plots["county"].isna() | (plots["county"] == ""), "no county")
+        return
+    if counties is None:
+        raise DataValidationError(
+            f"{', '.join(files)}: no county column and no COUNTIES_SOURCE (county boundaries) "
+            "configured to find each plot's county"
+        )
+    import geopandas as gpd
+
+    path, name = counties
+    try:
+        source = f"/vsizip/{path}" if name.lower().endswith(".zip") else str(path)
+        boundaries = _in_wgs84(gpd.read_file(source, engine="pyogrio"), name)
+    except DataValidationError:
+        raise
+    except Exception as error:
+        raise DataValidationError(f"{name}: not a readable boundaries file ({error})") from None
+    name_column = require_column(
+        boundaries, "county", SPELLINGS["county"] + ("name",), mapping, name
+    )
+    points = gpd.GeoDataFrame(
+        index=plots.index,
+        geometry=gpd.points_from_xy(plots["longitude"], plots["latitude"]),
+        crs="EPSG:4326",
+    )
+    joined = gpd.sjoin(
+        points, boundaries[[name_column, "geometry"]], how="left", predicate="within"
+    )
+    joined = joined[~joined.index.duplicated(keep="first")]
+    plots["county"] = joined[name_column].astype("string")
+    quarantine.add(plots["county"].isna() & plots["latitude"].notna(), f"in no county of {name}")
+
+
+def _join_seasons(
+    plots: pd.DataFrame,
+    seasons: Sequence[tuple[Path, str]],
+    mapping: dict[str, str],
+    quarantine: Quarantine,
+) -> pd.DataFrame:
+    """Plot rows × their seasons from a CSV keyed by plot id; a season row whose plot is
+    not in the plots file is quarantined (its row, with no coordinates)."""
+    frames = []
+    for path, name in seasons:
+        frame = read_csv(path, name)
+        ident = require_column(frame, "plot_id", SPELLINGS["plot_id"], mapping, name)
+        frame = frame.rename(columns={ident: "plot_id"})
+        frame["plot_id"], _ = integers(frame["plot_id"])
+        frame[SOURCE + "_seasons"] = name
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    season_columns = [c for c in table.columns if c != "plot_id"]
+    plots = plots.drop(columns=[c for c in season_columns if c in plots and c != SOURCE])
+    reasons = quarantine.reason.rename("_reason")
+    merged = (
+        plots.join(reasons)
+        .merge(table, on="plot_id", how="right", indicator=True)
+        .reset_index(drop=True)
+    )
+    new = Quarantine(merged.index)
+    new.add(merged["_reason"].notna(), merged["_reason"])
+    new.add(merged["_merge"] == "right_only", "plot id not in the plots file")
+    quarantine.reason = new.reason
+    merged[SOURCE] = merged[SOURCE].fillna(merged[SOURCE + "_seasons"])
+    return merged.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
+
+
+def _season_columns(plots: pd.DataFrame, quarantine: Quarantine) -> None:
+    where = ", ".join(sorted(plots[SOURCE].dropna().unique()))
+    season = require_column(plots, "season", SPELLINGS["season"], {}, where)
+    planting = require_column(plots, "planting_date", SPELLINGS["planting_date"], {}, where)
+    raw_season = plots[season].astype("string")
+    plots["season"] = raw_season.map(
+        lambda s: SEASONS.get("".join(ch for ch in str(s).lower() if ch.isalnum()))
+        if pd.notna(s) else None
+    )  # fmt: skip
+    quarantine.add(plots["season"].isna(), "unknown season " + raw_season.fillna("").map(repr))
+    given = plots[planting].astype("string")
+    dates = pd.to_datetime(given, format="ISO8601", errors="coerce")
+    day_first = pd.to_datetime(given, format="%d/%m/%Y", errors="coerce")
+    dates = dates.fillna(day_first)
+    quarantine.add(dates.isna(), "planting date " + given.fillna("").map(repr) + " is not a date")
+    plots["planting_date"] = dates.dt.date
+    year_column = find_column(plots, "season_year", SPELLINGS["season_year"], {}, where)
+    if year_column is not None:
+        plots["season_year"], wrong = integers(plots[year_column])
+        quarantine.add(wrong | plots["season_year"].isna(), "season year is not a whole number")
+    else:
+        january = (dates.dt.month == 1) & (plots["season"] == "Short Rains")
+        plots["season_year"] = (dates.dt.year - january.astype(int)).astype("Int64")
