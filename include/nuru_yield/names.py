@@ -26,6 +26,9 @@ RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
 RAW_WEATHER = "raw/weather"
 RAW_NDVI = "raw/ndvi"
 RAW_YIELDS = "raw/yields.parquet"
+# Plot boundaries (``plot_id``, ``geometry``: WKB in WGS 84), when plots are polygons: what
+# NDVI from rasters averages over (nuru_yield.sources.ndvi); without it, the plots' points.
+RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
 # Written by `nuru-yield ingest` (nuru_yield.sources): which file and version each day of
 # raw weather came from, and the rows an ingest quarantined (row + reason + file).
 RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"

@@ -1,0 +1,137 @@
+"""``nuru-yield ingest ndvi`` into the plot-bucketed raw NDVI: one file per acquisition and
+bucket, skipped by scene id, identical on re-ingest, a late tile recomputing its date,
+nothing written when too many scenes are bad, and rows the feature reader accepts."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from affine import Affine
+
+from nuru_yield import names
+from nuru_yield.contract import NDVI_PLOT_BUCKETS, PLOTS_SCHEMA
+from nuru_yield.errors import DataValidationError
+from nuru_yield.lake import Lake
+from nuru_yield.raw_layout import ndvi_bucket
+from nuru_yield.sources.ndvi import ingest_ndvi, read_plots
+from tests.unit.test_modis import DN, PIXEL, sinusoidal_origin, write
+
+LON, LAT = 34.75, 0.52
+
+
+@pytest.fixture
+def lake(nuru_home) -> Lake:
+    lake = Lake(f"file://{nuru_home}/lake")
+    ids = np.arange(1, 41)
+    rng = np.random.default_rng(0)
+    plots = pa.table(
+        {
+            "plot_id": ids,
+            "latitude": LAT + rng.uniform(-0.006, 0.006, ids.size),
+            "longitude": LON + rng.uniform(-0.006, 0.006, ids.size),
+            "altitude": np.full(ids.size, 1500.0),
+            "county": ["Kakamega"] * ids.size,
+            "season": ["Long Rains"] * ids.size,
+            "season_year": np.full(ids.size, 2025),
+            "planting_date": [dt.date(2025, 3, 20)] * ids.size,
+        },
+        schema=PLOTS_SCHEMA,
+    )
+    lake.write_parquet(names.RAW_PLOTS, plots)
+    return lake
+
+
+def tile(folder, name, data=DN, shift=0):
+    x0, y0 = sinusoidal_origin()
+    path = folder / name
+    write(path, data, transform=Affine(PIXEL, 0, x0 + shift * PIXEL, 0, -PIXEL, y0))
+    return path
+
+
+def files(lake: Lake) -> dict[str, bytes]:
+    return {path: lake.read_bytes(path) for path in lake.list(names.RAW_NDVI, ".parquet")}
+
+
+def test_ingest_writes_one_file_per_bucket_and_skips_what_it_has(lake, tmp_path):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    result = ingest_ndvi([str(first)], lake=lake)
+    assert (result.scenes, result.skipped, result.acquisitions, result.rows) == (1, 0, 1, 40)
+    written = files(lake)
+    assert len(written) == NDVI_PLOT_BUCKETS
+    assert all(path.endswith("/mod13q1-20250625.parquet") for path in written)
+    table = lake.read_parquet(names.ndvi_year_dir(2025))
+    for path in written:  # every row in the bucket of its plot
+        bucket = int(path.split("plot_bucket=")[1][:3])
+        ids = lake.read_parquet(path).column("plot_id").to_numpy()
+        assert (ndvi_bucket(ids) == bucket).all()
+    assert sorted(table.column("plot_id").to_pylist()) == list(range(1, 41))
+
+    again = ingest_ndvi([str(first)], lake=lake)
+    assert (again.skipped, again.acquisitions) == (1, 0)
+    assert files(lake) == written
+
+
+def test_re_ingest_gives_identical_files(lake, tmp_path):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    ingest_ndvi([str(first)], lake=lake)
+    written = files(lake)
+    for path in written:
+        lake.delete(path)
+    ingest_ndvi([str(first)], lake=lake)
+    assert files(lake) == written
+
+
+def test_a_late_tile_recomputes_its_date_with_the_recorded_one(lake, tmp_path):
+    left = DN[:, :5]
+    right = (DN[:, 5:] + 1000).astype(np.int16)
+    west = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif", left)
+    ingest_ndvi([str(west)], lake=lake)
+    only_west = lake.read_parquet(names.ndvi_year_dir(2025)).num_rows
+    east = tile(tmp_path, "MOD13Q1.A2025161.h22v08.tif", right, shift=5)
+    result = ingest_ndvi([str(east)], lake=lake)
+    assert (result.skipped, result.acquisitions) == (0, 1)
+    both = lake.read_parquet(names.ndvi_year_dir(2025))
+    assert both.num_rows == 40 > only_west
+    whole = tile(tmp_path / "..", "MOD13Q1.A2025161.whole.tif", np.hstack([left, right]))
+    reference = Lake(f"file://{tmp_path}/reference")
+    reference.write_parquet(names.RAW_PLOTS, lake.read_parquet(names.RAW_PLOTS))
+    ingest_ndvi([str(whole)], lake=reference)
+    expected = reference.read_parquet(names.ndvi_year_dir(2025)).sort_by("plot_id")
+    assert both.sort_by("plot_id").column("ndvi").equals(expected.column("ndvi"))
+
+
+def test_too_many_bad_scenes_write_nothing(lake, tmp_path):
+    good = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    bad = tmp_path / "MOD13Q1.A2025177.h21v08.tif"
+    bad.write_text("not a raster")
+    with pytest.raises(DataValidationError, match=r"1 of 2 NDVI scene\(s\) bad .*not a readable"):
+        ingest_ndvi([str(good), str(bad)], lake=lake)
+    assert files(lake) == {}
+    rejected = lake.read_parquet(names.rejected_raw_path("ndvi")).to_pylist()
+    assert [row["source"] for row in rejected] == [str(bad)]
+
+
+def test_a_bad_scene_under_the_limit_is_quarantined_and_the_night_goes_on(
+    lake, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.5")
+    from nuru_yield.config import get_settings
+
+    get_settings.cache_clear()
+    good = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    bad = tmp_path / "MOD13Q1.A2025177.h21v08.tif"
+    bad.write_text("not a raster")
+    result = ingest_ndvi([str(good), str(bad)], lake=lake)
+    assert (result.acquisitions, result.quarantined) == (1, 1)
+
+
+def test_buckets_limit_a_run_to_their_plots(lake, tmp_path):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    result = ingest_ndvi([str(first)], lake=lake, buckets=[3, 4])
+    written = files(lake)
+    assert sorted(int(p.split("plot_bucket=")[1][:3]) for p in written) == [3, 4]
+    mine = read_plots(lake, [3, 4]).plot_id
+    assert result.rows == len(mine) > 0
