@@ -114,13 +114,14 @@ class Check:
                 column_list=list(self.columns), mostly=mostly, meta=meta
             )
         if self.kind == "not_null" and self.unless_above is not None:
-            other = self.columns[1]
+            from great_expectations.expectations.row_conditions import Column
+
+            other = Column(self.columns[1])
             return gxe.ExpectColumnValuesToNotBeNull(
                 column=self.column,
                 mostly=mostly,
                 meta=meta,
-                row_condition=f"{other}.isnull() | ({other} <= {self.unless_above!r})",
-                condition_parser="pandas",
+                row_condition=(other <= self.unless_above) | other.is_null(),
             )
         if self.kind == "not_null":
             return gxe.ExpectColumnValuesToNotBeNull(column=self.column, mostly=mostly, meta=meta)
