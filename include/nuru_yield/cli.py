@@ -174,6 +174,27 @@ def ingest_yields(paths: PathsArgument = None) -> None:
     _ingest("yields", paths, None)
 
 
+@ingest_app.command("ndvi")
+def ingest_ndvi(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(help="NDVI GeoTIFF/COG composites: files, folders, globs, s3:// prefixes."),
+    ] = None,
+    stac: Annotated[
+        str | None,
+        typer.Option(help="A STAC API URL or a static catalog.json (local or s3://)."),
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="The STAC collection of Sentinel-2 L2A scenes.")
+    ] = None,
+) -> None:
+    """NDVI per plot from MODIS-style composites or Sentinel-2 L2A scenes through STAC:
+    one file per acquisition and plot bucket; scenes already ingested are skipped."""
+    from nuru_yield.sources.ndvi import ingest_ndvi as ingest
+
+    typer.echo(ingest(paths or None, stac=stac, collection=collection).render())
+
+
 @ingest_app.command("all")
 def ingest_all(date: DateOption) -> None:
     """Every product with a configured source, in order: what the raw_ingestion DAG runs."""

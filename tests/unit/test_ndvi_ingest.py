@@ -135,3 +135,28 @@ def test_buckets_limit_a_run_to_their_plots(lake, tmp_path):
     assert sorted(int(p.split("plot_bucket=")[1][:3]) for p in written) == [3, 4]
     mine = read_plots(lake, [3, 4]).plot_id
     assert result.rows == len(mine) > 0
+
+
+def test_the_ingest_ndvi_command(lake, tmp_path, monkeypatch, capsys):
+    """`nuru-yield ingest ndvi PATH…` as the README shows it; a second run skips the scene,
+    and a bad night exits non-zero with one line."""
+    monkeypatch.setenv("LAKE_URL", lake.url)
+    from nuru_yield.cli import main
+    from nuru_yield.config import get_settings
+
+    get_settings.cache_clear()
+    folder = tmp_path / "composites"
+    folder.mkdir()
+    tile(folder, "MOD13Q1.A2025161.h21v08.tif")
+    main(["ingest", "ndvi", str(folder)])
+    assert "1 scene(s) found, 0 already ingested; 1 acquisition(s) written, 40 plot rows" in (
+        capsys.readouterr().out
+    )
+    main(["ingest", "ndvi", str(folder)])
+    assert "1 already ingested; 0 acquisition(s) written" in capsys.readouterr().out
+    (folder / "MOD13Q1.A2025177.h21v08.tif").write_text("truncated")
+    with pytest.raises(SystemExit) as exit_:
+        main(["ingest", "ndvi", str(folder)])
+    assert exit_.value.code != 0
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: 1 of 2 NDVI scene(s) bad") and "A2025177" in line
