@@ -1,0 +1,214 @@
+"""Sentinel-2 L2A scenes through STAC: a STAC API (pystac-client) or a static catalog on
+disk or S3 (pystac), loaded with odc-stac on each scene's own 10 m grid.
+
+The conventions (docs/DESIGN.md, "NDVI from rasters", with their sources):
+
+- Bands: red ``B04`` and near-infrared ``B08`` at 10 m (asset keys ``B04``/``B08``, or
+  ``red``/``nir`` as Earth Search names them), the scene classification ``SCL`` (``scl``) at
+  20 m, brought to the 10 m grid by nearest neighbour (the grids nest: exact).
+- Reflectance = DN × scale + offset. An asset's STAC raster extension (``raster:bands``
+  ``scale``/``offset``) says how it is stored and wins; else processing baseline 04.00 and
+  later (from 25 January 2022) add ``BOA_ADD_OFFSET`` = −1000 DN, so reflectance =
+  (DN − 1000) / 10000, and earlier baselines DN / 10000. DN 0 is no data.
+- SCL: 0 no data and 1 saturated/defective are no data; 2 dark features/topographic shadow,
+  3 cloud shadow, 8 and 9 cloud (medium, high probability), 10 thin cirrus and 11 snow/ice
+  are masked (cloud, shadow, snow); 4 vegetation, 5 not vegetated, 6 water and 7
+  unclassified are clear. A pixel whose reflectances do not give an NDVI within −1…1
+  (dark water and shadow can be negative after the offset) is no data.
+- A scene is dated by its local solar day (UTC time + longitude / 15 h), as odc-stac groups
+  scenes by ``solar_day``.
+- Bad input (quarantined, one reason): an item without the expected assets, an asset that
+  cannot be read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nuru_yield.sources.ndvi_rasters import (
+    CLEAR,
+    MASKED,
+    NO_DATA,
+    BadScene,
+    Quarantined,
+    Raster,
+    Scene,
+    assert_consistent,
+    pixel_box,
+)
+
+if TYPE_CHECKING:
+    import pystac
+
+    from nuru_yield.config import Settings
+
+ASSETS = {"red": ("B04", "red"), "nir": ("B08", "nir"), "scl": ("SCL", "scl")}
+SCL_NO_DATA = (0, 1)
+SCL_MASKED = (2, 3, 8, 9, 10, 11)
+SCL_CLEAR = (4, 5, 6, 7)
+OFFSET_BASELINE = "04.00"
+BOA_ADD_OFFSET = -1000
+QUANTIFICATION = 10_000
+
+
+def stac_scenes(
+    source: str,
+    collection: str,
+    bounds: tuple[float, float, float, float] | None,
+    *,
+    settings: Settings | None = None,
+) -> tuple[list[Scene], list[Quarantined]]:
+    """The scenes of ``collection`` over ``bounds`` (WGS84) in a STAC API or catalog."""
+    scenes = []
+    for item in search(source, collection, bounds, settings=settings):
+        scenes.append(
+            Scene(
+                scene_id=item.id,
+                product=collection,
+                date=solar_day(item),
+                source=item.get_self_href() or f"{source}#{item.id}",
+                load=_loader(item),
+            )
+        )
+    return scenes, []
+
+
+def search(
+    source: str,
+    collection: str,
+    bounds: tuple[float, float, float, float] | None,
+    *,
+    settings: Settings | None = None,
+) -> list[pystac.Item]:
+    """Items of ``collection`` intersecting ``bounds``: a STAC API's search, or every item
+    of a static catalog (``catalog.json``, local or ``s3://``) filtered the same way."""
+    import pystac
+
+    if source.startswith(("http://", "https://")) and not source.endswith(".json"):
+        from pystac_client import Client
+
+        found = Client.open(source).search(collections=[collection], bbox=bounds)
+        return sorted(found.items(), key=lambda item: item.id)
+    catalog = pystac.Catalog.from_file(source, stac_io=_stac_io(source, settings))
+    items = []
+    for item in catalog.get_items(recursive=True):
+        if item.collection_id == collection and _intersects(item.bbox, bounds):
+            items.append(item)
+    return sorted(items, key=lambda item: item.id)
+
+
+def _intersects(bbox: Sequence[float] | None, bounds: tuple[float, ...] | None) -> bool:
+    if bbox is None or bounds is None:
+        return True
+    return not (
+        bbox[2] < bounds[0] or bbox[0] > bounds[2] or bbox[3] < bounds[1] or bbox[1] > bounds[3]
+    )
+
+
+def _stac_io(source: str, settings: Settings | None) -> Any:
+    """pystac's reader, taught ``s3://`` (the lake's endpoint and keys)."""
+    import pystac
+
+    if not source.startswith("s3://"):
+        return pystac.StacIO.default()
+    from nuru_yield.sources.inputs import _s3_client
+
+    client = _s3_client(settings)
+
+    class S3StacIO(pystac.stac_io.DefaultStacIO):
+        def read_text(self, source: Any, *args: Any, **kwargs: Any) -> str:
+            href = str(source)
+            if href.startswith("s3://"):
+                bucket, key = href[5:].split("/", 1)
+                return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+            return super().read_text(source, *args, **kwargs)
+
+    return S3StacIO()
+
+
+def solar_day(item: pystac.Item) -> dt.date:
+    """The scene's local solar date: its UTC time plus longitude / 15 hours."""
+    when = item.datetime or item.common_metadata.start_datetime
+    if when is None:
+        raise BadScene(f"item {item.id} has no datetime")
+    west, _, east, _ = item.bbox or (0.0, 0.0, 0.0, 0.0)
+    return (when + dt.timedelta(hours=(west + east) / 2 / 15)).date()
+
+
+def _loader(item: pystac.Item) -> Any:
+    def load(bounds: tuple[float, float, float, float] | None) -> Raster:
+        return read_item(item, bounds)
+
+    return load
+
+
+def _asset(item: pystac.Item, role: str) -> str:
+    for key in ASSETS[role]:
+        if key in item.assets:
+            return key
+    raise BadScene(f"item {item.id} has no {role} asset (looked for {', '.join(ASSETS[role])})")
+
+
+def reflectance_scale(item: pystac.Item, key: str) -> tuple[float, float]:
+    """(scale, offset) turning an asset's DN into reflectance (see the module docstring)."""
+    bands = item.assets[key].extra_fields.get("raster:bands") or []
+    if bands and ("scale" in bands[0] or "offset" in bands[0]):
+        return float(bands[0].get("scale", 1.0)), float(bands[0].get("offset", 0.0))
+    baseline = str(item.properties.get("s2:processing_baseline", "00.00"))
+    offset = BOA_ADD_OFFSET if baseline >= OFFSET_BASELINE else 0
+    return 1.0 / QUANTIFICATION, offset / QUANTIFICATION
+
+
+def read_item(item: pystac.Item, bounds: tuple[float, float, float, float] | None) -> Raster:
+    """One scene's NDVI and SCL states on its red band's own grid (the window over
+    ``bounds`` when given) or :class:`BadScene`."""
+    import odc.stac
+    import rasterio
+    from odc.geo.geobox import GeoBox
+
+    keys = {role: _asset(item, role) for role in ASSETS}
+    href = item.assets[keys["red"]].get_absolute_href()
+    try:
+        with rasterio.open(href) as red:
+            crs, transform, (height, width) = red.crs, red.transform, red.shape
+    except Exception as error:
+        raise BadScene(f"cannot read {href}: {str(error).strip().splitlines()[0]}") from None
+    if crs is None:
+        raise BadScene(f"{href}: no CRS")
+    if bounds is None:
+        row0, col0, row1, col1 = 0, 0, height, width
+    else:
+        c0, r0, c1, r1 = pixel_box(crs, transform, bounds)
+        row0, col0 = max(r0, 0), max(c0, 0)
+        row1, col1 = min(r1, height), min(c1, width)
+    if row1 <= row0 or col1 <= col0:
+        empty = np.zeros((0, 0), np.uint8)
+        return Raster(np.zeros((0, 0), np.float32), empty, transform, crs)
+    geobox = GeoBox((height, width), transform, crs)[row0:row1, col0:col1]
+    try:
+        data = odc.stac.load(
+            [item],
+            bands=list(keys.values()),
+            geobox=geobox,
+            resampling={keys["scl"]: "nearest", "*": "nearest"},
+            chunks=None,
+        )
+    except Exception as error:
+        raise BadScene(f"cannot load the scene: {str(error).strip().splitlines()[0]}") from None
+    red, nir = (data[keys[role]].values[0].astype(np.float64) for role in ("red", "nir"))
+    scl = data[keys["scl"]].values[0]
+    red_scale, red_offset = reflectance_scale(item, keys["red"])
+    nir_scale, nir_offset = reflectance_scale(item, keys["nir"])
+    red_refl, nir_refl = red * red_scale + red_offset, nir * nir_scale + nir_offset
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (nir_refl - red_refl) / (nir_refl + red_refl)
+    state = np.full(scl.shape, NO_DATA, dtype=np.uint8)
+    state[np.isin(scl, SCL_CLEAR)] = CLEAR
+    state[np.isin(scl, SCL_MASKED)] = MASKED
+    undefined = (red == 0) | (nir == 0) | ~(np.abs(ndvi) <= 1.0)
+    state[(state == CLEAR) & undefined] = NO_DATA
+    return Raster(assert_consistent(ndvi, state), state, geobox.affine, crs)
