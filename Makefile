@@ -22,9 +22,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
-# `make demo PORT=8001` when :8000 is taken (checked before the pipeline runs).
+# `make demo PORT=8001` when :8000 is taken (checked before the pipeline runs);
+# `make demo STALL_MINUTES=30` waits longer for a DAG run that makes no progress (default 10).
 demo: setup
-	$(BIN)/nuru-yield demo $(if $(PORT),--port $(PORT))
+	$(BIN)/nuru-yield demo$(if $(PORT), --port $(PORT))$(if $(STALL_MINUTES), --stall-minutes $(STALL_MINUTES))
 
 # lint-imports: the import contracts of pyproject.toml ([tool.importlinter]): what may import
 # what, and no import cycles (docs/DESIGN.md, "Layout").
@@ -58,7 +59,9 @@ test-deps:
 # Airflow standalone with the project's DAGs and airflow_settings.yaml applied, in the Airflow
 # home `make demo` used (the demo leaves its DAGs paused). On 127.0.0.1:8080 unless
 # AIRFLOW_HOST / AIRFLOW_PORT say otherwise; sized for a 2-core machine (one API server
-# worker, one DAG parsing process, at most 4 tasks at a time). `make airflow
+# worker, one DAG parsing process, at most 4 tasks at a time, and a task's calls to the API
+# server wait up to 60 s and are retried 10 times: a busy machine slows the night down
+# instead of failing tasks before they run, as the demo's Airflow does). `make airflow
 # NURU_SCHEDULES=manual` keeps the cron schedules off, as in the demo.
 AIRFLOW_HOST ?= 127.0.0.1
 AIRFLOW_PORT ?= 8080
@@ -68,17 +71,23 @@ AIRFLOW_ENV = PATH="$(CURDIR)/$(BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.nuru/airfl
 	AIRFLOW__API__HOST=$(AIRFLOW_HOST) AIRFLOW__API__PORT=$(AIRFLOW_PORT) AIRFLOW__API__WORKERS=1 \
 	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/ \
 	AIRFLOW__CORE__PARALLELISM=4 AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1 \
+	AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT=60 AIRFLOW__WORKERS__EXECUTION_API_RETRIES=10 \
+	AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN=2 AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX=30 \
 	NURU_SCHEDULES="$(NURU_SCHEDULES)"
 
+# The demo's home is a scratch space: its own lake, registry and database, whatever LAKE_URL,
+# MLFLOW_TRACKING_URI or PREDICTIONS_DB_URL say in this shell (include/nuru_yield/dev/scratch.py).
+SCRATCH = $(BIN)/python -m nuru_yield.dev.scratch --home "$(CURDIR)/.nuru" --purpose "make airflow" --
+
 airflow: setup
-	$(AIRFLOW_ENV) airflow db migrate
-	$(AIRFLOW_ENV) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
-	$(AIRFLOW_ENV) airflow standalone
+	$(AIRFLOW_ENV) $(SCRATCH) airflow db migrate
+	$(AIRFLOW_ENV) $(SCRATCH) python -m nuru_yield.airflow_settings airflow_settings.yaml --print-login
+	$(AIRFLOW_ENV) $(SCRATCH) airflow standalone
 
 # Any `airflow` command against that Airflow, e.g. (with `make airflow` running):
 #   make airflow-cli ARGS="backfill create --dag-id feature_materialization --from-date 2025-06-10 --to-date 2025-06-14"
 airflow-cli: setup
-	$(AIRFLOW_ENV) airflow $(ARGS)
+	$(AIRFLOW_ENV) $(SCRATCH) airflow $(ARGS)
 
 # Recompile the exact pins after editing requirements.in.
 lock: | $(BIN)/uv

@@ -4,8 +4,9 @@
 Nightly drift monitoring, realized accuracy and the retraining trigger
 (docs/DESIGN.md, "What the system does").
 
-Runs whenever the asset `predictions` (`nuru://predictions`) is updated by `batch_scoring`,
-for the run date carried by that asset event (or the `run_date` param of a manual run).
+Runs for each night the asset `predictions` (`nuru://predictions`) announces (`batch_scoring`
+published it): the run is keyed by that night, its partition key (or, by hand, a partition
+key or the `run_date` param).
 
 1. **monitor** — `nuru_yield.monitoring.monitor.run_monitoring(D)`: every model feature and the
    prediction compared with a crop-calendar-aware reference (historical plot-seasons of the
@@ -32,10 +33,12 @@ import datetime as dt
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import DAG, BaseNotifier, task
+from airflow.sdk import DAG, task
 
 from nuru_yield.orchestration import (
+    AlertNotifier,
     default_args,
+    each_night_of,
     log_failure,
     predictions,
     resolve_run_date,
@@ -50,26 +53,9 @@ def outcome(key: str) -> str:
     return "{{ ti.xcom_pull(task_ids='monitor')['" + key + "'] }}"
 
 
-class AlertNotifier(BaseNotifier):
-    """Delivers an alert on the channel of the settings (webhook, SMTP, or off)."""
-
-    template_fields = ("subject", "body")
-
-    def __init__(self, subject: str, body: str) -> None:
-        super().__init__()
-        self.subject = subject
-        self.body = body
-
-    def notify(self, context: Any) -> None:
-        from nuru_yield.config import get_settings
-        from nuru_yield.monitoring.alerts import deliver
-
-        deliver(self.subject, self.body, get_settings())
-
-
 with DAG(
     dag_id="drift_monitoring",
-    schedule=[predictions],
+    schedule=each_night_of(predictions),
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

@@ -17,30 +17,30 @@ validation gate over all shards and writes the partition, then updates the asset
 
 * **Gate:** the run fails, naming the check, when a bad share over all shards passes
   `VALIDATION_MAX_BAD_SHARE` (default 5%); bad input is not retried.
-* **Run date:** the `run_date` param if given, else the logical date. Each run covers
-  the UTC day that just ended (runs start at 00:00 UTC); no catchup.
+* **Run date:** the night is the run's partition key (`YYYY-MM-DD`): a scheduled run at
+  00:00 UTC takes the UTC day that just ended, a backfill one run per night, a manual run
+  the partition key it is given, or the `run_date` param; no catchup.
 * **Rerun:** replaces exactly the `features/{D}/` partition; clearing one failed
   `materialize_shard` reruns just that shard (it replaces its own staged part). A shard
   that fails stops the run before `publish`: the partitions already published stay served.
-* **Output:** `publish` updates the asset `plot_features` (`nuru://plot_features`) with
-  `extra = {run_date, uri, rows}`, which triggers `batch_scoring`.
+* **Output:** `publish` updates the asset `plot_features` (`nuru://plot_features`): one
+  event keyed by the night (its partition key), `extra = {run_id, uri, rows}`, which
+  triggers the `batch_scoring` run of that night.
 * **By hand:** `nuru-yield features --date D [--shards K]` runs the same steps in one process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from nuru_yield.orchestration import (
-    announce,
     default_args,
     nightly_schedule,
     plot_features,
-    resolve_run_date,
     run_date_params,
+    sharded_night,
 )
 
 with DAG(
@@ -54,43 +54,8 @@ with DAG(
     tags=["nuru-yield", "features"],
     doc_md=__doc__,
 ):
-
-    @task
-    def prepare(**context: Any) -> dict[str, Any]:
-        """Fix the run (id, shards, window) and validate the inputs every shard shares."""
-        from nuru_yield.features.materialize import prepare_features
-        from nuru_yield.lake import Lake
-
-        return prepare_features(Lake.from_settings(), resolve_run_date(context)).xcom()
-
-    @task
-    def shard_numbers(plan: dict[str, Any]) -> list[int]:
-        """0 … K-1: what `materialize_shard` is mapped over."""
-        return list(range(plan["shards"]))
-
-    @task
-    def materialize_shard(shard: int, plan: dict[str, Any]) -> dict[str, Any]:
-        """Read, compute and validate one shard's plot-seasons; stage its part."""
-        from nuru_yield.features.materialize import FeaturePlan
-        from nuru_yield.features.materialize import materialize_shard as materialize_one_shard
-
-        return materialize_one_shard(FeaturePlan.from_xcom(plan), shard).xcom()
-
-    @task(outlets=[plot_features])
-    def publish(plan: dict[str, Any], **context: Any) -> dict[str, Any]:
-        """The gate over all shards; write the partition; announce it on `plot_features`."""
-        from nuru_yield.features.materialize import FeaturePlan, publish_features
-
-        published = publish_features(FeaturePlan.from_xcom(plan))
-        announce(
-            context,
-            plot_features,
-            published.run_date,
-            uri=published.features_uri,
-            rows=published.rows,
-        )
-        return published.xcom()
-
-    plan = prepare()
-    staged = materialize_shard.partial(plan=plan).expand(shard=shard_numbers(plan))
-    staged >> publish(plan)
+    sharded_night(
+        "nuru_yield.features.materialize:FEATURES",
+        shard_task_id="materialize_shard",
+        outlet=plot_features,
+    )

@@ -26,7 +26,8 @@ Retrains the yield model and lets the champion/challenger gate decide whether it
 
 * **Schedule:** Mondays 03:00 UTC, and whenever the asset `harvest_labels`
   (`nuru://harvest_labels`) is updated — post an event with `extra = {"run_date": …}` when
-  new yields land in `raw/yields.parquet`. Drift monitoring triggers it with
+  new yields land in `raw/yields.parquet` (not a partition key: a partitioned event does
+  not start a DAG that also runs weekly). Drift monitoring triggers it with
   `conf = {"run_date": …}`.
 * **Run date:** the `run_date` param, else the logical date, else the label event's.
 * **Rerun:** rewrites `training/{D}/`; retraining logs new runs and a new version, which
@@ -39,17 +40,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, Asset, AssetAlias, task
+from airflow.sdk import DAG, AssetAlias, task
 
 from nuru_yield.orchestration import (
+    announce,
     champion_model,
     default_args,
+    harvest_labels,
     resolve_run_date,
     run_date_params,
     weekly_or_on,
 )
 
-harvest_labels = Asset(name="harvest_labels", uri="nuru://harvest_labels", group="nuru-yield")
 # Emitting through an alias lets `promote` update `champion_model` only when the alias moved.
 champion_moves = AssetAlias(name="champion_model_moves", group="nuru-yield")
 
@@ -96,22 +98,24 @@ with DAG(
         return decide_promotion(Evaluation.from_xcom(evaluation)).xcom()
 
     @task(outlets=[champion_moves])
-    def promote(verdict: dict[str, Any], **context: Any) -> dict[str, Any]:
+    def promote(
+        verdict: dict[str, Any], training_set: dict[str, Any], **context: Any
+    ) -> dict[str, Any]:
         """Record the verdict; on promotion move `@champion` and update `champion_model`."""
-        from nuru_yield.training.pipeline import Verdict, apply_decision
+        from nuru_yield.training.pipeline import TrainingSet, Verdict, apply_decision
 
         outcome = apply_decision(Verdict.from_xcom(verdict), dag_run_id=context["run_id"])
         if outcome.alias_moved:
-            context["outlet_events"][champion_moves].add(
+            announce(
+                context,
                 champion_model,
-                extra={
-                    "run_date": resolve_run_date(context).isoformat(),
-                    "model_name": outcome.model_name,
-                    "version": outcome.version,
-                },
+                TrainingSet.from_xcom(training_set).run_date,
+                through=champion_moves,
+                model_name=outcome.model_name,
+                version=outcome.version,
             )
         return outcome.xcom()
 
     training_set = build_training_set()
     candidates = train_candidates(training_set)
-    promote(gate(evaluate(training_set, candidates)))
+    promote(gate(evaluate(training_set, candidates)), training_set)

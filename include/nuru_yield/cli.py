@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -62,10 +63,12 @@ def sample_data(
     ] = False,
 ) -> None:
     """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
     from nuru_yield.config import get_settings
@@ -217,10 +220,10 @@ def features(
     ] = None,
 ) -> None:
     """Materialize season-to-date plot features for one date."""
-    from nuru_yield.features.materialize import materialize
-    from nuru_yield.lake import Lake
+    from nuru_yield.features.materialize import FEATURES
+    from nuru_yield.nightly import run_night
 
-    result = materialize(Lake.from_settings(), date.date(), shards=shards)
+    result = run_night(FEATURES, date.date(), shards=shards)
     typer.echo(
         f"{result.run_date}: {result.rows:,} plot-seasons, {result.rejected:,} rejected; "
         f"{result.features_uri}"
@@ -279,9 +282,10 @@ def score(
     shards: Annotated[int | None, typer.Option(min=1)] = None,
 ) -> None:
     """Score every in-progress plot-season for one date (champion, and challenger in shadow)."""
-    from nuru_yield.scoring.run import score as score_run
+    from nuru_yield.nightly import run_night
+    from nuru_yield.scoring.run import SCORING
 
-    published = score_run(date.date(), shards=shards)
+    published = run_night(SCORING, date.date(), shards=shards)
     challenger = published.challenger_version
     typer.echo(
         f"{published.run_date}: {published.plots_scored:,} plots scored with "
@@ -319,21 +323,37 @@ def demo(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="The API's port (checked before anything runs).")
     ] = 8000,
+    stall_minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Give up on a DAG run after this long without progress: no task state "
+            "change, no task log growing, no task process using CPU (default 10).",
+        ),
+    ] = None,
 ) -> None:
     """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
-    run_demo(plots=plots, seed=seed, serve=serve, port=port)
+    run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
+
+
+WorkdirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where the scratch space goes (default: the system's temporary directory).",
+        file_okay=False,
+    ),
+]
 
 
 @bench_app.command("features")
-def bench_features(plots: Annotated[int, typer.Option(min=1)] = 1_000_000) -> None:
+def bench_features(
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000, workdir: WorkdirOption = None
+) -> None:
     """Time feature materialization against a hand-written DuckDB query."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.features import run
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run(plots, workdir)
 
 
@@ -372,13 +392,11 @@ def bench_night(
         str | None, typer.Option(help="Admin URL of a PostgreSQL server; default: a throwaway one.")
     ] = None,
     model: Annotated[str, typer.Option(help="production (default) or tiny.")] = "production",
+    workdir: WorkdirOption = None,
 ) -> None:
     """Time one whole night (features, scoring, publish) in shards, per step and shard."""
-    from nuru_yield.config import get_settings
     from nuru_yield.dev.bench.night import run_bench
 
-    workdir = get_settings().nuru_home / "bench"
-    workdir.mkdir(parents=True, exist_ok=True)
     run_bench(plots, shards, parallel, db_url=db_url, model=model, workdir=workdir)
 
 

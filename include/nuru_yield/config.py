@@ -7,6 +7,7 @@ Nothing here runs at import time: call :func:`get_settings`. A bad value raises
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 from urllib.parse import urlparse
@@ -146,6 +147,12 @@ class Settings(BaseSettings):
         1200, ge=0, description="Requests per client per minute; 0 turns the limit off."
     )
     api_rate_limit_burst: int = Field(100, ge=1)
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated proxy addresses or networks (or *) whose "
+        "X-Forwarded-For / X-Forwarded-Proto the API believes (the client address of the "
+        "rate limit and the request log); empty = nobody's, loopback included.",
+    )
     api_ab_challenger_share: float = Field(
         0.0, ge=0.0, le=1.0, description="Share of plots (hash of plot_id) served the challenger."
     )
@@ -226,6 +233,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"{pair!r} is not contract_column=file_column")
             mapping[ours.strip()] = theirs.strip()
         return mapping
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for item in value:
+                if item != "*":
+                    try:
+                        ipaddress.ip_network(item, strict=False)
+                    except ValueError:
+                        raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
     @field_validator("predictions_db_url", "api_db_url")
     @classmethod

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,6 +49,12 @@ def part_row_groups(parquet_file: pq.ParquetFile, part: int, parts: int) -> list
         return None
     return list(range(starts[part], starts[part + 1]))
 
+
+log = logging.getLogger(__name__)
+
+# How the temporary file of an atomic write is named (next to its destination on disk):
+# hidden from listings and datasets, and removable once its writer is known to be gone.
+TEMPORARY = ".tmp-"
 
 # Parquet writer defaults: dictionary encoding off for float columns is ~4x faster to write
 # and smaller (docs/NOTES.md, "Speed"); strings keep it.
@@ -173,6 +180,14 @@ class Lake:
         Like pyarrow datasets, names starting with ``.`` or ``_`` (temporary files of a
         writer that was killed, probes) are not data and are left out.
         """
+        return sorted(
+            path
+            for path, name in self._files(prefix)
+            if name.endswith(suffix) and not name.startswith((".", "_"))
+        )
+
+    def _files(self, prefix: str) -> list[tuple[str, str]]:
+        """(lake path, base name) of every file below ``prefix``, hidden ones included."""
         import pyarrow.fs as pafs
 
         selector = pafs.FileSelector(self._key(prefix), recursive=True, allow_not_found=True)
@@ -181,13 +196,26 @@ class Lake:
         except OSError as error:
             raise self._error("list", prefix, error) from error
         base = self._key("")
-        return sorted(
-            info.path[len(base) :].lstrip("/")
+        return [
+            (info.path[len(base) :].lstrip("/"), info.base_name)
             for info in infos
             if info.type == pafs.FileType.File
-            and info.path.endswith(suffix)
-            and not info.base_name.startswith((".", "_"))
-        )
+        ]
+
+    def clear_temporary(self, prefix: str) -> list[str]:
+        """Remove the temporary files (``.tmp-…``, :meth:`atomic_local_file`) that writers
+        killed mid-write left below ``prefix``; returns their lake paths. Only for a caller
+        that knows no writer below ``prefix`` is alive (it holds the lock they hold while
+        they write): a live writer's file would go too. On S3 there are none (a write's
+        temporary file is local to its writer)."""
+        if self.is_s3:
+            return []
+        stale = sorted(path for path, name in self._files(prefix) if name.startswith(TEMPORARY))
+        for path in stale:
+            self.delete(path)
+        if stale:
+            log.info("removed %d temporary file(s) of killed writers below %s", len(stale), prefix)
+        return stale
 
     def partition_dates(self, prefix: str) -> list[dt.date]:
         """Dates of the ``{prefix}/{YYYY-MM-DD}/…`` partitions that hold at least one file."""
@@ -467,7 +495,7 @@ def _new_private_name(directory: Path, suffix: str) -> Path:
     not ``mkstemp``'s ``0600``: moved into place, it must stay readable by the group (an
     Airflow worker, the API, a colleague reading the lake) as the rest of the lake is."""
     while True:
-        candidate = directory / f".tmp-{os.urandom(8).hex()}{suffix}"
+        candidate = directory / f"{TEMPORARY}{os.urandom(8).hex()}{suffix}"
         try:
             os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

@@ -47,6 +47,11 @@ DRIFT = "monitoring/drift"
 # row group of each part, and one past the last (``Lake.assemble_parquet``).
 PART_ROW_GROUPS = "nuru_yield.part_row_groups"
 
+# --- plots -----------------------------------------------------------------------------------
+# The largest plot id the pipeline stores: the shard hash (``nuru_yield.sharding``) takes ids
+# 0 … 2**31-1, feature runs quarantine the others and the API refuses them (422).
+MAX_PLOT_ID = 2**31 - 1
+
 
 def _day(date: dt.date) -> str:
     """``YYYY-MM-DD`` of a run date; a string is refused, so that a caller that skipped
@@ -86,11 +91,28 @@ def ndvi_bucket_path(year: int, bucket: int, part: str = "part-0") -> str:
     return f"{ndvi_year_dir(year)}/plot_bucket={bucket:03d}/{part}.parquet"
 
 
+def partition_dir(prefix: str, date: dt.date) -> str:
+    """The ``{prefix}/{date}/`` partition a nightly step publishes."""
+    return f"{prefix}/{_day(date)}"
+
+
+def parts_root(prefix: str) -> str:
+    """Where the sharded runs of a nightly step stage their partitions, one folder a night
+    (:func:`parts_dir`). ``_parts`` is invisible to dataset readers and to
+    ``Lake.partition_dates`` of ``prefix``."""
+    return f"{prefix}/_parts"
+
+
 def parts_dir(prefix: str, date: dt.date) -> str:
     """Where the shards of a sharded step stage the ``{prefix}/{date}/`` partition until one
-    publish step assembles it. ``_parts`` is invisible to dataset readers and to
-    ``Lake.partition_dates``."""
-    return f"{prefix}/_parts/{_day(date)}"
+    publish step assembles it."""
+    return f"{parts_root(prefix)}/{_day(date)}"
+
+
+def run_part_path(prefix: str, date: dt.date, name: str) -> str:
+    """A file the run as a whole stages for the ``{prefix}/{date}/`` partition (the prepare
+    step's report, an assembled file waiting to be moved into place)."""
+    return f"{parts_dir(prefix, date)}/{name}"
 
 
 def shard_part_path(
@@ -106,45 +128,41 @@ def shard_part_path(
 
 
 def features_path(date: dt.date) -> str:
-    return f"{FEATURES}/{_day(date)}/plot_features.parquet"
+    return f"{partition_dir(FEATURES, date)}/plot_features.parquet"
 
 
 def rejected_path(date: dt.date) -> str:
-    return f"{FEATURES}/{_day(date)}/rejected.parquet"
+    return f"{partition_dir(FEATURES, date)}/rejected.parquet"
 
 
 def validation_path(date: dt.date) -> str:
-    return f"{FEATURES}/{_day(date)}/validation.json"
+    return f"{partition_dir(FEATURES, date)}/validation.json"
 
 
 def training_set_path(date: dt.date) -> str:
     """The training set built for a run date (passed between the training DAG's tasks)."""
-    return f"{TRAINING}/{_day(date)}/training_set.parquet"
+    return f"{partition_dir(TRAINING, date)}/training_set.parquet"
 
 
 def rejected_labels_path(date: dt.date) -> str:
     """The harvest labels quarantined while building that training set."""
-    return f"{TRAINING}/{_day(date)}/rejected_labels.parquet"
+    return f"{partition_dir(TRAINING, date)}/rejected_labels.parquet"
 
 
 def prediction_log_path(date: dt.date) -> str:
-    return f"{PREDICTION_LOG}/{_day(date)}/predictions.parquet"
+    return f"{partition_dir(PREDICTION_LOG, date)}/predictions.parquet"
 
 
-def shard_log_path(date: dt.date, shard: int, shards: int) -> str:
-    """One scoring shard's part of the prediction log, until its publish step assembles it."""
-    return shard_part_path(PREDICTION_LOG, date, shard, shards)
-
-
-def pending_log_path(date: dt.date, run_id: str) -> str:
-    """The night's assembled prediction log under its run's name, until the run's partition
-    swap is done (then it is moved to :func:`prediction_log_path`)."""
-    return f"{parts_dir(PREDICTION_LOG, date)}/run-{run_id}.parquet"
+def pending_log_path(date: dt.date) -> str:
+    """The night's prediction log assembled from the shards' parts, until the run's partition
+    swap is done (then it is moved to :func:`prediction_log_path`); the run that assembled it
+    is in its metadata (``nuru_yield.nightly.run_of``)."""
+    return run_part_path(PREDICTION_LOG, date, "assembled.parquet")
 
 
 def drift_report_path(date: dt.date) -> str:
-    return f"{DRIFT}/{_day(date)}/drift_report.json"
+    return f"{partition_dir(DRIFT, date)}/drift_report.json"
 
 
 def drift_html_path(date: dt.date) -> str:
-    return f"{DRIFT}/{_day(date)}/drift_report.html"
+    return f"{partition_dir(DRIFT, date)}/drift_report.html"

@@ -13,6 +13,12 @@ does not split) are still read, by every shard in full: correct, but slower, and
 :func:`upgrade_lake` (``nuru-yield lake upgrade``) moves them into buckets; it is
 idempotent and safe to interrupt (a rerun rewrites the same bucket files from the same
 source, which is deleted only after its buckets are written).
+
+Removal note: reading unbucketed files (``NdviFiles.unbucketed`` and the paths that use it,
+:func:`unbucketed_ndvi_files` in the feature run's prepare step) is a bridge for lakes and
+producers of before the buckets. It goes in release :data:`UNBUCKETED_NDVI_REMOVED_IN`;
+from then on such a file is refused with the upgrade command, which stays. A lake still
+relies on it while a feature run's ``validation.json`` lists ``unbucketed_ndvi_files``.
 """
 
 from __future__ import annotations
@@ -28,13 +34,14 @@ import pyarrow as pa
 from nuru_yield.contract import NDVI_PLOT_BUCKETS
 from nuru_yield.errors import LakeError
 from nuru_yield.lake import Lake
-from nuru_yield.names import RAW_NDVI, ndvi_bucket_path
+from nuru_yield.names import RAW_NDVI, ndvi_bucket_path, ndvi_year_dir
 from nuru_yield.sharding import shard_buckets, shard_or_zero
 
 log = logging.getLogger(__name__)
 
 _YEAR_FILE = re.compile(r"^year=(\d{4})/(?:plot_bucket=(\d+)/)?([^/]+)\.parquet$")
 UPGRADE_COMMAND = "nuru-yield lake upgrade"
+UNBUCKETED_NDVI_REMOVED_IN = "0.2.0"
 
 
 def ndvi_bucket(plot_ids: pa.Array | pa.ChunkedArray | np.ndarray) -> np.ndarray:
@@ -83,7 +90,7 @@ def _year_files(lake: Lake, years: Iterable[int]) -> list[tuple[str, int | None]
     """(path, bucket or None) of every NDVI file of ``years``."""
     found = []
     for year in years:
-        for path in lake.list(f"{RAW_NDVI}/year={year}", ".parquet"):
+        for path in lake.list(ndvi_year_dir(year), ".parquet"):
             match = _YEAR_FILE.match(path[len(RAW_NDVI) + 1 :])
             if match:
                 bucket = match.group(2)

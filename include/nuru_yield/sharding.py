@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from nuru_yield.names import MAX_PLOT_ID
+
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
-MAX_PLOT_ID = 2**31 - 1
 _MULTIPLIER = 2_654_435_761  # ⌊2**32 / φ⌋, Knuth's multiplicative-hash constant
 _MODULUS = 2**32
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")

@@ -13,13 +13,17 @@ DAG_ID = "batch_scoring"
 
 
 def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
+    from airflow.sdk import PartitionedAssetTimetable
+
     from nuru_yield.orchestration import plot_features, predictions
 
     assert dag_bag.import_errors == {}
     dag = load_dag(DAG_ID)
     assert dag.catchup is False and dag.max_active_runs == 1
     assert "run_date" in dag.params
-    assert [asset.name for asset in dag.timetable.asset_condition.objects] == [plot_features.name]
+    # One run for each night plot_features announces, keyed by it.
+    assert isinstance(dag.timetable, PartitionedAssetTimetable)
+    assert dag.timetable.asset_condition == plot_features
     shard = dag.get_task("score_shard")
     assert shard.upstream_task_ids == {"prepare", "shard_numbers"}
     assert dag.get_task("publish").upstream_task_ids == {"prepare", "score_shard"}
@@ -27,7 +31,7 @@ def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
     assert shard.retries == 2 and shard.retry_exponential_backoff
 
 
-def test_dag_test_publishes_the_partition(
+def test_dag_test_publishes_the_partition_and_announces_the_night(
     load_dag: Any, registry: Registry, monkeypatch: Any
 ) -> None:
     from airflow.models.asset import AssetEvent, AssetModel
@@ -59,7 +63,7 @@ def test_dag_test_publishes_the_partition(
             .filter(AssetModel.name == "predictions", AssetEvent.source_run_id == run.run_id)
             .all()
         )
-    assert [(event.extra["run_date"], event.extra["rows"]) for event in events] == [
+    assert [(event.partition_key, event.extra["rows"]) for event in events] == [
         (RUN_DATE.isoformat(), PLOTS)
     ]
 

@@ -16,10 +16,13 @@ DAG_ID = "drift_monitoring"
 
 
 def test_dag_structure(load_dag: Any) -> None:
-    from nuru_yield.orchestration import log_failure
+    from airflow.sdk import PartitionedAssetTimetable
+
+    from nuru_yield.orchestration import log_failure, predictions
 
     dag = load_dag(DAG_ID)
-    assert [asset.name for asset in dag.timetable.asset_condition.objects] == ["predictions"]
+    assert isinstance(dag.timetable, PartitionedAssetTimetable)  # a run for each night
+    assert dag.timetable.asset_condition == predictions
     assert dag.catchup is False and "run_date" in dag.params and dag.doc_md
     trigger = dag.get_task("trigger_model_training")
     assert trigger.trigger_dag_id == "model_training"

@@ -29,7 +29,9 @@ def test_dag_structure(load_dag: Any) -> None:
     dag = load_dag(DAG_ID)
     assert dag.catchup is False
     assert "nightly" in (dag.doc_md or "").lower() and dag.tags
+    # A partitioned cron: each run is keyed by the night that just ended (YYYY-MM-DD).
     assert dag.timetable.expression == "0 0 * * *"
+    assert (dag.timetable.run_offset, dag.timetable.key_format) == (-1, "%Y-%m-%d")
     assert "run_date" in dag.params
     prepare, shard, publish = (dag.get_task(t) for t in ("prepare", "materialize_shard", "publish"))
     assert shard.upstream_task_ids == {"prepare", "shard_numbers"}
@@ -45,12 +47,13 @@ def _task_states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_dag_test_writes_the_partition_and_updates_the_asset(
-    load_dag: Any, monkeypatch: pytest.MonkeyPatch
+def test_dag_test_writes_the_partition_and_announces_the_night_downstream(
+    load_dag: Any, unpause: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.models.asset import AssetEvent, AssetModel, AssetPartitionDagRun
     from airflow.utils.session import create_session
 
+    unpause("batch_scoring")  # Airflow queues runs of unpaused DAGs only
     monkeypatch.setenv("FEATURE_SHARDS", "3")
     reset_settings()
     lake = Lake.from_settings()
@@ -74,8 +77,15 @@ def test_dag_test_writes_the_partition_and_updates_the_asset(
             .filter(AssetModel.name == "plot_features", AssetEvent.source_run_id == run.run_id)
             .all()
         )
-    assert [event.extra["run_date"] for event in events] == [RUN_DATE.isoformat()]
-    assert events[0].extra["rows"] == table.num_rows
+        # The event's partition key is the night; Airflow queues batch_scoring's run of it.
+        queued = (
+            session.query(AssetPartitionDagRun.partition_key)
+            .filter(AssetPartitionDagRun.target_dag_id == "batch_scoring")
+            .all()
+        )
+    assert [event.partition_key for event in events] == [RUN_DATE.isoformat()]
+    assert events[0].extra["rows"] == table.num_rows and "run_date" not in events[0].extra
+    assert RUN_DATE.isoformat() in {key for (key,) in queued}
     report = lake.read_json(names.validation_path(RUN_DATE))
     assert [shard["shard"] for shard in report["shards"]] == [0, 1, 2]
     assert sum(shard["rows"] for shard in report["shards"]) == table.num_rows

@@ -36,6 +36,31 @@ def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
     assert champion_model not in dag.get_task("train_candidates").outlets
 
 
+def test_harvest_labels_stay_unpartitioned_events_a_partitioned_one_would_start_no_training(
+    unpause: Any,
+) -> None:
+    """``model_training`` runs weekly and on new labels: not a partitioned DAG, and Airflow
+    3.3 queues no run of such a DAG for a partitioned event. So ``harvest_labels`` events
+    carry their run date in ``extra`` (README, "Operations"), not as a partition key."""
+    from airflow.assets.manager import AssetManager
+    from airflow.models.asset import AssetDagRunQueue, AssetModel
+    from airflow.utils.session import create_session
+
+    unpause(DAG_ID)
+
+    def queued(**event: Any) -> list[str]:
+        with create_session() as session:
+            labels = session.query(AssetModel).filter(AssetModel.name == "harvest_labels").one()
+            AssetManager.register_asset_change(asset=labels, session=session, **event)
+            session.flush()
+            targets = [row.target_dag_id for row in session.query(AssetDagRunQueue).all()]
+            session.rollback()
+        return targets
+
+    assert queued(partition_key="2025-06-15") == []
+    assert queued(extra={"run_date": "2025-06-15"}) == [DAG_ID]
+
+
 def _champion_events(run_id: str) -> list[dict[str, Any]]:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session

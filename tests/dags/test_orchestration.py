@@ -1,4 +1,5 @@
-"""The Airflow glue shared by every DAG: run dates, default arguments, assets."""
+"""The Airflow glue shared by every DAG: run dates, nights as partitions, default arguments,
+assets."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import logging
 from types import SimpleNamespace
 
 import pytest
+from airflow.sdk import AssetAlias
+from airflow.sdk.execution_time.context import OutletEventAccessors
 
 from nuru_yield.errors import DataValidationError, LakeError, MissingInputError
 from nuru_yield.orchestration import (
     announce,
+    champion_model,
     default_args,
     log_failure,
+    nightly_schedule,
     plot_features,
     predictions,
     resolve_run_date,
@@ -35,6 +40,19 @@ def test_without_a_param_the_logical_date_is_the_run_date() -> None:
     assert resolve_run_date(no_param) == dt.date(2025, 6, 30)
 
 
+def test_a_partitioned_run_takes_its_partition_key_as_the_night(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A scheduled or asset-triggered run of a nightly DAG has no logical date: its night is
+    its partition key."""
+    context = {"params": {"run_date": None}, "logical_date": None, "partition_key": "2025-06-29"}
+    with caplog.at_level(logging.INFO, logger="nuru_yield.orchestration"):
+        assert resolve_run_date(context) == dt.date(2025, 6, 29)
+    assert "night 2025-06-29 (run date from the partition key)" in caplog.text
+    agreeing = {**context, "params": {"run_date": "2025-06-29"}}
+    assert resolve_run_date(agreeing) == dt.date(2025, 6, 29)
+
+
 def test_asset_triggered_runs_take_the_newest_run_date_of_their_events(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -52,6 +70,11 @@ def test_asset_triggered_runs_take_the_newest_run_date_of_their_events(
         ({"params": {"run_date": "30/06/2025"}}, "the run_date param '30/06/2025' is not a date"),
         ({"params": {"run_date": "2025-02-30"}}, "is not a date YYYY-MM-DD"),
         ({"params": {}, "logical_date": None, "triggering_asset_events": {}}, "no run date"),
+        ({"params": {}, "partition_key": "2025-06-29T00:00:00"}, "the partition key '2025-06-29T"),
+        (
+            {"params": {"run_date": "2025-06-28"}, "partition_key": "2025-06-29"},
+            "the run_date param 2025-06-28 and the run's partition key 2025-06-29 name different",
+        ),
     ],
 )
 def test_a_missing_or_malformed_run_date_is_a_clear_error(
@@ -61,11 +84,50 @@ def test_a_missing_or_malformed_run_date_is_a_clear_error(
         resolve_run_date(context)
 
 
-def test_announce_puts_the_run_date_on_the_asset_event() -> None:
-    outlet = SimpleNamespace(extra={})
-    night = dt.date(2025, 6, 30)
-    announce({"outlet_events": {plot_features: outlet}}, plot_features, night, rows=3)
-    assert outlet.extra == {"run_date": "2025-06-30", "rows": 3}
+def test_announce_keys_the_asset_event_by_the_night() -> None:
+    events = OutletEventAccessors()
+    announce({"outlet_events": events}, plot_features, dt.date(2025, 6, 30), rows=3)
+    assert events[plot_features].partition_keys == {"2025-06-30"}
+    assert events[plot_features].extra == {"rows": 3}  # the night is no hand-made extra
+
+
+def test_an_event_through_an_alias_cannot_carry_a_partition_key_so_it_carries_the_date() -> None:
+    """Airflow 3.3 refuses partition keys on alias events (``promote`` emits
+    ``champion_model`` through one, only when the alias moved): ``announce`` puts the run
+    date in ``extra`` there, as before partitions."""
+    moves = AssetAlias(name="champion_model_moves")
+    events = OutletEventAccessors()
+    with pytest.raises(TypeError, match="not supported on asset alias"):
+        events[moves].add_partitions("2025-06-30")
+    announce(
+        {"outlet_events": events}, champion_model, dt.date(2025, 6, 30), through=moves, version="3"
+    )
+    (emitted,) = events[moves].asset_alias_events
+    assert emitted.dest_asset_key.name == "champion_model"
+    assert emitted.extra == {"run_date": "2025-06-30", "version": "3"}
+
+
+def test_the_nightly_schedule_keys_each_run_by_the_night_that_just_ended() -> None:
+    """What the scheduler and ``airflow backfill create`` ask the timetable: a run at 00:00
+    UTC is for the UTC day that ended; a backfill of 10-14 June is one run per night."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(nightly_schedule())
+    midday = dt.datetime(2025, 6, 14, 12, tzinfo=dt.UTC)
+    scheduled = timetable.next_dagrun_info_v2(
+        last_dagrun_info=None, restriction=TimeRestriction(midday, None, catchup=True)
+    )
+    assert (scheduled.run_after, scheduled.partition_key) == (
+        dt.datetime(2025, 6, 15, tzinfo=dt.UTC),
+        "2025-06-14",
+    )
+    assert scheduled.logical_date is None  # the key, not a logical date, names the night
+    backfill = timetable.iter_partition_dagrun_infos(
+        earliest=dt.datetime(2025, 6, 10, tzinfo=dt.UTC),
+        latest=dt.datetime(2025, 6, 14, tzinfo=dt.UTC),
+    )
+    assert [info.partition_key for info in backfill] == [f"2025-06-{d}" for d in range(10, 15)]
 
 
 def test_default_args_retry_with_backoff_and_log_failures(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ from nuru_yield.config import reset_settings
 from nuru_yield.db.engine import dispose_engines
 from nuru_yield.errors import DatabaseError
 from nuru_yield.lake import Lake
-from nuru_yield.names import features_path
+from nuru_yield.names import MAX_PLOT_ID, features_path
 from nuru_yield.serving.ab import in_challenger_share
 from nuru_yield.serving.store import Lookup, open_store
 from tests.fixtures.services import free_port, wait_until
@@ -111,6 +111,7 @@ def test_out_of_range_fields_are_422_naming_the_field(make_client, nuru_home):
         ("season", "Winter"),
         ("model_name", "xgboost"),
         ("plot_id", -1),
+        ("plot_id", MAX_PLOT_ID + 1),  # the pipeline can never store it
     ]:
         response = client.post("/predict", json={"plot_id": 1, field: value})
         assert response.status_code == 422, field
@@ -191,6 +192,8 @@ def test_history_errors(known_db: PredictionsDb, make_client):
     assert bad_date.status_code == 422
     assert bad_date.json()["detail"][0]["loc"] == ["query", "as_of"]
     assert client.get("/predictions/1", params={"limit": 501}).status_code == 422
+    assert client.get(f"/predictions/{MAX_PLOT_ID}").status_code == 404
+    assert client.get(f"/predictions/{MAX_PLOT_ID + 1}").status_code == 422
 
 
 def test_challenger_is_never_served_unless_asked(known_db: PredictionsDb, make_client):
@@ -297,6 +300,9 @@ def test_a_body_not_sent_as_json_is_415(known_db: PredictionsDb, make_client):
         form = client.post(path, data={"plot_id": "1"})
         assert form.status_code == 415, path
         assert form.json() == {"detail": "Content-Type must be application/json"}
+        undeclared = client.post(path, content=json.dumps(body))  # no Content-Type at all
+        assert "content-type" not in undeclared.request.headers
+        assert undeclared.status_code == 415, path
         text = client.post(path, content=json.dumps(body), headers={"Content-Type": "text/plain"})
         assert text.status_code == 415, path
         for media_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
@@ -324,13 +330,156 @@ def test_bad_bodies_are_422_never_500_and_never_echoed(known_db: PredictionsDb, 
                 body = b'{"plots": [' + body + b"]}"
             response = client.post(path, content=body, headers={"Content-Type": "application/json"})
             assert response.status_code == 422, (path, body, response.text)
-            echoed = [error.get("input") for error in response.json()["detail"]]
-            assert not any(isinstance(value, str | list | dict) for value in echoed), echoed
+            assert all(set(error) == {"type", "loc", "msg"} for error in response.json()["detail"])
     whole_floats = client.post("/predict", json={"plot_id": 1.0, "latitude": 0})
     assert whole_floats.status_code == 200  # JSON Schema's integer: 1.0 is one
     too_many = client.post("/predict/batch", json={"plots": [{"plot_id": "x"}] * 1000})
     assert too_many.status_code == 422
     assert len(too_many.content) < 2000  # not the batch echoed back (it was 19 MB for 1M)
+    digits = "9" * 4000  # a valid JSON integer, far out of range: it came back whole (4 KB)
+    for path, body in (
+        ("/predict", f'{{"plot_id": {digits}}}'),
+        ("/predict/batch", f'{{"plots": [{{"plot_id": {digits}}}] }}'),
+    ):
+        huge = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert huge.status_code == 422, path
+        assert "9" * 20 not in huge.text and len(huge.content) < 500, huge.text[:300]
+    huge_path = client.get(f"/predictions/{digits}")
+    assert huge_path.status_code == 422
+    assert "9" * 20 not in huge_path.text and len(huge_path.content) < 500
+
+
+SECURITY_HEADERS = (
+    "x-content-type-options",
+    "cache-control",
+    "x-frame-options",
+    "content-security-policy",
+)
+
+
+def _response_headers(response) -> dict[str, str | None]:
+    return {name: response.headers.get(name) for name in SECURITY_HEADERS}
+
+
+DATA_ANSWER = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+}
+
+
+def test_every_answer_is_nosniff_uncached_and_never_framed(known_db: PredictionsDb, make_client):
+    """Whoever answers — a route, the bare /predict, the key or rate-limit check, the body
+    limit, an error handler, the router — the answer carries the same headers."""
+    client = make_client(
+        known_db.url,
+        raise_server_exceptions=False,
+        API_KEY=API_KEY,
+        API_RATE_LIMIT_PER_MINUTE=1,
+        API_RATE_LIMIT_BURST=11,  # the answers below that take from the bucket
+        API_MAX_BODY_BYTES=1024,
+    )
+    answers = {
+        "predict 200": client.post("/predict", json={"plot_id": 1}, headers=auth()),
+        "predict 404": client.post("/predict", json={"plot_id": UNKNOWN_PLOT}, headers=auth()),
+        "predict 415": client.post("/predict", content=b"{}", headers=auth()),
+        "predict 422": client.post("/predict", json={"plot_id": -1}, headers=auth()),
+        "batch 200": client.post(
+            "/predict/batch", json={"plots": [{"plot_id": 1}]}, headers=auth()
+        ),
+        "history 200": client.get("/predictions/1", headers=auth()),
+        "models 200": client.get("/models", headers=auth()),
+        "413": client.post("/predict", content=b" " * 2048, headers=auth()),
+        "401": client.post("/predict", json={"plot_id": 1}),
+        "403": client.post("/predict", json={"plot_id": 1}, headers=auth("wrong")),
+        "health": client.get("/health"),
+        "metrics": client.get("/metrics"),
+        "openapi": client.get("/openapi.json"),
+        "unknown path 404": client.get("/no-such-page", headers=auth()),
+        "405": client.get("/predict", headers=auth()),
+    }
+    answers["429"] = client.post("/predict", json={"plot_id": 1}, headers=auth())
+    assert answers["429"].status_code == 429
+    for what, response in answers.items():
+        assert _response_headers(response) == DATA_ANSWER, (what, response.status_code)
+        assert str(response.status_code) in what or response.status_code == 200, what
+
+
+def test_docs_pages_allow_only_their_own_scripts(make_client, nuru_home):
+    import base64
+    import hashlib
+    import re
+
+    client = make_client(f"sqlite:///{nuru_home / 'never-opened.db'}", API_KEY=API_KEY)
+    for path in ("/docs", "/docs/oauth2-redirect"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["x-frame-options"] == "DENY"
+        policy = dict(
+            directive.strip().split(" ", 1)
+            for directive in page.headers["content-security-policy"].split(";")
+        )
+        assert policy["default-src"] == "'none'"
+        assert policy["frame-ancestors"] == "'none'"
+        assert "unsafe" not in page.headers["content-security-policy"]
+        inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+        assert inline, path
+        hashes = {
+            "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+            for s in inline
+        }
+        assert set(policy["script-src"].split()) == {"'self'", *hashes}, path
+    asset = client.get("/docs/assets/swagger-ui.css")
+    assert asset.headers["x-content-type-options"] == "nosniff"
+    assert "cache-control" not in asset.headers  # files of the installed package
+
+
+def test_head_health_is_the_status_without_a_body(known_db: PredictionsDb, make_client):
+    client = make_client(known_db.url, API_KEY=API_KEY, API_STALE_AFTER_HOURS=10**7)
+    head = client.head("/health")
+    assert head.status_code == client.get("/health").status_code == 200
+    assert head.headers["cache-control"] == "no-store"
+    assert "head" not in client.get("/openapi.json").json()["paths"]["/health"]
+
+
+def test_health_tells_callers_without_the_key_what_is_wrong_but_not_why(
+    known_db: PredictionsDb, make_client, nuru_home
+):
+    """No file path, host or URL for anonymous callers: the details are for the key."""
+    registry_path = nuru_home / "nowhere" / "mlflow.db"
+    client = make_client(
+        known_db.url,
+        API_KEY=API_KEY,
+        registry=lambda: REGISTRY.unreachable(f"no MLflow database at {registry_path}"),
+        LAKE_URL=f"file://{nuru_home / 'no-lake'}",
+    )
+    anonymous = client.get("/health").json()
+    keyed = client.get("/health", headers=auth()).json()
+    assert anonymous["status"] == keyed["status"] == "degraded"
+    assert "MLflow registry unavailable" in anonymous["reasons"]
+    assert "feature store unavailable" in anonymous["reasons"]
+    assert not any(str(nuru_home) in reason for reason in anonymous["reasons"])
+    assert (
+        f"MLflow registry unavailable: no MLflow database at {registry_path}" in (keyed["reasons"])
+    )
+    assert client.get("/health", headers=auth("wrong")).json()["reasons"] == anonymous["reasons"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_health_without_the_key_does_not_name_the_database(backend: str, make_client, nuru_home):
+    if backend == "sqlite":
+        url = f"sqlite:///{nuru_home / 'absent.db'}"
+    else:
+        url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nuru"
+    client = make_client(url, API_KEY=API_KEY, API_DB_TIMEOUT_SECONDS=2)
+    anonymous = client.get("/health")
+    assert anonymous.status_code == 503
+    assert anonymous.json()["reasons"][0] == "predictions database unavailable"
+    keyed = client.get("/health", headers=auth()).json()["reasons"][0]
+    assert keyed.startswith("predictions database unavailable: ")
 
 
 def test_health_reports_freshness_models_and_registry(known_db: PredictionsDb, make_client):
@@ -469,6 +618,8 @@ def test_unexpected_errors_hide_their_details(known_db: PredictionsDb, make_clie
     response = client.post("/predict", json={"plot_id": 1})
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error"}
+    # Answered outside the middleware stack, with the headers of every answer all the same.
+    assert _response_headers(response) == DATA_ANSWER
 
 
 def test_models_lists_registry_and_promotions_and_reload_refreshes(
@@ -697,14 +848,24 @@ def test_bench_variants_answer_exactly_as_the_api(known_db: PredictionsDb, monke
     monkeypatch.setenv("PREDICTIONS_DB_URL", known_db.url)
     monkeypatch.setenv("API_RATE_LIMIT_PER_MINUTE", "0")
     reset_settings()
-    requests = [{"plot_id": 1}, {"plot_id": 3, "season": "Short Rains"}, {"plot_id": UNKNOWN_PLOT}]
+    as_json = {"Content-Type": "application/json"}
+    requests = [
+        {"json": {"plot_id": 1}},
+        {"json": {"plot_id": 3, "season": "Short Rains"}},
+        {"json": {"plot_id": UNKNOWN_PLOT}},
+        {"content": b'{"plot_id": 1}'},  # no Content-Type
+        {"content": b'{"plot_id": 1}', "headers": {"Content-Type": "text/plain"}},
+        {"content": b'{"plot_id": ' + b"9" * 4000 + b"}", "headers": as_json},
+    ]
     answers = {}
     for name, variant in VARIANTS.items():
         app = variant_app(variant, registry_reader=lambda: REGISTRY)
         assert (predict.FAST_ROUTE in app.router.routes) is variant.bare_route, name
         assert isinstance(app.state.api.store, PoolStore) is not variant.own_queue, name
         with TestClient(app) as client:
-            replies = [client.post("/predict", json=request) for request in requests]
-        answers[name] = [(reply.status_code, reply.json()) for reply in replies]
-    assert [status for status, _ in answers["current"]] == [200, 200, 404]
+            replies = [client.post("/predict", **request) for request in requests]
+        answers[name] = [
+            (reply.status_code, reply.json(), _response_headers(reply)) for reply in replies
+        ]
+    assert [status for status, *_ in answers["current"]] == [200, 200, 404, 415, 415, 422]
     assert all(replies == answers["current"] for replies in answers.values()), answers

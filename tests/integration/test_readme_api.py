@@ -42,7 +42,7 @@ def test_readme_api_examples_ask_for_what_the_demo_scored(nuru_home: Path) -> No
     generate_to_lake(
         lake, plots=DEMO_PLOTS, start_year=DEMO_START_YEAR, end_year=DEMO_END_YEAR, seed=DEMO_SEED
     )
-    materialize(lake, DEMO_RUN_DATE)
+    materialize(DEMO_RUN_DATE, lake=lake)
     scored = set(
         lake.read_parquet(features_path(DEMO_RUN_DATE), columns=["plot_id"])["plot_id"].to_pylist()
     )

@@ -124,21 +124,26 @@ def test_better_candidate_is_promoted_and_the_old_champion_becomes_previous(roun
     assert "vs champion v1's" in gate_row["reason"]
 
 
-def test_rollback_restores_previous_and_is_recorded(rounds):
+def test_rollback_restores_previous_and_is_recorded(rounds, capsys):
     promote_run(rounds.degraded.ensemble_run)
     _gate(rounds, "good")
 
     assert _latest_production() == ["2"]
-    decision = rollback(MODEL_NAME)
+    capsys.readouterr()
+    main(["rollback"])
 
+    summary = f"{MODEL_NAME} v1: rolled_back (@champion was v2) — rollback: v1 restored"
+    assert capsys.readouterr().out.startswith(summary)
     assert _aliases() == {CHAMPION: "1", PREVIOUS: "2"}
     assert _stages() == {"1": "Production", "2": "Archived"}
     assert _latest_production() == ["1"]
     assert load_model(f"models:/{MODEL_NAME}@{CHAMPION}").version == "1"
     row = _promotions()[-1]
-    assert row["decision"] == decision.decision == "rolled_back"
+    assert (row["decision"], row["actor"]) == ("rolled_back", "cli")
     assert (row["candidate_version"], row["previous_version"]) == ("1", "2")
     assert _tags("1")["nuru.decision"] == "rolled_back"
+    assert rollback(MODEL_NAME).decision == "rolled_back"  # and back: v2 is @champion again
+    assert _aliases() == {CHAMPION: "2", PREVIOUS: "1"}
 
 
 def test_rollback_without_previous_fails_in_one_line(rounds, capsys):
@@ -315,3 +320,27 @@ def test_the_client_turns_mlflows_artifact_progress_bars_off_unless_asked(nuru_h
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true")
     mlflow_client()
     assert MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.get() is True
+
+
+def test_cli_train_promotes_a_first_champion(sample_lake, empty_registry, capsys):
+    """`nuru-yield train` on the sample data: candidates, the gate's table by season and
+    county, and a first version promoted against the naive reference (recorded)."""
+    main(["train", "--date", SAMPLE_TRAINING_DATE.isoformat()])
+
+    out = capsys.readouterr().out
+    assert "gate, RMSE (kg/ha) by season and county:" in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"{MODEL_NAME} v1 (run ") and "): promoted — " in last, last
+    assert _aliases() == {CHAMPION: "1"}
+    [row] = _promotions()
+    assert (row["decision"], row["candidate_version"]) == ("promoted", "1")
+
+
+def test_cli_backtest_prints_a_recipe_by_lead_time(sample_lake, capsys):
+    day = SAMPLE_TRAINING_DATE.isoformat()
+    main(["backtest", "--date", day, "--recipe", "pairwise+dry"])
+
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"backtest for {day}: RMSE (kg/ha) and 80% interval coverage")
+    assert "pairwise+dry" in lines[2] and "hold-out (gate)" in lines[2]
+    assert lines[-1] == ("RMSE cost against the 'free' recipe: not measured (add --recipe free)")

@@ -95,6 +95,28 @@ def test_rerun_gives_the_same_rows_without_duplicates(registry: Registry, databa
     assert [s.status for s in statuses] == ["success", "success"]
 
 
+def test_one_process_loads_the_models_once_for_all_its_shards(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``nuru-yield score`` runs every shard in one process: the first shard loads the
+    models (its timing says so) and the others use them; an Airflow shard loads its own."""
+    from nuru_yield.scoring import run
+    from nuru_yield.scoring.run import score
+
+    loads: list[str] = []
+    load_models = run.load_models
+
+    def counted(plan: Any, settings: Any) -> Any:
+        loads.append(plan.run_id)
+        return load_models(plan, settings)
+
+    monkeypatch.setattr(run, "load_models", counted)
+    write_features()
+    result = score(RUN_DATE, shards=3)
+    assert loads == [result.run_id]
+    assert result.seconds["load_models"] > 0
+
+
 def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) -> None:
     """With one shard the log part is moved into place, not rewritten: a publish retried
     after the move still succeeds; a publish whose part is gone fails with a clear line."""
@@ -113,7 +135,7 @@ def test_retried_publish_of_one_shard_finds_its_moved_log(registry: Registry) ->
     assert set(log.column("run_id").to_pylist()) == {plan.run_id}
 
     other = prepare_run(RUN_DATE, shards=1)  # never scored: no part, the log is not its own
-    with pytest.raises(LakeError, match="the log part is missing"):
+    with pytest.raises(LakeError, match=r"parts of shards \[0\] are missing"):
         publish_run(other, [shard])
     assert {r.run_id for r in _predictions()} == {plan.run_id}
 

@@ -89,7 +89,7 @@ def test_a_frozen_database_is_503_with_a_reason_in_seconds_and_the_api_recovers(
     assert {answer.status for answer in warm} == {200}
     database.engine.dispose()  # the test's own sessions would freeze too
     every_route = [
-        ("GET", f"{base}/health", {}),
+        ("GET", f"{base}/health", {"headers": auth()}),  # the key: the reason's details
         *(_predict(base, plot) for plot in range(10, 10 + 3 * POOL)),  # more than the pool
         ("POST", f"{base}/predict/batch", {"json": {"plots": [{"plot_id": 1}]}, "headers": auth()}),
         ("GET", f"{base}/predictions/1", {"headers": auth()}),

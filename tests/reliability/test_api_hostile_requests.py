@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from nuru_yield.names import MAX_PLOT_ID
 from tests.integration.test_api_support import (
     API_KEY,
     LATEST_NIGHT,
@@ -28,6 +29,7 @@ from tests.reliability.test_api_support import HANG
 LIMIT = 262_144  # API_MAX_BODY_BYTES's default, which these tests keep
 SLOW = 1  # API_BODY_TIMEOUT_SECONDS and API_HEADER_TIMEOUT_SECONDS here (default 10)
 MARKER = "ECHO-CANARY"  # planted in bad inputs: must never come back
+JSON = "Content-Type: application/json"
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +78,7 @@ def _head(method: str, path: str, *headers: str) -> bytes:
 )
 def test_a_body_declared_too_large_is_413_before_it_is_sent(server, path: str, size: int):
     with _connect(server.port) as sock:
-        sock.sendall(
-            _head("POST", path, "Content-Type: application/json", f"Content-Length: {size}")
-        )
+        sock.sendall(_head("POST", path, JSON, f"Content-Length: {size}"))
         status, answer = _answer(sock)  # the server answers, and closes, without the body
     assert status == 413, answer
     assert b"connection: close" in answer.lower()
@@ -87,7 +87,7 @@ def test_a_body_declared_too_large_is_413_before_it_is_sent(server, path: str, s
 
 def test_a_chunked_body_is_cut_off_at_the_limit(server):
     with _connect(server.port) as sock:
-        sock.sendall(_head("POST", "/predict/batch", "Transfer-Encoding: chunked"))
+        sock.sendall(_head("POST", "/predict/batch", JSON, "Transfer-Encoding: chunked"))
         piece = b'{"plots": [' + b" " * (64 * 1024 - 11)
         for part in (piece, *[b" " * len(piece)] * 3, b" " * 100):  # the limit, then 100 bytes
             sock.sendall(b"%x\r\n%s\r\n" % (len(part), part))
@@ -96,10 +96,20 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server):
     assert b"connection: close" in answer.lower()
 
 
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_a_body_without_content_type_is_415_unread_and_the_connection_ends(server, path: str):
+    with _connect(server.port) as sock:
+        sock.sendall(_head("POST", path, "Transfer-Encoding: chunked") + b'5\r\n{"plo\r\n')
+        status, answer = _answer(sock)  # the body never ends: the server does not wait for it
+    assert status == 415, answer
+    assert b"connection: close" in answer.lower()
+    assert b"Content-Type must be application/json" in answer
+
+
 def test_a_body_that_does_not_arrive_in_time_is_408(server):
     started = time.monotonic()
     with _connect(server.port) as sock:
-        sock.sendall(_head("POST", "/predict", "Content-Length: 100") + b'{"plot_id":')
+        sock.sendall(_head("POST", "/predict", JSON, "Content-Length: 100") + b'{"plot_id":')
         status, answer = _answer(sock)
     assert status == 408, answer
     assert b"not received within 1s" in answer
@@ -144,6 +154,8 @@ def _bodies() -> list[tuple[str, str, bytes | str]]:
         ("plot_id 10^30", '{"plot_id": 1000000000000000000000000000000}'),
         ("plot_id -2^63", '{"plot_id": -9223372036854775808}'),
         ("plot_id 2^64", '{"plot_id": 18446744073709551616}'),
+        ("plot_id 4,000 digits", '{"plot_id": ' + "9" * 4000 + "}"),
+        ("latitude 4,000 digits", plot % ("9" * 4000)),
         ("plot_id 1.5", '{"plot_id": 1.5}'),
         ("plot_id string", '{"plot_id": "' + MARKER + '"}'),
         ("plot_id long string", '{"plot_id": "' + MARKER * 1000 + '"}'),
@@ -193,6 +205,8 @@ QUERIES = [
     ("GET", "/predictions/1.5", {}),
     ("GET", "/predictions/%ff%fe", {}),
     ("GET", "/predictions/" + "9" * 5000, {}),
+    ("GET", "/predictions/" + "9" * 4000, {}),
+    ("GET", "/predictions/1", {"params": {"limit": "9" * 4000}}),
     ("GET", "/predictions/1", {"params": {"as_of": "2025-02-30"}}),
     ("GET", "/predictions/1", {"params": {"as_of": "0000-01-01"}}),
     ("GET", "/predictions/1", {"params": {"as_of": MARKER}}),
@@ -213,6 +227,8 @@ QUERIES = [
     ("GET", "/../../etc/passwd", {}),
     ("POST", "/predict", {"content": b'{"plot_id": 1}', "headers": {"Content-Type": "text/plain"}}),
     ("POST", "/predict", {"data": {"plot_id": "1"}}),
+    ("POST", "/predict", {"content": b'{"plot_id": 1}'}),  # no Content-Type
+    ("POST", "/predict/batch", {"content": b'{"plots": [{"plot_id": 1}]}'}),
     ("POST", "/predict", {"files": {"plot_id": ("x.json", b"1")}}),
     ("POST", "/predict", {"json": {"plot_id": 1}, "headers": {"X-API-Key": "x" * 8000}}),
     ("POST", "/predict", {"json": {"plot_id": 1}, "headers": {"X-API-Key": ""}}),
@@ -222,6 +238,7 @@ QUERIES = [
 def _check_refused(response: httpx.Response, what: str) -> None:
     assert 400 <= response.status_code < 500, (what, response.status_code, response.text[:500])
     assert MARKER not in response.text, what
+    assert "9" * 30 not in response.text, what  # nor a huge number
     assert len(response.content) < 4096, (what, len(response.content))  # nothing echoed
 
 
@@ -244,7 +261,7 @@ def test_bad_bodies_and_queries_are_4xx_and_never_echoed(server):
 
 def test_the_largest_documented_batch_fits_the_limit(server):
     item = {
-        "plot_id": 2**53 - 1,
+        "plot_id": MAX_PLOT_ID,
         "latitude": -0.4991271234567891,
         "longitude": 37.61225312345678,
         "planting_date": "2025-03-20",

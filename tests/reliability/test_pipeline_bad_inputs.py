@@ -26,8 +26,8 @@ from nuru_yield.raw_layout import ndvi_bucket
 from nuru_yield.sharding import shard_of
 from tests.fixtures.scoring import RUN_DATE, Registry, write_features
 from tests.reliability.pipeline_support import error_lines, rows, runs
-from tests.unit.test_features import AS_OF
-from tests.unit.test_features_materialize import ten_plots, write_raw
+from tests.unit.features.test_features import AS_OF
+from tests.unit.features.test_features_materialize import ten_plots, write_raw
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -156,7 +156,7 @@ def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
     with monkeypatch.context() as patched:  # the one pass over raw/plots.parquet
         patched.setattr(pq.ParquetFile, "iter_batches", cut_stream)
         with pytest.raises(LakeError, match=r"cannot read \S*raw/plots.parquet: AWS Error"):
-            materialize(lake, AS_OF)
+            materialize(AS_OF, lake=lake)
 
     read_parquet = Lake.read_parquet
 
@@ -167,7 +167,7 @@ def test_a_storage_error_in_a_sharded_read_stays_a_lake_error_to_retry(
 
     monkeypatch.setattr(Lake, "read_parquet", unreachable_ndvi)
     with pytest.raises(LakeError, match="NETWORK_CONNECTION"):
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
 
 @pytest.mark.parametrize("damage", DAMAGE)

@@ -30,3 +30,40 @@ def test_shared_modules_import_only_the_standard_library(module: str) -> None:
     assert imported, "the check parsed nothing"
     outside = {m for m in imported if m.partition(".")[0] not in sys.stdlib_module_names}
     assert outside == {"__future__"} or outside == set(), outside
+
+
+# MLflow client calls that move an alias or a stage.
+ALIAS_MOVES = {
+    "set_registered_model_alias",
+    "delete_registered_model_alias",
+    "transition_model_version_stage",
+}
+
+
+def test_only_the_recorded_promotion_paths_move_an_alias() -> None:
+    """Every way ``@champion`` (or any alias) can move goes through the gate or the recorded
+    promote / rollback commands (``models/registry.py``: ``promote_version`` and
+    ``rollback`` record a ``model_promotions`` row, then move). A benchmark once moved
+    ``@champion`` of the configured registry with a bare ``set_registered_model_alias``: no
+    gate, no audit row."""
+    repo = PACKAGE.parents[1]
+    sources = [
+        *PACKAGE.rglob("*.py"),
+        *(repo / "dags").rglob("*.py"),
+        *(repo / "scripts").rglob("*.py"),
+    ]
+    movers: dict[str, set[str]] = {}
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        for statement in tree.body:  # each module-level function or class, or other code
+            name = getattr(statement, "name", "<module>")
+            for node in ast.walk(statement):
+                if isinstance(node, ast.Attribute) and node.attr in ALIAS_MOVES:
+                    where = f"{path.relative_to(repo)}::{name}"
+                    movers.setdefault(where, set()).add(node.attr)
+    registry = "include/nuru_yield/models/registry.py"
+    assert set(movers) == {
+        f"{registry}::_move_champion",  # called only inside promote_version's and rollback's move
+        f"{registry}::promote_version",  # its move(), run by record_decision
+        f"{registry}::set_stage",  # the stage that follows the alias
+    }, movers

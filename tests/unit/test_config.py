@@ -20,6 +20,15 @@ def test_defaults_live_under_nuru_home(nuru_home: Path) -> None:
     assert settings.mlflow_tracking_uri == f"sqlite:///{nuru_home.resolve()}/mlflow.db"
     assert settings.scoring_shards == 4
     assert settings.validation_max_bad_share == pytest.approx(0.05)
+    assert settings.forwarded_allow_ips == []  # nobody's X-Forwarded-For, loopback's neither
+
+
+def test_forwarded_allow_ips_takes_addresses_networks_and_a_star(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", " 172.29.57.10, 10.0.0.0/8 ,::1,*")
+    reset_settings()
+    assert get_settings().forwarded_allow_ips == ["172.29.57.10", "10.0.0.0/8", "::1", "*"]
 
 
 @pytest.mark.parametrize(
@@ -31,6 +40,7 @@ def test_defaults_live_under_nuru_home(nuru_home: Path) -> None:
         ("SCORING_SHARDS", "many", "SCORING_SHARDS"),
         ("VALIDATION_MAX_BAD_SHARE", "1.5", "VALIDATION_MAX_BAD_SHARE"),
         ("S3_ENDPOINT_URL", "minio:9000", "S3_ENDPOINT_URL"),
+        ("FORWARDED_ALLOW_IPS", "172.29.57.10,nginx", "'nginx' is not an IP address"),
     ],
 )
 def test_bad_value_names_the_variable(

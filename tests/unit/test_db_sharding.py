@@ -8,7 +8,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from nuru_yield.sharding import MAX_PLOT_ID, shard_of, shard_sql
+from nuru_yield.names import MAX_PLOT_ID
+from nuru_yield.sharding import shard_of, shard_sql
 
 EDGE_IDS = np.array([0, 1, 2, 7, 8, 1023, 65_535, 65_536, 2**30, MAX_PLOT_ID - 1, MAX_PLOT_ID])
 

@@ -159,5 +159,29 @@ def test_killed_writer_leaves_the_old_file(tmp_path: Path) -> None:
     leftovers = [
         p for p in os.listdir(root / "features/2025-05-01") if p != "plot_features.parquet"
     ]
-    assert all(name.startswith(".tmp-") for name in leftovers)
+    assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
     assert Lake(f"file://{root}").list("features", ".parquet") == [path]
+    # Once nobody can be writing there, what the killed writer left can go.
+    removed = Lake(f"file://{root}").clear_temporary("features/2025-05-01")
+    assert removed == [f"features/2025-05-01/{name}" for name in sorted(leftovers)]
+    assert os.listdir(root / "features/2025-05-01") == ["plot_features.parquet"]
+
+
+def test_clearing_temporary_files_keeps_data_and_everything_outside_the_prefix(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "lake"
+    lake = Lake(f"file://{root}")
+    night, other = "log/_parts/2025-05-01", "log/_parts/2025-05-02"
+    lake.write_parquet(f"{night}/part-0000.parquet", _table(3))
+    for folder in (night, f"{night}/deeper", other):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / ".tmp-0123456789abcdef.parquet").write_bytes(b"PAR1 half")
+    (root / night / ".probe").write_bytes(b"")
+    assert lake.clear_temporary(night) == [
+        f"{night}/.tmp-0123456789abcdef.parquet",
+        f"{night}/deeper/.tmp-0123456789abcdef.parquet",
+    ]
+    assert sorted(os.listdir(root / night)) == [".probe", "deeper", "part-0000.parquet"]
+    assert os.listdir(root / other) == [".tmp-0123456789abcdef.parquet"]  # not below the prefix
+    assert lake.clear_temporary(night) == []

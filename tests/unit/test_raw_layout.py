@@ -15,6 +15,7 @@ from nuru_yield.cli import main
 from nuru_yield.contract import NDVI_PLOT_BUCKETS, NDVI_SCHEMA
 from nuru_yield.errors import LakeError
 from nuru_yield.lake import Lake, part_row_groups
+from nuru_yield.names import MAX_PLOT_ID
 from nuru_yield.raw_layout import (
     ndvi_bucket,
     shard_ndvi_files,
@@ -22,7 +23,7 @@ from nuru_yield.raw_layout import (
     upgrade_lake,
     write_ndvi_year,
 )
-from nuru_yield.sharding import MAX_PLOT_ID, shard_of
+from nuru_yield.sharding import shard_of
 
 
 def scenes(plot_ids: list[int | None], day: str = "2025-05-01") -> pa.Table:

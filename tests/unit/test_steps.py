@@ -12,7 +12,7 @@ import pytest
 
 from nuru_yield import names
 from nuru_yield.features.materialize import FeaturePlan, FeatureShardResult
-from nuru_yield.scoring.run import ScoringPlan, ScoringResult, ShardResult
+from nuru_yield.scoring.plan import ScoringPlan, ScoringResult, ShardResult
 from nuru_yield.steps import StepResult
 from nuru_yield.training.pipeline import CandidateRuns, PromotionOutcome, TrainingSet, Verdict
 

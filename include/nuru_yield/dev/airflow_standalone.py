@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,11 @@ REPO = Path(__file__).resolve().parents[3]
 CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
 FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
+# Waiting for a run: how often to look, how often to say what runs, and how long a run may
+# make no progress at all before the wait gives up (see AirflowStandalone.wait_for_run).
+POLL_SECONDS = 1.0
+REPORT_SECONDS = 30.0
+DEFAULT_STALL_SECONDS = 600.0
 # Set, with a value unique to each standalone(), in the environment of everything it starts.
 STANDALONE_MARK = "NURU_AIRFLOW_STANDALONE"
 # The name a Celery worker of celery_cluster() reports as its host (see worker_hostname).
@@ -55,8 +60,23 @@ def worker_hostname() -> str:
     return os.environ.get(WORKER_NAME) or socket.getfqdn()
 
 
+# How a task talks to the API server (Airflow's ``[workers]`` options, read by the task
+# SDK's client) on a small, busy machine. Airflow's defaults (5 s per request, 5 attempts 1 to
+# 90 s apart) fail a task before it runs any code when the one API server worker is slow to
+# answer its start call (``httpcore.ReadTimeout`` in ``task_instances.start``) while other
+# tasks import pandas and sklearn on the same two cores; a longer wait and more, shorter-spaced
+# retries make a busy machine slow the night down instead. The Makefile (`make airflow`) and
+# docker-compose.yml set the same values (a test checks all three).
+EXECUTION_API_SETTINGS = {
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "10",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "2",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "30",
+}
+
+
 class AirflowError(NuruError):
-    """Airflow did not start, or a DAG run failed or did not finish in time."""
+    """Airflow did not start or stopped, or a DAG run failed or made no progress."""
 
 
 def airflow_environment(
@@ -87,6 +107,7 @@ def airflow_environment(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        **EXECUTION_API_SETTINGS,
         # The cron schedules would start runs for last night / last Monday as soon as the
         # DAGs are unpaused; here runs are triggered for a chosen date instead.
         "NURU_SCHEDULES": "manual",
@@ -104,6 +125,9 @@ class AirflowStandalone:
     components: dict[str, subprocess.Popen[bytes]]  # name -> process; logs in {name}.log
     client: httpx.Client = field(repr=False)
     mark: str  # the value of STANDALONE_MARK in the environment of its processes
+    # What waits read the time from and sleep with (tests give a clock of their own).
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -161,19 +185,20 @@ class AirflowStandalone:
                 with contextlib.suppress(AirflowError, httpx.HTTPError):
                     self.pause(dag_id)
 
-    def trigger(self, dag_id: str, conf: Mapping[str, Any]) -> str:
-        """Start a manual run; returns its run id. A run for a ``run_date`` is named after
-        its night (run id and note), so the UI's run list says which night each run is."""
+    def trigger(
+        self, dag_id: str, conf: Mapping[str, Any], partition_key: str | None = None
+    ) -> str:
+        """Start a manual run; returns its run id. A run of a night — a ``partition_key``
+        (a partitioned DAG: the UI shows it on the run) or a ``run_date`` in ``conf`` —
+        is named after it (run id and note)."""
         body: dict[str, Any] = {"logical_date": None, "conf": dict(conf)}
-        if run_date := conf.get("run_date"):
+        if partition_key:
+            body["partition_key"] = partition_key
+        if night := partition_key or conf.get("run_date"):
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            body["dag_run_id"] = f"manual__night_{run_date}__{stamp}"
-            body["note"] = night_note(dt.date.fromisoformat(run_date))
+            body["dag_run_id"] = f"manual__night_{night}__{stamp}"
+            body["note"] = night_note(dt.date.fromisoformat(night))
         return self._call("POST", f"/dags/{dag_id}/dagRuns", json=body)["dag_run_id"]
-
-    def name_night(self, dag_id: str, run_id: str, run_date: dt.date) -> None:
-        """Note the night on a run whose id Airflow chose (an asset-triggered run)."""
-        self._call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"note": night_note(run_date)})
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self._call(
@@ -189,71 +214,178 @@ class AirflowStandalone:
         self,
         dag_id: str,
         run_id: str | None = None,
-        timeout: float = 900,
+        stall: float = DEFAULT_STALL_SECONDS,
         earlier: Collection[str] = (),
+        rerun: str | None = None,
     ) -> dict[str, Any]:
-        """Wait (bounded) for a run of ``dag_id`` to finish: ``run_id``, or the newest run
-        that is not one of the ``earlier`` run ids (an Airflow home used before holds runs of
-        its own), logging each task's state changes as progress. Raises with the failed
-        tasks when it fails."""
-        deadline = time.monotonic() + timeout
-        last_state = None
-        task_states: dict[tuple[str, int], str] = {}
+        """Wait for a run of ``dag_id`` to finish: ``run_id``, or the newest run that is not
+        one of the ``earlier`` run ids (an Airflow home used before holds runs of its own).
+
+        It waits as long as the run makes progress (:meth:`_activity`: a state of the run or
+        of one of its tasks changes, a running task's log grows or its processes use CPU),
+        however long the work takes on a busy machine, and gives up only after ``stall``
+        seconds without any, or when Airflow itself stops. Each task's state changes are
+        logged, and every ``REPORT_SECONDS`` which tasks run and for how long. A failed or
+        stalled run raises :class:`AirflowError` naming the task, its log and ``rerun``
+        (what to run again)."""
+        started = last_progress = last_report = self.clock()
+        last_state: str | None = None
+        seen: dict[tuple[str, int], str] = {}
+        running_since: dict[tuple[str, int], float] = {}
+        activity: Any = None
         while True:
-            try:
-                runs = self.runs(dag_id)
-            except httpx.TimeoutException:  # a busy API server answers late: ask again
-                runs = []
-            run = next(
-                (
-                    r
-                    for r in runs
-                    if r["dag_run_id"] == run_id
-                    or (run_id is None and r["dag_run_id"] not in earlier)
-                ),
-                None,
-            )
+            run = self._find_run(dag_id, run_id, earlier)
             state = run["state"] if run else "not started"
             if state != last_state:
                 log.info("airflow: %s %s", dag_id, state)
                 last_state = state
-            if run and state == "running":
-                self._log_task_progress(dag_id, run["dag_run_id"], task_states)
+            instances = self._instances(dag_id, run["dag_run_id"]) if run else []
+            self._log_task_changes(dag_id, instances, seen)
             if run and state in FINISHED:
                 if state == "failed":
-                    failed = [
-                        ti["task_id"]
-                        for ti in self.task_instances(dag_id, run["dag_run_id"])
-                        if ti["state"] == "failed"
-                    ]
-                    raise AirflowError(
-                        f"{dag_id} run {run['dag_run_id']} failed (tasks {failed}); logs under {self.home / 'logs'}"
-                    )
+                    raise AirflowError(self._failed(dag_id, run["dag_run_id"], rerun))
                 return run
+            now = self.clock()
+            running = [ti for ti in instances if ti["state"] == "running"]
+            for ti in running:
+                running_since.setdefault(_key(ti), now)
+            current = (state, self._activity(dag_id, instances))
+            if current != activity:
+                activity, last_progress = current, now
+            idle = now - last_progress
+            if now - last_report >= REPORT_SECONDS:
+                since = {key: now - first for key, first in running_since.items()}
+                status = self._status(dag_id, state, running, since, now - started, idle, stall)
+                log.info("airflow: %s", status)
+                last_report = now
+            if idle >= stall:
+                raise AirflowError(
+                    self._stalled(dag_id, run, state, running, running_since, now, stall, rerun)
+                )
             self._check_alive()
-            if time.monotonic() > deadline:
-                raise AirflowError(f"{dag_id} still {state} after {timeout:.0f}s")
-            time.sleep(1)
+            self.sleep(POLL_SECONDS)
 
-    def _log_task_progress(
-        self, dag_id: str, run_id: str, seen: dict[tuple[str, int], str]
+    def _find_run(
+        self, dag_id: str, run_id: str | None, earlier: Collection[str]
+    ) -> dict[str, Any] | None:
+        try:
+            runs = self.runs(dag_id)
+        except httpx.TimeoutException:  # a busy API server answers late: ask again
+            return None
+        return next(
+            (
+                r
+                for r in runs
+                if r["dag_run_id"] == run_id or (run_id is None and r["dag_run_id"] not in earlier)
+            ),
+            None,
+        )
+
+    def _instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        try:
+            return self.task_instances(dag_id, run_id)
+        except httpx.TimeoutException:
+            return []
+
+    def _log_task_changes(
+        self, dag_id: str, instances: list[dict[str, Any]], seen: dict[tuple[str, int], str]
     ) -> None:
         """Log the tasks of a run whose state changed since ``seen`` (updated in place)."""
-        try:
-            instances = self.task_instances(dag_id, run_id)
-        except httpx.TimeoutException:
-            return
         done = sum(ti["state"] in TASK_DONE for ti in instances)
         # Finished tasks first, so a poll's lines read in the order things happened.
         for ti in sorted(instances, key=lambda ti: ti["state"] not in TASK_DONE):
-            key = (ti["task_id"], ti.get("map_index", -1))
+            key = _key(ti)
             if ti["state"] and ti["state"] != seen.get(key):
                 seen[key] = ti["state"]
-                shard = f"[{key[1]}]" if key[1] >= 0 else ""
                 log.info(
-                    "airflow: %s › %s%s %s (%d/%d tasks done)",
-                    dag_id, key[0], shard, ti["state"], done, len(instances),
+                    "airflow: %s › %s %s (%d/%d tasks done)",
+                    dag_id, _label(ti), ti["state"], done, len(instances),
                 )  # fmt: skip
+
+    def task_log(self, dag_id: str, ti: Mapping[str, Any]) -> Path:
+        """Where a task instance's log is (Airflow's default ``log_filename_template``)."""
+        folder = (
+            self.home / "logs" / f"dag_id={dag_id}" / f"run_id={ti['dag_run_id']}"
+        ) / f"task_id={ti['task_id']}"
+        if ti.get("map_index", -1) >= 0:
+            folder = folder / f"map_index={ti['map_index']}"
+        return folder / f"attempt={max(ti.get('try_number') or 1, 1)}.log"
+
+    def _activity(self, dag_id: str, instances: list[dict[str, Any]]) -> tuple[Any, ...]:
+        """What changes while a run works: each task's state and try and, for a running
+        task, the size of its log and the CPU time of its processes."""
+        observed = []
+        for ti in sorted(instances, key=_key):
+            work: tuple[Any, ...] = ()
+            if ti["state"] == "running":
+                path = self.task_log(dag_id, ti)
+                size = path.stat().st_size if path.exists() else 0
+                work = (size, _cpu_seconds(ti.get("pid")))
+            observed.append((*_key(ti), ti["state"], ti.get("try_number"), *work))
+        return tuple(observed)
+
+    def _status(
+        self,
+        dag_id: str,
+        state: str,
+        running: list[dict[str, Any]],
+        running_for: Mapping[tuple[str, int], float],
+        elapsed: float,
+        idle: float,
+        stall: float,
+    ) -> str:
+        """One line for the terminal: the run, each running task and how long it runs, and
+        how long ago the last sign of progress was (once it is not the last poll's)."""
+        tasks = ", ".join(
+            f"{_label(ti)} running for {_minutes(running_for[_key(ti)])} "
+            f"(log {_size(self.task_log(dag_id, ti))})"
+            for ti in running
+        )
+        line = f"waiting for {dag_id} ({state}, {_minutes(elapsed)})"
+        line += f": {tasks}" if tasks else ": no task running"
+        if idle >= REPORT_SECONDS:
+            line += f"; last sign of progress {_minutes(idle)} ago (gives up at {_minutes(stall)})"
+        return line
+
+    def _failed(self, dag_id: str, run_id: str, rerun: str | None) -> str:
+        failed = [
+            ti
+            for ti in self._instances(dag_id, run_id)
+            if ti["state"] in ("failed", "upstream_failed")
+        ]
+        first = [ti for ti in failed if ti["state"] == "failed"] or failed
+        tasks = "; ".join(
+            f"task {_label(ti)} failed (try {ti.get('try_number')}), its log: "
+            f"{self.task_log(dag_id, ti)}"
+            for ti in first
+        )
+        return (
+            f"{dag_id} run {run_id} failed: {tasks or 'no task failed (see the scheduler log)'}"
+            f" (Airflow's logs: {self.home})" + (f"; to run it again: {rerun}" if rerun else "")
+        )
+
+    def _stalled(
+        self,
+        dag_id: str,
+        run: Mapping[str, Any] | None,
+        state: str,
+        running: list[dict[str, Any]],
+        running_since: Mapping[tuple[str, int], float],
+        now: float,
+        stall: float,
+        rerun: str | None,
+    ) -> str:
+        name = f"{dag_id} run {run['dag_run_id']}" if run else f"{dag_id} (no run started)"
+        tasks = "; ".join(
+            f"task {_label(ti)} running for {_minutes(now - running_since[_key(ti)])}, "
+            f"its log: {self.task_log(dag_id, ti)}"
+            for ti in running
+        )
+        return (
+            f"{name} made no progress for {_minutes(stall)} (no state changed, no task log "
+            f"grew, no task process used CPU; run {state}): {tasks or 'no task running'} "
+            f"(Airflow's logs: {self.home})" + (f"; to run it again: {rerun}" if rerun else "")
+        )
 
     def overhead(self, dag_id: str, run: Mapping[str, Any]) -> dict[str, float]:
         """DAG-run wall time versus the sum of its tasks' run times."""
@@ -532,27 +664,71 @@ def _wait_healthy(airflow: AirflowStandalone, timeout: float) -> None:
         time.sleep(1)
 
 
+def _key(ti: Mapping[str, Any]) -> tuple[str, int]:
+    return ti["task_id"], ti.get("map_index", -1)
+
+
+def _label(ti: Mapping[str, Any]) -> str:
+    """``task`` or ``task[2]`` for shard 2 of a mapped task."""
+    index = ti.get("map_index", -1)
+    return f"{ti['task_id']}[{index}]" if index >= 0 else ti["task_id"]
+
+
+def _minutes(seconds: float) -> str:
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+
+
+def _size(path: Path) -> str:
+    size = path.stat().st_size if path.exists() else 0
+    return f"{size / 1024:.1f} KB" if size >= 1024 else f"{size} B"
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU of a task's process and its children (None when it is not a process
+    of this machine, or gone)."""
+    import psutil
+
+    if not pid:
+        return None
+    try:
+        process = psutil.Process(pid)
+        members = [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for member in members:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return round(total, 2)
+
+
 def night_note(run_date: dt.date) -> str:
     """The note on a run of the night ``run_date``."""
     return f"night {run_date.isoformat()}"
 
 
 def run_chain(
-    airflow: AirflowStandalone, run_date: dt.date, timeout: float = 900
+    airflow: AirflowStandalone,
+    run_date: dt.date,
+    stall: float = DEFAULT_STALL_SECONDS,
+    rerun: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Trigger ``feature_materialization`` for ``run_date`` and wait for the Asset chain
-    (``batch_scoring`` → ``drift_monitoring``) to finish, each run noted with its night;
-    the DAGs are paused again afterwards. Returns the finished runs."""
+    """Trigger ``feature_materialization`` for the night ``run_date`` (its partition key) and
+    wait for the Asset chain (``batch_scoring`` → ``drift_monitoring``, whose runs Airflow
+    keys by the same night) to finish; the DAGs are paused again afterwards. Returns the
+    finished runs. ``stall`` and ``rerun`` (per DAG) as for
+    :meth:`AirflowStandalone.wait_for_run`."""
+    rerun = rerun or {}
     airflow.wait_for_dags(CHAIN)
     earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
     with airflow.unpaused(CHAIN):
-        run_id = airflow.trigger("feature_materialization", {"run_date": run_date.isoformat()})
-        finished = {
-            "feature_materialization": airflow.wait_for_run(
-                "feature_materialization", run_id, timeout
-            )
-        }
+        run_id = airflow.trigger("feature_materialization", {}, partition_key=run_date.isoformat())
+        first = CHAIN[0]
+        finished = {first: airflow.wait_for_run(first, run_id, stall, rerun=rerun.get(first))}
         for dag_id in CHAIN[1:]:
-            finished[dag_id] = airflow.wait_for_run(dag_id, None, timeout, earlier[dag_id])
-            airflow.name_night(dag_id, finished[dag_id]["dag_run_id"], run_date)
+            finished[dag_id] = airflow.wait_for_run(
+                dag_id, None, stall, earlier[dag_id], rerun=rerun.get(dag_id)
+            )
     return finished

@@ -12,12 +12,14 @@ import datetime as dt
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 import typer
 
 from nuru_yield.config import Settings, get_settings
+from nuru_yield.dev.airflow_standalone import DEFAULT_STALL_SECONDS
 from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import Lake
 from nuru_yield.names import RAW_PLOTS, drift_html_path, prediction_log_path
@@ -37,18 +39,59 @@ def _step(number: int, text: str) -> None:
     typer.secho(f"[{number}/{STEPS}] {mask_passwords(text)}", bold=True)
 
 
-def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -> None:
+def rerun_hints(home: Path, run_date: dt.date) -> dict[str, str]:
+    """Per DAG, what to run again when its run fails or stalls: the demo (its sample data
+    is kept), with a longer wait for a busy machine, or that step alone from the command
+    line (each DAG calls the same library function as its command)."""
+    steps = {
+        "model_training": "train",
+        "feature_materialization": "features",
+        "batch_scoring": "score",
+        "drift_monitoring": "drift",
+    }
+    return {
+        dag_id: (
+            f"`make demo` (the sample data in {home} is kept; `make demo STALL_MINUTES=30` "
+            f"waits longer on a busy machine), or this step alone: "
+            f"`NURU_HOME={home} nuru-yield {step} --date {run_date.isoformat()}`"
+        )
+        for dag_id, step in steps.items()
+    }
+
+
+def run_demo(
+    plots: int,
+    seed: int,
+    serve: bool = True,
+    port: int = DEMO_PORT,
+    stall_minutes: float | None = None,
+) -> None:
     """Build everything from an empty NURU_HOME (reusing sample data if present), then serve
     the API on ``port``, which is checked first: minutes of pipeline are not spent to find
-    it taken at the end."""
-    from nuru_yield.db.migrations import upgrade
-    from nuru_yield.dev.airflow_standalone import run_chain, standalone
+    it taken at the end.
+
+    Everything happens in NURU_HOME as a scratch space (:mod:`nuru_yield.dev.scratch`): its
+    own lake, registry and database whatever ``LAKE_URL``, ``MLFLOW_TRACKING_URI`` or
+    ``PREDICTIONS_DB_URL`` say, and a NURU_HOME that holds a deployment's champion or
+    published nights is refused. The waits for the DAG runs follow their progress and give
+    up after ``stall_minutes`` (default ``DEFAULT_STALL_SECONDS``) without any (see
+    ``AirflowStandalone.wait_for_run``)."""
     from nuru_yield.dev.local_services import check_port_free
+    from nuru_yield.dev.scratch import scratch_space
 
     if serve:
         check_port_free(
             DEMO_HOST, port, "the demo's API (make demo PORT=… / nuru-yield demo --port …)"
         )
+    with scratch_space("the demo", home=get_settings().nuru_home):
+        stall = DEFAULT_STALL_SECONDS if stall_minutes is None else stall_minutes * 60
+        _build_and_serve(plots, seed, serve, port, stall)
+
+
+def _build_and_serve(plots: int, seed: int, serve: bool, port: int, stall: float) -> None:
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.dev.airflow_standalone import run_chain, standalone
+
     settings = get_settings()
     lake = Lake.from_settings(settings)
     lake.check_writable()
@@ -80,17 +123,20 @@ def run_demo(plots: int, seed: int, serve: bool = True, port: int = DEMO_PORT) -
         airflow.wait_for_dags(
             ("model_training", "feature_materialization", "batch_scoring", "drift_monitoring")
         )
+        rerun = rerun_hints(settings.nuru_home, DEMO_RUN_DATE)
         _step(4, f"model_training for {DEMO_RUN_DATE} (candidates → evaluation → gate → alias)")
         with airflow.unpaused(("model_training",)):
             training_run = airflow.trigger(
                 "model_training", {"run_date": DEMO_RUN_DATE.isoformat()}
             )
-            airflow.wait_for_run("model_training", training_run, timeout=1200)
+            airflow.wait_for_run(
+                "model_training", training_run, stall, rerun=rerun["model_training"]
+            )
         _step(
             5,
             f"nightly chain for {DEMO_RUN_DATE}: feature_materialization → batch_scoring → drift_monitoring",
         )
-        runs = run_chain(airflow, DEMO_RUN_DATE, timeout=1200)
+        runs = run_chain(airflow, DEMO_RUN_DATE, stall, rerun)
         overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
 
     typer.echo(render_summary(settings, lake, overhead, time.monotonic() - started, port))

@@ -8,7 +8,8 @@ does not load the package). Public interface, relied on by training and scoring:
 * :mod:`.raw` — ``load_raw`` → ``RawInputs``;
 * :mod:`.compute` — ``season_to_date`` (serving) and ``training_rows`` (training), both
   built on ``compute_features``;
-* :mod:`.materialize` — ``materialize``: load, compute, validate and write one date's
-  partition, in shards (``prepare_features`` → ``materialize_shard`` × K →
-  ``publish_features``).
+* :mod:`.materialize` — ``FEATURES``, the sharded night (``nuru_yield.nightly``):
+  ``prepare_features`` → ``materialize_shard`` × K → ``publish_features``, and
+  ``materialize``, the three in one process: load, compute, validate and write one date's
+  partition.
 """

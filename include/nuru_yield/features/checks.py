@@ -27,7 +27,7 @@ from nuru_yield.features.columns import (
     SEASONS,
     TEMPERATURE_RANGE_C,
 )
-from nuru_yield.sharding import MAX_PLOT_ID
+from nuru_yield.names import MAX_PLOT_ID
 
 if TYPE_CHECKING:
     from great_expectations.expectations import Expectation

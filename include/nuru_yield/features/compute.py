@@ -16,6 +16,9 @@ window is a contiguous slice: sums come from prefix sums, the peak from one ``re
 Bad observations (see :mod:`.checks`) are left out of every aggregate: a day without a
 valid rain value counts neither as rainy nor as dry and ends a dry spell; cloudy NDVI
 (cloud fraction above 0.5) is not "clear"; an unknown cloud fraction counts as clear.
+A feature whose inputs have no valid value in its window is null (NaN), never 0: the two
+counts of what was seen, ``weather_coverage`` and ``n_clear_ndvi_obs``, are 0 then
+(``tests/unit/features/test_features_nulls.py`` declares each column's inputs and checks it).
 Two clear observations of a plot on the same day are ordered by value, so that the area
 under the NDVI curve does not depend on the order of the rows in the file.
 """
@@ -282,7 +285,10 @@ class _DailyWeather:
             features = {
                 "precip_total": window.total(precip) * has_precip,
                 "rainy_days": window.total(p_ok & (precip >= RAINY_DAY_MM)) * has_precip,
-                "max_dry_spell_days": _max_dry_spell(p_ok & (precip < RAINY_DAY_MM), row, a, b),
+                # Null without a valid rain value: 0 would say "no dry spell", which the
+                # monotone constraint turns into a higher forecast.
+                "max_dry_spell_days": _max_dry_spell(p_ok & (precip < RAINY_DAY_MM), row, a, b)
+                * has_precip,
                 "precip_last_30d": recent_window.total(precip)
                 * np.where(recent_window.total(p_ok) > 0, 1.0, np.nan),
                 "gdd_sum": window.total(np.where(t_ok, np.maximum(gdd, 0.0), 0.0))

@@ -1,7 +1,8 @@
 """The ``features/{D}/`` partition in K shards: prepare → shard × K → publish (the I/O edge).
 
-The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same shards
-(``hash(plot_id) mod K``, :mod:`nuru_yield.sharding`):
+A sharded night (:mod:`nuru_yield.nightly`: the plan, the staged parts, the run's mark, the
+assembly), with the same shards as batch scoring (``hash(plot_id) mod K``,
+:mod:`nuru_yield.sharding`):
 
 * :func:`prepare_features` fixes the run (id, K, window, threshold, weather lag) in a small
   JSON-able :class:`FeaturePlan`, clears what an earlier attempt staged, splits the
@@ -9,14 +10,14 @@ The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same sh
   over ``raw/plots.parquet`` and its years of history, instead of one per shard; ids that
   cannot be hashed go to shard 0, which quarantines them), and validates once what every
   shard shares: the weather cells, the window's daily weather, and the number of
-  plot-seasons read for the night (none fails ``plots.no_plot_seasons``).
+  plot-seasons read for the night (none fails ``plots.no_plot_seasons``). Its report
+  (checks, the raw NDVI files not split by plot bucket, seconds) is staged for publish.
 * :func:`materialize_shard` reads only its shard of the raw inputs (its plot-seasons, the
   NDVI of its plot buckets, the weather of its plots' cells), computes their features and
   validates its slice (plot-seasons, NDVI, output, how current its plots' weather is). It
-  stages three parts under
-  ``features/_parts/{D}/``: features, quarantined rows, and its report (checks, counts,
-  timings, peak memory, host) — the report last, so its presence means the shard is done.
-  Memory grows with the shard, not with the lake; a rerun of a shard replaces its parts.
+  stages three parts under ``features/_parts/{D}/``: features, quarantined rows, and its
+  validation report — the report last, so its presence means the shard is done. Memory
+  grows with the shard, not with the lake; a rerun of a shard replaces its parts.
 * :func:`publish_features` is the one validation gate over the whole run: every check is
   judged on the counts summed over the shards (:func:`~.validation.combine`). Passed: the
   features parts are assembled into ``plot_features.parquet`` (row groups aligned with the
@@ -27,8 +28,8 @@ The same shape as batch scoring (:mod:`nuru_yield.scoring.run`), and the same sh
   :class:`~nuru_yield.errors.DataValidationError` is raised. A shard that fails stops the
   run before publish: the partitions already published stay as they were.
 
-:func:`materialize` runs the three steps in one process (``nuru-yield features``); the
-``feature_materialization`` DAG runs them as tasks.
+:data:`FEATURES` names the three steps: :func:`materialize` runs them in one process
+(``nuru-yield features``), the ``feature_materialization`` DAG as tasks.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ import logging
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,15 +51,29 @@ import pyarrow as pa
 from nuru_yield import names
 from nuru_yield.config import get_settings
 from nuru_yield.contract import PLOTS_SCHEMA
-from nuru_yield.errors import LakeError
 from nuru_yield.features.checks import MAX_CELL_DISTANCE_KM
 from nuru_yield.features.columns import OUTPUT_SCHEMA
 from nuru_yield.features.compute import season_to_date
 from nuru_yield.features.raw import load_raw, load_shared, split_plots
 from nuru_yield.features.validation import ValidationReport, combine, validate
 from nuru_yield.lake import Lake
-from nuru_yield.progress import peak_rss_mb, track
-from nuru_yield.raw_layout import UPGRADE_COMMAND, unbucketed_ndvi_files
+from nuru_yield.nightly import (
+    Night,
+    NightPlan,
+    NightResult,
+    assemble,
+    clear_parts,
+    read_reports,
+    run_night,
+    stamped,
+    write_report,
+)
+from nuru_yield.progress import peak_rss_mb
+from nuru_yield.raw_layout import (
+    UNBUCKETED_NDVI_REMOVED_IN,
+    UPGRADE_COMMAND,
+    unbucketed_ndvi_files,
+)
 from nuru_yield.steps import StepResult
 
 if TYPE_CHECKING:
@@ -68,37 +82,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REJECTED_SCHEMA = PLOTS_SCHEMA.append(pa.field("reason", pa.string()))
-# Parquet key-value metadata: the feature run that wrote a file (parts and partition).
-RUN_ID_KEY = "nuru_yield.feature_run_id"
-PLOTS_PART, FEATURES_PART = "plots", "plot_features"
-REJECTED_PART, REPORT_PART = "rejected", "report"
+PLOTS_PART, FEATURES_PART, REJECTED_PART = "plots", "plot_features", "rejected"
 
 
 @dataclass(frozen=True)
-class FeaturePlan(StepResult):
+class FeaturePlan(NightPlan):
     """What every step of one feature run shares (passed between Airflow tasks via XCom):
     the shards read these values, not their own settings, so that all of them agree."""
 
-    run_id: str
-    run_date: dt.date
-    shards: int
     season_max_days: int
     threshold: float
     weather_max_lag_days: int
+
+    STEP = "features"
+    PREFIX = names.FEATURES
 
     @property
     def window_start(self) -> dt.date:
         """First day any plot-season in progress on the run date can need."""
         return self.run_date - dt.timedelta(days=self.season_max_days)
-
-    def part(self, shard: int, name: str, suffix: str = ".parquet") -> str:
-        return names.shard_part_path(
-            names.FEATURES, self.run_date, shard, self.shards, name, suffix
-        )
-
-    @property
-    def inputs_report(self) -> str:
-        return f"{names.parts_dir(names.FEATURES, self.run_date)}/inputs.json"
 
 
 @dataclass(frozen=True)
@@ -115,10 +117,9 @@ class FeatureShardResult(StepResult):
 
 
 @dataclass(frozen=True)
-class MaterializeResult(StepResult):
-    """What a run published: URIs and row counts (the asset event's ``extra``)."""
+class MaterializeResult(NightResult):
+    """What a run published: URIs and row counts."""
 
-    run_date: dt.date
     features_uri: str
     rejected_uri: str
     validation_uri: str
@@ -126,18 +127,24 @@ class MaterializeResult(StepResult):
     rejected: int
     shards: int = 1
 
+    def event_extra(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "uri": self.features_uri, "rows": self.rows}
+
 
 def prepare_features(
-    lake: Lake,
     run_date: dt.date,
-    shards: int | None = None,
+    *,
+    lake: Lake | None = None,
     settings: Settings | None = None,
+    shards: int | None = None,
+    dag_run_id: str | None = None,
 ) -> FeaturePlan:
     """Open a feature run for ``run_date`` (see the module docstring)."""
     started = time.perf_counter()
     settings = settings or get_settings()
+    lake = lake or Lake.from_settings(settings)
     plan = FeaturePlan(
-        run_id=f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:12]}",
+        run_id=FeaturePlan.new_run_id(run_date),
         run_date=run_date,
         shards=shards or settings.feature_shards,
         season_max_days=settings.season_max_days,
@@ -145,21 +152,22 @@ def prepare_features(
         weather_max_lag_days=settings.weather_max_lag_days,
     )
     preload = _import_in_background("great_expectations")
-    for stale in lake.list(names.parts_dir(names.FEATURES, run_date)):
-        lake.delete(stale)
+    clear_parts(lake, plan)
     unbucketed = unbucketed_ndvi_files(lake, range(plan.window_start.year, run_date.year + 1))
     if unbucketed:
         log.warning(
             "features %s: %d raw NDVI file(s) are not split by plot bucket, so every shard "
-            "reads them in full (%s); run `%s`",
+            "reads them in full (%s); run `%s` (release %s stops reading them)",
             run_date,
             len(unbucketed),
             ", ".join(unbucketed[:3]),
             UPGRADE_COMMAND,
+            UNBUCKETED_NDVI_REMOVED_IN,
         )
     # One pass over the plot-seasons, so that no shard reads the whole table.
-    parts = [plan.part(shard, PLOTS_PART) for shard in range(plan.shards)]
-    plot_seasons = sum(rows for _, rows in split_plots(lake, plan.window_start, run_date, parts))
+    plot_seasons = sum(
+        rows for _, rows in split_plots(lake, plan.window_start, run_date, plan.parts(PLOTS_PART))
+    )
     cells, weather = load_shared(lake, plan.window_start, run_date)
     preload.join()
     report = validate(
@@ -173,11 +181,13 @@ def prepare_features(
         plot_seasons_read=plot_seasons,
     )
     del cells, weather
-    lake.write_json(
-        plan.inputs_report,
+    write_report(
+        lake,
+        plan,
+        None,
         {
-            "run_id": plan.run_id,
             **report.to_json(),
+            "dag_run_id": dag_run_id,
             "unbucketed_ndvi_files": unbucketed,
             "seconds": round(time.perf_counter() - started, 3),
         },
@@ -187,12 +197,15 @@ def prepare_features(
 
 
 def materialize_shard(
-    plan: FeaturePlan, shard: int, lake: Lake | None = None
+    plan: FeaturePlan,
+    shard: int,
+    *,
+    lake: Lake | None = None,
+    settings: Settings | None = None,
 ) -> FeatureShardResult:
     """Compute, validate and stage the features of one shard (see the module docstring)."""
-    if not 0 <= shard < plan.shards:
-        raise ValueError(f"shard must be between 0 and {plan.shards - 1}, got {shard}")
-    lake = lake or Lake.from_settings()
+    plan.checked(shard)
+    lake = lake or Lake.from_settings(settings)
     day = plan.run_date
     seconds: dict[str, float] = {}
     preload = _import_in_background("great_expectations")
@@ -220,14 +233,13 @@ def materialize_shard(
             weather_max_lag_days=plan.weather_max_lag_days,
             features_weather=raw.weather,
         )
-    stamp = {RUN_ID_KEY: plan.run_id}
     with _timed(seconds, "write", shard):
         features = pa.Table.from_pandas(
-            result.features, schema=OUTPUT_SCHEMA.with_metadata(stamp), preserve_index=False
+            result.features, schema=stamped(OUTPUT_SCHEMA, plan), preserve_index=False
         )
         lake.write_parquet(plan.part(shard, FEATURES_PART), features)
         rejected = pa.Table.from_pandas(
-            result.rejected, schema=REJECTED_SCHEMA.with_metadata(stamp), preserve_index=False
+            result.rejected, schema=stamped(REJECTED_SCHEMA, plan), preserve_index=False
         )
         lake.write_parquet(plan.part(shard, REJECTED_PART), rejected)
     outcome = FeatureShardResult(
@@ -239,10 +251,7 @@ def materialize_shard(
         peak_rss_mb=round(peak_rss_mb(), 1),
         host=socket.gethostname(),
     )
-    lake.write_json(
-        plan.part(shard, REPORT_PART, ".json"),
-        {"run_id": plan.run_id, "result": outcome.xcom(), **report.to_json()},
-    )
+    write_report(lake, plan, shard, report.to_json())
     log.info(
         "features %s shard %d/%d: %d plot-seasons, %d rejected, peak %.0f MB (%s)",
         day, shard, plan.shards, outcome.rows, outcome.rejected, outcome.peak_rss_mb,
@@ -251,29 +260,34 @@ def materialize_shard(
     return outcome
 
 
-def publish_features(plan: FeaturePlan, lake: Lake | None = None) -> MaterializeResult:
+def publish_features(
+    plan: FeaturePlan,
+    results: Sequence[FeatureShardResult],
+    *,
+    lake: Lake | None = None,
+    settings: Settings | None = None,
+) -> MaterializeResult:
     """The gate over every shard, then the partition (see the module docstring)."""
-    lake = lake or Lake.from_settings()
+    lake = lake or Lake.from_settings(settings)
     day = plan.run_date
     started = time.perf_counter()
     done = _already_published(lake, plan)
     if done is not None:
         return done
-    inputs, shard_reports = _read_reports(lake, plan)
+    inputs, *shard_reports = read_reports(lake, plan, prepare=True)
     report = combine(
         [ValidationReport.from_json(r) for r in [inputs, *shard_reports]],
         run_date=day,
         season_max_days=plan.season_max_days,
         weather_max_lag_days=plan.weather_max_lag_days,
     )
-    results = [FeatureShardResult.from_xcom(payload["result"]) for payload in shard_reports]
     features_path = names.features_path(day)
     if report.passed:
-        features_uri, rows = _assemble(lake, plan, FEATURES_PART, features_path, OUTPUT_SCHEMA)
+        features_uri, rows = assemble(lake, plan, FEATURES_PART, features_path, OUTPUT_SCHEMA)
     else:
         lake.delete(features_path)
         features_uri, rows = lake.uri(features_path), 0
-    rejected_uri, rejected = _assemble(
+    rejected_uri, rejected = assemble(
         lake, plan, REJECTED_PART, names.rejected_path(day), REJECTED_SCHEMA
     )
     _remove_strays(lake, day)
@@ -284,14 +298,14 @@ def publish_features(plan: FeaturePlan, lake: Lake | None = None) -> Materialize
     payload = {
         "run_date": day.isoformat(),
         "run_id": plan.run_id,
+        "dag_run_id": inputs["dag_run_id"],
         **report.to_json(),
         "seconds": seconds,
         "shards": [r.xcom() for r in results],
         "unbucketed_ndvi_files": inputs["unbucketed_ndvi_files"],
     }
     validation_uri = lake.write_json(names.validation_path(day), payload)
-    for part in lake.list(names.parts_dir(names.FEATURES, day)):
-        lake.delete(part)
+    clear_parts(lake, plan)
     log.info(
         "features %s: %d rows, %d rejected over %d shard(s), %s (peak %.0f MB per shard)",
         day,
@@ -303,6 +317,7 @@ def publish_features(plan: FeaturePlan, lake: Lake | None = None) -> Materialize
     )
     report.raise_on_failure()
     return MaterializeResult(
+        run_id=plan.run_id,
         run_date=day,
         features_uri=features_uri,
         rejected_uri=rejected_uri,
@@ -313,58 +328,20 @@ def publish_features(plan: FeaturePlan, lake: Lake | None = None) -> Materialize
     )
 
 
+FEATURES = Night(
+    FeaturePlan, FeatureShardResult, prepare_features, materialize_shard, publish_features
+)
+
+
 def materialize(
-    lake: Lake,
     run_date: dt.date,
+    *,
+    lake: Lake | None = None,
     settings: Settings | None = None,
     shards: int | None = None,
 ) -> MaterializeResult:
     """Prepare, compute every shard and publish, in this process (``nuru-yield features``)."""
-    plan = prepare_features(lake, run_date, shards, settings)
-    for shard in track(range(plan.shards), f"features {plan.run_date}"):
-        materialize_shard(plan, shard, lake)
-    return publish_features(plan, lake)
-
-
-def _read_reports(lake: Lake, plan: FeaturePlan) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The inputs report and every shard's, all of this run; names what is missing."""
-    reports = [plan.part(shard, REPORT_PART, ".json") for shard in range(plan.shards)]
-    missing = [shard for shard, path in enumerate(reports) if not lake.exists(path)]
-    if missing or not lake.exists(plan.inputs_report):
-        what = f"shards {missing}" if missing else "the prepare step"
-        raise LakeError(
-            f"cannot publish features {plan.run_date} (run {plan.run_id}): {what} staged "
-            "nothing; run them first"
-        )
-    inputs = lake.read_json(plan.inputs_report)
-    shard_reports = [lake.read_json(path) for path in reports]
-    others = {r["run_id"] for r in [inputs, *shard_reports]} - {plan.run_id}
-    if others:
-        raise LakeError(
-            f"cannot publish features {plan.run_date}: parts of other runs {sorted(others)} "
-            f"in {lake.uri(names.parts_dir(names.FEATURES, plan.run_date))}; rerun from prepare"
-        )
-    return inputs, shard_reports
-
-
-def _assemble(
-    lake: Lake, plan: FeaturePlan, name: str, destination: str, schema: pa.Schema
-) -> tuple[str, int]:
-    """One partition file from the shards' parts (see :meth:`Lake.assemble_parquet`); a
-    retry that finds the single part already moved into place takes it as it is."""
-    parts = [plan.part(shard, name) for shard in range(plan.shards)]
-    if plan.shards == 1 and not lake.exists(parts[0]) and _run_of(lake, destination) == plan.run_id:
-        return lake.uri(destination), lake.open_parquet(destination).metadata.num_rows
-    return lake.assemble_parquet(parts, destination, schema, {RUN_ID_KEY: plan.run_id})
-
-
-def _run_of(lake: Lake, path: str) -> str | None:
-    """The feature run that wrote a parquet file of the lake (None if unknown or absent)."""
-    if not lake.exists(path):
-        return None
-    metadata = lake.open_parquet(path).schema_arrow.metadata or {}
-    run_id = metadata.get(RUN_ID_KEY.encode())
-    return run_id.decode() if run_id else None
+    return run_night(FEATURES, run_date, lake=lake, settings=settings, shards=shards)
 
 
 def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | None:
@@ -380,6 +357,7 @@ def _already_published(lake: Lake, plan: FeaturePlan) -> MaterializeResult | Non
     report.raise_on_failure()
     features = names.features_path(plan.run_date)
     return MaterializeResult(
+        run_id=plan.run_id,
         run_date=plan.run_date,
         features_uri=lake.uri(features),
         rejected_uri=lake.uri(names.rejected_path(plan.run_date)),
@@ -410,7 +388,7 @@ def _import_in_background(module: str) -> threading.Thread:
 def _remove_strays(lake: Lake, day: dt.date) -> None:
     """Delete files of the partition that this run does not write (a rerun replaces it)."""
     ours = {names.features_path(day), names.rejected_path(day), names.validation_path(day)}
-    for path in lake.list(f"{names.FEATURES}/{day.isoformat()}"):
+    for path in lake.list(names.partition_dir(names.FEATURES, day)):
         if path not in ours:
             lake.delete(path)
 

@@ -158,7 +158,11 @@ def _read_shard_ndvi(
 ) -> pd.DataFrame:
     """The NDVI scenes of a shard's plots: the files of its plot buckets (and any file not
     yet bucketed, scanned in full), rows filtered by the shard hash and the date range."""
-    from nuru_yield.raw_layout import UPGRADE_COMMAND, shard_ndvi_files
+    from nuru_yield.raw_layout import (
+        UNBUCKETED_NDVI_REMOVED_IN,
+        UPGRADE_COMMAND,
+        shard_ndvi_files,
+    )
 
     if not lake.exists(RAW_NDVI):
         raise LakeError(f"cannot read {lake.uri(RAW_NDVI)}: not found")
@@ -166,10 +170,11 @@ def _read_shard_ndvi(
     if files.unbucketed:
         log.warning(
             "%d NDVI file(s) not split by plot bucket (e.g. %s): every shard reads them in "
-            "full; run `%s`",
+            "full; run `%s` (release %s stops reading them)",
             len(files.unbucketed),
             files.unbucketed[0],
             UPGRADE_COMMAND,
+            UNBUCKETED_NDVI_REMOVED_IN,
         )
     if not files.all:
         return NDVI_SCHEMA.empty_table().to_pandas(date_as_object=False)

@@ -7,7 +7,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from nuru_yield.config import Settings, get_settings
 from nuru_yield.errors import LOG_FORMAT, DatabaseError, mask_passwords
 from nuru_yield.serving.docs import add_docs
+from nuru_yield.serving.headers import DATA_HEADERS
 from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
 from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
@@ -134,24 +134,26 @@ def create_app(
 
 
 MAX_ERRORS_SHOWN = 10
+MAX_TEXT_SHOWN = 200  # characters of a message or a location part
 
 
 def client_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Validation errors as a client gets them: type, location and message of the first
-    :data:`MAX_ERRORS_SHOWN`, and the offending value only when it is a plain finite number
-    or a boolean. Nothing of the request is echoed: no strings, raw bytes, non-finite
-    numbers, lists or objects (a 1,000-item batch does not come back in its 422)."""
-    shown: list[dict[str, Any]] = []
-    for error in errors[:MAX_ERRORS_SHOWN]:
-        item = {
-            "type": str(error["type"]),
-            "loc": [part if isinstance(part, int) else str(part) for part in error["loc"]],
-            "msg": str(error["msg"]),
+    :data:`MAX_ERRORS_SHOWN`, each bounded. Never the offending value: no strings, raw
+    bytes, lists or objects (a 1,000-item batch does not come back in its 422), and no
+    numbers either (a 4,000-digit plot id came back whole), so an answer's size does not
+    depend on what was sent."""
+    shown: list[dict[str, Any]] = [
+        {
+            "type": str(error["type"])[:MAX_TEXT_SHOWN],
+            "loc": [
+                part if isinstance(part, int) else str(part)[:MAX_TEXT_SHOWN]
+                for part in error["loc"]
+            ],
+            "msg": str(error["msg"])[:MAX_TEXT_SHOWN],
         }
-        value = error.get("input")
-        if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
-            item["input"] = value
-        shown.append(item)
+        for error in errors[:MAX_ERRORS_SHOWN]
+    ]
     if len(errors) > MAX_ERRORS_SHOWN:
         more = len(errors) - MAX_ERRORS_SHOWN
         shown.append({"type": "too_many_errors", "loc": [], "msg": f"{more} more errors"})
@@ -167,8 +169,11 @@ async def _invalid_request(_: Request, error: Exception) -> Response:
 
 async def _internal_error(request: Request, error: Exception) -> JSONResponse:
     # Logged with the traceback for operators; the client gets no stack trace and no SQL.
+    # Starlette answers this outside every middleware: the answer brings its own headers.
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    response = JSONResponse({"detail": "internal error"}, status_code=500)
+    response.raw_headers.extend(DATA_HEADERS)
+    return response
 
 
 def run(host: str, port: int, workers: int = 1, app: FastAPI | None = None) -> None:
@@ -176,17 +181,24 @@ def run(host: str, port: int, workers: int = 1, app: FastAPI | None = None) -> N
     access log: ours is structured; uvicorn's own lines go through the password mask). The
     app is built here first, so a bad setting fails in one line before uvicorn starts;
     worker processes build their own from the same settings. ``app``: serve this one
-    instead (one worker; the benchmarks' variants)."""
+    instead (one worker; the benchmarks' variants).
+
+    Forwarded headers are believed only from ``FORWARDED_ALLOW_IPS`` (uvicorn's own default
+    believes loopback, so anything on the host could pick its client address, and with it
+    a fresh rate-limit bucket per request)."""
     import uvicorn
 
     settings = get_settings()
     app = app or create_app(settings)
+    proxies = settings.forwarded_allow_ips
     uvicorn.run(
         app if workers == 1 else "nuru_yield.serving.app:create_app",
         factory=workers > 1,
         host=host,
         port=port,
         workers=workers,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
         http=functools.partial(  # type: ignore[arg-type]
             HeadLimitProtocol, head_timeout=settings.api_header_timeout_seconds
         ),

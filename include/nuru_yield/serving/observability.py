@@ -1,5 +1,6 @@
 """Prometheus metrics and structured request logs, recorded by one pure-ASGI middleware
-(``BaseHTTPMiddleware`` would cost a task per request on the hot path)."""
+(``BaseHTTPMiddleware`` would cost a task per request on the hot path), which also adds
+the headers every answer carries (:mod:`nuru_yield.serving.headers`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuru_yield.errors import ConfigError
+from nuru_yield.serving.headers import response_headers
 from nuru_yield.serving.store import EVENTS
 
 UNMATCHED_ROUTE = "<unmatched>"  # keeps label cardinality bounded on scans of random paths
@@ -167,7 +169,8 @@ class QuietRepeats:
 
 
 class ObservabilityMiddleware:
-    """Counts, times and logs every HTTP request under its route template."""
+    """Counts, times and logs every HTTP request under its route template, and adds the
+    headers of its path to the answer (the outermost middleware: every answer passes)."""
 
     def __init__(self, app: ASGIApp, metrics: ApiMetrics, log: RequestLog) -> None:
         self.app = app
@@ -180,11 +183,13 @@ class ObservabilityMiddleware:
             return
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before responding
+        added = response_headers(scope["path"])
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         try:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from nuru_yield.names import CHALLENGER, CHAMPION
+from nuru_yield.names import CHALLENGER, CHAMPION, MAX_PLOT_ID
 from nuru_yield.serving.store import Row, as_utc
 
 Season = Literal["Long Rains", "Short Rains"]
@@ -38,7 +38,6 @@ JSON_NUMBER = BeforeValidator(_json_number)
 # An ISO date string only (lax mode also takes a Unix timestamp).
 JsonDate = Annotated[dt.date, Field(strict=True)]
 
-MAX_PLOT_ID = 2**53 - 1  # fits BIGINT, and every JSON client reads it exactly
 MAX_BATCH = 1000
 
 _EXAMPLE_REQUEST = {

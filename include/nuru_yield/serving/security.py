@@ -45,7 +45,7 @@ class ApiKeyMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        supplied = next((value for name, value in scope["headers"] if name == HEADER), None)
+        supplied = _supplied_key(scope["headers"])
         if not supplied:
             await send_json(
                 send,
@@ -58,6 +58,19 @@ class ApiKeyMiddleware:
             await send_json(send, 403, {"detail": "invalid API key"})
         else:
             await self.app(scope, receive, send)
+
+
+def _supplied_key(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    return next((value for name, value in headers if name == HEADER), None)
+
+
+def holds_key(headers: list[tuple[bytes, bytes]], key: bytes | None) -> bool:
+    """Whether a request may see what the key protects: it carries the key, or the server
+    has none (``API_KEY`` unset: every route is open to every caller)."""
+    if key is None:
+        return True
+    supplied = _supplied_key(headers)
+    return bool(supplied) and hmac.compare_digest(supplied, key)
 
 
 def document_api_key(openapi: dict[str, Any]) -> dict[str, Any]:

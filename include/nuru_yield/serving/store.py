@@ -394,8 +394,11 @@ def _reason(error: BaseException) -> str:
     return (text or type(error).__name__)[:160]
 
 
+UNAVAILABLE = "predictions database unavailable"
+
+
 def _unavailable(reason: str) -> DatabaseError:
-    return DatabaseError(f"predictions database unavailable: {reason}")
+    return DatabaseError(f"{UNAVAILABLE}: {reason}")
 
 
 class AsyncpgStore(PredictionStore):

@@ -4,20 +4,20 @@ A benchmark times the system and a bare baseline in the same run and reports the
 so that a busy or slow machine moves both numbers together. Each timed part runs in a
 fresh process (:func:`run_isolated`) so that its peak RSS is its own, not the data
 generator's or the baseline's. The last line a benchmark prints is one JSON object
-(:func:`emit`).
+(:func:`emit`). Every benchmark works in a scratch space of its own
+(:func:`nuru_yield.dev.scratch.scratch_space`), never in the configured lake, registry or
+database.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import multiprocessing
-import os
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +27,6 @@ from nuru_yield.progress import peak_rss_mb
 __all__ = [
     "Measured",
     "emit",
-    "environment",
     "peak_rss_mb",
     "run_isolated",
     "run_isolated_many",
@@ -87,26 +86,6 @@ def run_isolated_many(
         futures = [pool.submit(_timed_call, func, args, level) for args in calls]
         results = [future.result() for future in futures]
     return results, time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables (the settings of this process and of the processes it
-    spawns) for the block; restore them and reload the settings afterwards."""
-    from nuru_yield.config import reset_settings
-
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    reset_settings()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        reset_settings()
 
 
 def emit(result: dict[str, Any]) -> None:

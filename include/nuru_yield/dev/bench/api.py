@@ -34,7 +34,6 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -336,30 +335,28 @@ def run_bench(
 ) -> BenchResult:
     """Load ``rows`` predictions, start the servers one at a time, drive the phases (and,
     with ``compare``, the same phases against every variant of :data:`VARIANTS`)."""
-    with (
-        tempfile.TemporaryDirectory(prefix="nuru-bench-api-") as tmp,
-        contextlib.ExitStack() as stack,
-    ):
-        root = Path(tmp)
+    from nuru_yield.dev.scratch import scratch_space
+
+    with contextlib.ExitStack() as stack:
         admin_url, postmaster = db_url, None
         if admin_url is None:
             admin_url, postmaster = stack.enter_context(throwaway_postgres())
         url = stack.enter_context(scratch_database(admin_url))
-        log.info("loading %d predictions", rows)
-        load_seconds = load_predictions(url, rows)
-
-        env = {
-            **os.environ,
-            "NURU_HOME": str(root / "home"),
-            "PREDICTIONS_DB_URL": url,
-            "API_DB_URL": url,
+        server_settings = {
             "API_KEY": BENCH_KEY,
             # On, and high enough that one load generator stays under it: its cost is counted.
             "API_RATE_LIMIT_PER_MINUTE": str(600_000_000),
             "API_RATE_LIMIT_BURST": str(1_000_000),
-            # No registry here: /health stays fast and MLflow is not imported in the server.
-            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'no-mlflow.db'}",
         }
+        # The scratch registry holds no model: /health stays fast and MLflow is not imported
+        # in the server.
+        space = stack.enter_context(
+            scratch_space("bench api", predictions_db_url=url, extra=server_settings)
+        )
+        root = space.home
+        log.info("loading %d predictions", rows)
+        load_seconds = load_predictions(url, rows)
+        env = dict(os.environ)
         env.pop("LOG_FILE", None)
         phase = {"seconds": seconds, "warmup": WARMUP_SECONDS, "rows": rows, "key": BENCH_KEY}
         saturate = {**phase, "mode": "saturate", "connections": SATURATION_CONNECTIONS}

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,7 +268,9 @@ ndvi AS (
     FROM clear GROUP BY {key}
 )
 SELECT l.plot_id, l.season_year, l.season, l.cell_id AS weather_cell_id,
-       w.precip_total, w.rainy_days, coalesce(d.max_dry_spell_days, 0) AS max_dry_spell_days,
+       w.precip_total, w.rainy_days,
+       CASE WHEN w.rainy_days IS NOT NULL THEN coalesce(d.max_dry_spell_days, 0) END
+           AS max_dry_spell_days,
        w.precip_last_30d, w.gdd_sum, w.heat_days, w.tmax_mean, w.weather_coverage,
        n.mean_ndvi, n.max_ndvi, n.ndvi_auc, n.ndvi_slope_30d,
        coalesce(n.n_clear_ndvi_obs, 0) AS n_clear_ndvi_obs,
@@ -293,11 +293,11 @@ def run_reference(root: str, out: str, season_max_days: int, grid: Grid = KENYA)
         connection.execute(reference_sql(Path(root), Path(out), season_max_days, grid))
 
 
-def run_system(lake_url: str, run_date: str) -> int:
+def run_system(lake_url: str, run_date: dt.date) -> int:
     """Materialize one date (in its own process); returns the rows written."""
     from nuru_yield.features.materialize import materialize
 
-    return materialize(Lake(lake_url), run_date).rows
+    return materialize(run_date, lake=Lake(lake_url)).rows
 
 
 def compare(system: Path, reference: Path) -> dict[str, Any]:
@@ -326,20 +326,21 @@ def compare(system: Path, reference: Path) -> dict[str, Any]:
     }
 
 
-def run(plots: int, workdir: Path, seed: int = 7) -> dict[str, Any]:
-    """Build the data under ``workdir``, time both sides, compare, emit the JSON line."""
+def run(plots: int, workdir: Path | None = None, seed: int = 7) -> dict[str, Any]:
+    """Build the data in a scratch space (in ``workdir``, default the system's temporary
+    directory), time both sides, compare, emit the JSON line."""
     from nuru_yield.config import get_settings
+    from nuru_yield.dev.scratch import scratch_space
 
-    season_max_days = get_settings().season_max_days
-    scratch = Path(tempfile.mkdtemp(prefix="bench-features-", dir=workdir))
-    try:
-        lake = Lake(f"file://{scratch / 'lake'}")
+    with scratch_space("bench features", parent=workdir) as space:
+        season_max_days = get_settings().season_max_days
+        lake = Lake.from_settings()
         log.info("bench features: building raw data for %d plot-seasons", plots)
         build_raw(lake, plots, seed)
         log.info("bench features: materializing %s", RUN_DATE)
-        system = run_isolated(run_system, lake.url, RUN_DATE.isoformat())
+        system = run_isolated(run_system, lake.url, RUN_DATE)
         log.info("bench features: reference DuckDB query")
-        reference_out = scratch / "reference.parquet"
+        reference_out = space.home / "reference.parquet"
         reference = run_isolated(run_reference, str(lake.root), str(reference_out), season_max_days)
         agreement = compare(lake.root / names.features_path(RUN_DATE), reference_out)
         log.info(
@@ -350,8 +351,6 @@ def run(plots: int, workdir: Path, seed: int = 7) -> dict[str, Any]:
             reference.peak_rss_mb,
             agreement,
         )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     result = {
         "plots": plots,
         "seconds": round(system.seconds, 3),

@@ -30,14 +30,12 @@ import datetime as dt
 import heapq
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nuru_yield.dev.bench import Measured, emit, environment, run_isolated, run_isolated_many
+from nuru_yield.dev.bench import Measured, emit, run_isolated, run_isolated_many
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +50,8 @@ def default_shards(plots: int) -> int:
 # --- the steps, each run in a fresh process, passing results as the DAG tasks do (XCom) -----
 def features_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.features.materialize import prepare_features
-    from nuru_yield.lake import Lake
 
-    return prepare_features(Lake.from_settings(), run_date, shards).xcom()
+    return prepare_features(run_date, shards=shards).xcom()
 
 
 def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
@@ -63,26 +60,29 @@ def features_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
     return materialize_shard(FeaturePlan.from_xcom(plan), shard).xcom()
 
 
-def features_publish(plan: dict[str, Any]) -> dict[str, Any]:
-    from nuru_yield.features.materialize import FeaturePlan, publish_features
+def features_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
+    from nuru_yield.features.materialize import FeaturePlan, FeatureShardResult, publish_features
 
-    return publish_features(FeaturePlan.from_xcom(plan)).xcom()
+    results = [FeatureShardResult.from_xcom(shard) for shard in shards]
+    return publish_features(FeaturePlan.from_xcom(plan), results).xcom()
 
 
 def scoring_prepare(run_date: dt.date, shards: int) -> dict[str, Any]:
     from nuru_yield.scoring.run import prepare_run
 
-    return prepare_run(run_date, shards).xcom()
+    return prepare_run(run_date, shards=shards).xcom()
 
 
 def scoring_shard(plan: dict[str, Any], shard: int) -> dict[str, Any]:
-    from nuru_yield.scoring.run import ScoringPlan, score_shard
+    from nuru_yield.scoring.plan import ScoringPlan
+    from nuru_yield.scoring.run import score_shard
 
     return score_shard(ScoringPlan.from_xcom(plan), shard).xcom()
 
 
 def scoring_publish(plan: dict[str, Any], shards: list[dict[str, Any]]) -> dict[str, Any]:
-    from nuru_yield.scoring.run import ScoringPlan, ShardResult, publish_run
+    from nuru_yield.scoring.plan import ScoringPlan, ShardResult
+    from nuru_yield.scoring.run import publish_run
 
     results = [ShardResult.from_xcom(shard) for shard in shards]
     return publish_run(ScoringPlan.from_xcom(plan), results).xcom()
@@ -131,7 +131,7 @@ def run_night(run_date: dt.date, shards: int, parallel: int) -> dict[str, Any]:
     f_shards, _ = run_isolated_many(
         features_shard, [(f_prepare.result, s) for s in range(shards)], parallel
     )
-    f_publish = run_isolated(features_publish, f_prepare.result)
+    f_publish = run_isolated(features_publish, f_prepare.result, [step.result for step in f_shards])
     log.info("bench night: scoring %d plot-seasons", f_publish.result["rows"])
     s_prepare = run_isolated(scoring_prepare, run_date, shards)
     s_shards, _ = run_isolated_many(
@@ -185,26 +185,29 @@ def run_bench(
     model: str = "production",
     workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Set up the lake, database and model; run the night and the baseline; print JSON."""
+    """Set up a scratch space (in ``workdir``, default the system's temporary directory:
+    the lake of 10M plot-seasons takes ~5 GB), its database and model; run the night and
+    the baseline; print JSON."""
     from nuru_yield.db.migrations import upgrade
     from nuru_yield.dev.bench.features import RUN_DATE, build_raw
     from nuru_yield.dev.bench.scoring import bench_params, train_model
     from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
+    from nuru_yield.dev.scratch import scratch_space
     from nuru_yield.lake import Lake
 
     shards = shards or default_shards(plots)
     threads = max(1, (os.cpu_count() or 1) // parallel)
     with contextlib.ExitStack() as stack:
-        home = Path(tempfile.mkdtemp(prefix="nuru-bench-night-", dir=workdir))
-        stack.callback(shutil.rmtree, home, ignore_errors=True)
         admin_url = db_url or stack.enter_context(throwaway_postgres())[0]
         database = stack.enter_context(scratch_database(admin_url))
-        settings = {
-            "NURU_HOME": str(home),
-            "PREDICTIONS_DB_URL": database,
-            "SCORING_THREADS": str(threads),  # P shards at a time share the cores
-        }
-        stack.enter_context(environment(settings))
+        space = stack.enter_context(
+            scratch_space(
+                "bench night",
+                parent=workdir,
+                predictions_db_url=database,
+                extra={"SCORING_THREADS": str(threads)},  # P shards at a time share the cores
+            )
+        )
         lake = Lake.from_settings()
         started = time.perf_counter()
         log.info("bench night: raw lake of %d plot-seasons", plots)
@@ -215,7 +218,7 @@ def run_bench(
         train_model(120_000, params)
         night = run_night(RUN_DATE, shards, parallel)
         baseline = run_isolated(read_raw_inputs, lake.url)
-        disk_gb = sum(f.stat().st_size for f in home.rglob("*") if f.is_file()) / 1e9
+        disk_gb = sum(f.stat().st_size for f in space.home.rglob("*") if f.is_file()) / 1e9
     result = {
         "plots": plots,
         "shards": shards,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from nuru_yield.dev.bench import emit, environment, run_isolated
+from nuru_yield.dev.bench import emit, run_isolated
 from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
 from nuru_yield.names import CHAMPION
 
@@ -123,9 +122,11 @@ def synthetic_training_set(
 
 def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     """Train the candidates on synthetic history with training's own pipeline, register
-    the ensemble and point ``alias`` at it; returns the version."""
+    the ensemble and promote it to ``alias`` (recorded, as every alias move is); returns
+    the version. Only ever in a scratch space (:func:`nuru_yield.dev.scratch.scratch_space`)
+    whose database has the schema."""
     from nuru_yield.lake import Lake
-    from nuru_yield.models.registry import mlflow_client, register_run_model
+    from nuru_yield.models.registry import mlflow_client, promote_version, register_run_model
     from nuru_yield.names import MODEL_NAME, training_set_path
     from nuru_yield.training.pipeline import TrainingSet, train_candidates
 
@@ -135,7 +136,8 @@ def train_model(training_rows: int, params: Any, alias: str = CHAMPION) -> str:
     run_id = train_candidates(training_set, lake, params).ensemble_run
     client = mlflow_client()
     version = register_run_model(client, run_id, MODEL_NAME)
-    client.set_registered_model_alias(MODEL_NAME, alias, version)
+    reason = "benchmark model, trained on synthetic history in a scratch space"
+    promote_version(client, MODEL_NAME, version, alias=alias, reason=reason, actor="bench")
     return version
 
 
@@ -248,18 +250,19 @@ def run_bench(
     model: str = "production",
     interactions: str = "pairwise",
 ) -> dict[str, Any]:
-    """Set up a scratch NURU_HOME, PostgreSQL database, model and features; time the
-    system and the baselines, each in a fresh process; print and return the JSON result."""
+    """Set up a scratch space (lake, registry, a PostgreSQL database on ``db_url``'s server
+    or a throwaway one), model and features; time the system and the baselines, each in a
+    fresh process; print and return the JSON result."""
     from nuru_yield.db.migrations import upgrade
     from nuru_yield.dev.local_services import scratch_database, throwaway_postgres
+    from nuru_yield.dev.scratch import scratch_space
     from nuru_yield.lake import Lake
     from nuru_yield.names import features_path
 
     with contextlib.ExitStack() as stack:
-        home = stack.enter_context(tempfile.TemporaryDirectory(prefix="nuru-bench-scoring-"))
         admin_url = db_url or stack.enter_context(throwaway_postgres())[0]
         database = stack.enter_context(scratch_database(admin_url))
-        stack.enter_context(environment({"NURU_HOME": home, "PREDICTIONS_DB_URL": database}))
+        stack.enter_context(scratch_space("bench scoring", predictions_db_url=database))
         upgrade()
         params = bench_params(model, interactions)
         train_model(120_000, params)

@@ -52,10 +52,12 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
     FastAPI's body handling (content-type parsing, ``json.loads``, then validation) costs
     more than the lookup. Every body error (not JSON, not UTF-8, invalid) is FastAPI's usual
     422, located under ``body``; the body itself is never echoed (see the app's renderer).
-    Bodies larger than the limit never get here (413); a body sent as anything but JSON is
-    415 (one sent without a Content-Type is read as JSON)."""
+    Bodies larger than the limit never get here (413); a body sent as anything but JSON,
+    or without a Content-Type, is 415."""
     if not _declared_json(request.scope["headers"]):
-        raise HTTPException(415, "Content-Type must be application/json")
+        # Answered unread, so the connection ends (as for 413): a body still arriving
+        # would keep it open.
+        raise HTTPException(415, "Content-Type must be application/json", {"Connection": "close"})
     try:
         return model.model_validate_json(await request.body())
     except ValidationError as error:
@@ -64,11 +66,13 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
 
 
 def _declared_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the request declares a JSON body (``application/json`` or ``…+json``); a
+    request without a Content-Type declares nothing."""
     for name, value in headers:
         if name == b"content-type":
             media_type = value.partition(b";")[0].strip().lower()
             return media_type == b"application/json" or media_type.endswith(b"+json")
-    return True
+    return False
 
 
 # Models that the bodies and answers documented by `body_openapi` refer to, for the
@@ -86,7 +90,7 @@ def body_openapi(model: type[BaseModel]) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}},
         "responses": {
             "415": {
-                "description": "The body is not sent as application/json.",
+                "description": "The body is not sent as application/json (or has no Content-Type).",
                 "content": {"application/json": {"schema": _ERROR_BODY}},
             },
             "422": {

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from nuru_yield.names import MAX_PLOT_ID
 from nuru_yield.serving.routers import DB_UNAVAILABLE
 from nuru_yield.serving.routers.predict import not_found_detail
 from nuru_yield.serving.schemas import (
-    MAX_PLOT_ID,
     STORED_NAMES,
     ErrorBody,
     ModelChoice,

@@ -20,7 +20,7 @@ from nuru_yield.features.raw import RawInputs, load_raw
 from nuru_yield.features.validation import run_suite
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import write_ndvi_year
-from tests.unit.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, weather
+from tests.unit.features.test_features import AS_OF, PLANTED, cells, ndvi, plot, raw, weather
 
 
 def write_raw(lake: Lake, inputs: RawInputs) -> None:
@@ -86,7 +86,7 @@ def test_load_raw_names_a_missing_contract_column(lake: Lake) -> None:
 
 def test_materialize_writes_features_rejected_and_validation(lake: Lake) -> None:
     write_raw(lake, ten_plots())
-    result = materialize(lake, AS_OF)
+    result = materialize(AS_OF, lake=lake)
 
     assert (result.rows, result.rejected) == (10, 0)
     features = lake.read_parquet(names.features_path(AS_OF))
@@ -107,7 +107,7 @@ def test_materialize_writes_features_rejected_and_validation(lake: Lake) -> None
 def test_the_gate_fails_naming_the_check_and_numbers_above_the_threshold(lake: Lake) -> None:
     write_raw(lake, ten_plots(bad=1))  # 10% without county, above the default 5%
     with pytest.raises(DataValidationError) as failure:
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
     message = str(failure.value)
     assert "plots.missing_county" in message and "1 of 10 rows" in message
     assert "10.00%" in message and "allowed 5.00%" in message
@@ -125,22 +125,22 @@ def test_below_the_threshold_bad_rows_are_quarantined_and_the_run_passes(
     monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.2")
     reset_settings()
     write_raw(lake, ten_plots(bad=1))
-    result = materialize(lake, AS_OF)
+    result = materialize(AS_OF, lake=lake)
     assert (result.rows, result.rejected) == (9, 1)
 
 
 def test_a_rerun_replaces_exactly_its_partition(lake: Lake) -> None:
     write_raw(lake, ten_plots())
-    materialize(lake, AS_OF)
+    materialize(AS_OF, lake=lake)
     other_day = AS_OF - dt.timedelta(days=1)
-    materialize(lake, other_day)
+    materialize(other_day, lake=lake)
     other = {p: lake.read_bytes(p) for p in lake.list(f"features/{other_day}")}
     lake.write_bytes(f"features/{AS_OF}/old-output.parquet", b"stale")
 
     inputs = ten_plots()
     fewer = inputs.plots[inputs.plots["plot_id"] != 5]
     write_raw(lake, RawInputs(fewer, inputs.cells, inputs.weather, inputs.ndvi))
-    materialize(lake, AS_OF)
+    materialize(AS_OF, lake=lake)
 
     assert lake.list(f"features/{AS_OF}") == [
         names.features_path(AS_OF),
@@ -213,7 +213,7 @@ def test_cli_features_prints_one_line_and_fails_with_one_line(
 def test_a_date_with_nothing_in_progress_writes_an_empty_partition(lake: Lake) -> None:
     write_raw(lake, ten_plots())
     day = dt.date(2025, 1, 15)  # before any planting of the Long Rains 2025
-    result = materialize(lake, day)
+    result = materialize(day, lake=lake)
     assert (result.rows, result.rejected) == (0, 0)
     features = lake.read_parquet(names.features_path(day))
     assert features.num_rows == 0 and features.column_names == OUTPUT_SCHEMA.names

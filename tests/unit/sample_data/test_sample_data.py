@@ -317,6 +317,45 @@ def test_response_table_matches_the_grid_and_responds_to_rain() -> None:
     assert low <= mid[0] <= high
 
 
+def test_cli_writes_the_raw_contract_into_the_lake(
+    nuru_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["sample-data", "--plots", "30", "--start-year", "2024", "--end-year", "2024"])
+    lake = Lake.from_settings()
+    for path in (names.RAW_PLOTS, names.RAW_WEATHER_CELLS, names.RAW_YIELDS):
+        assert lake.exists(path), path
+    plots = lake.read_parquet(names.RAW_PLOTS).to_pandas()
+    assert plots["plot_id"].nunique() == 30 and set(plots["season_year"]) == {2024}
+    assert lake.list(names.ndvi_year_dir(2024), ".parquet")
+    assert capsys.readouterr().out.strip()  # the summary
+
+
+def test_cli_never_replaces_the_plots_of_a_lake_with_published_nights(
+    nuru_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Synthetic plots in a deployment's lake would be scored as real ones the next night:
+    only a lake without published nights, or a scratch space's own (the demo's), takes
+    them."""
+    import datetime as dt
+
+    from nuru_yield.dev.scratch import MARKER
+
+    lake = Lake.from_settings()
+    lake.write_parquet(names.features_path(dt.date(2025, 6, 15)), pa.table({"plot_id": [7]}))
+    lake.write_parquet(names.RAW_PLOTS, pa.table({"plot_id": [7]}))  # the real plots
+    with pytest.raises(SystemExit) as exited:
+        main(["sample-data", "--plots", "10"])
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: refusing to run nuru-yield sample-data on the lake {lake.url}")
+    assert "it holds published nights (2025-06-15)" in line
+    assert lake.read_parquet(names.RAW_PLOTS)["plot_id"].to_pylist() == [7]
+
+    (nuru_home / MARKER).write_text("made by the demo\n")
+    main(["sample-data", "--plots", "10", "--start-year", "2024", "--end-year", "2024"])
+    assert lake.read_parquet(names.RAW_PLOTS).to_pandas()["plot_id"].nunique() == 10
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [(["--plots", "0"], "--plots"), (["--start-year", "2025", "--end-year", "2020"], "end-year")],

@@ -72,9 +72,9 @@ def _outcome(lake: Lake) -> dict[str, Any]:
 
 
 def test_shards_publish_the_same_partition_and_report_as_one_process(lake: Lake) -> None:
-    one = materialize(lake, RUN_DATE, shards=1)
+    one = materialize(RUN_DATE, lake=lake, shards=1)
     whole, features = _outcome(lake), _features(lake)
-    sharded = materialize(lake, RUN_DATE, shards=3)
+    sharded = materialize(RUN_DATE, lake=lake, shards=3)
 
     assert (sharded.rows, sharded.rejected) == (one.rows, one.rejected)
     assert one.rejected > 0 and one.rows > 500  # the generator's bad rows are there
@@ -96,14 +96,14 @@ def test_shards_publish_the_same_partition_and_report_as_one_process(lake: Lake)
 
 
 def test_flat_ndvi_files_give_the_same_result_read_by_every_shard(lake: Lake) -> None:
-    materialize(lake, RUN_DATE, shards=2)
+    materialize(RUN_DATE, lake=lake, shards=2)
     bucketed, features = _outcome(lake), _features(lake)
     flat = lake.read_parquet(names.RAW_NDVI).drop_columns(["year", "plot_bucket"])
     for path in lake.list(names.RAW_NDVI):
         lake.delete(path)
     lake.write_parquet(names.ndvi_year_path(RUN_DATE.year), flat)
 
-    materialize(lake, RUN_DATE, shards=2)
+    materialize(RUN_DATE, lake=lake, shards=2)
     assert _outcome(lake) == bucketed
     pd.testing.assert_frame_equal(_features(lake), features)  # same shards: bit for bit
     report = lake.read_json(names.validation_path(RUN_DATE))
@@ -137,9 +137,9 @@ def test_a_shard_opens_only_its_plots_split_and_the_ndvi_files_of_its_buckets(
         opened.extend([path] if isinstance(path, str) else path)
         return read_parquet(self, path, *args, **kwargs)
 
-    plan = prepare_features(lake, RUN_DATE, shards=4)
+    plan = prepare_features(RUN_DATE, lake=lake, shards=4)
     monkeypatch.setattr(Lake, "read_parquet", spy)
-    materialize_shard(plan, 2, lake)
+    materialize_shard(plan, 2, lake=lake)
     ndvi_files = [p for p in opened if p.startswith(names.RAW_NDVI)]
     assert ndvi_files == [
         names.ndvi_bucket_path(RUN_DATE.year, b) for b in shard_buckets(2, 4, NDVI_PLOT_BUCKETS)
@@ -164,12 +164,11 @@ def test_the_gate_judges_the_whole_run_not_each_shard(
     monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.1")
     reset_settings()
 
-    plan = prepare_features(lake, RUN_DATE, shards=3)
-    for shard in range(3):
-        materialize_shard(plan, shard, lake)
-    alone = lake.read_json(plan.part(0, "report", ".json"))
+    plan = prepare_features(RUN_DATE, lake=lake, shards=3)
+    results = [materialize_shard(plan, shard, lake=lake) for shard in range(3)]
+    alone = lake.read_json(plan.report(0))
     assert not next(c for c in alone["checks"] if c["check"] == "missing_county")["success"]
-    result = publish_features(plan, lake)
+    result = publish_features(plan, results, lake=lake)
 
     report = lake.read_json(names.validation_path(RUN_DATE))
     missing = next(c for c in report["checks"] if c["check"] == "missing_county")
@@ -180,7 +179,7 @@ def test_the_gate_judges_the_whole_run_not_each_shard(
     monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.05")
     reset_settings()
     with pytest.raises(DataValidationError, match=r"validation failed: plots\..* of 600 rows"):
-        materialize(lake, RUN_DATE, shards=3)
+        materialize(RUN_DATE, lake=lake, shards=3)
     report = lake.read_json(names.validation_path(RUN_DATE))
     assert "plots.missing_county" in report["failed_checks"]
     assert not lake.exists(names.features_path(RUN_DATE))
@@ -197,27 +196,27 @@ def _break_shard(lake: Lake, shard: int, shards: int) -> str:
 def test_a_failed_shard_leaves_the_published_partition_and_a_rerun_of_it_finishes(
     lake: Lake,
 ) -> None:
-    materialize(lake, RUN_DATE, shards=2)
+    materialize(RUN_DATE, lake=lake, shards=2)
     published = {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")}
     broken = _break_shard(lake, shard=1, shards=2)
 
-    plan = prepare_features(lake, RUN_DATE, shards=2)
-    materialize_shard(plan, 0, lake)
+    plan = prepare_features(RUN_DATE, lake=lake, shards=2)
+    done = materialize_shard(plan, 0, lake=lake)
     with pytest.raises(DataValidationError, match=r"plot_bucket=\d+/broken.parquet lacks column"):
-        materialize_shard(plan, 1, lake)
+        materialize_shard(plan, 1, lake=lake)
     with pytest.raises(LakeError, match=r"shards \[1\] staged nothing"):
-        publish_features(plan, lake)
+        publish_features(plan, [done], lake=lake)
     assert {p: lake.read_bytes(p) for p in lake.list(f"features/{RUN_DATE}")} == published
 
     lake.delete(broken)
-    first = materialize_shard(plan, 1, lake)
+    first = materialize_shard(plan, 1, lake=lake)
     staged = lake.read_parquet(plan.part(1, "plot_features"))
-    again = materialize_shard(plan, 1, lake)  # a rerun of one shard replaces its part
+    again = materialize_shard(plan, 1, lake=lake)  # a rerun of one shard replaces its part
     assert (again.rows, again.rejected) == (first.rows, first.rejected)
     assert lake.read_parquet(plan.part(1, "plot_features")).equals(staged)
 
-    result = publish_features(plan, lake)
-    assert publish_features(plan, lake) == result  # a retried publish changes nothing
+    result = publish_features(plan, [done, again], lake=lake)
+    assert publish_features(plan, [done, again], lake=lake) == result  # a retry changes nothing
     assert lake.read_json(names.validation_path(RUN_DATE))["run_id"] == plan.run_id
     before = pq.read_table(pa.BufferReader(published[names.features_path(RUN_DATE)]))
     pd.testing.assert_frame_equal(
@@ -226,16 +225,16 @@ def test_a_failed_shard_leaves_the_published_partition_and_a_rerun_of_it_finishe
 
 
 def test_publish_refuses_parts_of_another_run(lake: Lake) -> None:
-    old = prepare_features(lake, RUN_DATE, shards=2)
-    materialize_shard(old, 0, lake)
-    new = prepare_features(lake, RUN_DATE, shards=2)  # clears what `old` staged
+    old = prepare_features(RUN_DATE, lake=lake, shards=2)
+    materialize_shard(old, 0, lake=lake)
+    new = prepare_features(RUN_DATE, lake=lake, shards=2)  # clears what `old` staged
     assert lake.list("features/_parts") == sorted(
-        [new.inputs_report, new.part(0, "plots"), new.part(1, "plots")]
+        [new.report(None), new.part(0, "plots"), new.part(1, "plots")]
     )
-    materialize_shard(new, 1, lake)
-    materialize_shard(old, 0, lake)  # a stale task of the old run finishing late
-    with pytest.raises(LakeError, match="parts of other runs"):
-        publish_features(new, lake)
+    results = [materialize_shard(new, 1, lake=lake)]
+    results.insert(0, materialize_shard(old, 0, lake=lake))  # a stale task finishing late
+    with pytest.raises(LakeError, match=rf"parts of other runs \['{old.run_id}'\]"):
+        publish_features(new, results, lake=lake)
 
 
 def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
@@ -243,7 +242,7 @@ def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
 ) -> None:
     from nuru_yield.scoring.run import _shard_batches
 
-    materialize(lake, RUN_DATE, shards=3)
+    materialize(RUN_DATE, lake=lake, shards=3)
     path = names.features_path(RUN_DATE)
     asked: list[Any] = []
     iter_batches = pq.ParquetFile.iter_batches
@@ -255,10 +254,10 @@ def test_a_scoring_shard_reads_only_its_row_groups_of_aligned_features(
     monkeypatch.setattr(pq.ParquetFile, "iter_batches", spy)
     everything = lake.read_parquet(path)["plot_id"].to_numpy()
     for shard in range(3):
-        rows = [b["plot_id"].to_numpy() for b in _shard_batches(lake, path, shard, 3)]
+        rows = [b["plot_id"].to_numpy() for b in _shard_batches(lake, path, shard, 3, 1000)]
         assert sorted(np.concatenate(rows)) == sorted(everything[shard_of(everything, 3) == shard])
         assert asked[-1] == part_row_groups(lake.open_parquet(path), shard, 3)
-    list(_shard_batches(lake, path, 0, 2))  # other K: every row group, filtered
+    list(_shard_batches(lake, path, 0, 2, 1000))  # other K: every row group, filtered
     assert asked[-1] is None
 
 
@@ -266,4 +265,4 @@ def test_plots_without_a_contract_column_fail_the_prepare_step_in_one_line(lake:
     plots = lake.read_parquet(names.RAW_PLOTS).drop_columns(["county"])
     lake.write_parquet(names.RAW_PLOTS, plots)
     with pytest.raises(DataValidationError, match=r"^raw/plots.parquet lacks column\(s\) county "):
-        prepare_features(lake, RUN_DATE, shards=2)
+        prepare_features(RUN_DATE, lake=lake, shards=2)

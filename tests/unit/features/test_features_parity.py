@@ -164,7 +164,7 @@ def naive_features(raw: RawInputs, plot: pd.Series, as_of: pd.Timestamp) -> dict
     return {
         "precip_total": sum(rain) if rain else nan,
         "rainy_days": rainy if rain else nan,
-        "max_dry_spell_days": longest,
+        "max_dry_spell_days": longest if rain else nan,
         "precip_last_30d": sum(recent) if recent else nan,
         "gdd_sum": gdd if tmax else nan,
         "heat_days": heat if tmax else nan,
@@ -212,7 +212,7 @@ def test_the_benchmark_reference_query_computes_the_same_features(tmp_path: Path
     grid = bench.Grid(n_lat=8, n_lon=8)
     lake = Lake(f"file://{tmp_path / 'lake'}")
     bench.build_raw(lake, plots=400, grid=grid)
-    materialize(lake, bench.RUN_DATE)
+    materialize(bench.RUN_DATE, lake=lake)
     reference = tmp_path / "reference.parquet"
     bench.run_reference(str(lake.root), str(reference), 180, grid)
 

@@ -19,9 +19,9 @@ from nuru_yield.features.materialize import materialize
 from nuru_yield.features.raw import RawInputs
 from nuru_yield.features.validation import validate
 from nuru_yield.lake import Lake
-from nuru_yield.sharding import MAX_PLOT_ID
-from tests.unit.test_features import AS_OF, plot
-from tests.unit.test_features_materialize import ten_plots, write_raw
+from nuru_yield.names import MAX_PLOT_ID
+from tests.unit.features.test_features import AS_OF, plot
+from tests.unit.features.test_features_materialize import ten_plots, write_raw
 
 
 @pytest.fixture(params=[1, 3], ids=["1 shard", "3 shards"])
@@ -52,7 +52,7 @@ def test_plot_ids_outside_the_sharding_range_are_quarantined(
     plots.loc[plots["plot_id"] == 2, "plot_id"] = MAX_PLOT_ID  # the largest shardable id
     write_raw(lake, _with_plots(inputs, plots))
 
-    result = materialize(lake, AS_OF)
+    result = materialize(AS_OF, lake=lake)
 
     assert (result.rows, result.rejected) == (8, 2)
     assert _rejected(lake) == {MAX_PLOT_ID + 1: "plot_id_out_of_range", -5: "plot_id_out_of_range"}
@@ -67,7 +67,7 @@ def test_an_empty_plots_table_fails_the_gate_by_name(lake: Lake) -> None:
     write_raw(lake, _with_plots(inputs, inputs.plots.iloc[:0]))
 
     with pytest.raises(DataValidationError) as failure:
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
     assert str(failure.value) == (
         "validation failed: plots.no_plot_seasons: raw/plots.parquet holds no plot-season "
@@ -89,7 +89,7 @@ def test_a_stalled_weather_feed_fails_naming_the_check_the_last_date_and_counts(
     write_raw(lake, _weather_until(ten_plots(), "2025-04-10"))  # 20 days before AS_OF
 
     with pytest.raises(DataValidationError) as failure:
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
     message = str(failure.value)
     assert message.startswith("validation failed: plot_features.weather_not_current: ")
@@ -108,17 +108,17 @@ def test_weather_within_the_allowed_lag_passes_and_the_lag_is_a_setting(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_raw(lake, _weather_until(ten_plots(), "2025-04-27"))  # 3 days behind: allowed
-    assert materialize(lake, AS_OF).rows == 10
+    assert materialize(AS_OF, lake=lake).rows == 10
 
     monkeypatch.setenv("WEATHER_MAX_LAG_DAYS", "2")
     reset_settings()
     with pytest.raises(DataValidationError, match="weather_not_current"):
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
     monkeypatch.setenv("WEATHER_MAX_LAG_DAYS", "30")  # a feed known to lag weeks
     reset_settings()
     write_raw(lake, _weather_until(ten_plots(), "2025-04-10"))
-    assert materialize(lake, AS_OF).rows == 10
+    assert materialize(AS_OF, lake=lake).rows == 10
 
 
 def test_no_weather_rows_in_the_window_is_a_validation_failure(lake: Lake) -> None:
@@ -127,7 +127,7 @@ def test_no_weather_rows_in_the_window_is_a_validation_failure(lake: Lake) -> No
     write_raw(lake, RawInputs(inputs.plots, inputs.cells, old, inputs.ndvi))
 
     with pytest.raises(DataValidationError) as failure:
-        materialize(lake, AS_OF)
+        materialize(AS_OF, lake=lake)
 
     message = str(failure.value)
     assert "plot_features.weather_not_current" in message
@@ -154,7 +154,7 @@ def test_planting_dates_outside_a_running_season_are_quarantined_not_skipped(
     ).astype({"planting_date": "datetime64[ns]"})
     write_raw(lake, _with_plots(inputs, pd.concat([inputs.plots, extra], ignore_index=True)))
 
-    result = materialize(lake, AS_OF)
+    result = materialize(AS_OF, lake=lake)
 
     assert (result.rows, result.rejected) == (10, 2)
     assert _rejected(lake) == {
@@ -195,7 +195,7 @@ def test_out_of_range_plot_ids_are_quarantined_by_shard_0_and_reach_no_scoring_s
     plots.loc[plots["plot_id"] == 4, "plot_id"] = -5  # 4 hashes to shard 1
     write_raw(lake, _with_plots(inputs, plots))
 
-    materialize(lake, AS_OF)
+    materialize(AS_OF, lake=lake)
 
     assert _rejected(lake) == {MAX_PLOT_ID + 1: "plot_id_out_of_range", -5: "plot_id_out_of_range"}
     report = lake.read_json(names.validation_path(AS_OF))
@@ -207,7 +207,7 @@ def test_out_of_range_plot_ids_are_quarantined_by_shard_0_and_reach_no_scoring_s
     scored = [
         batch["plot_id"].to_numpy()
         for shard in range(3)
-        for batch in _shard_batches(lake, path, shard, 3)
+        for batch in _shard_batches(lake, path, shard, 3, 1000)
     ]
     assert sorted(np.concatenate(scored)) == [0, 1, 2, 3, 5, 7, 8, 9]
 
@@ -221,7 +221,7 @@ def test_shards_without_plot_seasons_do_not_fail_a_night_that_has_some(
     inputs = ten_plots()
     write_raw(lake, _with_plots(inputs, inputs.plots[inputs.plots["plot_id"].isin([0, 2, 5])]))
 
-    result = materialize(lake, AS_OF)  # shards 1 and 2 read no plot-season
+    result = materialize(AS_OF, lake=lake)  # shards 1 and 2 read no plot-season
 
     assert result.rows == 3
     report = lake.read_json(names.validation_path(AS_OF))

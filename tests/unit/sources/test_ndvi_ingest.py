@@ -17,7 +17,7 @@ from nuru_yield.errors import DataValidationError
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import ndvi_bucket
 from nuru_yield.sources.ndvi import ingest_ndvi, read_plots
-from tests.unit.test_modis import DN, PIXEL, sinusoidal_origin, write
+from tests.unit.sources.test_modis import DN, PIXEL, sinusoidal_origin, write
 
 LON, LAT = 34.75, 0.52
 

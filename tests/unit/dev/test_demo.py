@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -15,9 +16,15 @@ import httpx
 import pytest
 
 from nuru_yield.cli import main
-from nuru_yield.dev.airflow_standalone import AirflowStandalone, night_note, run_chain
+from nuru_yield.dev.airflow_standalone import (
+    CHAIN,
+    AirflowError,
+    AirflowStandalone,
+    night_note,
+    run_chain,
+)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_demo_refuses_a_taken_port_in_one_line_before_running_anything(
@@ -71,6 +78,8 @@ class FakeAirflow:
             if dag_id in self.unseen:
                 self.unseen[dag_id] -= 1
             return httpx.Response(200, json={"dag_runs": self.runs.get(dag_id, [])})
+        if request.method == "GET" and parts[-1] == "taskInstances":
+            return httpx.Response(200, json={"task_instances": []})
         return httpx.Response(200, json={})
 
 
@@ -82,7 +91,7 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
     process = subprocess.Popen(["sleep", "30"])
     try:
         airflow = AirflowStandalone(tmp_path, 1, {"standalone": process}, client, "mark")  # type: ignore[arg-type]
-        finished = run_chain(airflow, dt.date(2025, 6, 15), timeout=10)
+        finished = run_chain(airflow, dt.date(2025, 6, 15), stall=10)
     finally:
         process.kill()
         process.wait()
@@ -90,18 +99,10 @@ def test_chain_runs_are_named_after_their_night_and_the_dags_paused_again(
     new = "asset_triggered__2026-01-01T00:00:00"  # not the earlier demo's runs
     assert {finished[d]["dag_run_id"] for d in ("batch_scoring", "drift_monitoring")} == {new}
     [trigger] = [body for method, _, body in fake.calls if method == "POST"]
-    assert trigger["conf"] == {"run_date": "2025-06-15"}
+    # The night is the run's partition key: Airflow keys the asset-triggered runs by it too.
+    assert (trigger["partition_key"], trigger["conf"]) == ("2025-06-15", {})
     assert trigger["dag_run_id"].startswith("manual__night_2025-06-15__")
     assert trigger["note"] == night_note(dt.date(2025, 6, 15)) == "night 2025-06-15"
-    notes = {
-        path: body["note"]
-        for method, path, body in fake.calls
-        if "note" in body and method == "PATCH"
-    }
-    assert notes == {
-        f"/dags/{dag_id}/dagRuns/asset_triggered__2026-01-01T00:00:00": "night 2025-06-15"
-        for dag_id in ("batch_scoring", "drift_monitoring")
-    }
     pauses = [(path, body["is_paused"]) for _, path, body in fake.calls if "is_paused" in body]
     chain = ("feature_materialization", "batch_scoring", "drift_monitoring")
     assert pauses == [(f"/dags/{d}", False) for d in chain] + [(f"/dags/{d}", True) for d in chain]
@@ -185,3 +186,108 @@ def test_the_demo_summary_counts_drift_by_variable_as_the_drift_command_does(
         "drift on 2025-06-15: 1 of 2 variables overall (what `nuru-yield drift` reports), "
         "2 of 3 variable × county checks"
     )
+
+
+# --- waiting for a run: progress, not a wall-clock guess ----------------------------------
+RUN = "manual__night_2025-06-15__20250101T000000Z"
+
+
+class ScriptedRun:
+    """One ``model_training`` run as the REST API shows it, following a script of what the
+    run and its one task do at each (virtual) second; :meth:`sleep` moves time on."""
+
+    def __init__(self, home: Path, script) -> None:
+        self.home, self.script, self.now = home, script, 0.0
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        run_state, task_state, try_number = self.script(self)
+        if request.url.path.endswith("/dagRuns"):
+            return httpx.Response(200, json={"dag_runs": [{"dag_run_id": RUN, "state": run_state}]})
+        ti = {"task_id": "train_candidates", "dag_run_id": RUN, "map_index": -1, "pid": None}
+        ti |= {"state": task_state, "try_number": try_number}
+        return httpx.Response(200, json={"task_instances": [ti]})
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def log(self, attempt: int = 1) -> Path:
+        folder = self.home / "logs" / "dag_id=model_training" / f"run_id={RUN}"
+        return folder / "task_id=train_candidates" / f"attempt={attempt}.log"
+
+    def airflow(self) -> AirflowStandalone:
+        client = httpx.Client(base_url="http://airflow", transport=httpx.MockTransport(self.handle))
+        return AirflowStandalone(
+            self.home, 1, {}, client, "mark", clock=lambda: self.now, sleep=self.sleep
+        )
+
+
+def test_a_long_task_that_keeps_working_is_waited_for_and_shown_every_30_seconds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """25 minutes of training on a busy machine, its log growing every 2 minutes, with a
+    10-minute stall limit: the demo once gave up at a fixed 20 minutes."""
+
+    def training(run: ScriptedRun) -> tuple[str, str, int]:
+        if run.now >= 25 * 60:
+            return "success", "success", 1
+        run.log().parent.mkdir(parents=True, exist_ok=True)
+        with run.log().open("a") as log_file:  # a candidate fitted, every 2 minutes
+            log_file.write("fit\n" if int(run.now) % 120 == 0 else "")
+        return "running", "running", 1
+
+    run = ScriptedRun(tmp_path, training)
+    with caplog.at_level(logging.INFO, logger="nuru_yield.dev.airflow_standalone"):
+        finished = run.airflow().wait_for_run("model_training", RUN, stall=600)
+
+    assert finished["state"] == "success"
+    status = [r.getMessage() for r in caplog.records if "waiting for model_training" in r.message]
+    assert len(status) == 25 * 60 // 30 - 1  # one line every 30 seconds of waiting
+    assert status[0].startswith("airflow: waiting for model_training (running, 30s): ")
+    assert "train_candidates running for 30s (log " in status[0]
+    assert "train_candidates running for 24m 30s" in status[-1]
+    quiet = {line.split("; last sign of progress ")[1] for line in status if "sign of" in line}
+    assert quiet == {f"{ago} ago (gives up at 10m 00s)" for ago in ("30s", "1m 00s", "1m 30s")}
+
+
+def test_a_run_without_progress_gives_up_after_the_stall_time_and_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    def stuck(run: ScriptedRun) -> tuple[str, str, int]:
+        return "running", "running", 1  # no state change, no log, no process
+
+    run = ScriptedRun(tmp_path, stuck)
+    with pytest.raises(AirflowError) as stalled:
+        run.airflow().wait_for_run("model_training", RUN, stall=600, rerun="`make demo`")
+
+    assert 600 <= run.now < 602  # gave up at the stall time, not before, not much after
+    [line] = str(stalled.value).splitlines()
+    assert line.startswith(f"model_training run {RUN} made no progress for 10m 00s")
+    assert "task train_candidates running for 10m 00s" in line
+    assert f"its log: {run.log()}" in line
+    assert line.endswith("; to run it again: `make demo`")
+
+
+def test_a_failed_run_names_the_failed_task_its_log_and_what_to_rerun(tmp_path: Path) -> None:
+    def failing(run: ScriptedRun) -> tuple[str, str, int]:
+        return ("running", "running", 1) if run.now < 90 else ("failed", "failed", 2)
+
+    run = ScriptedRun(tmp_path, failing)
+    with pytest.raises(AirflowError) as failed:
+        run.airflow().wait_for_run("model_training", RUN, rerun="`make demo`")
+
+    [line] = str(failed.value).splitlines()
+    assert line.startswith(f"model_training run {RUN} failed: task train_candidates failed")
+    assert f"its log: {run.log(attempt=2)}" in line
+    assert line.endswith("; to run it again: `make demo`")
+
+
+def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> None:
+    from nuru_yield.dev.demo import DEMO_RUN_DATE, rerun_hints
+
+    hints = rerun_hints(tmp_path, DEMO_RUN_DATE)
+    assert set(hints) == {"model_training", *CHAIN}
+    assert "`make demo STALL_MINUTES=30`" in hints["model_training"]
+    assert hints["model_training"].endswith(
+        f"`NURU_HOME={tmp_path} nuru-yield train --date 2025-06-15`"
+    )
+    assert hints["batch_scoring"].endswith("nuru-yield score --date 2025-06-15`")

@@ -139,7 +139,7 @@ def test_shards_split_the_features_stream_without_overlap(nuru_home) -> None:
     seen = [
         batch.column("plot_id").to_pylist()
         for shard in range(3)
-        for batch in _shard_batches(lake, path, shard, 3)
+        for batch in _shard_batches(lake, path, shard, 3, batch_rows=300)
     ]
     ids = [plot for batch in seen for plot in batch]
     assert sorted(ids) == list(range(1000))

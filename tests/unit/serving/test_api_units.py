@@ -369,6 +369,7 @@ def test_body_limit_passes_a_body_within_it_and_times_out_a_stalled_one():
 
 
 def test_validation_errors_never_echo_the_request():
+    huge = int("9" * 4000)
     errors = [
         {"type": "json_invalid", "loc": ("body",), "msg": "Invalid JSON", "input": b"\xff\xfe"},
         {
@@ -385,6 +386,8 @@ def test_validation_errors_never_echo_the_request():
             "input": [{"plot_id": 1}] * 5,
         },
         {"type": "less_than_equal", "loc": ("body", "latitude"), "msg": "<= 90", "input": 90.5},
+        {"type": "less_than_equal", "loc": ("body", "plot_id"), "msg": "<= 2", "input": huge},
+        {"type": "custom", "loc": ("body", "x" * 10_000), "msg": "y" * 10_000, "input": None},
         *(
             {"type": "missing", "loc": ("body", "plots", i), "msg": "m", "input": {}}
             for i in range(20)
@@ -392,9 +395,15 @@ def test_validation_errors_never_echo_the_request():
     ]
     shown = client_errors(errors)
     assert len(shown) == MAX_ERRORS_SHOWN + 1
-    assert [e.get("input") for e in shown[:5]] == [None, None, None, None, 90.5]
-    assert shown[-1] == {"type": "too_many_errors", "loc": [], "msg": "15 more errors"}
-    json.dumps(shown, allow_nan=False)  # renders: no bytes, no NaN
+    assert all(set(error) == {"type", "loc", "msg"} for error in shown)  # no input, ever
+    assert shown[:2] == [
+        {"type": "json_invalid", "loc": ["body"], "msg": "Invalid JSON"},
+        {"type": "finite_number", "loc": ["body", "latitude"], "msg": "finite"},
+    ]
+    assert shown[-1] == {"type": "too_many_errors", "loc": [], "msg": "17 more errors"}
+    rendered = json.dumps(shown, allow_nan=False)  # renders: no bytes, no NaN
+    assert "90.5" not in rendered and "999" not in rendered
+    assert len(rendered) < 2500  # bounded, whatever was sent (a 10 KB field name here)
 
 
 def test_in_thread_gives_the_fallback_after_the_timeout():
@@ -456,6 +465,33 @@ def test_health_degrades_on_stale_data_missing_registry_or_lake_and_fails_withou
     assert _assess(freshness=None).reasons == ["no predictions loaded yet"]
     down = _assess(freshness=None, db_error="predictions database unavailable: refused")
     assert (down.status, down.predictions_db) == ("unhealthy", "unavailable")
+
+
+def test_health_without_details_says_what_is_wrong_but_not_why():
+    problems = {
+        "db_error": "predictions database unavailable: connection to 10.0.0.5 refused",
+        "registry": RegistrySnapshot.unreachable("no MLflow database at /srv/nuru/mlflow.db"),
+        "feature_store": FeatureStoreProbe(False, "cannot list s3://bucket/features: denied"),
+        "last_run": {
+            "status": "failed",
+            "run_date": dt.date(2025, 5, 2),
+            "run_id": "r1",
+            "message": "cannot read file:///srv/nuru/lake/features/2025-05-02: not found",
+        },
+    }
+    detailed = _assess(**problems)
+    anonymous = _assess(**problems, detailed=False)
+    assert anonymous.reasons == [
+        "predictions database unavailable",
+        "last scoring run (2025-05-02, r1) ended failed",
+        "MLflow registry unavailable",
+        "feature store unavailable",
+    ]
+    assert [reason.split(":")[0] for reason in detailed.reasons] == anonymous.reasons
+    assert "/srv/nuru/mlflow.db" in detailed.reasons[2]
+    assert anonymous.model_dump(exclude={"reasons"}) == detailed.model_dump(exclude={"reasons"})
+    stale = _assess(now=NOW + dt.timedelta(days=2), detailed=False)
+    assert stale.reasons == ["newest partition (2025-05-02) is 58.0 h old (limit 36 h)"]
 
 
 # --- small pieces ---------------------------------------------------------------------------
