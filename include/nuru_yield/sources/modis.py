@@ -27,6 +27,7 @@ declares.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -258,8 +259,10 @@ def _read(dataset: rasterio.DatasetReader, band: int, window: Any) -> np.ndarray
 def _ndvi(
     dataset: rasterio.DatasetReader, band: int, dn: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NDVI values and pixel states from the stored numbers (scale, offset, fill honoured;
-    values outside the valid range refuse the file)."""
+    """NDVI values (float32) and pixel states from the stored numbers (scale, offset, fill
+    honoured; values outside the valid range refuse the file). Integers are checked as
+    stored, against the valid range brought back to stored numbers: one pass, no float64
+    copy of the tile."""
     nodata = dataset.nodatavals[band - 1]
     scale, offset = dataset.scales[band - 1], dataset.offsets[band - 1]
     if np.issubdtype(dn.dtype, np.integer):
@@ -267,32 +270,45 @@ def _ndvi(
         if scale == 1.0 and offset == 0.0:
             scale = MODIS_SCALE
         low, high = (value * MODIS_SCALE for value in MODIS_VALID_DN)
+        ends = sorted(((low - offset) / scale, (high - offset) / scale))
+        stored_low, stored_high = math.ceil(ends[0] - 1e-6), math.floor(ends[1] + 1e-6)
         missing = dn == fill
+        outside = (dn < stored_low) | (dn > stored_high)
     else:
         low, high = -1.0, 1.0
         missing = ~np.isfinite(dn) if nodata is None else (dn == nodata) | ~np.isfinite(dn)
-    values = dn.astype(np.float64) * scale + offset
-    outside = ~missing & ((values < low - 1e-9) | (values > high + 1e-9))
+        with np.errstate(invalid="ignore"):
+            scaled = dn * scale + offset
+            outside = (scaled < low - 1e-6) | (scaled > high + 1e-6)
+    outside &= ~missing
     if outside.any():
         example = dn[outside][0]
         raise BadScene(
             f"{int(outside.sum()):,} pixels outside the valid range {low:g}…{high:g} "
             f"(e.g. stored {example}, scale {scale:g}, offset {offset:g})"
         )
-    state = np.where(missing, NO_DATA, CLEAR).astype(np.uint8)
-    return values.astype(np.float32), state
+    values = dn.astype(np.float32)
+    values *= np.float32(scale)
+    values += np.float32(offset)
+    state = np.full(dn.shape, CLEAR, dtype=np.uint8)
+    state[missing] = NO_DATA
+    return values, state
+
+
+# Pixel reliability −1…3 → state, indexed by reliability + 1.
+_RELIABILITY_LOOKUP = np.array(
+    [_RELIABILITY_STATE[value] for value in range(-1, 4)], dtype=np.uint8
+)
 
 
 def _apply_reliability(state: np.ndarray, reliability: np.ndarray) -> None:
     if reliability.shape != state.shape:
         raise BadScene("the reliability layer does not match the NDVI grid")
-    known = np.isin(reliability, list(_RELIABILITY_STATE))
-    if not known.all():
+    if reliability.size and (reliability.min() < -1 or reliability.max() > 3):
+        unknown = reliability[(reliability < -1) | (reliability > 3)][0]
         raise BadScene(
-            f"pixel reliability outside -1…3 (e.g. {reliability[~known][0]}): not MOD13Q1's layer"
+            f"pixel reliability outside -1…3 (e.g. {unknown}): not MOD13Q1's layer"
         )
-    lookup = np.full(256, NO_DATA, dtype=np.uint8)
-    for value, meaning in _RELIABILITY_STATE.items():
-        lookup[value % 256] = meaning
-    from_layer = lookup[reliability.astype(np.int64) % 256]
-    state[:] = np.where(state == NO_DATA, NO_DATA, from_layer)
+    from_layer = _RELIABILITY_LOOKUP[(reliability + 1).astype(np.intp, copy=False)]
+    # NO_DATA (255) is the largest state: a fill pixel stays no data whatever the layer says.
+    np.maximum(state, from_layer, out=state)
