@@ -17,9 +17,9 @@ validation gate over all shards and writes the partition, then updates the asset
 
 * **Gate:** the run fails, naming the check, when a bad share over all shards passes
   `VALIDATION_MAX_BAD_SHARE` (default 5%); bad input is not retried.
-* **Run date:** the night is the run's partition key (`YYYY-MM-DD`): a scheduled run at
-  00:00 UTC takes the UTC day that just ended, a backfill one run per night, a manual run
-  the partition key it is given, or the `run_date` param; no catchup.
+* **Trigger:** each night the asset `raw_inputs` announces (`raw_ingestion`, nightly at
+  00:00 UTC for the UTC day that just ended): the run is keyed by that night (its partition
+  key); by hand with a partition key or the `run_date` param; no catchup.
 * **Rerun:** replaces exactly the `features/{D}/` partition; clearing one failed
   `materialize_shard` reruns just that shard (it replaces its own staged part). A shard
   that fails stops the run before `publish`: the partitions already published stay served.
@@ -37,15 +37,16 @@ from airflow.sdk import DAG
 
 from nuru_yield.orchestration import (
     default_args,
-    nightly_schedule,
+    each_night_of,
     plot_features,
+    raw_inputs,
     run_date_params,
     sharded_night,
 )
 
 with DAG(
     dag_id="feature_materialization",
-    schedule=nightly_schedule(),
+    schedule=each_night_of(raw_inputs),
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,

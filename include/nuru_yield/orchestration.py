@@ -8,6 +8,8 @@ Assets (logical URIs, independent of where the lake lives; see :func:`announce`)
 ==================  ===========================  ==========================================
 asset               URI                          updated by
 ==================  ===========================  ==========================================
+``raw_inputs``      ``nuru://raw_inputs``        ``raw_ingestion``, one event a night (its
+                                                 partition key): the raw contract is in
 ``plot_features``   ``nuru://plot_features``     ``feature_materialization``, one event a
                                                  night: its partition key
 ``predictions``     ``nuru://predictions``       ``batch_scoring``, likewise
@@ -17,11 +19,11 @@ asset               URI                          updated by
 ==================  ===========================  ==========================================
 
 The nights are Airflow's own partitions (:data:`NIGHT_KEY`, ``YYYY-MM-DD``):
-``feature_materialization`` runs on a partitioned cron (:func:`nightly_schedule`: at 00:00
-UTC, the night that just ended), ``batch_scoring`` and ``drift_monitoring`` on each night
-of their upstream asset (:func:`each_night_of`), so a run of either is keyed by the night it
-works on (the UI shows it on each run), a backfill creates one run per night, and clearing a
-night's run reprocesses that night downstream too.
+``raw_ingestion`` runs on a partitioned cron (:func:`nightly_schedule`: at 00:00 UTC, the
+night that just ended), ``feature_materialization``, ``batch_scoring`` and
+``drift_monitoring`` on each night of their upstream asset (:func:`each_night_of`), so a run
+of any is keyed by the night it works on (the UI shows it on each run), a backfill creates
+one run per night, and clearing a night's run reprocesses that night downstream too.
 
 Run dates (:func:`resolve_run_date`): the ``run_date`` param when given, else the run's
 partition key (the night), else its logical date (the weekly training), else the
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nuru_yield.orchestration")
 
+raw_inputs = Asset(name="raw_inputs", uri="nuru://raw_inputs", group="nuru-yield")
 plot_features = Asset(name="plot_features", uri="nuru://plot_features", group="nuru-yield")
 predictions = Asset(name="predictions", uri="nuru://predictions", group="nuru-yield")
 champion_model = Asset(name="champion_model", uri="nuru://champion_model", group="nuru-yield")
@@ -153,18 +156,18 @@ _TIME_SCHEDULES = os.environ.get("NURU_SCHEDULES", "on") != "manual"
 
 
 def nightly_schedule() -> CronPartitionTimetable | PartitionedAtRuntime:
-    """``feature_materialization``: at 00:00 UTC a run for the night (UTC day) that just
-    ended, keyed by it (``run_offset=-1``: the partition one tick before the run). Without
-    time schedules, runs come only from triggers, which may name their night as the
-    partition key."""
+    """``raw_ingestion``, the night's first step: at 00:00 UTC a run for the night (UTC
+    day) that just ended, keyed by it (``run_offset=-1``: the partition one tick before the
+    run). Without time schedules, runs come only from triggers, which may name their night
+    as the partition key."""
     if not _TIME_SCHEDULES:
         return PartitionedAtRuntime()
     return CronPartitionTimetable("0 0 * * *", timezone="UTC", run_offset=-1, key_format=NIGHT_KEY)
 
 
 def each_night_of(asset: Asset) -> PartitionedAssetTimetable:
-    """A run for each night ``asset`` announces, keyed by that night (``batch_scoring``,
-    ``drift_monitoring``)."""
+    """A run for each night ``asset`` announces, keyed by that night
+    (``feature_materialization``, ``batch_scoring``, ``drift_monitoring``)."""
     return PartitionedAssetTimetable(assets=asset)
 
 

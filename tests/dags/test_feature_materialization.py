@@ -24,14 +24,16 @@ def test_dag_bag_has_no_import_errors(dag_bag: Any) -> None:
 
 
 def test_dag_structure(load_dag: Any) -> None:
-    from nuru_yield.orchestration import plot_features
+    from airflow.sdk import PartitionedAssetTimetable
+
+    from nuru_yield.orchestration import plot_features, raw_inputs
 
     dag = load_dag(DAG_ID)
     assert dag.catchup is False
     assert "nightly" in (dag.doc_md or "").lower() and dag.tags
-    # A partitioned cron: each run is keyed by the night that just ended (YYYY-MM-DD).
-    assert dag.timetable.expression == "0 0 * * *"
-    assert (dag.timetable.run_offset, dag.timetable.key_format) == (-1, "%Y-%m-%d")
+    # One run for each night raw_ingestion announces (raw_inputs), keyed by it.
+    assert isinstance(dag.timetable, PartitionedAssetTimetable)
+    assert dag.timetable.asset_condition == raw_inputs
     assert "run_date" in dag.params
     prepare, shard, publish = (dag.get_task(t) for t in ("prepare", "materialize_shard", "publish"))
     assert shard.upstream_task_ids == {"prepare", "shard_numbers"}

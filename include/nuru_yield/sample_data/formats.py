@@ -100,11 +100,11 @@ def write_chirps_day(
 ) -> Path:
     """The Africa-style daily GeoTIFF of one day's rain at the cells (north-up)."""
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     grid, lat, lon = _grid(cell_ids, precip[None, :])
     path = Path(folder) / f"chirps-v2.0.{day:%Y.%m.%d}.tif"
-    transform = from_origin(lon[0] - CELL_DEG / 2, lat[-1] + CELL_DEG / 2, CELL_DEG, CELL_DEG)
+    transform = Affine(CELL_DEG, 0.0, lon[0] - CELL_DEG / 2, 0.0, -CELL_DEG, lat[-1] + CELL_DEG / 2)
     with rasterio.open(
         path, "w", driver="GTiff", width=len(lon), height=len(lat), count=1, dtype="float32",
         crs="EPSG:4326", transform=transform, nodata=FILL, compress="deflate",

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.errors import DataValidationError
-from nuru_yield.sources.rasters import DECIMALS, Axis, pixel_indices, sample
+from nuru_yield.sources.rasters import DECIMALS, Axis, first_line, pixel_indices, sample
 
 PRODUCT = "agera5"
 STEP_DEG = 0.1
@@ -98,7 +98,9 @@ def read_agera5(path: Path, name: str, cells: pd.DataFrame) -> tuple[Agera5File,
     try:
         dataset = netCDF4.Dataset(path)
     except Exception as error:
-        raise DataValidationError(f"{name}: not a readable NetCDF file ({_first(error)})") from None
+        raise DataValidationError(
+            f"{name}: not a readable NetCDF file ({first_line(error)})"
+        ) from None
     with dataset:
         if described.variable not in dataset.variables:
             present = [v for v in dataset.variables if v not in dataset.dimensions]
@@ -127,7 +129,7 @@ def read_agera5(path: Path, name: str, cells: pd.DataFrame) -> tuple[Agera5File,
             picked = sample(variable, rows, cols)  # masked where the file's fill value is
             values = np.ma.filled(np.ma.asarray(picked, dtype=np.float64), np.nan).reshape(-1)
         except Exception as error:
-            raise DataValidationError(f"{name}: cannot read values ({_first(error)})") from None
+            raise DataValidationError(f"{name}: cannot read values ({first_line(error)})") from None
     return described, np.round(_converted(name, described, units, values), DECIMALS)
 
 
@@ -146,7 +148,7 @@ def _days(dataset, name: str) -> list[str]:
             only_use_cftime_datetimes=False,
         )
     except Exception as error:
-        raise DataValidationError(f"{name}: time axis is not dates ({_first(error)})") from None
+        raise DataValidationError(f"{name}: time axis is not dates ({first_line(error)})") from None
     return [stamp.isoformat()[:10] for stamp in np.atleast_1d(stamps)]
 
 
@@ -178,8 +180,3 @@ def _converted(name: str, file: Agera5File, units: str, values: np.ndarray) -> n
             f"in K ({low:g}…{high:g}){hint}"
         )
     return values - KELVIN
-
-
-def _first(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

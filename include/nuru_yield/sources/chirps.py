@@ -29,7 +29,7 @@ import pandas as pd
 
 from nuru_yield.errors import DataValidationError
 from nuru_yield.grid import CELL_DEG
-from nuru_yield.sources.rasters import DECIMALS, Axis, pixel_indices, sample
+from nuru_yield.sources.rasters import DECIMALS, Axis, first_line, pixel_indices, sample
 
 PRODUCT = "chirps"
 VARIABLE = "precip"
@@ -97,7 +97,9 @@ def _open_netcdf(path: Path, name: str):
     try:
         return xr.open_dataset(path, engine="netcdf4", mask_and_scale=True, cache=False)
     except Exception as error:
-        raise DataValidationError(f"{name}: not a readable NetCDF file ({_first(error)})") from None
+        raise DataValidationError(
+            f"{name}: not a readable NetCDF file ({first_line(error)})"
+        ) from None
 
 
 def _days(dataset, name: str, year: int) -> list[dt.date]:
@@ -143,7 +145,9 @@ def _read_netcdf(
         try:
             values = sample(ordered.isel(time=index), rows, cols)
         except Exception as error:
-            raise DataValidationError(f"{name}: cannot read {VARIABLE} ({_first(error)})") from None
+            raise DataValidationError(
+                f"{name}: cannot read {VARIABLE} ({first_line(error)})"
+            ) from None
     return _frame(name, [days[i] for i in index], cells, values)
 
 
@@ -185,7 +189,7 @@ def _read_geotiff(path: Path, name: str, day: dt.date, cells: pd.DataFrame) -> p
     except DataValidationError:
         raise
     except Exception as error:
-        raise DataValidationError(f"{name}: not a readable GeoTIFF ({_first(error)})") from None
+        raise DataValidationError(f"{name}: not a readable GeoTIFF ({first_line(error)})") from None
     if nodata is not None:
         values = np.where(values == nodata, np.nan, values)
     return _frame(name, [day], cells, values)
@@ -219,8 +223,3 @@ def _frame(name: str, days: list[dt.date], cells: pd.DataFrame, values: np.ndarr
             "precip_mm": np.round(values.reshape(-1), DECIMALS),
         }
     )
-
-
-def _first(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

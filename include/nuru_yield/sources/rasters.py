@@ -93,3 +93,9 @@ def sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
     window = values[..., r0:r1, c0:c1]
     window = getattr(window, "values", window)  # an xarray DataArray's data
     return np.ma.asanyarray(window)[..., rows - r0, cols - c0]  # a netCDF4 mask is kept
+
+
+def first_line(error: BaseException) -> str:
+    """A library error's first line (netCDF and GDAL messages run over several)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -72,13 +72,12 @@ def require_column(
 
 
 def read_csv(path: Path, where: str) -> pd.DataFrame:
-    """A CSV as strings (each reader converts and quarantines what does not convert)."""
+    """A CSV as strings (each reader converts and quarantines what does not convert). A
+    header without rows is an empty table (no harvest yet), not an error."""
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except Exception as error:
         raise DataValidationError(f"{where}: not a readable CSV file ({error})") from None
-    if frame.empty:
-        raise DataValidationError(f"{where}: no rows")
     return frame
 
 
