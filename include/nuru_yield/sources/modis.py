@@ -50,6 +50,16 @@ from nuru_yield.sources.ndvi_rasters import (
 
 if TYPE_CHECKING:
     import rasterio
+    from affine import Affine
+
+# The MODLAND sinusoidal grid (modis-land.gsfc.nasa.gov/GCTP.html and the MODLAND tile
+# calculator notes): a sphere of radius 6,371,007.181 m, 36 x 18 tiles of 10° x 10° at the
+# equator numbered hHHvVV from the upper left, 4,800 x 4,800 pixels a tile at "250 m".
+SINUSOIDAL_PROJ4 = "+proj=sinu +R=6371007.181 +nadgrids=@null +wktext +units=m"
+SPHERE_RADIUS = 6_371_007.181
+TILE_METRES = 2 * math.pi * SPHERE_RADIUS / 36
+TILE_PIXELS = 4800
+PIXEL_METRES = TILE_METRES / TILE_PIXELS  # 231.656358… m
 
 MODIS_SCALE = 1e-4
 MODIS_FILL = -3000
@@ -61,6 +71,14 @@ _NAME_DATE = re.compile(r"(?:\.A|doy)(\d{4})(\d{3})(?!\d)")
 _PRODUCT = re.compile(r"\b(M[OY]D13Q1)", re.IGNORECASE)
 _RELIABILITY_TOKEN = "pixel_reliability"
 _NDVI_TOKEN = "NDVI"
+
+
+def tile_transform(h: int, v: int) -> Affine:
+    """The affine transform of MODLAND sinusoidal tile ``hHHvVV`` at 250 m."""
+    from affine import Affine
+
+    x0, y0 = (h - 18) * TILE_METRES, (9 - v) * TILE_METRES
+    return Affine(PIXEL_METRES, 0.0, x0, 0.0, -PIXEL_METRES, y0)
 
 
 def composite_scenes(paths: Sequence[str]) -> tuple[list[Scene], list[Quarantined]]:
@@ -306,9 +324,7 @@ def _apply_reliability(state: np.ndarray, reliability: np.ndarray) -> None:
         raise BadScene("the reliability layer does not match the NDVI grid")
     if reliability.size and (reliability.min() < -1 or reliability.max() > 3):
         unknown = reliability[(reliability < -1) | (reliability > 3)][0]
-        raise BadScene(
-            f"pixel reliability outside -1…3 (e.g. {unknown}): not MOD13Q1's layer"
-        )
+        raise BadScene(f"pixel reliability outside -1…3 (e.g. {unknown}): not MOD13Q1's layer")
     from_layer = _RELIABILITY_LOOKUP[(reliability + 1).astype(np.intp, copy=False)]
     # NO_DATA (255) is the largest state: a fill pixel stays no data whatever the layer says.
     np.maximum(state, from_layer, out=state)

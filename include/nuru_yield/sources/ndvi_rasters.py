@@ -51,8 +51,11 @@ NO_DATA = 255
 # typical smallholder plot), the one pixel holding it at MODIS's 250 m.
 POINT_HALF_WIDTH_M = 20.0
 _METRES_PER_DEGREE = 111_320.0
-# Two grids are one lattice when their origins differ by whole pixels (to this fraction).
-_LATTICE_TOLERANCE = 1e-6
+# Two grids are one lattice when their pixel sizes agree to this relative difference and
+# their origins differ by whole pixels to this fraction of a pixel. Files of one lattice do
+# not agree exactly: GDAL derives a MODIS tile's pixel size from its corners (metres to 3
+# decimals), so neighbouring tiles differ in the 10th digit, their origins by 1e-5 pixel.
+_LATTICE_TOLERANCE = 1e-3
 
 
 class BadScene(Exception):
@@ -202,48 +205,51 @@ def acquisition_rows(
     if len(dates) > 1:
         raise ValueError(f"one acquisition has one date, got {sorted(dates)}")
     bounds = plots.bounds()
-    lattices: dict[tuple[Any, ...], _Lattice] = {}
+    lattices: list[_Lattice] = []
     used: list[str] = []
     bad: list[Quarantined] = []
     for scene in sorted(scenes, key=lambda s: s.scene_id):
         try:
             raster = scene.load(bounds)
-            key = lattice_key(raster)
-            lattice = lattices.get(key)
+            lattice = next((one for one in lattices if one.holds(raster)), None)
             if lattice is None:
-                lattice = lattices[key] = _Lattice(raster.crs, len(plots))
+                lattice = _Lattice(raster, len(plots))
+                lattices.append(lattice)
             lattice.add(raster, plots)
         except BadScene as error:
             bad.append(Quarantined(scene.scene_id, scene.source, str(error)))
             continue
         used.append(scene.scene_id)
     date = next(iter(dates)) if dates else None
-    return _rows(plots, [lattice.sums for lattice in lattices.values()], date), used, bad
+    return _rows(plots, [lattice.sums for lattice in lattices], date), used, bad
 
 
-def lattice_key(raster: Raster) -> tuple[Any, ...]:
-    """Equal for rasters whose pixels coincide where they overlap (same CRS, pixel size and
-    origin up to whole pixels)."""
-    t = raster.transform
-    return (raster.crs.to_wkt(), t.a, t.e, _phase(t.c, t.a), _phase(t.f, t.e))
-
-
-def _phase(origin: float, size: float) -> float:
-    """Where a grid's origin falls within a pixel, as a fraction (0 for whole pixels)."""
-    fraction = (origin / size) % 1.0
-    return 0.0 if min(fraction, 1.0 - fraction) < _LATTICE_TOLERANCE else round(fraction, 6)
+def same_lattice(a: Affine, a_crs: CRS, b: Affine, b_crs: CRS) -> bool:
+    """Whether the pixels of two grids (transform, CRS) coincide where they overlap: the
+    same CRS, pixel size and origin up to whole pixels (``_LATTICE_TOLERANCE``)."""
+    for size, other_size in ((a.a, b.a), (a.e, b.e)):
+        if abs(size - other_size) > _LATTICE_TOLERANCE * 1e-3 * abs(size):
+            return False
+    for origin, other_origin, size in ((a.c, b.c, a.a), (a.f, b.f, a.e)):
+        offset = (origin - other_origin) / size
+        if abs(offset - round(offset)) > _LATTICE_TOLERANCE:
+            return False
+    return bool(a_crs == b_crs)
 
 
 class _Lattice:
     """The scenes of one acquisition on one pixel lattice, mosaicked as they come."""
 
-    def __init__(self, crs: CRS, plots: int) -> None:
-        self.crs = crs
+    def __init__(self, first: Raster, plots: int) -> None:
+        self.first = first.transform, first.crs
         self.sums = _Sums.zeros(plots)
         self._area_known = np.zeros(plots, dtype=bool)
-        self._observed: list[tuple[Affine, np.ndarray]] = []  # earlier scenes' data masks
+        self._observed: list[tuple[Affine, np.ndarray, int]] = []  # earlier scenes' data
         self._projected: np.ndarray | None = None
         self._box: np.ndarray | None = None
+
+    def holds(self, raster: Raster) -> bool:
+        return same_lattice(*self.first, raster.transform, raster.crs)
 
     def add(self, raster: Raster, plots: Plots) -> None:
         import shapely
@@ -264,21 +270,25 @@ class _Lattice:
             new = ~self._area_known[inside]
             self.sums.area[inside[new]] = sums.area[new]
             self._area_known[inside] = True
-        self._observed.append((raster.transform, raster.state != NO_DATA))
+        observed = np.packbits(raster.state != NO_DATA, axis=1)
+        self._observed.append((raster.transform, observed, raster.shape[1]))
 
 
-def _mask_seen(raster: Raster, earlier: list[tuple[Affine, np.ndarray]]) -> None:
+def _mask_seen(raster: Raster, earlier: list[tuple[Affine, np.ndarray, int]]) -> None:
     """Mark as no data the pixels of ``raster`` that an earlier scene of the same lattice
-    already observed: each pixel of a mosaic counts once."""
-    for transform, observed in earlier:
+    already observed: each pixel of a mosaic counts once. ``earlier`` holds each earlier
+    scene's transform, observed mask packed by row (``np.packbits(axis=1)``: a bit per
+    pixel, so a night of many 10 m tiles stays small) and width."""
+    height, width = raster.shape
+    for transform, packed, packed_width in earlier:
         col = round((transform.c - raster.transform.c) / raster.transform.a)
         row = round((transform.f - raster.transform.f) / raster.transform.e)
-        height, width = raster.shape
         r0, c0 = max(row, 0), max(col, 0)
-        r1, c1 = min(row + observed.shape[0], height), min(col + observed.shape[1], width)
+        r1, c1 = min(row + packed.shape[0], height), min(col + packed_width, width)
         if r1 <= r0 or c1 <= c0:
             continue
-        seen = observed[r0 - row : r1 - row, c0 - col : c1 - col]
+        rows = np.unpackbits(packed[r0 - row : r1 - row], axis=1, count=packed_width)
+        seen = rows[:, c0 - col : c1 - col].view(bool)
         raster.state[r0:r1, c0:c1][seen] = NO_DATA
         raster.ndvi[r0:r1, c0:c1][seen] = np.nan
 

@@ -195,20 +195,65 @@ def read_item(item: pystac.Item, bounds: tuple[float, float, float, float] | Non
             bands=list(keys.values()),
             geobox=geobox,
             resampling={keys["scl"]: "nearest", "*": "nearest"},
+            dtype=_native_types(item, keys),
             chunks=None,
         )
     except Exception as error:
         raise BadScene(f"cannot load the scene: {str(error).strip().splitlines()[0]}") from None
-    red, nir = (data[keys[role]].values[0].astype(np.float64) for role in ("red", "nir"))
+    red, nir = (data[keys[role]].values[0] for role in ("red", "nir"))
     scl = data[keys["scl"]].values[0]
-    red_scale, red_offset = reflectance_scale(item, keys["red"])
-    nir_scale, nir_offset = reflectance_scale(item, keys["nir"])
-    red_refl, nir_refl = red * red_scale + red_offset, nir * nir_scale + nir_offset
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ndvi = (nir_refl - red_refl) / (nir_refl + red_refl)
-    state = np.full(scl.shape, NO_DATA, dtype=np.uint8)
-    state[np.isin(scl, SCL_CLEAR)] = CLEAR
-    state[np.isin(scl, SCL_MASKED)] = MASKED
-    undefined = (red == 0) | (nir == 0) | ~(np.abs(ndvi) <= 1.0)
-    state[(state == CLEAR) & undefined] = NO_DATA
-    return Raster(assert_consistent(ndvi, state), state, geobox.affine, crs)
+    del data
+    ndvi, state = scene_ndvi(
+        red, nir, scl, reflectance_scale(item, keys["red"]), reflectance_scale(item, keys["nir"])
+    )
+    return Raster(ndvi, state, geobox.affine, crs)
+
+
+# L2A's own storage types, for assets whose STAC entry does not declare one (odc-stac would
+# load them as float32: twice the memory of a 10 m band, and no data as NaN, not DN 0).
+NATIVE_TYPES = {"red": "uint16", "nir": "uint16", "scl": "uint8"}
+
+
+def _native_types(item: pystac.Item, keys: dict[str, str]) -> dict[str, str]:
+    types = {}
+    for role, key in keys.items():
+        bands = item.assets[key].extra_fields.get("raster:bands") or [{}]
+        if "data_type" not in bands[0]:
+            types[key] = NATIVE_TYPES[role]
+    return types
+
+
+# SCL class → pixel state (classes outside 0…11 are no data).
+_SCL_STATE = np.full(256, NO_DATA, dtype=np.uint8)
+_SCL_STATE[list(SCL_CLEAR)] = CLEAR
+_SCL_STATE[list(SCL_MASKED)] = MASKED
+# Rows computed at a time: the float32 temporaries of a 10,980-pixel-wide scene stay ~50 MB.
+_ROWS = 1024
+
+
+def scene_ndvi(
+    red: np.ndarray,
+    nir: np.ndarray,
+    scl: np.ndarray,
+    red_scale: tuple[float, float],
+    nir_scale: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI (float32, NaN where not clear) and pixel states of one scene from its red and
+    near-infrared DN, their (scale, offset) and SCL on the same grid (see the module
+    docstring), computed in blocks of rows: memory is the output plus a block."""
+    ndvi = np.empty(red.shape, dtype=np.float32)
+    if scl.dtype != np.uint8:  # a catalog declaring SCL as another type
+        with np.errstate(invalid="ignore"):
+            scl = np.where((scl >= 0) & (scl <= 255), scl, 0).astype(np.uint8)
+    state = _SCL_STATE[scl]
+    for start in range(0, red.shape[0], _ROWS):
+        rows = slice(start, start + _ROWS)
+        r = red[rows].astype(np.float32) * np.float32(red_scale[0]) + np.float32(red_scale[1])
+        n = nir[rows].astype(np.float32) * np.float32(nir_scale[0]) + np.float32(nir_scale[1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            block = (n - r) / (n + r)
+        undefined = (red[rows] == 0) | (nir[rows] == 0) | ~(np.abs(block) <= 1.0)
+        block_state = state[rows]
+        block_state[(block_state == CLEAR) & undefined] = NO_DATA
+        ndvi[rows] = block
+    return assert_consistent(ndvi, state), state

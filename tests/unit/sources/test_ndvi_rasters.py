@@ -240,3 +240,54 @@ def test_rotated_grids_are_refused():
     ndvi, state = grid(VALUES)
     with pytest.raises(BadScene, match="rotated or not north-up"):
         Raster(ndvi, state, Affine(10, 1, X0, 0, -10, Y0), UTM37S)
+
+
+def test_tiles_whose_pixel_sizes_differ_in_the_last_digits_are_one_lattice():
+    """GDAL derives a MODIS tile's pixel size from its corners, given in metres to three
+    decimals, so neighbouring tiles differ in the tenth digit: still one mosaic."""
+    left_size, right_size = 231.656358333, 231.656358125
+    x_edge = 4_447_802.079  # h21/h22's shared edge, as the tiles' corners give it
+    left = raster(np.full((4, 4), 0.3), x0=x_edge - 4 * left_size, y0=0.0, size=left_size,
+                  crs=MODIS_SINUSOIDAL)  # fmt: skip
+    right = raster(np.full((4, 4), 0.7), x0=x_edge, y0=0.0, size=right_size,
+                   crs=MODIS_SINUSOIDAL)  # fmt: skip
+    plots = utm_box_plot(
+        1, x_edge - 100.0, -300.0, x_edge + 100.0, -100.0, MODIS_SINUSOIDAL
+    )  # half in each tile
+    rows, used, _ = rows_of([scene("h21v08", left), scene("h22v08", right)], plots)
+    assert used == ["h21v08", "h22v08"]
+    assert rows[0]["cloud_fraction"] == pytest.approx(0.0, abs=1e-6)
+    assert rows[0]["ndvi"] == pytest.approx(0.5, abs=1e-6)
+
+
+def test_a_plot_in_the_no_data_part_of_a_scene_gets_no_row():
+    state = np.zeros((4, 4))
+    state[:, 2:] = NO_DATA  # beyond the swath edge, inside the scene's bounds
+    beyond = utm_box_plot(2, X0 + 25, Y0 - 35, X0 + 35, Y0 - 25)
+    inside = utm_box_plot(1, X0 + 2, Y0 - 8, X0 + 8, Y0 - 2)
+    plots = Plots(
+        np.concatenate([inside.plot_id, beyond.plot_id]),
+        np.concatenate([inside.geometry, beyond.geometry]),
+    )
+    rows, _, _ = rows_of([scene("a", raster(VALUES, state))], plots)
+    assert [(row["plot_id"], row["cloud_fraction"]) for row in rows] == [(1, 0.0)]
+
+
+def test_observed_areas_equal_the_exact_pass_over_the_pixel_states():
+    """The shortcut (a polygon whose bounding box meets no no-data pixel is observed in
+    full) against exactextract's count over the states for every polygon, on random
+    polygons over a grid with no-data specks, a no-data band and edges."""
+    from nuru_yield.sources.ndvi_rasters import coverage_sums, polygon_sums
+
+    rng = np.random.default_rng(5)
+    state = np.where(rng.random((200, 300)) < 0.002, NO_DATA, CLEAR).astype(np.uint8)
+    state[:, 250:262] = NO_DATA
+    made = raster(rng.uniform(0, 0.9, (200, 300)), state)
+    x = X0 + rng.uniform(-20, 3_020, 2_000)
+    y = Y0 - rng.uniform(-20, 2_020, 2_000)
+    half = rng.uniform(3, 40, 2_000)
+    polygons = shapely.box(x - half, y - half * 0.7, x + half, y + half * 0.7)
+    sums = polygon_sums(made, polygons, shapely.bounds(polygons))
+    exact, _ = coverage_sums(made.state, made.bounds, shapely.to_wkb(polygons), nodata=NO_DATA)
+    assert (sums.observed < sums.area - 1e-6).sum() > 50  # the no-data is met
+    np.testing.assert_allclose(sums.observed, exact, rtol=1e-6, atol=1e-6)
