@@ -357,6 +357,31 @@ def bench_features(
     run(plots, workdir)
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    ndvi: Annotated[
+        bool,
+        typer.Option(
+            "--ndvi",
+            help="NDVI from rasters: a MODIS composite over Kenya (per shard and whole) and "
+            "one Sentinel-2 scene against bare exactextract.",
+        ),
+    ] = False,
+    plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
+    shards: Annotated[int, typer.Option(min=1, help="Plot-bucket shards, as the DAG maps.")] = 8,
+    s2_pixels: Annotated[
+        int, typer.Option(min=64, help="Side of the Sentinel-2 scene in 10 m pixels.")
+    ] = 10_980,
+    workdir: WorkdirOption = None,
+) -> None:
+    """Time raw ingestion against bare baselines measured in the same run."""
+    if not ndvi:
+        raise typer.BadParameter("name what to measure: --ndvi", param_hint="--ndvi")
+    from nuru_yield.dev.bench.ndvi import run
+
+    run(plots, shards, workdir, s2_pixels=s2_pixels)
+
+
 @bench_app.command("scoring")
 def bench_scoring(
     plots: Annotated[int, typer.Option(min=1)] = 1_000_000,

@@ -31,6 +31,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,19 +92,24 @@ class Plots:
     def take(self, index: np.ndarray) -> Plots:
         return Plots(self.plot_id[index], self.geometry[index])
 
-    @property
+    @cached_property
     def is_polygon(self) -> np.ndarray:
         import shapely
 
         return np.isin(shapely.get_type_id(self.geometry), (3, 6))  # Polygon, MultiPolygon
 
-    def bounds(self) -> tuple[float, float, float, float] | None:
-        """(west, south, east, north) of every plot; None when there is none."""
+    @cached_property
+    def wgs84_bounds(self) -> np.ndarray:
+        """(west, south, east, north) of each plot, one row per plot."""
         import shapely
 
+        return shapely.bounds(self.geometry)
+
+    def bounds(self) -> tuple[float, float, float, float] | None:
+        """(west, south, east, north) of every plot; None when there is none."""
         if not len(self):
             return None
-        box = shapely.bounds(self.geometry)
+        box = self.wgs84_bounds
         return (
             float(np.nanmin(box[:, 0])),
             float(np.nanmin(box[:, 1])),
@@ -238,15 +244,18 @@ def same_lattice(a: Affine, a_crs: CRS, b: Affine, b_crs: CRS) -> bool:
 
 
 class _Lattice:
-    """The scenes of one acquisition on one pixel lattice, mosaicked as they come."""
+    """The scenes of one acquisition on one pixel lattice, mosaicked as they come. Plots
+    are projected into the lattice's CRS when a scene first comes near them (a Sentinel-2
+    tile holds a few percent of a country's plots)."""
 
     def __init__(self, first: Raster, plots: int) -> None:
         self.first = first.transform, first.crs
         self.sums = _Sums.zeros(plots)
         self._area_known = np.zeros(plots, dtype=bool)
         self._observed: list[tuple[Affine, np.ndarray, int]] = []  # earlier scenes' data
-        self._projected: np.ndarray | None = None
-        self._box: np.ndarray | None = None
+        self._projected = np.empty(plots, dtype=object)
+        self._box = np.full((plots, 4), np.nan)
+        self._known = np.zeros(plots, dtype=bool)
 
     def holds(self, raster: Raster) -> bool:
         return same_lattice(*self.first, raster.transform, raster.crs)
@@ -255,11 +264,13 @@ class _Lattice:
         import shapely
 
         _mask_seen(raster, self._observed)
-        if self._projected is None:
-            self._projected = project(plots.geometry, raster.crs)
-            self._box = shapely.bounds(self._projected)
-        assert self._box is not None
-        inside = _near(self._box, raster, plots.is_polygon)
+        candidates = _candidates(plots, raster)
+        todo = candidates[~self._known[candidates]]
+        if todo.size:
+            self._projected[todo] = project(plots.geometry[todo], raster.crs)
+            self._box[todo] = shapely.bounds(self._projected[todo])
+            self._known[todo] = True
+        inside = candidates[_near(self._box[candidates], raster, plots.is_polygon[candidates])]
         if inside.size:
             sums = plot_sums(
                 raster, self._projected[inside], plots.is_polygon[inside], self._box[inside]
@@ -272,6 +283,37 @@ class _Lattice:
             self._area_known[inside] = True
         observed = np.packbits(raster.state != NO_DATA, axis=1)
         self._observed.append((raster.transform, observed, raster.shape[1]))
+
+
+def _candidates(plots: Plots, raster: Raster) -> np.ndarray:
+    """Indices of the plots whose WGS84 bounds meet the raster's, widened by a point's
+    window and two pixels (a coarse cut before the exact test in the raster's CRS)."""
+    from rasterio.warp import transform_bounds
+
+    if not len(plots) or raster.shape[0] == 0 or raster.shape[1] == 0:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        west, south, east, north = transform_bounds(
+            raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21
+        )
+    except Exception:
+        raise BadScene(_unknown_crs(raster.crs)) from None
+    latitude = max(abs(south), abs(north))
+    pixels = (_half_width(raster) + 2) * raster.transform.a
+    if raster.crs.is_geographic:
+        margin_y = margin_x = pixels
+    else:
+        margin_y = pixels / _METRES_PER_DEGREE
+        margin_x = margin_y / max(math.cos(math.radians(min(latitude, 89.0))), 1e-6)
+    box = plots.wgs84_bounds
+    with np.errstate(invalid="ignore"):
+        near = (
+            (box[:, 2] >= west - margin_x)
+            & (box[:, 0] <= east + margin_x)
+            & (box[:, 3] >= south - margin_y)
+            & (box[:, 1] <= north + margin_y)
+        )
+    return np.flatnonzero(near)
 
 
 def _mask_seen(raster: Raster, earlier: list[tuple[Affine, np.ndarray, int]]) -> None:

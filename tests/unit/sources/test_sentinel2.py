@@ -7,14 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-import pystac
 import pytest
-import rasterio
 import shapely
-from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 
+from nuru_yield.sample_data.ndvi_rasters import write_s2_item, write_stac_catalog
 from nuru_yield.sources.ndvi_rasters import Plots, acquisition_rows
 from nuru_yield.sources.sentinel2 import stac_scenes
 
@@ -24,42 +22,15 @@ COLLECTION = "sentinel-2-l2a"
 WHEN = dt.datetime(2025, 6, 14, 7, 50, tzinfo=dt.UTC)
 
 
-def cog(path, data, size, x0, y0, nodata=0):
-    with rasterio.open(
-        path, "w", driver="COG", width=data.shape[1], height=data.shape[0], count=1,
-        dtype=data.dtype, crs=UTM, transform=Affine(size, 0, x0, 0, -size, y0), nodata=nodata,
-    ) as out:  # fmt: skip
-        out.write(data, 1)
-
-
 def item(folder, name, red, nir, scl, x0=X0, baseline="05.11", assets=("B04", "B08", "SCL")):
-    height, width = red.shape
-    files = {"B04": (red, 10), "B08": (nir, 10), "SCL": (scl, 20)}
-    back = Transformer.from_crs(UTM.to_wkt(), "EPSG:4326", always_xy=True)
-    lons, lats = back.transform([x0, x0 + 10 * width], [Y0 - 10 * height, Y0])
-    made = pystac.Item(
-        name,
-        shapely.geometry.mapping(shapely.box(lons[0], lats[0], lons[1], lats[1])),
-        [lons[0], lats[0], lons[1], lats[1]],
-        WHEN,
-        {"s2:processing_baseline": baseline},
-        collection=COLLECTION,
-    )
-    for key in assets:
-        data, size = files[key]
-        path = folder / f"{name}_{key}.tif"
-        cog(path, data, size, x0, Y0)
-        made.add_asset(key, pystac.Asset(str(path), media_type=pystac.MediaType.COG))
-    return made
+    return write_s2_item(
+        folder, name, red, nir, scl, crs=UTM, x0=x0, y0=Y0, when=WHEN, baseline=baseline,
+        collection=COLLECTION, assets=assets,
+    )  # fmt: skip
 
 
 def catalog(tmp_path, items):
-    root = pystac.Catalog("test", "scenes the test wrote")
-    for made in items:
-        root.add_item(made)
-    root.normalize_hrefs(str(tmp_path / "stac"))
-    root.save(pystac.CatalogType.SELF_CONTAINED)
-    return str(tmp_path / "stac" / "catalog.json")
+    return str(write_stac_catalog(tmp_path / "stac", items, "scenes the test wrote"))
 
 
 def utm_plot(xmin, ymin, xmax, ymax):
