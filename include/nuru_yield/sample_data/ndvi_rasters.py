@@ -149,12 +149,14 @@ def write_s2_item(
 
 
 def write_stac_catalog(folder: Path, items: Iterable[pystac.Item], title: str) -> Path:
-    """A self-contained static STAC catalog of ``items`` in ``folder``; its ``catalog.json``."""
+    """A self-contained static STAC catalog of ``items`` in ``folder``, every link and asset
+    relative (so the folder can be moved or copied to S3 as it is); its ``catalog.json``."""
     import pystac
 
     catalog = pystac.Catalog("nuru-yield-scenes", title)
     for item in items:
         catalog.add_item(item)
     catalog.normalize_hrefs(str(folder))
+    catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return folder / "catalog.json"

@@ -199,25 +199,29 @@ def ingest_ndvi(
     """``nuru-yield ingest ndvi PATH…`` (composites) or ``--stac URL --collection C``
     (Sentinel-2 L2A scenes of a STAC API or static catalog over the plots)."""
     from nuru_yield.sources import modis
-    from nuru_yield.sources.inputs import resolve
+    from nuru_yield.sources.inputs import resolve, s3_raster_env
 
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
-    if stac:
-        from nuru_yield.sources import sentinel2
-
-        if not collection:
-            raise MissingInputError("--stac needs --collection (e.g. sentinel-2-l2a)")
-        plots = read_plots(lake, buckets)
-        scenes, bad = sentinel2.stac_scenes(stac, collection, plots.bounds(), settings=settings)
-        return ingest_scenes(scenes, bad, lake=lake, settings=settings, buckets=buckets)
-    if not paths:
+    if stac and not collection:
+        raise MissingInputError("--stac needs --collection (e.g. sentinel-2-l2a)")
+    if not stac and not paths:
         raise MissingInputError("no NDVI files given (nuru-yield ingest ndvi PATH…, or --stac)")
-    files = [source.uri for source in resolve(paths, settings)]
-    scenes, bad = modis.composite_scenes(files)
-    return ingest_scenes(
-        scenes, bad, lake=lake, settings=settings, buckets=buckets, reread=modis.composite_scenes
-    )
+    with s3_raster_env(settings):  # s3:// rasters are read in place
+        if stac:
+            from nuru_yield.sources import sentinel2
+
+            plots = read_plots(lake, buckets)
+            scenes, bad = sentinel2.stac_scenes(
+                stac, str(collection), plots.bounds(), settings=settings
+            )
+            return ingest_scenes(scenes, bad, lake=lake, settings=settings, buckets=buckets)
+        files = [source.uri for source in resolve(list(paths or []), settings)]
+        scenes, bad = modis.composite_scenes(files)
+        return ingest_scenes(
+            scenes, bad, lake=lake, settings=settings, buckets=buckets,
+            reread=modis.composite_scenes,
+        )  # fmt: skip
 
 
 def _check_bad_share(
