@@ -85,7 +85,10 @@ def part_name(product: str, date: dt.date) -> str:
 def read_plots(lake: Lake, buckets: Sequence[int] | None = None) -> Plots:
     """The plots NDVI is computed for: their polygons (``raw/plot_geometries.parquet``)
     where given, else their points (``raw/plots.parquet``, one per plot id); only those of
-    ``buckets`` when given."""
+    ``buckets`` when given (geometries are built for those alone: a shard's memory follows
+    its own plots). A polygon that is null or not valid WKB leaves its plot a point
+    (logged)."""
+    import pyarrow.compute as pc
     import shapely
 
     if not lake.exists(names.RAW_PLOTS):
@@ -95,27 +98,27 @@ def read_plots(lake: Lake, buckets: Sequence[int] | None = None) -> Plots:
         )
     table = lake.read_parquet(names.RAW_PLOTS, columns=["plot_id", "latitude", "longitude"])
     ids = table.column("plot_id").to_numpy(zero_copy_only=False)
-    _, first = np.unique(ids, return_index=True)
-    plots = Plots.from_points(
-        ids[first],
-        table.column("longitude").to_numpy(zero_copy_only=False)[first],
-        table.column("latitude").to_numpy(zero_copy_only=False)[first],
-    )
+    ids, first = np.unique(ids, return_index=True)
+    if buckets is not None:
+        keep = np.isin(ndvi_bucket(ids), list(buckets))
+        ids, first = ids[keep], first[keep]
+    geometry = np.empty(len(ids), dtype=object)
     if lake.exists(names.RAW_PLOT_GEOMETRIES):
         shapes = lake.read_parquet(names.RAW_PLOT_GEOMETRIES, columns=["plot_id", "geometry"])
+        shapes = shapes.filter(pc.is_in(shapes.column("plot_id"), pa.array(ids)))
         shape_ids = shapes.column("plot_id").to_numpy(zero_copy_only=False)
-        where = np.searchsorted(plots.plot_id, shape_ids)
-        known = (where < len(plots)) & (
-            plots.plot_id[np.minimum(where, len(plots) - 1)] == shape_ids
-        )
-        geometry = plots.geometry.copy()
-        geometry[where[known]] = shapely.from_wkb(
-            shapes.column("geometry").to_numpy(zero_copy_only=False)[known]
-        )
-        plots = Plots(plots.plot_id, geometry)
-    if buckets is not None:
-        plots = plots.take(np.flatnonzero(np.isin(ndvi_bucket(plots.plot_id), list(buckets))))
-    return plots
+        where = np.searchsorted(ids, shape_ids)
+        wkb = shapes.column("geometry").to_numpy(zero_copy_only=False)
+        geometry[where] = shapely.from_wkb(wkb, on_invalid="ignore")
+        broken = int(np.count_nonzero(shapely.is_missing(geometry[where])))
+        if broken:
+            log.warning("ndvi: %d plot polygon(s) null or not WKB: taken as points", broken)
+    points = shapely.is_missing(geometry)
+    if points.any():
+        longitude = table.column("longitude").to_numpy(zero_copy_only=False)[first[points]]
+        latitude = table.column("latitude").to_numpy(zero_copy_only=False)[first[points]]
+        geometry[points] = shapely.points(longitude, latitude)
+    return Plots(ids, geometry)
 
 
 def stored_scenes(lake: Lake, product: str, date: dt.date, buckets: Sequence[int]) -> dict:

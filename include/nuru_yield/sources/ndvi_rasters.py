@@ -28,6 +28,7 @@ Everything here is pure: arrays in, arrays out; the readers and the writer do th
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -159,19 +160,24 @@ def assert_consistent(ndvi: np.ndarray, state: np.ndarray) -> np.ndarray:
     return ndvi
 
 
+Pieces = Raster | Iterable[Raster]
+
+
 @dataclass(frozen=True)
 class Scene:
     """One scene of an acquisition, loaded only when its turn comes (bounded memory).
 
     ``load(bounds)`` reads it (``bounds``: the WGS84 box of the plots, so a reader can read
-    just that window; None for all of it) or raises :class:`BadScene`.
+    just that window; None for all of it) or raises :class:`BadScene`: one
+    :class:`Raster`, or an iterable of them, disjoint pieces of one grid (strips of rows of
+    a large scene, read one at a time). A scene that fails part-way contributes nothing.
     """
 
     scene_id: str
     product: str
     date: dt.date
     source: str
-    load: Callable[[tuple[float, float, float, float] | None], Raster] = field(
+    load: Callable[[tuple[float, float, float, float] | None], Pieces] = field(
         compare=False, repr=False
     )
 
@@ -216,12 +222,15 @@ def acquisition_rows(
     bad: list[Quarantined] = []
     for scene in sorted(scenes, key=lambda s: s.scene_id):
         try:
-            raster = scene.load(bounds)
-            lattice = next((one for one in lattices if one.holds(raster)), None)
-            if lattice is None:
-                lattice = _Lattice(raster, len(plots))
-                lattices.append(lattice)
-            lattice.add(raster, plots)
+            loaded = scene.load(bounds)
+            pieces = iter([loaded] if isinstance(loaded, Raster) else loaded)
+            first = next(pieces, None)
+            if first is not None:
+                lattice = next((one for one in lattices if one.holds(first)), None)
+                if lattice is None:
+                    lattice = _Lattice(first, len(plots))
+                    lattices.append(lattice)
+                lattice.add(itertools.chain([first], pieces), plots)
         except BadScene as error:
             bad.append(Quarantined(scene.scene_id, scene.source, str(error)))
             continue
@@ -260,7 +269,28 @@ class _Lattice:
     def holds(self, raster: Raster) -> bool:
         return same_lattice(*self.first, raster.transform, raster.crs)
 
-    def add(self, raster: Raster, plots: Plots) -> None:
+    def add(self, pieces: Iterable[Raster], plots: Plots) -> None:
+        """Add one scene, piece by piece; its sums count only once every piece is read
+        (a scene that fails part-way adds nothing)."""
+        staged: list[tuple[np.ndarray, _Sums]] = []
+        masks: list[tuple[Affine, np.ndarray, int]] = []
+        for raster in pieces:
+            if not self.holds(raster):
+                raise BadScene("the pieces of the scene are not on one grid")
+            staged.append(self._sums_of(raster, plots))
+            observed = np.packbits(raster.state != NO_DATA, axis=1)
+            masks.append((raster.transform, observed, raster.shape[1]))
+        for inside, sums in staged:
+            self.sums.observed[inside] += sums.observed
+            self.sums.clear[inside] += sums.clear
+            self.sums.clear_sum[inside] += sums.clear_sum
+            new = ~self._area_known[inside]
+            self.sums.area[inside[new]] = sums.area[new]
+            self._area_known[inside] = True
+        self._observed.extend(masks)
+
+    def _sums_of(self, raster: Raster, plots: Plots) -> tuple[np.ndarray, _Sums]:
+        """The plots a piece meets and their sums over it (earlier scenes' pixels masked)."""
         import shapely
 
         _mask_seen(raster, self._observed)
@@ -271,18 +301,11 @@ class _Lattice:
             self._box[todo] = shapely.bounds(self._projected[todo])
             self._known[todo] = True
         inside = candidates[_near(self._box[candidates], raster, plots.is_polygon[candidates])]
-        if inside.size:
-            sums = plot_sums(
-                raster, self._projected[inside], plots.is_polygon[inside], self._box[inside]
-            )
-            self.sums.observed[inside] += sums.observed
-            self.sums.clear[inside] += sums.clear
-            self.sums.clear_sum[inside] += sums.clear_sum
-            new = ~self._area_known[inside]
-            self.sums.area[inside[new]] = sums.area[new]
-            self._area_known[inside] = True
-        observed = np.packbits(raster.state != NO_DATA, axis=1)
-        self._observed.append((raster.transform, observed, raster.shape[1]))
+        if not inside.size:
+            return inside, _Sums.zeros(0)
+        return inside, plot_sums(
+            raster, self._projected[inside], plots.is_polygon[inside], self._box[inside]
+        )
 
 
 def _candidates(plots: Plots, raster: Raster) -> np.ndarray:

@@ -24,7 +24,7 @@ The conventions (docs/DESIGN.md, "NDVI from rasters", with their sources):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -140,7 +140,7 @@ def solar_day(item: pystac.Item) -> dt.date:
 
 
 def _loader(item: pystac.Item) -> Any:
-    def load(bounds: tuple[float, float, float, float] | None) -> Raster:
+    def load(bounds: tuple[float, float, float, float] | None) -> Iterator[Raster]:
         return read_item(item, bounds)
 
     return load
@@ -163,9 +163,17 @@ def reflectance_scale(item: pystac.Item, key: str) -> tuple[float, float]:
     return 1.0 / QUANTIFICATION, offset / QUANTIFICATION
 
 
-def read_item(item: pystac.Item, bounds: tuple[float, float, float, float] | None) -> Raster:
+# Rows of the 10 m grid loaded at a time: a 10,980-pixel-wide strip of 2,048 rows holds
+# about 200 MB while it is computed, whatever the scene's size.
+STRIP_ROWS = 2048
+
+
+def read_item(
+    item: pystac.Item, bounds: tuple[float, float, float, float] | None
+) -> Iterator[Raster]:
     """One scene's NDVI and SCL states on its red band's own grid (the window over
-    ``bounds`` when given) or :class:`BadScene`."""
+    ``bounds`` when given), strip by strip of ``STRIP_ROWS`` rows; :class:`BadScene` when
+    it cannot be read."""
     import odc.stac
     import rasterio
     from odc.geo.geobox import GeoBox
@@ -186,27 +194,28 @@ def read_item(item: pystac.Item, bounds: tuple[float, float, float, float] | Non
         row0, col0 = max(r0, 0), max(c0, 0)
         row1, col1 = min(r1, height), min(c1, width)
     if row1 <= row0 or col1 <= col0:
-        empty = np.zeros((0, 0), np.uint8)
-        return Raster(np.zeros((0, 0), np.float32), empty, transform, crs)
-    geobox = GeoBox((height, width), transform, crs)[row0:row1, col0:col1]
-    try:
-        data = odc.stac.load(
-            [item],
-            bands=list(keys.values()),
-            geobox=geobox,
-            resampling={keys["scl"]: "nearest", "*": "nearest"},
-            dtype=_native_types(item, keys),
-            chunks=None,
-        )
-    except Exception as error:
-        raise BadScene(f"cannot load the scene: {str(error).strip().splitlines()[0]}") from None
-    red, nir = (data[keys[role]].values[0] for role in ("red", "nir"))
-    scl = data[keys["scl"]].values[0]
-    del data
-    ndvi, state = scene_ndvi(
-        red, nir, scl, reflectance_scale(item, keys["red"]), reflectance_scale(item, keys["nir"])
-    )
-    return Raster(ndvi, state, geobox.affine, crs)
+        return
+    grid = GeoBox((height, width), transform, crs)
+    scales = reflectance_scale(item, keys["red"]), reflectance_scale(item, keys["nir"])
+    for start in range(row0, row1, STRIP_ROWS):
+        geobox = grid[start : min(start + STRIP_ROWS, row1), col0:col1]
+        try:
+            data = odc.stac.load(
+                [item],
+                bands=list(keys.values()),
+                geobox=geobox,
+                resampling={keys["scl"]: "nearest", "*": "nearest"},
+                dtype=_native_types(item, keys),
+                chunks=None,
+            )
+        except Exception as error:
+            message = str(error).strip().splitlines()[0]
+            raise BadScene(f"cannot load the scene: {message}") from None
+        red, nir = (data[keys[role]].values[0] for role in ("red", "nir"))
+        scl = data[keys["scl"]].values[0]
+        del data
+        ndvi, state = scene_ndvi(red, nir, scl, *scales)
+        yield Raster(ndvi, state, geobox.affine, crs)
 
 
 # L2A's own storage types, for assets whose STAC entry does not declare one (odc-stac would
@@ -227,8 +236,8 @@ def _native_types(item: pystac.Item, keys: dict[str, str]) -> dict[str, str]:
 _SCL_STATE = np.full(256, NO_DATA, dtype=np.uint8)
 _SCL_STATE[list(SCL_CLEAR)] = CLEAR
 _SCL_STATE[list(SCL_MASKED)] = MASKED
-# Rows computed at a time: the float32 temporaries of a 10,980-pixel-wide scene stay ~50 MB.
-_ROWS = 1024
+# Rows computed at a time: the float32 temporaries of a 10,980-pixel-wide strip stay ~25 MB.
+_ROWS = 512
 
 
 def scene_ndvi(
@@ -248,12 +257,18 @@ def scene_ndvi(
     state = _SCL_STATE[scl]
     for start in range(0, red.shape[0], _ROWS):
         rows = slice(start, start + _ROWS)
-        r = red[rows].astype(np.float32) * np.float32(red_scale[0]) + np.float32(red_scale[1])
-        n = nir[rows].astype(np.float32) * np.float32(nir_scale[0]) + np.float32(nir_scale[1])
+        out = ndvi[rows]
+        r = red[rows].astype(np.float32)
+        r *= np.float32(red_scale[0])
+        r += np.float32(red_scale[1])
+        n = nir[rows].astype(np.float32)
+        n *= np.float32(nir_scale[0])
+        n += np.float32(nir_scale[1])
         with np.errstate(invalid="ignore", divide="ignore"):
-            block = (n - r) / (n + r)
-        undefined = (red[rows] == 0) | (nir[rows] == 0) | ~(np.abs(block) <= 1.0)
+            np.subtract(n, r, out=out)
+            n += r
+            out /= n
+            undefined = (red[rows] == 0) | (nir[rows] == 0) | ~((out >= -1.0) & (out <= 1.0))
         block_state = state[rows]
         block_state[(block_state == CLEAR) & undefined] = NO_DATA
-        ndvi[rows] = block
     return assert_consistent(ndvi, state), state
