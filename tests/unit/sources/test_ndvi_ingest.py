@@ -160,3 +160,27 @@ def test_the_ingest_ndvi_command(lake, tmp_path, monkeypatch, capsys):
     assert exit_.value.code != 0
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: 1 of 2 NDVI scene(s) bad") and "A2025177" in line
+
+
+def test_plot_polygons_for_the_buckets_asked_and_points_where_none_or_broken(lake):
+    import shapely
+
+    ids = np.arange(1, 41)
+    boxes = shapely.box(LON - 0.0003 + ids * 1e-5, LAT - 0.0003, LON + ids * 1e-5, LAT)
+    wkb = list(shapely.to_wkb(boxes))
+    wkb[4] = b"not a polygon"  # plot 5: broken
+    wkb[5] = None  # plot 6: none
+    lake.write_parquet(
+        names.RAW_PLOT_GEOMETRIES,
+        pa.table({"plot_id": ids[:-1], "geometry": pa.array(wkb[:-1], pa.binary())}),
+    )  # plot 40: no row at all
+    plots = read_plots(lake)
+    assert list(plots.plot_id) == list(ids)
+    points = set(plots.plot_id[~plots.is_polygon])
+    assert points == {5, 6, 40}
+    assert shapely.equals(plots.geometry[0], boxes[0])
+    mine = read_plots(lake, [3, 4])
+    assert set(mine.plot_id) == set(ids[np.isin(ndvi_bucket(ids), [3, 4])])
+    polygons = mine.is_polygon
+    assert shapely.equals(mine.geometry[polygons], boxes[mine.plot_id[polygons] - 1]).all()
+    assert set(mine.plot_id[~polygons]) == points & set(mine.plot_id)

@@ -291,3 +291,40 @@ def test_observed_areas_equal_the_exact_pass_over_the_pixel_states():
     exact, _ = coverage_sums(made.state, made.bounds, shapely.to_wkb(polygons), nodata=NO_DATA)
     assert (sums.observed < sums.area - 1e-6).sum() > 50  # the no-data is met
     np.testing.assert_allclose(sums.observed, exact, rtol=1e-6, atol=1e-6)
+
+
+def test_a_scene_in_pieces_gives_the_rows_of_the_whole():
+    """Strips of rows of one scene (how a large scene is read) add up exactly, for a
+    polygon across the strips' edge and a point whose window spans it."""
+    values = np.random.default_rng(3).uniform(0, 0.9, (8, 8))
+    state = np.zeros((8, 8))
+    state[3, 2] = MASKED
+    whole = raster(values, state)
+    top, bottom = raster(values[:4], state[:4]), raster(values[4:], state[4:], y0=Y0 - 40)
+    back = Transformer.from_crs(UTM37S.to_wkt(), "EPSG:4326", always_xy=True)
+    lon, lat = back.transform(X0 + 45.0, Y0 - 45.0)
+    polygon = utm_box_plot(1, X0 + 12, Y0 - 57, X0 + 33, Y0 - 21)
+    plots = Plots(np.array([1, 2]), np.concatenate([polygon.geometry, [shapely.Point(lon, lat)]]))
+    expected, _, _ = rows_of([scene("a", whole)], plots)
+    pieces = Scene("a", "test", DAY, "/scenes/a.tif", lambda bounds: iter([top, bottom]))
+    rows, used, _ = rows_of([pieces], plots)
+    assert used == ["a"] and [r["plot_id"] for r in rows] == [1, 2]
+    for row, want in zip(rows, expected, strict=True):
+        assert row["ndvi"] == pytest.approx(want["ndvi"], abs=1e-9)
+        assert row["cloud_fraction"] == pytest.approx(want["cloud_fraction"], abs=1e-9)
+    assert 0 < rows[0]["cloud_fraction"] < 0.5  # the masked pixel is under the polygon
+
+
+def test_a_scene_failing_after_its_first_piece_adds_nothing():
+    def pieces(bounds):
+        yield raster(VALUES[:2])
+        raise BadScene("truncated after its first strip")
+
+    plots = utm_box_plot(1, *BOX)
+    broken = Scene("b", "test", DAY, "/scenes/b.tif", pieces)
+    rows, used, bad = rows_of([broken], plots)
+    assert (rows, used) == ([], [])
+    assert [q.reason for q in bad] == ["truncated after its first strip"]
+    rows, used, _ = rows_of([broken, scene("c", raster(VALUES, x0=X0))], plots)
+    assert used == ["c"]
+    assert rows[0]["ndvi"] == pytest.approx(expected_mean(VALUES[:3, :3], WEIGHTS), abs=1e-6)
