@@ -183,6 +183,17 @@ BENCHES = {
     "scoring": ["bench", "scoring", "--plots", "300", "--model", "tiny"],
     "night": ["bench", "night", "--plots", "300", "--model", "tiny"],
     "api": ["bench", "api", "--rows", "300", "--seconds", "1"],
+    "ingest": [
+        "bench",
+        "ingest",
+        "--ndvi",
+        "--plots",
+        "300",
+        "--shards",
+        "2",
+        "--s2-pixels",
+        "512",
+    ],
 }
 # A key of each bench's JSON result and what it must hold at this size.
 RESULTS = {
@@ -190,6 +201,7 @@ RESULTS = {
     "scoring": ("plots", 300),
     "night": ("plots", 300),
     "api": ("rows", 300),
+    "ingest": ("plots", 300),
 }
 
 
@@ -198,7 +210,7 @@ def test_each_bench_runs_through_the_command_and_leaves_the_deployment_alone(
     kind: str, deployment: Deployment, before: dict[str, Any], tmp_path: Path
 ) -> None:
     argv = list(BENCHES[kind])
-    if kind != "features":
+    if kind not in ("features", "ingest"):
         argv += ["--db-url", deployment.admin_url]  # its scratch database goes on this server
     done = subprocess.run(
         [NURU_YIELD, *argv],

@@ -60,7 +60,7 @@ RUN_BY: dict[str, list[str]] = {
             "tests/integration/test_dev_isolation.py::"
             "test_each_bench_runs_through_the_command_and_leaves_the_deployment_alone"
         ]
-        for kind in ("features", "scoring", "api", "night")
+        for kind in ("features", "scoring", "api", "night", "ingest")
     },
 }
 
