@@ -5,20 +5,33 @@ Nightly: each configured product, as downloaded, into the raw contract (docs/DES
 "Real sources"), then the asset `raw_inputs`, which starts `feature_materialization` for
 the same night.
 
-Tasks, in the order the products depend on each other: `plots` (PLOTS_SOURCE, with
-PLOT_SEASONS_SOURCE, DEM_SOURCE, COUNTIES_SOURCE) → for CHIRPS and AgERA5 each
-`plan_<product>` (which months hold a day that is new or whose file changed) →
-`month_<product>` mapped over those months → `publish_<product>` (the raw weather years
-rebuilt) → `yields` (YIELDS_SOURCE) → `announce`.
+Two sharded steps, each `prepare → shard × K → publish` (K = `INGEST_SHARDS`):
+
+1. **plots** — plots (`PLOTS_SOURCE`, with `PLOT_SEASONS_SOURCE`, `DEM_SOURCE`,
+   `COUNTIES_SOURCE`) and harvest labels (`YIELDS_SOURCE`): `prepare` reads each changed
+   file once and splits it by plot bucket (the shard hash of the plot id); `ingest_bucket`
+   turns one bucket's rows into contract rows and quarantines bad ones; `publish` applies
+   the bad-share rule and writes `raw/plots.parquet`, `raw/plot_geometries.parquet`,
+   `raw/yields.parquet`.
+2. **weather** — CHIRPS (`CHIRPS_SOURCE`) and AgERA5 (`AGERA5_SOURCE`), sampled at the
+   CHIRPS pixels that hold plots: `prepare` lists the months with a day that is new or
+   whose file changed; `ingest_months` reads its share of them; `publish` rebuilds the raw
+   weather years that changed and announces `raw_inputs`.
+
+Then `announce_labels` updates the asset `harvest_labels` when the labels changed, which
+starts `model_training` (weather first: training reads it).
 
 * **Unconfigured products** are left as they are (a team writing parts of the raw contract
   itself still gets its nightly features).
 * **Bad input** (a file off its product's conventions, too many bad rows) fails the task in
   one line naming the file; nothing of that product is replaced; not retried.
-* **Run date:** the `run_date` param, else the logical date (the UTC day that just ended);
-  days after it are left for the next night.
+* **Run date:** the `run_date` param, else the logical date (scheduled: the UTC day that
+  just ended); weather days after it are left for the next night. Not a partitioned DAG:
+  its `harvest_labels` event must carry no partition key to start `model_training`; its
+  `raw_inputs` event carries the night as its key.
 * **Rerun:** idempotent: unchanged files are not read again and give byte-identical raw
-  files; a killed run leaves the previous raw data in place.
+  files; a killed run leaves the previous raw data in place; clearing one failed shard
+  reruns just that shard.
 * **By hand:** `nuru-yield ingest all --date D` runs the same steps in one process;
   `nuru-yield ingest <product> PATH…` one product from given files.
 """
@@ -28,18 +41,21 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, AssetAlias, TaskGroup, task
 
 from nuru_yield.orchestration import (
     announce,
     default_args,
+    harvest_labels,
     nightly_schedule,
     raw_inputs,
-    resolve_run_date,
     run_date_params,
+    sharded_night,
 )
 
-WEATHER_PRODUCTS = ("chirps", "agera5")
+# Emitting through an alias lets `announce_labels` update `harvest_labels` only when the
+# labels changed.
+label_updates = AssetAlias(name="harvest_label_updates", group="nuru-yield")
 
 with DAG(
     dag_id="raw_ingestion",
@@ -52,69 +68,24 @@ with DAG(
     tags=["nuru-yield", "ingestion"],
     doc_md=__doc__,
 ):
-
-    @task(trigger_rule="none_failed")
-    def table(product: str, **context: Any) -> dict[str, Any] | None:
-        """Plots or harvest labels from their configured files (None: not configured)."""
-        from nuru_yield.config import get_settings
-        from nuru_yield.sources.ingest import configured, ingest
-
-        resolve_run_date(context)
-        if not configured(product, get_settings()):
-            return None
-        return ingest(product).xcom()
-
-    @task
-    def plan(product: str, **context: Any) -> dict[str, Any] | None:
-        """The months of a gridded product with new or changed days (None: not configured)."""
-        from nuru_yield.config import get_settings
-        from nuru_yield.sources.ingest import configured
-        from nuru_yield.sources.weather import plan_weather
-
-        if not configured(product, get_settings()):
-            return None
-        return plan_weather(product, run_date=resolve_run_date(context)).xcom()
-
-    @task
-    def months(planned: dict[str, Any] | None) -> list[str]:
-        return list(planned["months"]) if planned else []
-
-    @task
-    def month(month: str, planned: dict[str, Any]) -> dict[str, Any]:
-        """Read one month's new or changed days; replace its stored part."""
-        from nuru_yield.sources.weather import WeatherPlan, ingest_month
-
-        return ingest_month(WeatherPlan.from_xcom(planned), month).xcom()
-
-    # A product with no month to read maps over nothing (its month tasks are skipped): what
-    # follows still runs, unless something failed.
-    @task(trigger_rule="none_failed")
-    def publish(planned: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Rebuild the raw weather years whose months changed."""
-        from nuru_yield.sources.weather import WeatherPlan, publish_weather
-
-        if not planned:
-            return None
-        return publish_weather(WeatherPlan.from_xcom(planned)).xcom()
-
-    @task(outlets=[raw_inputs], trigger_rule="none_failed")
-    def announce_night(**context: Any) -> str:
-        """The night's raw contract is in place: start feature_materialization."""
-        run_date = resolve_run_date(context)
-        announce(context, raw_inputs, run_date)
-        return run_date.isoformat()
-
-    previous = table.override(task_id="plots")("plots")
-    for product in WEATHER_PRODUCTS:
-        planned = plan.override(task_id=f"plan_{product}")(product)
-        staged = (
-            month.override(task_id=f"month_{product}")
-            .partial(planned=planned)
-            .expand(month=months.override(task_id=f"months_{product}")(planned))
+    with TaskGroup("plots") as plot_tables:
+        tables = sharded_night(
+            "nuru_yield.sources.plot_tables:PLOT_TABLES", shard_task_id="ingest_bucket"
         )
-        published = publish.override(task_id=f"publish_{product}")(planned)
-        previous >> planned
-        staged >> published
-        previous = published
-    labels = table.override(task_id="yields")("yields")
-    previous >> labels >> announce_night()
+    with TaskGroup("weather") as weather:
+        sharded_night(
+            "nuru_yield.sources.weather:WEATHER", shard_task_id="ingest_months", outlet=raw_inputs
+        )
+
+    @task(outlets=[label_updates])
+    def announce_labels(published: dict[str, Any], **context: Any) -> bool:
+        """Update `harvest_labels` if the labels changed (the night in its `extra`)."""
+        from nuru_yield.sources.plot_tables import TablesResult
+
+        result = TablesResult.from_xcom(published)
+        if result.labels_changed:
+            announce(context, harvest_labels, result.run_date, through=label_updates,
+                     **result.event_extra())  # fmt: skip
+        return result.labels_changed
+
+    plot_tables >> weather >> announce_labels(tables)

@@ -54,24 +54,30 @@ def sample_data(
     start_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2020,
     end_year: Annotated[int, typer.Option(min=1990, max=2100)] = 2025,
     seed: Annotated[int, typer.Option()] = 42,
-    real_formats: Annotated[
-        bool,
+    formats: Annotated[
+        str,
         typer.Option(
-            help="Also write the world as the real products (CHIRPS, AgERA5, GeoJSON plots, "
-            "crop-cut CSV) under $NURU_HOME/sources, for `nuru-yield ingest`."
+            help="contract: the raw contract into the lake; real: the world as the products "
+            "a team downloads (CHIRPS, AgERA5, GeoJSON plots, plot-seasons and crop-cut "
+            "CSVs) under $NURU_HOME/sources, for `nuru-yield ingest` (the raw NDVI, which no "
+            "adapter reads yet, still into the lake); both: the two.",
         ),
-    ] = False,
+    ] = "contract",
 ) -> None:
-    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake."""
+    """Generate realistic raw data (plots, weather, NDVI, yields) into the lake, or as the
+    real products."""
     from nuru_yield.dev.scratch import refuse_live_lake
     from nuru_yield.lake import Lake
 
     if end_year < start_year:
         raise typer.BadParameter("--end-year must not be before --start-year")
+    if formats not in ("contract", "real", "both"):
+        raise typer.BadParameter("--formats must be contract, real or both")
     refuse_live_lake("nuru-yield sample-data")  # synthetic plots must never replace real ones
     lake = Lake.from_settings()
     lake.check_writable()
     from nuru_yield.config import get_settings
+    from nuru_yield.sample_data.formats import SOURCES_DIR
     from nuru_yield.sample_data.generator import generate_to_lake
 
     summary = generate_to_lake(
@@ -80,7 +86,8 @@ def sample_data(
         start_year=start_year,
         end_year=end_year,
         seed=seed,
-        real_formats=get_settings().nuru_home / "sources" if real_formats else None,
+        real_formats=get_settings().nuru_home / SOURCES_DIR if formats != "contract" else None,
+        raw_contract=formats != "real",
     )
     typer.echo(summary.render())
 
@@ -115,13 +122,22 @@ PathsArgument = Annotated[
 IngestDateOption = Annotated[
     dt.datetime | None,
     typer.Option(
-        "--date", formats=["%Y-%m-%d"], help="Night YYYY-MM-DD: days after it are left for later."
+        "--date",
+        formats=["%Y-%m-%d"],
+        help="Night YYYY-MM-DD: weather days after it are left for later (default: today, UTC).",
     ),
+]
+IngestShardsOption = Annotated[
+    int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS).")
 ]
 
 
 def _ingest(
-    product: str, paths: list[str] | None, date: dt.datetime | None, **settings: str
+    product: str,
+    paths: list[str] | None,
+    date: dt.datetime | None,
+    shards: int | None,
+    **settings: str,
 ) -> None:
     from nuru_yield.config import get_settings
     from nuru_yield.sources.ingest import ingest
@@ -130,10 +146,17 @@ def _ingest(
     result = ingest(
         product,
         paths or None,
-        date.date() if date else None,
+        _night(date),
         settings=get_settings().model_copy(update=given),
+        shards=shards,
     )
-    typer.echo(result.render())
+    for line in result.lines():
+        typer.echo(line)
+
+
+def _night(date: dt.datetime | None) -> dt.date:
+    """The night of an ingest: ``--date``, else today (UTC)."""
+    return date.date() if date else dt.datetime.now(dt.UTC).date()
 
 
 @ingest_app.command("plots")
@@ -147,12 +170,14 @@ def ingest_plots(
     counties: Annotated[
         str | None, typer.Option(help="County boundaries (default COUNTIES_SOURCE).")
     ] = None,
+    shards: IngestShardsOption = None,
 ) -> None:
     """Plots and plot-seasons: GeoJSON, GeoParquet, zipped Shapefile or CSV (PLOTS_SOURCE)."""
     _ingest(
         "plots",
         paths,
         None,
+        shards,
         plot_seasons_source=seasons or "",
         dem_source=dem or "",
         counties_source=counties or "",
@@ -160,21 +185,25 @@ def ingest_plots(
 
 
 @ingest_app.command("chirps")
-def ingest_chirps(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+def ingest_chirps(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
     """CHIRPS v2.0 daily rain: yearly NetCDF or daily GeoTIFFs (CHIRPS_SOURCE)."""
-    _ingest("chirps", paths, date)
+    _ingest("chirps", paths, date, shards)
 
 
 @ingest_app.command("agera5")
-def ingest_agera5(paths: PathsArgument = None, date: IngestDateOption = None) -> None:
+def ingest_agera5(
+    paths: PathsArgument = None, date: IngestDateOption = None, shards: IngestShardsOption = None
+) -> None:
     """AgERA5 daily temperature and solar radiation NetCDFs (AGERA5_SOURCE)."""
-    _ingest("agera5", paths, date)
+    _ingest("agera5", paths, date, shards)
 
 
 @ingest_app.command("yields")
-def ingest_yields(paths: PathsArgument = None) -> None:
+def ingest_yields(paths: PathsArgument = None, shards: IngestShardsOption = None) -> None:
     """Harvest labels: crop-cut survey CSV, or yields in kg/ha or t/ha (YIELDS_SOURCE)."""
-    _ingest("yields", paths, None)
+    _ingest("yields", paths, None, shards)
 
 
 @ingest_app.command("ndvi")
@@ -199,14 +228,14 @@ def ingest_ndvi(
 
 
 @ingest_app.command("all")
-def ingest_all(date: DateOption) -> None:
+def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
     """Every product with a configured source, in order: what the raw_ingestion DAG runs."""
-    from nuru_yield.sources.ingest import ingest_configured
+    from nuru_yield.sources.ingest import ingest_all as run
 
-    done = ingest_configured(date.date())
-    for result in done:
-        typer.echo(result.render())
-    if not done:
+    lines = run(date.date(), shards=shards)
+    for line in lines:
+        typer.echo(line)
+    if not lines:
         typer.echo(
             "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
         )
@@ -332,7 +361,8 @@ def demo(
         ),
     ] = None,
 ) -> None:
-    """Sample data, database, the four DAGs through Airflow, a summary, then the API."""
+    """Sample data as the real products, database, the five DAGs through Airflow (raw
+    ingestion first), a summary, then the API."""
     from nuru_yield.dev.demo import run_demo
 
     run_demo(plots=plots, seed=seed, serve=serve, port=port, stall_minutes=stall_minutes)
@@ -363,23 +393,31 @@ def bench_ingest(
         bool,
         typer.Option(
             "--ndvi",
-            help="NDVI from rasters: a MODIS composite over Kenya (per shard and whole) and "
-            "one Sentinel-2 scene against bare exactextract.",
+            help="NDVI from rasters instead: a MODIS composite over Kenya (per shard and "
+            "whole) and one Sentinel-2 scene against bare exactextract.",
         ),
     ] = False,
     plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
-    shards: Annotated[int, typer.Option(min=1, help="Plot-bucket shards, as the DAG maps.")] = 8,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, help="Shards (default INGEST_SHARDS; 8 with --ndvi), run one by one."),
+    ] = None,
     s2_pixels: Annotated[
-        int, typer.Option(min=64, help="Side of the Sentinel-2 scene in 10 m pixels.")
+        int, typer.Option(min=64, help="--ndvi: side of the Sentinel-2 scene in 10 m pixels.")
     ] = 10_980,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Time raw ingestion against bare baselines measured in the same run."""
-    if not ndvi:
-        raise typer.BadParameter("name what to measure: --ndvi", param_hint="--ndvi")
-    from nuru_yield.dev.bench.ndvi import run
+    """Time raw ingestion against bare baselines measured in the same run: a year of
+    Kenya-wide CHIRPS + AgERA5 against bare numpy sampling, or (--ndvi) NDVI rasters
+    against bare exactextract."""
+    if ndvi:
+        from nuru_yield.dev.bench.ndvi import run
 
-    run(plots, shards, workdir, s2_pixels=s2_pixels)
+        run(plots, shards or 8, workdir, s2_pixels=s2_pixels)
+        return
+    from nuru_yield.dev.bench.ingest import run_bench
+
+    run_bench(plots, workdir, shards)
 
 
 @bench_app.command("scoring")

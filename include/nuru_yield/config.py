@@ -61,6 +61,13 @@ class Settings(BaseSettings):
         le=1024,
         description="Feature materialization shards: memory per shard grows with N / shards.",
     )
+    ingest_shards: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description="Raw ingestion shards: plot buckets for plots and labels, groups of "
+        "months for CHIRPS and AgERA5.",
+    )
     scoring_threads: int = Field(
         0, ge=0, le=256, description="Model threads per scoring process; 0 = every core."
     )

@@ -18,6 +18,16 @@ PLOTS_SCHEMA = pa.schema(
         ("planting_date", pa.date32()),
     ]
 )
+# Each plot's boundary as its file gave it (a point for a file of points or coordinates), in
+# WGS 84, one row per plot: GeoParquet 1.0 (WKB, no "crs" key = OGC:CRS84, longitude first),
+# so geopandas.read_parquet reads it as it is. Written by `nuru-yield ingest plots`.
+PLOT_GEOMETRIES_SCHEMA = pa.schema(
+    [("plot_id", pa.int64()), ("geometry", pa.binary())],
+    metadata={
+        "geo": '{"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": '
+        '{"encoding": "WKB", "geometry_types": []}}}'
+    },
+)
 CELLS_SCHEMA = pa.schema(
     [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
 )

@@ -29,13 +29,17 @@ RAW_YIELDS = "raw/yields.parquet"
 # Plot boundaries (``plot_id``, ``geometry``: WKB in WGS 84), when plots are polygons: what
 # NDVI from rasters averages over (nuru_yield.sources.ndvi); without it, the plots' points.
 RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
-# Written by `nuru-yield ingest` (nuru_yield.sources): which file and version each day of
-# raw weather came from, and the rows an ingest quarantined (row + reason + file).
+# Written by `nuru-yield ingest` (nuru_yield.sources): each plot's boundary (above), which
+# file and version each day of raw weather came from, and the rows an ingest quarantined
+# (row + reason + file).
 RAW_WEATHER_SOURCES = "raw/weather_sources.parquet"
 RAW_REJECTED = "raw/rejected"
 # What ingestion keeps of each gridded product between runs: one file per month, sampled
 # at the weather cells, with the files and fingerprints it came from (never read by features).
 SOURCES = "sources"
+# Where raw ingestion's two sharded nights stage their parts (``{prefix}/_parts/{D}/``).
+SOURCES_TABLES = f"{SOURCES}/tables"
+SOURCES_WEATHER = f"{SOURCES}/weather"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"

@@ -3,7 +3,7 @@ K shards — features and scoring, and raw ingestion next (docs/DESIGN.md, "Scal
 
 A nightly step is three library functions with one signature each:
 
-* ``prepare(run_date, *, lake=None, settings=None, shards=None, dag_run_id=None) -> Plan``
+* ``prepare(run_date, *, lake=None, settings=None, shards=None, dag_run_id=None, …) -> Plan``
   fixes the run in a small frozen plan deriving from :class:`NightPlan` (a new run id, the
   run date, K, and whatever every shard must agree on), clears what an earlier attempt
   staged (:func:`clear_parts`) and checks what the shards share.
@@ -15,8 +15,9 @@ A nightly step is three library functions with one signature each:
   ``resources`` are what a process running several shards loads once (:attr:`Night.resources`).
 * ``publish(plan, results, *, lake=None, settings=None) -> Result`` (``results``: every
   shard's, in shard order) assembles the parts (:func:`assemble`, which refuses parts of
-  another run), makes the partition visible in one step, clears the parts and returns a
-  :class:`NightResult`. A retried publish of the same run changes nothing.
+  another run; or :func:`place` for a part with a destination of its own), makes the
+  partition visible in one step, clears the parts and returns a :class:`NightResult`. A
+  retried publish of the same run changes nothing.
 
 Each step resolves ``settings``, the lake and any database engine once, at its edge, and
 passes them down. The plan, not the shard's own settings, says what all shards must agree on.
@@ -42,7 +43,8 @@ Adopting it for a new nightly step (raw ingestion, say):
    the step's module;
 4. its command calls ``run_night(INGESTION, date, shards=...)``; its DAG file calls
    ``sharded_night("nuru_yield.sources.<module>:INGESTION", shard_task_id=..., outlet=...)``
-   inside ``with DAG(...)``, scheduled by ``nuru_yield.orchestration``:
+   inside ``with DAG(...)`` (a DAG of several nights, as ``raw_ingestion``'s plots and
+   weather, calls it once in each ``TaskGroup``), scheduled by ``nuru_yield.orchestration``:
    ``nightly_schedule()`` for the first step of the night, ``each_night_of(asset)`` for a
    step that follows another's asset (docs/DESIGN.md, "Scale-out").
 """
@@ -206,6 +208,22 @@ def assemble(
         ) from None
 
 
+def place(lake: Lake, plan: NightPlan, shard: int, name: str, destination: str) -> str:
+    """Move shard ``shard``'s part ``name``, a file with a destination of its own (raw
+    ingestion's months), into place; its URI. A retry that finds the part gone and
+    ``destination`` this run's takes it as it is; a part of another run is refused."""
+    part = plan.part(shard, name)
+    if not lake.exists(part):
+        if run_of(lake, destination) == plan.run_id:
+            return lake.uri(destination)
+        raise LakeError(
+            f"cannot publish {plan.STEP} {plan.run_date} (run {plan.run_id}): shard {shard} "
+            f"staged no {name}; rerun it"
+        )
+    _refuse_other_runs(lake, plan, {run_of(lake, part)})
+    return lake.move(part, destination)
+
+
 def _refuse_other_runs(lake: Lake, plan: NightPlan, run_ids: set[str | None]) -> None:
     others = sorted(str(run_id) for run_id in run_ids - {plan.run_id})
     if others:
@@ -245,14 +263,16 @@ def run_night(
     lake: Lake | None = None,
     settings: Settings | None = None,
     shards: int | None = None,
+    **options: Any,
 ) -> ResultT:
     """Prepare, run every shard and publish, in this process (the steps' own checks and
-    locks apply as in Airflow)."""
+    locks apply as in Airflow). ``options``: keyword arguments of the step's prepare beyond
+    the common ones (``nuru-yield ingest``: the files given on the command line)."""
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
     held = night.hold(run_date, settings) if night.hold else contextlib.nullcontext()
     with held:
-        plan = night.prepare(run_date, lake=lake, settings=settings, shards=shards)
+        plan = night.prepare(run_date, lake=lake, settings=settings, shards=shards, **options)
         resources = night.resources(plan, settings) if night.resources else {}
         results: Sequence[StepResult] = [
             night.shard(plan, shard, lake=lake, settings=settings, **resources)

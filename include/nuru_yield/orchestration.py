@@ -14,16 +14,20 @@ asset               URI                          updated by
                                                  night: its partition key
 ``predictions``     ``nuru://predictions``       ``batch_scoring``, likewise
 ``champion_model``  ``nuru://champion_model``    ``model_training``, when the alias moves
-``harvest_labels``  ``nuru://harvest_labels``    a person or a loader, when new yields land
+``harvest_labels``  ``nuru://harvest_labels``    ``raw_ingestion`` when it changed the labels,
+                                                 or a person or loader writing them
                                                  (``extra = {"run_date": "YYYY-MM-DD"}``)
 ==================  ===========================  ==========================================
 
 The nights are Airflow's own partitions (:data:`NIGHT_KEY`, ``YYYY-MM-DD``):
-``raw_ingestion`` runs on a partitioned cron (:func:`nightly_schedule`: at 00:00 UTC, the
-night that just ended), ``feature_materialization``, ``batch_scoring`` and
-``drift_monitoring`` on each night of their upstream asset (:func:`each_night_of`), so a run
-of any is keyed by the night it works on (the UI shows it on each run), a backfill creates
-one run per night, and clearing a night's run reprocesses that night downstream too.
+``raw_ingestion`` runs nightly at 00:00 UTC (:func:`nightly_schedule`: its logical date is
+the night that just ended) and announces ``raw_inputs`` keyed by that night;
+``feature_materialization``, ``batch_scoring`` and ``drift_monitoring`` run on each night of
+their upstream asset (:func:`each_night_of`), so a run of any is keyed by the night it works
+on (the UI shows it on each run), a backfill of ``raw_ingestion`` creates one run per night,
+and clearing a night's run reprocesses that night downstream too. ``raw_ingestion`` itself
+is not partitioned, so that the ``harvest_labels`` event it emits when labels change carries
+no key and starts ``model_training`` (see :func:`nightly_schedule`).
 
 Run dates (:func:`resolve_run_date`): the ``run_date`` param when given, else the run's
 partition key (the night), else its logical date (the weekly training), else the
@@ -48,11 +52,11 @@ from airflow.sdk import (
     AssetAlias,
     AssetOrTimeSchedule,
     BaseNotifier,
-    CronPartitionTimetable,
+    CronDataIntervalTimetable,
     CronTriggerTimetable,
     Param,
     PartitionedAssetTimetable,
-    PartitionedAtRuntime,
+    XComArg,
     task,
 )
 from airflow.sdk.definitions.retry_policy import (
@@ -155,14 +159,17 @@ default_args: dict[str, Any] = {
 _TIME_SCHEDULES = os.environ.get("NURU_SCHEDULES", "on") != "manual"
 
 
-def nightly_schedule() -> CronPartitionTimetable | PartitionedAtRuntime:
-    """``raw_ingestion``, the night's first step: at 00:00 UTC a run for the night (UTC
-    day) that just ended, keyed by it (``run_offset=-1``: the partition one tick before the
-    run). Without time schedules, runs come only from triggers, which may name their night
-    as the partition key."""
+def nightly_schedule() -> CronDataIntervalTimetable | None:
+    """``raw_ingestion``, the night's first step: at 00:00 UTC a run whose logical date is
+    the night (UTC day) that just ended. Not partitioned: a partitioned run keys every event
+    it emits by its night, and a keyed ``harvest_labels`` event would start no
+    ``model_training`` (Airflow 3.3 queues only partitioned DAGs for keyed events). Its
+    ``raw_inputs`` event is keyed by the night explicitly (:func:`announce`), which starts
+    the night's partitioned chain. Without time schedules (``NURU_SCHEDULES=manual``), runs
+    come only from triggers, with a ``run_date`` param or a logical date."""
     if not _TIME_SCHEDULES:
-        return PartitionedAtRuntime()
-    return CronPartitionTimetable("0 0 * * *", timezone="UTC", run_offset=-1, key_format=NIGHT_KEY)
+        return None
+    return CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
 
 
 def each_night_of(asset: Asset) -> PartitionedAssetTimetable:
@@ -270,14 +277,17 @@ class AlertNotifier(BaseNotifier):
         deliver(self.subject, self.body, get_settings())
 
 
-def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> None:
+def sharded_night(night: str, *, shard_task_id: str, outlet: Asset | None = None) -> XComArg:
     """Wire a sharded nightly step into the DAG being defined: ``prepare`` →
     ``shard_numbers`` → ``shard_task_id`` mapped over the plan's K shards → ``publish``,
-    which announces the published partition on ``outlet`` (:func:`announce`).
+    which announces the published partition on ``outlet`` (:func:`announce`), if given.
+    Returns ``publish``'s result, for the tasks that follow it.
 
     ``night`` names the step's :class:`~nuru_yield.nightly.Night` as ``"module:NAME"``
     (``"nuru_yield.features.materialize:FEATURES"``): the tasks import it when they run,
-    so that parsing the DAG file imports no pipeline code. Call it inside ``with DAG(...)``.
+    so that parsing the DAG file imports no pipeline code. Call it inside ``with DAG(...)``,
+    once per DAG or, for a DAG of several steps (``raw_ingestion``), once in each
+    ``TaskGroup``.
     """
 
     @task
@@ -297,7 +307,7 @@ def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> None:
         step = _night(night)
         return step.shard(step.plan.from_xcom(plan), shard).xcom()
 
-    @task(outlets=[outlet])
+    @task(outlets=[outlet] if outlet else [])
     def publish(
         plan: dict[str, Any], shards: list[dict[str, Any]], **context: Any
     ) -> dict[str, Any]:
@@ -305,12 +315,13 @@ def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> None:
         step = _night(night)
         results = [step.shard_result.from_xcom(shard) for shard in shards]
         published = step.publish(step.plan.from_xcom(plan), results)
-        announce(context, outlet, published.run_date, **published.event_extra())
+        if outlet:
+            announce(context, outlet, published.run_date, **published.event_extra())
         return published.xcom()
 
     planned = prepare()
     staged = run_shard.partial(plan=planned).expand(shard=shard_numbers(planned))
-    publish(planned, staged)
+    return publish(planned, staged)
 
 
 def _night(name: str) -> Night[Any, Any]:

@@ -107,27 +107,22 @@ def test_an_event_through_an_alias_cannot_carry_a_partition_key_so_it_carries_th
     assert emitted.extra == {"run_date": "2025-06-30", "version": "3"}
 
 
-def test_the_nightly_schedule_keys_each_run_by_the_night_that_just_ended() -> None:
-    """What the scheduler and ``airflow backfill create`` ask the timetable: a run at 00:00
-    UTC is for the UTC day that ended; a backfill of 10-14 June is one run per night."""
+def test_the_nightly_schedule_runs_after_each_night_named_by_its_logical_date() -> None:
+    """What the scheduler asks the timetable of ``raw_ingestion``, the night's first DAG: a
+    run at 00:00 UTC for the UTC day that ended, that day its logical date (the run date).
+    Not partitioned: a partitioned run keys every event it emits, and its ``harvest_labels``
+    event would then start no ``model_training``."""
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import TimeRestriction
 
     timetable = coerce_to_core_timetable(nightly_schedule())
-    midday = dt.datetime(2025, 6, 14, 12, tzinfo=dt.UTC)
+    night = dt.datetime(2025, 6, 14, tzinfo=dt.UTC)
     scheduled = timetable.next_dagrun_info_v2(
-        last_dagrun_info=None, restriction=TimeRestriction(midday, None, catchup=True)
+        last_dagrun_info=None, restriction=TimeRestriction(night, None, catchup=True)
     )
-    assert (scheduled.run_after, scheduled.partition_key) == (
-        dt.datetime(2025, 6, 15, tzinfo=dt.UTC),
-        "2025-06-14",
-    )
-    assert scheduled.logical_date is None  # the key, not a logical date, names the night
-    backfill = timetable.iter_partition_dagrun_infos(
-        earliest=dt.datetime(2025, 6, 10, tzinfo=dt.UTC),
-        latest=dt.datetime(2025, 6, 14, tzinfo=dt.UTC),
-    )
-    assert [info.partition_key for info in backfill] == [f"2025-06-{d}" for d in range(10, 15)]
+    assert scheduled.data_interval.start == night
+    assert scheduled.run_after == night + dt.timedelta(days=1)
+    assert scheduled.partition_key is None and not timetable.partitioned
 
 
 def test_default_args_retry_with_backoff_and_log_failures(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,7 +1,10 @@
-"""The whole nightly chain under a real Airflow: trigger ``feature_materialization``
-through the REST API v2, let the Asset chain run ``batch_scoring`` and ``drift_monitoring``,
-then check what a user would look at — the predictions partition in PostgreSQL, the
-``scoring_runs`` row, the drift rows, and an API lookup of a scored plot.
+"""The whole nightly chain under a real Airflow, on the real path: the sample world written
+as the products a crop team downloads (CHIRPS, AgERA5, GeoJSON plots, crop cuts) and
+ingested through the adapters; trigger ``raw_ingestion`` through the REST API v2, let the
+Asset chain run ``feature_materialization`` (keyed by the night ``raw_inputs`` names),
+``batch_scoring`` and ``drift_monitoring``, then check what a user would look at — the
+predictions partition in PostgreSQL, the ``scoring_runs`` row, the drift rows, and an API
+lookup of a scored plot.
 
 First under ``airflow standalone`` (LocalExecutor, as ``make demo``), then again for the
 same night under the CeleryExecutor with two ``airflow celery worker`` processes behind a
@@ -16,6 +19,7 @@ import json
 from pathlib import Path
 
 import psutil
+import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
@@ -41,18 +45,31 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture
 def demo_world(nuru_home: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Sample data, a migrated PostgreSQL predictions database and a trained champion."""
+    """Sample data as the real products (configured as the sources, as in the demo) and
+    ingested through the adapters, a migrated PostgreSQL predictions database and a trained
+    champion."""
     from nuru_yield.db.migrations import upgrade
+    from nuru_yield.dev.demo import demo_sources
+    from nuru_yield.sample_data.formats import SOURCES_DIR
     from nuru_yield.sample_data.generator import generate_to_lake
+    from nuru_yield.sources.ingest import ingest_all
     from nuru_yield.training.candidates import TrainingParams
     from nuru_yield.training.pipeline import train
 
     monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
     monkeypatch.setenv("SCORING_SHARDS", SHARDS)
     monkeypatch.setenv("FEATURE_SHARDS", SHARDS)
+    for name, value in demo_sources(nuru_home).items():
+        monkeypatch.setenv(name, value)
     reset_settings()
     lake = Lake.from_settings()
-    generate_to_lake(lake, plots=400, start_year=2022, end_year=2025, seed=3)
+    generate_to_lake(
+        lake, plots=400, start_year=2022, end_year=2025, seed=3,
+        real_formats=nuru_home / SOURCES_DIR, raw_contract=False,
+    )  # fmt: skip
+    assert not lake.exists("raw/plots.parquet")  # the adapters write the raw contract
+    # The days up to five nights before: raw_ingestion in Airflow reads the rest.
+    ingest_all(RUN_DATE - dt.timedelta(days=5))
     upgrade()
     small = TrainingParams(boosting_rounds=60, forest_rounds=30, forest_depth=8, num_leaves=15)
     summary = train(RUN_DATE, lake, params=small)
@@ -81,16 +98,18 @@ def _stopped_cleanly(started: list[psutil.Process]) -> None:
 
 
 def _chain(airflow: AirflowStandalone) -> tuple[dict[str, dict], list[psutil.Process]]:
-    runs = run_chain(airflow, RUN_DATE, stall=900)
+    runs = run_chain(airflow, RUN_DATE, stall=900, from_ingestion=True)
     overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
     print("airflow overhead (wall / sum of task run times):", json.dumps(overhead, indent=2))
     assert {run["state"] for run in runs.values()} == {"success"}
-    assert runs["batch_scoring"]["triggered_by"] == "asset"
-    assert runs["drift_monitoring"]["triggered_by"] == "asset"
-    # Every run of the chain is Airflow's partition of the night (the UI shows it on each run).
-    assert {dag_id: run["partition_key"] for dag_id, run in runs.items()} == dict.fromkeys(
-        runs, RUN_DATE.isoformat()
-    )
+    downstream = ("feature_materialization", "batch_scoring", "drift_monitoring")
+    assert {runs[dag_id]["triggered_by"] for dag_id in downstream} == {"asset"}
+    # Every run after raw_ingestion is Airflow's partition of the night its raw_inputs event
+    # named (the UI shows it on each run); raw_ingestion, not partitioned, has none.
+    assert {dag_id: run["partition_key"] for dag_id, run in runs.items()} == {
+        "raw_ingestion": None,
+        **dict.fromkeys(downstream, RUN_DATE.isoformat()),
+    }
     return runs, airflow.processes()
 
 
@@ -151,6 +170,8 @@ def test_the_chain_runs_under_local_and_celery_executors_with_the_same_result(
         started = airflow.processes()
     _stopped_cleanly(started)
 
+    weather = Lake.from_settings().read_parquet("raw/weather/year=2025/part-0.parquet")
+    assert pc.max(weather["date"]).as_py() == RUN_DATE  # raw_ingestion's shards read the rest
     in_progress = Lake.from_settings().read_parquet(features_path(RUN_DATE)).num_rows
     assert in_progress > 0
     engine = sa.create_engine(demo_world)

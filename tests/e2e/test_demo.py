@@ -1,5 +1,6 @@
-"""`make demo` end to end, as a user runs it (``nuru-yield demo``): sample data, the
-database, the four DAGs through a real Airflow standalone, the summary, in its own scratch
+"""`make demo` end to end, as a user runs it (``nuru-yield demo``): sample data written as
+the real products, the database, the five DAGs through a real Airflow standalone (the
+products into the raw contract by ``raw_ingestion`` first), the summary, in its own scratch
 home whatever a deployment's settings in the shell say.
 
 The shell here names a deployment's lake, registry, database and alert webhook on ports
@@ -17,7 +18,12 @@ from nuru_yield.dev.demo import DEMO_RUN_DATE
 from nuru_yield.dev.local_services import free_port
 from nuru_yield.dev.scratch import MARKER
 from nuru_yield.lake import Lake
-from nuru_yield.names import features_path, prediction_log_path
+from nuru_yield.names import (
+    RAW_PLOT_GEOMETRIES,
+    RAW_WEATHER_SOURCES,
+    features_path,
+    prediction_log_path,
+)
 from tests.fixtures.settings import SETTING_VARIABLES
 
 NURU_YIELD = str(Path(sys.executable).with_name("nuru-yield"))
@@ -50,9 +56,12 @@ def test_the_demo_runs_the_night_in_its_own_scratch_home(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-5000:]
     assert "Nuru Yield demo ready" in done.stdout, done.stdout
     assert "champion: Ensemble_VotingRegressor v1" in done.stdout
+    assert "airflow: raw_ingestion success" in done.stderr
     assert "airflow: model_training success" in done.stderr
     assert (home / MARKER).exists()
     lake = Lake(f"file://{home / 'lake'}")
+    # The raw contract came through the adapters: what only an ingest writes is there.
+    assert lake.exists(RAW_PLOT_GEOMETRIES) and lake.exists(RAW_WEATHER_SOURCES)
     assert lake.exists(features_path(DEMO_RUN_DATE))
     assert lake.exists(prediction_log_path(DEMO_RUN_DATE))
     with sqlite3.connect(home / "predictions.db") as connection:

@@ -29,6 +29,16 @@ RUN_BY: dict[str, list[str]] = {
         "tests/unit/sample_data/test_sample_data.py::test_cli_writes_the_raw_contract_into_the_lake"
     ],
     "ingest ndvi": ["tests/unit/sources/test_ndvi_ingest.py::test_the_ingest_ndvi_command"],
+    **{
+        f"ingest {product}": [
+            "tests/unit/sources/test_readme_ingest.py::test_the_readme_ingest_commands_run_as_written"
+        ]
+        for product in ("plots", "chirps", "agera5", "yields")
+    },
+    "ingest all": [
+        "tests/unit/sources/test_sources.py::"
+        "test_ingest_all_runs_every_configured_product_and_leaves_the_others"
+    ],
     "db upgrade": ["tests/integration/test_db.py::test_cli_db_upgrade_twice_on_sqlite"],
     "lake upgrade": [
         "tests/unit/test_raw_layout.py::test_upgrade_moves_flat_files_into_buckets_once"

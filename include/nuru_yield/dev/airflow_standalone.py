@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
 
 REPO = Path(__file__).resolve().parents[3]
+INGESTION = "raw_ingestion"  # the night's first DAG: its raw_inputs event starts CHAIN
 CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
 FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -714,20 +715,27 @@ def run_chain(
     run_date: dt.date,
     stall: float = DEFAULT_STALL_SECONDS,
     rerun: Mapping[str, str] | None = None,
+    *,
+    from_ingestion: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Trigger ``feature_materialization`` for the night ``run_date`` (its partition key) and
-    wait for the Asset chain (``batch_scoring`` → ``drift_monitoring``, whose runs Airflow
-    keys by the same night) to finish; the DAGs are paused again afterwards. Returns the
-    finished runs. ``stall`` and ``rerun`` (per DAG) as for
-    :meth:`AirflowStandalone.wait_for_run`."""
+    """Trigger ``feature_materialization`` for the night ``run_date`` (its partition key)
+    — or, ``from_ingestion``, ``raw_ingestion`` with the night as its ``run_date``, whose
+    ``raw_inputs`` event (keyed by the night) starts ``feature_materialization`` — and wait
+    for the Asset chain (``batch_scoring`` → ``drift_monitoring``, whose runs Airflow keys
+    by the same night) to finish; the DAGs are paused again afterwards. Returns the finished
+    runs. ``stall`` and ``rerun`` (per DAG) as for :meth:`AirflowStandalone.wait_for_run`."""
     rerun = rerun or {}
-    airflow.wait_for_dags(CHAIN)
-    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
-    with airflow.unpaused(CHAIN):
-        run_id = airflow.trigger("feature_materialization", {}, partition_key=run_date.isoformat())
-        first = CHAIN[0]
+    dags = (INGESTION, *CHAIN) if from_ingestion else CHAIN
+    airflow.wait_for_dags(dags)
+    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in dags}
+    with airflow.unpaused(dags):
+        if from_ingestion:
+            run_id = airflow.trigger(INGESTION, {"run_date": run_date.isoformat()})
+        else:
+            run_id = airflow.trigger(CHAIN[0], {}, partition_key=run_date.isoformat())
+        first = dags[0]
         finished = {first: airflow.wait_for_run(first, run_id, stall, rerun=rerun.get(first))}
-        for dag_id in CHAIN[1:]:
+        for dag_id in dags[1:]:
             finished[dag_id] = airflow.wait_for_run(
                 dag_id, None, stall, earlier[dag_id], rerun=rerun.get(dag_id)
             )

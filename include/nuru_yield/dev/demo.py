@@ -1,9 +1,11 @@
 """`make demo` / `nuru-yield demo`: the whole product on the embedded defaults.
 
-Sample data → database → the four DAGs run by a real Airflow (standalone: scheduler, DAG
-processor, API server; LocalExecutor) for a night inside the latest season → a summary →
-the API on :8000 (``--port``) until Ctrl-C. Each step is the same library function as its
-CLI command and DAG task.
+Sample data written as the products a crop team downloads (CHIRPS, AgERA5, GeoJSON plots,
+crop cuts: the real path) → database → the five DAGs run by a real Airflow (standalone:
+scheduler, DAG processor, API server; LocalExecutor) for a night inside the latest season:
+``raw_ingestion`` turns the products into the raw contract, ``model_training`` makes a
+champion, then the nightly chain → a summary → the API on :8000 (``--port``) until Ctrl-C.
+Each step is the same library function as its CLI command and DAG task.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from nuru_yield.config import Settings, get_settings
 from nuru_yield.dev.airflow_standalone import DEFAULT_STALL_SECONDS
 from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import Lake
-from nuru_yield.names import RAW_PLOTS, drift_html_path, prediction_log_path
+from nuru_yield.names import drift_html_path, prediction_log_path
+from nuru_yield.sample_data.formats import SOURCES_DIR
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ DEMO_START_YEAR = 2020
 DEMO_END_YEAR = 2025
 # Long Rains 2025 are in progress (planted Mar–May); their harvest labels have not arrived.
 DEMO_RUN_DATE = dt.date(2025, 6, 15)
-STEPS = 5
+STEPS = 6
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
 
@@ -43,7 +46,9 @@ def rerun_hints(home: Path, run_date: dt.date) -> dict[str, str]:
     """Per DAG, what to run again when its run fails or stalls: the demo (its sample data
     is kept), with a longer wait for a busy machine, or that step alone from the command
     line (each DAG calls the same library function as its command)."""
+    sources = " ".join(f"{name}={value}" for name, value in demo_sources(home).items())
     steps = {
+        "raw_ingestion": "ingest all",
         "model_training": "train",
         "feature_materialization": "features",
         "batch_scoring": "score",
@@ -53,9 +58,23 @@ def rerun_hints(home: Path, run_date: dt.date) -> dict[str, str]:
         dag_id: (
             f"`make demo` (the sample data in {home} is kept; `make demo STALL_MINUTES=30` "
             f"waits longer on a busy machine), or this step alone: "
-            f"`NURU_HOME={home} nuru-yield {step} --date {run_date.isoformat()}`"
+            f"`NURU_HOME={home}{' ' + sources if dag_id == 'raw_ingestion' else ''} "
+            f"nuru-yield {step} --date {run_date.isoformat()}`"
         )
         for dag_id, step in steps.items()
+    }
+
+
+def demo_sources(home: Path) -> dict[str, str]:
+    """The ``*_SOURCE`` settings of the demo's world (``nuru-yield sample-data`` writes it
+    as the real products under ``home/sources``), for ``raw_ingestion``."""
+    folder = home / SOURCES_DIR
+    return {
+        "PLOTS_SOURCE": str(folder / "plots.geojson"),
+        "PLOT_SEASONS_SOURCE": str(folder / "plot_seasons.csv"),
+        "CHIRPS_SOURCE": str(folder / "chirps"),
+        "AGERA5_SOURCE": str(folder / "agera5"),
+        "YIELDS_SOURCE": str(folder / "crop_cuts.csv"),
     }
 
 
@@ -83,32 +102,36 @@ def run_demo(
         check_port_free(
             DEMO_HOST, port, "the demo's API (make demo PORT=… / nuru-yield demo --port …)"
         )
-    with scratch_space("the demo", home=get_settings().nuru_home):
+    home = get_settings().nuru_home.expanduser().resolve()
+    with scratch_space("the demo", home=home, extra=demo_sources(home)):
         stall = DEFAULT_STALL_SECONDS if stall_minutes is None else stall_minutes * 60
         _build_and_serve(plots, seed, serve, port, stall)
 
 
 def _build_and_serve(plots: int, seed: int, serve: bool, port: int, stall: float) -> None:
     from nuru_yield.db.migrations import upgrade
-    from nuru_yield.dev.airflow_standalone import run_chain, standalone
+    from nuru_yield.dev.airflow_standalone import INGESTION, run_chain, standalone
 
     settings = get_settings()
     lake = Lake.from_settings(settings)
     lake.check_writable()
     started = time.monotonic()
+    sources = settings.nuru_home / SOURCES_DIR
 
-    if lake.exists(RAW_PLOTS):
-        _step(
-            1,
-            f"sample data already in {lake.uri('raw')} (delete {settings.nuru_home} to regenerate)",
-        )
+    if Path(demo_sources(settings.nuru_home)["YIELDS_SOURCE"]).exists():
+        _step(1, f"sample data already in {sources} (delete {settings.nuru_home} to regenerate)")
     else:
         from nuru_yield.sample_data.generator import generate_to_lake
 
-        _step(1, f"sample data: {plots:,} plots, {DEMO_START_YEAR}-{DEMO_END_YEAR}")
-        summary = generate_to_lake(
-            lake, plots=plots, start_year=DEMO_START_YEAR, end_year=DEMO_END_YEAR, seed=seed
+        _step(
+            1,
+            f"sample data: {plots:,} plots, {DEMO_START_YEAR}-{DEMO_END_YEAR}, as CHIRPS, "
+            f"AgERA5, GeoJSON plots and crop cuts in {sources}",
         )
+        summary = generate_to_lake(
+            lake, plots=plots, start_year=DEMO_START_YEAR, end_year=DEMO_END_YEAR, seed=seed,
+            real_formats=sources, raw_contract=False,
+        )  # fmt: skip
         typer.echo(summary.render())
 
     version = upgrade()
@@ -121,10 +144,19 @@ def _build_and_serve(plots: int, seed: int, serve: bool, port: int, stall: float
     )
     with standalone(airflow_home) as airflow:
         airflow.wait_for_dags(
-            ("model_training", "feature_materialization", "batch_scoring", "drift_monitoring")
-        )
+            (INGESTION, "model_training", "feature_materialization", "batch_scoring",
+             "drift_monitoring")
+        )  # fmt: skip
         rerun = rerun_hints(settings.nuru_home, DEMO_RUN_DATE)
-        _step(4, f"model_training for {DEMO_RUN_DATE} (candidates → evaluation → gate → alias)")
+        _step(
+            4,
+            f"{INGESTION} for {DEMO_RUN_DATE}: plots and crop cuts by plot bucket, CHIRPS "
+            "and AgERA5 by month → the raw contract",
+        )
+        with airflow.unpaused((INGESTION,)):
+            ingestion_run = airflow.trigger(INGESTION, {"run_date": DEMO_RUN_DATE.isoformat()})
+            ingested = airflow.wait_for_run(INGESTION, ingestion_run, stall, rerun=rerun[INGESTION])
+        _step(5, f"model_training for {DEMO_RUN_DATE} (candidates → evaluation → gate → alias)")
         with airflow.unpaused(("model_training",)):
             training_run = airflow.trigger(
                 "model_training", {"run_date": DEMO_RUN_DATE.isoformat()}
@@ -133,10 +165,10 @@ def _build_and_serve(plots: int, seed: int, serve: bool, port: int, stall: float
                 "model_training", training_run, stall, rerun=rerun["model_training"]
             )
         _step(
-            5,
+            6,
             f"nightly chain for {DEMO_RUN_DATE}: feature_materialization → batch_scoring → drift_monitoring",
         )
-        runs = run_chain(airflow, DEMO_RUN_DATE, stall, rerun)
+        runs = {INGESTION: ingested, **run_chain(airflow, DEMO_RUN_DATE, stall, rerun)}
         overhead = {dag_id: airflow.overhead(dag_id, run) for dag_id, run in runs.items()}
 
     typer.echo(render_summary(settings, lake, overhead, time.monotonic() - started, port))
@@ -216,6 +248,7 @@ def render_summary(
         + ", ".join(f"{dag_id} {o['ratio']:.2f}" for dag_id, o in overhead.items()),
         "",
         "where things are:",
+        f"  sources         {settings.nuru_home / SOURCES_DIR}  (what raw_ingestion reads)",
         f"  lake            {lake.url}",
         f"  prediction log  {lake.uri(prediction_log_path(DEMO_RUN_DATE))}",
         f"  drift report    {lake.uri(drift_html_path(DEMO_RUN_DATE))}",

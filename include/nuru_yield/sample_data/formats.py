@@ -32,6 +32,9 @@ from nuru_yield.grid import CELL_DEG, cell_rows_cols
 if TYPE_CHECKING:
     import pyarrow as pa
 
+# Where `nuru-yield sample-data --formats real|both` and the demo write the world as the real
+# products: a folder of NURU_HOME.
+SOURCES_DIR = "sources"
 FILL = -9999.0
 AGERA5_STEP = 0.1
 _EPOCH = dt.date(1900, 1, 1)
@@ -193,6 +196,16 @@ class RealFormats:
         self.standard = standard_moisture_pct
         for name in ("chirps", "agera5"):
             (self.folder / name).mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        """What was written where, for the sample-data summary."""
+        counts = {
+            name: sum(1 for _ in (self.folder / name).iterdir()) for name in ("chirps", "agera5")
+        }
+        return (
+            f"{self.folder}: chirps/ ({counts['chirps']:,} files), agera5/ "
+            f"({counts['agera5']:,} files), plots.geojson, plot_seasons.csv, crop_cuts.csv"
+        )
 
     def weather(self, year: int, table: pa.Table) -> None:
         """Write one year of the raw weather table (rows day-major over the cells)."""

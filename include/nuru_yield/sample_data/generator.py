@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,7 @@ class SampleDataSummary:
     national_t_ha: float = float("nan")
     labelled: int = 0
     seconds: float = 0.0
+    real_formats: str = ""  # where and what, when also written as the real products
 
     def render(self) -> str:
         lines = [
@@ -83,6 +84,7 @@ class SampleDataSummary:
             f"seed {self.seed}, {self.seconds:.1f}s",
             "files:",
             *(f"  {uri}  {rows:,} rows" for uri, rows in self.files),
+            *([f"as the real products: {self.real_formats}"] if self.real_formats else []),
             f"harvest labels: {self.labelled:,} plot-seasons",
             "mean simulated yield, t/ha (every plot-season, all years):",
             f"  {'county':<15}{'zone':<20}{'expected':>10}{'mean':>7}{'LR':>7}{'SR':>7}",
@@ -165,23 +167,30 @@ def generate_to_lake(
     label_share: float = 0.7,
     label_last_year: bool = False,
     real_formats: Path | None = None,
+    raw_contract: bool = True,
 ) -> SampleDataSummary:
     """Generate the raw inputs for ``plots`` plots over ``start_year``–``end_year``.
 
     Harvest labels go to a random ``label_share`` of plot-seasons; the seasons of
     ``end_year`` are in progress and get none unless ``label_last_year``. With
     ``real_formats``, the same world is also written there as the real products
-    (:class:`~nuru_yield.sample_data.formats.RealFormats`) for ``nuru-yield ingest``.
+    (:class:`~nuru_yield.sample_data.formats.RealFormats`) for ``nuru-yield ingest``; with
+    ``raw_contract=False`` as well, only there: plots, weather and labels reach the lake
+    through the adapters (the demo's real path), and only the raw NDVI, which no adapter
+    reads yet, is written to the lake.
     """
     if plots < 1 or end_year < start_year or not 0.0 <= label_share <= 1.0:
         raise ValueError("need plots >= 1, end_year >= start_year and 0 <= label_share <= 1")
+    if not raw_contract and real_formats is None:
+        raise ValueError("without the raw contract, the real formats are the only output")
     started = time.monotonic()
     summary = SampleDataSummary(plots, start_year, end_year, seed)
     plot_table, cells = seasons.make_plots(plots, _rng(seed, 0))
-    summary.files.append(_write(lake, names.RAW_WEATHER_CELLS, _cells_table(cells)))
+    write = _writer(lake, summary, raw_contract)
+    write(0, names.RAW_WEATHER_CELLS, _cells_table(cells))
 
     real = RealFormats(real_formats, end_year) if real_formats is not None else None
-    history = _write_weather(lake, cells, summary, seed, real)
+    history = _write_weather(cells, summary, seed, real, write)
     run = _SeasonRun(plot_table, history, seed)
     for year in range(start_year, end_year + 1):
         buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, run.scenes(year))
@@ -190,23 +199,40 @@ def generate_to_lake(
         )
     blocks = run.blocks
     plot_seasons = _plots_table(blocks, plot_table, history)
-    summary.files.insert(0, _write(lake, names.RAW_PLOTS, plot_seasons))
+    write(0, names.RAW_PLOTS, plot_seasons)
     labels = _labels(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
     )
-    summary.files.append(_write(lake, names.RAW_YIELDS, labels))
+    write(len(summary.files), names.RAW_YIELDS, labels)
     if real is not None:
         real.plots(plot_seasons)
         real.labels(labels, _rng(seed, 8))
-        summary.files.append((str(real.folder), 0))
+        summary.real_formats = real.describe()
     summary.labelled = labels.num_rows
     _summarise_yields(blocks, plot_table, summary)
     summary.seconds = time.monotonic() - started
     return summary
 
 
+def _writer(
+    lake: Lake, summary: SampleDataSummary, raw_contract: bool
+) -> Callable[[int, str, pa.Table], None]:
+    """What writes a raw-contract table to the lake and lists it at a place in the summary
+    (nothing without ``raw_contract``)."""
+
+    def write(place: int, path: str, table: pa.Table) -> None:
+        if raw_contract:
+            summary.files.insert(place, _write(lake, path, table))
+
+    return write
+
+
 def _write_weather(
-    lake: Lake, cells: Cells, summary: SampleDataSummary, seed: int, real: RealFormats | None
+    cells: Cells,
+    summary: SampleDataSummary,
+    seed: int,
+    real: RealFormats | None,
+    write: Callable[[int, str, pa.Table], None],
 ) -> seasons.WeatherHistory:
     """Simulate and write each year's weather; keep rain and temperature for the seasons.
 
@@ -222,7 +248,7 @@ def _write_weather(
         weather = simulate_year(cells, climates, anomalies, year, _rng(seed, 2, year))
         if year <= last:
             table = _weather_table(weather, cells, _rng(seed, 3, year))
-            summary.files.append(_write(lake, names.weather_year_path(year), table))
+            write(len(summary.files), names.weather_year_path(year), table)
             if real is not None:
                 real.weather(year, table)
         years.append(weather)

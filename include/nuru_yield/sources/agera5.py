@@ -20,6 +20,7 @@ Temperatures are taken from the AgERA5 pixel at the weather cell's centre.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.errors import DataValidationError
-from nuru_yield.sources.rasters import DECIMALS, Axis, first_line, pixel_indices, sample
+from nuru_yield.sources.rasters import DECIMALS, first_line, grid_pixels, sample
 
 PRODUCT = "agera5"
 STEP_DEG = 0.1
@@ -119,37 +120,90 @@ def read_agera5(path: Path, name: str, cells: pd.DataFrame) -> tuple[Agera5File,
                 f"{name}: holds day(s) {', '.join(shown) or 'none'}, not the "
                 f"{described.day} its name gives"
             )
-        latitude = Axis.of("latitude", dataset.variables[lat_name][:], STEP_DEG, 0.0, name)
-        longitude = Axis.of("longitude", dataset.variables[lon_name][:], STEP_DEG, 0.0, name)
-        rows, cols = pixel_indices(
-            latitude, longitude, cells["latitude"].to_numpy(), cells["longitude"].to_numpy(), name
+        rows, cols = grid_pixels(
+            _axis_values(dataset.variables[lat_name]),
+            _axis_values(dataset.variables[lon_name]),
+            STEP_DEG,
+            0.0,
+            cells["latitude"].to_numpy(np.float64),
+            cells["longitude"].to_numpy(np.float64),
+            name,
         )
         units = str(getattr(variable, "units", "")).strip()
         try:
-            picked = sample(variable, rows, cols)  # masked where the file's fill value is
-            values = np.ma.filled(np.ma.asarray(picked, dtype=np.float64), np.nan).reshape(-1)
+            values = _values(variable, rows, cols)
         except Exception as error:
             raise DataValidationError(f"{name}: cannot read values ({first_line(error)})") from None
     return described, np.round(_converted(name, described, units, values), DECIMALS)
 
 
-def _days(dataset, name: str) -> list[str]:
-    """The file's days as ISO dates (its ``time`` axis decoded with its units)."""
+def _axis_values(variable) -> np.ndarray:
+    variable.set_auto_mask(False)
+    return variable[:]
+
+
+# Attributes under which netCDF4's masking (CF: fill values, valid range) and unpacking
+# (scale, offset) do more than compare with the fill value.
+_MASKED = ("scale_factor", "add_offset", "valid_min", "valid_max", "valid_range")
+
+
+def _values(variable, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The variable at the pixels as float64, its fill values NaN. A float variable whose
+    only missing marker is its fill value (AgERA5's) is read unmasked and its fill value
+    replaced (numpy masked arrays cost more than the read); any other through netCDF4's
+    masking and unpacking."""
     import netCDF4
 
+    if any(hasattr(variable, attribute) for attribute in _MASKED):
+        picked = sample(variable, rows, cols)  # masked where the file's markers are
+        return np.ma.filled(np.ma.asarray(picked, dtype=np.float64), np.nan).reshape(-1)
+    variable.set_auto_mask(False)
+    values = np.asarray(sample(variable, rows, cols), dtype=np.float64).reshape(-1)
+    default = netCDF4.default_fillvals.get(variable.dtype.str[1:])
+    for marker in (
+        getattr(variable, "_FillValue", default),
+        getattr(variable, "missing_value", None),
+    ):
+        if marker is not None:
+            values[values == np.float64(np.asarray(marker, dtype=variable.dtype))] = np.nan
+    return values
+
+
+def _days(dataset, name: str) -> list[str]:
+    """The file's days as ISO dates (its ``time`` axis decoded with its units)."""
     if "time" not in dataset.variables:
         return []
     time = dataset.variables["time"]
     try:
-        stamps = netCDF4.num2date(
-            time[:],
-            time.units,
-            getattr(time, "calendar", "standard"),
-            only_use_cftime_datetimes=False,
-        )
+        epoch, unit = _time_axis(str(time.units), str(getattr(time, "calendar", "standard")))
+        values = np.atleast_1d(np.asarray(_axis_values(time), dtype=np.float64))
+        if epoch is None:
+            import netCDF4
+
+            stamps = netCDF4.num2date(
+                values, time.units, time.calendar, only_use_cftime_datetimes=False
+            )
+        else:
+            stamps = [epoch + unit * float(value) for value in values]
     except Exception as error:
         raise DataValidationError(f"{name}: time axis is not dates ({first_line(error)})") from None
     return [stamp.isoformat()[:10] for stamp in np.atleast_1d(stamps)]
+
+
+@functools.lru_cache(maxsize=16)
+def _time_axis(units: str, calendar: str) -> tuple[dt.datetime | None, dt.timedelta]:
+    """The epoch and the length of one unit of a CF time axis, decoded by cftime once per
+    units and calendar; no epoch (decode every value) where units are not all alike long
+    (calendars other than the proleptic Gregorian, or the standard one before 1583)."""
+    import netCDF4
+
+    first, second = netCDF4.num2date(
+        [0, 1], units, calendar, only_use_cftime_datetimes=False, only_use_python_datetimes=True
+    )
+    uniform = calendar.lower() == "proleptic_gregorian" or (
+        calendar.lower() in ("standard", "gregorian") and first.year > 1582
+    )
+    return (first if uniform else None), second - first
 
 
 def _converted(name: str, file: Agera5File, units: str, values: np.ndarray) -> np.ndarray:

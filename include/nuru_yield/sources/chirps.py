@@ -73,9 +73,10 @@ def describe(uri: str) -> ChirpsFile | None:
 
 def read_chirps(
     path: Path, name: str, cells: pd.DataFrame, days: list[dt.date] | None = None
-) -> pd.DataFrame:
+) -> tuple[list[dt.date], np.ndarray]:
     """Daily rain of ``cells`` (``cell_id``, ``latitude``, ``longitude``: pixel centres)
-    from one CHIRPS file; ``days`` limits a yearly file to those days (None: all)."""
+    from one CHIRPS file: its days and their rain (days × cells, mm, fill values as NaN);
+    ``days`` limits a yearly file to those days (None: all)."""
     described = describe(name)
     if described is None:
         raise DataValidationError(f"{name}: not a CHIRPS v2.0 file name ({NAMING})")
@@ -117,7 +118,7 @@ def _days(dataset, name: str, year: int) -> list[dt.date]:
 
 def _read_netcdf(
     path: Path, name: str, year: int, cells: pd.DataFrame, wanted: list[dt.date] | None
-) -> pd.DataFrame:
+) -> tuple[list[dt.date], np.ndarray]:
     with _open_netcdf(path, name) as dataset:
         if VARIABLE not in dataset:
             raise DataValidationError(
@@ -148,10 +149,12 @@ def _read_netcdf(
             raise DataValidationError(
                 f"{name}: cannot read {VARIABLE} ({first_line(error)})"
             ) from None
-    return _frame(name, [days[i] for i in index], cells, values)
+    return [days[i] for i in index], _rain(name, values)
 
 
-def _read_geotiff(path: Path, name: str, day: dt.date, cells: pd.DataFrame) -> pd.DataFrame:
+def _read_geotiff(
+    path: Path, name: str, day: dt.date, cells: pd.DataFrame
+) -> tuple[list[dt.date], np.ndarray]:
     import rasterio
     from rasterio.crs import CRS
 
@@ -192,7 +195,7 @@ def _read_geotiff(path: Path, name: str, day: dt.date, cells: pd.DataFrame) -> p
         raise DataValidationError(f"{name}: not a readable GeoTIFF ({first_line(error)})") from None
     if nodata is not None:
         values = np.where(values == nodata, np.nan, values)
-    return _frame(name, [day], cells, values)
+    return [day], _rain(name, values)
 
 
 def _axis_names(dims: tuple[str, ...], name: str) -> tuple[str, str]:
@@ -205,8 +208,9 @@ def _axis_names(dims: tuple[str, ...], name: str) -> tuple[str, str]:
     return lat, lon
 
 
-def _frame(name: str, days: list[dt.date], cells: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
-    """Rows (cell, day) with fill values as nulls; negative or impossible rain is an error."""
+def _rain(name: str, values: np.ndarray) -> np.ndarray:
+    """Rain (days × cells) with fill values as NaN; negative or impossible rain is an
+    error."""
     values = np.asarray(values, dtype=np.float64)
     values[values == FILL_VALUE] = np.nan
     bad = ~np.isnan(values) & ((values < 0) | (values > MAX_DAILY_MM))
@@ -215,11 +219,4 @@ def _frame(name: str, days: list[dt.date], cells: pd.DataFrame, values: np.ndarr
             f"{name}: {int(bad.sum())} value(s) outside 0…{MAX_DAILY_MM:g} mm/day that are "
             f"not the fill value {FILL_VALUE:g} (e.g. {values[bad][0]:g}): not CHIRPS rain"
         )
-    n = len(cells)
-    return pd.DataFrame(
-        {
-            "cell_id": np.tile(cells["cell_id"].to_numpy(np.int64), len(days)),
-            "date": np.repeat(np.array(days, dtype="datetime64[D]"), n),
-            "precip_mm": np.round(values.reshape(-1), DECIMALS),
-        }
-    )
+    return np.round(values, DECIMALS)

@@ -17,6 +17,13 @@ Shapefile, or a CSV with latitude / longitude (docs/DESIGN.md, "Real sources").
 
 Rows with a problem (no or invalid geometry, outside Kenya, a duplicate plot id, a value
 that does not convert, an unknown season) are quarantined with a reason.
+
+Two steps, so that a night can split the work by plot bucket: :func:`read_file` reads a
+file as downloaded (every attribute a string; a vector file's geometries in their CRS,
+checked) and :func:`plot_ids` finds its plot ids; :func:`read_plots` turns any subset of
+such rows (all of one plot's, with its seasons) into contract rows and each plot's boundary
+in WGS 84 (:data:`~nuru_yield.contract.PLOT_GEOMETRIES_SCHEMA`). :func:`to_arrow` and
+:func:`from_arrow` stage the rows as read in between.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nuru_yield.contract import PLOTS_SCHEMA
+from nuru_yield.contract import PLOT_GEOMETRIES_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError
+from nuru_yield.sources.rasters import first_line
 from nuru_yield.sources.tables import (
     REASON,
     SOURCE,
@@ -51,6 +59,8 @@ log = logging.getLogger(__name__)
 
 PRODUCT = "plots"
 PLOTS_INGEST_SCHEMA = PLOTS_SCHEMA.append(pa.field("area_ha", pa.float64()))
+CRS_KEY = "nuru_yield.crs"  # the CRS of staged rows as read (:func:`to_arrow`)
+_GEOMETRY = "geometry"
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: cylindrical equal-area
 # Kenya's extent with a 0.1° margin (Natural Earth admin-0: 4.72° S–5.03° N, 33.91–41.90° E).
 KENYA_LATITUDE = (-4.82, 5.13)
@@ -73,25 +83,105 @@ SEASONS = {
 
 @dataclass(frozen=True)
 class PlotsRead:
-    """Plot-season rows in the contract's columns (plus ``area_ha``), and the quarantined
-    rows with their reason and file."""
+    """Plot-season rows in the contract's columns (plus ``area_ha``), each plot's boundary
+    in WGS 84 (one row per plot), and the quarantined rows with their reason and file."""
 
     good: pa.Table
+    geometries: pa.Table
     rejected: pd.DataFrame
     total: int
 
 
+def read_file(path: Path, name: str) -> pd.DataFrame:
+    """One plot file as downloaded (``name`` for messages): a CSV as strings; a GeoJSON,
+    GeoParquet or zipped Shapefile as a GeoDataFrame in its own CRS (a file without one
+    only when its coordinates are degrees, then taken as WGS 84), attributes as strings."""
+    if name.lower().endswith((".csv", ".csv.gz", ".txt")):
+        return read_csv(path, name)
+    import geopandas as gpd
+
+    try:
+        if name.lower().endswith((".parquet", ".geoparquet")):
+            frame = gpd.read_parquet(path)
+        else:
+            source = f"/vsizip/{path}" if name.lower().endswith(".zip") else str(path)
+            frame = gpd.read_file(source, engine="pyogrio", use_arrow=True)
+    except Exception as error:
+        raise DataValidationError(
+            f"{name}: not a readable vector file ({first_line(error)})"
+        ) from None
+    frame = _with_crs(frame, name)
+    for column in frame.columns:
+        if column != frame.geometry.name:
+            frame[column] = _strings(frame[column])
+    return frame
+
+
+def _strings(values: pd.Series) -> pd.Series:
+    """Attribute values as the strings a CSV would hold (dates as ISO dates)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.dt.strftime("%Y-%m-%d").astype("string")
+    return values.astype("string")
+
+
+def plot_ids(frame: pd.DataFrame, name: str, mapping: dict[str, str]) -> pd.Series:
+    """The rows' plot ids (nullable int64; null where missing or not a whole number)."""
+    column = require_column(frame, "plot_id", SPELLINGS["plot_id"], mapping, name)
+    return integers(frame[column])[0]
+
+
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
+    """Rows as read (:func:`read_file`) as an Arrow table: string attributes, and for a
+    vector file the geometry as WKB (column ``geometry``) with the CRS in the metadata."""
+    import shapely
+
+    vector = _is_vector(frame)
+    attributes = pd.DataFrame(frame.drop(columns=frame.geometry.name)) if vector else frame
+    table = pa.Table.from_pandas(
+        attributes.astype("string"),
+        schema=pa.schema([(str(column), pa.string()) for column in attributes.columns]),
+        preserve_index=False,
+    )
+    if not vector:
+        return table
+    wkb = pa.array(shapely.to_wkb(frame.geometry.values), pa.binary())
+    table = table.append_column(pa.field(_GEOMETRY, pa.binary()), wkb)
+    return table.replace_schema_metadata({CRS_KEY: frame.crs.to_json()})
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """The rows :func:`to_arrow` staged, as :func:`read_file` read them."""
+    crs = (table.schema.metadata or {}).get(CRS_KEY.encode())
+    attributes = table.drop_columns([_GEOMETRY]) if crs else table
+    frame = attributes.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    if not crs:
+        return frame
+    import geopandas as gpd
+    import shapely
+
+    wkb = table.column(_GEOMETRY).to_numpy(zero_copy_only=False)
+    return gpd.GeoDataFrame(frame, geometry=shapely.from_wkb(wkb), crs=crs.decode())
+
+
+def _is_vector(frame: pd.DataFrame) -> bool:
+    import geopandas as gpd
+
+    return isinstance(frame, gpd.GeoDataFrame)
+
+
 def read_plots(
-    files: Sequence[tuple[Path, str]],
+    files: Sequence[tuple[pd.DataFrame, str]],
     *,
-    seasons: Sequence[tuple[Path, str]] = (),
+    seasons: Sequence[tuple[pd.DataFrame, str]] = (),
     dem: tuple[Path, str] | None = None,
     counties: tuple[Path, str] | None = None,
     mapping: dict[str, str] | None = None,
 ) -> PlotsRead:
-    """Read plot files (local path, name for messages) into contract rows (pure: no lake)."""
+    """Contract rows of plot files' rows (:func:`read_file`; with the file's name for
+    messages), with their plot-seasons from ``seasons`` CSVs' rows when given. Pure: the DEM
+    and the county boundaries are local files, no lake."""
     mapping = mapping or {}
-    frames = [_read_one(path, name, mapping) for path, name in files]
+    frames = [_read_one(frame, name, mapping) for frame, name in files]
     plots = pd.concat(frames, ignore_index=True)
     quarantine = Quarantine(plots.index)
     quarantine.add(plots["_geometry_problem"].notna(), plots["_geometry_problem"])
@@ -121,14 +211,37 @@ def read_plots(
     table = pa.Table.from_pandas(
         good[PLOTS_INGEST_SCHEMA.names], schema=PLOTS_INGEST_SCHEMA, preserve_index=False
     )
-    return PlotsRead(table, rejected, len(plots))
+    return PlotsRead(table, _geometries(good), rejected, len(plots))
 
 
-def _read_one(path: Path, name: str, mapping: dict[str, str]) -> pd.DataFrame:
-    """One file's rows: id, centroid, area and every other column (still as given)."""
-    lower = name.lower()
-    if lower.endswith((".csv", ".csv.gz", ".txt")):
-        frame = read_csv(path, name)
+def _geometries(good: pd.DataFrame) -> pa.Table:
+    """One boundary per plot (its newest plot-season's row), WKB in WGS 84: the file's
+    polygon or point, or the point of a CSV's coordinates."""
+    import shapely
+
+    newest = good.sort_values(["plot_id", "season_year", "season"], kind="stable")
+    newest = newest.drop_duplicates("plot_id", keep="last")
+    wkb = newest["_wkb"].to_numpy(dtype=object, copy=True)
+    points = pd.isna(wkb)
+    if points.any():
+        wkb[points] = shapely.to_wkb(
+            shapely.points(
+                newest["longitude"].to_numpy()[points], newest["latitude"].to_numpy()[points]
+            )
+        )
+    return pa.table(
+        {
+            "plot_id": pa.array(newest["plot_id"].to_numpy(np.int64)),
+            "geometry": pa.array(wkb, pa.binary()),
+        },
+        schema=PLOT_GEOMETRIES_SCHEMA,
+    )
+
+
+def _read_one(frame: pd.DataFrame, name: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """One file's rows: id, centroid, area, boundary and every other column (still as
+    given)."""
+    if not _is_vector(frame):
         lat = require_column(frame, "latitude", SPELLINGS["latitude"], mapping, name)
         lon = require_column(frame, "longitude", SPELLINGS["longitude"], mapping, name)
         out = frame.rename(columns={lat: "latitude", lon: "longitude"})
@@ -138,8 +251,9 @@ def _read_one(path: Path, name: str, mapping: dict[str, str]) -> pd.DataFrame:
             problem[wrong & problem.isna()] = f"{column} is not a number"
         problem[out["latitude"].isna() & problem.isna()] = "no latitude / longitude"
         out["area_ha"] = np.nan
+        out["_wkb"] = None
     else:
-        out, problem = _read_geometries(path, name)
+        out, problem = _read_geometries(frame)
     ident = require_column(out, "plot_id", SPELLINGS["plot_id"], mapping, name)
     out = out.rename(columns={ident: "plot_id"})
     out["plot_id"], wrong_id = integers(out["plot_id"])
@@ -150,20 +264,10 @@ def _read_one(path: Path, name: str, mapping: dict[str, str]) -> pd.DataFrame:
     return out
 
 
-def _read_geometries(path: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
-    import geopandas as gpd
+def _read_geometries(frame: gpd.GeoDataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Centroid and area (equal-area projection) and the WGS 84 boundary of each row."""
+    import shapely
 
-    lower = name.lower()
-    try:
-        if lower.endswith((".parquet", ".geoparquet")):
-            frame = gpd.read_parquet(path)
-        else:
-            source = f"/vsizip/{path}" if lower.endswith(".zip") else str(path)
-            frame = gpd.read_file(source, engine="pyogrio")
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataValidationError(f"{name}: not a readable vector file ({reason})") from None
-    frame = _in_wgs84(frame, name)
     geometry = frame.geometry
     problem = pd.Series(pd.NA, index=frame.index, dtype="string")
     empty = geometry.isna() | geometry.is_empty
@@ -179,32 +283,43 @@ def _read_geometries(path: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
     usable = ~empty & ~invalid & ~other
     projected = geometry[usable].to_crs(EQUAL_AREA_CRS)
     centroids = projected.centroid.to_crs("EPSG:4326")
+    wgs84 = (
+        geometry[usable] if frame.crs.to_epsg() == 4326 else geometry[usable].to_crs("EPSG:4326")
+    )
     out = pd.DataFrame(frame.drop(columns=frame.geometry.name))
     out["latitude"] = np.nan
     out["longitude"] = np.nan
     out["area_ha"] = np.nan
+    out["_wkb"] = None
     out.loc[usable, "latitude"] = np.round(centroids.y.to_numpy(), 6)
     out.loc[usable, "longitude"] = np.round(centroids.x.to_numpy(), 6)
+    out.loc[usable, "_wkb"] = pd.Series(
+        list(shapely.to_wkb(wgs84.values)), index=wgs84.index, dtype=object
+    )
     polygons = usable & kinds.isin(["Polygon", "MultiPolygon"])
     out.loc[polygons, "area_ha"] = projected[polygons[usable].to_numpy()].area.to_numpy() / 1e4
     return out, problem
 
 
+def _with_crs(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """The frame with its CRS; with none, its coordinates must be degrees (a projected
+    file that lost its .prj would otherwise put plots anywhere) and WGS 84 is assumed."""
+    if frame.crs is not None:
+        return frame
+    west, south, east, north = frame.total_bounds
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise DataValidationError(
+            f"{name}: no CRS and coordinates ({west:.0f}…{east:.0f}, {south:.0f}…{north:.0f}) "
+            "are not degrees: add the .prj (or the GeoJSON's WGS 84 coordinates)"
+        )
+    log.warning("%s: no CRS given; taken as WGS 84 (EPSG:4326)", name)
+    return frame.set_crs("EPSG:4326")
+
+
 def _in_wgs84(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
-    """The frame in WGS 84: reprojected from its CRS; with none, its coordinates must be
-    degrees (a projected file that lost its .prj would otherwise put plots anywhere)."""
-    if frame.crs is None:
-        west, south, east, north = frame.total_bounds
-        if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
-            raise DataValidationError(
-                f"{name}: no CRS and coordinates ({west:.0f}…{east:.0f}, {south:.0f}…{north:.0f}) "
-                "are not degrees: add the .prj (or the GeoJSON's WGS 84 coordinates)"
-            )
-        log.warning("%s: no CRS given; taken as WGS 84 (EPSG:4326)", name)
-        return frame.set_crs("EPSG:4326")
-    if frame.crs.to_epsg() != 4326:
-        return frame.to_crs("EPSG:4326")
-    return frame
+    """The frame in WGS 84 (county boundaries)."""
+    frame = _with_crs(frame, name)
+    return frame if frame.crs.to_epsg() == 4326 else frame.to_crs("EPSG:4326")
 
 
 def _altitude(
@@ -243,8 +358,9 @@ def sample_dem(path: Path, name: str, latitude: pd.Series, longitude: pd.Series)
             if raster.nodata is not None:
                 values = np.where(values == raster.nodata, np.nan, values)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataValidationError(f"{name}: not a readable DEM GeoTIFF ({reason})") from None
+        raise DataValidationError(
+            f"{name}: not a readable DEM GeoTIFF ({first_line(error)})"
+        ) from None
     out[located] = np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan)
     return np.round(out, 1)
 
@@ -294,35 +410,43 @@ def _county(
 
 def _join_seasons(
     plots: pd.DataFrame,
-    seasons: Sequence[tuple[Path, str]],
+    seasons: Sequence[tuple[pd.DataFrame, str]],
     mapping: dict[str, str],
     quarantine: Quarantine,
 ) -> pd.DataFrame:
-    """Plot rows × their seasons from a CSV keyed by plot id; a season row whose plot is
-    not in the plots file is quarantined (its row, with no coordinates)."""
+    """Plot rows × their seasons from CSV rows keyed by plot id. Plot rows already
+    quarantined stay, as they are; a season row whose plot id is not a whole number, or is
+    not in the plots file, is quarantined (its row, with no coordinates); plots without a
+    season row are counted in the log (a plot not planted this season is no error)."""
     frames = []
-    for path, name in seasons:
-        frame = read_csv(path, name)
+    for given, name in seasons:
+        frame = given.copy()
         ident = require_column(frame, "plot_id", SPELLINGS["plot_id"], mapping, name)
         frame = frame.rename(columns={ident: "plot_id"})
-        frame["plot_id"], _ = integers(frame["plot_id"])
+        frame["plot_id"], wrong = integers(frame["plot_id"])
+        frame["_reason"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        frame.loc[wrong | frame["plot_id"].isna(), "_reason"] = "plot id is not a whole number"
         frame[SOURCE + "_seasons"] = name
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    season_columns = [c for c in table.columns if c != "plot_id"]
+    season_columns = [c for c in table.columns if c not in ("plot_id", "_reason")]
     plots = plots.drop(columns=[c for c in season_columns if c in plots and c != SOURCE])
-    reasons = quarantine.reason.rename("_reason")
-    merged = (
-        plots.join(reasons)
-        .merge(table, on="plot_id", how="right", indicator=True)
-        .reset_index(drop=True)
+    flagged = quarantine.bad
+    good = plots[~flagged]
+    merged = good.merge(table, on="plot_id", how="right", indicator=True)
+    unplanted = int((~good["plot_id"].isin(table["plot_id"])).sum())
+    if unplanted:
+        log.info("%d plot(s) have no row in %s: not in raw/plots.parquet", unplanted,
+                 ", ".join(name for _, name in seasons))  # fmt: skip
+    rows = pd.concat(
+        [merged, plots[flagged].assign(_reason=quarantine.reason[flagged])], ignore_index=True
     )
-    new = Quarantine(merged.index)
-    new.add(merged["_reason"].notna(), merged["_reason"])
-    new.add(merged["_merge"] == "right_only", "plot id not in the plots file")
+    new = Quarantine(rows.index)
+    new.add(rows["_reason"].notna(), rows["_reason"])
+    new.add(rows["_merge"] == "right_only", "plot id not in the plots file")
     quarantine.reason = new.reason
-    merged[SOURCE] = merged[SOURCE].fillna(merged[SOURCE + "_seasons"])
-    return merged.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
+    rows[SOURCE] = rows[SOURCE].fillna(rows[SOURCE + "_seasons"])
+    return rows.drop(columns=["_merge", "_reason", SOURCE + "_seasons"])
 
 
 def _season_columns(plots: pd.DataFrame, quarantine: Quarantine) -> None:

@@ -84,6 +84,35 @@ def pixel_indices(
     return rows, cols
 
 
+_PIXELS: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def grid_pixels(
+    lat_values: np.ndarray,
+    lon_values: np.ndarray,
+    step: float,
+    origin: float,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of the pixel at each point on a product grid given by its axes'
+    values: :meth:`Axis.of` both axes, then :func:`pixel_indices`. The answer is kept for
+    the next file on the same grid (a year of AgERA5 is 1,095 files on one grid)."""
+    lat_values = np.asarray(lat_values, dtype=np.float64)
+    lon_values = np.asarray(lon_values, dtype=np.float64)
+    key = (lat_values.tobytes(), lon_values.tobytes(), step, origin, lat.tobytes(), lon.tobytes())
+    found = _PIXELS.get(key)
+    if found is None:
+        latitude = Axis.of("latitude", lat_values, step, origin, where)
+        longitude = Axis.of("longitude", lon_values, step, origin, where)
+        found = pixel_indices(latitude, longitude, lat, lon, where)
+        if len(_PIXELS) >= 8:
+            _PIXELS.clear()
+        _PIXELS[key] = found
+    return found
+
+
 def sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Values of a (…, rows, cols) array at the given pixels, read as one bounding window
     first (a product's grid is much larger than the area holding plots)."""

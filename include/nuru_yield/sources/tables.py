@@ -1,6 +1,6 @@
 """What the table-shaped sources share (plots, plot-seasons, harvest labels): reading a
-file into a frame, finding a contract column under the names field apps give it, and the
-raw-contract writer with its quarantine under the bad-share rule.
+file into a frame, finding a contract column under the names field apps give it, the
+quarantine and its table, and the bad-share rule.
 
 Column names are matched case-insensitively, ignoring spaces, dashes and underscores
 (``PlotID`` = ``plot_id`` = ``Plot ID``), against each contract column's common spellings;
@@ -10,6 +10,7 @@ Column names are matched case-insensitively, ignoring spaces, dashes and undersc
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -19,9 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nuru_yield import names
 from nuru_yield.errors import DataValidationError
-from nuru_yield.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -114,38 +113,49 @@ class Quarantine:
         return self.reason.notna()
 
 
-def write_raw(
-    lake: Lake,
-    product: str,
-    path: str,
-    good: pa.Table,
-    rejected: pd.DataFrame,
-    total: int,
-    threshold: float,
-    files: Sequence[str],
-) -> tuple[str, int]:
-    """Write a raw-contract table and the rows quarantined on the way
-    (``raw/rejected/{product}.parquet``: the row as read, its reason and file).
+# ``raw/rejected/{product}.parquet``: each quarantined row as read, with its reason.
+REJECTED_SCHEMA = pa.schema(
+    [
+        (SOURCE, pa.string()),
+        ("plot_id", pa.string()),
+        (REASON, pa.string()),
+        ("row", pa.string()),  # the row's other columns, JSON
+    ]
+)
 
-    The bad-share rule of the feature gate applies: when more than ``threshold`` of the rows
-    are bad, nothing replaces the current raw table and the error names the commonest
-    reasons. Returns (URI, rows written)."""
-    rejected_table = pa.Table.from_pandas(
-        rejected.astype("string").reset_index(drop=True), preserve_index=False
+
+def rejected_table(rejected: pd.DataFrame) -> pa.Table:
+    """Quarantined rows (a reader's ``rejected`` frame) in :data:`REJECTED_SCHEMA`."""
+    others = rejected.drop(columns=[SOURCE, REASON, "plot_id"], errors="ignore")
+    rows = [
+        json.dumps({k: v for k, v in row.items() if not pd.isna(v)}, default=str)
+        for row in others.astype(object).to_dict("records")
+    ]
+    return pa.table(
+        {
+            SOURCE: rejected[SOURCE].astype("string").to_numpy(na_value=None),
+            "plot_id": rejected["plot_id"].astype("string").to_numpy(na_value=None),
+            REASON: rejected[REASON].astype("string").to_numpy(na_value=None),
+            "row": rows,
+        },
+        schema=REJECTED_SCHEMA,
     )
-    lake.write_parquet(names.rejected_raw_path(product), rejected_table)
-    share = len(rejected) / total if total else 0.0
+
+
+def check_bad_share(
+    product: str, files: Sequence[str], bad: int, total: int,
+    reasons: collections.Counter[str], threshold: float, where: str,
+) -> None:  # fmt: skip
+    """The feature gate's bad-share rule for an ingest: more than ``threshold`` of the
+    ``total`` rows quarantined is one error naming the files, the share and the commonest
+    ``reasons`` (counts); ``where`` is the quarantine's URI."""
+    share = bad / total if total else 0.0
     if share > threshold:
-        commonest = collections.Counter(rejected[REASON]).most_common(3)
-        reasons = "; ".join(f"{reason} ({count})" for reason, count in commonest)
+        commonest = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
         raise DataValidationError(
-            f"{', '.join(files)}: {len(rejected):,} of {total:,} {product} rows bad "
-            f"({share:.1%} > VALIDATION_MAX_BAD_SHARE {threshold:.1%}): {reasons}; nothing "
-            f"ingested, see {lake.uri(names.rejected_raw_path(product))}"
+            f"{', '.join(files)}: {bad:,} of {total:,} {product} rows bad ({share:.1%} > "
+            f"VALIDATION_MAX_BAD_SHARE {threshold:.1%}): {commonest}; nothing ingested, see "
+            f"{where}"
         )
-    if len(rejected):
-        log.warning(
-            "ingest %s: %d of %d rows quarantined (see %s)",
-            product, len(rejected), total, lake.uri(names.rejected_raw_path(product)),
-        )  # fmt: skip
-    return lake.write_parquet(path, good), good.num_rows
+    if bad:
+        log.warning("ingest %s: %d of %d rows quarantined (see %s)", product, bad, total, where)

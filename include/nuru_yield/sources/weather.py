@@ -1,21 +1,27 @@
-"""Gridded weather into the raw contract, incrementally: plan → one step per month → publish.
+"""CHIRPS and AgERA5 into the raw weather, incrementally, in K shards of months: a sharded
+night (:mod:`nuru_yield.nightly`).
 
-* :func:`plan_weather` resolves a product's files (CHIRPS or AgERA5), finds the day(s) each
-  holds and picks, per day (and AgERA5 variable), the file that wins (CHIRPS: final over
-  preliminary, a daily file over the yearly one; AgERA5: the preferred variable, then the
-  newest version). It compares that with what each month's stored part says it was built
-  from (file, fingerprint, version per day, and the weather cells it was sampled at) and
-  lists the months with a day that is new or whose file changed: only those are read.
-* :func:`ingest_month` reads the changed days of one month at the weather cells (every
-  0.05° CHIRPS pixel that holds a plot of ``raw/plots.parquet``), keeps the month's other
-  days as stored, and replaces ``sources/{product}/year=YYYY/month=MM.parquet`` in one step,
-  its manifest in the file's metadata.
-* :func:`publish_weather` rebuilds ``raw/weather/year=YYYY/part-0.parquet`` for every year
-  whose stored months changed since the file was written (rain and temperature joined on
-  cell and day), and ``raw/weather_sources.parquet``: which file and version each day came
-  from. Every file is written atomically, sorted, with no time stamp, so ingesting the same
-  files twice gives byte-identical raw partitions, and an ingest killed anywhere leaves the
-  previous raw weather in place (a rerun finishes the job).
+* :func:`prepare_weather` resolves each product's files (the files given, else the
+  configured source), finds the day(s) each holds and picks, per day (and AgERA5 variable),
+  the file that wins (CHIRPS: final over preliminary, a daily file over the yearly one;
+  AgERA5: the preferred variable, then the newest version). It compares that with what each
+  month's stored part says it was built from (file, fingerprint and version per day, and the
+  weather cells it was sampled at) and lists the months (of a product) with a day that is new
+  or whose file changed: only those are read, spread over the shards.
+* :func:`ingest_months` reads the changed days of its months at the weather cells (every
+  0.05° CHIRPS pixel that holds a plot of ``raw/plots.parquet``), keeps each month's other
+  days as stored, and stages the month, its manifest in the file's metadata.
+* :func:`publish_weather` moves each staged month into
+  ``sources/{product}/year=YYYY/month=MM.parquet``, then rebuilds
+  ``raw/weather/year=YYYY/part-0.parquet`` for every year whose stored months changed since
+  the file was written (rain and temperature joined on cell and day),
+  ``raw/weather_cells.parquet`` and ``raw/weather_sources.parquet`` (which file and version
+  each day came from). Every file is written atomically, sorted, with no time stamp, so
+  ingesting the same files twice gives byte-identical raw partitions, and an ingest killed
+  anywhere leaves the previous raw weather in place (a rerun finishes the job).
+
+:data:`WEATHER` names the three steps: ``nuru-yield ingest chirps|agera5`` runs them in one
+process, the ``raw_ingestion`` DAG as tasks (after the plots).
 """
 
 from __future__ import annotations
@@ -24,22 +30,32 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nuru_yield import names
 from nuru_yield.config import get_settings
 from nuru_yield.contract import CELLS_SCHEMA, WEATHER_SCHEMA
-from nuru_yield.errors import DataValidationError, MissingInputError
+from nuru_yield.errors import DataValidationError, LakeError, MissingInputError
 from nuru_yield.grid import cell_centre, cell_id, cell_index, cell_rows_cols
 from nuru_yield.lake import Lake
+from nuru_yield.nightly import (
+    Night,
+    NightPlan,
+    NightResult,
+    clear_parts,
+    place,
+    read_reports,
+    stamped,
+    write_report,
+)
 from nuru_yield.sources import agera5, chirps
 from nuru_yield.sources.inputs import SourceFile, resolve
 from nuru_yield.steps import StepResult
@@ -67,37 +83,57 @@ SOURCES_SCHEMA = pa.schema(
 
 
 @dataclass(frozen=True)
-class WeatherPlan(StepResult):
-    """One weather ingest: the product, the months to read, and where the day-by-day plan
-    is staged (too large for XCom: thousands of AgERA5 files a year)."""
+class WeatherPlan(NightPlan):
+    """One weather run: its products, the (product, month) units each shard reads
+    (``{product}-{YYYY}-{MM}``), and counts for messages. The day-by-day plan is the prepare
+    step's report (too large for XCom: thousands of AgERA5 files a year)."""
 
-    run_id: str
-    product: str
-    months: list[str] = field(default_factory=list)  # "YYYY-MM"
-    files: int = 0
-    days: int = 0
+    products: list[str]
+    units: list[list[str]]  # per shard
+    files: dict[str, int] = field(default_factory=dict)
+    days: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, list[str]] = field(default_factory=dict)  # see _missing_days
 
-    @property
-    def plan_path(self) -> str:
-        return f"{names.SOURCES}/_runs/{self.product}-{self.run_id}.json"
+    STEP = "weather ingest"
+    PREFIX = names.SOURCES_WEATHER
 
-
-@dataclass(frozen=True)
-class MonthResult(StepResult):
-    product: str
-    month: str
-    days_read: int
-    rows: int
+    def units_of(self, shard: int) -> list[str]:
+        """The units shard ``shard`` reads."""
+        return self.units[self.checked(shard)]
 
 
 @dataclass(frozen=True)
-class WeatherResult(StepResult):
-    """What publish wrote: the raw years rebuilt and the days the product now holds."""
+class WeatherShardResult(StepResult):
+    """What one shard staged: its units and the days it read, per product."""
 
-    product: str
+    shard: int
+    units: list[str]
+    days_read: dict[str, int]
+
+
+@dataclass(frozen=True)
+class WeatherResult(NightResult):
+    """What a run published: per product its files and the days read; the raw weather
+    years rebuilt."""
+
+    files: dict[str, int]
+    days_read: dict[str, int]
     years: list[int]
-    days_read: int
     uris: list[str] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """One line per product, as ``nuru-yield ingest`` prints them, and one per column
+        with days no file gives."""
+        years = ", ".join(map(str, self.years)) or "none"
+        return [
+            f"{product}: {files} file(s), {self.days_read.get(product, 0):,} day(s) read; "
+            f"raw weather rebuilt for {years}"
+            for product, files in self.files.items()
+        ] + [
+            f"{what}: missing on {count} day(s), {first} … {last} (no file gives them)"
+            for what, (count, first, last) in self.missing.items()
+        ]
 
 
 def weather_cells(lake: Lake) -> pd.DataFrame:
@@ -127,77 +163,139 @@ def _cells_hash(cells: pd.DataFrame) -> str:
     return hashlib.sha256(cells["cell_id"].to_numpy(np.int64).tobytes()).hexdigest()[:16]
 
 
-# --- plan -----------------------------------------------------------------------------------
-def plan_weather(
-    product: str,
-    paths: Sequence[str] | None = None,
-    run_date: dt.date | None = None,
+# --- prepare ---------------------------------------------------------------------------------
+def prepare_weather(
+    run_date: dt.date,
     *,
     lake: Lake | None = None,
     settings: Settings | None = None,
+    shards: int | None = None,
+    dag_run_id: str | None = None,
+    sources: Mapping[str, Sequence[str]] | None = None,
 ) -> WeatherPlan:
-    """Which months of ``product`` to read (see the module docstring). ``paths`` default to
-    the product's configured source; with ``run_date``, days after it are left for later."""
-    if product not in PRODUCTS:
-        raise ValueError(f"unknown weather product {product!r}")
+    """Which months of which product to read (see the module docstring); days after
+    ``run_date`` are left for a later night. ``sources``: product → files, folders, globs or
+    ``s3://`` prefixes (``nuru-yield ingest``); None: every product with a configured
+    source."""
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
-    patterns = list(paths or _configured(product, settings))
-    files = resolve(patterns, settings)
-    cells = weather_cells(lake)
-    wanted = _winners(product, files, settings)
-    if run_date is not None:
-        wanted = {key: entry for key, entry in wanted.items() if key[0] <= run_date.isoformat()}
-    if not wanted:
-        raise DataValidationError(
-            f"no {product} day to ingest in {', '.join(patterns)}"
-            + (f" up to {run_date}" if run_date else "")
-        )
-    by_month: dict[str, dict[tuple[str, str], dict[str, str]]] = defaultdict(dict)
-    for key, entry in wanted.items():
-        by_month[key[0][:7]][key] = entry
-    cells_hash = _cells_hash(cells)
+    wanted_sources = _wanted(sources, settings)
     work: dict[str, dict[str, Any]] = {}
-    for month, entries in sorted(by_month.items()):
-        stored = _stored_manifest(lake, product, month)
-        merged = {**stored["entries"], **entries}
-        changed = sorted(
-            {
-                day
-                for (day, column), entry in entries.items()
-                if stored["entries"].get((day, column)) != entry
-            }
-            | (set(day for day, _ in merged) if stored["cells"] != cells_hash else set())
-        )
-        if changed:
-            work[month] = {
-                "read": changed,
-                "entries": [{"date": d, "column": c, **e} for (d, c), e in sorted(merged.items())],
-            }
-    run_id = uuid.uuid4().hex[:12]
+    files: dict[str, int] = {}
+    days: dict[str, int] = {}
+    missing: dict[str, list[str]] = {}
+    cells_hash = _cells_hash(weather_cells(lake)) if wanted_sources else ""
+    for product, patterns in wanted_sources.items():
+        found = resolve(patterns, settings)
+        wanted = {
+            key: entry
+            for key, entry in _winners(product, found, settings).items()
+            if key[0] <= run_date.isoformat()
+        }
+        if not wanted:
+            raise DataValidationError(
+                f"no {product} day to ingest in {', '.join(patterns)} up to {run_date}"
+            )
+        files[product], days[product] = len(found), len({day for day, _ in wanted})
+        missing |= {f"{product} {c}": gap for c, gap in _missing_days(product, wanted).items()}
+        work |= _changed_months(lake, product, wanted, cells_hash)
+    count = max(1, min(shards or settings.ingest_shards, len(work)))
     plan = WeatherPlan(
-        run_id=run_id,
-        product=product,
-        months=sorted(work),
-        files=len(files),
-        days=len({day for day, _ in wanted}),
+        run_id=WeatherPlan.new_run_id(run_date),
+        run_date=run_date,
+        shards=count,
+        products=list(wanted_sources),
+        units=_balanced(work, count),
+        files=files,
+        days=days,
+        missing=missing,
     )
-    lake.write_json(plan.plan_path, {"run_id": run_id, "cells": cells_hash, "months": work})
+    clear_parts(lake, plan)
+    write_report(lake, plan, None, {"cells": cells_hash, "work": work, "dag_run_id": dag_run_id})
     log.info(
-        "ingest %s: %d file(s), %d day(s); %d month(s) with new or changed days: %s",
-        product, plan.files, plan.days, len(plan.months), ", ".join(plan.months) or "none",
+        "ingest %s: %s; %d month(s) with new or changed days in %d shard(s): %s",
+        ", ".join(plan.products) or "no weather product",
+        ", ".join(f"{p} {files[p]} file(s), {days[p]} day(s)" for p in plan.products) or "-",
+        len(work), plan.shards, ", ".join(sorted(work)) or "none",
     )  # fmt: skip
     return plan
 
 
-def _configured(product: str, settings: Settings) -> list[str]:
-    source = {chirps.PRODUCT: settings.chirps_source, agera5.PRODUCT: settings.agera5_source}
-    if not source[product]:
-        raise MissingInputError(
-            f"no {product} files given and {product.upper()}_SOURCE is not set "
-            "(a folder, a glob or an s3:// prefix)"
-        )
-    return [source[product]]
+def _balanced(work: dict[str, dict[str, Any]], shards: int) -> list[list[str]]:
+    """The units spread over ``shards`` with about the same number of values to read each
+    (a month of AgERA5 is three files a day, of CHIRPS one yearly file or a file a day):
+    the largest unit first, each to the shard with the least so far. Each shard's units in
+    order."""
+    load = [0] * shards
+    spread: list[list[str]] = [[] for _ in range(shards)]
+    for unit in sorted(work, key=lambda unit: (-_cost(work[unit]), unit)):
+        lightest = load.index(min(load))
+        spread[lightest].append(unit)
+        load[lightest] += _cost(work[unit])
+    return [sorted(units) for units in spread]
+
+
+def _cost(unit: dict[str, Any]) -> int:
+    """What a unit reads: its (day, column) entries to read."""
+    read = set(unit["read"])
+    return sum(entry["date"] in read for entry in unit["entries"])
+
+
+def _missing_days(
+    product: str, wanted: dict[tuple[str, str], dict[str, str]]
+) -> dict[str, list[str]]:
+    """Per column of ``product`` the files give, the days between the product's first and
+    last day that no file gives (a hole in the download: said, never filled in), as
+    ``[count, first, last]``. Solar radiation is optional: a product without any has no
+    hole in it."""
+    dates = sorted({dt.date.fromisoformat(day) for day, _ in wanted})
+    every = {(dates[0] + dt.timedelta(days=d)).isoformat()
+             for d in range((dates[-1] - dates[0]).days + 1)}  # fmt: skip
+    holes = {}
+    for column in sorted({column for _, column in wanted}):
+        gap = sorted(every - {day for day, given in wanted if given == column})
+        if gap:
+            holes[column] = [str(len(gap)), gap[0], gap[-1]]
+            log.warning(
+                "ingest %s: %s missing on %d day(s) between %s and %s (%s … %s): no file "
+                "gives them; those days have no value", product, column, len(gap),
+                dates[0], dates[-1], gap[0], gap[-1],
+            )  # fmt: skip
+    return holes
+
+
+def _wanted(
+    sources: Mapping[str, Sequence[str]] | None, settings: Settings
+) -> dict[str, list[str]]:
+    """Product → patterns: those given (products of this night only), else the configured."""
+    if sources is not None:
+        return {product: list(sources[product]) for product in PRODUCTS if product in sources}
+    configured = {chirps.PRODUCT: settings.chirps_source, agera5.PRODUCT: settings.agera5_source}
+    return {product: [source] for product, source in configured.items() if source}
+
+
+def _changed_months(
+    lake: Lake, product: str, wanted: dict[tuple[str, str], dict[str, str]], cells_hash: str
+) -> dict[str, dict[str, Any]]:
+    """Unit → the days to read and every day's entry, for each month of ``product`` with a
+    day that is new or whose file changed (every day when the cells changed)."""
+    by_month: dict[str, dict[tuple[str, str], dict[str, str]]] = defaultdict(dict)
+    for key, entry in wanted.items():
+        by_month[key[0][:7]][key] = entry
+    work = {}
+    for month, entries in sorted(by_month.items()):
+        stored = _stored_manifest(lake, product, month)
+        merged = {**stored["entries"], **entries}
+        changed = {day for (day, column), entry in entries.items()
+                   if stored["entries"].get((day, column)) != entry}  # fmt: skip
+        if stored["cells"] != cells_hash:
+            changed |= {day for day, _ in merged}
+        if changed:
+            work[f"{product}-{month}"] = {
+                "read": sorted(changed),
+                "entries": [{"date": d, "column": c, **e} for (d, c), e in sorted(merged.items())],
+            }
+    return work
 
 
 def _winners(
@@ -255,71 +353,91 @@ def _stored_manifest(lake: Lake, product: str, month: str) -> dict[str, Any]:
     }
 
 
-# --- one month ------------------------------------------------------------------------------
-def ingest_month(
+# --- the months ------------------------------------------------------------------------------
+def ingest_months(
     plan: WeatherPlan,
-    month: str,
+    shard: int,
     *,
     lake: Lake | None = None,
     settings: Settings | None = None,
-) -> MonthResult:
-    """Read the changed days of one month and replace its stored part (see the module
+) -> WeatherShardResult:
+    """Read the changed days of the shard's months and stage each month (see the module
     docstring)."""
+    units = plan.units_of(shard)
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
-    staged = lake.read_json(plan.plan_path)
-    if staged["run_id"] != plan.run_id:
-        raise DataValidationError(f"{plan.plan_path} belongs to run {staged['run_id']}")
-    work = staged["months"][month]
-    cells = weather_cells(lake)
-    if _cells_hash(cells) != staged["cells"]:
-        raise DataValidationError(
-            f"the plots changed since ingest {plan.run_id} was planned: plan it again"
-        )
+    days_read: dict[str, int] = dict.fromkeys(plan.products, 0)
+    if units:
+        prepared = lake.read_json(plan.report(None))
+        if prepared.get("run_id") != plan.run_id:
+            raise LakeError(
+                f"{plan.STEP} {plan.run_date}: run {prepared.get('run_id')} was prepared since "
+                f"run {plan.run_id}; rerun from prepare"
+            )
+        cells = weather_cells(lake)
+        if _cells_hash(cells) != prepared["cells"]:
+            raise DataValidationError(
+                f"the plots changed since ingest run {plan.run_id} was prepared: rerun from prepare"
+            )
+        for unit in units:
+            product = unit.split("-", 1)[0]
+            table, read = _read_month(lake, product, unit, prepared, cells, settings)
+            lake.write_parquet(plan.part(shard, unit), table.cast(stamped(table.schema, plan)))
+            days_read[product] += read
+    write_report(lake, plan, shard, {"units": units, "days_read": days_read})
+    log.info("ingest weather shard %d/%d: %s", shard, plan.shards, ", ".join(units) or "nothing")
+    return WeatherShardResult(shard, units, days_read)
+
+
+def _read_month(
+    lake: Lake,
+    product: str,
+    unit: str,
+    prepared: dict[str, Any],
+    cells: pd.DataFrame,
+    settings: Settings,
+) -> tuple[pa.Table, int]:
+    """One month of ``product`` at the cells: its changed days read, its other days as
+    stored, its manifest in the metadata; and how many days were read."""
+    work = prepared["work"][unit]
     read = set(work["read"])
-    columns = PRODUCT_COLUMNS[plan.product]
+    columns = PRODUCT_COLUMNS[product]
     by_file: dict[str, list[dict[str, str]]] = defaultdict(list)
     for entry in work["entries"]:
         if entry["date"] in read:
             by_file[entry["file"]].append(entry)
     days = sorted(read)
-    fresh = pd.DataFrame(
-        {
-            "cell_id": np.tile(cells["cell_id"].to_numpy(np.int64), len(days)),
-            "date": np.repeat(np.array(days, dtype="datetime64[D]"), len(cells)),
-        }
-    )
-    for column in columns:
-        fresh[column] = np.nan
+    ids = cells["cell_id"].to_numpy(np.int64)
+    grids = {column: np.full((len(days), len(ids)), np.nan) for column in columns}
     position = {day: i for i, day in enumerate(days)}
     fingerprints = {e["file"]: e["fingerprint"] for e in work["entries"]}
     for uri, entries in sorted(by_file.items()):
         source = SourceFile(uri, fingerprints[uri], 0)
         with source.local(settings) as path:
-            if plan.product == chirps.PRODUCT:
+            if product == chirps.PRODUCT:
                 wanted = sorted({dt.date.fromisoformat(e["date"]) for e in entries})
-                frame = chirps.read_chirps(path, source.name, cells, wanted)
-                for day, values in frame.groupby("date", sort=True)["precip_mm"]:
-                    start = position[day.date().isoformat()] * len(cells)
-                    fresh.loc[start : start + len(cells) - 1, "precip_mm"] = values.to_numpy()
+                found, rain = chirps.read_chirps(path, source.name, cells, wanted)
+                for day, values in zip(found, rain, strict=True):
+                    grids["precip_mm"][position[day.isoformat()]] = values
             else:
                 file, values = agera5.read_agera5(path, source.name, cells)
-                start = position[file.day.isoformat()] * len(cells)
-                fresh.loc[start : start + len(cells) - 1, file.column] = values
-    year, number = int(month[:4]), int(month[5:])
-    path = names.source_month_path(plan.product, year, number)
-    kept = _stored_rows(lake, path, columns, read, cells)
-    table = pa.Table.from_pandas(
-        pd.concat([kept, fresh], ignore_index=True).sort_values(["date", "cell_id"]),
-        schema=_month_schema(plan.product),
-        preserve_index=False,
+                grids[file.column][position[file.day.isoformat()]] = values
+    schema = _month_schema(product)
+    dates = pa.array(np.repeat(np.array(days, dtype="datetime64[D]"), len(ids))).cast(pa.date32())
+    fresh = pa.Table.from_arrays(
+        [pa.array(np.tile(ids, len(days))), dates]
+        + [pa.array(grid.ravel(), mask=np.isnan(grid.ravel())) for grid in grids.values()],
+        schema=schema,
     )
-    manifest = {"cells": staged["cells"], "entries": work["entries"]}
-    lake.write_parquet(
-        path, table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest, sort_keys=True)})
+    month = unit.split("-", 1)[1]
+    path = names.source_month_path(product, int(month[:4]), int(month[5:]))
+    kept = _stored_rows(lake, path, schema, fresh.column("date").unique(), ids)
+    table = pa.concat_tables([kept, fresh]).sort_by(
+        [("date", "ascending"), ("cell_id", "ascending")]
     )
-    log.info("ingest %s %s: %d day(s) read, %d rows", plan.product, month, len(days), len(table))
-    return MonthResult(plan.product, month, len(days), table.num_rows)
+    manifest = json.dumps({"cells": prepared["cells"], "entries": work["entries"]}, sort_keys=True)
+    log.info("ingest %s %s: %d day(s) read, %d rows", product, month, len(days), len(table))
+    return table.replace_schema_metadata({MANIFEST_KEY: manifest}), len(days)
 
 
 def _month_schema(product: str) -> pa.Schema:
@@ -330,31 +448,48 @@ def _month_schema(product: str) -> pa.Schema:
 
 
 def _stored_rows(
-    lake: Lake, path: str, columns: list[str], read: set[str], cells: pd.DataFrame
-) -> pd.DataFrame:
-    """The stored rows of the days not read again (at the current cells only)."""
+    lake: Lake, path: str, schema: pa.Schema, read: pa.Array, ids: np.ndarray
+) -> pa.Table:
+    """The stored rows of the days not read again (``read``), at the current cells only."""
     if not lake.exists(path):
-        return pd.DataFrame(columns=["cell_id", "date", *columns])
-    stored = lake.read_parquet(path).to_pandas(date_as_object=False)
-    keep = ~stored["date"].dt.strftime("%Y-%m-%d").isin(read) & stored["cell_id"].isin(
-        cells["cell_id"]
+        return schema.empty_table()
+    stored = lake.read_parquet(path).select(schema.names).cast(schema)
+    keep = pc.and_(
+        pc.invert(pc.is_in(stored.column("date"), value_set=read)),
+        pc.is_in(stored.column("cell_id"), value_set=pa.array(ids)),
     )
-    return stored[keep]
+    return stored.filter(keep)
 
 
-# --- publish --------------------------------------------------------------------------------
+# --- publish -------------------------------------------------------------------------------
 def publish_weather(
-    plan: WeatherPlan, *, lake: Lake | None = None, settings: Settings | None = None
+    plan: WeatherPlan,
+    results: Sequence[WeatherShardResult],
+    *,
+    lake: Lake | None = None,
+    settings: Settings | None = None,
 ) -> WeatherResult:
-    """Rebuild the raw weather years whose stored months changed, the weather cells and
-    the day-by-day sources table (see the module docstring)."""
+    """Move the staged months into place, then rebuild the raw weather years whose stored
+    months changed, the weather cells and the day-by-day sources table (see the module
+    docstring). Without a weather product, the raw weather is left as it is (a team may
+    write it itself)."""
     lake = lake or Lake.from_settings(settings)
+    if not plan.products:
+        clear_parts(lake, plan)
+        return WeatherResult(plan.run_id, plan.run_date, {}, {}, [])
+    _, *reports = read_reports(lake, plan, prepare=True)
+    for shard in range(plan.shards):
+        for unit in plan.units_of(shard):
+            product, month = unit.split("-", 1)
+            place(lake, plan, shard, unit,
+                  names.source_month_path(product, int(month[:4]), int(month[5:])))  # fmt: skip
     cells = weather_cells(lake)
     lake.write_parquet(names.RAW_WEATHER_CELLS, cells_table(cells))
     years = sorted(
         {
             int(path.split("year=")[1][:4])
-            for path in lake.list(names.SOURCES, ".parquet")
+            for product in PRODUCTS
+            for path in lake.list(f"{names.SOURCES}/{product}", ".parquet")
             if "year=" in path
         }
     )
@@ -374,9 +509,15 @@ def publish_weather(
         uris.append(lake.write_parquet(target, table.replace_schema_metadata({STAMP_KEY: stamp})))
         rebuilt.append(year)
     lake.write_parquet(names.RAW_WEATHER_SOURCES, _sources_table(lake))
-    lake.delete(plan.plan_path)
-    log.info("ingest %s: raw weather rebuilt for %s", plan.product, rebuilt or "no year")
-    return WeatherResult(plan.product, rebuilt, 0, uris)
+    clear_parts(lake, plan)
+    days_read = {
+        product: sum(report["days_read"].get(product, 0) for report in reports)
+        for product in plan.products
+    }
+    log.info("ingest weather: raw weather rebuilt for %s", rebuilt or "no year")
+    return WeatherResult(
+        plan.run_id, plan.run_date, plan.files, days_read, rebuilt, uris, plan.missing
+    )
 
 
 def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:
@@ -390,19 +531,31 @@ def _stamp(lake: Lake, parts: dict[str, list[str]]) -> str:
 
 
 def _weather_year(lake: Lake, parts: dict[str, list[str]], cells: pd.DataFrame) -> pa.Table:
-    frames = []
+    """A year of raw weather: each product's stored months at the current cells, joined
+    on cell and day (a column no product gave is null), sorted by day and cell."""
+    ids = pa.array(cells["cell_id"].to_numpy(np.int64))
+    joined: pa.Table | None = None
     for product in PRODUCTS:
-        if parts[product]:
-            frame = lake.read_parquet(parts[product]).to_pandas(date_as_object=False)
-            frames.append(frame[frame["cell_id"].isin(cells["cell_id"])])
-    merged = frames[0]
-    for frame in frames[1:]:
-        merged = merged.merge(frame, on=["cell_id", "date"], how="outer")
-    for column in WEATHER_SCHEMA.names:
-        if column not in merged:
-            merged[column] = np.nan
-    merged = merged.sort_values(["date", "cell_id"])[WEATHER_SCHEMA.names]
-    return pa.Table.from_pandas(merged, schema=WEATHER_SCHEMA, preserve_index=False)
+        if not parts[product]:
+            continue
+        schema = _month_schema(product)
+        table = lake.read_parquet(parts[product]).select(schema.names).cast(schema)
+        table = table.filter(pc.is_in(table.column("cell_id"), value_set=ids))
+        joined = (
+            table
+            if joined is None
+            else joined.join(
+                table, keys=["cell_id", "date"], join_type="full outer", coalesce_keys=True
+            )
+        )
+    assert joined is not None, "a year without a stored month"
+    columns = [
+        joined.column(field.name) if field.name in joined.column_names
+        else pa.nulls(joined.num_rows, field.type)
+        for field in WEATHER_SCHEMA
+    ]  # fmt: skip
+    table = pa.Table.from_arrays(columns, schema=WEATHER_SCHEMA)
+    return table.sort_by([("date", "ascending"), ("cell_id", "ascending")])
 
 
 def _sources_table(lake: Lake) -> pa.Table:
@@ -418,21 +571,4 @@ def _sources_table(lake: Lake) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=SOURCES_SCHEMA, preserve_index=False)
 
 
-def ingest_weather(
-    product: str,
-    paths: Sequence[str] | None = None,
-    run_date: dt.date | None = None,
-    *,
-    lake: Lake | None = None,
-    settings: Settings | None = None,
-) -> WeatherResult:
-    """Plan, ingest every month that needs it and publish, in this process
-    (``nuru-yield ingest chirps|agera5``)."""
-    settings = settings or get_settings()
-    lake = lake or Lake.from_settings(settings)
-    plan = plan_weather(product, paths, run_date, lake=lake, settings=settings)
-    read = sum(
-        ingest_month(plan, month, lake=lake, settings=settings).days_read for month in plan.months
-    )
-    published = publish_weather(plan, lake=lake, settings=settings)
-    return WeatherResult(product, published.years, read, published.uris)
+WEATHER = Night(WeatherPlan, WeatherShardResult, prepare_weather, ingest_months, publish_weather)

@@ -17,7 +17,6 @@ weight, a yield above 25 t/ha, a duplicate plot-season.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +32,6 @@ from nuru_yield.sources.tables import (
     find_column,
     integers,
     numbers,
-    read_csv,
     require_column,
 )
 
@@ -57,18 +55,18 @@ UNITS = {"kg/ha": 1.0, "t/ha": 1e3}
 
 
 def read_yields(
-    files: Sequence[tuple[Path, str]],
+    files: Sequence[tuple[pd.DataFrame, str]],
     *,
     standard_moisture_pct: float,
     unit: str = "",
     mapping: dict[str, str] | None = None,
 ) -> tuple[pa.Table, pd.DataFrame, int]:
-    """Labels of the files (local path, name for messages): (contract table, quarantined
-    rows with reason and file, rows read). Pure: no lake."""
+    """Labels of crop-cut CSVs' rows (:func:`~.tables.read_csv`; with the file's name for
+    messages): (contract table, quarantined rows with reason and file, rows read). Pure."""
     mapping = mapping or {}
     frames = []
-    for path, name in files:
-        frame = read_csv(path, name)
+    for given, name in files:
+        frame = given.copy()
         frame[SOURCE] = name
         frames.append(_labels(frame, name, standard_moisture_pct, unit, mapping))
     rows = pd.concat(frames, ignore_index=True)

@@ -133,8 +133,8 @@ def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_sch
         'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"',  # the demo's Airflow home
     ):
         assert setting in standalone, setting
-    backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id feature_materialization")
-    assert backfill.endswith("airflow backfill create --dag-id feature_materialization")
+    backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id raw_ingestion")
+    assert backfill.endswith("airflow backfill create --dag-id raw_ingestion")
     assert 'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"' in backfill
     assert dry_run("demo", "PORT=8123").endswith("nuru-yield demo --port 8123")
 

@@ -21,11 +21,28 @@ from nuru_yield.grid import agera5_pixel
 from nuru_yield.lake import Lake
 from nuru_yield.sample_data import formats
 from nuru_yield.sources import weather as weather_module
-from nuru_yield.sources.ingest import ingest
-from nuru_yield.sources.plots import read_plots
+from nuru_yield.sources.ingest import ingest as ingest_product
+from nuru_yield.sources.plots import read_file, read_plots
+from nuru_yield.sources.tables import read_csv
 from nuru_yield.sources.yields import read_yields
 
 DAYS = [dt.date(2024, 3, 1) + dt.timedelta(days=d) for d in range(45)]  # March and April
+NIGHT = dt.date(2024, 12, 31)
+
+
+def ingest(product: str, paths: list[str], *, lake: Lake) -> object:
+    """One product's files into ``lake`` for the night NIGHT (its two sharded steps)."""
+    return ingest_product(product, paths, NIGHT, lake=lake)
+
+
+def plots_of(path: Path, **options: object) -> object:
+    """:func:`read_plots` of one file as read."""
+    return read_plots([(read_file(path, path.name), path.name)], **options)
+
+
+def labels_of(path: Path, **options: object) -> tuple:
+    """:func:`read_yields` of one crop-cut CSV as read."""
+    return read_yields([(read_csv(path, path.name), path.name)], **options)
 
 
 @pytest.fixture
@@ -51,7 +68,7 @@ def world(tmp_path: Path, lake: Lake) -> dict:
     )
     plots.to_csv(tmp_path / "plots.csv", index=False)
     ingest("plots", [str(tmp_path / "plots.csv")], lake=lake)
-    cells = lake.read_parquet("raw/weather_cells.parquet").to_pandas()
+    cells = weather_module.weather_cells(lake)  # the CHIRPS pixels holding plots
     n = len(cells)
     precip = np.round(rng.gamma(0.6, 8.0, (len(DAYS), n)), 1)
     precip[5, 0] = np.nan  # a missing value: written as the fill value
@@ -90,7 +107,7 @@ def test_chirps_geotiffs_gzipped_or_not_give_the_same_rain(world: dict, lake: La
             world["chirps"], day, world["ids"], world["precip"][index], gz=index % 2 == 0
         )
     result = ingest("chirps", [str(world["chirps"] / "*.tif*")], lake=lake)
-    assert result.days_read == len(DAYS)
+    assert result.days_read == {"chirps": len(DAYS)}
     rain = _raw_weather(lake).pivot(index="date", columns="cell_id", values="precip_mm")
     np.testing.assert_array_equal(rain.to_numpy(), world["precip"])
 
@@ -110,7 +127,7 @@ def test_reingesting_is_byte_identical_and_reads_nothing_new(world: dict, lake: 
     first = path.read_bytes()
     path.unlink()  # publish rebuilds a missing year even when no day is new
     again = ingest("chirps", [str(world["chirps"])], lake=lake)
-    assert again.days_read == 0
+    assert again.days_read == {"chirps": 0}
     assert path.read_bytes() == first
 
 
@@ -124,7 +141,7 @@ def test_a_preliminary_day_is_replaced_by_final_data_and_the_version_recorded(
     final = world["precip"][0] + 1.0
     formats.write_chirps_day(world["chirps"], DAYS[0], world["ids"], final)
     result = ingest("chirps", [str(prelim), str(world["chirps"])], lake=lake)
-    assert result.days_read == 1
+    assert result.days_read == {"chirps": 1}
     rain = _raw_weather(lake)
     np.testing.assert_allclose(rain["precip_mm"].to_numpy(), final, equal_nan=True)
     sources = lake.read_parquet("raw/weather_sources.parquet").to_pandas()
@@ -146,16 +163,43 @@ def test_a_failed_weather_ingest_leaves_the_previous_raw_weather(
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    original = weather_module.ingest_month
-    monkeypatch.setattr(weather_module, "ingest_month", dies_on_the_second_month)
+    original = weather_module._read_month
+    monkeypatch.setattr(weather_module, "_read_month", dies_on_the_second_month)
     with pytest.raises(KeyboardInterrupt):
         ingest("chirps", [str(world["chirps"])], lake=lake)
     assert (Path(lake.root) / "raw/weather/year=2024/part-0.parquet").read_bytes() == before
-    monkeypatch.setattr(weather_module, "ingest_month", original)
+    monkeypatch.setattr(weather_module, "_read_month", original)
     ingest("chirps", [str(world["chirps"])], lake=lake)  # the rerun finishes the job
     np.testing.assert_allclose(
         _raw_weather(lake)["precip_mm"].to_numpy(), (world["precip"] + 2).ravel(), equal_nan=True
     )
+
+
+def test_a_day_no_file_gives_is_said_and_left_without_a_value(world: dict, lake: Lake) -> None:
+    """A hole in a download (a daily GeoTIFF not fetched, a variable's file missing for a
+    day) is named in the result, never filled in."""
+    for index, day in enumerate(DAYS[:6]):
+        if day != DAYS[3]:
+            formats.write_chirps_day(world["chirps"], day, world["ids"], world["precip"][index])
+    for index, day in enumerate(DAYS[:3]):
+        formats.write_agera5_day(world["agera5"], day, "tmax_c", world["ids"], world["tmax"][index])
+        if index != 1:
+            formats.write_agera5_day(
+                world["agera5"], day, "tmin_c", world["ids"], world["tmax"][index] - 10
+            )
+    rain = ingest("chirps", [str(world["chirps"])], lake=lake)
+    temperature = ingest("agera5", [str(world["agera5"])], lake=lake)
+    assert rain.lines()[1:] == [
+        f"chirps precip_mm: missing on 1 day(s), {DAYS[3]} … {DAYS[3]} (no file gives them)"
+    ]
+    assert temperature.lines()[1:] == [
+        f"agera5 tmin_c: missing on 1 day(s), {DAYS[1]} … {DAYS[1]} (no file gives them)"
+    ]
+    weather = _raw_weather(lake).set_index("date")
+    assert (
+        weather.loc[DAYS[1], "tmin_c"].isna().all() and weather.loc[DAYS[2], "tmin_c"].notna().all()
+    )
+    assert DAYS[3] not in set(weather.index[weather["precip_mm"].notna()])
 
 
 def _set(path: Path, variable: str, **attributes: object) -> None:
@@ -268,7 +312,7 @@ def test_plots_bad_rows_are_quarantined_with_their_reason(tmp_path: Path) -> Non
             _feature(6, _square(37.4, -1.4), season="Dry"),
         ],
     )
-    read = read_plots([(path, path.name)])
+    read = plots_of(path)
     good = read.good.to_pandas()
     assert good["plot_id"].tolist() == [1, 5]
     assert good["season"].tolist() == ["Long Rains", "Short Rains"]
@@ -278,6 +322,90 @@ def test_plots_bad_rows_are_quarantined_with_their_reason(tmp_path: Path) -> Non
     assert reasons[3].startswith("outside Kenya")
     assert reasons[4].startswith("duplicate plot id 4")
     assert reasons[6] == "unknown season 'Dry'"
+
+
+def test_plot_geometries_hold_each_plots_boundary_in_wgs84_once(
+    tmp_path: Path, lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``raw/plot_geometries.parquet`` (what NDVI zonal means read): one row per plot, its
+    polygon as the file gave it, in WGS 84 (GeoParquet: geopandas reads it as it is); a
+    file of coordinates gives points; quarantined plots have none."""
+    import geopandas as gpd
+    import shapely
+
+    path = _plots_geojson(
+        tmp_path,
+        [
+            _feature(1, _square(37.1, -1.2)),
+            _feature(1, _square(37.1, -1.2), season="Short Rains"),  # a second season
+            _feature(2, _square(37.3, -1.3, side=0.001)),
+            _feature(3, _square(2.35, 48.85)),  # Paris: quarantined
+        ],
+    )
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.5")
+    from nuru_yield.config import reset_settings
+
+    reset_settings()
+    ingest("plots", [str(path)], lake=lake)
+    geometries = gpd.read_parquet(Path(lake.root) / "raw/plot_geometries.parquet")
+    geometries = geometries.sort_values("plot_id", ignore_index=True)  # in shard order
+    assert geometries.crs.equals("OGC:CRS84") and geometries["plot_id"].tolist() == [1, 2]
+    expected = [
+        shapely.Polygon(_square(37.1, -1.2)[0]),
+        shapely.Polygon(_square(37.3, -1.3, 0.001)[0]),
+    ]
+    assert all(g.equals(e) for g, e in zip(geometries.geometry, expected, strict=True))
+    points = tmp_path / "points.csv"
+    pd.DataFrame({"plot_id": [7], "lat": [-1.25], "lon": [37.25], "altitude": [1500],
+                  "county": ["Machakos"], "season": ["LR"], "planting_date": ["2024-03-20"]}
+                 ).to_csv(points, index=False)  # fmt: skip
+    ingest("plots", [str(points)], lake=lake)
+    point = gpd.read_parquet(Path(lake.root) / "raw/plot_geometries.parquet").geometry[0]
+    assert point.equals(shapely.Point(37.25, -1.25))
+
+
+def test_the_shards_split_plots_and_labels_without_changing_a_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plots, their seasons (a separate CSV), labels and the quarantine come out the same
+    whether one shard reads every plot or five shards a plot bucket each."""
+    from nuru_yield.config import reset_settings
+
+    rng = np.random.default_rng(5)
+    ids = [*range(1, 41), 7, "x9", ""]  # a duplicate, an id that is no number, none
+    pd.DataFrame({"PlotID": ids, "lat": rng.uniform(-1.5, -1.1, 43),
+                  "lon": rng.uniform(37.1, 37.5, 43), "elevation": 1400,
+                  "County": "Machakos"}).to_csv(tmp_path / "plots.csv", index=False)  # fmt: skip
+    pd.DataFrame({"plot_id": [*range(1, 41), 99], "season": "SR", "year": 2024,
+                  "planting_date": "2024-10-20"}).to_csv(tmp_path / "seasons.csv", index=False)  # fmt: skip
+    pd.DataFrame({"Plot ID": range(1, 41), "Season": "SR", "Year": 2024, "fresh_weight_kg": 7.5,
+                  "cut_area_m2": 25, "moisture_pct": np.where(np.arange(40) == 3, 0, 21)}
+                 ).to_csv(tmp_path / "cuts.csv", index=False)  # fmt: skip
+    monkeypatch.setenv("PLOT_SEASONS_SOURCE", str(tmp_path / "seasons.csv"))
+    monkeypatch.setenv("VALIDATION_MAX_BAD_SHARE", "0.2")
+    reset_settings()
+    tables = {}
+    for shards in (1, 5):
+        lake = Lake(f"file://{tmp_path / f'lake{shards}'}")
+        for product, path in (("plots", "plots.csv"), ("yields", "cuts.csv")):
+            ingest_product(product, [str(tmp_path / path)], NIGHT, lake=lake, shards=shards)
+        tables[shards] = {
+            path: lake.read_parquet(path).to_pandas().sort_values(key).reset_index(drop=True)
+            for path, key in (
+                ("raw/plots.parquet", ["plot_id", "season_year", "season"]),
+                ("raw/plot_geometries.parquet", ["plot_id"]),
+                ("raw/yields.parquet", ["plot_id"]),
+                ("raw/rejected/plots.parquet", ["plot_id", "reason"]),
+                ("raw/rejected/yields.parquet", ["plot_id"]),
+            )
+        }
+    for path, table in tables[1].items():
+        pd.testing.assert_frame_equal(tables[5][path], table)
+    rejected = tables[5]["raw/rejected/plots.parquet"]
+    assert sorted(rejected["reason"].str.split(" ").str[:3].str.join(" ").unique()) == [
+        "duplicate plot id", "no plot id", "plot id is", "plot id not",
+    ]  # fmt: skip
+    assert len(tables[5]["raw/plots.parquet"]) == 39 and len(tables[5]["raw/yields.parquet"]) == 39
 
 
 def test_a_zipped_shapefile_in_utm_is_reprojected(tmp_path: Path) -> None:
@@ -295,7 +423,7 @@ def test_a_zipped_shapefile_in_utm_is_reprojected(tmp_path: Path) -> None:
         for part in tmp_path.glob("plots.*"):
             if part.suffix != ".zip":
                 archive.write(part, part.name)
-    read = read_plots([(tmp_path / "plots.zip", "plots.zip")])
+    read = plots_of(tmp_path / "plots.zip")
     row = read.good.to_pylist()[0]
     assert row["area_ha"] == pytest.approx(0.25, rel=1e-3)
     assert row["latitude"] == pytest.approx(-0.9043, abs=1e-3)
@@ -308,7 +436,7 @@ def test_plots_without_altitude_and_no_dem_are_one_line(tmp_path: Path) -> None:
         tmp_path / "plots.csv", index=False
     )  # fmt: skip
     with pytest.raises(DataValidationError, match=r"no altitude column .* no DEM_SOURCE"):
-        read_plots([(tmp_path / "plots.csv", "plots.csv")])
+        plots_of(tmp_path / "plots.csv")
 
 
 def test_altitude_from_a_dem_and_county_from_boundaries(tmp_path: Path) -> None:
@@ -331,8 +459,8 @@ def test_altitude_from_a_dem_and_county_from_boundaries(tmp_path: Path) -> None:
                   "season": ["LR", "LR"], "planting_date": ["20/03/2024", "2024-03-21"]}).to_csv(
         tmp_path / "plots.csv", index=False
     )  # fmt: skip
-    read = read_plots(
-        [(tmp_path / "plots.csv", "plots.csv")],
+    read = plots_of(
+        tmp_path / "plots.csv",
         dem=(tmp_path / "dem.tif", "dem.tif"),
         counties=(tmp_path / "counties.geojson", "counties.geojson"),
     )
@@ -353,9 +481,7 @@ def test_crop_cuts_become_kg_per_ha_at_the_standard_moisture(tmp_path: Path) -> 
             "moisture_pct": [12.5, 30.0, 0.0, 100.0, 20.0],
         }
     ).to_csv(tmp_path / "cuts.csv", index=False)
-    table, rejected, total = read_yields(
-        [(tmp_path / "cuts.csv", "cuts.csv")], standard_moisture_pct=12.5
-    )
+    table, rejected, total = labels_of(tmp_path / "cuts.csv", standard_moisture_pct=12.5)
     assert total == 5
     assert table.column("yield_kg_per_ha").to_pylist() == [4000.0, 3200.0, 1828.6]
     assert sorted(rejected["reason"]) == [
@@ -371,13 +497,11 @@ def test_stated_yields_in_tonnes_and_a_unit_setting(tmp_path: Path) -> None:
     pd.DataFrame({"plot_id": [2], "season": ["SR"], "year": [2024], "yield": [1.5]}).to_csv(
         tmp_path / "b.csv", index=False
     )
-    table, _, _ = read_yields([(tmp_path / "a.csv", "a.csv")], standard_moisture_pct=12.5)
+    table, _, _ = labels_of(tmp_path / "a.csv", standard_moisture_pct=12.5)
     assert table.column("yield_kg_per_ha").to_pylist() == [2500.0]
     with pytest.raises(DataValidationError, match="states no unit"):
-        read_yields([(tmp_path / "b.csv", "b.csv")], standard_moisture_pct=12.5)
-    table, _, _ = read_yields(
-        [(tmp_path / "b.csv", "b.csv")], standard_moisture_pct=12.5, unit="t/ha"
-    )
+        labels_of(tmp_path / "b.csv", standard_moisture_pct=12.5)
+    table, _, _ = labels_of(tmp_path / "b.csv", standard_moisture_pct=12.5, unit="t/ha")
     assert table.column("yield_kg_per_ha").to_pylist() == [1500.0]
 
 
@@ -418,3 +542,33 @@ def test_the_cli_ingests_and_fails_in_one_line(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: chirps-v2.0.2023.days_p05.nc: not a readable NetCDF file")
     assert "\n" not in err
+
+
+def test_ingest_all_runs_every_configured_product_and_leaves_the_others(
+    world: dict, lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """``nuru-yield ingest all`` (the raw_ingestion DAG's steps in one process): plots and
+    labels, then weather; a product without a source is left as it is."""
+    from nuru_yield.config import reset_settings
+
+    formats.write_chirps_year(world["chirps"], 2024, DAYS, world["ids"], world["precip"])
+    pd.DataFrame({"plot_id": [1], "season": ["LR"], "year": [2024], "yield_t_ha": [2.0]}).to_csv(
+        tmp_path / "cuts.csv", index=False
+    )
+    monkeypatch.setenv("LAKE_URL", lake.url)
+    for name, path in (("PLOTS", "plots.csv"), ("CHIRPS", "chirps"), ("YIELDS", "cuts.csv")):
+        monkeypatch.setenv(f"{name}_SOURCE", str(tmp_path / path))
+    reset_settings()
+    main(["ingest", "all", "--date", "2024-03-31"])
+    assert capsys.readouterr().out.splitlines() == [
+        "plots: 1 file(s) unchanged since the last ingest",  # the fixture ingested them
+        "yields: 1 file(s), 1 rows, 0 quarantined",
+        "chirps: 1 file(s), 31 day(s) read; raw weather rebuilt for 2024",  # to the night
+    ]
+    assert not lake.exists("sources/agera5")  # no AGERA5_SOURCE: nothing of it
+    for name in ("PLOTS", "CHIRPS", "YIELDS"):
+        monkeypatch.delenv(f"{name}_SOURCE")
+    reset_settings()
+    main(["ingest", "all", "--date", "2024-03-31"])
+    assert "no source configured" in capsys.readouterr().out

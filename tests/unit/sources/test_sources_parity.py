@@ -41,7 +41,7 @@ def test_the_same_world_through_the_real_formats_gives_the_same_features(tmp_pat
         ("agera5", real / "agera5"),
         ("yields", real / "crop_cuts.csv"),
     ):
-        ingest(product, [str(path)], lake=ingested, settings=settings)
+        ingest(product, [str(path)], dt.date(2024, 12, 31), lake=ingested, settings=settings)
     shutil.copytree(tmp_path / "a" / "raw" / "ndvi", tmp_path / "b" / "raw" / "ndvi")
 
     plots = _read(ingested, "raw/plots.parquet")
@@ -56,7 +56,7 @@ def test_the_same_world_through_the_real_formats_gives_the_same_features(tmp_pat
     features = [
         _read(lake, f"features/{day}/plot_features.parquet")
         for lake in (contract, ingested)
-        if materialize(lake, day).rows
+        if materialize(day, lake=lake).rows
     ]
     assert len(features) == 2 and len(features[0]) > 100
     pd.testing.assert_frame_equal(features[1], features[0], check_exact=False, rtol=1e-12)
