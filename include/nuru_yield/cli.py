@@ -210,21 +210,37 @@ def ingest_yields(paths: PathsArgument = None, shards: IngestShardsOption = None
 def ingest_ndvi(
     paths: Annotated[
         list[str] | None,
-        typer.Argument(help="NDVI GeoTIFF/COG composites: files, folders, globs, s3:// prefixes."),
+        typer.Argument(
+            help="NDVI GeoTIFF/COG composites: files, folders, globs, s3:// prefixes "
+            "(default NDVI_SOURCE)."
+        ),
     ] = None,
     stac: Annotated[
         str | None,
-        typer.Option(help="A STAC API URL or a static catalog.json (local or s3://)."),
+        typer.Option(
+            help="A STAC API URL or a static catalog.json, local or s3:// (default NDVI_STAC_URL)."
+        ),
     ] = None,
     collection: Annotated[
-        str | None, typer.Option(help="The STAC collection of Sentinel-2 L2A scenes.")
+        str | None,
+        typer.Option(help="The STAC collection of Sentinel-2 L2A scenes (NDVI_STAC_COLLECTION)."),
     ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Days before the night the STAC search covers (NDVI_STAC_DAYS)."),
+    ] = None,
+    date: IngestDateOption = None,
+    shards: IngestShardsOption = None,
 ) -> None:
     """NDVI per plot from MODIS-style composites or Sentinel-2 L2A scenes through STAC:
     one file per acquisition and plot bucket; scenes already ingested are skipped."""
     from nuru_yield.sources.ndvi import ingest_ndvi as ingest
 
-    typer.echo(ingest(paths or None, stac=stac, collection=collection).render())
+    result = ingest(
+        paths or None, stac=stac, collection=collection, days=days, run_date=_night(date),
+        shards=shards,
+    )  # fmt: skip
+    typer.echo(result.render())
 
 
 @ingest_app.command("all")
@@ -237,7 +253,8 @@ def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
         typer.echo(line)
     if not lines:
         typer.echo(
-            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
+            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE, "
+            "NDVI_SOURCE, NDVI_STAC_URL)"
         )
 
 

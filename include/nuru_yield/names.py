@@ -40,6 +40,9 @@ SOURCES = "sources"
 # Where raw ingestion's two sharded nights stage their parts (``{prefix}/_parts/{D}/``).
 SOURCES_TABLES = f"{SOURCES}/tables"
 SOURCES_WEATHER = f"{SOURCES}/weather"
+# NDVI rasters' night stages there too, and keeps one ledger per acquisition: the scenes it
+# was made from (nuru_yield.sources.ndvi).
+SOURCES_NDVI = f"{SOURCES}/ndvi"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"
@@ -77,6 +80,11 @@ def source_month_path(product: str, year: int, month: int) -> str:
 def rejected_raw_path(product: str) -> str:
     """The rows the last ingest of ``product`` quarantined, each with its reason."""
     return f"{RAW_REJECTED}/{product}.parquet"
+
+
+def ndvi_ledger_path(product: str, date: dt.date) -> str:
+    """The scenes one NDVI acquisition (a product and a date) was last made from."""
+    return f"{SOURCES_NDVI}/{product}-{_day(date).replace('-', '')}.json"
 
 
 def ndvi_year_dir(year: int) -> str:

@@ -86,6 +86,33 @@ def write_modis_composite(
     )
 
 
+def modis_grid(
+    bounds: tuple[float, float, float, float], margin: int = 2
+) -> tuple[Affine, tuple[int, int]]:
+    """The window of the MODLAND 250 m sinusoidal lattice covering ``bounds`` (WGS84 west,
+    south, east, north) with ``margin`` pixels around: its transform and (rows, columns)."""
+    import math
+
+    from affine import Affine
+    from pyproj import Transformer
+
+    from nuru_yield.sources.modis import PIXEL_METRES
+
+    west, south, east, north = bounds
+    forward = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ4, always_xy=True)
+    lons = np.array([west, east, west, east, (west + east) / 2, (west + east) / 2])
+    lats = np.array([south, south, north, north, south, north])
+    x, y = forward.transform(lons, lats)
+    col0 = math.floor(min(x) / PIXEL_METRES) - margin
+    col1 = math.ceil(max(x) / PIXEL_METRES) + margin
+    row0 = math.floor(-max(y) / PIXEL_METRES) - margin
+    row1 = math.ceil(-min(y) / PIXEL_METRES) + margin
+    transform = Affine(
+        PIXEL_METRES, 0.0, col0 * PIXEL_METRES, 0.0, -PIXEL_METRES, -row0 * PIXEL_METRES
+    )
+    return transform, (row1 - row0, col1 - col0)
+
+
 def modis_name(first_day: dt.date, h: int, v: int, product: str = "MOD13Q1") -> str:
     """An LP DAAC-style granule name: ``MOD13Q1.A2025161.h21v08.061.tif``."""
     return f"{product}.A{first_day:%Y%j}.h{h:02d}v{v:02d}.061.tif"

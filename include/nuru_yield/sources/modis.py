@@ -65,6 +65,7 @@ MODIS_SCALE = 1e-4
 MODIS_FILL = -3000
 MODIS_VALID_DN = (-2000, 10000)
 COMPOSITE_DAYS = 16
+KIND = "composite"  # a scene's ref: rebuilt by composite_scene
 RELIABILITY_FILL, RELIABILITY_SNOW, RELIABILITY_CLOUDY = -1, 2, 3
 _RELIABILITY_STATE = {-1: NO_DATA, 0: CLEAR, 1: CLEAR, 2: MASKED, 3: MASKED}
 _NAME_DATE = re.compile(r"(?:\.A|doy)(\d{4})(\d{3})(?!\d)")
@@ -95,22 +96,31 @@ def composite_scenes(paths: Sequence[str]) -> tuple[list[Scene], list[Quarantine
                     Quarantined(_stem(path), path, "a reliability layer without its NDVI file")
                 )
             continue
-        reliability = _reliability_partner(path, names)
         try:
-            _, last_day = composite_period(path)
+            scenes.append(composite_scene(path, _reliability_partner(path, names)))
         except BadScene as error:
             bad.append(Quarantined(_stem(path), path, str(error)))
-            continue
-        scenes.append(
-            Scene(
-                scene_id=_stem(path),
-                product=product_of(path),
-                date=last_day,
-                source=path,
-                load=_loader(path, reliability),
-            )
-        )
     return scenes, bad
+
+
+def composite_scene(path: str, reliability: str | None) -> Scene:
+    """One composite (and its reliability file, if any) as a scene; :class:`BadScene`
+    without a date. Its check reads it whole (CRS, bands, valid range, the reliability
+    layer's grid, the last block)."""
+    _, last_day = composite_period(path)
+    return Scene(
+        scene_id=_stem(path),
+        product=product_of(path),
+        date=last_day,
+        source=path,
+        load=_loader(path, reliability),
+        ref={"kind": KIND, "source": path, "reliability": reliability},
+        check=lambda: _check(path, reliability),
+    )
+
+
+def _check(path: str, reliability: str | None) -> None:
+    read_composite(path, reliability)
 
 
 def _stem(path: str) -> str:

@@ -52,6 +52,7 @@ NO_DATA = 255
 # (rounded to whole pixels): 5 x 5 pixels of Sentinel-2 (50 m, a quarter hectare, inside a
 # typical smallholder plot), the one pixel holding it at MODIS's 250 m.
 POINT_HALF_WIDTH_M = 20.0
+DECIMALS = 6  # of the rows' NDVI and cloud fraction
 _METRES_PER_DEGREE = 111_320.0
 # Two grids are one lattice when their pixel sizes agree to this relative difference and
 # their origins differ by whole pixels to this fraction of a pixel. Files of one lattice do
@@ -180,6 +181,11 @@ class Scene:
     load: Callable[[tuple[float, float, float, float] | None], Pieces] = field(
         compare=False, repr=False
     )
+    # What rebuilds the scene in another process (JSON: the reader's kind and its files;
+    # nuru_yield.sources.ndvi.scene_from) and what checks it whole before any plot is read
+    # (raises BadScene), so that every shard of a night sees the same scenes.
+    ref: dict[str, str | None] = field(default_factory=dict, compare=False)
+    check: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -581,8 +587,10 @@ def _rows(plots: Plots, lattices: list[_Sums], date: dt.date | None) -> pa.Table
     with np.errstate(invalid="ignore", divide="ignore"):
         cloud = np.clip(1.0 - clear / area, 0.0, 1.0)
         ndvi = np.clip(clear_sum / clear, -1.0, 1.0)
-    # exactextract's coverage fractions sum to the polygon's area up to rounding.
-    cloud[np.abs(cloud) < 1e-9] = 0.0
+    # Pixels hold float32 NDVI and exactextract float32 coverage fractions: 7 significant
+    # digits, so 6 decimals drop their noise (a pixel of MODIS DN 4000 gives 0.4, not
+    # 0.39999998) and keep more than any sensor resolves.
+    ndvi, cloud = np.round(ndvi, DECIMALS), np.round(cloud, DECIMALS) + 0.0  # no -0.0
     usable = (clear > 0) & (cloud <= CLEAR_MAX_CLOUD)
     ids = plots.plot_id[seen]
     order = np.argsort(ids, kind="stable")

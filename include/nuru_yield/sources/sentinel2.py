@@ -55,26 +55,79 @@ BOA_ADD_OFFSET = -1000
 QUANTIFICATION = 10_000
 
 
+KIND = "stac"  # a scene's ref: rebuilt by item_scene(read_item_file(source))
+
+
 def stac_scenes(
     source: str,
     collection: str,
     bounds: tuple[float, float, float, float] | None,
     *,
+    days: tuple[dt.date, dt.date] | None = None,
     settings: Settings | None = None,
 ) -> tuple[list[Scene], list[Quarantined]]:
-    """The scenes of ``collection`` over ``bounds`` (WGS84) in a STAC API or catalog."""
-    scenes = []
-    for item in search(source, collection, bounds, settings=settings):
-        scenes.append(
-            Scene(
-                scene_id=item.id,
-                product=collection,
-                date=solar_day(item),
-                source=item.get_self_href() or f"{source}#{item.id}",
-                load=_loader(item),
-            )
-        )
-    return scenes, []
+    """The scenes of ``collection`` over ``bounds`` (WGS84), acquired within ``days``
+    (first, last) when given, in a STAC API or catalog; items without a time are left out
+    with the reason."""
+    scenes, bad = [], []
+    for item in search(source, collection, bounds, days=days, settings=settings):
+        href = item.get_self_href() or f"{source}#{item.id}"
+        try:
+            scenes.append(item_scene(item, href))
+        except BadScene as error:
+            bad.append(Quarantined(item.id, href, str(error)))
+    return scenes, bad
+
+
+def item_scene(item: pystac.Item, href: str) -> Scene:
+    """One item as a scene (``href``: where its JSON is read again); :class:`BadScene`
+    without a time. Its check opens each band and reads its last block."""
+    return Scene(
+        scene_id=item.id,
+        product=item.collection_id or "sentinel-2-l2a",
+        date=solar_day(item),
+        source=href,
+        load=_loader(item),
+        ref={"kind": KIND, "source": href},
+        check=lambda: check_item(item),
+    )
+
+
+def read_item_file(href: str, settings: Settings | None = None) -> pystac.Item:
+    """The item whose JSON is at ``href`` (a file, ``s3://`` or a STAC API's URL)."""
+    import pystac
+
+    try:
+        return pystac.Item.from_file(href, stac_io=_stac_io(href, settings))
+    except Exception as error:
+        raise BadScene(f"cannot read the item {href}: {_first_line(error)}") from None
+
+
+def check_item(item: pystac.Item) -> None:
+    """:class:`BadScene` unless every band the scene needs is there, opens, has a CRS and
+    reads to its last block (a truncated file fails)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    for role in ASSETS:
+        href = item.assets[_asset(item, role)].get_absolute_href()
+        try:
+            with rasterio.open(href) as band:
+                if band.crs is None:
+                    raise BadScene(f"{href}: no CRS")
+                height, width = band.block_shapes[0]
+                col = (band.width - 1) // width * width
+                row = (band.height - 1) // height * height
+                band.read(1, window=Window(col, row, band.width - col, band.height - row))
+        except BadScene:
+            raise
+        except Exception as error:
+            raise BadScene(f"cannot read {href}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def search(
@@ -82,22 +135,29 @@ def search(
     collection: str,
     bounds: tuple[float, float, float, float] | None,
     *,
+    days: tuple[dt.date, dt.date] | None = None,
     settings: Settings | None = None,
 ) -> list[pystac.Item]:
-    """Items of ``collection`` intersecting ``bounds``: a STAC API's search, or every item
-    of a static catalog (``catalog.json``, local or ``s3://``) filtered the same way."""
+    """Items of ``collection`` intersecting ``bounds`` and acquired within ``days``: a STAC
+    API's search, or every item of a static catalog (``catalog.json``, local or ``s3://``)
+    filtered the same way."""
     import pystac
 
     if source.startswith(("http://", "https://")) and not source.endswith(".json"):
         from pystac_client import Client
 
-        found = Client.open(source).search(collections=[collection], bbox=bounds)
+        when = None if days is None else f"{days[0]:%Y-%m-%d}/{days[1]:%Y-%m-%d}T23:59:59Z"
+        found = Client.open(source).search(collections=[collection], bbox=bounds, datetime=when)
         return sorted(found.items(), key=lambda item: item.id)
     catalog = pystac.Catalog.from_file(source, stac_io=_stac_io(source, settings))
     items = []
     for item in catalog.get_items(recursive=True):
-        if item.collection_id == collection and _intersects(item.bbox, bounds):
-            items.append(item)
+        if item.collection_id != collection or not _intersects(item.bbox, bounds):
+            continue
+        when = item.datetime or item.common_metadata.start_datetime
+        if days is not None and when is not None and not days[0] <= when.date() <= days[1]:
+            continue
+        items.append(item)
     return sorted(items, key=lambda item: item.id)
 
 

@@ -5,6 +5,7 @@ nothing written when too many scenes are bad, and rows the feature reader accept
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +17,11 @@ from nuru_yield.contract import NDVI_PLOT_BUCKETS, PLOTS_SCHEMA
 from nuru_yield.errors import DataValidationError
 from nuru_yield.lake import Lake
 from nuru_yield.raw_layout import ndvi_bucket
-from nuru_yield.sources.ndvi import ingest_ndvi, read_plots
+from nuru_yield.sources.ndvi import ingest_ndvi, read_plots, shard_buckets
 from tests.unit.sources.test_modis import DN, PIXEL, sinusoidal_origin, write
 
 LON, LAT = 34.75, 0.52
+NIGHT = dt.date(2025, 6, 30)
 
 
 @pytest.fixture
@@ -55,63 +57,84 @@ def files(lake: Lake) -> dict[str, bytes]:
     return {path: lake.read_bytes(path) for path in lake.list(names.RAW_NDVI, ".parquet")}
 
 
+def rows(lake: Lake) -> list[dict]:
+    return lake.read_parquet(names.ndvi_year_dir(2025)).sort_by("plot_id").to_pylist()
+
+
+def ingest(paths, lake, **options):
+    return ingest_ndvi([str(path) for path in paths], lake=lake, run_date=NIGHT, **options)
+
+
 def test_ingest_writes_one_file_per_bucket_and_skips_what_it_has(lake, tmp_path):
     first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
-    result = ingest_ndvi([str(first)], lake=lake)
+    result = ingest([first], lake)
     assert (result.scenes, result.skipped, result.acquisitions, result.rows) == (1, 0, 1, 40)
     written = files(lake)
     assert len(written) == NDVI_PLOT_BUCKETS
     assert all(path.endswith("/mod13q1-20250625.parquet") for path in written)
-    table = lake.read_parquet(names.ndvi_year_dir(2025))
-    for path in written:  # every row in the bucket of its plot
+    for path in written:  # every row in the bucket of its plot, the scenes in its metadata
         bucket = int(path.split("plot_bucket=")[1][:3])
-        ids = lake.read_parquet(path).column("plot_id").to_numpy()
-        assert (ndvi_bucket(ids) == bucket).all()
-    assert sorted(table.column("plot_id").to_pylist()) == list(range(1, 41))
+        table = lake.read_parquet(path)
+        assert (ndvi_bucket(table.column("plot_id").to_numpy()) == bucket).all()
+        manifest = json.loads(table.schema.metadata[b"nuru_yield.sources"])
+        assert manifest == {"scenes": {"MOD13Q1.A2025161.h21v08": str(first)}}
+    assert [row["plot_id"] for row in rows(lake)] == list(range(1, 41))
+    ledger = lake.read_json(names.ndvi_ledger_path("mod13q1", dt.date(2025, 6, 25)))
+    assert list(ledger["scenes"]) == ["MOD13Q1.A2025161.h21v08"]
+    assert lake.list(names.SOURCES_NDVI + "/_parts") == []
 
-    again = ingest_ndvi([str(first)], lake=lake)
+    again = ingest([first], lake)
     assert (again.skipped, again.acquisitions) == (1, 0)
     assert files(lake) == written
 
 
-def test_re_ingest_gives_identical_files(lake, tmp_path):
+def test_re_ingest_gives_identical_rows(lake, tmp_path):
     first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
-    ingest_ndvi([str(first)], lake=lake)
-    written = files(lake)
-    for path in written:
-        lake.delete(path)
-    ingest_ndvi([str(first)], lake=lake)
-    assert files(lake) == written
+    ingest([first], lake)
+    before = rows(lake)
+    lake.delete(names.ndvi_ledger_path("mod13q1", dt.date(2025, 6, 25)))
+    assert ingest([first], lake).acquisitions == 1  # not recorded: computed again
+    assert rows(lake) == before
+
+
+def test_a_composite_after_the_night_waits_for_a_later_one(lake, tmp_path):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")  # 10-25 June
+    result = ingest_ndvi([str(first)], lake=lake, run_date=dt.date(2025, 6, 24))
+    assert (result.scenes, result.later, result.acquisitions) == (0, 1, 0)
+    assert files(lake) == {}
+    assert "1 after 2025-06-24" in result.render()
 
 
 def test_a_late_tile_recomputes_its_date_with_the_recorded_one(lake, tmp_path):
     left = DN[:, :5]
     right = (DN[:, 5:] + 1000).astype(np.int16)
     west = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif", left)
-    ingest_ndvi([str(west)], lake=lake)
-    only_west = lake.read_parquet(names.ndvi_year_dir(2025)).num_rows
+    ingest([west], lake)
+    only_west = len(rows(lake))
     east = tile(tmp_path, "MOD13Q1.A2025161.h22v08.tif", right, shift=5)
-    result = ingest_ndvi([str(east)], lake=lake)
+    result = ingest([east], lake)  # the west tile is not given again: the ledger names it
     assert (result.skipped, result.acquisitions) == (0, 1)
-    both = lake.read_parquet(names.ndvi_year_dir(2025))
-    assert both.num_rows == 40 > only_west
+    both = rows(lake)
+    assert len(both) == 40 > only_west
     whole = tile(tmp_path / "..", "MOD13Q1.A2025161.whole.tif", np.hstack([left, right]))
     reference = Lake(f"file://{tmp_path}/reference")
     reference.write_parquet(names.RAW_PLOTS, lake.read_parquet(names.RAW_PLOTS))
-    ingest_ndvi([str(whole)], lake=reference)
-    expected = reference.read_parquet(names.ndvi_year_dir(2025)).sort_by("plot_id")
-    assert both.sort_by("plot_id").column("ndvi").equals(expected.column("ndvi"))
+    ingest([whole], reference)
+    assert [row["ndvi"] for row in both] == [row["ndvi"] for row in rows(reference)]
+    ledger = lake.read_json(names.ndvi_ledger_path("mod13q1", dt.date(2025, 6, 25)))
+    assert sorted(ledger["scenes"]) == ["MOD13Q1.A2025161.h21v08", "MOD13Q1.A2025161.h22v08"]
 
 
 def test_too_many_bad_scenes_write_nothing(lake, tmp_path):
     good = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
-    bad = tmp_path / "MOD13Q1.A2025177.h21v08.tif"
+    bad = tmp_path / "MOD13Q1.A2025145.h21v08.tif"
     bad.write_text("not a raster")
     with pytest.raises(DataValidationError, match=r"1 of 2 NDVI scene\(s\) bad .*not a readable"):
-        ingest_ndvi([str(good), str(bad)], lake=lake)
+        ingest([good, bad], lake)
     assert files(lake) == {}
     rejected = lake.read_parquet(names.rejected_raw_path("ndvi")).to_pylist()
-    assert [row["source"] for row in rejected] == [str(bad)]
+    assert [row["source_file"] for row in rejected] == [str(bad)]
+    assert json.loads(rejected[0]["row"]) == {"scene_id": "MOD13Q1.A2025145.h21v08"}
 
 
 def test_a_bad_scene_under_the_limit_is_quarantined_and_the_night_goes_on(
@@ -122,19 +145,56 @@ def test_a_bad_scene_under_the_limit_is_quarantined_and_the_night_goes_on(
 
     get_settings.cache_clear()
     good = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
-    bad = tmp_path / "MOD13Q1.A2025177.h21v08.tif"
+    bad = tmp_path / "MOD13Q1.A2025145.h21v08.tif"
     bad.write_text("not a raster")
-    result = ingest_ndvi([str(good), str(bad)], lake=lake)
+    result = ingest([good, bad], lake)
     assert (result.acquisitions, result.quarantined) == (1, 1)
+    rejected = lake.read_parquet(names.rejected_raw_path("ndvi")).to_pylist()
+    assert [row["source_file"] for row in rejected] == [str(bad)]
 
 
-def test_buckets_limit_a_run_to_their_plots(lake, tmp_path):
+def test_shards_split_the_buckets_and_give_the_rows_of_one_process(lake, tmp_path):
+    assert [list(shard_buckets(k, 3)) for k in range(3)] == [
+        list(range(0, 11)), list(range(11, 22)), list(range(22, 32))
+    ]  # fmt: skip
     first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
-    result = ingest_ndvi([str(first)], lake=lake, buckets=[3, 4])
-    written = files(lake)
-    assert sorted(int(p.split("plot_bucket=")[1][:3]) for p in written) == [3, 4]
-    mine = read_plots(lake, [3, 4]).plot_id
-    assert result.rows == len(mine) > 0
+    ingest([first], lake, shards=1)
+    alone = rows(lake)
+    reference = Lake(f"file://{tmp_path}/sharded")
+    reference.write_parquet(names.RAW_PLOTS, lake.read_parquet(names.RAW_PLOTS))
+    result = ingest([first], reference, shards=3)
+    assert result.rows == 40 and rows(reference) == alone
+    assert len(files(reference)) == NDVI_PLOT_BUCKETS
+
+
+def test_a_failed_shard_leaves_the_previous_rows(lake, tmp_path, monkeypatch):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    ingest([first], lake)
+    before = files(lake)
+    late = tile(tmp_path, "MOD13Q1.A2025161.h22v08.tif", shift=5)
+
+    def broken(*args, **kwargs):
+        raise OSError("killed")
+
+    monkeypatch.setattr("nuru_yield.sources.ndvi.acquisition_rows", broken)
+    with pytest.raises(OSError, match="killed"):
+        ingest([late], lake)
+    assert files(lake) == before
+    ledger = lake.read_json(names.ndvi_ledger_path("mod13q1", dt.date(2025, 6, 25)))
+    assert list(ledger["scenes"]) == ["MOD13Q1.A2025161.h21v08"]  # the next night redoes it
+
+
+def test_a_scene_failing_in_a_shard_after_its_check_fails_the_night_in_one_line(
+    lake, tmp_path, monkeypatch
+):
+    first = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif")
+    from nuru_yield.sources import ndvi
+
+    plan = ndvi.prepare_ndvi(NIGHT, lake=lake, sources={"ndvi": [str(first)]})
+    first.write_bytes(first.read_bytes()[:600])  # truncated after the check
+    with pytest.raises(DataValidationError, match=r"mod13q1 2025-06-25: .*h21v08.tif: .*rerun"):
+        ndvi.ingest_ndvi_shard(plan, 0, lake=lake)
+    assert files(lake) == {}
 
 
 def test_the_ingest_ndvi_command(lake, tmp_path, monkeypatch, capsys):
@@ -148,18 +208,19 @@ def test_the_ingest_ndvi_command(lake, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "composites"
     folder.mkdir()
     tile(folder, "MOD13Q1.A2025161.h21v08.tif")
-    main(["ingest", "ndvi", str(folder)])
+    night = ["--date", NIGHT.isoformat()]
+    main(["ingest", "ndvi", str(folder), *night])
     assert "1 scene(s) found, 0 already ingested; 1 acquisition(s) written, 40 plot rows" in (
         capsys.readouterr().out
     )
-    main(["ingest", "ndvi", str(folder)])
+    main(["ingest", "ndvi", str(folder), *night, "--shards", "2"])
     assert "1 already ingested; 0 acquisition(s) written" in capsys.readouterr().out
-    (folder / "MOD13Q1.A2025177.h21v08.tif").write_text("truncated")
+    (folder / "MOD13Q1.A2025145.h21v08.tif").write_text("truncated")
     with pytest.raises(SystemExit) as exit_:
-        main(["ingest", "ndvi", str(folder)])
+        main(["ingest", "ndvi", str(folder), *night])
     assert exit_.value.code != 0
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: 1 of 2 NDVI scene(s) bad") and "A2025177" in line
+    assert line.startswith("error: 1 of 2 NDVI scene(s) bad") and "A2025145" in line
 
 
 def test_plot_polygons_for_the_buckets_asked_and_points_where_none_or_broken(lake):

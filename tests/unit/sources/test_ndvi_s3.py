@@ -111,8 +111,9 @@ def test_a_static_stac_catalog_on_s3_read_end_to_end(s3_bucket, tmp_path):
     lake = lake_with_plots(tmp_path / "lake", [plot])
 
     result = ingest_ndvi(
-        stac=f"s3://{s3_bucket}/stac/catalog.json", collection="sentinel-2-l2a", lake=lake
-    )
+        stac=f"s3://{s3_bucket}/stac/catalog.json", collection="sentinel-2-l2a", lake=lake,
+        run_date=dt.date(2025, 6, 20),
+    )  # fmt: skip
 
     assert (result.scenes, result.quarantined, result.rows) == (1, 0, 1)
     [row] = ndvi_rows(lake)
@@ -141,7 +142,7 @@ def test_composites_under_an_s3_prefix(s3_bucket, tmp_path):
     )  # fmt: skip
     lake = lake_with_plots(tmp_path / "lake", [plot])
 
-    result = ingest_ndvi([f"s3://{s3_bucket}/modis/"], lake=lake)
+    result = ingest_ndvi([f"s3://{s3_bucket}/modis/"], lake=lake, run_date=dt.date(2025, 6, 30))
 
     assert (result.scenes, result.quarantined, result.rows) == (1, 0, 1)
     [row] = ndvi_rows(lake)
