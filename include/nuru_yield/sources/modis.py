@@ -120,7 +120,33 @@ def composite_scene(path: str, reliability: str | None) -> Scene:
 
 
 def _check(path: str, reliability: str | None) -> None:
-    read_composite(path, reliability)
+    check_composite(path, reliability)
+
+
+def check_composite(path: str, reliability_path: str | None = None) -> None:
+    """:class:`BadScene` unless the whole file is usable, as every shard of a night will
+    then take it: a CRS PROJ can reach from WGS84, an NDVI band whose every stored value is
+    fill or in the valid range, a reliability layer (band or file) with values −1…3 on the
+    same grid, every block readable to the last. Stored numbers are checked as they are:
+    no float copy of the tile."""
+    from nuru_yield.sources.ndvi_rasters import project
+
+    with _open(path) as dataset:
+        if dataset.crs is None:
+            raise BadScene("no CRS")
+        project(np.empty(0, dtype=object), dataset.crs)
+        ndvi_band = _band(dataset, "ndvi", required=True)
+        reliability_band = _band(dataset, "reliability", required=False)
+        whole = _window(dataset, None)
+        _missing(dataset, ndvi_band, _read(dataset, ndvi_band, whole))
+        if reliability_band is not None:
+            _check_reliability(_read(dataset, reliability_band, whole))
+        grid = (dataset.crs, dataset.transform, dataset.shape)
+    if reliability_path is not None:
+        with _open(reliability_path) as layer:
+            if (layer.crs, layer.transform, layer.shape) != grid:
+                raise BadScene(f"{reliability_path}: the reliability layer is on another grid")
+            _check_reliability(_read(layer, 1, whole))
 
 
 def _stem(path: str) -> str:
@@ -284,23 +310,17 @@ def _read(dataset: rasterio.DatasetReader, band: int, window: Any) -> np.ndarray
         raise BadScene(f"unreadable or truncated: {_first_line(error)}") from None
 
 
-def _ndvi(
-    dataset: rasterio.DatasetReader, band: int, dn: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """NDVI values (float32) and pixel states from the stored numbers (scale, offset, fill
-    honoured; values outside the valid range refuse the file). Integers are checked as
-    stored, against the valid range brought back to stored numbers: one pass, no float64
-    copy of the tile."""
+def _missing(dataset: rasterio.DatasetReader, band: int, dn: np.ndarray) -> np.ndarray:
+    """Where the stored numbers are fill; :class:`BadScene` when any other is outside the
+    valid range (scale, offset, fill honoured). Integers are checked as stored, against the
+    valid range brought back to stored numbers: one pass, no float copy of the tile."""
+    scale, offset = _scaling(dataset, band, dn.dtype)
     nodata = dataset.nodatavals[band - 1]
-    scale, offset = dataset.scales[band - 1], dataset.offsets[band - 1]
     if np.issubdtype(dn.dtype, np.integer):
-        fill = MODIS_FILL if nodata is None else nodata
-        if scale == 1.0 and offset == 0.0:
-            scale = MODIS_SCALE
         low, high = (value * MODIS_SCALE for value in MODIS_VALID_DN)
         ends = sorted(((low - offset) / scale, (high - offset) / scale))
         stored_low, stored_high = math.ceil(ends[0] - 1e-6), math.floor(ends[1] + 1e-6)
-        missing = dn == fill
+        missing = dn == (MODIS_FILL if nodata is None else nodata)
         outside = (dn < stored_low) | (dn > stored_high)
     else:
         low, high = -1.0, 1.0
@@ -315,6 +335,23 @@ def _ndvi(
             f"{int(outside.sum()):,} pixels outside the valid range {low:g}…{high:g} "
             f"(e.g. stored {example}, scale {scale:g}, offset {offset:g})"
         )
+    return missing
+
+
+def _scaling(dataset: rasterio.DatasetReader, band: int, dtype: np.dtype) -> tuple[float, float]:
+    """(scale, offset) of the stored numbers: declared, else MODIS's 0.0001 for integers."""
+    scale, offset = dataset.scales[band - 1], dataset.offsets[band - 1]
+    if np.issubdtype(dtype, np.integer) and scale == 1.0 and offset == 0.0:
+        scale = MODIS_SCALE
+    return scale, offset
+
+
+def _ndvi(
+    dataset: rasterio.DatasetReader, band: int, dn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """NDVI values (float32) and pixel states from the stored numbers (:func:`_missing`)."""
+    missing = _missing(dataset, band, dn)
+    scale, offset = _scaling(dataset, band, dn.dtype)
     values = dn.astype(np.float32)
     values *= np.float32(scale)
     values += np.float32(offset)
@@ -329,12 +366,16 @@ _RELIABILITY_LOOKUP = np.array(
 )
 
 
-def _apply_reliability(state: np.ndarray, reliability: np.ndarray) -> None:
-    if reliability.shape != state.shape:
-        raise BadScene("the reliability layer does not match the NDVI grid")
+def _check_reliability(reliability: np.ndarray) -> None:
     if reliability.size and (reliability.min() < -1 or reliability.max() > 3):
         unknown = reliability[(reliability < -1) | (reliability > 3)][0]
         raise BadScene(f"pixel reliability outside -1…3 (e.g. {unknown}): not MOD13Q1's layer")
+
+
+def _apply_reliability(state: np.ndarray, reliability: np.ndarray) -> None:
+    if reliability.shape != state.shape:
+        raise BadScene("the reliability layer does not match the NDVI grid")
+    _check_reliability(reliability)
     from_layer = _RELIABILITY_LOOKUP[(reliability + 1).astype(np.intp, copy=False)]
     # NO_DATA (255) is the largest state: a fill pixel stays no data whatever the layer says.
     np.maximum(state, from_layer, out=state)

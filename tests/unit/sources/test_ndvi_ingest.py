@@ -245,3 +245,16 @@ def test_plot_polygons_for_the_buckets_asked_and_points_where_none_or_broken(lak
     polygons = mine.is_polygon
     assert shapely.equals(mine.geometry[polygons], boxes[mine.plot_id[polygons] - 1]).all()
     assert set(mine.plot_id[~polygons]) == points & set(mine.plot_id)
+
+
+def test_a_stored_value_off_the_valid_range_anywhere_in_a_composite_quarantines_it(
+    lake, tmp_path
+):
+    """The prepare step checks a composite whole, not only the plots' window: every shard
+    must see the same scenes."""
+    data = np.full((60, 60), 5000, np.int16)
+    data[59, 59] = 15_000  # far from every plot, outside -2000…10000
+    bad = tile(tmp_path, "MOD13Q1.A2025161.h21v08.tif", data)
+    with pytest.raises(DataValidationError, match=r"1 pixels outside the valid range"):
+        ingest([bad], lake)
+    assert files(lake) == {}

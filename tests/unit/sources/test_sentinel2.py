@@ -92,3 +92,19 @@ def test_a_plot_across_two_tiles_and_an_item_without_its_assets(tmp_path):
     ]
     expected = reflectance_ndvi(RED[1:3, 1:3].astype(float), NIR[1:3, 1:3].astype(float)).mean()
     assert table.to_pylist()[0]["ndvi"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_search_covers_the_days_asked(tmp_path):
+    """A night searches the scenes of its last NDVI_STAC_DAYS: an older one is not found."""
+    recent = item(tmp_path, "S2A_36MXE_20250614_0_L2A", RED, NIR, SCL)
+    old = write_s2_item(
+        tmp_path, "S2A_36MXE_20250410_0_L2A", RED, NIR, SCL, crs=UTM, x0=X0, y0=Y0,
+        when=dt.datetime(2025, 4, 10, 7, 50, tzinfo=dt.UTC), collection=COLLECTION,
+    )  # fmt: skip
+    source = catalog(tmp_path, [recent, old])
+    plots = utm_plot(X0 + 10, Y0 - 30, X0 + 30, Y0 - 10)
+    window = (dt.date(2025, 5, 31), dt.date(2025, 6, 30))
+    scenes, _ = stac_scenes(source, COLLECTION, plots.bounds(), days=window)
+    assert [s.scene_id for s in scenes] == ["S2A_36MXE_20250614_0_L2A"]
+    everything, _ = stac_scenes(source, COLLECTION, plots.bounds())
+    assert len(everything) == 2

@@ -8,10 +8,10 @@ compressed COGs, with cloud, marginal and fill pixels); and one Sentinel-2 L2A s
 (B04/B08 10,980 × 10,980 at 10 m, SCL at 20 m, UTM 37S, with cloud, shadow, water and a
 no-data swath edge) in a static STAC catalog. Then it times, each in a fresh process:
 
-* the system per shard: ``ingest_ndvi(tiles, buckets=…)`` for each of K shards (the plot
-  buckets of shard k of K, as the ``raw_ingestion`` DAG maps them): seconds and peak
-  memory each;
-* the system for all plots in one process;
+* the system as the ``raw_ingestion`` DAG runs it: the NDVI night's prepare (which reads
+  each composite whole to check it), each of K shards (a range of plot buckets) and
+  publish, each in a process of its own: seconds and peak memory of each;
+* the system for all plots in one process (``nuru-yield ingest ndvi --shards 1``);
 * the bare baseline: rasterio reads the same two bands of each tile, numpy masks fill and
   unreliable pixels, PROJ projects the polygons, exactextract gives each one's clear area
   and NDVI sum (:func:`nuru_yield.sources.ndvi_rasters.coverage_sums`: the cheapest way to
@@ -23,7 +23,8 @@ The rows are compared with the bare means and cloud fractions (logged, and in th
 The last line printed is one JSON object: ``plots``, ``shards``, ``modis`` (wall and CPU
 ``seconds``/``cpu_s``, ``peak_mb`` and the bare's ``bare_s``/``bare_cpu_s``/
 ``bare_peak_mb``, ``ratio`` and ``cpu_ratio``; per shard ``shard_seconds``, ``shard_cpu_s``,
-``shard_peak_mb``, and their sums over the bare's, ``shards_ratio``/``shards_cpu_ratio``),
+``shard_peak_mb``, ``prepare_s``, ``publish_s``, and the night's sum over the bare's,
+``shards_ratio``/``shards_cpu_ratio``),
 ``sentinel2`` (``plots_in_scene`` and the same timings for one scene) and ``agreement``.
 """
 
@@ -39,13 +40,14 @@ import numpy as np
 import pyarrow as pa
 
 from nuru_yield import names
-from nuru_yield.contract import NDVI_PLOT_BUCKETS, PLOTS_SCHEMA
+from nuru_yield.contract import PLOTS_SCHEMA
 from nuru_yield.dev.bench import emit, run_isolated
 from nuru_yield.lake import Lake
 
 log = logging.getLogger(__name__)
 
-FIRST_DAY = dt.date(2025, 6, 10)  # MOD13Q1 period 2025-161
+FIRST_DAY = dt.date(2025, 6, 10)  # MOD13Q1 period 2025-161: 10-25 June
+RUN_DATE = dt.date(2025, 6, 30)  # the night: the composite and the scene are before it
 KENYA = (34.0, -4.6, 41.0, 4.6)  # west, south, east, north: where the plots are
 MODIS_TILES = ((21, 8), (21, 9), (22, 8), (22, 9))
 S2_CRS = "EPSG:32737"
@@ -182,17 +184,53 @@ def build_sentinel2(folder: Path, seed: int, pixels: int = S2_PIXELS) -> str:
 
 
 # --- the timed parts (module-level: run in fresh processes) ---------------------------------
-def system_modis(lake_url: str, paths: list[str], buckets: list[int] | None) -> dict[str, Any]:
+def system_modis(lake_url: str, paths: list[str]) -> dict[str, Any]:
+    """The whole night on the composite, every plot in this one process."""
     from nuru_yield.sources.ndvi import ingest_ndvi
 
-    return ingest_ndvi(paths, lake=Lake(lake_url), buckets=buckets).xcom()
+    return ingest_ndvi(paths, lake=Lake(lake_url), run_date=RUN_DATE, shards=1).xcom()
+
+
+def system_prepare(lake_url: str, paths: list[str], shards: int) -> dict[str, Any]:
+    """The night's prepare step (the raw_ingestion DAG's ``ndvi.prepare``)."""
+    from nuru_yield.sources.ndvi import prepare_ndvi
+
+    plan = prepare_ndvi(RUN_DATE, lake=Lake(lake_url), shards=shards, sources={"ndvi": paths})
+    return plan.xcom()
+
+
+def system_shard(lake_url: str, plan: dict[str, Any], shard: int) -> dict[str, Any]:
+    """One shard of the night (``ndvi.ingest_buckets``)."""
+    from nuru_yield.sources.ndvi import NdviPlan, ingest_ndvi_shard
+
+    return ingest_ndvi_shard(NdviPlan.from_xcom(plan), shard, lake=Lake(lake_url)).xcom()
+
+
+def system_publish(
+    lake_url: str, plan: dict[str, Any], results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The night's publish step (``ndvi.publish``)."""
+    from nuru_yield.sources.ndvi import NdviPlan, NdviShardResult, publish_ndvi
+
+    done = [NdviShardResult.from_xcom(result) for result in results]
+    return publish_ndvi(NdviPlan.from_xcom(plan), done, lake=Lake(lake_url)).xcom()
 
 
 def system_sentinel2(lake_url: str, catalog: str) -> dict[str, Any]:
+    """The night on the STAC catalog's scene, every plot in this one process."""
     from nuru_yield.sample_data.ndvi_rasters import S2_COLLECTION
     from nuru_yield.sources.ndvi import ingest_ndvi
 
-    return ingest_ndvi(stac=catalog, collection=S2_COLLECTION, lake=Lake(lake_url)).xcom()
+    return ingest_ndvi(
+        stac=catalog, collection=S2_COLLECTION, lake=Lake(lake_url), run_date=RUN_DATE, shards=1
+    ).xcom()
+
+
+def _forget(lake: Lake) -> None:
+    """Remove what a night wrote (raw NDVI and ledgers), so that the next one computes."""
+    for prefix in (names.RAW_NDVI, names.SOURCES_NDVI):
+        for path in lake.list(prefix):
+            lake.delete(path)
 
 
 def _bare_polygons(geometries: str) -> tuple[np.ndarray, np.ndarray]:
@@ -380,7 +418,6 @@ def run(
     """Build the data in a scratch space, time every part, compare, emit the JSON line."""
     from nuru_yield.dev.bench import run_isolated_many
     from nuru_yield.dev.scratch import scratch_space
-    from nuru_yield.sharding import shard_buckets
 
     with scratch_space("bench ingest --ndvi", parent=workdir) as space:
         lake = Lake.from_settings()
@@ -390,16 +427,16 @@ def run(
         catalog = build_sentinel2(space.home, seed, s2_pixels)
         geometries = str(lake.root / names.RAW_PLOT_GEOMETRIES)
 
-        log.info("bench ingest --ndvi: MODIS, %d shards", shards)
-        calls = [
-            (lake.url, tiles, list(shard_buckets(k, shards, NDVI_PLOT_BUCKETS)))
-            for k in range(shards)
-        ]
-        per_shard, _ = run_isolated_many(system_modis, calls, parallel=1)
-        for path in lake.list(names.RAW_NDVI, ".parquet"):
-            lake.delete(path)
+        log.info("bench ingest --ndvi: MODIS, prepare, %d shards, publish", shards)
+        prepared = run_isolated(system_prepare, lake.url, tiles, shards)
+        plan = prepared.result
+        per_shard, _ = run_isolated_many(
+            system_shard, [(lake.url, plan, k) for k in range(plan["shards"])], parallel=1
+        )
+        published = run_isolated(system_publish, lake.url, plan, [m.result for m in per_shard])
+        _forget(lake)
         log.info("bench ingest --ndvi: MODIS, all plots in one process")
-        system = run_isolated(system_modis, lake.url, tiles, None)
+        system = run_isolated(system_modis, lake.url, tiles)
         log.info("bench ingest --ndvi: MODIS, bare exactextract")
         bare = run_isolated(bare_modis, geometries, tiles)
         modis_agreement = agreement(lake, "mod13q1", bare.result)
@@ -415,13 +452,23 @@ def run(
         "modis": {
             "tiles": len(tiles),
             **_timing(system, bare),
+            "prepare_s": round(prepared.seconds, 3),
+            "publish_s": round(published.seconds, 3),
             "shard_seconds": shard_seconds,
             "shard_cpu_s": [round(m.cpu_seconds, 3) for m in per_shard],
             "shard_peak_mb": [round(m.peak_rss_mb, 1) for m in per_shard],
-            "shards_ratio": round(sum(shard_seconds) / bare.seconds, 3),
-            "shards_cpu_ratio": round(
-                sum(m.cpu_seconds for m in per_shard) / max(bare.cpu_seconds, 1e-9), 3
+            "shards_ratio": round(
+                (prepared.seconds + sum(shard_seconds) + published.seconds) / bare.seconds, 3
             ),
+            "shards_cpu_ratio": round(
+                (
+                    prepared.cpu_seconds
+                    + sum(m.cpu_seconds for m in per_shard)
+                    + published.cpu_seconds
+                )
+                / max(bare.cpu_seconds, 1e-9),
+                3,
+            ),  # fmt: skip
         },
         "sentinel2": {
             "scenes": 1,
