@@ -247,9 +247,7 @@ def test_plot_polygons_for_the_buckets_asked_and_points_where_none_or_broken(lak
     assert set(mine.plot_id[~polygons]) == points & set(mine.plot_id)
 
 
-def test_a_stored_value_off_the_valid_range_anywhere_in_a_composite_quarantines_it(
-    lake, tmp_path
-):
+def test_a_stored_value_off_the_valid_range_anywhere_in_a_composite_quarantines_it(lake, tmp_path):
     """The prepare step checks a composite whole, not only the plots' window: every shard
     must see the same scenes."""
     data = np.full((60, 60), 5000, np.int16)

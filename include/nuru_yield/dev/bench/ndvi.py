@@ -468,7 +468,7 @@ def run(
                 )
                 / max(bare.cpu_seconds, 1e-9),
                 3,
-            ),  # fmt: skip
+            ),
         },
         "sentinel2": {
             "scenes": 1,
