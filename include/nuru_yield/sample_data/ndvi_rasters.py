@@ -7,7 +7,7 @@ as they take the real files (docs/DESIGN.md, "NDVI from rasters")."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ import numpy as np
 from nuru_yield.sources.modis import COMPOSITE_DAYS, MODIS_FILL, SINUSOIDAL_PROJ4
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pystac
     from affine import Affine
     from rasterio.crs import CRS
@@ -187,3 +188,193 @@ def write_stac_catalog(folder: Path, items: Iterable[pystac.Item], title: str) -
     catalog.make_all_asset_hrefs_relative()
     catalog.save(pystac.CatalogType.SELF_CONTAINED)
     return folder / "catalog.json"
+
+
+# --- the sample world's NDVI as rasters (`nuru-yield sample-data --formats real|both`) -----
+MODIS_PERIOD_DAYS = 16  # MOD13Q1 periods start on days 1, 17, 33, … of each year
+S2_SCENE_DAYS = ((6, 1), (6, 6), (6, 11))  # (month, day) of the last year's scenes
+S2_SCENE_METRES = 20_000.0
+S2_MATCH_DAYS = 8  # a plot's observation this close to a scene's day is what it shows
+S2_BACKGROUND_NDVI = 0.3
+
+
+class SampleRasters:
+    """The sample world's NDVI as the products deliver it, under ``folder``:
+
+    * ``ndvi/``: MOD13Q1-style 16-day composites (``MOD13Q1.AYYYYDDD.kenya.061.tif``) on the
+      sinusoidal grid over the plots, with the pixel reliability band. Each plot's pixels
+      (those its square touches) hold its least cloudy observation of the period
+      (maximum-value compositing keeps the clearest look): reliability good, or cloudy
+      when more than half the plot was under cloud then; fill where the plot was not seen.
+      Where two plots share a pixel, the larger id's value is there.
+    * ``stac/``: a static STAC catalog of three Sentinel-2-like L2A scenes (1, 6 and 11 June
+      of the last year) over the plots of one 20 km square of the county with the most
+      plots: each plot's 10 m pixels show its observation within ``S2_MATCH_DAYS`` days
+      (SCL cloud where it was mostly cloudy), grassland elsewhere.
+
+    Read by ``nuru-yield ingest ndvi`` (``NDVI_SOURCE``, ``NDVI_STAC_URL``).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        plot_id: np.ndarray,
+        longitude: np.ndarray,
+        latitude: np.ndarray,
+        county: np.ndarray,
+        half_side_m: float,
+        last_year: int,
+    ) -> None:
+        from pyproj import Transformer
+
+        self.folder = Path(folder)
+        self.plot_id = np.asarray(plot_id, dtype=np.int64)
+        self.longitude, self.latitude = np.asarray(longitude), np.asarray(latitude)
+        self.county = np.asarray(county)
+        self.half = half_side_m
+        self.last_year = last_year
+        self.transform, self.shape = modis_grid(
+            (self.longitude.min(), self.latitude.min(), self.longitude.max(), self.latitude.max())
+        )
+        forward = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ4, always_xy=True)
+        x, y = forward.transform(self.longitude, self.latitude)
+        self.pixels = _touched(self.transform, x, y, half_side_m)
+        self.composites = 0
+        self.scenes = 0
+
+    def describe(self) -> str:
+        return f"ndvi/ ({self.composites} composites), stac/ ({self.scenes} scenes)"
+
+    def year(self, year: int, tables: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        """Pass the NDVI tables of ``year`` through; once they are all seen, write the
+        year's composites (and in the last year, the scenes)."""
+        import pyarrow as pa
+
+        seen = []
+        for table in tables:
+            seen.append(table)
+            yield table
+        if not seen:
+            return
+        rows = pa.concat_tables(seen)
+        observations = _observations(rows, self.plot_id)
+        self._composites(year, *observations)
+        if year == self.last_year:
+            self._scenes(year, *observations)
+
+    def _composites(
+        self, year: int, plot: np.ndarray, day: np.ndarray, ndvi: np.ndarray, cloud: np.ndarray
+    ) -> None:
+        doy = np.array([d.timetuple().tm_yday for d in day])
+        period = (doy - 1) // MODIS_PERIOD_DAYS
+        clear_first = np.where(np.isnan(cloud), 0.5, cloud)  # an unknown mask: marginal
+        order = np.lexsort((-ndvi, clear_first, period, plot))
+        plot, period, ndvi, cloud = plot[order], period[order], ndvi[order], cloud[order]
+        first = np.ones(len(plot), dtype=bool)
+        first[1:] = (plot[1:] != plot[:-1]) | (period[1:] != period[:-1])
+        plot, period, ndvi, cloud = plot[first], period[first], ndvi[first], cloud[first]
+        dn = np.clip(np.rint(ndvi * 10_000), -2000, 10_000).astype(np.int16)
+        reliability = np.where(cloud > 0.5, 3, np.where(np.isnan(cloud), 1, 0)).astype(np.int16)
+        pixel_plot, rows, cols = self.pixels
+        for p in np.unique(period):
+            these = period == p
+            value = np.full(len(self.plot_id), MODIS_FILL, dtype=np.int16)
+            state = np.full(len(self.plot_id), -1, dtype=np.int16)
+            value[plot[these]], state[plot[these]] = dn[these], reliability[these]
+            seen = value[pixel_plot] != MODIS_FILL
+            band = np.full(self.shape, MODIS_FILL, dtype=np.int16)
+            layer = np.full(self.shape, -1, dtype=np.int16)
+            band[rows[seen], cols[seen]] = value[pixel_plot[seen]]
+            layer[rows[seen], cols[seen]] = state[pixel_plot[seen]]
+            first_day = dt.date(year, 1, 1) + dt.timedelta(days=int(p) * MODIS_PERIOD_DAYS)
+            name = f"MOD13Q1.A{first_day:%Y%j}.kenya.061.tif"
+            write_modis_composite(self.folder / "ndvi" / name, band, layer, self.transform)
+            self.composites += 1
+
+    def _scenes(
+        self, year: int, plot: np.ndarray, day: np.ndarray, ndvi: np.ndarray, cloud: np.ndarray
+    ) -> None:
+        from pyproj import CRS, Transformer
+
+        counties, counts = np.unique(self.county, return_counts=True)
+        busiest = self.county == counties[np.argmax(counts)]
+        lon, lat = (
+            float(np.median(self.longitude[busiest])),
+            float(np.median(self.latitude[busiest])),
+        )
+        zone = int((lon + 180) // 6) + 1
+        crs = CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+        forward = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+        cx, cy = forward.transform(lon, lat)
+        x0 = np.floor((cx - S2_SCENE_METRES / 2) / 20) * 20
+        y0 = np.ceil((cy + S2_SCENE_METRES / 2) / 20) * 20
+        size = int(S2_SCENE_METRES // 10)
+        px, py = forward.transform(self.longitude, self.latitude)
+        inside = np.flatnonzero(
+            (px - self.half > x0) & (px + self.half < x0 + S2_SCENE_METRES)
+            & (py + self.half < y0) & (py - self.half > y0 - S2_SCENE_METRES)
+        )  # fmt: skip
+        rng = np.random.default_rng(int(self.plot_id.sum()) % (2**32))
+        items = []
+        for month, day_of_month in S2_SCENE_DAYS:
+            when = dt.date(year, month, day_of_month)
+            values = S2_BACKGROUND_NDVI + rng.normal(0, 0.02, (size, size))
+            scl = np.full((size // 2, size // 2), 4, np.uint8)
+            for index in inside:
+                mine = plot == index
+                gap = np.abs(np.array([(d - when).days for d in day[mine]]))
+                if not gap.size or gap.min() > S2_MATCH_DAYS:
+                    continue
+                pick = np.argmin(gap)
+                c0, c1 = (int(np.rint((px[index] + s * self.half - x0) / 10)) for s in (-1, 1))
+                r0, r1 = (int(np.rint((y0 - py[index] - s * self.half) / 10)) for s in (1, -1))
+                values[r0:r1, c0:c1] = ndvi[mine][pick]
+                if cloud[mine][pick] > 0.5:
+                    scl[r0 // 2 : -(-r1 // 2), c0 // 2 : -(-c1 // 2)] = 9
+            red = np.full((size, size), 0.05)
+            nir = red * (1 + np.clip(values, -0.9, 0.95)) / (1 - np.clip(values, -0.9, 0.95))
+            scene = write_s2_item(
+                self.folder / "s2", f"S2A_T{zone}SYN_{when:%Y%m%d}_0_L2A", s2_dn(red),
+                s2_dn(nir), scl, crs=crs.to_string(), x0=float(x0), y0=float(y0),
+                when=dt.datetime(when.year, when.month, when.day, 7, 50, tzinfo=dt.UTC),
+            )  # fmt: skip
+            items.append(scene)
+            self.scenes += 1
+        write_stac_catalog(
+            self.folder / "stac", items, "Sentinel-2-like scenes of the sample world"
+        )
+
+
+def _observations(
+    rows: pa.Table, plot_id: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(plot index, day, ndvi, cloud fraction with NaN for unknown) of NDVI rows."""
+    ids = rows.column("plot_id").to_numpy()
+    cloud = rows.column("cloud_fraction").to_numpy(zero_copy_only=False).astype(np.float64)
+    return (
+        np.searchsorted(plot_id, ids),
+        np.array(rows.column("date").to_pylist()),
+        rows.column("ndvi").to_numpy(zero_copy_only=False).astype(np.float64),
+        cloud,
+    )
+
+
+def _touched(
+    transform: Affine, x: np.ndarray, y: np.ndarray, half: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plot index, row, column) of every pixel each plot's square (``half`` a side around
+    its point, in the grid's metres) touches, ordered by plot so larger ids write last."""
+    col0 = np.floor((x - half - transform.c) / transform.a).astype(np.int64)
+    col1 = np.floor((x + half - transform.c) / transform.a).astype(np.int64)
+    row0 = np.floor((y + half - transform.f) / transform.e).astype(np.int64)
+    row1 = np.floor((y - half - transform.f) / transform.e).astype(np.int64)
+    plots, rows, cols = [], [], []
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r, c = np.minimum(row0 + dr, row1), np.minimum(col0 + dc, col1)
+            plots.append(np.arange(len(x)))
+            rows.append(r)
+            cols.append(c)
+    index = np.concatenate(plots)
+    order = np.argsort(index, kind="stable")
+    return index[order], np.concatenate(rows)[order], np.concatenate(cols)[order]

@@ -47,6 +47,7 @@ from nuru_yield.sources.ndvi_rasters import (
     assert_consistent,
     pixel_box,
 )
+from nuru_yield.sources.rasters import first_line
 
 if TYPE_CHECKING:
     import rasterio
@@ -222,12 +223,7 @@ def _open(path: str) -> rasterio.DatasetReader:
     try:
         return rasterio.open(path)
     except Exception as error:
-        raise BadScene(f"not a readable raster: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise BadScene(f"not a readable raster: {first_line(error)}") from None
 
 
 def _tags(path: str) -> dict[str, str]:
@@ -307,7 +303,7 @@ def _read(dataset: rasterio.DatasetReader, band: int, window: Any) -> np.ndarray
         dataset.read(band, window=last)
         return dataset.read(band, window=window)
     except Exception as error:
-        raise BadScene(f"unreadable or truncated: {_first_line(error)}") from None
+        raise BadScene(f"unreadable or truncated: {first_line(error)}") from None
 
 
 def _missing(dataset: rasterio.DatasetReader, band: int, dn: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from nuru_yield.sources.ndvi_rasters import (
     assert_consistent,
     pixel_box,
 )
+from nuru_yield.sources.rasters import first_line
 
 if TYPE_CHECKING:
     import pystac
@@ -100,7 +101,7 @@ def read_item_file(href: str, settings: Settings | None = None) -> pystac.Item:
     try:
         return pystac.Item.from_file(href, stac_io=_stac_io(href, settings))
     except Exception as error:
-        raise BadScene(f"cannot read the item {href}: {_first_line(error)}") from None
+        raise BadScene(f"cannot read the item {href}: {first_line(error)}") from None
 
 
 def check_item(item: pystac.Item) -> None:
@@ -122,12 +123,7 @@ def check_item(item: pystac.Item) -> None:
         except BadScene:
             raise
         except Exception as error:
-            raise BadScene(f"cannot read {href}: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+            raise BadScene(f"cannot read {href}: {first_line(error)}") from None
 
 
 def search(
@@ -244,7 +240,7 @@ def read_item(
         with rasterio.open(href) as red:
             crs, transform, (height, width) = red.crs, red.transform, red.shape
     except Exception as error:
-        raise BadScene(f"cannot read {href}: {str(error).strip().splitlines()[0]}") from None
+        raise BadScene(f"cannot read {href}: {first_line(error)}") from None
     if crs is None:
         raise BadScene(f"{href}: no CRS")
     if bounds is None:
@@ -269,8 +265,7 @@ def read_item(
                 chunks=None,
             )
         except Exception as error:
-            message = str(error).strip().splitlines()[0]
-            raise BadScene(f"cannot load the scene: {message}") from None
+            raise BadScene(f"cannot load the scene: {first_line(error)}") from None
         red, nir = (data[keys[role]].values[0] for role in ("red", "nir"))
         scl = data[keys["scl"]].values[0]
         del data
