@@ -34,7 +34,6 @@ from nuru_yield.lake import Lake
 from nuru_yield.progress import track
 from nuru_yield.raw_layout import write_ndvi_year
 from nuru_yield.sample_data import ndvi, seasons
-from nuru_yield.sample_data.ndvi_rasters import SampleRasters
 from nuru_yield.sample_data.counties import (
     COUNTIES,
     LONG_RAINS,
@@ -44,6 +43,7 @@ from nuru_yield.sample_data.counties import (
 )
 from nuru_yield.sample_data.crop import load_response
 from nuru_yield.sample_data.formats import RealFormats
+from nuru_yield.sample_data.ndvi_rasters import SampleRasters
 from nuru_yield.sample_data.weather import Anomalies, Cells, DailyWeather, simulate_year
 
 CHUNK_PLOTS = 50_000
