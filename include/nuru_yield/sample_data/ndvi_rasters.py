@@ -225,20 +225,25 @@ class SampleRasters:
         half_side_m: float,
         last_year: int,
     ) -> None:
-        from pyproj import Transformer
+        import shapely
+
+        from nuru_yield.sample_data.formats import plot_squares
+        from nuru_yield.sources.ndvi_rasters import project
 
         self.folder = Path(folder)
         self.plot_id = np.asarray(plot_id, dtype=np.int64)
         self.longitude, self.latitude = np.asarray(longitude), np.asarray(latitude)
         self.county = np.asarray(county)
-        self.half = half_side_m
         self.last_year = last_year
         self.transform, self.shape = modis_grid(
             (self.longitude.min(), self.latitude.min(), self.longitude.max(), self.latitude.max())
         )
-        forward = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ4, always_xy=True)
-        x, y = forward.transform(self.longitude, self.latitude)
-        self.pixels = _touched(self.transform, x, y, half_side_m)
+        from rasterio.crs import CRS
+
+        squares = plot_squares(self.longitude, self.latitude, half_side_m)  # as plots.geojson
+        self.squares = squares
+        box = shapely.bounds(project(squares, CRS.from_proj4(SINUSOIDAL_PROJ4)))
+        self.pixels = _touched(self.transform, box)
         self.composites = 0
         self.scenes = 0
 
@@ -294,7 +299,11 @@ class SampleRasters:
     def _scenes(
         self, year: int, plot: np.ndarray, day: np.ndarray, ndvi: np.ndarray, cloud: np.ndarray
     ) -> None:
+        import shapely
         from pyproj import CRS, Transformer
+        from rasterio.crs import CRS as RasterCRS
+
+        from nuru_yield.sources.ndvi_rasters import project
 
         counties, counts = np.unique(self.county, return_counts=True)
         busiest = self.county == counties[np.argmax(counts)]
@@ -309,10 +318,10 @@ class SampleRasters:
         x0 = np.floor((cx - S2_SCENE_METRES / 2) / 20) * 20
         y0 = np.ceil((cy + S2_SCENE_METRES / 2) / 20) * 20
         size = int(S2_SCENE_METRES // 10)
-        px, py = forward.transform(self.longitude, self.latitude)
+        box = shapely.bounds(project(self.squares, RasterCRS.from_wkt(crs.to_wkt())))
         inside = np.flatnonzero(
-            (px - self.half > x0) & (px + self.half < x0 + S2_SCENE_METRES)
-            & (py + self.half < y0) & (py - self.half > y0 - S2_SCENE_METRES)
+            (box[:, 0] > x0) & (box[:, 2] < x0 + S2_SCENE_METRES)
+            & (box[:, 3] < y0) & (box[:, 1] > y0 - S2_SCENE_METRES)
         )  # fmt: skip
         rng = np.random.default_rng(int(self.plot_id.sum()) % (2**32))
         items = []
@@ -326,8 +335,9 @@ class SampleRasters:
                 if not gap.size or gap.min() > S2_MATCH_DAYS:
                     continue
                 pick = np.argmin(gap)
-                c0, c1 = (int(np.rint((px[index] + s * self.half - x0) / 10)) for s in (-1, 1))
-                r0, r1 = (int(np.rint((y0 - py[index] - s * self.half) / 10)) for s in (1, -1))
+                xmin, ymin, xmax, ymax = box[index]
+                c0, c1 = int(np.rint((xmin - x0) / 10)), int(np.rint((xmax - x0) / 10))
+                r0, r1 = int(np.rint((y0 - ymax) / 10)), int(np.rint((y0 - ymin) / 10))
                 values[r0:r1, c0:c1] = ndvi[mine][pick]
                 if cloud[mine][pick] > 0.5:
                     scl[r0 // 2 : -(-r1 // 2), c0 // 2 : -(-c1 // 2)] = 9
@@ -359,22 +369,19 @@ def _observations(
     )
 
 
-def _touched(
-    transform: Affine, x: np.ndarray, y: np.ndarray, half: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(plot index, row, column) of every pixel each plot's square (``half`` a side around
-    its point, in the grid's metres) touches, ordered by plot so larger ids write last."""
-    col0 = np.floor((x - half - transform.c) / transform.a).astype(np.int64)
-    col1 = np.floor((x + half - transform.c) / transform.a).astype(np.int64)
-    row0 = np.floor((y + half - transform.f) / transform.e).astype(np.int64)
-    row1 = np.floor((y - half - transform.f) / transform.e).astype(np.int64)
+def _touched(transform: Affine, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plot index, row, column) of every pixel each plot's bounds (``box``, in the grid's
+    CRS; a plot is smaller than a pixel) touch, ordered by plot so larger ids write last."""
+    col0 = np.floor((box[:, 0] - transform.c) / transform.a).astype(np.int64)
+    col1 = np.floor((box[:, 2] - transform.c) / transform.a).astype(np.int64)
+    row0 = np.floor((box[:, 3] - transform.f) / transform.e).astype(np.int64)
+    row1 = np.floor((box[:, 1] - transform.f) / transform.e).astype(np.int64)
     plots, rows, cols = [], [], []
     for dr in (0, 1):
         for dc in (0, 1):
-            r, c = np.minimum(row0 + dr, row1), np.minimum(col0 + dc, col1)
-            plots.append(np.arange(len(x)))
-            rows.append(r)
-            cols.append(c)
+            plots.append(np.arange(len(box)))
+            rows.append(np.minimum(row0 + dr, row1))
+            cols.append(np.minimum(col0 + dc, col1))
     index = np.concatenate(plots)
     order = np.argsort(index, kind="stable")
     return index[order], np.concatenate(rows)[order], np.concatenate(cols)[order]
