@@ -5,7 +5,7 @@ Nightly: each configured product, as downloaded, into the raw contract (docs/DES
 "Real sources"), then the asset `raw_inputs`, which starts `feature_materialization` for
 the same night.
 
-Two sharded steps, each `prepare → shard × K → publish` (K = `INGEST_SHARDS`):
+Three sharded steps, each `prepare → shard × K → publish` (K = `INGEST_SHARDS`):
 
 1. **plots** — plots (`PLOTS_SOURCE`, with `PLOT_SEASONS_SOURCE`, `DEM_SOURCE`,
    `COUNTIES_SOURCE`) and harvest labels (`YIELDS_SOURCE`): `prepare` reads each changed
@@ -13,7 +13,13 @@ Two sharded steps, each `prepare → shard × K → publish` (K = `INGEST_SHARDS
    turns one bucket's rows into contract rows and quarantines bad ones; `publish` applies
    the bad-share rule and writes `raw/plots.parquet`, `raw/plot_geometries.parquet`,
    `raw/yields.parquet`.
-2. **weather** — CHIRPS (`CHIRPS_SOURCE`) and AgERA5 (`AGERA5_SOURCE`), sampled at the
+2. **ndvi** — NDVI rasters: MOD13Q1-style composites (`NDVI_SOURCE`) and Sentinel-2 L2A
+   scenes of a STAC API or static catalog (`NDVI_STAC_URL`, `NDVI_STAC_COLLECTION`, the
+   last `NDVI_STAC_DAYS`): `prepare` lists the scenes, skips those already ingested (by
+   id) and checks the others whole, quarantining bad ones; `ingest_buckets` computes each
+   acquisition's per-plot NDVI and cloud fraction for its range of plot buckets; `publish`
+   moves the files into `raw/ndvi/` and records each acquisition's scenes.
+3. **weather** — CHIRPS (`CHIRPS_SOURCE`) and AgERA5 (`AGERA5_SOURCE`), sampled at the
    CHIRPS pixels that hold plots: `prepare` lists the months with a day that is new or
    whose file changed; `ingest_months` reads its share of them; `publish` rebuilds the raw
    weather years that changed and announces `raw_inputs`.
@@ -76,6 +82,8 @@ with DAG(
         tables = sharded_night(
             "nuru_yield.sources.plot_tables:PLOT_TABLES", shard_task_id="ingest_bucket"
         )
+    with TaskGroup("ndvi") as ndvi:
+        sharded_night("nuru_yield.sources.ndvi:NDVI", shard_task_id="ingest_buckets")
     with TaskGroup("weather") as weather:
         sharded_night(
             "nuru_yield.sources.weather:WEATHER", shard_task_id="ingest_months", outlet=raw_inputs
@@ -94,4 +102,4 @@ with DAG(
         result.raise_failures()
         return result.labels_changed
 
-    plot_tables >> weather >> announce_labels(tables)
+    plot_tables >> ndvi >> weather >> announce_labels(tables)

@@ -206,6 +206,43 @@ def ingest_yields(paths: PathsArgument = None, shards: IngestShardsOption = None
     _ingest("yields", paths, None, shards)
 
 
+@ingest_app.command("ndvi")
+def ingest_ndvi(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="NDVI GeoTIFF/COG composites: files, folders, globs, s3:// prefixes "
+            "(default NDVI_SOURCE)."
+        ),
+    ] = None,
+    stac: Annotated[
+        str | None,
+        typer.Option(
+            help="A STAC API URL or a static catalog.json, local or s3:// (default NDVI_STAC_URL)."
+        ),
+    ] = None,
+    collection: Annotated[
+        str | None,
+        typer.Option(help="The STAC collection of Sentinel-2 L2A scenes (NDVI_STAC_COLLECTION)."),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Days before the night the STAC search covers (NDVI_STAC_DAYS)."),
+    ] = None,
+    date: IngestDateOption = None,
+    shards: IngestShardsOption = None,
+) -> None:
+    """NDVI per plot from MODIS-style composites or Sentinel-2 L2A scenes through STAC:
+    one file per acquisition and plot bucket; scenes already ingested are skipped."""
+    from nuru_yield.sources.ndvi import ingest_ndvi as ingest
+
+    result = ingest(
+        paths or None, stac=stac, collection=collection, days=days, run_date=_night(date),
+        shards=shards,
+    )  # fmt: skip
+    typer.echo(result.render())
+
+
 @ingest_app.command("all")
 def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
     """Every product with a configured source, in order: what the raw_ingestion DAG runs."""
@@ -216,7 +253,8 @@ def ingest_all(date: DateOption, shards: IngestShardsOption = None) -> None:
         typer.echo(line)
     if not lines:
         typer.echo(
-            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE)"
+            "no source configured (PLOTS_SOURCE, CHIRPS_SOURCE, AGERA5_SOURCE, YIELDS_SOURCE, "
+            "NDVI_SOURCE, NDVI_STAC_URL)"
         )
 
 
@@ -378,13 +416,32 @@ def bench_train(
 
 @bench_app.command("ingest")
 def bench_ingest(
+    ndvi: Annotated[
+        bool,
+        typer.Option(
+            "--ndvi",
+            help="NDVI from rasters instead: a MODIS composite over Kenya (per shard and "
+            "whole) and one Sentinel-2 scene against bare exactextract.",
+        ),
+    ] = False,
     plots: Annotated[int, typer.Option(min=1)] = 1_000_000,
     shards: Annotated[
-        int | None, typer.Option(min=1, help="Shards (default INGEST_SHARDS), run one by one.")
+        int | None,
+        typer.Option(min=1, help="Shards (default INGEST_SHARDS; 8 with --ndvi), run one by one."),
     ] = None,
+    s2_pixels: Annotated[
+        int, typer.Option(min=64, help="--ndvi: side of the Sentinel-2 scene in 10 m pixels.")
+    ] = 10_980,
     workdir: WorkdirOption = None,
 ) -> None:
-    """Time raw ingestion of a year of Kenya-wide CHIRPS + AgERA5 against bare numpy sampling."""
+    """Time raw ingestion against bare baselines measured in the same run: a year of
+    Kenya-wide CHIRPS + AgERA5 against bare numpy sampling, or (--ndvi) NDVI rasters
+    against bare exactextract."""
+    if ndvi:
+        from nuru_yield.dev.bench.ndvi import run
+
+        run(plots, shards or 8, workdir, s2_pixels=s2_pixels)
+        return
     from nuru_yield.dev.bench.ingest import run_bench
 
     run_bench(plots, workdir, shards)

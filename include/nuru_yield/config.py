@@ -109,6 +109,24 @@ class Settings(BaseSettings):
         description="County boundaries (GeoJSON, zipped Shapefile, ...) for plots "
         "without a county column.",
     )
+    ndvi_source: str = Field(
+        "", description="NDVI composites (MOD13Q1-style GeoTIFF/COG): files, a folder, a glob."
+    )
+    ndvi_stac_url: str = Field(
+        "",
+        description="Sentinel-2 L2A scenes: a STAC API's URL or a static catalog.json "
+        "(local or s3://).",
+    )
+    ndvi_stac_collection: str = Field(
+        "sentinel-2-l2a", description="The STAC collection of the L2A scenes."
+    )
+    ndvi_stac_days: int = Field(
+        30,
+        ge=1,
+        le=3660,
+        description="How many days before the night a STAC search looks back (a late tile "
+        "within it recomputes its date).",
+    )
     source_columns: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="Column names a file uses for the contract's: 'plot_id=FarmID,"

@@ -44,6 +44,10 @@ WEATHER_SCHEMA = pa.schema(
 # Each year's NDVI is split into this many plot buckets (hash of plot_id, see
 # nuru_yield.raw_layout), so that a feature shard reads only its plots' scenes.
 NDVI_PLOT_BUCKETS = 32
+# A plot whose share without a clear pixel (cloud, shadow, snow, no data) is above this is
+# "cloudy": its NDVI is null in the raster ingestion's rows (docs/DESIGN.md, "NDVI from
+# rasters") and such an observation never enters the features.
+CLEAR_MAX_CLOUD = 0.5
 NDVI_SCHEMA = pa.schema(
     [
         ("plot_id", pa.int64()),

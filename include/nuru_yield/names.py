@@ -26,6 +26,8 @@ RAW_WEATHER_CELLS = "raw/weather_cells.parquet"
 RAW_WEATHER = "raw/weather"
 RAW_NDVI = "raw/ndvi"
 RAW_YIELDS = "raw/yields.parquet"
+# Plot boundaries (``plot_id``, ``geometry``: WKB in WGS 84), when plots are polygons: what
+# NDVI from rasters averages over (nuru_yield.sources.ndvi); without it, the plots' points.
 RAW_PLOT_GEOMETRIES = "raw/plot_geometries.parquet"
 # Written by `nuru-yield ingest` (nuru_yield.sources): each plot's boundary (above), which
 # file and version each day of raw weather came from, and the rows an ingest quarantined
@@ -37,6 +39,9 @@ SOURCES = "sources"
 # Its two sharded nights' prefixes (``{prefix}/_parts/{D}/``).
 SOURCES_TABLES = f"{SOURCES}/tables"
 SOURCES_WEATHER = f"{SOURCES}/weather"
+# NDVI rasters' night stages there too, and keeps one ledger per acquisition: the scenes it
+# was made from (nuru_yield.sources.ndvi).
+SOURCES_NDVI = f"{SOURCES}/ndvi"
 
 # --- the lake: what the pipeline writes, one partition per run date -------------------------
 FEATURES = "features"
@@ -74,6 +79,11 @@ def weather_month_path(year: int, month: int) -> str:
 def rejected_raw_path(product: str) -> str:
     """The rows the last ingest of ``product`` quarantined, each with its reason."""
     return f"{RAW_REJECTED}/{product}.parquet"
+
+
+def ndvi_ledger_path(product: str, date: dt.date) -> str:
+    """The scenes one NDVI acquisition (a product and a date) was last made from."""
+    return f"{SOURCES_NDVI}/{product}-{_day(date).replace('-', '')}.json"
 
 
 def ndvi_year_dir(year: int) -> str:

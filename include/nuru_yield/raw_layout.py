@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,13 +55,23 @@ def write_ndvi_year(
     schema: pa.Schema,
     batches: Iterable[pa.RecordBatch | pa.Table],
     part: str = "part-0",
+    buckets: Sequence[int] | None = None,
 ) -> list[tuple[str, int]]:
     """Write one year's NDVI scenes, split by plot bucket: file ``{part}.parquet`` in every
-    bucket of the year (empty ones too). Returns (URI, rows) per bucket."""
-    paths = [ndvi_bucket_path(year, bucket, part) for bucket in range(NDVI_PLOT_BUCKETS)]
-    return lake.write_parquet_split(
-        paths, schema, batches, lambda batch: ndvi_bucket(batch.column("plot_id"))
-    )
+    bucket of the year (empty ones too), or only in ``buckets`` (every row must belong to
+    one of them). Returns (URI, rows) per bucket."""
+    wanted = list(range(NDVI_PLOT_BUCKETS) if buckets is None else buckets)
+    index = np.full(NDVI_PLOT_BUCKETS, len(wanted), dtype=np.int64)
+    index[wanted] = np.arange(len(wanted))
+
+    def split(batch: pa.RecordBatch | pa.Table) -> np.ndarray:
+        target = index[ndvi_bucket(batch.column("plot_id"))]
+        if (target == len(wanted)).any():
+            raise ValueError(f"NDVI rows outside plot buckets {wanted}")
+        return target
+
+    paths = [ndvi_bucket_path(year, bucket, part) for bucket in wanted]
+    return lake.write_parquet_split(paths, schema, batches, split)
 
 
 @dataclass(frozen=True)

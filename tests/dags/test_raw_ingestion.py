@@ -15,7 +15,7 @@ import pytest
 
 from nuru_yield.config import reset_settings
 from nuru_yield.lake import Lake
-from nuru_yield.sample_data import formats
+from nuru_yield.sample_data import formats, ndvi_rasters
 from nuru_yield.sources.weather import weather_cells
 from tests.fixtures.airflow import parse_in_fresh_process
 
@@ -42,9 +42,13 @@ def test_dag_structure(load_dag: Any) -> None:
     # Not partitioned: its harvest_labels events must carry no key (test_orchestration.py).
     assert not coerce_to_core_timetable(dag.timetable).partitioned
     task = dag.get_task
-    # Two sharded nights: plots and labels by plot bucket, then weather by month.
+    # Three sharded nights: plots and labels by plot bucket, NDVI rasters by ranges of plot
+    # buckets, then weather by month.
     assert task("plots.ingest_bucket").upstream_task_ids == {"plots.prepare", "plots.shard_numbers"}
-    assert task("weather.prepare").upstream_task_ids == {"plots.publish"}
+    assert task("ndvi.prepare").upstream_task_ids == {"plots.publish"}
+    assert task("ndvi.ingest_buckets").upstream_task_ids == {"ndvi.prepare", "ndvi.shard_numbers"}
+    assert task("ndvi.publish").outlets == []
+    assert task("weather.prepare").upstream_task_ids == {"ndvi.publish"}
     assert task("weather.ingest_months").upstream_task_ids == {
         "weather.prepare",
         "weather.shard_numbers",
@@ -57,6 +61,7 @@ def test_dag_structure(load_dag: Any) -> None:
     for step in (
         "plots.prepare",
         "plots.ingest_bucket",
+        "ndvi.ingest_buckets",
         "weather.ingest_months",
         "weather.publish",
     ):
@@ -83,8 +88,9 @@ def test_a_backfill_is_one_run_per_night_each_named_by_its_logical_date(load_dag
 
 @pytest.fixture
 def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Twenty plots near Machakos (a CSV), March and April 2025 of CHIRPS at their cells
-    and a crop-cut CSV of 2024, configured as the night's sources; INGEST_SHARDS=3."""
+    """Twenty plots near Machakos (a CSV), March and April 2025 of CHIRPS at their cells,
+    a crop-cut CSV of 2024 and two MODIS composites over them, configured as the night's
+    sources; INGEST_SHARDS=3."""
     rng = np.random.default_rng(2)
     plots = tmp_path / "plots.csv"
     pd.DataFrame(
@@ -99,7 +105,14 @@ def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     ).to_csv(cuts, index=False)  # fmt: skip
     chirps = tmp_path / "chirps"
     chirps.mkdir()
-    for name, path in (("PLOTS", plots), ("CHIRPS", chirps), ("YIELDS", cuts)):
+    ndvi = tmp_path / "ndvi"
+    transform, shape = ndvi_rasters.modis_grid((37.1, -1.5, 37.5, -1.1))
+    for first_day, value in ((dt.date(2025, 3, 22), 4000), (dt.date(2025, 4, 7), 5000)):
+        ndvi_rasters.write_modis_composite(  # 22 March–6 April; 7–22 April: after the night
+            ndvi / ndvi_rasters.modis_name(first_day, 21, 9), np.full(shape, value, np.int16),
+            np.zeros(shape, np.int16), transform,
+        )  # fmt: skip
+    for name, path in (("PLOTS", plots), ("CHIRPS", chirps), ("YIELDS", cuts), ("NDVI", ndvi)):
         monkeypatch.setenv(f"{name}_SOURCE", str(path))
     monkeypatch.setenv("INGEST_SHARDS", "3")
     reset_settings()
@@ -145,12 +158,17 @@ def test_a_night_ingests_in_shards_and_announces_the_night_and_the_new_labels(
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
     assert str(run.state) == "success", states
     assert sorted(i for task, i in states if task == "plots.ingest_bucket") == [0, 1, 2]
+    assert sorted(i for task, i in states if task == "ndvi.ingest_buckets") == [0, 1, 2]
     assert sorted(i for task, i in states if task == "weather.ingest_months") == [0, 1]
+    ndvi = lake.read_parquet("raw/ndvi/year=2025").to_pandas()
+    assert sorted(ndvi["plot_id"]) == list(range(1, 21))  # each plot's point, its pixel
+    assert set(ndvi["date"]) == {dt.date(2025, 4, 6)} and set(ndvi["ndvi"]) == {0.4}
     weather = lake.read_parquet(lake.list("raw/weather/year=2025", ".parquet")).to_pandas()
     assert weather["date"].min() == dt.date(2025, 3, 1)
     assert weather["date"].max() == NIGHT  # days after the night wait for the next one
     assert lake.read_parquet("raw/yields.parquet").num_rows == 20
     assert lake.list("sources/tables/_parts") == lake.list("sources/weather/_parts") == []
+    assert lake.list("sources/ndvi/_parts") == []
     # raw_inputs keyed by the night (feature_materialization's run of it is queued);
     # harvest_labels without a key (the weekly, unpartitioned training is queued).
     assert [key for key, _ in _events(run.run_id, "raw_inputs")] == [NIGHT.isoformat()]

@@ -28,6 +28,7 @@ RUN_BY: dict[str, list[str]] = {
     "sample-data": [
         "tests/unit/sample_data/test_sample_data.py::test_cli_writes_the_raw_contract_into_the_lake"
     ],
+    "ingest ndvi": ["tests/unit/sources/test_ndvi_ingest.py::test_the_ingest_ndvi_command"],
     **{
         f"ingest {product}": [
             "tests/unit/sources/test_readme_ingest.py::test_the_readme_ingest_commands_run_as_written"

@@ -78,6 +78,8 @@ def demo_sources(home: Path) -> dict[str, str]:
         "CHIRPS_SOURCE": str(folder / "chirps"),
         "AGERA5_SOURCE": str(folder / "agera5"),
         "YIELDS_SOURCE": str(folder / "crop_cuts.csv"),
+        "NDVI_SOURCE": str(folder / "ndvi"),
+        "NDVI_STAC_URL": str(folder / "stac" / "catalog.json"),
     }
 
 

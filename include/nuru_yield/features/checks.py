@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from nuru_yield.contract import CLEAR_MAX_CLOUD
 from nuru_yield.features.columns import (
     ALTITUDE_RANGE_M,
     GDD_BASE_C,
@@ -58,6 +59,9 @@ class Check:
     scope: Scope = "row"
     allowed_share: float | None = None
     """Share of failing rows the gate tolerates; ``None`` = the configured threshold."""
+    unless_above: float | None = None
+    """A ``not_null`` check with two columns exempts rows whose second column is above this
+    (a cloudy NDVI observation has no value: it is not a bad row)."""
 
     @property
     def column(self) -> str:
@@ -71,6 +75,10 @@ class Check:
             return keys.duplicated(keep=False).to_numpy() & ~all_missing
         values = frame[self.column]
         present = values.notna().to_numpy()
+        if self.kind == "not_null" and self.unless_above is not None:
+            other = frame[self.columns[1]].to_numpy(np.float64, na_value=np.nan)
+            with np.errstate(invalid="ignore"):
+                return ~present & ~(other > self.unless_above)
         if self.kind == "not_null":
             return ~present
         if self.kind == "null":
@@ -104,6 +112,16 @@ class Check:
         if self.kind == "unique":
             return gxe.ExpectCompoundColumnsToBeUnique(
                 column_list=list(self.columns), mostly=mostly, meta=meta
+            )
+        if self.kind == "not_null" and self.unless_above is not None:
+            from great_expectations.expectations.row_conditions import Column
+
+            other = Column(self.columns[1])
+            return gxe.ExpectColumnValuesToNotBeNull(
+                column=self.column,
+                mostly=mostly,
+                meta=meta,
+                row_condition=(other <= self.unless_above) | other.is_null(),
             )
         if self.kind == "not_null":
             return gxe.ExpectColumnValuesToNotBeNull(column=self.column, mostly=mostly, meta=meta)
@@ -190,7 +208,9 @@ WEATHER_CHECKS = [
 NDVI_CHECKS = [
     Check("missing_plot_id", "not_null", ("plot_id",)),
     Check("missing_date", "not_null", ("date",)),
-    Check("ndvi_missing", "not_null", ("ndvi",)),
+    # NDVI from rasters leaves a plot mostly under cloud without a value (docs/DESIGN.md,
+    # "NDVI from rasters"): only a missing value on a clear observation is bad.
+    Check("ndvi_missing", "not_null", ("ndvi", "cloud_fraction"), unless_above=CLEAR_MAX_CLOUD),
     Check("ndvi_out_of_range", "between", ("ndvi",), low=-1.0, high=1.0),
     Check("cloud_fraction_out_of_range", "between", ("cloud_fraction",), low=0.0, high=1.0),
 ]

@@ -78,7 +78,6 @@ MATURITY_THERMAL_TIME = 1500.0
 # sums are exact in every implementation, where float sums that land on the threshold
 # could end a season a day apart.
 THERMAL_TIME_UNITS = 100
-CLEAR_MAX_CLOUD = 0.5  # observations with a higher cloud fraction are not "clear"
 NDVI_SOIL_BASELINE = 0.2  # ndvi_auc integrates NDVI above bare soil
 
 # Plausible value ranges; values outside are bad observations (dropped and counted).

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.config import Settings
-from nuru_yield.contract import PLOTS_SCHEMA
+from nuru_yield.contract import CLEAR_MAX_CLOUD, PLOTS_SCHEMA
 from nuru_yield.features.cells import nearest_cells
 from nuru_yield.features.checks import (
     MAX_CELL_DISTANCE_KM,
@@ -47,7 +47,6 @@ from nuru_yield.features.checks import (
     reasons,
 )
 from nuru_yield.features.columns import (
-    CLEAR_MAX_CLOUD,
     FEATURE_COLUMNS,
     GDD_BASE_C,
     GDD_CAP_C,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.contract import CLEAR_MAX_CLOUD
 from nuru_yield.errors import DataValidationError
 from nuru_yield.features.checks import (
     CELL_CHECKS,
@@ -42,7 +43,6 @@ from nuru_yield.features.checks import (
     plot_checks,
     weather_lag_days,
 )
-from nuru_yield.features.columns import CLEAR_MAX_CLOUD
 
 log = logging.getLogger(__name__)
 # great-expectations logs some 200 lines at INFO while it is imported ("Skipping registering

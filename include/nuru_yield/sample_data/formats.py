@@ -180,6 +180,24 @@ def write_agera5_day(
     return path
 
 
+def plot_squares(longitude: np.ndarray, latitude: np.ndarray, half_side_m: float) -> np.ndarray:
+    """Each plot's square (WGS84 polygons): ``half_side_m`` around its point in the
+    equal-area projection (EPSG:6933), so that its centroid is the point."""
+    import shapely
+    from pyproj import Transformer
+
+    forward = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
+    back = Transformer.from_crs("EPSG:6933", "EPSG:4326", always_xy=True)
+    x, y = forward.transform(longitude, latitude)
+    corners = [(1, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)]  # as shapely.box orders them
+    ring = np.stack(
+        [np.column_stack(back.transform(x + dx * half_side_m, y + dy * half_side_m))
+         for dx, dy in corners],
+        axis=1,
+    )  # fmt: skip
+    return shapely.polygons(ring)
+
+
 class RealFormats:
     """The synthetic world written as the real products (``sample-data --format real``),
     under ``folder``: ``chirps/`` (yearly NetCDF; the last year as daily ``.tif.gz``, as a
@@ -233,25 +251,19 @@ class RealFormats:
         projection, so its centroid is the point) and ``plot_seasons.csv``."""
         import geopandas as gpd
         import pandas as pd
-        from shapely import box
 
         frame = plots.to_pandas()
         static = frame.drop_duplicates("plot_id").sort_values("plot_id")
-        centres = gpd.GeoSeries(
-            gpd.points_from_xy(static["longitude"], static["latitude"]), crs="EPSG:4326"
-        ).to_crs("EPSG:6933")
-        half = self.PLOT_HALF_SIDE_M
-        squares = gpd.GeoSeries(
-            [box(p.x - half, p.y - half, p.x + half, p.y + half) for p in centres],
-            crs="EPSG:6933",
-        ).to_crs("EPSG:4326")
+        squares = plot_squares(
+            static["longitude"].to_numpy(), static["latitude"].to_numpy(), self.PLOT_HALF_SIDE_M
+        )
         gpd.GeoDataFrame(
             {
                 "PlotID": static["plot_id"].to_numpy(),
                 "elevation": static["altitude"].to_numpy(),
                 "County": static["county"].to_numpy(),
             },
-            geometry=squares.to_numpy(),
+            geometry=squares,
             crs="EPSG:4326",
         ).to_file(self.folder / "plots.geojson", driver="GeoJSON", engine="pyogrio")
         seasons = pd.DataFrame(

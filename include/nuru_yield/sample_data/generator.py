@@ -12,6 +12,7 @@ seed gives identical files whatever else changes around it.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from nuru_yield.sample_data.counties import (
 )
 from nuru_yield.sample_data.crop import load_response
 from nuru_yield.sample_data.formats import RealFormats
+from nuru_yield.sample_data.ndvi_rasters import SampleRasters
 from nuru_yield.sample_data.weather import Anomalies, Cells, DailyWeather, simulate_year
 
 CHUNK_PLOTS = 50_000
@@ -174,10 +176,10 @@ def generate_to_lake(
     Harvest labels go to a random ``label_share`` of plot-seasons; the seasons of
     ``end_year`` are in progress and get none unless ``label_last_year``. With
     ``real_formats``, the same world is also written there as the real products
-    (:class:`~nuru_yield.sample_data.formats.RealFormats`) for ``nuru-yield ingest``; with
-    ``raw_contract=False`` as well, only there: plots, weather and labels reach the lake
-    through the adapters (the demo's real path), and only the raw NDVI, which no adapter
-    reads yet, is written to the lake.
+    (:class:`~nuru_yield.sample_data.formats.RealFormats`; its NDVI as composites and
+    Sentinel-2-like scenes: :class:`~nuru_yield.sample_data.ndvi_rasters.SampleRasters`)
+    for ``nuru-yield ingest``; with ``raw_contract=False`` as well, only there: everything
+    reaches the lake through the adapters (the demo's real path).
     """
     if plots < 1 or end_year < start_year or not 0.0 <= label_share <= 1.0:
         raise ValueError("need plots >= 1, end_year >= start_year and 0 <= label_share <= 1")
@@ -190,10 +192,22 @@ def generate_to_lake(
     write(0, names.RAW_WEATHER_CELLS, _cells_table(cells))
 
     real = RealFormats(real_formats, end_year) if real_formats is not None else None
+    rasters = (
+        SampleRasters(
+            real_formats, plot_table.plot_id, plot_table.longitude, plot_table.latitude,
+            plot_table.county, RealFormats.PLOT_HALF_SIDE_M, end_year,
+        )
+        if real_formats is not None
+        else None
+    )  # fmt: skip
     history = _write_weather(cells, summary, seed, real, write)
     run = _SeasonRun(plot_table, history, seed)
     for year in range(start_year, end_year + 1):
-        buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, run.scenes(year))
+        tables = run.scenes(year) if rasters is None else rasters.year(year, run.scenes(year))
+        if not raw_contract:  # the NDVI reaches the lake through its rasters only
+            collections.deque(tables, maxlen=0)
+            continue
+        buckets = write_ndvi_year(lake, year, NDVI_SCHEMA, tables)
         summary.files.append(
             (lake.uri(names.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
         )
@@ -204,10 +218,10 @@ def generate_to_lake(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
     )
     write(len(summary.files), names.RAW_YIELDS, labels)
-    if real is not None:
+    if real is not None and rasters is not None:
         real.plots(plot_seasons)
         real.labels(labels, _rng(seed, 8))
-        summary.real_formats = real.describe()
+        summary.real_formats = f"{real.describe()}, {rasters.describe()}"
     summary.labelled = labels.num_rows
     _summarise_yields(blocks, plot_table, summary)
     summary.seconds = time.monotonic() - started

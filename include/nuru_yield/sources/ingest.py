@@ -1,8 +1,9 @@
-"""``nuru-yield ingest``: raw ingestion's two sharded nights run in one process, as the
+"""``nuru-yield ingest``: raw ingestion's sharded nights run in one process, as the
 ``raw_ingestion`` DAG runs them as tasks: first plots and harvest labels
-(:data:`~nuru_yield.sources.plot_tables.PLOT_TABLES`, by plot bucket), then CHIRPS and
-AgERA5 (:data:`~nuru_yield.sources.weather.WEATHER`, by month): weather is sampled where the
-plots are.
+(:data:`~nuru_yield.sources.plot_tables.PLOT_TABLES`, by plot bucket), then NDVI rasters
+(:data:`~nuru_yield.sources.ndvi.NDVI`, by plot bucket), then CHIRPS and AgERA5
+(:data:`~nuru_yield.sources.weather.WEATHER`, by month): NDVI is computed for each plot and
+weather is sampled where the plots are.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from nuru_yield.errors import MissingInputError
 from nuru_yield.lake import Lake
 from nuru_yield.nightly import run_night
 from nuru_yield.sources import agera5, chirps, plots, yields
+from nuru_yield.sources.ndvi import NDVI
 from nuru_yield.sources.plot_tables import PLOT_TABLES, TablesResult
 from nuru_yield.sources.weather import WEATHER, WeatherResult
 
@@ -74,7 +76,7 @@ def ingest_all(
     settings: Settings | None = None,
     shards: int | None = None,
 ) -> list[str]:
-    """Every product with a configured source, both nights in order (what the
+    """Every product with a configured source, the nights in order (what the
     ``raw_ingestion`` DAG runs); products without one are left as they are. One line per
     product ingested. Labels that fail the bad-share rule are an error after the weather is
     in, as in the DAG."""
@@ -83,7 +85,10 @@ def ingest_all(
     for product in PRODUCTS:
         if not configured(product, settings):
             log.info("ingest %s: no %s_SOURCE configured, left as it is", product, product.upper())
+    if not (settings.ndvi_source or settings.ndvi_stac_url):
+        log.info("ingest ndvi: neither NDVI_SOURCE nor NDVI_STAC_URL configured, left as it is")
     tables = run_night(PLOT_TABLES, run_date, lake=lake, settings=settings, shards=shards)
+    ndvi = run_night(NDVI, run_date, lake=lake, settings=settings, shards=shards)
     weather = run_night(WEATHER, run_date, lake=lake, settings=settings, shards=shards)
     tables.raise_failures()
-    return tables.lines() + weather.lines()
+    return tables.lines() + ndvi.lines() + weather.lines()

@@ -123,3 +123,31 @@ def _s3_client(settings: Settings | None) -> Any:
     from nuru_yield.lake import Lake
 
     return Lake.from_settings(settings).s3
+
+
+def s3_raster_env(settings: Settings | None = None) -> Any:
+    """A ``rasterio.Env`` in which GDAL reads ``s3://`` rasters in place (``/vsis3/``: a COG
+    is read by ranges, only the windows needed) with the project's S3 settings: the
+    endpoint (MinIO, moto: path-style, HTTP or HTTPS as its URL says), keys and region.
+    Without keys, boto3's own credential chain (environment, profile, instance role)."""
+    import rasterio
+    from rasterio.session import AWSSession
+
+    from nuru_yield.config import get_settings
+
+    settings = settings or get_settings()
+    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+    options: dict[str, Any] = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+    endpoint = None
+    if settings.s3_endpoint_url:
+        parsed = urlparse(settings.s3_endpoint_url)
+        endpoint = parsed.netloc + parsed.path.rstrip("/")
+        options["AWS_HTTPS"] = "YES" if parsed.scheme == "https" else "NO"
+        options["AWS_VIRTUAL_HOSTING"] = False
+    session = AWSSession(
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=secret,
+        region_name=settings.s3_region,
+        endpoint_url=endpoint,
+    )
+    return rasterio.Env(session=session, **options)

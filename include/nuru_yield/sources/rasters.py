@@ -125,6 +125,11 @@ def sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray
 
 
 def first_line(error: BaseException) -> str:
-    """A library error's first line (netCDF and GDAL messages run over several)."""
+    """A library error's first line (netCDF and GDAL messages run over several), from the
+    innermost error it was raised from: rasterio's "Read failed. See previous exception
+    for details." is raised from GDAL's own, which says what failed ("got 1762 bytes,
+    expected 3152": a truncated file)."""
+    while (inner := error.__cause__ or error.__context__) is not None:
+        error = inner
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__

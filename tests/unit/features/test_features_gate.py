@@ -14,9 +14,10 @@ import pytest
 from nuru_yield import names
 from nuru_yield.config import reset_settings
 from nuru_yield.errors import DataValidationError
-from nuru_yield.features.checks import misdated_in_current_season
+from nuru_yield.features.checks import NDVI_CHECKS, failing_any, misdated_in_current_season
 from nuru_yield.features.materialize import materialize
 from nuru_yield.features.raw import RawInputs
+from nuru_yield.features.validation import validate
 from nuru_yield.lake import Lake
 from nuru_yield.names import MAX_PLOT_ID
 from tests.unit.features.test_features import AS_OF, plot
@@ -226,3 +227,28 @@ def test_shards_without_plot_seasons_do_not_fail_a_night_that_has_some(
     report = lake.read_json(names.validation_path(AS_OF))
     assert [shard["plot_seasons"] for shard in report["shards"]] == [3, 0, 0]
     assert report["counts"]["plot_seasons_read"] == 3
+
+
+def test_a_cloudy_observation_without_ndvi_is_not_a_bad_row() -> None:
+    """NDVI from rasters leaves a plot mostly under cloud without a value; only a clear
+    observation without one is bad, in the quarantine mask and the gate's counts alike."""
+    ndvi = pd.DataFrame(
+        {
+            "plot_id": [1, 2, 3, 4],
+            "date": pd.to_datetime(["2025-06-01"] * 4),
+            "ndvi": [0.6, None, None, None],
+            "cloud_fraction": [0.1, 0.8, 0.2, None],  # cloudy, clear, unknown
+        }
+    )
+    assert failing_any(ndvi, NDVI_CHECKS).tolist() == [False, False, True, True]
+    report = validate(
+        ndvi=ndvi,
+        threshold=0.6,
+        season_max_days=180,
+        max_cell_distance_km=50.0,
+        run_date=dt.date(2025, 6, 15),
+        weather_max_lag_days=3,
+    )
+    [missing] = [c for c in report.checks if c.check == "ndvi_missing"]
+    assert (missing.element_count, missing.unexpected_count) == (3, 2)
+    assert report.counts["ndvi_rows_dropped"] == 2 and report.counts["ndvi_rows_cloudy"] == 1

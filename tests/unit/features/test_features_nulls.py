@@ -20,12 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nuru_yield.features.columns import (
-    CLEAR_MAX_CLOUD,
-    FEATURE_COLUMNS,
-    RECENT_DAYS,
-    TEMPERATURE_RANGE_C,
-)
+from nuru_yield.contract import CLEAR_MAX_CLOUD
+from nuru_yield.features.columns import FEATURE_COLUMNS, RECENT_DAYS, TEMPERATURE_RANGE_C
 from nuru_yield.features.compute import season_to_date
 from nuru_yield.features.raw import RawInputs
 

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from nuru_yield import names
-from nuru_yield.contract import NDVI_SCHEMA, PLOTS_SCHEMA
+from nuru_yield.contract import CLEAR_MAX_CLOUD, NDVI_SCHEMA, PLOTS_SCHEMA
 from nuru_yield.dev.bench import emit, run_isolated
 from nuru_yield.features import columns as c
 from nuru_yield.lake import Lake
@@ -254,7 +254,7 @@ clear AS (
     JOIN read_parquet('{root / names.RAW_NDVI}/**/*.parquet') n
       ON n.plot_id = l.plot_id AND n.date BETWEEN l.planting_date AND e.window_end
     WHERE isfinite(n.ndvi) AND n.ndvi BETWEEN -1 AND 1
-      AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {c.CLEAR_MAX_CLOUD})
+      AND (n.cloud_fraction IS NULL OR n.cloud_fraction BETWEEN 0 AND {CLEAR_MAX_CLOUD})
     WINDOW w AS (PARTITION BY l.plot_id, l.season_year, l.season ORDER BY n.date, n.ndvi)
 ),
 ndvi AS (
