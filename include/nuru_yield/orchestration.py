@@ -267,10 +267,11 @@ class AlertNotifier(BaseNotifier):
         deliver(self.subject, self.body, get_settings())
 
 
-def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> None:
+def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> Any:
     """Wire a sharded nightly step into the DAG being defined: ``prepare`` →
     ``shard_numbers`` → ``shard_task_id`` mapped over the plan's K shards → ``publish``,
-    which announces the published partition on ``outlet`` (:func:`announce`).
+    which announces the published partition on ``outlet`` (:func:`announce`). Returns
+    ``publish``'s output (its result's XCom), for tasks that follow it.
 
     ``night`` names the step's :class:`~nuru_yield.nightly.Night` as ``"module:NAME"``
     (``"nuru_yield.features.materialize:FEATURES"``): the tasks import it when they run,
@@ -307,7 +308,7 @@ def sharded_night(night: str, *, shard_task_id: str, outlet: Asset) -> None:
 
     planned = prepare()
     staged = run_shard.partial(plan=planned).expand(shard=shard_numbers(planned))
-    publish(planned, staged)
+    return publish(planned, staged)
 
 
 def _night(name: str) -> Night[Any, Any]:

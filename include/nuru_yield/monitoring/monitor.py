@@ -220,6 +220,7 @@ def update_realized_accuracy(
 
     from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import model_performance
+    from nuru_yield.db.values import plain
 
     labels = _labels(lake)
     with engine.connect() as connection:
@@ -237,7 +238,7 @@ def update_realized_accuracy(
         if rows.empty:
             continue  # labelled, but never forecast: keep whatever was there
         records = [
-            {**_plain(record), "computed_at": computed_at}
+            {**plain(record), "computed_at": computed_at}
             for record in rows.to_dict(orient="records")
         ]
         replace_rows(engine, model_performance, {"season": season, "season_year": year}, records)
@@ -249,18 +250,6 @@ def _reported_fresh(lake: Lake, run_date: dt.date) -> pd.DataFrame:
     path = drift_report_path(run_date)
     rows = lake.read_json(path).get("realized_accuracy", []) if lake.exists(path) else []
     return pd.DataFrame(rows, columns=accuracy.PERFORMANCE_COLUMNS)
-
-
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars → Python, NaN → None (database NULL)."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not np.isfinite(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -322,10 +311,11 @@ def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
 def write_drift_rows(engine: sa.Engine, run_date: dt.date, report: DriftReport) -> int:
     from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import drift_reports
+    from nuru_yield.db.values import plain
 
     columns = {c.name for c in drift_reports.columns} - {"id", "run_date"}
     rows = [
-        {key: value for key, value in _plain(d.as_row()).items() if key in columns}
+        {key: value for key, value in plain(d.as_row()).items() if key in columns}
         for d in report.drifts
     ]
     return replace_rows(engine, drift_reports, {"run_date": run_date}, rows)

@@ -24,7 +24,7 @@ from nuru_yield import names
 from nuru_yield.contract import (
     CELLS_SCHEMA,
     NDVI_SCHEMA,
-    PLOTS_SCHEMA,
+    PLOTS_WITH_AREA_SCHEMA,
     WEATHER_SCHEMA,
     YIELDS_SCHEMA,
 )
@@ -184,7 +184,12 @@ def generate_to_lake(
         )
     blocks = run.blocks
     summary.files.insert(
-        0, _write(lake, names.RAW_PLOTS, _plots_table(blocks, plot_table, history))
+        0,
+        _write(
+            lake,
+            names.RAW_PLOTS,
+            _plots_table(blocks, plot_table, history, seasons.plot_areas(plots, _rng(seed, 8))),
+        ),
     )
     labels = _labels(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
@@ -298,8 +303,12 @@ def _cells_table(cells: Cells) -> pa.Table:
 
 
 def _plots_table(
-    blocks: list[seasons.SeasonBlock], plot_table: seasons.Plots, history: seasons.WeatherHistory
+    blocks: list[seasons.SeasonBlock],
+    plot_table: seasons.Plots,
+    history: seasons.WeatherHistory,
+    areas: np.ndarray,
 ) -> pa.Table:
+    """The plot-season rows of the contract, with each plot's ``area_ha``."""
     plot = np.concatenate([b.plot for b in blocks])
     season = np.concatenate([np.full(len(b.plot), SEASONS.index(b.season)) for b in blocks])
     return pa.table(
@@ -314,8 +323,9 @@ def _plots_table(
             "planting_date": _dates(
                 np.concatenate([b.planting_day for b in blocks]), history.first_day
             ),
+            "area_ha": areas[plot],
         },
-        schema=PLOTS_SCHEMA,
+        schema=PLOTS_WITH_AREA_SCHEMA,
     )
 
 
