@@ -20,7 +20,9 @@ from nuru_yield.counties.skill import SKILL_COLUMNS
 SEASON = ("Long Rains", 2025)
 
 
-def _scored(county: str, n: int, forecast: float, days: int, area: float | None = 0.5) -> pd.DataFrame:
+def _scored(
+    county: str, n: int, forecast: float, days: int, area: float | None = 0.5
+) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "plot_id": np.arange(n),
@@ -79,7 +81,9 @@ def test_a_county_with_record_and_skill() -> None:
     scored = _scored("Kitui", 40, 900.0, days=62)
     record = _record("Kitui", range(2019, 2025))  # 1000 … 1500
     skill = [_skill("Kitui", 30, 0.2, 0.3), _skill("Kitui", 60, 0.15, 0.3)]
-    planted = pd.DataFrame({"county": ["Kitui"], "season": SEASON[0], "season_year": SEASON[1], "n": [80]})
+    planted = pd.DataFrame(
+        {"county": ["Kitui"], "season": SEASON[0], "season_year": SEASON[1], "n": [80]}
+    )
 
     row = _rows(scored, record, skill, planted).loc["Kitui"]
 
@@ -103,7 +107,9 @@ def test_too_few_plots_give_no_figure() -> None:
 
 
 def test_a_short_record_and_no_skill_say_so() -> None:
-    row = _rows(_scored("Embu", 30, 900.0, 40, area=None), _record("Embu", range(2023, 2025)), []).loc["Embu"]
+    row = _rows(
+        _scored("Embu", 30, 900.0, 40, area=None), _record("Embu", range(2023, 2025)), []
+    ).loc["Embu"]
 
     assert row["status"] == SHORT_RECORD
     assert pd.isna(row["pct_of_5yr_mean"]) and pd.isna(row["lower_kg_per_ha"])

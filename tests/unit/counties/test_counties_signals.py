@@ -32,7 +32,10 @@ def test_earlier_windows_are_the_same_days_of_earlier_years() -> None:
     assert first["start"] == _day(dt.date(2023, 2, 28))  # 29 February → 28 February
     assert first["end"] == _day(dt.date(2024, 4, 10))
     second = windows[(windows["row"] == 1) & (windows["years_back"] == 2)].iloc[0]
-    assert (second["start"], second["end"]) == (_day(dt.date(2023, 3, 20)), _day(dt.date(2023, 4, 10)))
+    assert (second["start"], second["end"]) == (
+        _day(dt.date(2023, 3, 20)),
+        _day(dt.date(2023, 4, 10)),
+    )
     assert len(windows) == 4
 
 

@@ -82,7 +82,9 @@ def test_skill_table_compares_the_model_with_both_baselines() -> None:
     mape, nrmse = errors(hindcasts["forecast"].to_numpy(), hindcasts["actual"].to_numpy())
     assert row["skill_mape"] == pytest.approx(mape)
     assert row["skill_nrmse"] == pytest.approx(nrmse)
-    assert row["trend_nrmse"] == pytest.approx(0.3 * np.sqrt(np.mean(hindcasts["actual"] ** 2)) / hindcasts["actual"].mean())
+    assert row["trend_nrmse"] == pytest.approx(
+        0.3 * np.sqrt(np.mean(hindcasts["actual"] ** 2)) / hindcasts["actual"].mean()
+    )
     assert bool(row["beats_naive"]) is bool(row["skill_nrmse"] < row["naive_nrmse"])
     assert bool(row["beats_trend"]) is True
 
