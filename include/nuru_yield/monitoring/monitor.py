@@ -43,6 +43,7 @@ from nuru_yield.names import (
     MODEL_NAME,
     PREDICTION_LOG,
     RAW_YIELDS,
+    bulletin_html_path,
     drift_html_path,
     drift_report_path,
     features_path,
@@ -308,6 +309,18 @@ def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
     return load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
 
 
+def county_forecasts_of(engine: sa.Engine, run_date: dt.date) -> pd.DataFrame:
+    """The night's ``county_forecasts`` rows (none when its scoring wrote none)."""
+    import sqlalchemy as sa
+
+    from nuru_yield.db.schema import county_forecasts
+
+    query = sa.select(county_forecasts).where(county_forecasts.c.run_date == run_date)
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(county_forecasts.c.county)).mappings().all()
+    return pd.DataFrame(rows, columns=[column.name for column in county_forecasts.columns])
+
+
 def write_drift_rows(engine: sa.Engine, run_date: dt.date, report: DriftReport) -> int:
     from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import drift_reports
@@ -351,7 +364,19 @@ def run_monitoring(
     drifts = detect_drift(reference, current, VARIABLES, rule)
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
     alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
-    report = DriftReport(run_date, source, described, rule, drifts, alert, fresh)
+    counties = county_forecasts_of(engine, run_date)
+    bulletin = bulletin_html_path(run_date)
+    report = DriftReport(
+        run_date,
+        source,
+        described,
+        rule,
+        drifts,
+        alert,
+        fresh,
+        counties=counties,
+        bulletin=lake.uri(bulletin) if lake.exists(bulletin) else None,
+    )
 
     write_drift_rows(engine, run_date, report)
     report_uri = lake.write_json(drift_report_path(run_date), report.to_json())
