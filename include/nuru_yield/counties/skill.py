@@ -114,8 +114,9 @@ def skill_table(hindcasts: pd.DataFrame, level: float = INTERVAL_LEVEL) -> pd.Da
     """:data:`SKILL_COLUMNS` per county × season kind × lead of county ``hindcasts``
     (``county``, ``season``, ``season_year``, ``lead_days``, ``forecast``, ``actual``,
     ``naive``, ``trend``): see the module docstring."""
-    frame = hindcasts[np.isfinite(hindcasts["forecast"]) & np.isfinite(hindcasts["actual"])]
-    frame = frame[frame["forecast"] > 0]
+    forecast = hindcasts["forecast"].to_numpy(np.float64)
+    actual = hindcasts["actual"].to_numpy(np.float64)
+    frame = hindcasts[np.isfinite(forecast) & np.isfinite(actual) & (forecast > 0)]
     pooled = {}
     for key, group in frame.groupby(["season", "lead_days"], observed=True):
         ratios = (group["actual"] / group["forecast"]).to_numpy()
@@ -169,6 +170,19 @@ def skill_by_lead(skill: pd.DataFrame) -> pd.DataFrame:
     skill, the median MAPE and NRMSE of the model, the naive mean and the trend, and how many
     counties the model beats the naive mean in."""
     rated = skill[skill["skill_nrmse"].notna()]
+    if rated.empty:
+        return pd.DataFrame(
+            columns=[
+                "season",
+                "lead_days",
+                "counties",
+                "skill_mape",
+                "skill_nrmse",
+                "naive_nrmse",
+                "trend_nrmse",
+                "beats_naive",
+            ]
+        )
     summary = rated.groupby(["season", "lead_days"], observed=True, sort=True).agg(
         counties=("county", "size"),
         skill_mape=("skill_mape", "median"),
