@@ -35,12 +35,12 @@ HEAT_SIGNAL_C = 1.0
 RAIN, TMAX, HEAT, COVERAGE = "precip_total", "tmax_mean", "heat_days", "weather_coverage"
 SIGNAL_COLUMNS = [
     "rain_mm",
-    "rain_normal_mm",
+    "normal_rain_mm",
     "rain_pct_of_normal",
     "tmax_c",
-    "tmax_normal_c",
+    "normal_tmax_c",
     "heat_days",
-    "heat_days_normal",
+    "normal_heat_days",
     "normal_years",
     "season_signal",
 ]
@@ -111,24 +111,24 @@ def season_signals(current: pd.DataFrame, normal: pd.DataFrame) -> pd.DataFrame:
     )
     grouped = rows.groupby(COUNTY_SEASON, observed=True, sort=True).agg(
         rain_mm=(RAIN, "mean"),
-        rain_normal_mm=("_rain_normal", "mean"),
+        normal_rain_mm=("_rain_normal", "mean"),
         tmax_c=(TMAX, "mean"),
-        tmax_normal_c=("_tmax_normal", "mean"),
+        normal_tmax_c=("_tmax_normal", "mean"),
         heat_days=(HEAT, "mean"),
-        heat_days_normal=("_heat_normal", "mean"),
+        normal_heat_days=("_heat_normal", "mean"),
         normal_years=("_years", "min"),
     )
     grouped = grouped.reset_index()
     with np.errstate(invalid="ignore", divide="ignore"):
         grouped["rain_pct_of_normal"] = np.where(
-            grouped["rain_normal_mm"] > 0,
-            100 * grouped["rain_mm"] / grouped["rain_normal_mm"],
+            grouped["normal_rain_mm"] > 0,
+            100 * grouped["rain_mm"] / grouped["normal_rain_mm"],
             np.nan,
         )
     grouped["season_signal"] = [
         signal_text(*values)
         for values in grouped[
-            ["rain_mm", "rain_normal_mm", "rain_pct_of_normal", "tmax_c", "tmax_normal_c"]
+            ["rain_mm", "normal_rain_mm", "rain_pct_of_normal", "tmax_c", "normal_tmax_c"]
         ].itertuples(index=False)
     ]
     return grouped[[*COUNTY_SEASON, *SIGNAL_COLUMNS]]

@@ -301,12 +301,12 @@ _EXAMPLE_COUNTY = {
     "trend_nrmse": 0.31,
     "beats_naive": True,
     "rain_mm": 61.0,
-    "rain_normal_mm": 102.0,
+    "normal_rain_mm": 102.0,
     "rain_pct_of_normal": 59.8,
     "tmax_c": 30.4,
-    "tmax_normal_c": 29.8,
+    "normal_tmax_c": 29.8,
     "heat_days": 0.0,
-    "heat_days_normal": 0.2,
+    "normal_heat_days": 0.2,
     "normal_years": 5,
     "season_signal": "rain 40% below the county's normal to date (61 mm against 102)",
     "status": "ok",
@@ -359,12 +359,12 @@ class CountyForecast(BaseModel):
     trend_nrmse: float | None = Field(description="The same for the county's linear trend.")
     beats_naive: bool | None = Field(description="Whether the model beat the county's mean.")
     rain_mm: float | None = Field(description="Rain since planting (mean of sampled plots).")
-    rain_normal_mm: float | None = Field(description="The same days of earlier years.")
+    normal_rain_mm: float | None = Field(description="The same days of earlier years.")
     rain_pct_of_normal: float | None
     tmax_c: float | None = Field(description="Mean daily maximum temperature since planting.")
-    tmax_normal_c: float | None
+    normal_tmax_c: float | None
     heat_days: float | None = Field(description="Days above 35 °C since planting.")
-    heat_days_normal: float | None
+    normal_heat_days: float | None
     normal_years: int | None
     season_signal: str | None = Field(description="Rain or heat far from normal, in words.")
     status: CountyStatus

@@ -80,7 +80,7 @@ def test_a_dry_county_gets_a_signal_a_normal_one_none() -> None:
 
     dry = signals.loc["Makueni"]
     assert dry["rain_pct_of_normal"] == pytest.approx(60.0)
-    assert dry["heat_days"] == pytest.approx(4.0) and dry["heat_days_normal"] == pytest.approx(1.0)
+    assert dry["heat_days"] == pytest.approx(4.0) and dry["normal_heat_days"] == pytest.approx(1.0)
     assert dry["season_signal"].startswith("rain 40% below the county's normal to date (60 mm")
     assert "1.5 °C hotter" in dry["season_signal"]
     assert pd.isna(signals.loc["Bungoma", "season_signal"])
