@@ -17,7 +17,7 @@ from nuru_yield.dev.demo import DEMO_RUN_DATE
 from nuru_yield.dev.local_services import free_port
 from nuru_yield.dev.scratch import MARKER
 from nuru_yield.lake import Lake
-from nuru_yield.names import features_path, prediction_log_path
+from nuru_yield.names import bulletin_html_path, features_path, prediction_log_path
 from tests.fixtures.settings import SETTING_VARIABLES
 
 NURU_YIELD = str(Path(sys.executable).with_name("nuru-yield"))
@@ -61,3 +61,11 @@ def test_the_demo_runs_the_night_in_its_own_scratch_home(tmp_path: Path) -> None
             (DEMO_RUN_DATE.isoformat(),),
         ).fetchall()
     assert scored > 0
+    with sqlite3.connect(home / "predictions.db") as connection:
+        [(counties,)] = connection.execute(
+            "SELECT COUNT(*) FROM county_forecasts WHERE run_date = ?",
+            (DEMO_RUN_DATE.isoformat(),),
+        ).fetchall()
+    assert counties > 0
+    assert f"county bulletin of {DEMO_RUN_DATE}" in done.stdout
+    assert lake.exists(bulletin_html_path(DEMO_RUN_DATE))

@@ -72,7 +72,7 @@ def _rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _page() -> str:
+def sample_page() -> str:
     rows = _rows()
     earlier = rows.assign(
         run_date=RUN_DATE - dt.timedelta(days=7),
@@ -97,7 +97,7 @@ def _page() -> str:
 
 
 def test_the_page_is_self_contained_and_escapes_every_name() -> None:
-    page = _page()
+    page = sample_page()
 
     assert "<script" not in page and "<link" not in page and " src=" not in page
     urls = set(re.findall(r"https?://[^\s\"'<>]+", page))
@@ -107,7 +107,7 @@ def test_the_page_is_self_contained_and_escapes_every_name() -> None:
 
 
 def test_the_page_says_what_a_reader_needs() -> None:
-    page = _page()
+    page = sample_page()
 
     assert "County maize bulletin — 2025-04-10" in page
     assert "rain 40% below the county&#39;s normal to date" in page
