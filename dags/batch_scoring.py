@@ -12,13 +12,20 @@ For run date **D** it scores `features/{D}/plot_features.parquet` with the regis
   (readers see last night's rows or tonight's, never a mix), with the resolved model
   version, the calibrated 80% interval and the three strongest TreeSHAP drivers per row;
 * the prediction log `monitoring/predictions/{D}/predictions.parquet` (rows + features);
-* one `scoring_runs` row (versions, counts, timings, status, lake URIs).
+* one `scoring_runs` row (versions, counts, timings, status, lake URIs);
+* the county forecasts of D (`county_forecasts`: per county × season, % of normal, an 80%
+  interval calibrated at county level, the hindcast skill, season signals) and the bulletin
+  `monitoring/bulletins/{D}/bulletin.html` and `county_forecasts.csv` (docs/DESIGN.md,
+  "County bulletins").
 
 Tasks: `prepare` resolves the aliases **once** and opens the run → `score_shard` is mapped
 over K shards (`hash(plot_id) mod K`, K = `SCORING_SHARDS`, default 4; never one task per
 plot), each streaming and staging its plots → `publish` swaps the partition in and updates
 the asset `predictions` (one event keyed by the night, `extra = {run_id, rows,
-model_version, uri}`), which triggers the `drift_monitoring` run of that night.
+model_version, uri}`), which triggers the `drift_monitoring` run of that night →
+`county_bulletin`: nothing to do when `publish` wrote the county forecasts; when that step
+failed (the plot forecasts stay published, `scoring_runs.message` says why), it runs it again
+and fails — red in the grid, retried with backoff — while it still fails.
 
 * **Trigger:** each night the asset `plot_features` announces: the run is keyed by that
   night (its partition key); by hand with a partition key or the `run_date` param.
@@ -33,8 +40,9 @@ model_version, uri}`), which triggers the `drift_monitoring` run of that night.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from nuru_yield.orchestration import (
     default_args,
@@ -56,4 +64,20 @@ with DAG(
     tags=["nuru-yield", "scoring"],
     doc_md=__doc__,
 ):
-    sharded_night("nuru_yield.scoring.run:SCORING", shard_task_id="score_shard", outlet=predictions)
+    published = sharded_night(
+        "nuru_yield.scoring.run:SCORING", shard_task_id="score_shard", outlet=predictions
+    )
+
+    @task
+    def county_bulletin(published: dict[str, Any]) -> dict[str, Any]:
+        """The county forecasts and bulletin, again if `publish` could not write them."""
+        from nuru_yield.scoring.plan import ScoringResult
+        from nuru_yield.scoring.run import county_bulletin as write_again
+
+        night = ScoringResult.from_xcom(published)
+        written = write_again(night)
+        if written is not None:
+            return written.xcom()
+        return {"run_date": night.run_date.isoformat(), "bulletin": night.bulletin_uri}
+
+    county_bulletin(published)

@@ -4,7 +4,7 @@
 Retrains the yield model and lets the champion/challenger gate decide whether it serves
 (`docs/DESIGN.md`, "Models and the registry").
 
-**build_training_set → train_candidates → evaluate → gate → promote**
+**build_training_set → train_candidates → evaluate → gate → promote → county_skill**
 
 1. Feature rows at 30/60/90/120 days after planting and the full season for every
    labelled plot-season over by the run date → `training/{D}/training_set.parquet`.
@@ -23,6 +23,11 @@ Retrains the yield model and lets the champion/challenger gate decide whether it
 5. The decision, promoted or not, is a `model_promotions` row and tags on the version. A
    promotion moves `@champion` (the old one keeps `@previous`) and updates the asset
    `champion_model` (`nuru://champion_model`); a refusal leaves both alone.
+6. `county_skill`, after a promotion only (skipped otherwise): the new champion's county
+   hindcasts, leaving one labelled season out at a time, at 30/60/90/120 days after planting
+   → `county_skill` (MAPE, normalised RMSE beside the naive county mean and the county trend,
+   the county-level interval factors the nightly bulletin uses) and
+   `training/{D}/county_hindcasts.parquet` (docs/DESIGN.md, "County bulletins").
 
 * **Schedule:** Mondays 03:00 UTC, and whenever the asset `harvest_labels`
   (`nuru://harvest_labels`) is updated — post an event with `extra = {"run_date": …}` when
@@ -32,7 +37,8 @@ Retrains the yield model and lets the champion/challenger gate decide whether it
 * **Run date:** the `run_date` param, else the logical date, else the label event's.
 * **Rerun:** rewrites `training/{D}/`; retraining logs new runs and a new version, which
   the gate judges afresh (a near-identical retrain is refused: it is not 1% better).
-* **By hand:** `nuru-yield train --date D`; `nuru-yield rollback` restores `@previous`.
+* **By hand:** `nuru-yield train --date D` (the skill too, when it promotes); `nuru-yield
+  skill --date D` for the champion's skill alone; `nuru-yield rollback` restores `@previous`.
 """
 
 from __future__ import annotations
@@ -116,6 +122,22 @@ with DAG(
             )
         return outcome.xcom()
 
+    @task
+    def county_skill(outcome: dict[str, Any], training_set: dict[str, Any]) -> dict[str, Any]:
+        """The promoted champion's county hindcast skill (skipped without a promotion)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from nuru_yield.training.hindcast import county_skill as measure
+        from nuru_yield.training.pipeline import PromotionOutcome, TrainingSet
+
+        promoted = PromotionOutcome.from_xcom(outcome)
+        if not promoted.alias_moved:
+            raise AirflowSkipException(
+                f"v{promoted.version} was not promoted: the champion's skill stands"
+            )
+        run_date = TrainingSet.from_xcom(training_set).run_date
+        return measure(run_date, version=promoted.version).xcom()
+
     training_set = build_training_set()
     candidates = train_candidates(training_set)
-    promote(gate(evaluate(training_set, candidates)), training_set)
+    county_skill(promote(gate(evaluate(training_set, candidates)), training_set), training_set)

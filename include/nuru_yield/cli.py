@@ -281,7 +281,29 @@ def train(date: DateOption) -> None:
     """Train candidates, evaluate, and run the promotion gate."""
     from nuru_yield.training.pipeline import train as run_training
 
-    typer.echo(run_training(date.date()).render())
+    summary = run_training(date.date())
+    typer.echo(summary.render())
+    if summary.skill_error is not None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def skill(
+    date: DateOption,
+    version: Annotated[
+        str | None, typer.Option(help="Model version (default: the @champion).")
+    ] = None,
+) -> None:
+    """County hindcast skill of a model version: leave-one-season-out at 30/60/90/120 days."""
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import training_set_path
+    from nuru_yield.training.hindcast import county_skill
+    from nuru_yield.training.pipeline import build_training_set
+
+    lake = Lake.from_settings()
+    if not lake.exists(training_set_path(date.date())):
+        build_training_set(date.date(), lake)
+    typer.echo(county_skill(date.date(), lake=lake, version=version).render())
 
 
 @app.command()
@@ -339,6 +361,10 @@ def score(
         + (f" (+ challenger v{challenger})" if challenger else "")
         + f", {published.rows:,} rows published, log {published.prediction_log_uri}"
     )
+    if published.counties_error is not None:
+        typer.echo(f"error: {published.counties_error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"county bulletin: {published.county_rows} county-seasons, {published.bulletin_uri}")
 
 
 @app.command()

@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     scoring_batch_rows: int = Field(
         65_536, ge=1, description="Rows per record batch streamed through the scorer."
     )
+    county_min_plots: int = Field(
+        30,
+        ge=1,
+        description="Plots a county-season needs scored on a night for its bulletin figure.",
+    )
+    county_min_labels: int = Field(
+        30,
+        ge=1,
+        description="Labelled plots a past county-season needs to count in the county's "
+        "record and hindcasts.",
+    )
     promotion_rmse_margin: float = Field(0.01, ge=0.0, lt=1.0)
     promotion_county_tolerance: float = Field(0.05, ge=0.0)
     model_interactions: Literal["pairwise", "free"] = Field(

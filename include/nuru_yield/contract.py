@@ -28,6 +28,11 @@ PLOT_GEOMETRIES_SCHEMA = pa.schema(
         '{"encoding": "WKB", "geometry_types": []}}}'
     },
 )
+# An optional column of ``raw/plots.parquet`` (readers of the contract ignore it): the plot's
+# area in hectares, null where unknown (a plot given as a point). It weights a plot in its
+# county's figures and makes production (tonnes) countable (``nuru_yield.counties``).
+PLOT_AREA = "area_ha"
+PLOTS_WITH_AREA_SCHEMA = PLOTS_SCHEMA.append(pa.field(PLOT_AREA, pa.float64()))
 CELLS_SCHEMA = pa.schema(
     [("cell_id", pa.int64()), ("latitude", pa.float64()), ("longitude", pa.float64())]
 )

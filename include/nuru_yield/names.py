@@ -48,6 +48,7 @@ FEATURES = "features"
 TRAINING = "training"
 PREDICTION_LOG = "monitoring/predictions"
 DRIFT = "monitoring/drift"
+BULLETINS = "monitoring/bulletins"
 
 # Key-value metadata of a parquet file assembled from shard parts: JSON list of the first
 # row group of each part, and one past the last (``Lake.assemble_parquet``).
@@ -177,3 +178,18 @@ def drift_report_path(date: dt.date) -> str:
 
 def drift_html_path(date: dt.date) -> str:
     return f"{partition_dir(DRIFT, date)}/drift_report.html"
+
+
+def bulletin_html_path(date: dt.date) -> str:
+    """The night's county bulletin, a self-contained page a person can mail as it is."""
+    return f"{partition_dir(BULLETINS, date)}/bulletin.html"
+
+
+def bulletin_csv_path(date: dt.date) -> str:
+    """The night's ``county_forecasts`` rows as CSV, next to the bulletin."""
+    return f"{partition_dir(BULLETINS, date)}/county_forecasts.csv"
+
+
+def county_hindcasts_path(date: dt.date) -> str:
+    """The county hindcasts behind a model's skill, computed with the training of that date."""
+    return f"{partition_dir(TRAINING, date)}/county_hindcasts.parquet"

@@ -27,6 +27,7 @@ def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
     shard = dag.get_task("score_shard")
     assert shard.upstream_task_ids == {"prepare", "shard_numbers"}
     assert dag.get_task("publish").upstream_task_ids == {"prepare", "score_shard"}
+    assert dag.get_task("county_bulletin").upstream_task_ids == {"publish"}
     assert predictions in dag.get_task("publish").outlets
     assert shard.retries == 2 and shard.retry_exponential_backoff
 
@@ -56,6 +57,10 @@ def test_dag_test_publishes_the_partition_and_announces_the_night(
         status = connection.execute(sa.text("SELECT status, shards FROM scoring_runs")).all()
     assert [tuple(row) for row in published] == [(registry.champion, PLOTS)]
     assert [tuple(row) for row in status] == [("success", 3)]
+    assert states[("county_bulletin", -1)] == "success"  # publish wrote them: nothing to redo
+    with get_engine().connect() as connection:
+        counties = connection.execute(sa.text("SELECT SUM(n_plots) FROM county_forecasts"))
+        assert counties.scalar() == PLOTS
     with create_session() as session:
         events = (
             session.query(AssetEvent)

@@ -10,15 +10,16 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from nuru_yield.config import reset_settings
 from nuru_yield.db.engine import get_engine
-from nuru_yield.db.schema import model_promotions
+from nuru_yield.db.schema import county_skill, model_promotions
 from nuru_yield.models.registry import mlflow_client
 from nuru_yield.names import CHAMPION, MODEL_NAME
 from nuru_yield.training import pipeline
 from tests.fixtures.training import SAMPLE_TRAINING_DATE, TEST_PARAMS
 
 DAG_ID = "model_training"
-TASKS = ["build_training_set", "train_candidates", "evaluate", "gate", "promote"]
+TASKS = ["build_training_set", "train_candidates", "evaluate", "gate", "promote", "county_skill"]
 
 
 def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
@@ -31,6 +32,7 @@ def test_dag_structure(dag_bag: Any, load_dag: Any) -> None:
     assert dag.timetable.asset_condition.name == "harvest_labels"
     assert dag.timetable.timetable.expression == "0 3 * * 1"
     assert dag.get_task("evaluate").upstream_task_ids == {"build_training_set", "train_candidates"}
+    assert dag.get_task("county_skill").upstream_task_ids == {"promote", "build_training_set"}
     promote = dag.get_task("promote")
     assert [outlet.name for outlet in promote.outlets] == ["champion_model_moves"]
     assert champion_model not in dag.get_task("train_candidates").outlets
@@ -80,6 +82,19 @@ def _aliases() -> dict[str, str]:
     return {alias: str(version) for alias, version in aliases.items()}
 
 
+def _skill_rows() -> list[Any]:
+    with get_engine().connect() as connection:
+        return connection.execute(
+            sa.select(
+                county_skill.c.model_version,
+                county_skill.c.county,
+                county_skill.c.season,
+                county_skill.c.lead_days,
+                county_skill.c.computed_at,
+            ).order_by(county_skill.c.county, county_skill.c.season, county_skill.c.lead_days)
+        ).all()
+
+
 def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
@@ -92,20 +107,29 @@ def test_promotes_then_refuses_an_equal_retrain(
     monkeypatch.setattr(
         pipeline, "TrainingParams", lambda **settings: dataclasses.replace(TEST_PARAMS, **settings)
     )
+    # The sample data's few plots a county: count every county-season with 3 labels.
+    monkeypatch.setenv("COUNTY_MIN_LABELS", "3")
+    reset_settings()
     dag = load_dag(DAG_ID)
     conf = {"run_date": SAMPLE_TRAINING_DATE.isoformat()}
 
     first = dag.test(run_conf=conf, logical_date=None)
 
     assert str(first.state) == "success", _states(first)
+    assert _states(first)["county_skill"] == "success"
     assert _aliases() == {CHAMPION: "1"}
     assert _champion_events(first.run_id) == [
         {"run_date": conf["run_date"], "model_name": MODEL_NAME, "version": "1"}
     ]
+    skill = _skill_rows()
+    assert skill and {row.model_version for row in skill} == {"1"}
+    assert {row.lead_days for row in skill} == {30, 60, 90, 120}
 
     second = dag.test(run_conf=conf, logical_date=None)
 
     assert str(second.state) == "success", _states(second)
+    assert _states(second)["county_skill"] == "skipped"  # not promoted: the skill stands
+    assert _skill_rows() == skill
     assert _champion_events(second.run_id) == []
     assert _aliases() == {CHAMPION: "1"}
     with get_engine().connect() as connection:

@@ -135,11 +135,21 @@ def _published(predictions_db: str) -> dict[str, object]:
             ),
             {"d": RUN_DATE.isoformat()},
         ).all()
+        counties = conn.execute(
+            sa.text(
+                "SELECT county, season, season_year, n_plots, forecast_kg_per_ha, "
+                "lower_kg_per_ha, pct_of_5yr_mean, rain_pct_of_normal, status "
+                "FROM county_forecasts WHERE run_date = :d ORDER BY county, season"
+            ),
+            {"d": RUN_DATE.isoformat()},
+        ).all()
     engine.dispose()
+    assert counties, "the scoring run wrote no county forecasts"
     return {
         "features": sorted(features, key=lambda row: (row["plot_id"], row["season"])),
         "predictions": [tuple(row) for row in predictions],
         "drift": [tuple(row) for row in drift],
+        "counties": [tuple(row) for row in counties],
     }
 
 

@@ -21,6 +21,7 @@ from nuru_yield.lake import Lake
 from nuru_yield.names import (
     RAW_PLOT_GEOMETRIES,
     RAW_WEATHER_SOURCES,
+    bulletin_html_path,
     features_path,
     prediction_log_path,
 )
@@ -70,3 +71,11 @@ def test_the_demo_runs_the_night_in_its_own_scratch_home(tmp_path: Path) -> None
             (DEMO_RUN_DATE.isoformat(),),
         ).fetchall()
     assert scored > 0
+    with sqlite3.connect(home / "predictions.db") as connection:
+        [(counties,)] = connection.execute(
+            "SELECT COUNT(*) FROM county_forecasts WHERE run_date = ?",
+            (DEMO_RUN_DATE.isoformat(),),
+        ).fetchall()
+    assert counties > 0
+    assert f"county bulletin of {DEMO_RUN_DATE}" in done.stdout
+    assert lake.exists(bulletin_html_path(DEMO_RUN_DATE))

@@ -256,6 +256,8 @@ def test_api_key(known_db: PredictionsDb, make_client):
         ("GET", "/predictions/1"),
         ("GET", "/models"),
         ("POST", "/models/reload"),
+        ("GET", "/counties"),
+        ("GET", "/counties/Makueni/forecast"),
     ]:
         assert client.request(method, path).status_code == 401, path
         assert client.request(method, path, headers=auth("nope")).status_code == 403, path
@@ -706,6 +708,7 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
     db = PredictionsDb(postgres_url)
     db.load(known_rows())
     db.add_promotions()
+    db.add_counties()
     role = f"reader_{uuid.uuid4().hex[:8]}"
     with db.engine.begin() as connection:
         connection.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
@@ -720,12 +723,15 @@ def test_serves_through_a_read_only_role(postgres_url: str, monkeypatch: pytest.
                 client.get("/predictions/1", params={"as_of": "2025-04-02"}, headers=auth()),
                 client.get("/models", headers=auth()),
                 client.post("/models/reload", headers=auth()),
+                client.get("/counties", headers=auth()),
+                client.get("/counties/Makueni/forecast", headers=auth()),
                 client.get("/health"),
                 client.get("/metrics"),
             ]
         assert [call.status_code for call in calls] == [200] * len(calls)
         assert calls[-2].json()["latest_run_date"] == str(LATEST_NIGHT)
         assert len(calls[3].json()["promotions"]) == len(PROMOTIONS)
+        assert len(calls[6].json()["skill"]) == 2  # county_skill, read through the role too
 
         reader = sa.create_engine(reader_url)
         with pytest.raises(sa.exc.ProgrammingError, match="permission denied"):  # noqa: SIM117

@@ -36,7 +36,7 @@ def test_api_conforms_to_its_openapi(api_schema: schemathesis.BaseSchema) -> Non
     # Hypothesis driven directly (schemathesis.pytest's fixture loader does not support this
     # pytest): one property per operation.
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 7
+    assert len(operations) == 9
 
     for operation in operations:
 

@@ -126,6 +126,87 @@ PROMOTIONS = [
 ]
 
 
+COUNTIES = ("Makueni", "Nakuru")
+
+
+def county_row(
+    night: dt.date,
+    county: str,
+    season: str = "Long Rains",
+    season_year: int = 2025,
+    **values: Any,
+) -> dict[str, Any]:
+    """A stored county forecast whose figure encodes night and county."""
+    forecast = (700.0 if county == "Makueni" else 2400.0) + night.day
+    return {
+        **{column.name: None for column in schema.county_forecasts.columns},
+        "run_date": night,
+        "county": county,
+        "season": season,
+        "season_year": season_year,
+        "model_version": "3",
+        "run_id": f"score-{night}",
+        "lead_days": 20 + night.day,
+        "n_plots": 120,
+        "plot_share": 0.9,
+        "forecast_kg_per_ha": forecast,
+        "lower_kg_per_ha": forecast * 0.7,
+        "upper_kg_per_ha": forecast * 1.3,
+        "pct_of_5yr_mean": 88.0,
+        "lowest_on_record": False,
+        "skill_lead_days": 30,
+        "skill_nrmse": 0.2,
+        "naive_nrmse": 0.25,
+        "beats_naive": True,
+        "rain_pct_of_normal": 60.0,
+        "season_signal": "rain 40% below the county's normal to date (60 mm against 100)",
+        "status": "ok",
+        "computed_at": dt.datetime.combine(night, dt.time(3), dt.UTC),
+        **values,
+    }
+
+
+def county_rows() -> list[dict[str, Any]]:
+    """Both counties on the last three nights; Makueni's Short Rains on the last old night."""
+    rows = [county_row(night, county) for night in NIGHTS[-3:] for county in COUNTIES]
+    rows.append(
+        county_row(
+            OLD_NIGHTS[-1],
+            "Makueni",
+            "Short Rains",
+            2024,
+            n_plots=12,
+            status="too_few_plots",
+            forecast_kg_per_ha=None,
+        )
+    )
+    return rows
+
+
+def skill_rows() -> list[dict[str, Any]]:
+    """Version 3's hindcast skill for Makueni's Long Rains at 30 and 60 days."""
+    return [
+        {
+            **{column.name: None for column in schema.county_skill.columns},
+            "model_name": "Ensemble_VotingRegressor",
+            "model_version": "3",
+            "county": "Makueni",
+            "season": "Long Rains",
+            "lead_days": lead,
+            "run_date": dt.date(2025, 3, 3),
+            "n_seasons": 5,
+            "skill_nrmse": nrmse,
+            "naive_nrmse": 0.25,
+            "beats_naive": nrmse < 0.25,
+            "lower_factor": 0.7,
+            "upper_factor": 1.3,
+            "interval_scope": "pooled",
+            "computed_at": dt.datetime(2025, 3, 3, tzinfo=dt.UTC),
+        }
+        for lead, nrmse in ((60, 0.15), (30, 0.2))
+    ]
+
+
 class PredictionsDb:
     """A predictions database made by the project's own migrations and loader."""
 
@@ -150,6 +231,12 @@ class PredictionsDb:
     def add_promotions(self) -> None:
         with self.engine.begin() as connection:
             connection.execute(sa.insert(schema.model_promotions), PROMOTIONS)
+
+    def add_counties(self) -> None:
+        """The county forecasts of :func:`county_rows` and the skill of :func:`skill_rows`."""
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(schema.county_forecasts), county_rows())
+            connection.execute(sa.insert(schema.county_skill), skill_rows())
 
 
 @contextlib.contextmanager
@@ -190,6 +277,7 @@ def known_db(
         db = PredictionsDb(url)
         db.load(known_rows())
         db.add_promotions()
+        db.add_counties()
         yield db
 
 

@@ -135,17 +135,17 @@ def staging_exists(engine: sa.Engine, run_date: dt.date) -> bool:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
-    assert upgrade(db_url) == LATEST_VERSION == 4
+    assert upgrade(db_url) == LATEST_VERSION == 5
     engine = get_engine(db_url)
     tables_before = set(sa.inspect(engine).get_table_names())
     assert upgrade(db_url) == LATEST_VERSION
     inspector = sa.inspect(engine)
     assert set(inspector.get_table_names()) == tables_before
     assert tables_before >= set(db_schema.metadata.tables)
-    assert inspector.get_view_names() == ["latest_predictions"]
+    assert sorted(inspector.get_view_names()) == ["latest_county_forecasts", "latest_predictions"]
     with engine.connect() as connection:
         versions = connection.execute(sa.select(db_schema.schema_version.c.version)).scalars()
-        assert list(versions) == [1, 2, 3, 4]
+        assert list(versions) == [1, 2, 3, 4, 5]
 
 
 def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: str) -> None:
@@ -154,6 +154,7 @@ def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: 
     performance = db_schema.model_performance
     with engine.begin() as connection:  # back to a version-2 database, with two rows
         connection.exec_driver_sql("ALTER TABLE model_performance DROP COLUMN too_few_labels")
+        _back_to_version_4(connection)
         connection.execute(
             db_schema.schema_version.delete().where(db_schema.schema_version.c.version >= 3)
         )
@@ -186,6 +187,7 @@ def test_upgrade_from_version_3_adds_the_forecast_basis_to_rows_already_served(
         "model_performance": ("normal_rmse", "mean_forecast", "mean_actual"),
     }
     with engine.begin() as connection:  # back to a version-3 database with a served row
+        _back_to_version_4(connection)
         connection.exec_driver_sql("DROP VIEW latest_predictions")
         for table, columns in added.items():
             for column in columns:
@@ -217,6 +219,36 @@ def test_upgrade_from_version_3_adds_the_forecast_basis_to_rows_already_served(
             partition = {c["name"] for c in inspector.get_columns("predictions_20250410")}
             assert {"basis", "normal_kg_per_ha"} <= partition
     assert [tuple(row) for row in served] == [(7, 1234.5, None, None)]
+
+
+def _back_to_version_4(connection: sa.Connection) -> None:
+    """Undo migration 5: no county tables, no view of them, no record of the step."""
+    connection.exec_driver_sql("DROP VIEW latest_county_forecasts")
+    connection.exec_driver_sql("DROP TABLE county_forecasts")
+    connection.exec_driver_sql("DROP TABLE county_skill")
+    connection.execute(
+        db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 5)
+    )
+
+
+def test_upgrade_from_version_4_adds_the_county_tables_and_keeps_what_is_served(
+    db_url: str,
+) -> None:
+    upgrade(db_url)
+    engine = get_engine(db_url)
+    replace_partition(engine, NIGHT, [predictions_batch(NIGHT, range(1, 4))])
+    with engine.begin() as connection:
+        _back_to_version_4(connection)
+    assert "county_forecasts" not in sa.inspect(engine).get_table_names()
+
+    assert upgrade(db_url) == LATEST_VERSION == 5
+    inspector = sa.inspect(engine)
+    assert {"county_forecasts", "county_skill"} <= set(inspector.get_table_names())
+    assert "latest_county_forecasts" in inspector.get_view_names()
+    columns = {c["name"] for c in inspector.get_columns("latest_county_forecasts")}
+    assert columns == {column.name for column in db_schema.county_forecasts.columns}
+    with engine.connect() as connection:
+        assert count_night(connection) == 3
 
 
 @pytest.mark.postgres

@@ -1,5 +1,5 @@
-"""The README's API examples find data after `make demo`: every plot they ask for is in
-progress on the demo's night, and every `as_of` date is on or after it."""
+"""The README's API examples find data after `make demo`: every plot and county they ask for
+is in progress on the demo's night, and every `as_of` date is on or after it."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def test_readme_api_examples_ask_for_what_the_demo_scored(nuru_home: Path) -> No
         lake, plots=DEMO_PLOTS, start_year=DEMO_START_YEAR, end_year=DEMO_END_YEAR, seed=DEMO_SEED
     )
     materialize(DEMO_RUN_DATE, lake=lake)
-    scored = set(
-        lake.read_parquet(features_path(DEMO_RUN_DATE), columns=["plot_id"])["plot_id"].to_pylist()
-    )
+    features = lake.read_parquet(features_path(DEMO_RUN_DATE), columns=["plot_id", "county"])
+    scored = set(features["plot_id"].to_pylist())
     assert plots <= scored, sorted(plots - scored)
+    counties = set(re.findall(r"/counties/([^/?' ]+)/forecast", examples))
+    assert counties and counties <= set(features["county"].to_pylist()), counties

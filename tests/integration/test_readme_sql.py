@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from nuru_yield.db.engine import get_engine
 from nuru_yield.db.loader import replace_partition
 from nuru_yield.db.migrations import upgrade
-from nuru_yield.db.schema import PREDICTION_COLUMNS, drift_reports, model_performance
+from nuru_yield.db.schema import (
+    PREDICTION_COLUMNS,
+    county_forecasts,
+    county_skill,
+    drift_reports,
+    model_performance,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
@@ -49,6 +55,63 @@ def _prediction_rows() -> pa.Table:
             )
     table = pa.Table.from_pylist(rows)
     return table.select(list(PREDICTION_COLUMNS))
+
+
+def _county_rows(now: dt.datetime) -> list[dict]:
+    """Makueni and Bungoma on two nights of the season."""
+    rows = []
+    for night, county, forecast, pct in (
+        (RUN_DATE - dt.timedelta(days=7), "Makueni", 760.0, 95.0),
+        (RUN_DATE, "Makueni", 690.0, 86.0),
+        (RUN_DATE, "Bungoma", 2950.0, 104.0),
+    ):
+        rows.append(
+            {
+                **{column.name: None for column in county_forecasts.columns},
+                "run_date": night,
+                "county": county,
+                "season": "Long Rains",
+                "season_year": 2025,
+                "model_version": "1",
+                "run_id": "run-1",
+                "lead_days": 60,
+                "n_plots": 300,
+                "forecast_kg_per_ha": forecast,
+                "lower_kg_per_ha": forecast * 0.7,
+                "upper_kg_per_ha": forecast * 1.3,
+                "pct_of_5yr_mean": pct,
+                "hist_percentile": 40.0,
+                "lowest_on_record": False,
+                "rain_pct_of_normal": 60.0,
+                "beats_naive": True,
+                "status": "ok",
+                "computed_at": now,
+            }
+        )
+    return rows
+
+
+def _skill_rows(now: dt.datetime) -> list[dict]:
+    return [
+        {
+            **{column.name: None for column in county_skill.columns},
+            "model_name": "Ensemble_VotingRegressor",
+            "model_version": "1",
+            "county": county,
+            "season": "Long Rains",
+            "lead_days": lead,
+            "run_date": RUN_DATE,
+            "n_seasons": 5,
+            "skill_mape": 15.0,
+            "skill_nrmse": 0.18,
+            "naive_nrmse": 0.24,
+            "trend_nrmse": 0.3,
+            "beats_naive": True,
+            "computed_at": now,
+        }
+        for county in ("Makueni", "Bungoma")
+        for lead in (30, 60, 90, 120)
+    ]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -112,6 +175,8 @@ def scored_database(request: pytest.FixtureRequest, nuru_home: Path) -> sa.Engin
                 }
             ],
         )
+        conn.execute(county_forecasts.insert(), _county_rows(now))
+        conn.execute(county_skill.insert(), _skill_rows(now))
         conn.execute(
             sa.text(
                 "INSERT INTO scoring_runs (run_id, run_date, model_name, model_version, status, "
@@ -141,3 +206,38 @@ def test_forecast_per_county_aggregates_tonights_champion_rows(scored_database: 
     assert by_county["Kitui"]["plots"] == 2
     assert float(by_county["Kitui"]["mean_kg_per_ha"]) == 1500.0
     assert float(by_county["Bungoma"]["mean_kg_per_ha"]) == 3000.0
+
+
+def _query(title: str) -> str:
+    """The cookbook query introduced by the paragraph starting with ``title``."""
+    text = README.read_text()
+    return re.search(re.escape(title) + r".*?```sql\n(.*?)```", text, flags=re.S).group(1)
+
+
+def test_the_county_bulletin_query_reads_the_latest_night_lowest_first(
+    scored_database: sa.Engine,
+) -> None:
+    query = _query("The county bulletin of the latest night")
+    with scored_database.connect() as conn:
+        rows = conn.execute(sa.text(query.strip().rstrip(";"))).mappings().all()
+    assert [(row["county"], float(row["kg_per_ha"])) for row in rows] == [
+        ("Makueni", 690.0),
+        ("Bungoma", 2950.0),
+    ]
+
+
+def test_the_season_so_far_and_the_skill_queries(scored_database: sa.Engine) -> None:
+    with scored_database.connect() as conn:
+        season = conn.execute(sa.text(_query("One county's season so far").strip().rstrip(";")))
+        skill = conn.execute(sa.text(_query("How good the serving model's").strip().rstrip(";")))
+        season, skill = season.mappings().all(), skill.mappings().all()
+    assert [float(row["kg_per_ha"]) for row in season] == [760.0, 690.0]
+    assert [(row["lead_days"], row["counties"]) for row in skill] == [
+        (30, 2),
+        (60, 2),
+        (90, 2),
+        (120, 2),
+    ]
+    assert (
+        float(skill[0]["model_nrmse"]) == 0.18 and int(skill[0]["counties_beating_the_mean"]) == 2
+    )

@@ -332,13 +332,18 @@ def test_the_client_turns_mlflows_artifact_progress_bars_off_unless_asked(nuru_h
 
 def test_cli_train_promotes_a_first_champion(sample_lake, empty_registry, capsys):
     """`nuru-yield train` on the sample data: candidates, the gate's table by season and
-    county, and a first version promoted against the naive reference (recorded)."""
+    county, a first version promoted against the naive reference (recorded), then its county
+    skill (none here: no county of the 150 plots has 30 labels a season)."""
     main(["train", "--date", SAMPLE_TRAINING_DATE.isoformat()])
 
     out = capsys.readouterr().out
     assert "gate, RMSE (kg/ha) by season and county:" in out
-    last = out.strip().splitlines()[-1]
-    assert last.startswith(f"{MODEL_NAME} v1 (run ") and "): promoted — " in last, last
+    lines = out.strip().splitlines()
+    decision = next(line for line in lines if line.startswith(f"{MODEL_NAME} v1 (run "))
+    assert "): promoted — " in decision, decision
+    skill = lines[lines.index(decision) + 1 :]
+    assert skill[0].startswith(f"county skill of {MODEL_NAME} v1: hindcasts leaving out each of 0")
+    assert "(no county with enough labelled seasons)" in skill
     assert _aliases() == {CHAMPION: "1"}
     [row] = _promotions()
     assert (row["decision"], row["candidate_version"]) == ("promoted", "1")

@@ -57,6 +57,7 @@ def test_schemathesis_all_checks_all_phases_finds_nothing(postgres_url: str, tmp
     db = PredictionsDb(postgres_url)
     db.load(known_rows())
     db.add_promotions()
+    db.add_counties()
     with api_server(
         tmp_path, PREDICTIONS_DB_URL=postgres_url, API_KEY=API_KEY, API_RATE_LIMIT_PER_MINUTE=0
     ) as server:

@@ -47,6 +47,9 @@ RUN_BY: dict[str, list[str]] = {
         "tests/unit/features/test_features_materialize.py::test_cli_features_prints_one_line_and_fails_with_one_line"
     ],
     "train": ["tests/integration/test_registry.py::test_cli_train_promotes_a_first_champion"],
+    "skill": [
+        "tests/integration/test_counties.py::test_the_champions_skill_and_a_nights_county_forecasts"
+    ],
     "backtest": [
         "tests/integration/test_registry.py::test_cli_backtest_prints_a_recipe_by_lead_time"
     ],

@@ -82,11 +82,22 @@ def _forecast_basis(connection: sa.Connection) -> None:
     connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
 
 
+def _county_bulletins(connection: sa.Connection) -> None:
+    # County forecasts and the hindcast skill behind them, and the view of the newest county
+    # forecasts. A database created at this version already has them (step 1 creates the
+    # current schema).
+    for table in (schema.county_forecasts, schema.county_skill):
+        table.create(connection, checkfirst=True)
+    connection.exec_driver_sql("DROP VIEW IF EXISTS latest_county_forecasts")
+    connection.exec_driver_sql(schema.LATEST_COUNTY_FORECASTS_VIEW)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tables, indexes and the latest_predictions view", _initial_schema),
     Migration(2, "scoring_runs.status holds no_plots_in_progress", _longer_run_status),
     Migration(3, "model_performance.too_few_labels", _flag_too_few_labels),
     Migration(4, "forecast basis and county normal; the normal's error", _forecast_basis),
+    Migration(5, "county_forecasts, county_skill and latest_county_forecasts", _county_bulletins),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -142,6 +142,87 @@ model_performance = Table(
     Column("mean_actual", Float),
 )
 
+# County bulletins (nuru_yield.counties; docs/DESIGN.md, "County bulletins"): one row per
+# run date × county × season × season year, written by the scoring run's publish step.
+county_forecasts = Table(
+    "county_forecasts",
+    metadata,
+    Column("run_date", Date, primary_key=True),
+    Column("county", String(64), primary_key=True),
+    Column("season", String(16), primary_key=True),
+    Column("season_year", Integer, primary_key=True),
+    Column("model_version", String(32), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("lead_days", Integer),
+    Column("n_plots", Integer, nullable=False),
+    Column("plot_share", Float),
+    Column("area_ha", Float),
+    Column("forecast_kg_per_ha", Float),
+    Column("lower_kg_per_ha", Float),
+    Column("upper_kg_per_ha", Float),
+    Column("production_t", Float),
+    Column("mean_5yr_kg_per_ha", Float),
+    Column("mean_lt_kg_per_ha", Float),
+    Column("record_seasons", Integer),
+    Column("pct_of_5yr_mean", Float),
+    Column("pct_of_lt_mean", Float),
+    Column("hist_percentile", Float),
+    Column("lowest_on_record", Boolean),
+    Column("lowest3_on_record", Boolean),
+    Column("skill_lead_days", Integer),
+    Column("skill_seasons", Integer),
+    Column("skill_mape", Float),
+    Column("skill_nrmse", Float),
+    Column("naive_nrmse", Float),
+    Column("trend_nrmse", Float),
+    Column("beats_naive", Boolean),
+    Column("rain_mm", Float),
+    Column("normal_rain_mm", Float),
+    Column("rain_pct_of_normal", Float),
+    Column("tmax_c", Float),
+    Column("normal_tmax_c", Float),
+    Column("heat_days", Float),
+    Column("normal_heat_days", Float),
+    Column("normal_years", Integer),
+    Column("season_signal", Text),
+    # ok | short_record | no_skill | too_few_plots (nuru_yield.counties.forecasts)
+    Column("status", String(32), nullable=False),
+    Column("message", Text),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+    Index("ix_county_forecasts_county", "county", "season", "season_year", "run_date"),
+)
+
+# The hindcast skill of a registered model version (nuru_yield.training.hindcast): per
+# county × season kind × lead time (days after planting), computed when it is promoted.
+county_skill = Table(
+    "county_skill",
+    metadata,
+    Column("model_name", String(128), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("county", String(64), primary_key=True),
+    Column("season", String(16), primary_key=True),
+    Column("lead_days", Integer, primary_key=True),
+    Column("run_date", Date, nullable=False),
+    Column("n_seasons", Integer, nullable=False),
+    Column("first_season_year", Integer),
+    Column("last_season_year", Integer),
+    Column("mean_yield_kg_per_ha", Float),
+    Column("skill_mape", Float),
+    Column("skill_nrmse", Float),
+    Column("naive_mape", Float),
+    Column("naive_nrmse", Float),
+    Column("trend_mape", Float),
+    Column("trend_nrmse", Float),
+    Column("beats_naive", Boolean),
+    Column("beats_trend", Boolean),
+    Column("lower_factor", Float),
+    Column("upper_factor", Float),
+    # county (its own hindcast seasons) | pooled (every county of the season kind)
+    Column("interval_scope", String(16)),
+    Column("interval_seasons", Integer),
+    Column("computed_at", DateTime(timezone=True), nullable=False),
+)
+
 # Shards staged for a run date and not yet published (``nuru_yield.db.loader``): written in
 # the same transaction as the shard's rows, so ``publish`` can refuse a partial partition.
 predictions_staged = Table(
@@ -174,4 +255,16 @@ FROM (
     WHERE model_name = '{CHAMPION}'
 ) ranked
 WHERE recency = 1
+"""
+
+# The newest county forecast per county × season × season year: the county table a reader
+# wants (the night of each county-season's last scoring run).
+LATEST_COUNTY_FORECASTS_VIEW = f"""
+CREATE VIEW latest_county_forecasts AS
+SELECT {", ".join(f"f.{column.name}" for column in county_forecasts.columns)}
+FROM county_forecasts f
+WHERE f.run_date = (
+    SELECT MAX(n.run_date) FROM county_forecasts n
+    WHERE n.county = f.county AND n.season = f.season AND n.season_year = f.season_year
+)
 """

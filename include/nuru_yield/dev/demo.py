@@ -25,7 +25,7 @@ from nuru_yield.config import Settings, get_settings
 from nuru_yield.dev.airflow_standalone import DEFAULT_STALL_SECONDS
 from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import Lake
-from nuru_yield.names import drift_html_path, prediction_log_path
+from nuru_yield.names import bulletin_html_path, drift_html_path, prediction_log_path
 from nuru_yield.sample_data.formats import SOURCES_DIR
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,50 @@ def lead_band_table(connection: sa.Connection, run_date: dt.date) -> str:
     return "\n".join(lines)
 
 
+def county_table(connection: sa.Connection, run_date: dt.date) -> str:
+    """The night's county forecasts as the bulletin says them: t/ha with the 80% interval,
+    % of the five-year mean, rain % of normal, the hindcast NRMSE beside the county mean's
+    (at the lead the night is read at), and the status."""
+    rows = connection.execute(
+        sa.text(
+            "SELECT county, season, season_year, lead_days, n_plots, forecast_kg_per_ha, "
+            "lower_kg_per_ha, upper_kg_per_ha, pct_of_5yr_mean, rain_pct_of_normal, "
+            "skill_lead_days, skill_nrmse, naive_nrmse, status FROM county_forecasts "
+            "WHERE run_date = :d ORDER BY season_year, season, county"
+        ),
+        {"d": run_date.isoformat()},
+    ).all()
+    if not rows:
+        return "  (no county forecasts)"
+
+    def number(value: Any, text: str) -> str:
+        return "–" if value is None else text.format(value)
+
+    lines = [
+        f"  {'county':<14} {'season':<16} {'days':>4} {'plots':>6} {'t/ha':>5} {'80% range':>10} "
+        f"{'% 5-yr':>6} {'rain %':>6}  {'NRMSE (mean)':<18} status"
+    ]
+    for row in rows:
+        band = (
+            "–"
+            if row.lower_kg_per_ha is None
+            else f"{row.lower_kg_per_ha / 1000:.2f}–{row.upper_kg_per_ha / 1000:.2f}"
+        )
+        skill = (
+            "–"
+            if row.skill_nrmse is None
+            else f"{row.skill_nrmse:.2f} ({row.naive_nrmse:.2f}) at {row.skill_lead_days} d"
+        )
+        lines.append(
+            f"  {row.county:<14} {row.season + ' ' + str(row.season_year):<16} "
+            f"{number(row.lead_days, '{:d}'):>4} {row.n_plots:>6,} "
+            f"{number(row.forecast_kg_per_ha and row.forecast_kg_per_ha / 1000, '{:.2f}'):>5} "
+            f"{band:>10} {number(row.pct_of_5yr_mean, '{:.0f}%'):>6} "
+            f"{number(row.rain_pct_of_normal, '{:.0f}%'):>6}  {skill:<18} {row.status}"
+        )
+    return "\n".join(lines)
+
+
 def render_summary(
     settings: Settings,
     lake: Lake,
@@ -257,6 +301,7 @@ def render_summary(
             d=DEMO_RUN_DATE.isoformat(),
         )
         bands = lead_band_table(conn, DEMO_RUN_DATE)
+        counties = county_table(conn, DEMO_RUN_DATE)
 
     metrics = promotion["candidate_metrics"] if promotion else {}
     if isinstance(metrics, str):
@@ -282,6 +327,10 @@ def render_summary(
         f"forecasts on {DEMO_RUN_DATE} by days after planting (kg/ha; the county normal is a "
         "normal season's yield):",
         bands,
+        f"county bulletin of {DEMO_RUN_DATE} (kg/ha as t/ha; % of the county's five-year "
+        "mean; rain since planting as % of the same days of earlier years; the hindcast "
+        "NRMSE of the forecast beside the county mean's):",
+        counties,
         f"drift on {DEMO_RUN_DATE}: {drift['drifted'] or 0} of {drift['variables'] or 0} "
         f"variables overall (what `nuru-yield drift` reports), {drift['county_drifted'] or 0} "
         f"of {drift['county_checks'] or 0} variable × county checks",
@@ -293,6 +342,7 @@ def render_summary(
         f"  lake            {lake.url}",
         f"  prediction log  {lake.uri(prediction_log_path(DEMO_RUN_DATE))}",
         f"  drift report    {lake.uri(drift_html_path(DEMO_RUN_DATE))}",
+        f"  county bulletin {lake.uri(bulletin_html_path(DEMO_RUN_DATE))}",
         f"  tables          {settings.predictions_db_url}",
         f"  MLflow          {settings.mlflow_tracking_uri}  (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri})",
         f"  Airflow logs    {settings.nuru_home / 'airflow' / 'logs'}",
@@ -301,7 +351,12 @@ def render_summary(
         f"  curl -s -X POST localhost:{port}/predict -H 'Content-Type: application/json' "
         f"-d '{{\"plot_id\": {plot['plot_id'] if plot else 1}}}'",
         f"  curl -s localhost:{port}/health",
+        f"  curl -s localhost:{port}/counties",
+        f"  curl -s localhost:{port}/counties/Makueni/forecast",
         f'  sqlite3 {settings.nuru_home / "predictions.db"} "SELECT county, COUNT(*), ROUND(AVG(predicted_yield_kg_per_ha)) '
         'FROM latest_predictions GROUP BY county"',
+        f'  sqlite3 -header -column {settings.nuru_home / "predictions.db"} "SELECT county, '
+        "season, ROUND(forecast_kg_per_ha) AS kg_per_ha, ROUND(pct_of_5yr_mean) AS pct_5yr, "
+        'status FROM latest_county_forecasts"',
     ]
     return mask_passwords("\n".join(line for line in lines if line is not None))

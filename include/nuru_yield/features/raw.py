@@ -15,7 +15,9 @@ storage error (unreachable bucket, permissions) stays a :class:`~nuru_yield.erro
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+import operator
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,6 +106,25 @@ def load_shared(lake: Lake, start: dt.date, end: dt.date) -> tuple[pd.DataFrame,
         _read(lake, RAW_WEATHER_CELLS, CELLS_SCHEMA),
         _read_daily(lake, RAW_WEATHER, WEATHER_SCHEMA, years, start, end),
     )
+
+
+def load_weather(
+    lake: Lake, ranges: list[tuple[dt.date, dt.date]], cell_ids: list[int]
+) -> pd.DataFrame:
+    """The daily weather of cells ``cell_ids`` on the days of ``ranges`` (inclusive date
+    pairs, e.g. a season's window in each of ten earlier years: what a county's normal to
+    date reads, ``nuru_yield.counties.signals``); only the years' files are opened. Years
+    the lake has no weather for give no rows."""
+    if not ranges or not cell_ids:
+        return WEATHER_SCHEMA.empty_table().to_pandas(date_as_object=False)
+    years = range(min(a.year for a, _ in ranges), max(b.year for _, b in ranges) + 1)
+    files = _year_files(lake, RAW_WEATHER, years) if lake.exists(RAW_WEATHER) else []
+    if not files:
+        return WEATHER_SCHEMA.empty_table().to_pandas(date_as_object=False)
+    _check_columns(lake, files, WEATHER_SCHEMA)
+    days = functools.reduce(operator.or_, (_in_range(a, b) for a, b in ranges))
+    rows = ds.field("cell_id").isin(sorted(cell_ids)) & days
+    return _read(lake, files, WEATHER_SCHEMA, rows, label=RAW_WEATHER)
 
 
 def split_plots(

@@ -108,7 +108,10 @@ def _conformal_quantile(values: np.ndarray, share: float, upper: bool) -> float:
     return float(ordered[rank - 1])
 
 
-def _factors(ratios: np.ndarray, level: float) -> tuple[float, float]:
+def conformal_factors(ratios: np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, float]:
+    """The split-conformal ``level`` interval of held-out ratios ``actual / forecast`` as
+    factors of a forecast, widened to ``lower ≤ 1 ≤ upper`` (plot intervals here, county
+    figures in ``nuru_yield.counties.skill``)."""
     tail = (1 - level) / 2
     return (
         min(_conformal_quantile(ratios, tail, False), 1.0),
@@ -149,11 +152,13 @@ def calibrate(
         if not in_bucket.any():
             per_bucket.append(None)
             continue
-        pooled = _factors(ratios[in_bucket], level)
+        pooled = conformal_factors(ratios[in_bucket], level)
         lower, upper = [], []
         for group in range(len(edges) + 1):
             rows = in_bucket & (group_of_row == group)
-            low, high = _factors(ratios[rows], level) if rows.sum() >= MIN_GROUP_ROWS else pooled
+            low, high = (
+                conformal_factors(ratios[rows], level) if rows.sum() >= MIN_GROUP_ROWS else pooled
+            )
             lower.append(low)
             upper.append(high)
         per_bucket.append((lower, upper))

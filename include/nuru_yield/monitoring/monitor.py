@@ -43,6 +43,7 @@ from nuru_yield.names import (
     MODEL_NAME,
     PREDICTION_LOG,
     RAW_YIELDS,
+    bulletin_html_path,
     drift_html_path,
     drift_report_path,
     features_path,
@@ -220,6 +221,7 @@ def update_realized_accuracy(
 
     from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import model_performance
+    from nuru_yield.db.values import plain
 
     labels = _labels(lake)
     with engine.connect() as connection:
@@ -237,7 +239,7 @@ def update_realized_accuracy(
         if rows.empty:
             continue  # labelled, but never forecast: keep whatever was there
         records = [
-            {**_plain(record), "computed_at": computed_at}
+            {**plain(record), "computed_at": computed_at}
             for record in rows.to_dict(orient="records")
         ]
         replace_rows(engine, model_performance, {"season": season, "season_year": year}, records)
@@ -249,18 +251,6 @@ def _reported_fresh(lake: Lake, run_date: dt.date) -> pd.DataFrame:
     path = drift_report_path(run_date)
     rows = lake.read_json(path).get("realized_accuracy", []) if lake.exists(path) else []
     return pd.DataFrame(rows, columns=accuracy.PERFORMANCE_COLUMNS)
-
-
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars → Python, NaN → None (database NULL)."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, float) and not np.isfinite(value):
-            value = None
-        out[key] = value
-    return out
 
 
 def evaluation_metrics(versions: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -319,13 +309,26 @@ def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
     return load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
 
 
+def county_forecasts_of(engine: sa.Engine, run_date: dt.date) -> pd.DataFrame:
+    """The night's ``county_forecasts`` rows (none when its scoring wrote none)."""
+    import sqlalchemy as sa
+
+    from nuru_yield.db.schema import county_forecasts
+
+    query = sa.select(county_forecasts).where(county_forecasts.c.run_date == run_date)
+    with engine.connect() as connection:
+        rows = connection.execute(query.order_by(county_forecasts.c.county)).mappings().all()
+    return pd.DataFrame(rows, columns=[column.name for column in county_forecasts.columns])
+
+
 def write_drift_rows(engine: sa.Engine, run_date: dt.date, report: DriftReport) -> int:
     from nuru_yield.db.loader import replace_rows
     from nuru_yield.db.schema import drift_reports
+    from nuru_yield.db.values import plain
 
     columns = {c.name for c in drift_reports.columns} - {"id", "run_date"}
     rows = [
-        {key: value for key, value in _plain(d.as_row()).items() if key in columns}
+        {key: value for key, value in plain(d.as_row()).items() if key in columns}
         for d in report.drifts
     ]
     return replace_rows(engine, drift_reports, {"run_date": run_date}, rows)
@@ -361,7 +364,19 @@ def run_monitoring(
     drifts = detect_drift(reference, current, VARIABLES, rule)
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
     alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
-    report = DriftReport(run_date, source, described, rule, drifts, alert, fresh)
+    counties = county_forecasts_of(engine, run_date)
+    bulletin = bulletin_html_path(run_date)
+    report = DriftReport(
+        run_date,
+        source,
+        described,
+        rule,
+        drifts,
+        alert,
+        fresh,
+        counties=counties,
+        bulletin=lake.uri(bulletin) if lake.exists(bulletin) else None,
+    )
 
     write_drift_rows(engine, run_date, report)
     report_uri = lake.write_json(drift_report_path(run_date), report.to_json())

@@ -29,6 +29,9 @@ class DriftReport:
     drifts: list[VariableDrift]
     alert: Alert
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows filled this run
+    # The night's county forecasts (``county_forecasts``) and the bulletin they are in.
+    counties: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bulletin: str | None = None
 
     @property
     def overall(self) -> list[VariableDrift]:
@@ -59,6 +62,12 @@ class DriftReport:
                 },
                 "variables": [d.as_row() for d in self.drifts],
                 "realized_accuracy": self.accuracy.to_dict(orient="records"),
+                "county_bulletin": {
+                    "uri": self.bulletin,
+                    "counties": self.counties[
+                        [c for c in COUNTY_SUMMARY if c in self.counties.columns]
+                    ].to_dict(orient="records"),
+                },
             }
         )
 
@@ -76,6 +85,24 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+# What the report shows of each county forecast of the night (docs/DESIGN.md, "County
+# bulletins"): the figure, where it stands, its status and the season signal.
+COUNTY_SUMMARY = [
+    "county",
+    "season",
+    "season_year",
+    "n_plots",
+    "forecast_kg_per_ha",
+    "lower_kg_per_ha",
+    "upper_kg_per_ha",
+    "pct_of_5yr_mean",
+    "rain_pct_of_normal",
+    "beats_naive",
+    "status",
+    "season_signal",
+]
 
 
 # --- charts -------------------------------------------------------------------------------
@@ -262,4 +289,28 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
             for _, row in report.accuracy.iterrows()
         ],
         charts=charts,
+        bulletin=report.bulletin,
+        county_forecasts=_county_rows_of(report.counties),
     )
+
+
+def _county_rows_of(counties: pd.DataFrame) -> list[dict[str, str]]:
+    """The night's county forecasts as the report's table cells (kg/ha whole)."""
+    rows = []
+    for row in counties.itertuples(index=False):
+        rows.append(
+            {
+                "county": str(row.county),
+                "season": f"{row.season} {row.season_year}",
+                "plots": f"{int(row.n_plots):,}",
+                "forecast": _fmt(row.forecast_kg_per_ha, 0),
+                "range": "–"
+                if pd.isna(row.lower_kg_per_ha)
+                else f"{_fmt(row.lower_kg_per_ha, 0)}–{_fmt(row.upper_kg_per_ha, 0)}",
+                "pct_5yr": _fmt(row.pct_of_5yr_mean, 0),
+                "rain": _fmt(row.rain_pct_of_normal, 0),
+                "status": str(row.status),
+                "signal": row.season_signal if isinstance(row.season_signal, str) else "",
+            }
+        )
+    return rows

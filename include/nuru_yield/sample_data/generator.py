@@ -26,7 +26,7 @@ from nuru_yield import names
 from nuru_yield.contract import (
     CELLS_SCHEMA,
     NDVI_SCHEMA,
-    PLOTS_SCHEMA,
+    PLOTS_WITH_AREA_SCHEMA,
     WEATHER_SCHEMA,
     YIELDS_SCHEMA,
 )
@@ -212,7 +212,8 @@ def generate_to_lake(
             (lake.uri(names.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
         )
     blocks = run.blocks
-    plot_seasons = _plots_table(blocks, plot_table, history)
+    areas = seasons.plot_areas(plots, _rng(seed, 9))
+    plot_seasons = _plots_table(blocks, plot_table, history, areas)
     write(0, names.RAW_PLOTS, plot_seasons)
     labels = _labels(
         blocks, plot_table.plot_id, end_year, label_share, label_last_year, _rng(seed, 7)
@@ -349,8 +350,12 @@ def _cells_table(cells: Cells) -> pa.Table:
 
 
 def _plots_table(
-    blocks: list[seasons.SeasonBlock], plot_table: seasons.Plots, history: seasons.WeatherHistory
+    blocks: list[seasons.SeasonBlock],
+    plot_table: seasons.Plots,
+    history: seasons.WeatherHistory,
+    areas: np.ndarray,
 ) -> pa.Table:
+    """The plot-season rows of the contract, with each plot's ``area_ha``."""
     plot = np.concatenate([b.plot for b in blocks])
     season = np.concatenate([np.full(len(b.plot), SEASONS.index(b.season)) for b in blocks])
     return pa.table(
@@ -365,8 +370,9 @@ def _plots_table(
             "planting_date": _dates(
                 np.concatenate([b.planting_day for b in blocks]), history.first_day
             ),
+            "area_ha": areas[plot],
         },
-        schema=PLOTS_SCHEMA,
+        schema=PLOTS_WITH_AREA_SCHEMA,
     )
 
 

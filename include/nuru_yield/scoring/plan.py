@@ -59,6 +59,11 @@ class ScoringResult(NightResult):
     rows: int
     prediction_log_uri: str
     seconds: dict[str, float]
+    # The county step after the swap (``scoring.counties``): its rows and bulletin, or why
+    # it failed (the plot forecasts are published all the same).
+    county_rows: int | None = None
+    bulletin_uri: str | None = None
+    counties_error: str | None = None
 
     def event_extra(self) -> dict[str, Any]:
         return {

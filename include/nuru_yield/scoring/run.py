@@ -79,6 +79,7 @@ from nuru_yield.scoring.bookkeeping import (
     served_run_id,
     update_run,
 )
+from nuru_yield.scoring.counties import CountyResult, publish_counties
 from nuru_yield.scoring.plan import SUCCESS, ScoringPlan, ScoringResult, ShardResult
 from nuru_yield.scoring.stager import BackgroundStage
 from nuru_yield.sharding import shard_of
@@ -345,16 +346,21 @@ def publish_run(
     lake: Lake | None = None,
     settings: Settings | None = None,
 ) -> ScoringResult:
-    """Assemble the prediction log, publish the partition, close the run."""
+    """Assemble the prediction log, publish the partition, write the county forecasts and
+    bulletin, close the run."""
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
     engine = get_engine(settings.predictions_db_url)
     with recording_failure(engine, plan), run_lock(engine, settings, plan.run_date, "publish"):
-        return _publish_run(plan, results, lake, engine)
+        return _publish_run(plan, results, lake, engine, settings)
 
 
 def _publish_run(
-    plan: ScoringPlan, results: Sequence[ShardResult], lake: Lake, engine: sa.Engine
+    plan: ScoringPlan,
+    results: Sequence[ShardResult],
+    lake: Lake,
+    engine: sa.Engine,
+    settings: Settings,
 ) -> ScoringResult:
     started = time.perf_counter()
     assembled_s = 0.0
@@ -384,6 +390,9 @@ def _publish_run(
     }
     seconds["assemble_log"] = round(assembled_s, 3)
     seconds["publish"] = round(time.perf_counter() - started - assembled_s, 3)
+    counties, counties_error = _county_step(plan.run_date, lake, settings)
+    if counties is not None:
+        seconds["counties"] = counties.seconds
     finished = dt.datetime.now(dt.UTC)
     plots = sum(r.plots for r in results)
     rejected = rejected_count(lake, plan.run_date)
@@ -397,6 +406,7 @@ def _publish_run(
         duration_s=(finished - plan.started_at).total_seconds(),
         timings=seconds,
         prediction_log_uri=log_uri,
+        message=counties_error,
     )
     result = ScoringResult(
         run_id=plan.run_id,
@@ -408,9 +418,54 @@ def _publish_run(
         rows=rows,
         prediction_log_uri=log_uri,
         seconds=seconds,
+        county_rows=None if counties is None else counties.rows,
+        bulletin_uri=None if counties is None else counties.bulletin_uri,
+        counties_error=counties_error,
     )
     log.info("published %s: %s", plan.run_date, result.xcom())
     return result
+
+
+def _county_step(
+    run_date: dt.date, lake: Lake, settings: Settings
+) -> tuple[CountyResult | None, str | None]:
+    """The county forecasts and bulletin of a night just published. A failure here never
+    un-publishes the plot forecasts: it is logged as an error and returned as the run's
+    ``scoring_runs.message`` (the run stays ``success``), and the DAG's ``county_bulletin``
+    task runs the step again (:func:`county_bulletin`), failing visibly while it fails."""
+    try:
+        return publish_counties(run_date, lake=lake, settings=settings), None
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.error(
+            "county bulletin of %s failed (its plot forecasts are published): %s", run_date, reason
+        )
+        return None, f"published; the county bulletin failed: {reason}"[:2000]
+
+
+def county_bulletin(
+    published: ScoringResult, *, lake: Lake | None = None, settings: Settings | None = None
+) -> CountyResult | None:
+    """The county step once more for a published night whose publish step could not write
+    it (``published.counties_error``); None when it had. Raises the step's error while it
+    still fails (the ``county_bulletin`` task fails, and retries). Under the night's lock;
+    a night another run has published since is that run's to describe (None)."""
+    if published.counties_error is None:
+        return None
+    settings = settings or get_settings()
+    lake = lake or Lake.from_settings(settings)
+    engine = get_engine(settings.predictions_db_url)
+    with run_lock(engine, settings, published.run_date, "counties"):
+        if served_run_id(engine, published.run_date) != published.run_id:
+            log.warning(
+                "%s is no longer served by run %s: its county bulletin is the newer run's",
+                published.run_date,
+                published.run_id,
+            )
+            return None
+        counties = publish_counties(published.run_date, lake=lake, settings=settings)
+        update_run(engine, published.run_id, message=None)
+    return counties
 
 
 def _commit_log(lake: Lake, plan: ScoringPlan) -> tuple[str, int]:

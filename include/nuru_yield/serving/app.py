@@ -23,7 +23,7 @@ from nuru_yield.serving.headers import DATA_HEADERS
 from nuru_yield.serving.limits import BodyLimitMiddleware, HeadLimitProtocol
 from nuru_yield.serving.observability import ObservabilityMiddleware, QuietRepeats, RequestLog
 from nuru_yield.serving.ratelimit import RateLimitMiddleware, TokenBuckets
-from nuru_yield.serving.routers import health, metrics, models, predict, predictions
+from nuru_yield.serving.routers import counties, health, metrics, models, predict, predictions
 from nuru_yield.serving.security import ApiKeyMiddleware, document_api_key
 from nuru_yield.serving.state import ApiState, RegistryPreparation, RegistryReader
 from nuru_yield.serving.store import PredictionStore, open_store
@@ -88,7 +88,7 @@ def create_app(
     app.state.api = state
     # /predict first: Starlette tries routes in order, and it is the hot one.
     app.router.routes.append(predict.FAST_ROUTE)
-    for module in (predict, predictions, models, health, metrics):
+    for module in (predict, predictions, counties, models, health, metrics):
         app.include_router(module.router)
     add_docs(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)

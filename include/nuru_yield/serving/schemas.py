@@ -267,3 +267,164 @@ class Models(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+CountyStatus = Literal["ok", "short_record", "no_skill", "too_few_plots"]
+
+_EXAMPLE_COUNTY = {
+    "county": "Makueni",
+    "season": "Long Rains",
+    "season_year": 2025,
+    "run_date": "2025-04-10",
+    "model_version": "1",
+    "lead_days": 24,
+    "n_plots": 1285,
+    "plot_share": 1.0,
+    "area_ha": 612.4,
+    "forecast_kg_per_ha": 690.0,
+    "lower_kg_per_ha": 470.0,
+    "upper_kg_per_ha": 910.0,
+    "production_t": 422.6,
+    "mean_5yr_kg_per_ha": 760.0,
+    "mean_lt_kg_per_ha": 760.0,
+    "record_seasons": 5,
+    "pct_of_5yr_mean": 90.8,
+    "pct_of_lt_mean": 90.8,
+    "hist_percentile": 20.0,
+    "lowest_on_record": False,
+    "lowest3_on_record": True,
+    "skill_lead_days": 30,
+    "skill_seasons": 5,
+    "skill_mape": 14.2,
+    "skill_nrmse": 0.17,
+    "naive_nrmse": 0.24,
+    "trend_nrmse": 0.31,
+    "beats_naive": True,
+    "rain_mm": 61.0,
+    "normal_rain_mm": 102.0,
+    "rain_pct_of_normal": 59.8,
+    "tmax_c": 30.4,
+    "normal_tmax_c": 29.8,
+    "heat_days": 0.0,
+    "normal_heat_days": 0.2,
+    "normal_years": 5,
+    "season_signal": "rain 40% below the county's normal to date (61 mm against 102)",
+    "status": "ok",
+    "message": None,
+    "computed_at": "2025-04-11T00:41:07Z",
+}
+
+
+class CountyForecast(BaseModel):
+    """A county's forecast of one night: a row of `county_forecasts` (docs/DESIGN.md,
+    "County bulletins"). Figures are null where the county cannot tell (`status`,
+    `message`)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE_COUNTY]})
+
+    county: str
+    season: str
+    season_year: int
+    run_date: dt.date
+    model_version: str
+    lead_days: int | None = Field(description="Median days after planting of its plots.")
+    n_plots: int = Field(description="Plot-seasons scored that night.")
+    plot_share: float | None = Field(
+        description="Of the county's plot-seasons of the season in the raw plots."
+    )
+    area_ha: float | None = Field(description="Hectares scored (null unless every area is known).")
+    forecast_kg_per_ha: float | None = Field(description="Area-weighted mean forecast.")
+    lower_kg_per_ha: float | None = Field(description="80% interval, calibrated on county figures.")
+    upper_kg_per_ha: float | None
+    production_t: float | None = Field(description="Σ forecast × area of the plots scored, t.")
+    mean_5yr_kg_per_ha: float | None = Field(
+        description="Mean realized yield of the county's last five seasons of the kind."
+    )
+    mean_lt_kg_per_ha: float | None = Field(description="… of every season on record.")
+    record_seasons: int | None
+    pct_of_5yr_mean: float | None
+    pct_of_lt_mean: float | None
+    hist_percentile: float | None = Field(
+        description="Share of the seasons on record the forecast is above (ties half), 0–100."
+    )
+    lowest_on_record: bool | None
+    lowest3_on_record: bool | None
+    skill_lead_days: int | None = Field(description="The hindcast lead the skill is read at.")
+    skill_seasons: int | None
+    skill_mape: float | None = Field(description="Hindcast MAPE (%) at that lead.")
+    skill_nrmse: float | None = Field(description="Hindcast RMSE / mean realized yield.")
+    naive_nrmse: float | None = Field(
+        description="The same for the county's mean of its other seasons."
+    )
+    trend_nrmse: float | None = Field(description="The same for the county's linear trend.")
+    beats_naive: bool | None = Field(description="Whether the model beat the county's mean.")
+    rain_mm: float | None = Field(description="Rain since planting (mean of sampled plots).")
+    normal_rain_mm: float | None = Field(description="The same days of earlier years.")
+    rain_pct_of_normal: float | None
+    tmax_c: float | None = Field(description="Mean daily maximum temperature since planting.")
+    normal_tmax_c: float | None
+    heat_days: float | None = Field(description="Days above 35 °C since planting.")
+    normal_heat_days: float | None
+    normal_years: int | None
+    season_signal: str | None = Field(description="Rain or heat far from normal, in words.")
+    status: CountyStatus
+    message: str | None = Field(description="What the county cannot tell, and why.")
+    computed_at: UtcDatetime
+
+
+def county_from_row(row: Row) -> CountyForecast:
+    return CountyForecast(**{name: row[name] for name in CountyForecast.model_fields})
+
+
+class CountyTable(BaseModel):
+    """Every county forecast of one night: the newest on or before ``as_of``."""
+
+    run_date: dt.date
+    as_of: dt.date | None = Field(description="The night asked for (null: the newest).")
+    season: Season | None
+    counties: list[CountyForecast] = Field(description="By county, then season.")
+
+
+class TrajectoryPoint(BaseModel):
+    run_date: dt.date
+    lead_days: int | None
+    n_plots: int
+    forecast_kg_per_ha: float | None
+    lower_kg_per_ha: float | None
+    upper_kg_per_ha: float | None
+    pct_of_5yr_mean: float | None
+    status: CountyStatus
+
+
+class LeadSkill(BaseModel):
+    """The hindcast skill of the forecast's model version at one lead time."""
+
+    lead_days: int
+    n_seasons: int
+    first_season_year: int | None
+    last_season_year: int | None
+    mean_yield_kg_per_ha: float | None
+    skill_mape: float | None
+    skill_nrmse: float | None
+    naive_mape: float | None
+    naive_nrmse: float | None
+    trend_mape: float | None
+    trend_nrmse: float | None
+    beats_naive: bool | None
+    beats_trend: bool | None
+    lower_factor: float | None
+    upper_factor: float | None
+    interval_scope: str | None = Field(description="`county` (its own seasons) or `pooled`.")
+
+
+class CountyForecastDetail(BaseModel):
+    """A county's newest forecast on or before ``as_of``, its season so far, and the track
+    record of the model version behind it."""
+
+    county: str
+    as_of: dt.date | None
+    forecast: CountyForecast
+    trajectory: list[TrajectoryPoint] = Field(
+        description="The season night by night, oldest first."
+    )
+    skill: list[LeadSkill] = Field(description="By lead time (days after planting).")

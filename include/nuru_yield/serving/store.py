@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from nuru_yield.db.schema import PREDICTION_COLUMNS, model_promotions, predictions, scoring_runs
+from nuru_yield.db.schema import (
+    PREDICTION_COLUMNS,
+    county_forecasts,
+    county_skill,
+    model_promotions,
+    predictions,
+    scoring_runs,
+)
 from nuru_yield.errors import ConfigError, DatabaseError
 from nuru_yield.names import CHAMPION
 from nuru_yield.serving.deadlines import deadline
@@ -73,6 +80,8 @@ _PARAMETER_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "preferred": sa.String(),
     "model_name": sa.String(),
     "as_of": sa.Date(),
+    "county": sa.String(),
+    "model_version": sa.String(),
     "run_date": sa.Date(),
     "since": sa.Date(),
     "limit": sa.Integer(),
@@ -186,6 +195,50 @@ PROMOTIONS = _query(
     f"SELECT {', '.join(model_promotions.c.keys())} FROM model_promotions "
     "ORDER BY decided_at DESC, id DESC LIMIT :limit",
     *model_promotions.c,
+)
+
+# County forecasts (docs/DESIGN.md, "County bulletins"): a night's table, a county's newest
+# forecast, its season night by night, and the hindcast skill of the version behind it.
+_COUNTY_COLUMNS = ", ".join(column.name for column in county_forecasts.columns)
+COUNTY_NIGHT = _query(
+    "SELECT MAX(run_date) AS run_date FROM county_forecasts "
+    "WHERE (:as_of IS NULL OR run_date <= :as_of)",
+    county_forecasts.c.run_date,
+)
+COUNTY_TABLE = _query(
+    f"SELECT {_COUNTY_COLUMNS} FROM county_forecasts "
+    "WHERE run_date = :run_date AND (:season IS NULL OR season = :season) "
+    "ORDER BY county, season_year, season",
+    *county_forecasts.c,
+)
+COUNTY_LATEST = _query(
+    f"SELECT {_COUNTY_COLUMNS} FROM county_forecasts "
+    "WHERE county = :county AND (:season IS NULL OR season = :season) "
+    "AND (:as_of IS NULL OR run_date <= :as_of) "
+    "ORDER BY run_date DESC, season_year DESC, season DESC LIMIT 1",
+    *county_forecasts.c,
+)
+_TRAJECTORY = (
+    "run_date",
+    "lead_days",
+    "n_plots",
+    "forecast_kg_per_ha",
+    "lower_kg_per_ha",
+    "upper_kg_per_ha",
+    "pct_of_5yr_mean",
+    "status",
+)
+COUNTY_TRAJECTORY = _query(
+    f"SELECT {', '.join(_TRAJECTORY)} FROM county_forecasts "
+    "WHERE county = :county AND season = :season AND season_year = :season_year "
+    "AND run_date <= :run_date ORDER BY run_date LIMIT :limit",
+    *(county_forecasts.c[name] for name in _TRAJECTORY),
+)
+COUNTY_SKILL = _query(
+    f"SELECT {', '.join(column.name for column in county_skill.columns)} FROM county_skill "
+    "WHERE model_name = :model_name AND model_version = :model_version "
+    "AND county = :county AND season = :season ORDER BY lead_days",
+    *county_skill.c,
 )
 
 PING = _query("SELECT 1 AS ok", sa.column("ok", sa.Integer))
@@ -333,6 +386,48 @@ class PredictionStore(abc.ABC):
         """``run_id``, ``run_date``, ``status`` and ``message`` of the newest finished run."""
         rows = await self._fetch(LAST_SCORING_RUN, {})
         return rows[0] if rows else None
+
+    async def county_night(self, as_of: dt.date | None) -> dt.date | None:
+        """The newest night with county forecasts, on or before ``as_of`` (None: none)."""
+        rows = await self._fetch(COUNTY_NIGHT, {"as_of": as_of})
+        return rows[0]["run_date"] if rows else None
+
+    async def county_table(self, run_date: dt.date, season: str | None) -> list[Row]:
+        """Every county forecast of one night (of one season kind)."""
+        return await self._fetch(COUNTY_TABLE, {"run_date": run_date, "season": season})
+
+    async def county_forecast(
+        self, county: str, season: str | None, as_of: dt.date | None
+    ) -> Row | None:
+        """A county's newest forecast on or before ``as_of`` (of one season kind)."""
+        params = {"county": county, "season": season, "as_of": as_of}
+        rows = await self._fetch(COUNTY_LATEST, params)
+        return rows[0] if rows else None
+
+    async def county_trajectory(
+        self, county: str, season: str, season_year: int, run_date: dt.date, limit: int
+    ) -> list[Row]:
+        """A county-season's forecasts night by night up to ``run_date``, oldest first."""
+        params = {
+            "county": county,
+            "season": season,
+            "season_year": season_year,
+            "run_date": run_date,
+            "limit": limit,
+        }
+        return await self._fetch(COUNTY_TRAJECTORY, params)
+
+    async def county_skill(
+        self, model_name: str, model_version: str, county: str, season: str
+    ) -> list[Row]:
+        """A version's hindcast skill for a county and season kind, by lead time."""
+        params = {
+            "model_name": model_name,
+            "model_version": model_version,
+            "county": county,
+            "season": season,
+        }
+        return await self._fetch(COUNTY_SKILL, params)
 
     async def ping(self) -> None:
         await self._fetch(PING, {})

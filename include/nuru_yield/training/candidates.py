@@ -247,14 +247,37 @@ def fit_ensemble(
     calibration seasons), a member stops once ``params.early_stopping_rounds`` rounds have
     not lowered its RMSE there and forecasts with its best round; ``rounds`` fixes the rounds
     instead (the refit)."""
-    unfitted = ensemble_estimator(params, monotone, rounds)
+    stopping = params.early_stopping_rounds if validation is not None else None
+    return _fit_members(
+        ensemble_estimator(params, monotone, rounds), features, target, phase, validation, stopping
+    )
+
+
+def refit_like(
+    fitted: Any, features: np.ndarray, target: np.ndarray, *, phase: str
+) -> FittedEnsemble:
+    """A registered ensemble's recipe fitted on other rows: each member cloned — its
+    hyper-parameters, constraints and the boosting rounds it grew — and fitted on
+    ``features``, without early stopping (the county hindcasts' refits, one per season left
+    out: ``nuru_yield.training.hindcast``)."""
+    return _fit_members(fitted, features, target, phase, None, None)
+
+
+def _fit_members(
+    unfitted: Any,
+    features: np.ndarray,
+    target: np.ndarray,
+    phase: str,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    stopping: int | None,
+) -> FittedEnsemble:
     members = []
     kept: dict[str, int] = {}
     seconds: dict[str, float] = {}
     for index, (name, member) in enumerate(unfitted.estimators, start=1):
         label = f"{phase}, {index}/{len(unfitted.estimators)} {name} ({len(target):,} rows)"
         started = time.monotonic()
-        fitted, kept[name] = _fit_member(member, features, target, params, validation, label)
+        fitted, kept[name] = _fit_member(member, features, target, validation, stopping, label)
         seconds[name] = time.monotonic() - started
         members.append(fitted)
     return FittedEnsemble(unfitted.assembled(members), kept, seconds)
@@ -264,18 +287,20 @@ def _fit_member(
     member: Any,
     features: np.ndarray,
     target: np.ndarray,
-    params: TrainingParams,
     validation: tuple[np.ndarray, np.ndarray] | None,
+    stopping: int | None,
     label: str,
 ) -> tuple[Any, int]:
-    """Fit one tree member with progress lines; returns it and the rounds it forecasts with."""
+    """Fit one tree member with progress lines, stopping early on ``validation`` after
+    ``stopping`` rounds without progress (with both given); returns it and the rounds it
+    forecasts with."""
     import lightgbm
     from sklearn.base import clone
 
     member = clone(member)
     total = int(member.get_params()["n_estimators"])
     progress = Progress(f"{label}: boosting rounds", total, every_seconds=15.0)
-    stopping = params.early_stopping_rounds if validation is not None else None
+    stopping = stopping if validation is not None else None
     if isinstance(member, lightgbm.LGBMRegressor):
         callbacks = [lambda env: progress.update(env.iteration + 1)]
         if stopping:

@@ -9,6 +9,7 @@ version, and the gate compares it afresh.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -58,6 +59,7 @@ from nuru_yield.training.gate import (
     render_bands,
     render_checks,
 )
+from nuru_yield.training.hindcast import CountySkill, county_skill
 from nuru_yield.training.tracking import log_training_round
 
 log = logging.getLogger(__name__)
@@ -347,6 +349,10 @@ class TrainingSummary:
     candidates: CandidateRuns
     verdict: Verdict
     outcome: PromotionOutcome
+    # The promoted version's county hindcast skill (None without a promotion), or why it
+    # could not be computed (the promotion stands).
+    skill: CountySkill | None = None
+    skill_error: str | None = None
 
     def render(self) -> str:
         """Candidates' hold-out metrics, the gate's evaluation table by season and county,
@@ -374,6 +380,10 @@ class TrainingSummary:
             f"{outcome.model_name} v{outcome.version} (run {self.verdict.run_id}): "
             f"{outcome.decision} — {outcome.reason}",
         ]
+        if self.skill is not None:
+            lines.append(self.skill.render())
+        if self.skill_error is not None:
+            lines.append(f"county skill not computed: {self.skill_error}")
         return "\n".join(lines)
 
 
@@ -383,11 +393,24 @@ def train(
     params: TrainingParams | None = None,
     dag_run_id: str | None = None,
 ) -> TrainingSummary:
-    """Every step in order (what ``nuru-yield train --date D`` runs)."""
+    """Every step in order (what ``nuru-yield train --date D`` runs), and the county
+    hindcast skill of a version it promotes."""
     lake = lake or Lake.from_settings()
     training_set = build_training_set(run_date, lake)
     candidates = train_candidates(training_set, lake, params)
     evaluation = evaluate_candidate(training_set, candidates.ensemble_run, lake)
     verdict = decide_promotion(evaluation)
     outcome = apply_decision(verdict, dag_run_id)
-    return TrainingSummary(lake.uri(training_set.path), candidates, verdict, outcome)
+    summary = TrainingSummary(lake.uri(training_set.path), candidates, verdict, outcome)
+    if not outcome.alias_moved:
+        return summary
+    try:
+        skill = county_skill(run_date, lake=lake, version=outcome.version)
+    except Exception as error:  # the promotion stands; the skill can be computed again
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.error("county skill of v%s failed: %s", outcome.version, reason, exc_info=True)
+        return dataclasses.replace(
+            summary,
+            skill_error=f"{reason} (run `nuru-yield skill --date {run_date.isoformat()}`)",
+        )
+    return dataclasses.replace(summary, skill=skill)

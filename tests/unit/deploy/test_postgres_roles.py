@@ -280,8 +280,10 @@ def test_read_only_role_has_no_way_to_write(initialised_cluster: dict[str, str])
                     "AND name IN ('dblink', 'postgres_fdw', 'adminpack', 'hstore', 'pgcrypto')"
                 ).scalars()
             )
-        assert {"predictions", "predictions_p20250501", "scoring_runs"} <= set(tables)
-        assert views == ["latest_predictions"]
+        assert {"predictions", "predictions_p20250501", "scoring_runs", "county_forecasts"} <= set(
+            tables
+        )
+        assert sorted(views) == ["latest_county_forecasts", "latest_predictions"]
         assert "model_promotions_id_seq" in sequences
 
         attempts = _write_attempts(tables, views, sequences, large_object, extensions)

@@ -245,6 +245,82 @@ def test_the_demo_summary_shows_the_night_by_days_after_planting(nuru_home: Path
     ]
 
 
+def test_the_demo_summary_shows_the_nights_county_table(nuru_home: Path) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from nuru_yield.config import get_settings
+    from nuru_yield.db.engine import get_engine
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.db.schema import county_forecasts
+    from nuru_yield.dev.demo import DEMO_RUN_DATE, render_summary
+    from nuru_yield.lake import Lake
+
+    upgrade()
+    common = {
+        "run_date": DEMO_RUN_DATE,
+        "season": "Long Rains",
+        "season_year": 2025,
+        "model_version": "1",
+        "run_id": "run",
+        "computed_at": dt.datetime(2025, 4, 11, tzinfo=dt.UTC),
+    }
+    rows = [
+        {
+            **common,
+            "county": "Makueni",
+            "lead_days": 24,
+            "n_plots": 1285,
+            "forecast_kg_per_ha": 690.0,
+            "lower_kg_per_ha": 470.0,
+            "upper_kg_per_ha": 910.0,
+            "pct_of_5yr_mean": 90.8,
+            "rain_pct_of_normal": 59.8,
+            "skill_lead_days": 30,
+            "skill_nrmse": 0.17,
+            "naive_nrmse": 0.24,
+            "status": "ok",
+        },
+    ]
+    rows.append(
+        {
+            **dict.fromkeys(rows[0]),
+            **common,
+            "county": "Embu",
+            "n_plots": 8,
+            "status": "too_few_plots",
+        }
+    )
+    with get_engine().begin() as connection:
+        connection.execute(sa.insert(county_forecasts), rows)
+
+    lines = render_summary(get_settings(), Lake.from_settings(), {}, 60.0).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("county bulletin of"))
+    assert [line.split() for line in lines[start + 2 : start + 4]] == [
+        ["Embu", "Long", "Rains", "2025", "–", "8", "–", "–", "–", "–", "–", "too_few_plots"],
+        [
+            "Makueni",
+            "Long",
+            "Rains",
+            "2025",
+            "24",
+            "1,285",
+            "0.69",
+            "0.47–0.91",
+            "91%",
+            "60%",
+            "0.17",
+            "(0.24)",
+            "at",
+            "30",
+            "d",
+            "ok",
+        ],
+    ]
+    assert any(line.strip() == "curl -s localhost:8000/counties/Makueni/forecast" for line in lines)
+
+
 # --- waiting for a run: progress, not a wall-clock guess ----------------------------------
 RUN = "manual__night_2025-06-15__20250101T000000Z"
 

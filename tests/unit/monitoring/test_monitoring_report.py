@@ -142,3 +142,39 @@ def test_everything_from_the_data_is_escaped_on_the_page() -> None:
     assert "<script" not in page and "<b>" not in page
     escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;"
     assert page.count(escaped) == 2 + len(report.accuracy)  # source, reason, each row
+
+
+def test_the_report_carries_the_nights_county_bulletin() -> None:
+    report, reference, current = sample_report()
+    counties = pd.DataFrame(
+        [
+            {
+                "county": "<b>Kitui</b>",
+                "season": "Long Rains",
+                "season_year": 2024,
+                "n_plots": 1200,
+                "forecast_kg_per_ha": 612.4,
+                "lower_kg_per_ha": 450.0,
+                "upper_kg_per_ha": 800.0,
+                "pct_of_5yr_mean": 71.2,
+                "rain_pct_of_normal": 58.0,
+                "beats_naive": True,
+                "status": "ok",
+                "season_signal": "rain 42% below the county's normal to date (58 mm against 100)",
+            }
+        ]
+    )
+    uri = "file:///lake/monitoring/bulletins/2024-06-30/bulletin.html"
+    report = dataclasses.replace(report, counties=counties, bulletin=uri)
+
+    payload = json.loads(json.dumps(report.to_json(), allow_nan=False))
+    assert payload["county_bulletin"]["uri"] == uri
+    assert payload["county_bulletin"]["counties"][0]["pct_of_5yr_mean"] == 71.2
+    page = render_html(report, reference, current)
+    section = page[page.index("<h2>County bulletin</h2>") : page.index("<h2>Drifted variables")]
+    assert f'<a href="{uri}">' in section
+    assert '<td class="name">&lt;b&gt;Kitui&lt;/b&gt;</td>' in section
+    assert "<td>612</td><td>450–800</td><td>71</td><td>58</td>" in section
+    assert "rain 42% below" in section
+    empty = render_html(sample_report()[0], reference, current)
+    assert "No county forecasts for this night." in empty

@@ -12,13 +12,16 @@ shell name), sample data for N plots over the demo's years, then, each in a fres
   to MLflow),
 * registration, evaluation against the champion and the gate
   (:func:`~nuru_yield.training.pipeline.evaluate_candidate`, ``decide_promotion``,
-  ``apply_decision``), and
+  ``apply_decision``),
+* the promoted champion's county hindcasts (:func:`~nuru_yield.training.hindcast.county_skill`:
+  a refit per labelled season left out, its phases), and
 * the baseline: one LightGBM fit with the library's defaults (100 rounds, 31 leaves, no
   constraints, no early stopping) on the same hold-out rows, on the same two threads.
 
 Prints seconds per phase and each one's ratio to the baseline, the rounds each member kept,
-and the hold-out RMSE by lead-time band beside the county normal's (so a faster recipe is
-seen not to cost accuracy); the last line is one JSON object.
+the hold-out RMSE by lead-time band beside the county normal's (so a faster recipe is seen
+not to cost accuracy) and the county skill by lead time beside the naive mean's and the
+trend's; the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -74,6 +77,12 @@ def _gate(training_set: dict[str, Any], run_id: str) -> dict[str, Any]:
     return verdict.xcom()
 
 
+def _county_skill() -> dict[str, Any]:
+    from nuru_yield.training.hindcast import county_skill
+
+    return county_skill(RUN_DATE).xcom()
+
+
 def _bare_lightgbm(training_set: dict[str, Any]) -> int:
     """The baseline: a default LightGBM fit on the hold-out fit's rows."""
     import lightgbm
@@ -96,6 +105,7 @@ def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
     system's temporary directory); prints the table and the JSON line, and returns the JSON
     object."""
     from nuru_yield.training.gate import band_checks, render_bands
+    from nuru_yield.training.hindcast import CountySkill
 
     with scratch_space("bench train", parent=workdir) as space:
         log.info("bench train: sample data for %d plots in %s", plots, space.home)
@@ -105,6 +115,7 @@ def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
         gate = run_isolated(
             _gate, built.result, candidates.result["runs"]["Ensemble_VotingRegressor"]
         )
+        skill = run_isolated(_county_skill) if gate.result["promote"] else None
         baseline = run_isolated(_bare_lightgbm, built.result)
 
     phases = {
@@ -112,6 +123,10 @@ def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
         **candidates.result["seconds"],
         "registration, evaluation and gate": gate.seconds,
     }
+    if skill is not None:
+        phases.update(
+            {f"county skill/{phase}": value for phase, value in skill.result["seconds"].items()}
+        )
     total = sum(phases.values())
     print(f"bench train: {plots:,} plots, {baseline.result:,} hold-out rows")
     print(f"  {'phase':<40} {'seconds':>8} {'× bare LightGBM':>16}")
@@ -124,6 +139,8 @@ def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
         + ", ".join(f"{name} {rounds}" for name, rounds in candidates.result["rounds"].items())
     )
     print(render_bands(band_checks(gate.result["candidate"])))
+    if skill is not None:
+        print(CountySkill.from_xcom(skill.result).render())
     result = {
         "plots": plots,
         "holdout_rows": baseline.result,
@@ -135,6 +152,7 @@ def run(plots: int, workdir: Path | None = None) -> dict[str, Any]:
         "rounds": candidates.result["rounds"],
         "rmse": gate.result["candidate"]["rmse"],
         "decision": "promoted" if gate.result["promote"] else "refused",
+        "county_skill": None if skill is None else skill.result["by_lead"],
     }
     emit(result)
     return result

@@ -35,16 +35,18 @@ NOT_FOUND = "no stored prediction for this plot"
 Body = TypeVar("Body", bound=BaseModel)
 
 
-async def not_found_detail(state: State, model_name: str, what: str) -> str:
+async def not_found_detail(
+    state: State, model_name: str, what: str, kind: str = "prediction"
+) -> str:
     """Says that nothing is stored, and when the last run was (so a client can tell a plot
-    we do not know from a pipeline that has not run)."""
+    or county we do not know from a pipeline that has not run)."""
     freshness = await state.freshness.get()
     last = (
         f"the last scoring run was {freshness.run_date}"
         if freshness
         else "no scoring run has been loaded yet"
     )
-    return f"no stored {model_name} prediction for {what}; {last}"
+    return f"no stored {model_name} {kind} for {what}; {last}"
 
 
 async def parse_body(request: Request, model: type[Body]) -> Body:
