@@ -93,7 +93,9 @@ def compare_to_normal(
     joined = tonight.join(normal_means, how="left").reset_index()
     out = pd.DataFrame(
         {
-            "county": joined["county"].replace("", None),
+            "county": pd.Series(
+                [None if county == "" else county for county in joined["county"]], dtype=object
+            ),
             "season": joined["season"],
             "n_plots": joined["c_n"].astype(np.int64),
             "n_normal": joined["r_n"].fillna(0).astype(np.int64),
