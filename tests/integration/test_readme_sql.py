@@ -45,6 +45,7 @@ def _prediction_rows() -> pa.Table:
                     "scored_at": dt.datetime(2025, 6, 16, 1, tzinfo=dt.UTC),
                     "basis": "model",
                     "normal_kg_per_ha": 1500.0,
+                    "plot_normal_kg_per_ha": 1540.0,
                 }
             )
     table = pa.Table.from_pylist(rows)

@@ -45,7 +45,7 @@ def test_ranges_are_the_training_rows_inner_99_percent_per_band() -> None:
     assert ranges.low[late, 0] == pytest.approx(1002.0, abs=1.5)
     assert ranges.high[late, 0] == pytest.approx(1398.0, abs=1.5)
     assert 0.2 < ranges.low[early, 1] < 0.21 and 0.79 < ranges.high[late, 1] < 0.8  # NaN ignored
-    assert 10 < MIN_BAND_ROWS and np.isnan(ranges.low[last]).all()  # too few rows: no range
+    assert MIN_BAND_ROWS > 10 and np.isnan(ranges.low[last]).all()  # too few rows: no range
     assert np.isnan(ranges.high[ranges.bands.index(30)]).all()  # no rows
 
 
