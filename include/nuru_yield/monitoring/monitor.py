@@ -41,7 +41,7 @@ from nuru_yield.monitoring import accuracy
 from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, outside_reasons
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
 from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
-from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.report import DriftReport, driver_shares, render_html
 from nuru_yield.monitoring.season import compare_to_normal
 from nuru_yield.monitoring.statistics import DriftRule
 from nuru_yield.names import (
@@ -103,6 +103,7 @@ class MonitoringResult:
             f"  finding: {report.finding}",
             *(f"  season signal: {line}" for line in report.season_signals),
             f"  model evidence: {report.evidence_summary}",
+            f"  drivers: {report.drivers_summary}",
             f"  realized accuracy rows filled: {len(report.accuracy)}",
             f"  alert: {self.alert.summary()}",
             f"  retrain: {'yes' if self.alert.trigger else 'no'} (the drift_monitoring DAG "
@@ -389,8 +390,9 @@ def run_monitoring(
     season = compare_to_normal(current, reference) if not current.empty else None
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
     alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
+    drivers = driver_shares(current["top_drivers"]) if "top_drivers" in current else {}
     report = DriftReport(
-        run_date, source, described, rule, drifts, alert, fresh, season, ranges is not None
+        run_date, source, described, rule, drifts, alert, fresh, season, ranges is not None, drivers
     )
 
     write_drift_rows(engine, run_date, report)

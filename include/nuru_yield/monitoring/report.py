@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.features.columns import STATIC_FEATURES
 from nuru_yield.monitoring.alerts import Alert
 from nuru_yield.monitoring.drift import (
     MODEL_EVIDENCE,
@@ -31,6 +32,15 @@ NOTHING = "nothing unusual"
 BOTH = f"{SEASON_SIGNAL} and {MODEL_EVIDENCE}"
 
 
+def driver_shares(top_drivers: pd.Series) -> dict[str, float]:
+    """Each feature's share of the night's driver slots (every row's ``top_drivers``, JSON
+    text as the prediction log holds it), largest first: what moved tonight's forecasts
+    from their plot normals."""
+    named = top_drivers.dropna().astype(str).str.findall(r'"feature":\s*"([^"]+)"').explode()
+    shares = named.dropna().value_counts(normalize=True)
+    return {str(feature): float(share) for feature, share in shares.items()}
+
+
 @dataclass(frozen=True)
 class DriftReport:
     run_date: dt.date
@@ -43,6 +53,7 @@ class DriftReport:
     # The season to date beside the normal, per county × season kind (season.compare_to_normal).
     season: pd.DataFrame | None = None
     ranges_checked: bool = False  # whether the model's training ranges were known
+    drivers: dict[str, float] = field(default_factory=dict)  # driver_shares of the night
 
     @property
     def overall(self) -> list[VariableDrift]:
@@ -93,6 +104,17 @@ class DriftReport:
         return lines
 
     @property
+    def drivers_summary(self) -> str:
+        """The night's driver slots in one line: the five most frequent features and the
+        share of the static ones (where the plot lies, which rains), which belong in the
+        plot normal, not among the drivers."""
+        if not self.drivers:
+            return "none (no scored forecasts)"
+        top = ", ".join(f"{name} {share:.0%}" for name, share in list(self.drivers.items())[:5])
+        static = sum(self.drivers.get(name, 0.0) for name in STATIC_FEATURES)
+        return f"{top} of driver slots; where the plot lies ({', '.join(STATIC_FEATURES)}) {static:.1%}"
+
+    @property
     def evidence_summary(self) -> str:
         """Model evidence in one line: the alert's reasons, or what was checked and found
         within bounds."""
@@ -136,6 +158,7 @@ class DriftReport:
                     "suppressed_by": self.alert.suppressed_by,
                 },
                 "variables": [d.as_row() for d in self.drifts],
+                "driver_shares": self.drivers,
                 "season_to_date": []
                 if self.season is None
                 else self.season.astype(object).to_dict(orient="records"),
@@ -358,6 +381,7 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         finding=report.finding,
         season_signals=report.season_signals,
         evidence=report.evidence_summary,
+        drivers=report.drivers_summary,
         season_headings=[
             "county, season",
             "plots",

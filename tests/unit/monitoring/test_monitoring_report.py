@@ -13,7 +13,7 @@ import pandas as pd
 
 from nuru_yield.monitoring.alerts import Alert
 from nuru_yield.monitoring.drift import detect_drift
-from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.report import DriftReport, driver_shares, render_html
 from nuru_yield.monitoring.season import compare_to_normal
 from nuru_yield.monitoring.statistics import DriftRule
 
@@ -185,3 +185,27 @@ def test_a_season_signal_without_evidence_says_so_and_asks_for_no_retraining() -
     assert signal.count("<li>") == 3 and "<li>Kitui (Long Rains): rain " in signal
     season = page[page.index('<table class="season">') :]
     assert season.count('<td class="words">') == 3
+
+
+def test_the_nights_driver_slots_are_counted_by_feature() -> None:
+    """The prediction log's ``top_drivers`` (scoring's compact JSON, or anyone's spaced one):
+    each feature's share of the slots, and where the plot lies said apart."""
+    logged = pd.Series(
+        [
+            '[{"feature":"precip_total","value":12.5,"contribution":-310.2},'
+            '{"feature":"latitude","value":-0.4,"contribution":120.0},'
+            '{"feature":"mean_ndvi","value":null,"contribution":-8.0}]',
+            json.dumps([{"feature": "precip_total", "value": 3.0, "contribution": -40.0}]),
+            None,
+        ]
+    )
+    shares = driver_shares(logged)
+    assert shares == {"precip_total": 0.5, "latitude": 0.25, "mean_ndvi": 0.25}
+    report, _, _ = sample_report()
+    report = dataclasses.replace(report, drivers=shares)
+    assert report.drivers_summary == (
+        "precip_total 50%, latitude 25%, mean_ndvi 25% of driver slots; where the plot lies "
+        "(altitude, latitude, longitude, is_short_rains) 25.0%"
+    )
+    assert report.to_json()["driver_shares"] == shares
+    assert dataclasses.replace(report, drivers={}).drivers_summary == "none (no scored forecasts)"
