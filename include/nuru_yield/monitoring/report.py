@@ -158,6 +158,7 @@ class DriftReport:
                     "suppressed_by": self.alert.suppressed_by,
                 },
                 "variables": [d.as_row() for d in self.drifts],
+                "drivers": self.drivers_summary,
                 "driver_shares": self.drivers,
                 "season_to_date": []
                 if self.season is None
