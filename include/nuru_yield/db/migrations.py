@@ -115,7 +115,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "scoring_runs.status holds no_plots_in_progress", _longer_run_status),
     Migration(3, "model_performance.too_few_labels", _flag_too_few_labels),
     Migration(4, "forecast basis and county normal; the normal's error", _forecast_basis),
-    Migration(5, "plot normal; drift signals and training ranges", _plot_normal_and_drift_signals),
+    Migration(
+        5,
+        "plot normal; drift signals, share outside training, means",
+        _plot_normal_and_drift_signals,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
