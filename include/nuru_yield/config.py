@@ -210,8 +210,12 @@ class Settings(BaseSettings):
     drift_min_samples: int = Field(
         100, ge=2, description="Fewer rows on either side: 'insufficient data', never an alarm."
     )
-    drift_alert_min_variables: int = Field(
-        2, ge=1, description="Variables drifting over all plots needed to alert and retrain."
+    drift_max_outside_share: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Share of tonight's values of a feature outside the model's training range "
+        "(per lead-time band; ~1% by construction) beyond which retraining is due.",
     )
     drift_reference_years: int = Field(5, ge=1, le=50, description="Season years of history.")
     drift_reference_window_days: int = Field(

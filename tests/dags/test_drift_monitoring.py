@@ -1,14 +1,20 @@
 """The drift_monitoring DAG: parse-time hygiene, structure, and ``dag.test()`` runs in which
-a quiet season stops at the short-circuit and a drought triggers ``model_training``."""
+a quiet season stops at the short-circuit, a drought without evidence against the model is a
+season signal that stops there too, and inputs outside the champion's training ranges
+trigger ``model_training``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nuru_yield.lake import Lake
+from nuru_yield.models.leads import LEAD_BANDS
+from nuru_yield.models.ranges import TrainingRanges
 from nuru_yield.names import drift_report_path, features_path
 from tests.integration.test_monitoring_season import RUN_DATE, apply_drought, generate
 
@@ -63,43 +69,61 @@ def _training_runs() -> list[Any]:
 
 
 @pytest.mark.slow
-def test_quiet_season_stops_and_a_drought_triggers_training(
+def test_a_drought_is_a_season_signal_and_inputs_never_trained_on_trigger_training(
     season_features: Lake, load_dag: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from nuru_yield.db.migrations import upgrade
+    from nuru_yield.features.compute import season_to_date
+    from nuru_yield.features.raw import load_raw
 
     monkeypatch.setenv("DRIFT_REFERENCE_YEARS", "3")
     upgrade()
     dag = load_dag(DAG_ID)
     conf = {"run_date": RUN_DATE.isoformat()}
-
-    quiet = dag.test(run_conf=conf, logical_date=None)
-
-    assert _states(quiet) == {
+    stopped = {
         "monitor": "success",
         "retraining_needed": "success",
         "trigger_model_training": "skipped",
     }
-    assert season_features.read_json(drift_report_path(RUN_DATE))["alert"]["raised"] is False
-    assert _training_runs() == []
+
+    quiet = dag.test(run_conf=conf, logical_date=None)
+
+    assert _states(quiet) == stopped
+    report = season_features.read_json(drift_report_path(RUN_DATE))
+    assert report["alert"]["raised"] is False and "model evidence" not in report["finding"]
 
     apply_drought(season_features)
-    from nuru_yield.features.compute import season_to_date
-    from nuru_yield.features.raw import load_raw
-
     drought = season_to_date(load_raw(season_features), RUN_DATE, 180).features
     season_features.write_parquet(features_path(RUN_DATE), drought)
+
+    # No model scored the night (features only): nothing tells inputs outside its training.
+    dry = dag.test(run_conf=conf, logical_date=None)
+
+    assert _states(dry) == stopped
+    report = season_features.read_json(drift_report_path(RUN_DATE))
+    assert report["finding"] == "season signal"
+    assert {"precip_total", "gdd_sum", "max_ndvi"} <= set(report["drifted"])
+    assert report["season_signals"][0].startswith("all plots (Long Rains): rain ")
+    assert _training_runs() == []
+
+    # A champion that only ever saw 5–9 m of rain: tonight's is below anything it learned.
+    bands = len(LEAD_BANDS)
+    wet = TrainingRanges(
+        LEAD_BANDS, ("precip_total",), np.full((bands, 1), 5000.0), np.full((bands, 1), 9000.0)
+    )
+    champion = SimpleNamespace(ranges=wet)
+    monkeypatch.setattr("nuru_yield.monitoring.monitor.scoring_model", lambda current: champion)
 
     alarmed = dag.test(run_conf=conf, logical_date=None)
 
     assert set(_states(alarmed).values()) == {"success"}, _states(alarmed)
     report = season_features.read_json(drift_report_path(RUN_DATE))
+    assert report["finding"] == "season signal and model evidence"
     assert report["alert"]["trigger_training"] is True
-    assert {"precip_total", "gdd_sum", "max_ndvi"} <= set(report["drifted"])
     (training,) = _training_runs()
     assert training.run_id == f"drift_monitoring__{RUN_DATE.isoformat()}"
     assert training.conf["run_date"] == RUN_DATE.isoformat()
     assert training.conf["triggered_by"] == "drift_monitoring"
-    assert (
-        training.conf["reason"].startswith("drift: ") and "precip_total" in training.conf["reason"]
+    assert training.conf["reason"].startswith(
+        "inputs outside the training range: precip_total 100.0% of tonight's values"
     )

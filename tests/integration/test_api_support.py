@@ -87,6 +87,7 @@ def prediction(
         "scored_at": dt.datetime.combine(night, dt.time(2), dt.UTC),
         "basis": "blended" if night.day < 5 else "model",
         "normal_kg_per_ha": 2050.0,
+        "plot_normal_kg_per_ha": 2110.0,
     }
 
 

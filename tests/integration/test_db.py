@@ -72,6 +72,7 @@ def predictions_batch(
             ),
             "basis": [None if i % 7 == 0 else ("blended" if i % 2 else "model") for i in ids],
             "normal_kg_per_ha": [None if i % 7 == 0 else 1900.5 + i % 11 for i in ids],
+            "plot_normal_kg_per_ha": [None if i % 7 == 0 else 1950.25 + i % 13 for i in ids],
         }
     )
 
@@ -193,7 +194,7 @@ def test_upgrade_from_version_3_adds_the_forecast_basis_to_rows_already_served(
             for column in columns:
                 connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
         connection.execute(
-            db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 4)
+            db_schema.schema_version.delete().where(db_schema.schema_version.c.version >= 4)
         )
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(
@@ -221,8 +222,73 @@ def test_upgrade_from_version_3_adds_the_forecast_basis_to_rows_already_served(
     assert [tuple(row) for row in served] == [(7, 1234.5, None, None)]
 
 
+VERSION_6_COLUMNS = {
+    "predictions": ("plot_normal_kg_per_ha",),
+    "drift_reports": ("signal", "outside_training_share", "current_mean", "reference_mean"),
+}
+
+
+def _back_to_version_5(connection: sa.Connection) -> None:
+    """Undo migration 6: no plot normal, no drift signals, the view of version 4's columns."""
+    connection.exec_driver_sql("DROP VIEW latest_predictions")
+    for table, columns in VERSION_6_COLUMNS.items():
+        for column in columns:
+            connection.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    connection.execute(
+        db_schema.schema_version.delete().where(db_schema.schema_version.c.version == 6)
+    )
+    through_normal = db_schema.PREDICTION_COLUMNS.index("normal_kg_per_ha") + 1
+    connection.exec_driver_sql(
+        db_schema.latest_predictions_view(db_schema.PREDICTION_COLUMNS[:through_normal])
+    )
+
+
+def test_upgrade_from_version_5_adds_the_plot_normal_and_drift_signals(db_url: str) -> None:
+    """A database of the release with the county bulletins: its served rows gain ``plot_normal_kg_per_ha``
+    (null: their drivers were explained from the model's baseline), on PostgreSQL in the
+    existing partition too, and the view serves it; drift rows gain their signal, the share
+    outside the training range and both means (null for rows written before)."""
+    upgrade(db_url)
+    engine = get_engine(db_url)
+    with engine.begin() as connection:  # back to a version-5 database with a served row
+        _back_to_version_5(connection)
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(
+                "CREATE TABLE predictions_20250410 PARTITION OF predictions "
+                "FOR VALUES IN ('2025-04-10')"
+            )
+        connection.exec_driver_sql(
+            "INSERT INTO predictions (run_date, plot_id, season_year, season, model_name, "
+            "model_version, predicted_yield_kg_per_ha, run_id, scored_at, basis, "
+            "normal_kg_per_ha) VALUES ('2025-04-10', 7, 2025, 'Long Rains', 'champion', '3', "
+            "1234.5, 'old', CURRENT_TIMESTAMP, 'model', 1500.0)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO drift_reports (run_date, feature, statistic, value, threshold, drifted, "
+            "status, n_current, n_reference) VALUES ('2025-04-10', 'precip_total', 'psi', 0.9, "
+            "0.25, true, 'drifted', 500, 900)"
+        )
+    assert upgrade(db_url) == LATEST_VERSION
+    inspector = sa.inspect(engine)
+    for table, columns in VERSION_6_COLUMNS.items():
+        assert set(columns) <= {c["name"] for c in inspector.get_columns(table)}
+    with engine.connect() as connection:
+        served = connection.exec_driver_sql(
+            "SELECT plot_id, normal_kg_per_ha, plot_normal_kg_per_ha FROM latest_predictions"
+        ).all()
+        drift = connection.exec_driver_sql(
+            "SELECT feature, drifted, signal, outside_training_share FROM drift_reports"
+        ).all()
+        if connection.dialect.name == "postgresql":
+            partition = {c["name"] for c in inspector.get_columns("predictions_20250410")}
+            assert "plot_normal_kg_per_ha" in partition
+    assert [tuple(row) for row in served] == [(7, 1500.0, None)]
+    assert [tuple(row) for row in drift] == [("precip_total", True, None, None)]
+
+
 def _back_to_version_4(connection: sa.Connection) -> None:
-    """Undo migration 5: no county tables, no view of them, no record of the step."""
+    """Undo migrations 6 and 5: no county tables, no view of them, no record of the steps."""
+    _back_to_version_5(connection)
     connection.exec_driver_sql("DROP VIEW latest_county_forecasts")
     connection.exec_driver_sql("DROP TABLE county_forecasts")
     connection.exec_driver_sql("DROP TABLE county_skill")
@@ -241,7 +307,7 @@ def test_upgrade_from_version_4_adds_the_county_tables_and_keeps_what_is_served(
         _back_to_version_4(connection)
     assert "county_forecasts" not in sa.inspect(engine).get_table_names()
 
-    assert upgrade(db_url) == LATEST_VERSION == 5
+    assert upgrade(db_url) == LATEST_VERSION == 6
     inspector = sa.inspect(engine)
     assert {"county_forecasts", "county_skill"} <= set(inspector.get_table_names())
     assert "latest_county_forecasts" in inspector.get_view_names()

@@ -1,5 +1,6 @@
 """``run_monitoring`` end to end on a generated lake: drift rows, reports, realized accuracy
-once labels arrive, the alert and its cooldown — on SQLite and PostgreSQL, and by the CLI."""
+once labels arrive, the alert and its cooldown; a dry season as a season signal and inputs
+outside the training range as evidence — on SQLite and PostgreSQL, and by the CLI."""
 
 from __future__ import annotations
 
@@ -18,14 +19,17 @@ from nuru_yield.config import get_settings, reset_settings
 from nuru_yield.db.engine import get_engine
 from nuru_yield.db.migrations import upgrade
 from nuru_yield.db.schema import drift_reports, model_performance
-from nuru_yield.features.columns import KEY_COLUMNS
+from nuru_yield.features.columns import FEATURE_COLUMNS, KEY_COLUMNS
 from nuru_yield.features.compute import season_to_date
 from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
+from nuru_yield.models.ranges import TrainingRanges
 from nuru_yield.monitoring.drift import PREDICTION
 from nuru_yield.monitoring.monitor import run_monitoring
+from nuru_yield.monitoring.season import phrase
 from nuru_yield.names import RAW_YIELDS, drift_html_path, drift_report_path, features_path
 from tests.integration.test_monitoring_season import (
+    RAIN_FACTOR,
     RUN_DATE,
     generate,
     stand_in_model,
@@ -94,6 +98,9 @@ def test_realized_accuracy_is_filled_once_labels_arrive_and_alerts_once(lake: La
     overall = rows[rows["county"].isna()].set_index("feature")
     assert overall.loc[PREDICTION, "status"] != "insufficient data"
     assert overall["drifted"].sum() <= 1
+    assert set(rows["signal"].dropna()) <= {"season signal", "plot mix"}
+    assert overall["current_mean"].notna().all() and overall["reference_mean"].notna().all()
+    assert rows["outside_training_share"].isna().all()  # a stand-in model: no training ranges
     assert (overall["n_current"] <= len(log)).all() and overall["n_reference"].min() > 1000
     assert _rows(engine, model_performance).empty  # no 2024 label yet
     assert not quiet.alert.raised
@@ -137,6 +144,69 @@ def test_realized_accuracy_is_filled_once_labels_arrive_and_alerts_once(lake: La
     assert held.alert.raised and not held.alert.trigger
     assert held.alert.suppressed_by == RUN_DATE.isoformat()
     assert held.xcom()["trigger_training"] is False
+
+
+def _training_ranges(lake: Lake) -> TrainingRanges:
+    """The input ranges a champion trained on the run date learns from: its training set
+    (the labelled seasons before 2024, cut inside every lead-time band)."""
+    from nuru_yield.training.pipeline import build_training_set
+
+    training = lake.read_parquet(build_training_set(RUN_DATE, lake).path).to_pandas()
+    return TrainingRanges.fit(training, FEATURE_COLUMNS)
+
+
+def _with_rain(features: pd.DataFrame, factor: float) -> pd.DataFrame:
+    return features.assign(
+        precip_total=features["precip_total"] * factor,
+        precip_last_30d=features["precip_last_30d"] * factor,
+    )
+
+
+def test_a_dry_season_is_news_and_inputs_never_trained_on_are_evidence(lake: Lake) -> None:
+    """Rain at 70% of the past seasons' at the same point of the season drifts (a season
+    signal, in words, per county) but lies within what the model was trained on: no alert,
+    no retraining. At 40%, many values lie below anything the training seasons held at their
+    lead time: model evidence, and retraining is due."""
+    upgrade()
+    engine = get_engine()
+    ranges = _training_ranges(lake)
+    features = _features(lake, RUN_DATE)
+    write_prediction_log(lake, _with_rain(features, 0.7), RUN_DATE)
+
+    dry = run_monitoring(RUN_DATE, predictor=stand_in_model, ranges=ranges, evaluation=_strict)
+
+    report = dry.report
+    rain = {d.variable: d for d in report.overall}["precip_total"]
+    assert rain.signal == "season signal" and rain.outside_share < 0.05
+    assert report.finding == "season signal"
+    assert not dry.alert.raised and dry.xcom()["trigger_training"] is False
+    assert report.evidence_summary.startswith("none: inputs within the training range")
+    everyone = report.season[report.season["county"].isna()].iloc[0]
+    assert 55 < everyone["rain_pct_of_normal"] < 85
+    assert report.season_signals == [
+        f"all plots (Long Rains): {phrase('rain', everyone)}"  # too few plots per county
+    ]
+    counties = report.season[report.season["county"].notna()]
+    assert counties["county"].nunique() == len(counties) > 5 and counties["n_normal"].gt(0).all()
+    rows = _rows(engine, drift_reports)
+    stored = rows[rows["county"].isna()].set_index("feature")
+    assert stored.loc["precip_total", "signal"] == "season signal"
+    assert stored.loc["precip_total", "outside_training_share"] == pytest.approx(rain.outside_share)
+    assert stored.loc["precip_total", "current_mean"] < stored.loc["precip_total", "reference_mean"]
+    assert stored["outside_training_share"].notna().sum() >= len(FEATURE_COLUMNS) - 2
+    written = lake.read_json(drift_report_path(RUN_DATE))
+    assert written["finding"] == "season signal" and written["season_signals"]
+    page = lake.read_bytes(drift_html_path(RUN_DATE)).decode()
+    assert "news for the bulletin, not a model fault" in page and "Retraining is due" not in page
+
+    write_prediction_log(lake, _with_rain(features, RAIN_FACTOR), RUN_DATE)
+    beyond = run_monitoring(RUN_DATE, predictor=stand_in_model, ranges=ranges, evaluation=_strict)
+
+    assert beyond.report.finding == "season signal and model evidence"
+    assert beyond.alert.trigger
+    (reason,) = beyond.alert.reasons
+    assert reason.startswith("inputs outside the training range: precip_total ")
+    assert {d.variable: d for d in beyond.report.overall}["precip_total"].outside_share > 0.05
 
 
 @pytest.mark.postgres

@@ -108,6 +108,7 @@ def write_prediction_log(lake: Lake, features: pd.DataFrame, run_date: dt.date) 
         run_id=f"test-{run_date.isoformat()}",
         basis="model",
         normal_kg_per_ha=2000.0,
+        plot_normal_kg_per_ha=2050.0,
     )
     columns = [name for name in LOG_SCHEMA.names if name != "scored_at"]
     table = pa.Table.from_pandas(log[columns], preserve_index=False).append_column(

@@ -51,6 +51,7 @@ def _prediction_rows() -> pa.Table:
                     "scored_at": dt.datetime(2025, 6, 16, 1, tzinfo=dt.UTC),
                     "basis": "model",
                     "normal_kg_per_ha": 1500.0,
+                    "plot_normal_kg_per_ha": 1540.0,
                 }
             )
     table = pa.Table.from_pylist(rows)
@@ -139,6 +140,10 @@ def scored_database(request: pytest.FixtureRequest, nuru_home: Path) -> sa.Engin
                     "status": "drifted",
                     "n_current": 300,
                     "n_reference": 900,
+                    "signal": "season signal",
+                    "outside_training_share": 0.012,
+                    "current_mean": 180.5,
+                    "reference_mean": 301.0,
                 },
                 {
                     "run_date": RUN_DATE,
@@ -151,6 +156,10 @@ def scored_database(request: pytest.FixtureRequest, nuru_home: Path) -> sa.Engin
                     "status": "ok",
                     "n_current": 300,
                     "n_reference": 900,
+                    "signal": None,
+                    "outside_training_share": 0.008,
+                    "current_mean": 410.0,
+                    "reference_mean": 402.5,
                 },
             ],
         )
@@ -241,3 +250,15 @@ def test_the_season_so_far_and_the_skill_queries(scored_database: sa.Engine) -> 
     assert (
         float(skill[0]["model_nrmse"]) == 0.18 and int(skill[0]["counties_beating_the_mean"]) == 2
     )
+
+
+def test_forecasts_beside_the_normals_split_location_from_the_season(
+    scored_database: sa.Engine,
+) -> None:
+    (query,) = [q for q in QUERIES if "season_effect" in q]
+    with scored_database.connect() as conn:
+        rows = conn.execute(sa.text(query.strip().rstrip(";"))).mappings().all()
+    kitui = next(row for row in rows if row["county"] == "Kitui")
+    assert kitui["plots"] == 2
+    assert float(kitui["county_normal"]) == 1500.0 and float(kitui["plot_normal"]) == 1540.0
+    assert float(kitui["forecast"]) == 1500.0 and float(kitui["season_effect"]) == -40.0

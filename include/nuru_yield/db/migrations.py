@@ -79,6 +79,34 @@ def _forecast_basis(connection: sa.Connection) -> None:
             if name not in present:
                 connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
     connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
+    through_normal = schema.PREDICTION_COLUMNS.index("normal_kg_per_ha") + 1
+    connection.exec_driver_sql(
+        schema.latest_predictions_view(schema.PREDICTION_COLUMNS[:through_normal])
+    )
+
+
+def _plot_normal_and_drift_signals(connection: sa.Connection) -> None:
+    # Drivers explained from the plot's own normal; drift findings told apart (season signal,
+    # plot mix, model evidence) with the share outside the training range and both means. A
+    # database created at this version already has the columns (step 1 creates the current
+    # schema); on PostgreSQL a column added to `predictions` reaches every partition.
+    for table, added in (
+        ("predictions", (("plot_normal_kg_per_ha", "DOUBLE PRECISION"),)),
+        (
+            "drift_reports",
+            (
+                ("signal", "VARCHAR(32)"),
+                ("outside_training_share", "DOUBLE PRECISION"),
+                ("current_mean", "DOUBLE PRECISION"),
+                ("reference_mean", "DOUBLE PRECISION"),
+            ),
+        ),
+    ):
+        present = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+        for name, sql_type in added:
+            if name not in present:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+    connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
     connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
 
 
@@ -98,6 +126,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "model_performance.too_few_labels", _flag_too_few_labels),
     Migration(4, "forecast basis and county normal; the normal's error", _forecast_basis),
     Migration(5, "county_forecasts, county_skill and latest_county_forecasts", _county_bulletins),
+    Migration(
+        6,
+        "plot normal; drift signals, share outside training, means",
+        _plot_normal_and_drift_signals,
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -3,11 +3,15 @@
 ``predictions`` carries two columns beyond that section's list — ``county`` and
 ``days_after_planting`` — so that users' SQL (forecast per county, accuracy by lead time)
 needs no join back to the lake. ``basis`` and ``normal_kg_per_ha`` (what a forecast rests
-on: ``model``, ``blended`` or ``normal``, and the plot's county normal) come last: migration
-4 appended them to existing tables, and a new table has its columns in the same order.
+on: ``model``, ``blended`` or ``normal``, and the plot's county normal), then
+``plot_normal_kg_per_ha`` (the plot's own normal, which its drivers start from) come last:
+migrations 4 and 6 appended them to existing tables, and a new table has its columns in the
+same order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from sqlalchemy import (
     JSON,
@@ -55,6 +59,8 @@ predictions = Table(
     # model | blended | normal (nuru_yield.models.normal); null for rows scored before it.
     Column("basis", String(16)),
     Column("normal_kg_per_ha", Float),
+    # The county normal adjusted for where the plot is: forecast = this + Σ drivers.
+    Column("plot_normal_kg_per_ha", Float),
     Index("ix_predictions_plot", "plot_id", "season_year", "season", "model_name", "run_date"),
     postgresql_partition_by="LIST (run_date)",
 )
@@ -117,6 +123,15 @@ drift_reports = Table(
     Column("n_current", Integer, nullable=False),
     Column("n_reference", Integer, nullable=False),
     Index("ix_drift_reports_run_date", "run_date", "feature"),
+    # What a finding means (nuru_yield.monitoring.drift): `season signal` (the season is far
+    # from normal: news for the bulletin), `plot mix` (other plots than the reference's),
+    # `model evidence` (inputs outside the model's training range: retraining), null for none;
+    # the share of current rows outside the training range of their lead-time band; and the
+    # means of both sides (the reference: the county's normal to date). Migration 6.
+    Column("signal", String(32)),
+    Column("outside_training_share", Float),
+    Column("current_mean", Float),
+    Column("reference_mean", Float),
 )
 
 model_performance = Table(
@@ -241,12 +256,15 @@ schema_version = Table(
     Column("applied_at", DateTime(timezone=True), nullable=False),
 )
 
-# The newest champion row per plot-season: what the API serves by default.
-LATEST_PREDICTIONS_VIEW = f"""
+
+def latest_predictions_view(columns: Sequence[str] = PREDICTION_COLUMNS) -> str:
+    """``CREATE VIEW latest_predictions``: the newest champion row per plot-season, what the
+    API serves by default, with ``columns`` of ``predictions`` (a migration passes the
+    columns of its own version: a later column does not exist yet when it runs)."""
+    listed = ", ".join(columns)
+    return f"""
 CREATE VIEW latest_predictions AS
-SELECT run_date, plot_id, season_year, season, model_name, model_version, county,
-       days_after_planting, predicted_yield_kg_per_ha, yield_lower, yield_upper,
-       interval_level, top_drivers, run_id, scored_at, basis, normal_kg_per_ha
+SELECT {listed}
 FROM (
     SELECT p.*, ROW_NUMBER() OVER (
         PARTITION BY plot_id, season_year, season ORDER BY run_date DESC
@@ -256,6 +274,9 @@ FROM (
 ) ranked
 WHERE recency = 1
 """
+
+
+LATEST_PREDICTIONS_VIEW = latest_predictions_view()
 
 # The newest county forecast per county × season × season year: the county table a reader
 # wants (the night of each county-season's last scoring run).

@@ -25,7 +25,12 @@ from nuru_yield.config import Settings, get_settings
 from nuru_yield.dev.airflow_standalone import DEFAULT_STALL_SECONDS
 from nuru_yield.errors import mask_passwords
 from nuru_yield.lake import Lake
-from nuru_yield.names import bulletin_html_path, drift_html_path, prediction_log_path
+from nuru_yield.names import (
+    bulletin_html_path,
+    drift_html_path,
+    drift_report_path,
+    prediction_log_path,
+)
 from nuru_yield.sample_data.formats import SOURCES_DIR
 
 log = logging.getLogger(__name__)
@@ -264,6 +269,25 @@ def county_table(connection: sa.Connection, run_date: dt.date) -> str:
     return "\n".join(lines)
 
 
+def drift_findings(lake: Lake, run_date: dt.date) -> list[str]:
+    """What the night's drift report saw, indented under the summary's drift line: the
+    finding, the season signals, the model evidence, whether retraining was triggered, and
+    what moved the forecasts from their plot normals."""
+    path = drift_report_path(run_date)
+    if not lake.exists(path):
+        return ["  (no drift report)"]
+    report = lake.read_json(path)
+    alert = report.get("alert", {})
+    retrain = "triggered" if alert.get("trigger_training") else "not triggered"
+    return [
+        f"  finding: {report.get('finding', '?')}",
+        *(f"  season signal: {line}" for line in report.get("season_signals", [])),
+        f"  model evidence: {report.get('model_evidence', '?')}",
+        f"  retraining: {retrain}",
+        f"  drivers: {report.get('drivers', '?')}",
+    ]
+
+
 def render_summary(
     settings: Settings,
     lake: Lake,
@@ -334,6 +358,7 @@ def render_summary(
         f"drift on {DEMO_RUN_DATE}: {drift['drifted'] or 0} of {drift['variables'] or 0} "
         f"variables overall (what `nuru-yield drift` reports), {drift['county_drifted'] or 0} "
         f"of {drift['county_checks'] or 0} variable × county checks",
+        *drift_findings(lake, DEMO_RUN_DATE),
         "airflow overhead (DAG-run wall time / sum of task run times): "
         + ", ".join(f"{dag_id} {o['ratio']:.2f}" for dag_id, o in overhead.items()),
         "",

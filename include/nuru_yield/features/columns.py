@@ -37,6 +37,16 @@ PLOT_FEATURES = [
 ]
 # The numeric model inputs, all float64, in this order.
 FEATURE_COLUMNS = WEATHER_FEATURES + NDVI_FEATURES + PLOT_FEATURES
+# What stays the same from one season of a plot to the next: where it is and which rains it
+# is planted in. A forecast's drivers are the other features (rain, heat, dry spells,
+# vegetation, planting date: what a season changes); these are folded into the plot's own
+# normal (docs/DESIGN.md, "Models and the registry", Drivers), and their drift is a change in
+# the mix of plots, not in the season.
+STATIC_FEATURES = ["altitude", "latitude", "longitude", "is_short_rains"]
+# Counts of what the feeds delivered in the window, not of what the crop met: a feed one to
+# three days behind (which the feature gate allows) gives values no training row, cut from
+# complete history, ever had — news about the feed, not about the model.
+FEED_COVERAGE_FEATURES = ["weather_coverage", "n_clear_ndvi_obs"]
 # Carried along for joins, reports and per-county metrics; not model inputs.
 CONTEXT_COLUMNS = ["county", "planting_date", "as_of_date", "weather_cell_id", "ndvi_missing"]
 OUTPUT_COLUMNS = KEY_COLUMNS + CONTEXT_COLUMNS + FEATURE_COLUMNS

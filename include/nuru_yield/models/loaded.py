@@ -16,6 +16,13 @@ exactly to ``f − b``; each keeps its sign, and their order by size is the log-
 A model logged with a blend (:mod:`nuru_yield.models.normal`) forecasts ``w × model + (1 −
 w) × county normal`` by lead-time band; :meth:`Explanation.around` keeps the drivers exact
 for the blended forecast, and the intervals were calibrated on blended forecasts.
+
+What a support team reads is the forecast's departure from the plot's own normal:
+:meth:`Explanation.folded` moves the contributions of the features that do not change from
+one season to the next (where the plot is, which rains: ``STATIC_FEATURES``) into the
+baseline, which becomes the **plot normal** — the county normal adjusted for the plot's
+location —, and leaves as drivers what a season changes (rain, heat, dry spells, vegetation,
+planting date). Still exact: ``forecast = plot normal + Σ drivers``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import numpy as np
 from nuru_yield.models.intervals import ConformalIntervals
 from nuru_yield.models.metadata import checked_metadata
 from nuru_yield.models.normal import MODEL, Blend, Blended
+from nuru_yield.models.ranges import TrainingRanges
 from nuru_yield.models.registry import mlflow_client, resolve_model_uri
 from nuru_yield.models.treeshap import PairwiseExplainer, compile_explainer
 
@@ -56,6 +64,14 @@ class Explanation:
         )
         return Explanation(blended.forecast, baseline, self.contributions * weight[:, None])
 
+    def folded(self, static: Sequence[bool]) -> Explanation:
+        """The same forecasts explained from the plot normal: the contributions of the
+        ``static`` features (one flag per column) added to the baseline, theirs set to 0; the
+        others are unchanged. ``baseline + contributions.sum(axis=1)`` is still ``forecast``."""
+        static = np.asarray(static, dtype=bool)
+        baseline = self.baseline + self.contributions[:, static].sum(axis=1)
+        return Explanation(self.forecast, baseline, np.where(static, 0.0, self.contributions))
+
 
 def logarithmic_mean(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a − b) / (ln a − ln b)`` of positive arrays, ``a`` where they are equal."""
@@ -76,6 +92,7 @@ class ServingModel:
     version: str | None = None
     run_id: str | None = None
     blend: Blend | None = field(default=None, kw_only=True)
+    ranges: TrainingRanges | None = field(default=None, kw_only=True)  # of its training rows
 
     def features(self, frame: pd.DataFrame) -> np.ndarray:
         """The float64 feature matrix of ``frame`` in this model's column order."""
@@ -185,7 +202,7 @@ def load_model(uri: str) -> ServingModel:
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     logged = Model.load(local)
     metadata = checked_metadata(logged.metadata, uri)
-    blend = metadata.get("blend")
+    blend, ranges = metadata.get("blend"), metadata.get("feature_ranges")
     return ServingModel(
         estimator=mlflow.sklearn.load_model(local),
         feature_columns=tuple(metadata["feature_columns"]),
@@ -194,4 +211,5 @@ def load_model(uri: str) -> ServingModel:
         version=version,
         run_id=logged.run_id,
         blend=None if blend is None else Blend.from_dict(blend),
+        ranges=None if ranges is None else TrainingRanges.from_dict(ranges),
     )

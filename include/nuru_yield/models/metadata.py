@@ -1,8 +1,9 @@
 """The metadata every model logged by training carries in its MLmodel file (read back by
 :func:`nuru_yield.models.loaded.load_model` and checked before a version is registered): the
 feature order it was fitted on, its conformal interval factors, its link and the seasons it
-learned from, the blend toward the county normal (``models.normal``), and the artifact names
-of a training run's models."""
+learned from, the blend toward the county normal (``models.normal``), the ranges of the
+inputs it was trained on (``models.ranges``), and the artifact names of a training run's
+models."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from nuru_yield.errors import RegistryError
 from nuru_yield.models.intervals import INTERVAL_METHOD, ConformalIntervals
 from nuru_yield.models.normal import Blend
+from nuru_yield.models.ranges import TrainingRanges
 
 MODEL_ARTIFACT = "model"
 # The ensemble run's fit on the training seasons only: what the gate compares, on seasons
@@ -27,10 +29,13 @@ def model_metadata(
     fitted_seasons: Sequence[str],
     blend: Blend | None,
     holdout_artifact: str | None = None,
+    ranges: TrainingRanges | None = None,
 ) -> dict[str, Any]:
     """The MLmodel ``metadata`` logged with every candidate (read back by :func:`load_model`):
     ``holdout_artifact`` names the run's hold-out fit when this model is a refit. Models
-    logged before the blend existed have no ``blend``: they forecast from the model alone."""
+    logged before the blend existed have no ``blend``: they forecast from the model alone;
+    models logged before the ranges have no ``feature_ranges``: monitoring cannot tell
+    whether tonight's inputs lie outside what they were trained on, and says so."""
     return {
         "candidate": candidate,
         "feature_columns": list(feature_columns),
@@ -39,6 +44,7 @@ def model_metadata(
         "link": LINK,
         "fitted_seasons": list(fitted_seasons),
         "holdout_artifact": holdout_artifact,
+        "feature_ranges": None if ranges is None else ranges.to_dict(),
     }
 
 

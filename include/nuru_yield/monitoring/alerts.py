@@ -1,11 +1,13 @@
 """When to alert and retrain, and how people hear about it (plain Python, no Airflow).
 
-An alert is raised when enough variables drift beyond their threshold, or when realized
-accuracy — freshly computed because new harvest labels arrived — is worse than the
-champion's evaluation at the same lead time by more than a margin. Each reason is one
-line a person can act on. Delivery (:func:`deliver`) goes to a webhook (JSON POST) or an
-SMTP server, as configured; it is off by default. The Airflow notifier of the
-``drift_monitoring`` DAG calls :func:`deliver`.
+An alert is raised on evidence that the model is wrong, never on an unusual season alone
+(a dry season is a season signal for the bulletin: :mod:`.drift`, :mod:`.season`): when
+realized accuracy — freshly computed because new harvest labels arrived — is worse than the
+champion's evaluation at the same lead time by more than a margin, or when tonight's inputs
+lie outside the range the model was trained on (over all plots, a feature's share outside
+beyond the rule's). Each reason is one line a person can act on. Delivery (:func:`deliver`)
+goes to a webhook (JSON POST) or an SMTP server, as configured; it is off by default. The
+Airflow notifier of the ``drift_monitoring`` DAG calls :func:`deliver`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.errors import NuruError
-from nuru_yield.monitoring.drift import VariableDrift
+from nuru_yield.monitoring.drift import MODEL_EVIDENCE, VariableDrift
 from nuru_yield.names import CHAMPION
 
 if TYPE_CHECKING:
@@ -62,19 +64,19 @@ class Alert:
         return head
 
 
-def drift_reasons(drifts: Sequence[VariableDrift], min_variables: int) -> list[str]:
-    """One reason when at least ``min_variables`` variables drift over all plots."""
-    drifted = [d for d in drifts if d.county is None and d.drifted]
-    if not drifted or len(drifted) < min_variables:
+def outside_reasons(drifts: Sequence[VariableDrift], max_outside_share: float) -> list[str]:
+    """One reason when, over all plots, some feature's values lie outside the model's
+    training range beyond ``max_outside_share`` (findings whose signal is model evidence)."""
+    found = [d for d in drifts if d.county is None and d.signal == MODEL_EVIDENCE]
+    if not found:
         return []
-    drifted.sort(key=lambda d: -(d.comparison.value or 0.0))
-    details = ", ".join(
-        f"{d.variable} {d.comparison.statistic} {d.comparison.value:.2f} > "
-        f"{d.comparison.threshold:g}"
-        for d in drifted
-    )
-    total = len({d.variable for d in drifts if d.county is None})
-    return [f"drift: {len(drifted)} of {total} variables beyond threshold ({details})"]
+    found.sort(key=lambda d: -(d.outside_share or 0.0))
+    details = ", ".join(f"{d.variable} {d.outside_share:.1%}" for d in found)
+    return [
+        f"inputs outside the training range: {details} of tonight's values lie outside what "
+        f"the model was trained on at their lead time (> {max_outside_share:.0%}; about 1% "
+        "by construction)"
+    ]
 
 
 def baseline_rmse(metrics: Mapping[str, float], lead_time_days: int) -> float | None:

@@ -4,11 +4,15 @@
 
 1. current rows: the champion's rows of the prediction log for D (features + prediction),
    or, when D was not scored, the features partition (features only);
-2. the crop-calendar-aware reference (:mod:`.reference`), and the reference prediction —
-   the same model version applied to the reference rows;
-3. drift per variable, overall and per county (:mod:`.drift`);
+2. the crop-calendar-aware reference (:mod:`.reference`) — the counties' normal to date,
+   :func:`normal_to_date` —, and the reference prediction: the same model version applied
+   to the reference rows;
+3. drift per variable, overall and per county, each finding a season signal, a change of
+   plot mix or evidence against the model (inputs outside its training ranges) (:mod:`.drift`);
+   the season to date against the normal, per county, in words (:mod:`.season`);
 4. realized accuracy of the labelled seasons (:mod:`.accuracy`) into ``model_performance``;
-5. the alert (:mod:`.alerts`), with a cooldown between retraining triggers;
+5. the alert on model evidence only (:mod:`.alerts`), with a cooldown between retraining
+   triggers;
 6. ``drift_reports`` rows, ``drift_report.json`` and ``drift_report.html`` for D.
 
 Rerunning a date replaces its own rows and files and nothing else.
@@ -30,13 +34,15 @@ from nuru_yield.errors import LakeError
 from nuru_yield.features.columns import FEATURE_COLUMNS
 from nuru_yield.features.raw import load_raw
 from nuru_yield.lake import Lake
-from nuru_yield.models.loaded import load_model
+from nuru_yield.models.loaded import ServingModel, load_model
+from nuru_yield.models.ranges import TrainingRanges
 from nuru_yield.models.registry import mlflow_client
 from nuru_yield.monitoring import accuracy
-from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, drift_reasons
+from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, outside_reasons
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
 from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
-from nuru_yield.monitoring.report import DriftReport, render_html
+from nuru_yield.monitoring.report import DriftReport, driver_shares, render_html
+from nuru_yield.monitoring.season import compare_to_normal
 from nuru_yield.monitoring.statistics import DriftRule
 from nuru_yield.names import (
     CHAMPION,
@@ -82,19 +88,24 @@ class MonitoringResult:
             "report": self.report_uri,
             "html": self.html_uri,
             "drifted": self.report.drifted,
+            "finding": self.report.finding,
             "alert": self.alert.raised,
             "trigger_training": self.alert.trigger,
             "reason": self.alert.summary(),
         }
 
     def render(self) -> str:
-        overall = self.report.overall
-        statuses = pd.Series([d.comparison.status for d in overall]).value_counts()
+        report = self.report
+        statuses = pd.Series([d.comparison.status for d in report.overall]).value_counts()
         counts = ", ".join(f"{count} {status}" for status, count in statuses.items())
         lines = [
-            f"drift {self.report.run_date.isoformat()}: {len(overall)} variables ({counts})",
-            f"  drifted: {', '.join(self.report.drifted) or 'none'}",
-            f"  realized accuracy rows filled: {len(self.report.accuracy)}",
+            f"drift {report.run_date.isoformat()}: {len(report.overall)} variables ({counts})",
+            f"  drifted: {', '.join(report.drifted) or 'none'}",
+            f"  finding: {report.finding}",
+            *(f"  season signal: {line}" for line in report.season_signals),
+            f"  model evidence: {report.evidence_summary}",
+            f"  drivers: {report.drivers_summary}",
+            f"  realized accuracy rows filled: {len(report.accuracy)}",
             f"  alert: {self.alert.summary()}",
             f"  retrain: {'yes' if self.alert.trigger else 'no'} (the drift_monitoring DAG "
             "starts model_training; this command only reports)",
@@ -109,6 +120,7 @@ def rule_from(settings: Settings) -> DriftRule:
         statistic=settings.drift_statistic,
         threshold=settings.drift_threshold,
         min_samples=settings.drift_min_samples,
+        max_outside_share=settings.drift_max_outside_share,
     )
 
 
@@ -140,19 +152,24 @@ def load_current(lake: Lake, run_date: dt.date) -> tuple[pd.DataFrame, str]:
     )
 
 
-def champion_predictor(current: pd.DataFrame) -> Predictor | None:
-    """The model version that scored the current rows, as a function of feature rows, so the
-    reference prediction comes from the same model; None (logged) when it cannot load."""
+def scoring_model(current: pd.DataFrame) -> ServingModel | None:
+    """The model version that scored the current rows — the reference prediction comes from
+    the same model, and its training ranges tell inputs it never saw —; None (logged) when
+    it cannot load."""
     if PREDICTION not in current.columns or "model_version" not in current.columns:
         return None
 
     version = str(current["model_version"].mode().iloc[0])
     uri = f"models:/{MODEL_NAME}/{version}"
     try:
-        model = load_model(uri)
+        return load_model(uri)
     except Exception as error:  # registry unreachable or version gone: report, do not fail
         log.warning("cannot load %s for the reference prediction: %s", uri, error)
         return None
+
+
+def forecaster(model: ServingModel) -> Predictor:
+    """The forecasts ``model`` publishes for feature rows (blended as scoring blends them)."""
     return lambda frame: model.forecast(frame).forecast
 
 
@@ -287,8 +304,9 @@ def decide_alert(
     settings: Settings,
     evaluation: EvaluationLookup = evaluation_metrics,
 ) -> Alert:
-    """The alert of this run: drift and fresh realized accuracy, with the cooldown."""
-    reasons = drift_reasons(drifts, settings.drift_alert_min_variables)
+    """The alert of this run — evidence against the model: inputs outside its training
+    ranges, fresh realized accuracy worse than its evaluation —, with the cooldown."""
+    reasons = outside_reasons(drifts, settings.drift_max_outside_share)
     if not fresh.empty:
         champion = fresh[fresh["model_name"] == CHAMPION]
         versions = sorted({str(v) for v in champion["model_version"]})
@@ -304,9 +322,17 @@ def decide_alert(
 
 
 # --- the run ------------------------------------------------------------------------------
-def _reference_raw(lake: Lake, run_date: dt.date, spec: ReferenceSpec) -> Any:
-    """Raw inputs from the first reference season year to ``run_date``."""
-    return load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
+def normal_to_date(
+    current: pd.DataFrame, run_date: dt.date, *, lake: Lake, settings: Settings
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The crop-calendar-aware reference of ``current`` (feature rows of ``run_date`` with
+    ``county``, ``season``, ``season_year`` and ``days_after_planting``): the same counties'
+    plot-seasons of the previous ``DRIFT_REFERENCE_YEARS``, planted in the same week, seen on
+    the same calendar day — their normal to date (:mod:`.reference`) —, and its description.
+    :func:`nuru_yield.monitoring.season.compare_to_normal` sets ``current`` beside it."""
+    spec = reference_spec(settings, run_date)
+    raw = load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
+    return matched_reference(raw, current, run_date, spec)
 
 
 def county_forecasts_of(engine: sa.Engine, run_date: dt.date) -> pd.DataFrame:
@@ -341,29 +367,33 @@ def run_monitoring(
     engine: sa.Engine | None = None,
     settings: Settings | None = None,
     predictor: Predictor | None = None,
+    ranges: TrainingRanges | None = None,
     evaluation: EvaluationLookup = evaluation_metrics,
 ) -> MonitoringResult:
-    """Monitor one run date (see the module doc). ``predictor`` overrides the model that
-    predicts the reference rows (default: the version that scored D), ``evaluation`` where
-    the champion's evaluation metrics come from (default: its MLflow run)."""
+    """Monitor one run date (see the module doc). ``predictor`` and ``ranges`` override the
+    model that predicts the reference rows and the training ranges tonight's inputs are
+    checked against (default, for both: the version that scored D; a ``predictor`` given
+    alone is checked against no ranges), ``evaluation`` where the champion's evaluation
+    metrics come from (default: its MLflow run)."""
     from nuru_yield.db.engine import get_engine
 
     settings = settings or get_settings()
     lake = lake or Lake.from_settings(settings)
     engine = engine or get_engine(settings.predictions_db_url)
     current, source = load_current(lake, run_date)
-    spec = reference_spec(settings, run_date)
-    reference, described = matched_reference(
-        _reference_raw(lake, run_date, spec), current, run_date, spec
-    )
-    if not current.empty and PREDICTION in current.columns and not reference.empty:
-        predictor = predictor or champion_predictor(current)
-        if predictor is not None:
-            reference[PREDICTION] = predictor(reference)
+    reference, described = normal_to_date(current, run_date, lake=lake, settings=settings)
+    if predictor is None and ranges is None and not current.empty:
+        model = scoring_model(current)
+        if model is not None:
+            ranges, predictor = model.ranges, forecaster(model)
+    if predictor is not None and PREDICTION in current.columns and not reference.empty:
+        reference[PREDICTION] = predictor(reference)
     rule = rule_from(settings)
-    drifts = detect_drift(reference, current, VARIABLES, rule)
+    drifts = detect_drift(reference, current, VARIABLES, rule, ranges=ranges)
+    season = compare_to_normal(current, reference) if not current.empty else None
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
     alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
+    drivers = driver_shares(current["top_drivers"]) if "top_drivers" in current else {}
     counties = county_forecasts_of(engine, run_date)
     bulletin = bulletin_html_path(run_date)
     report = DriftReport(
@@ -376,6 +406,9 @@ def run_monitoring(
         fresh,
         counties=counties,
         bulletin=lake.uri(bulletin) if lake.exists(bulletin) else None,
+        season=season,
+        ranges_checked=ranges is not None,
+        drivers=drivers,
     )
 
     write_drift_rows(engine, run_date, report)

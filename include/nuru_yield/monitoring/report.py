@@ -15,9 +15,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.features.columns import STATIC_FEATURES
 from nuru_yield.monitoring.alerts import Alert
-from nuru_yield.monitoring.drift import VariableDrift
+from nuru_yield.monitoring.drift import (
+    MODEL_EVIDENCE,
+    PLOT_MIX,
+    PREDICTION,
+    SEASON_SIGNAL,
+    VariableDrift,
+)
+from nuru_yield.monitoring.season import FAMILIES, family_of, phrases
 from nuru_yield.monitoring.statistics import DRIFTED, INSUFFICIENT, STATISTICS, DriftRule
+
+# What a report saw (``DriftReport.finding``).
+NOTHING = "nothing unusual"
+BOTH = f"{SEASON_SIGNAL} and {MODEL_EVIDENCE}"
+
+
+def driver_shares(top_drivers: pd.Series) -> dict[str, float]:
+    """Each feature's share of the night's driver slots (every row's ``top_drivers``, JSON
+    text as the prediction log holds it), largest first: what moved tonight's forecasts
+    from their plot normals."""
+    named = top_drivers.dropna().astype(str).str.findall(r'"feature":\s*"([^"]+)"').explode()
+    shares = named.dropna().value_counts(normalize=True)
+    return {str(feature): float(share) for feature, share in shares.items()}
 
 
 @dataclass(frozen=True)
@@ -29,6 +50,10 @@ class DriftReport:
     drifts: list[VariableDrift]
     alert: Alert
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows filled this run
+    # The season to date beside the normal, per county × season kind (season.compare_to_normal).
+    season: pd.DataFrame | None = None
+    ranges_checked: bool = False  # whether the model's training ranges were known
+    drivers: dict[str, float] = field(default_factory=dict)  # driver_shares of the night
     # The night's county forecasts (``county_forecasts``) and the bulletin they are in.
     counties: pd.DataFrame = field(default_factory=pd.DataFrame)
     bulletin: str | None = None
@@ -40,6 +65,78 @@ class DriftReport:
     @property
     def drifted(self) -> list[str]:
         return [d.variable for d in self.overall if d.drifted]
+
+    @property
+    def finding(self) -> str:
+        """What the report saw: ``season signal`` (the season is far from normal: news for
+        the bulletin), ``model evidence`` (the model is wrong or out of its depth:
+        retraining), both, or ``nothing unusual``."""
+        season = any(d.signal == SEASON_SIGNAL for d in self.drifts)
+        if self.alert.raised:
+            return BOTH if season else MODEL_EVIDENCE
+        return SEASON_SIGNAL if season else NOTHING
+
+    @property
+    def season_signals(self) -> list[str]:
+        """The season signals in words: per county × season kind whose county drifted on a
+        weather or NDVI variable, the departure of each drifted family from the county's
+        normal to date (all plots first)."""
+        if self.season is None:
+            return []
+        families: dict[str | None, set[str]] = {}
+        for d in self.drifts:
+            family = family_of(d.variable)
+            if d.signal == SEASON_SIGNAL and family is not None:
+                families.setdefault(d.county, set()).add(family)
+        lines = []
+        for row in self.season.itertuples(index=False):
+            county = None if pd.isna(row.county) else row.county
+            drifted = families.get(county)
+            if not drifted:
+                continue
+            words = phrases(row, [family for family in FAMILIES if family in drifted])
+            if words:
+                where = "all plots" if county is None else county
+                lines.append(f"{where} ({row.season}): {'; '.join(words)}")
+        forecast = next((d for d in self.overall if d.variable == PREDICTION), None)
+        if forecast is not None and forecast.signal == SEASON_SIGNAL:
+            lines.append(
+                f"forecasts: mean {_fmt(forecast.current_mean, 0)} kg/ha against "
+                f"{_fmt(forecast.reference_mean, 0)} for past seasons at the same point"
+            )
+        return lines
+
+    @property
+    def drivers_summary(self) -> str:
+        """The night's driver slots in one line: the five most frequent features and the
+        share of the static ones (where the plot lies, which rains), which belong in the
+        plot normal, not among the drivers."""
+        if not self.drivers:
+            return "none (no scored forecasts)"
+        top = ", ".join(f"{name} {share:.0%}" for name, share in list(self.drivers.items())[:5])
+        static = sum(self.drivers.get(name, 0.0) for name in STATIC_FEATURES)
+        return f"{top} of driver slots; where the plot lies ({', '.join(STATIC_FEATURES)}) {static:.1%}"
+
+    @property
+    def evidence_summary(self) -> str:
+        """Model evidence in one line: the alert's reasons, or what was checked and found
+        within bounds."""
+        if self.alert.raised:
+            return "; ".join(self.alert.reasons)
+        checked = [d for d in self.overall if d.outside_share is not None]
+        if not self.ranges_checked or not checked:
+            outside = "inputs not checked against the training range (the model records none)"
+        else:
+            worst = max(checked, key=lambda d: d.outside_share or 0.0)
+            outside = (
+                f"inputs within the training range (at most {worst.outside_share:.1%} of a "
+                f"feature's values outside it, {worst.variable}; evidence beyond "
+                f"{self.rule.max_outside_share:.0%})"
+            )
+        labels = (
+            "realized accuracy within bounds" if len(self.accuracy) else "no new harvest labels"
+        )
+        return f"none: {outside}; {labels}"
 
     def to_json(self) -> dict[str, Any]:
         return _clean(
@@ -54,6 +151,9 @@ class DriftReport:
                 },
                 "reference": self.reference,
                 "drifted": self.drifted,
+                "finding": self.finding,
+                "season_signals": self.season_signals,
+                "model_evidence": self.evidence_summary,
                 "alert": {
                     "raised": self.alert.raised,
                     "trigger_training": self.alert.trigger,
@@ -61,6 +161,11 @@ class DriftReport:
                     "suppressed_by": self.alert.suppressed_by,
                 },
                 "variables": [d.as_row() for d in self.drifts],
+                "drivers": self.drivers_summary,
+                "driver_shares": self.drivers,
+                "season_to_date": []
+                if self.season is None
+                else self.season.astype(object).to_dict(orient="records"),
                 "realized_accuracy": self.accuracy.to_dict(orient="records"),
                 "county_bulletin": {
                     "uri": self.bulletin,
@@ -158,9 +263,18 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+_SIGNAL_CLASS = {MODEL_EVIDENCE: "evidence", SEASON_SIGNAL: "season", PLOT_MIX: "mix"}
+
+
 def _row_class(drift: VariableDrift) -> str:
+    if drift.signal in _SIGNAL_CLASS:
+        return _SIGNAL_CLASS[drift.signal]
     status = drift.comparison.status
     return "drifted" if status == DRIFTED else "insufficient" if status == INSUFFICIENT else "ok"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
 
 
 def _summary_rows(drifts: Sequence[VariableDrift]) -> list[dict[str, Any]]:
@@ -172,12 +286,43 @@ def _summary_rows(drifts: Sequence[VariableDrift]) -> list[dict[str, Any]]:
                 "css": _row_class(d),
                 "variable": d.variable,
                 "cells": [
+                    d.signal or "",
                     c.status,
                     f"{c.statistic} {_fmt(c.value)} / {c.threshold:g}",
+                    _fmt(d.current_mean),
+                    _fmt(d.reference_mean),
+                    _share(d.outside_share),
                     *(_fmt(c.values.get(s)) for s in STATISTICS),
                     f"{c.n_current:,}",
                     f"{c.n_reference:,}",
                 ],
+            }
+        )
+    return rows
+
+
+def _season_rows(report: DriftReport) -> list[dict[str, Any]]:
+    """The season to date beside the normal, per county × season kind, with the words."""
+    if report.season is None:
+        return []
+    rows = []
+    for row in report.season.itertuples(index=False):
+        county = "all plots" if pd.isna(row.county) else row.county
+        rows.append(
+            {
+                "name": f"{county}, {row.season}",
+                "cells": [
+                    f"{row.n_plots:,}",
+                    f"{row.n_normal:,}",
+                    _fmt(row.rain_mm, 0),
+                    _fmt(row.normal_rain_mm, 0),
+                    "–" if pd.isna(row.rain_pct_of_normal) else f"{row.rain_pct_of_normal:.0f}%",
+                    _fmt(row.tmax_departure_c, 1),
+                    _fmt(row.dry_spell_days, 0),
+                    _fmt(row.normal_dry_spell_days, 0),
+                    _fmt(row.ndvi_departure, 2),
+                ],
+                "words": "; ".join(phrases(row)),
             }
         )
     return rows
@@ -237,8 +382,9 @@ def _template() -> Any:
 
 
 def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame) -> str:
-    """The page: alert, summary table, per-county drift, realized accuracy, and for each
-    variable drifted over all plots its reference-versus-current histograms."""
+    """The page: what it saw (season signal, model evidence) and the alert, the season to
+    date against the normal by county, summary table, per-county drift, realized accuracy,
+    and for each variable drifted over all plots its reference-versus-current histograms."""
     from markupsafe import Markup
 
     by_county = [d for d in report.drifts if d.county is not None]
@@ -260,6 +406,24 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
     return _template().render(
         run_date=report.run_date.isoformat(),
         alert=report.alert,
+        finding=report.finding,
+        season_signals=report.season_signals,
+        evidence=report.evidence_summary,
+        drivers=report.drivers_summary,
+        season_headings=[
+            "county, season",
+            "plots",
+            "normal plot-seasons",
+            "rain mm",
+            "normal rain mm",
+            "rain % of normal",
+            "Tmax vs normal °C",
+            "dry spell days",
+            "normal dry spell days",
+            "NDVI vs normal",
+            "in words",
+        ],
+        season_rows=_season_rows(report),
         source=report.source,
         reference_rows=report.reference.get("rows", 0),
         window_days=report.reference.get("window_days", 7),
@@ -271,8 +435,12 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         rule=report.rule,
         summary_headings=[
             "variable",
+            "signal",
             "status",
             "decision",
+            "mean",
+            "reference mean",
+            "outside training range",
             *STATISTICS,
             "n current",
             "n reference",

@@ -37,12 +37,15 @@ PSI_EMPTY_BIN_SHARE = 1e-4
 
 @dataclass(frozen=True)
 class DriftRule:
-    """How to decide: which statistic, beyond which threshold, from how many rows."""
+    """How to decide: which statistic, beyond which threshold, from how many rows; and what
+    share of values outside the model's training range is evidence against the model
+    (``nuru_yield.monitoring.drift``; about 1% lie outside by construction)."""
 
     statistic: DecisionStatistic = "psi"
     threshold: float = 0.25
     min_samples: int = 100
     bins: int = DEFAULT_BINS
+    max_outside_share: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA
 from nuru_yield.errors import ForecastIntegrityError
-from nuru_yield.features.columns import FEATURE_COLUMNS
+from nuru_yield.features.columns import FEATURE_COLUMNS, STATIC_FEATURES
 
 if TYPE_CHECKING:
     from nuru_yield.models.loaded import ServingModel
@@ -130,9 +130,12 @@ def score_batch(
 
     The forecast is the model's blended with the plot's county normal by lead-time band
     (``basis`` says which: ``model``, ``blended`` or ``normal``; ``normal_kg_per_ha`` is the
-    normal); ``yield_lower``/``yield_upper`` are the calibrated interval of that forecast;
-    ``top_drivers`` come from the model's exact TreeSHAP contributions (one pass over the
-    trees gives them and the forecasts), scaled by the model's share. Raises
+    normal); ``yield_lower``/``yield_upper`` are the calibrated interval of that forecast.
+    The forecast is explained from the plot's own normal, ``plot_normal_kg_per_ha`` — the
+    county normal adjusted for where the plot is (:meth:`Explanation.folded`) —, by what the
+    season changes: ``top_drivers`` are the largest of those features' exact TreeSHAP
+    contributions (one pass over the trees gives them and the forecasts), scaled by the
+    model's share, and all of them add up to ``forecast − plot normal``. Raises
     :class:`ForecastIntegrityError` on any impossible forecast.
     """
     columns = list(model.feature_columns)
@@ -145,11 +148,15 @@ def score_batch(
         batch.column("season").to_numpy(zero_copy_only=False),
         days,
     )
-    explained = explained.around(blended)
+    static = np.isin(columns, STATIC_FEATURES)
+    explained = explained.around(blended).folded(static)
     predicted = explained.forecast
     lower, upper = model.interval(predicted, days)
     check_forecasts(predicted, lower, upper, f"{model_name} v{model.version}")
-    drivers = drivers_json(explained.contributions, features, columns)
+    season = np.flatnonzero(~static)
+    drivers = drivers_json(
+        explained.contributions[:, season], features[:, season], [columns[i] for i in season]
+    )
     rows = batch.num_rows
 
     def constant(value: object, type_: pa.DataType) -> pa.Array:
@@ -173,6 +180,7 @@ def score_batch(
         "scored_at": constant(stamp.scored_at, pa.timestamp("us", tz="UTC")),
         "basis": pa.array(blended.basis, pa.string()),
         "normal_kg_per_ha": pa.array(blended.normal, from_pandas=True),
+        "plot_normal_kg_per_ha": pa.array(explained.baseline),
     }
     return pa.RecordBatch.from_arrays(
         [values[field.name].cast(field.type) for field in PREDICTION_ARROW_SCHEMA],

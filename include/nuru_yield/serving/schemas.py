@@ -67,6 +67,7 @@ _EXAMPLE_PREDICTION = {
     "days_after_planting": 42,
     "basis": "model",
     "normal_kg_per_ha": 2210.0,
+    "plot_normal_kg_per_ha": 2240.35,
 }
 
 
@@ -141,7 +142,12 @@ class Prediction(BaseModel):
     yield_lower: float | None
     yield_upper: float | None
     # `Any`, not pydantic's JsonValue: the stored JSON needs no re-validation on the hot path.
-    top_drivers: Any = Field(description="The features that moved this forecast most.")
+    top_drivers: Any = Field(
+        description="What this season changed most, largest first: `[{feature, value, "
+        "contribution}]`, contributions in kg/ha from the plot normal (positive raises the "
+        "forecast). Rain, heat, dry spells, vegetation and planting date only; where the plot "
+        "lies is in `plot_normal_kg_per_ha`."
+    )
     season: str
     season_year: int
     run_date: dt.date
@@ -154,6 +160,13 @@ class Prediction(BaseModel):
     )
     normal_kg_per_ha: float | None = Field(
         None, description="The plot's county normal for the season: a normal season's yield."
+    )
+    plot_normal_kg_per_ha: float | None = Field(
+        None,
+        description="The plot's own normal: the county normal adjusted for where the plot lies "
+        "(location, altitude). The forecast is this plus the contributions of everything the "
+        "season changed, of which `top_drivers` are the largest. Null for forecasts scored "
+        "before it existed.",
     )
 
 
@@ -187,6 +200,7 @@ def prediction_from_row(row: Row) -> Prediction:
         days_after_planting=row["days_after_planting"],
         basis=row["basis"],
         normal_kg_per_ha=row["normal_kg_per_ha"],
+        plot_normal_kg_per_ha=row["plot_normal_kg_per_ha"],
     )
 
 

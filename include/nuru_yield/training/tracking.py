@@ -14,6 +14,7 @@ import pandas as pd
 
 from nuru_yield.models.metadata import HOLDOUT_ARTIFACT, MODEL_ARTIFACT, model_metadata
 from nuru_yield.models.normal import Blend
+from nuru_yield.models.ranges import TrainingRanges
 from nuru_yield.models.registry import experiment_id, mlflow_client
 from nuru_yield.progress import track
 from nuru_yield.training.candidates import NAIVE, Assessment, CandidateResult, TrainingParams
@@ -67,27 +68,40 @@ def _log_models(
     split: TemporalSplit,
     example: pd.DataFrame,
     feature_columns: Sequence[str],
+    ranges: tuple[TrainingRanges, TrainingRanges],
 ) -> None:
     """The candidate's fit as ``model``; for a refitted one, the refit as ``model`` and the
     hold-out fit as ``holdout_model``, both with the intervals and blend shares the hold-out
-    calibrated (each blended with the normal of the seasons it was fitted on)."""
+    calibrated (each blended with the normal of the seasons it was fitted on), and ``ranges``
+    the input ranges of the training seasons' rows and of every labelled row."""
+    train_ranges, labelled_ranges = ranges
 
     def metadata(
-        fitted_on: pd.DataFrame, blend: Blend | None, holdout: str | None = None
+        fitted_on: pd.DataFrame,
+        blend: Blend | None,
+        fitted_ranges: TrainingRanges,
+        holdout: str | None = None,
     ) -> dict[str, Any]:
         return model_metadata(
-            result.name, feature_columns, result.intervals, seasons_of(fitted_on), blend, holdout
+            result.name,
+            feature_columns,
+            result.intervals,
+            seasons_of(fitted_on),
+            blend,
+            holdout,
+            fitted_ranges,
         )
 
+    hold_out = metadata(split.train, result.blend, train_ranges)
     if result.refit is None:
-        _log_model(result.model, MODEL_ARTIFACT, example, metadata(split.train, result.blend))
+        _log_model(result.model, MODEL_ARTIFACT, example, hold_out)
         return
-    _log_model(result.model, HOLDOUT_ARTIFACT, example, metadata(split.train, result.blend))
+    _log_model(result.model, HOLDOUT_ARTIFACT, example, hold_out)
     _log_model(
         result.refit,
         MODEL_ARTIFACT,
         example,
-        metadata(split.labelled, result.refit_blend, HOLDOUT_ARTIFACT),
+        metadata(split.labelled, result.refit_blend, labelled_ranges, HOLDOUT_ARTIFACT),
     )
 
 
@@ -115,6 +129,10 @@ def log_training_round(
         "feature_count": len(feature_columns),
     }
     example = input_example(split.evaluation, feature_columns)
+    ranges = (
+        TrainingRanges.fit(split.train, feature_columns),
+        TrainingRanges.fit(split.labelled, feature_columns),
+    )
     run_ids: dict[str, str] = {}
     with mlflow.start_run(
         experiment_id=experiment,
@@ -150,7 +168,7 @@ def log_training_round(
                 else:
                     if result.blend is not None:
                         mlflow.log_dict(result.blend.to_dict(), "blend.json")
-                    _log_models(result, split, example, feature_columns)
+                    _log_models(result, split, example, feature_columns, ranges)
                     mlflow.log_params(dataclasses.asdict(params))
                 mlflow.log_params(common_params)
                 mlflow.log_metrics(flat_metrics(result.evaluation))

@@ -463,3 +463,41 @@ def test_the_status_line_carries_the_running_task_s_latest_training_progress(
     silent.write_text("nothing yet\n")
     assert _latest_progress(silent) == ""
     assert _latest_progress(tmp_path / "missing.log") == ""
+
+
+def test_the_demo_summary_says_what_the_drift_report_saw(nuru_home: Path) -> None:
+    """A dry early season: the summary names the finding, the season signals in words, the
+    model evidence (none), that retraining was not triggered, and what drove the forecasts."""
+    from nuru_yield.config import get_settings
+    from nuru_yield.db.migrations import upgrade
+    from nuru_yield.dev.demo import DEMO_RUN_DATE, render_summary
+    from nuru_yield.lake import Lake
+    from nuru_yield.names import drift_report_path
+
+    upgrade()
+    lake = Lake.from_settings()
+    lake.write_json(
+        drift_report_path(DEMO_RUN_DATE),
+        {
+            "finding": "season signal",
+            "season_signals": [
+                "all plots (Long Rains): rain 38% below the county's normal to date",
+                "Makueni (Long Rains): rain 61% below the county's normal to date",
+            ],
+            "model_evidence": "none: inputs within the training range; no new harvest labels",
+            "drivers": "precip_total 41% of driver slots; where the plot lies (…) 0.0%",
+            "alert": {"raised": False, "trigger_training": False},
+        },
+    )
+
+    lines = render_summary(get_settings(), lake, {}, 60.0).splitlines()
+
+    start = next(i for i, line in enumerate(lines) if line.startswith("drift on"))
+    assert lines[start + 1 : start + 7] == [
+        "  finding: season signal",
+        "  season signal: all plots (Long Rains): rain 38% below the county's normal to date",
+        "  season signal: Makueni (Long Rains): rain 61% below the county's normal to date",
+        "  model evidence: none: inputs within the training range; no new harvest labels",
+        "  retraining: not triggered",
+        "  drivers: precip_total 41% of driver slots; where the plot lies (…) 0.0%",
+    ]

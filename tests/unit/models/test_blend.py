@@ -118,3 +118,32 @@ def test_drivers_stay_exact_for_the_blended_forecast() -> None:
     np.testing.assert_allclose(around.contributions[1], 0.4 * contributions[1])
     np.testing.assert_allclose(around.contributions[3:], contributions[3:])
     assert around.baseline[3] == pytest.approx(1500.0)
+
+
+def test_folding_where_the_plot_lies_into_its_normal_keeps_the_drivers_exact() -> None:
+    """The plot normal is the blended baseline plus the static features' contributions; the
+    season's features stay the drivers, unchanged, and the two still add up to the forecast."""
+    rng = np.random.default_rng(5)
+    contributions = rng.normal(0, 200, (6, 4))
+    baseline = np.full(6, 1500.0)
+    explanation = Explanation(baseline + contributions.sum(axis=1), baseline, contributions)
+    blend = Blend(LEAD_BANDS, (0.0, 0.4, 1, 1, 1, 1, 1, 1), _normal())
+    blended = blend.apply(
+        explanation.forecast, ["X"] * 6, ["Long Rains"] * 6, np.array([1, 16, 40, 60, 90, 120])
+    )
+    static = [False, True, False, True]  # e.g. rain, latitude, NDVI, altitude
+
+    folded = explanation.around(blended).folded(static)
+
+    np.testing.assert_allclose(folded.forecast, blended.forecast)
+    np.testing.assert_allclose(folded.baseline + folded.contributions.sum(axis=1), folded.forecast)
+    np.testing.assert_array_equal(folded.contributions[:, [1, 3]], 0.0)
+    np.testing.assert_allclose(folded.contributions[2:, [0, 2]], contributions[2:, [0, 2]])
+    np.testing.assert_allclose(folded.contributions[1, [0, 2]], 0.4 * contributions[1, [0, 2]])
+    # The plot normal: the county normal where the forecast is the normal alone; elsewhere
+    # the model's baseline moved by where the plot lies, shrunk toward the county normal.
+    assert folded.baseline[0] == pytest.approx(NORMAL_KG)
+    located = baseline[2:] + contributions[2:, 1] + contributions[2:, 3]
+    np.testing.assert_allclose(folded.baseline[2:], located)
+    shrunk = 0.4 * (1500.0 + contributions[1, 1] + contributions[1, 3]) + 0.6 * NORMAL_KG
+    assert folded.baseline[1] == pytest.approx(shrunk)

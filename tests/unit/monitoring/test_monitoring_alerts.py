@@ -1,4 +1,6 @@
-"""Alert rules (drift, realized accuracy) and delivery by webhook and SMTP."""
+"""Alert rules (evidence against the model: inputs outside its training ranges, realized
+accuracy; never a season signal alone), what a drift finding means, and delivery by webhook
+and SMTP."""
 
 from __future__ import annotations
 
@@ -18,24 +20,62 @@ from nuru_yield.monitoring.alerts import (
     accuracy_reasons,
     baseline_rmse,
     deliver,
-    drift_reasons,
+    outside_reasons,
 )
-from nuru_yield.monitoring.drift import VariableDrift
-from nuru_yield.monitoring.statistics import DRIFTED, OK, Comparison
+from nuru_yield.monitoring.drift import (
+    MODEL_EVIDENCE,
+    PLOT_MIX,
+    SEASON_SIGNAL,
+    VariableDrift,
+    signal_of,
+)
+from nuru_yield.monitoring.statistics import DRIFTED, OK, Comparison, DriftRule
+
+RULE = DriftRule()  # PSI > 0.25; more than 5% outside the training range is evidence
 
 
-def _drift(variable: str, value: float, county: str | None = None) -> VariableDrift:
+def _drift(
+    variable: str, value: float, county: str | None = None, outside: float | None = None
+) -> VariableDrift:
     status = DRIFTED if value > 0.25 else OK
-    return VariableDrift(variable, county, Comparison(status, "psi", value, 0.25, 500, 900, {}))
+    comparison = Comparison(status, "psi", value, 0.25, 500, 900, {})
+    signal = signal_of(variable, comparison, outside, RULE)
+    return VariableDrift(variable, county, comparison, outside_share=outside, signal=signal)
 
 
-def test_drift_alert_needs_enough_variables_over_all_plots() -> None:
-    drifts = [_drift("precip_total", 3.1), _drift("gdd_sum", 0.05), _drift("mean_ndvi", 0.9)]
-    drifts += [_drift("gdd_sum", 2.0, county="Kitui")]  # county rows never count
-    (reason,) = drift_reasons(drifts, min_variables=2)
-    assert reason.startswith("drift: 2 of 3 variables beyond threshold")
-    assert reason.index("precip_total psi 3.10 > 0.25") < reason.index("mean_ndvi")
-    assert drift_reasons(drifts, min_variables=3) == []
+def test_a_drifted_season_is_a_signal_and_inputs_never_seen_are_evidence() -> None:
+    assert _drift("precip_total", 3.1, outside=0.02).signal == SEASON_SIGNAL
+    assert _drift("predicted_yield_kg_per_ha", 0.9).signal == SEASON_SIGNAL
+    assert _drift("latitude", 0.6, outside=0.0).signal == PLOT_MIX
+    assert _drift("precip_total", 3.1, outside=0.12).signal == MODEL_EVIDENCE
+    assert _drift("planting_doy", 0.1, outside=0.30).signal == MODEL_EVIDENCE  # no drift needed
+    assert _drift("gdd_sum", 0.1, outside=0.05).signal is None  # at the threshold: not beyond
+    # A feed one to three days behind is below anything training saw: not the model's fault.
+    assert _drift("weather_coverage", 0.1, outside=0.9).signal is None
+    assert _drift("n_clear_ndvi_obs", 0.4, outside=0.9).signal == SEASON_SIGNAL
+
+
+def test_a_dry_season_alone_raises_no_alert() -> None:
+    """The demo's poor Long Rains once queued a retraining on drifted rain features: a
+    season signal now, reported, never a reason to retrain."""
+    drifts = [_drift("precip_total", 3.1, outside=0.01), _drift("mean_ndvi", 0.9, outside=0.0)]
+    drifts += [_drift("gdd_sum", 2.0, county="Kitui", outside=0.2)]  # county rows never count
+    assert outside_reasons(drifts, 0.05) == []
+
+
+def test_inputs_outside_the_training_range_over_all_plots_trigger_retraining() -> None:
+    drifts = [
+        _drift("precip_total", 3.1, outside=0.08),
+        _drift("planting_doy", 0.1, outside=0.21),
+        _drift("gdd_sum", 0.1, outside=0.01),
+        _drift("precip_total", 3.1, county="Kitui", outside=0.6),
+    ]
+    (reason,) = outside_reasons(drifts, 0.05)
+    assert reason.startswith(
+        "inputs outside the training range: planting_doy 21.0%, precip_total 8.0% of tonight's "
+        "values lie outside what the model was trained on at their lead time (> 5%"
+    )
+    assert "gdd_sum" not in reason and "Kitui" not in reason
 
 
 def _performance(rmse: float, n: int = 500, model_name: str = "champion") -> pd.DataFrame:

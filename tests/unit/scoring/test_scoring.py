@@ -12,7 +12,7 @@ import pytest
 
 from nuru_yield.db.loader import PREDICTION_ARROW_SCHEMA
 from nuru_yield.dev.bench.scoring import synthetic_features, synthetic_training_set
-from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA
+from nuru_yield.features.columns import FEATURE_COLUMNS, OUTPUT_SCHEMA, STATIC_FEATURES
 from nuru_yield.scoring.batch import (
     LOG_SCHEMA,
     RunStamp,
@@ -98,18 +98,24 @@ def test_score_batch_builds_prediction_rows_from_native_contributions(serving_mo
     np.testing.assert_allclose(predicted, serving_model.predict(matrix), rtol=1e-5)
     assert (np.asarray(table["yield_lower"]) < predicted).all()
     assert (predicted < np.asarray(table["yield_upper"])).all()
-    # The drivers are the model's own TreeSHAP contributions, in kg/ha: with the baseline
-    # they add up to the forecast.
+    # The drivers are the model's own TreeSHAP contributions, in kg/ha, of what the season
+    # changes; where the plot lies is folded into its plot normal: the plot normal and every
+    # season contribution add up to the forecast.
     explained = serving_model.explain(matrix)
     contributions = explained.contributions
-    np.testing.assert_allclose(explained.baseline + contributions.sum(axis=1), predicted)
+    static = np.isin(FEATURE_COLUMNS, STATIC_FEATURES)
+    plot_normal = np.asarray(table["plot_normal_kg_per_ha"])
+    np.testing.assert_allclose(
+        plot_normal, explained.baseline + contributions[:, static].sum(axis=1), rtol=1e-9
+    )
+    np.testing.assert_allclose(plot_normal + contributions[:, ~static].sum(axis=1), predicted)
     for row in (0, 137, 499):
         drivers = json.loads(table["top_drivers"][row])
         assert len(drivers) == 3
         for driver in drivers:
             column = FEATURE_COLUMNS.index(driver["feature"])
             assert driver["contribution"] == pytest.approx(contributions[row, column], abs=0.05)
-        strongest = np.sort(np.abs(contributions[row]))[::-1][:3]
+        strongest = np.sort(np.abs(contributions[row, ~static]))[::-1][:3]
         assert [abs(d["contribution"]) for d in drivers] == pytest.approx(strongest, abs=0.05)
 
     logged = log_batch(rows, features)
@@ -117,6 +123,23 @@ def test_score_batch_builds_prediction_rows_from_native_contributions(serving_mo
     np.testing.assert_array_equal(
         logged.column("precip_total").to_numpy(), features.column("precip_total").to_numpy()
     )
+
+
+def test_where_the_plot_lies_is_in_its_normal_never_among_its_drivers(serving_model) -> None:
+    """Location, altitude and season kind rank among this model's three largest contributions
+    on some rows, yet no driver is one of them: a support team reads what the season changed,
+    from the plot's own normal."""
+    features = next(synthetic_features(500, RUN_DATE, seed=4))
+    stamp = RunStamp(RUN_DATE, "run-3", dt.datetime(2025, 5, 2, 1, tzinfo=dt.UTC))
+
+    table = score_batch(features, serving_model, "champion", stamp).to_pydict()
+
+    contributions = serving_model.explain(feature_matrix(features, FEATURE_COLUMNS)).contributions
+    top_three = np.argsort(-np.abs(contributions), axis=1)[:, :3]
+    static = [FEATURE_COLUMNS.index(name) for name in STATIC_FEATURES]
+    assert np.isin(top_three, static).any(axis=1).sum() >= 10
+    named = {d["feature"] for text in table["top_drivers"] for d in json.loads(text)}
+    assert named and not named & set(STATIC_FEATURES)
 
 
 def test_score_batch_blends_early_forecasts_with_the_county_normal(serving_model) -> None:
@@ -152,6 +175,23 @@ def test_score_batch_blends_early_forecasts_with_the_county_normal(serving_model
     for row in np.flatnonzero(days >= 15)[:20]:
         drivers = json.loads(table["top_drivers"][row])
         assert all(np.isfinite(driver["contribution"]) for driver in drivers)
+    # From the plot normal, exactly: the normal alone has no driver and its plot normal is the
+    # county's; a blend's plot normal lies between the model's own and the county's.
+    explained = serving_model.explain(feature_matrix(features, FEATURE_COLUMNS))
+    static = np.isin(FEATURE_COLUMNS, STATIC_FEATURES)
+    own = explained.baseline + explained.contributions[:, static].sum(axis=1)
+    season_sum = explained.contributions[:, ~static].sum(axis=1)
+    row_weight = np.select(
+        [
+            features["days_after_planting"].to_numpy() < 15,
+            features["days_after_planting"].to_numpy() < 30,
+        ],
+        [0.0, 0.5],
+        1.0,
+    )
+    plot_normal = np.asarray(table["plot_normal_kg_per_ha"])
+    np.testing.assert_allclose(plot_normal, row_weight * own + (1 - row_weight) * expected_normal)
+    np.testing.assert_allclose(plot_normal + row_weight * season_sum, predicted)
 
 
 def test_pin_threads_reaches_every_member(serving_model) -> None:

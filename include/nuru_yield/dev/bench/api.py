@@ -225,6 +225,7 @@ def prediction_batches(rows: int, batch_size: int = 100_000, seed: int = 7) -> I
             "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
             "basis": pa.array(["model"] * n),
             "normal_kg_per_ha": pa.array(np.full(n, 1800.0)),
+            "plot_normal_kg_per_ha": pa.array(np.full(n, 1850.0)),
         }
         yield pa.RecordBatch.from_pydict(columns, schema=PREDICTION_ARROW_SCHEMA)
 
