@@ -20,6 +20,9 @@ CHAMPION = "champion"
 PREVIOUS = "previous"
 CHALLENGER = "challenger"
 
+# --- Airflow: the DAGs of one night, in the order they run (each is dags/<dag id>.py) --------
+NIGHT_DAGS = ("feature_materialization", "batch_scoring", "drift_monitoring")
+
 # --- the lake: raw input contract -----------------------------------------------------------
 RAW_PLOTS = "raw/plots.parquet"
 RAW_WEATHER_CELLS = "raw/weather_cells.parquet"

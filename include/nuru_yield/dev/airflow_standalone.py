@@ -31,12 +31,12 @@ import httpx
 
 from nuru_yield.dev.local_services import free_port
 from nuru_yield.errors import NuruError
+from nuru_yield.names import NIGHT_DAGS
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
 
 REPO = Path(__file__).resolve().parents[3]
-CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
 FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # Waiting for a run: how often to look, how often to say what runs, and how long a run may
@@ -721,13 +721,13 @@ def run_chain(
     finished runs. ``stall`` and ``rerun`` (per DAG) as for
     :meth:`AirflowStandalone.wait_for_run`."""
     rerun = rerun or {}
-    airflow.wait_for_dags(CHAIN)
-    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in CHAIN}
-    with airflow.unpaused(CHAIN):
+    airflow.wait_for_dags(NIGHT_DAGS)
+    earlier = {dag_id: {run["dag_run_id"] for run in airflow.runs(dag_id)} for dag_id in NIGHT_DAGS}
+    with airflow.unpaused(NIGHT_DAGS):
         run_id = airflow.trigger("feature_materialization", {}, partition_key=run_date.isoformat())
-        first = CHAIN[0]
+        first = NIGHT_DAGS[0]
         finished = {first: airflow.wait_for_run(first, run_id, stall, rerun=rerun.get(first))}
-        for dag_id in CHAIN[1:]:
+        for dag_id in NIGHT_DAGS[1:]:
             finished[dag_id] = airflow.wait_for_run(
                 dag_id, None, stall, earlier[dag_id], rerun=rerun.get(dag_id)
             )

@@ -17,12 +17,12 @@ import pytest
 
 from nuru_yield.cli import main
 from nuru_yield.dev.airflow_standalone import (
-    CHAIN,
     AirflowError,
     AirflowStandalone,
     night_note,
     run_chain,
 )
+from nuru_yield.names import NIGHT_DAGS
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -341,7 +341,7 @@ def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> 
     from nuru_yield.dev.demo import DEMO_RUN_DATE, rerun_hints
 
     hints = rerun_hints(tmp_path, DEMO_RUN_DATE)
-    assert set(hints) == {"model_training", *CHAIN}
+    assert set(hints) == {"model_training", *NIGHT_DAGS}
     assert "`make demo STALL_MINUTES=30`" in hints["model_training"]
     assert hints["model_training"].endswith(
         f"`NURU_HOME={tmp_path} nuru-yield train --date {DEMO_RUN_DATE}`"
