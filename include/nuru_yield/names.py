@@ -22,6 +22,10 @@ CHALLENGER = "challenger"
 
 # --- Airflow: the DAGs of one night, in the order they run (each is dags/<dag id>.py) --------
 NIGHT_DAGS = ("feature_materialization", "batch_scoring", "drift_monitoring")
+# Where the Forecasts view's app is mounted in Airflow's API server (nuru_yield.ui), and its
+# page in Airflow's UI: /plugin/<FORECASTS_ROUTE>.
+FORECASTS_MOUNT = "/nuru-forecasts"
+FORECASTS_ROUTE = "forecasts"
 
 # --- the lake: raw input contract -----------------------------------------------------------
 RAW_PLOTS = "raw/plots.parquet"
