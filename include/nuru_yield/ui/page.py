@@ -244,13 +244,14 @@ def render(page: dict[str, Any]) -> str:
 
 
 def as_json(view: Night, dag_runs: Sequence[DagRunLink]) -> dict[str, Any]:
-    """The night as JSON: every column of the night's bulletin and skill rows, its scoring
-    runs and its Airflow runs."""
+    """The night as JSON: every column of the night's bulletin rows, of its seasons' rows up
+    to the night (the trajectories), of its skill rows, its scoring runs and Airflow runs."""
     return {
         "night": view.night.isoformat() if view.night else None,
         "nights": [night.isoformat() for night in view.nights],
         "missing_tables": list(view.missing_tables),
         "counties": json_rows(view.counties),
+        "trajectories": json_rows(view.trajectories),
         "skill": json_rows(view.skill),
         "scoring_runs": json_rows(view.scoring_runs),
         "dag_runs": json_rows([vars(run) for run in dag_runs]),
