@@ -2,12 +2,16 @@
 the project's plugins and the simple auth manager asking for passwords; headless Chromium
 logs in as a viewer on Airflow's own login page, opens "Forecasts" from the UI's navigation,
 and finds the county table and the charts rendered in the UI's frame; the night's scoring
-run links to its run page, which the UI itself then shows. The screenshot is kept next to
-the test's files (``forecasts-view.png``, its path printed)."""
+run links to its run page, which the UI itself then shows. The README's JSON example runs
+against the same Airflow. The screenshot is kept next to the test's files
+(``forecasts-view.png``, its path printed)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,6 +22,7 @@ from nuru_yield.config import reset_settings
 from nuru_yield.db import schema
 from nuru_yield.db.engine import dispose_engines, get_engine
 from nuru_yield.dev.airflow_standalone import standalone
+from nuru_yield.dev.demo import DEMO_RUN_DATE
 from nuru_yield.lake import Lake
 from nuru_yield.names import FORECASTS_ROUTE
 from tests.fixtures import browser
@@ -27,6 +32,7 @@ from tests.fixtures.counties import LATEST, NO_SKILL, WITHHELD, World, bulletin_
 chromium = browser.chromium
 pytestmark = pytest.mark.slow
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 USERS = {"admin": ("admin", "admin-secret"), "forecaster": ("viewer", "viewer-secret")}
 # The UI's frame holding the view, and a JavaScript expression over the view's document.
 FRAME = "document.querySelector('iframe[title=\"Forecasts\"]')"
@@ -123,3 +129,28 @@ def test_a_viewer_logs_in_and_reads_the_forecasts_in_airflows_ui(
             )
             page.wait_for(f"document.body.innerText.includes({json.dumps(run_id)})", "the run page")
             assert page.evaluate(f"{FRAME} === null"), "the run page opened inside the frame"
+
+        body = _readme_json_example(airflow.port, "forecaster", USERS["forecaster"][1])
+        assert body["night"] == LATEST.isoformat()
+        assert sorted(row["county"] for row in body["counties"]) == sorted(world.counties)
+        assert [run["run_id"] for run in body["dag_runs"]] == [run_id]
+
+
+def _readme_json_example(port: int, user: str, password: str) -> dict:
+    """The README's curl example of the view's JSON, run by bash against this Airflow (for
+    the fixture's night instead of the demo's, which it names)."""
+    section = README.read_text().split("\n## Forecasts in the Airflow UI\n", 1)[1]
+    [script] = re.findall(r"```bash\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    demo_night = f"night={DEMO_RUN_DATE}"
+    assert demo_night in script
+    script = script.replace(demo_night, f"night={LATEST}")
+    script = script.replace("localhost:8080", f"127.0.0.1:{port}")
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "AIRFLOW_USER": user, "AIRFLOW_PASSWORD": password},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -1,6 +1,6 @@
 """The Airflow plugin of the Forecasts view: its app in Airflow's API server and its entry in
 the UI's navigation. ``plugins/nuru_forecasts.py`` imports :class:`ForecastsPlugin`; Airflow
-finds it there (docs/DESIGN.md, "Layout").
+finds it there (docs/DESIGN.md, "The Forecasts view").
 
 Every Airflow component imports its plugins (the scheduler, the DAG processor, each task's
 process), but only the API server serves the app: the app is built on its first request

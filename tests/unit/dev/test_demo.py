@@ -131,6 +131,7 @@ def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_sch
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1",
         'NURU_SCHEDULES="manual"',
         'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"',  # the demo's Airflow home
+        'AIRFLOW__CORE__PLUGINS_FOLDER="' + str(REPO / "plugins") + '"',  # the Forecasts view
     ):
         assert setting in standalone, setting
     backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id feature_materialization")
