@@ -1,8 +1,9 @@
 """The Forecasts view in a real browser, inside a real Airflow: ``airflow standalone`` with
 the project's plugins and the simple auth manager asking for passwords; headless Chromium
 logs in as a viewer on Airflow's own login page, opens "Forecasts" from the UI's navigation,
-and finds the county table and the charts rendered in the UI's frame; the night's scoring
-run links to its run page, which the UI itself then shows. The README's JSON example runs
+finds the county table and the charts rendered in the UI's frame, chooses another night
+(the UI's address follows), and follows the night's scoring run to its run page, which the
+UI itself then shows. The README's JSON example runs
 against the same Airflow. The screenshot is kept next to the test's files
 (``forecasts-view.png``, its path printed)."""
 
@@ -27,7 +28,7 @@ from nuru_yield.lake import Lake
 from nuru_yield.names import FORECASTS_ROUTE
 from tests.fixtures import browser
 from tests.fixtures.browser import devtools_page
-from tests.fixtures.counties import LATEST, NO_SKILL, WITHHELD, World, bulletin_world
+from tests.fixtures.counties import LATEST, NIGHTS, NO_SKILL, WITHHELD, World, bulletin_world
 
 chromium = browser.chromium
 pytestmark = pytest.mark.slow
@@ -118,6 +119,20 @@ def test_a_viewer_logs_in_and_reads_the_forecasts_in_airflows_ui(
             assert min(charts.values()) > 300, charts  # drawn at a readable size
             shot = page.screenshot(tmp_path / "forecasts-view.png")
             print(f"screenshot of the Forecasts view: {shot}")
+
+            # Another night, chosen in the view: the UI's address follows (a link to it).
+            for night in (NIGHTS[3], LATEST):
+                page.evaluate(
+                    in_view(
+                        f"(doc.querySelector('select[name=night]').value = '{night}', "
+                        "doc.querySelector('form.night').submit(), true)"
+                    )
+                )
+                page.wait_for(
+                    in_view(f"doc.querySelector('h1').textContent.endsWith('{night}')"),
+                    f"the view of {night}",
+                )
+                assert f"night={night}" in page.evaluate("location.search")
 
             # The run link moves Airflow's UI itself to the run's page (not a UI in the frame).
             link = f'a[data-airflow-route][href$="/runs/{quote(run_id, safe="")}"]'

@@ -107,57 +107,54 @@ def read_night(engine: sa.Engine, night: dt.date | None = None) -> Night:
         night = night or nights[0]
         if night not in nights:
             raise NightNotFoundError(f"no county forecasts and no scoring run on {night}")
-        view = Night(night, nights, missing_tables=missing)
+        scoring_runs: list[Row] = []
         if SCORING_RUNS in tables:
             runs = tables[SCORING_RUNS]
             columns = [runs.c[name] for name in _RUN_COLUMNS if name in runs.c]
-            view.scoring_runs.extend(
-                _rows(
-                    connection,
-                    sa.select(*columns)
-                    .where(runs.c.run_date == night)
-                    .order_by(runs.c.started_at.desc()),
-                )
+            scoring_runs = _rows(
+                connection,
+                sa.select(*columns)
+                .where(runs.c.run_date == night)
+                .order_by(runs.c.started_at.desc()),
             )
-        if COUNTY_FORECASTS in tables:
-            _read_bulletin(connection, tables, view)
-    return view
+        bulletin = _read_bulletin(connection, tables, night) if COUNTY_FORECASTS in tables else {}
+    return Night(night, nights, scoring_runs=scoring_runs, missing_tables=missing, **bulletin)
 
 
-def _read_bulletin(connection: sa.Connection, tables: Mapping[str, sa.Table], view: Night) -> None:
+def _read_bulletin(
+    connection: sa.Connection, tables: Mapping[str, sa.Table], night: dt.date
+) -> dict[str, list[Row]]:
+    """The night's county rows, its seasons' rows up to the night, its versions' skill."""
     forecasts = tables[COUNTY_FORECASTS]
-    view.counties.extend(
-        _rows(
+    counties = _rows(
+        connection,
+        sa.select(forecasts)
+        .where(forecasts.c.run_date == night)
+        .order_by(forecasts.c.season_year, forecasts.c.season, forecasts.c.county),
+    )
+    trajectories = []
+    for season, season_year in dict.fromkeys((r["season"], r["season_year"]) for r in counties):
+        trajectories += _rows(
             connection,
             sa.select(forecasts)
-            .where(forecasts.c.run_date == view.night)
-            .order_by(forecasts.c.season_year, forecasts.c.season, forecasts.c.county),
-        )
-    )
-    for season, season_year in view.seasons:
-        view.trajectories.extend(
-            _rows(
-                connection,
-                sa.select(forecasts)
-                .where(
-                    forecasts.c.season == season,
-                    forecasts.c.season_year == season_year,
-                    forecasts.c.run_date <= view.night,
-                )
-                .order_by(forecasts.c.county, forecasts.c.run_date),
+            .where(
+                forecasts.c.season == season,
+                forecasts.c.season_year == season_year,
+                forecasts.c.run_date <= night,
             )
+            .order_by(forecasts.c.county, forecasts.c.run_date),
         )
-    versions = sorted({row["model_version"] for row in view.counties})
+    versions = sorted({row["model_version"] for row in counties})
+    skill = []
     if COUNTY_SKILL in tables and versions:
-        skill = tables[COUNTY_SKILL]
-        view.skill.extend(
-            _rows(
-                connection,
-                sa.select(skill)
-                .where(skill.c.model_version.in_(versions))
-                .order_by(skill.c.season, skill.c.county, skill.c.lead_days),
-            )
+        table = tables[COUNTY_SKILL]
+        skill = _rows(
+            connection,
+            sa.select(table)
+            .where(table.c.model_version.in_(versions))
+            .order_by(table.c.season, table.c.county, table.c.lead_days),
         )
+    return {"counties": counties, "trajectories": trajectories, "skill": skill}
 
 
 @dataclass(frozen=True)
