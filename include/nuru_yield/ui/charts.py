@@ -20,6 +20,8 @@ PCT_RANGE = (50.0, 150.0)
 FORECAST_COLOR = "#1b4f72"
 BAND_COLOR = "#5dade2"
 REFERENCE_COLOR = "#7f8c8d"
+# Normalised RMSE (RMSE / mean yield) of the model and of the two baselines (county_skill).
+_NRMSE = ("skill_nrmse", "naive_nrmse", "trend_nrmse")
 
 
 def _frame(rows: Sequence[dict[str, Any]], numeric: Sequence[str]) -> Any:
@@ -77,11 +79,11 @@ def trajectory_svg(
     rows: Sequence[dict[str, Any]], season: str, season_year: int, night: dt.date
 ) -> str:
     """One panel per county: the county forecast night by night up to ``night``, its 80%
-    interval as a band, and the county's 5-year mean (dashed) as the reference."""
+    interval as a band, and the county's 5-year mean of realized yields (dashed)."""
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
 
-    numeric = ("forecast_kg_per_ha", "lower_kg_per_ha", "upper_kg_per_ha", "pct_of_5yr_mean")
+    numeric = ("forecast_kg_per_ha", "lower_kg_per_ha", "upper_kg_per_ha", "mean_5yr_kg_per_ha")
     frame = _frame(rows, numeric)
     frame = frame[(frame["season"] == season) & (frame["season_year"] == season_year)]
     counties = sorted(frame["county"].unique())
@@ -134,10 +136,9 @@ def trajectory_svg(
             ms=3,
             color=FORECAST_COLOR,
         )
-        latest = known.dropna(subset=["pct_of_5yr_mean"]).tail(1)
-        if len(latest) and latest["pct_of_5yr_mean"].iloc[0] > 0:
-            mean = latest["forecast_kg_per_ha"].iloc[0] * 100 / latest["pct_of_5yr_mean"].iloc[0]
-            axes.axhline(mean, ls="--", lw=1, color=REFERENCE_COLOR)
+        five_years = known["mean_5yr_kg_per_ha"].dropna()
+        if len(five_years):
+            axes.axhline(five_years.iloc[-1], ls="--", lw=1, color=REFERENCE_COLOR)
         axes.set_ylim(bottom=0)
     for axes in list(grid.flat)[len(counties) :]:
         axes.set_visible(False)
@@ -154,7 +155,7 @@ def skill_svg(rows: Sequence[dict[str, Any]], season: str) -> str:
     counties, each county faint behind it) beside the naive county mean and the trend."""
     from matplotlib.figure import Figure
 
-    frame = _frame(rows, ("lead_days", "nrmse", "naive_nrmse", "trend_nrmse"))
+    frame = _frame(rows, ("lead_days", *_NRMSE))
     frame = frame[frame["season"] == season]
     figure = Figure(figsize=(6.4, 3.2), layout="constrained")
     axes = figure.subplots()
@@ -162,18 +163,18 @@ def skill_svg(rows: Sequence[dict[str, Any]], season: str) -> str:
         county_rows = county_rows.sort_values("lead_days")
         axes.plot(
             county_rows["lead_days"],
-            county_rows["nrmse"] * 100,
+            county_rows["skill_nrmse"] * 100,
             color=BAND_COLOR,
             lw=0.6,
             alpha=0.5,
         )
-    medians = frame.groupby("lead_days")[["nrmse", "naive_nrmse", "trend_nrmse"]].median() * 100
+    medians = frame.groupby("lead_days")[list(_NRMSE)].median() * 100
     for column, style, label in (
-        ("nrmse", "o-", "this model (median of the counties; each county faint)"),
+        ("skill_nrmse", "o-", "this model (median of the counties; each county faint)"),
         ("naive_nrmse", "s--", "naive: the county's mean of the other seasons"),
         ("trend_nrmse", "^:", "trend: the county's trend over the other seasons"),
     ):
-        color = FORECAST_COLOR if column == "nrmse" else REFERENCE_COLOR
+        color = FORECAST_COLOR if column == "skill_nrmse" else REFERENCE_COLOR
         axes.plot(medians.index, medians[column], style, color=color, lw=1.5, ms=4, label=label)
     axes.set_xticks(sorted(frame["lead_days"].dropna().unique()))
     axes.set_xlabel("days after planting", fontsize=9)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from nuru_yield.db.engine import database_errors
 from nuru_yield.errors import NuruError
 from nuru_yield.lake import Lake
-from nuru_yield.names import CHAMPION, prediction_log_path
+from nuru_yield.names import CHAMPION, MODEL_NAME, prediction_log_path
 
 COUNTY_FORECASTS = "county_forecasts"
 COUNTY_SKILL = "county_skill"
@@ -148,12 +148,10 @@ def _read_bulletin(
     skill = []
     if COUNTY_SKILL in tables and versions:
         table = tables[COUNTY_SKILL]
-        skill = _rows(
-            connection,
-            sa.select(table)
-            .where(table.c.model_version.in_(versions))
-            .order_by(table.c.season, table.c.county, table.c.lead_days),
-        )
+        query = sa.select(table).where(table.c.model_version.in_(versions))
+        if "model_name" in table.c:  # the registered model scoring serves
+            query = query.where(table.c.model_name == MODEL_NAME)
+        skill = _rows(connection, query.order_by(table.c.season, table.c.county, table.c.lead_days))
     return {"counties": counties, "trajectories": trajectories, "skill": skill}
 
 

@@ -88,13 +88,11 @@ def _pct_band(pct: float | None) -> str:
 
 
 def _county_row(row: Row) -> dict[str, Any]:
-    """One line of the bulletin table, formatted, with what a reader must be told."""
-    notes = [row["message"]] if row.get("message") else []
-    if row.get("beats_naive") is False:
-        notes.append(
-            f"At {row['lead_days']} days after planting this forecast has not beaten the "
-            "county's mean of past seasons in hindcasts: read it as no better than that mean."
-        )
+    """One line of the bulletin table, formatted. What a reader must be told is the row's
+    own ``message`` (the bulletin says there why a county has no figure, no comparison or no
+    track record, and when the model has not beaten the county's average) and its season
+    signal; the line is greyed without a county figure and shaded without skill."""
+    notes = [text for text in (row.get("season_signal"), row.get("message")) if text]
     record = "lowest on record" if row.get("lowest_on_record") else ""
     if not record and row.get("lowest3_on_record"):
         record = "among the 3 lowest"
@@ -103,16 +101,10 @@ def _county_row(row: Row) -> dict[str, Any]:
         if row.get("lower_kg_per_ha") is not None
         else "–"
     )
+    withheld = row.get("forecast_kg_per_ha") is None
     return {
         "county": row["county"],
-        "css": " ".join(
-            css
-            for css in (
-                "" if row.get("status", OK) == OK else "withheld",
-                "no-skill" if row.get("beats_naive") is False else "",
-            )
-            if css
-        ),
+        "css": "withheld" if withheld else "no-skill" if row.get("beats_naive") is False else "",
         "status": row.get("status", OK),
         "plots": _number(row.get("n_plots")),
         "share": _percent(row.get("plot_share")),
@@ -125,12 +117,19 @@ def _county_row(row: Row) -> dict[str, Any]:
         "pct_lt": _number(row.get("pct_of_lt_mean")),
         "percentile": _number(row.get("hist_percentile")),
         "record": record,
-        "mape": _percent(row.get("skill_mape")),
+        "rain": _number(row.get("rain_pct_of_normal")),
+        "skill_lead": _number(row.get("skill_lead_days")),
+        "mape": _with_percent(row.get("skill_mape")),
         "nrmse": _percent(row.get("skill_nrmse")),
         "naive_nrmse": _percent(row.get("naive_nrmse")),
         "trend_nrmse": _percent(row.get("trend_nrmse")),
         "notes": notes,
     }
+
+
+def _with_percent(percent: Any) -> str:
+    """A percentage (MAPE: 28.4) as "28%"."""
+    return "–" if percent is None else f"{_number(percent)}%"
 
 
 def _skill_table(rows: Sequence[Row], season: str) -> dict[str, Any]:
@@ -140,14 +139,13 @@ def _skill_table(rows: Sequence[Row], season: str) -> dict[str, Any]:
     leads = sorted({row["lead_days"] for row in rows})
     cells: dict[str, dict[int, dict[str, str]]] = {}
     for row in rows:
-        beaten = row["nrmse"] is not None and row["naive_nrmse"] is not None
-        beaten = beaten and row["nrmse"] < row["naive_nrmse"]
+        model, naive = row.get("skill_nrmse"), row.get("naive_nrmse")
         cells.setdefault(row["county"], {})[row["lead_days"]] = {
-            "text": f"{_percent(row['nrmse'])} / {_percent(row['naive_nrmse'])}",
-            "css": "" if beaten else "no-skill",
-            "title": f"model {_percent(row['nrmse'], 1)}, naive mean "
-            f"{_percent(row['naive_nrmse'], 1)}, trend {_percent(row.get('trend_nrmse'), 1)}, "
-            f"MAPE {_percent(row.get('mape'), 1)}; {row.get('n_seasons', '?')} seasons",
+            "text": f"{_percent(model)} / {_percent(naive)}",
+            "css": "no-skill" if row.get("beats_naive") is False else "",
+            "title": f"model {_percent(model, 1)}, naive mean {_percent(naive, 1)}, trend "
+            f"{_percent(row.get('trend_nrmse'), 1)}; MAPE {_with_percent(row.get('skill_mape'))}"
+            f"; {row.get('n_seasons', '?')} hindcast seasons",
         }
     return {
         "leads": leads,
@@ -191,7 +189,7 @@ def context(
                 "key": f"{season.lower().replace(' ', '-')}-{season_year}",
                 "rows": table,
                 "notes": any(row["notes"] for row in table),
-                "withheld": sum(row.get("status", OK) != OK for row in rows),
+                "withheld": sum(line["css"] == "withheld" for line in table),
                 "trajectory": Markup(
                     _trajectory(_frozen(trajectory), season, season_year, view.night)
                 ),

@@ -76,44 +76,51 @@ def test_a_night_without_a_prediction_log_has_no_map(lake: Lake) -> None:
 
 def _row(**changes: object) -> dict:
     row = {
-        "county": "Kitui", "season": "Long Rains", "season_year": 2025, "lead_days": 60,
+        "county": "Kitui", "season": "Long Rains", "season_year": 2025, "lead_days": 58,
         "n_plots": 120, "plot_share": 0.93, "forecast_kg_per_ha": 612.4,
         "lower_kg_per_ha": 480.0, "upper_kg_per_ha": 790.0, "production_t": 51.2,
         "pct_of_5yr_mean": 71.0, "pct_of_lt_mean": 74.0, "hist_percentile": 8.0,
-        "lowest_on_record": False, "lowest3_on_record": True, "skill_mape": 0.284,
-        "skill_nrmse": 0.31, "naive_nrmse": 0.35, "trend_nrmse": 0.4, "beats_naive": True,
-        "status": "ok", "message": None,
+        "lowest_on_record": False, "lowest3_on_record": True, "rain_pct_of_normal": 61.0,
+        "season_signal": "rain 39% below the county's normal to date",
+        "skill_lead_days": 60, "skill_mape": 28.4, "skill_nrmse": 0.31, "naive_nrmse": 0.35,
+        "trend_nrmse": 0.4, "beats_naive": True, "status": "ok", "message": None,
     }  # fmt: skip
     return {**row, **changes}
 
 
-def test_a_bulletin_line_says_plainly_what_a_reader_must_know() -> None:
+def test_a_bulletin_line_carries_the_figures_and_what_the_bulletin_says() -> None:
     line = page._county_row(_row())
-    assert (line["forecast"], line["interval"], line["share"], line["mape"]) == (
-        "612", "480–790", "93%", "28%",
+    assert (line["forecast"], line["interval"], line["share"]) == ("612", "480–790", "93%")
+    assert (line["mape"], line["nrmse"], line["skill_lead"], line["rain"]) == (
+        "28%", "31%", "60", "61",
     )  # fmt: skip
-    assert (line["record"], line["pct_5yr_css"], line["css"], line["notes"]) == (
-        "among the 3 lowest", "well-below", "", [],
+    assert (line["record"], line["pct_5yr_css"], line["css"]) == (
+        "among the 3 lowest", "well-below", "",
     )  # fmt: skip
+    assert line["notes"] == ["rain 39% below the county's normal to date"]
 
-    no_skill = page._county_row(_row(beats_naive=False))
-    assert no_skill["css"] == "no-skill"
-    assert no_skill["notes"] == [
-        "At 60 days after planting this forecast has not beaten the county's mean of past "
-        "seasons in hindcasts: read it as no better than that mean."
-    ]
+    said = "in hindcasts 60 days after planting this model has not beaten the county's average"
+    no_skill = page._county_row(_row(beats_naive=False, message=said))
+    assert (no_skill["css"], no_skill["notes"][-1]) == ("no-skill", said)  # said once
     withheld = page._county_row(
-        _row(status="too_few_labels", message="2 labelled seasons", forecast_kg_per_ha=None)
+        _row(
+            status="too_few_plots",
+            message="only 3 plots scored",
+            forecast_kg_per_ha=None,
+            beats_naive=None,
+            season_signal=None,
+        )
     )
     assert (withheld["css"], withheld["forecast"], withheld["notes"]) == (
-        "withheld", "–", ["2 labelled seasons"],
+        "withheld", "–", ["only 3 plots scored"],
     )  # fmt: skip
 
 
 def test_the_skill_table_flags_leads_where_the_model_does_not_beat_the_mean() -> None:
     rows = [
-        {"season": "Long Rains", "county": NO_SKILL, "lead_days": lead, "nrmse": nrmse,
-         "naive_nrmse": 0.35, "trend_nrmse": 0.4, "mape": 0.3, "n_seasons": 5}
+        {"season": "Long Rains", "county": NO_SKILL, "lead_days": lead, "skill_nrmse": nrmse,
+         "naive_nrmse": 0.35, "trend_nrmse": 0.4, "skill_mape": 30.0, "n_seasons": 5,
+         "beats_naive": nrmse < 0.35}
         for lead, nrmse in ((30, 0.41), (60, 0.30))
     ]  # fmt: skip
     table = page._skill_table(rows, "Long Rains")
@@ -123,6 +130,7 @@ def test_the_skill_table_flags_leads_where_the_model_does_not_beat_the_mean() ->
         ("41% / 35%", "no-skill"),
         ("30% / 35%", ""),
     ]
+    assert "MAPE 30%; 5 hindcast seasons" in county["cells"][0]["title"]
 
 
 def test_charts_are_inline_svg_with_their_text() -> None:
@@ -132,7 +140,7 @@ def test_charts_are_inline_svg_with_their_text() -> None:
          "forecast_kg_per_ha": None if county == "Narok" else 1000.0 + week,
          "lower_kg_per_ha": None if county == "Narok" else 800.0,
          "upper_kg_per_ha": None if county == "Narok" else 1300.0,
-         "pct_of_5yr_mean": None if county == "Narok" else 90.0}
+         "mean_5yr_kg_per_ha": None if county == "Narok" else 1100.0}
         for week, night in enumerate(nights) for county in ("Makueni", "Narok")
     ]  # fmt: skip
     svg = charts.trajectory_svg(trajectory, "Long Rains", 2025, nights[-1])
@@ -142,7 +150,7 @@ def test_charts_are_inline_svg_with_their_text() -> None:
     assert "5-year mean (dashed)" in svg
 
     skill = [
-        {"season": "Long Rains", "county": county, "lead_days": lead, "nrmse": 0.3,
+        {"season": "Long Rains", "county": county, "lead_days": lead, "skill_nrmse": 0.3,
          "naive_nrmse": 0.35, "trend_nrmse": 0.4}
         for county in ("Makueni", "Kitui") for lead in (30, 60, 90, 120)
     ]  # fmt: skip
