@@ -243,6 +243,8 @@ def test_the_demo_summary_shows_the_night_by_days_after_planting(nuru_home: Path
         ["15–30", "1", "2,100", "2,000", "0", "model", "1"],
         ["150+", "2", "1,000", "1,000", "0", "model", "2"],
     ]
+    # Where the night's county bulletins are seen: the Forecasts view of `make airflow`.
+    assert any("http://localhost:8080/plugin/forecasts" in line for line in lines)
 
 
 # --- waiting for a run: progress, not a wall-clock guess ----------------------------------
