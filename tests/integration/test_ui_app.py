@@ -224,21 +224,21 @@ def night_runs(world: World, unpause: Any) -> Iterator[dict[str, str]]:
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunType
 
-    runs = {
-        "features": ("feature_materialization", f"manual__night_{LATEST}__a", LATEST),
-        "scoring": ("batch_scoring", f"asset_triggered__{LATEST}T00:20:00+00:00", LATEST),
-        "other night": ("drift_monitoring", "manual__other", NIGHTS[0]),
-        "by id": ("batch_scoring", "manual__param_run", None),
+    runs = {  # name: DAG, run id, the night it is keyed by, the hour it ran (June 10)
+        "by id": ("batch_scoring", "manual__param_run", None, 0),
+        "features": ("feature_materialization", f"manual__night_{LATEST}__a", LATEST, 1),
+        "scoring": ("batch_scoring", f"asset_triggered__{LATEST}T00:20:00+00:00", LATEST, 2),
+        "other night": ("drift_monitoring", "manual__other", NIGHTS[0], 3),
     }
     with create_session() as session:
-        for dag_id, run_id, night in runs.values():
+        for dag_id, run_id, night, hour in runs.values():
             session.add(
                 DagRun(
                     dag_id=dag_id,
                     run_id=run_id,
                     run_type=DagRunType.MANUAL,
                     state=DagRunState.SUCCESS,
-                    run_after=dt.datetime(2025, 6, 10, 1, tzinfo=dt.UTC),
+                    run_after=dt.datetime(2025, 6, 10, hour, tzinfo=dt.UTC),
                     partition_key=night.isoformat() if night else None,
                 )
             )
@@ -248,7 +248,7 @@ def night_runs(world: World, unpause: Any) -> Iterator[dict[str, str]]:
             .where(schema.scoring_runs.c.run_date == LATEST)
             .values(dag_run_id=runs["by id"][1])
         )
-    yield {name: run_id for name, (_, run_id, _) in runs.items()}
+    yield {name: run_id for name, (_, run_id, _, _) in runs.items()}
     with create_session() as session:
         session.execute(
             sa.delete(DagRun).where(DagRun.run_id.in_([run[1] for run in runs.values()]))
@@ -258,13 +258,12 @@ def night_runs(world: World, unpause: Any) -> Iterator[dict[str, str]]:
 def test_the_nights_airflow_runs_are_linked(client: TestClient, night_runs: dict[str, str]) -> None:
     body = client.get("/api/night").json()
 
-    listed = {(run["dag_id"], run["run_id"]) for run in body["dag_runs"]}
-    assert listed == {
+    # In the night's order of DAGs, each DAG's newest run first; another night's not at all.
+    assert [(run["dag_id"], run["run_id"]) for run in body["dag_runs"]] == [
         ("feature_materialization", night_runs["features"]),
         ("batch_scoring", night_runs["scoring"]),
         ("batch_scoring", night_runs["by id"]),
-    }
-    assert body["dag_runs"][0]["dag_id"] == "feature_materialization"  # in the night's order
+    ]
     page = client.get("/").text
     scoring = "/dags/batch_scoring/runs/asset_triggered__2025-06-10T00%3A20%3A00%2B00%3A00"
     assert f'<a href="{scoring}" data-airflow-route target="_top">' in page

@@ -115,9 +115,10 @@ def night_runs(
             end=run.end_date,
             href=f"{root}/dags/{quote(run.dag_id)}/runs/{quote(run.run_id, safe='')}",
         )
+        # In the night's order of DAGs, each DAG's newest run first.
         for run in sorted(
-            runs,
-            key=lambda run: (order[run.dag_id], -(run.run_after or dt.datetime.min).timestamp()),
+            sorted(runs, key=lambda run: run.run_after, reverse=True),
+            key=lambda run: order[run.dag_id],
         )
         if run.dag_id in readable
     ]
