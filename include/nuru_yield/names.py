@@ -20,6 +20,13 @@ CHAMPION = "champion"
 PREVIOUS = "previous"
 CHALLENGER = "challenger"
 
+# --- Airflow: the DAGs of one night, in the order they run (each is dags/<dag id>.py) --------
+NIGHT_DAGS = ("raw_ingestion", "feature_materialization", "batch_scoring", "drift_monitoring")
+# Where the Forecasts view's app is mounted in Airflow's API server (nuru_yield.ui), and its
+# page in Airflow's UI: /plugin/<FORECASTS_ROUTE>.
+FORECASTS_MOUNT = "/nuru-forecasts"
+FORECASTS_ROUTE = "forecasts"
+
 # --- the lake: raw input contract -----------------------------------------------------------
 RAW_PLOTS = "raw/plots.parquet"
 RAW_WEATHER_CELLS = "raw/weather_cells.parquet"

@@ -32,13 +32,14 @@ import httpx
 
 from nuru_yield.dev.local_services import free_port
 from nuru_yield.errors import NuruError
+from nuru_yield.names import NIGHT_DAGS
 
 log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
 
 REPO = Path(__file__).resolve().parents[3]
-INGESTION = "raw_ingestion"  # the night's first DAG: its raw_inputs event starts CHAIN
-CHAIN = ("feature_materialization", "batch_scoring", "drift_monitoring")
+INGESTION = NIGHT_DAGS[0]  # the night's first DAG: its raw_inputs event starts CHAIN
+CHAIN = NIGHT_DAGS[1:]
 FINISHED = {"success", "failed"}
 TASK_DONE = {"success", "failed", "skipped", "upstream_failed", "removed"}
 # Waiting for a run: how often to look, how often to say what runs, and how long a run may
@@ -415,10 +416,16 @@ class AirflowStandalone:
 
 @contextlib.contextmanager
 def standalone(
-    home: Path, extra_env: Mapping[str, str] | None = None, timeout: float = 300
+    home: Path,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    login: tuple[str, str] | None = None,
 ) -> Iterator[AirflowStandalone]:
-    """Start ``airflow standalone`` in ``home`` on a free loopback port; stop it on exit."""
-    with _airflow(home, extra_env, timeout) as start:
+    """Start ``airflow standalone`` in ``home`` on a free loopback port; stop it on exit.
+    Every user is an admin without a password, unless ``extra_env`` turns that off
+    (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False``, with its users): then the
+    REST client logs in as ``login`` (user name, password)."""
+    with _airflow(home, extra_env, timeout, login) as start:
         start("standalone", ["standalone"])
         yield start.ready()
 
@@ -461,8 +468,16 @@ def celery_cluster(
 class _Starter:
     """Starts marked Airflow processes in ``home``; :meth:`ready` waits for the API."""
 
-    def __init__(self, home: Path, env: dict[str, str], port: int, timeout: float) -> None:
+    def __init__(
+        self,
+        home: Path,
+        env: dict[str, str],
+        port: int,
+        timeout: float,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         self.home, self.env, self.port, self.timeout = home, env, port, timeout
+        self.login = login
         self.components: dict[str, subprocess.Popen[bytes]] = {}
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
         self.airflow = AirflowStandalone(
@@ -500,7 +515,16 @@ class _Starter:
 
     def ready(self) -> AirflowStandalone:
         _wait_healthy(self.airflow, self.timeout)
-        token = self.client.get("/auth/token").json()["access_token"]
+        if self.login:  # a user of the simple auth manager, with its password
+            username, password = self.login
+            answer = self.client.post(
+                "/auth/token", json={"username": username, "password": password}
+            )
+        else:  # every user an admin: a token for the asking
+            answer = self.client.get("/auth/token")
+        if answer.status_code >= 400:
+            raise AirflowError(f"Airflow refused a token: {answer.status_code} {answer.text[:300]}")
+        token = answer.json()["access_token"]
         self.client.headers["Authorization"] = f"Bearer {token}"
         return self.airflow
 
@@ -512,7 +536,12 @@ class _Starter:
 
 
 @contextlib.contextmanager
-def _airflow(home: Path, extra_env: Mapping[str, str] | None, timeout: float) -> Iterator[_Starter]:
+def _airflow(
+    home: Path,
+    extra_env: Mapping[str, str] | None,
+    timeout: float,
+    login: tuple[str, str] | None = None,
+) -> Iterator[_Starter]:
     """The environment, marking and teardown every way of running Airflow here shares."""
     if shutil.which("airflow", path=str(Path(sys.executable).parent)) is None:
         raise AirflowError(
@@ -521,7 +550,7 @@ def _airflow(home: Path, extra_env: Mapping[str, str] | None, timeout: float) ->
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**airflow_environment(home, port, extra_env), STANDALONE_MARK: uuid.uuid4().hex}
-    starter = _Starter(home, env, port, timeout)
+    starter = _Starter(home, env, port, timeout, login)
     # A plain SIGTERM would end this process without running `finally` and orphan Airflow.
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

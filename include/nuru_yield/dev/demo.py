@@ -371,6 +371,7 @@ def render_summary(
         f"  tables          {settings.predictions_db_url}",
         f"  MLflow          {settings.mlflow_tracking_uri}  (mlflow ui --backend-store-uri {settings.mlflow_tracking_uri})",
         f"  Airflow logs    {settings.nuru_home / 'airflow' / 'logs'}",
+        "  Forecasts view  `make airflow`, then http://localhost:8080/plugin/forecasts (Airflow's UI)",
         "",
         "try:",
         f"  curl -s -X POST localhost:{port}/predict -H 'Content-Type: application/json' "

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import io
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +24,7 @@ from nuru_yield.monitoring.drift import (
 )
 from nuru_yield.monitoring.season import FAMILIES, family_of, phrases
 from nuru_yield.monitoring.statistics import DRIFTED, INSUFFICIENT, STATISTICS, DriftRule
+from nuru_yield.svg import figure_svg
 
 # What a report saw (``DriftReport.finding``).
 NOTHING = "nothing unusual"
@@ -213,7 +212,6 @@ COUNTY_SUMMARY = [
 # --- charts -------------------------------------------------------------------------------
 def histogram_svg(reference: np.ndarray, current: np.ndarray, title: str) -> str:
     """Reference-versus-current histograms (densities on shared bins) as inline SVG."""
-    import matplotlib
     from matplotlib.figure import Figure
 
     reference = reference[np.isfinite(reference)]
@@ -241,12 +239,7 @@ def histogram_svg(reference: np.ndarray, current: np.ndarray, title: str) -> str
     axes.set_title(title, fontsize=10)
     axes.set_ylabel("density")
     axes.legend(fontsize=8, frameon=False)
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "nuru-yield"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
-    svg = buffer.getvalue()
-    svg = svg[svg.index("<svg") :]  # drop the XML prolog and its DTD reference
-    return re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.DOTALL)
+    return figure_svg(figure)
 
 
 # --- HTML ---------------------------------------------------------------------------------

@@ -339,6 +339,28 @@ def test_api_uses_the_read_only_role_and_scales_out(
     )
 
 
+def test_the_forecasts_view_is_served_by_the_api_server_with_the_read_only_role(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The Forecasts view is a plugin of ``plugins/`` (mounted into every Airflow service,
+    baked into the image) served by the API server, which reads the prediction tables for it
+    as ``nuru_api`` (SELECT only); the pipeline's services keep the owner role."""
+    from sqlalchemy.engine import make_url
+
+    from nuru_yield.ui.plugin import ForecastsPlugin
+
+    plugin = REPO / "plugins" / "nuru_forecasts.py"
+    assert "from nuru_yield.ui.plugin import ForecastsPlugin" in plugin.read_text()
+    assert ForecastsPlugin.fastapi_apps and ForecastsPlugin.external_views
+    assert "COPY --chown=airflow:0 plugins/ plugins/" in DOCKERFILE.read_text()
+    apiserver = environment_of(services["airflow-apiserver"])
+    url = make_url(apiserver["API_DB_URL"])
+    assert (url.username, url.host, url.database) == ("nuru_api", "postgres", "nuru")
+    for name in ("airflow-scheduler", "airflow-worker", "airflow-dag-processor"):
+        assert "API_DB_URL" not in environment_of(services[name]), name
+        assert make_url(environment_of(services[name])["PREDICTIONS_DB_URL"]).username == "nuru"
+
+
 def test_tasks_wait_for_a_busy_api_server_in_every_airflow(
     services: dict[str, dict[str, Any]],
 ) -> None:

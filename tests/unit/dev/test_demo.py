@@ -132,6 +132,7 @@ def test_make_airflow_binds_loopback_is_sized_for_two_cores_and_follows_nuru_sch
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES=1",
         'NURU_SCHEDULES="manual"',
         'AIRFLOW_HOME="' + str(REPO / ".nuru" / "airflow") + '"',  # the demo's Airflow home
+        'AIRFLOW__CORE__PLUGINS_FOLDER="' + str(REPO / "plugins") + '"',  # the Forecasts view
     ):
         assert setting in standalone, setting
     backfill = dry_run("airflow-cli", "ARGS=backfill create --dag-id raw_ingestion")
@@ -243,6 +244,8 @@ def test_the_demo_summary_shows_the_night_by_days_after_planting(nuru_home: Path
         ["15–30", "1", "2,100", "2,000", "0", "model", "1"],
         ["150+", "2", "1,000", "1,000", "0", "model", "2"],
     ]
+    # Where the night's county bulletins are seen: the Forecasts view of `make airflow`.
+    assert any("http://localhost:8080/plugin/forecasts" in line for line in lines)
 
 
 def test_the_demo_summary_shows_the_nights_county_table(nuru_home: Path) -> None:
