@@ -427,6 +427,7 @@ def test_the_demo_says_how_to_rerun_each_dag_and_wait_longer(tmp_path: Path) -> 
         f"PLOTS_SOURCE={tmp_path}/sources/plots.geojson PLOT_SEASONS_SOURCE="
         f"{tmp_path}/sources/plot_seasons.csv CHIRPS_SOURCE={tmp_path}/sources/chirps "
         f"AGERA5_SOURCE={tmp_path}/sources/agera5 YIELDS_SOURCE={tmp_path}/sources/crop_cuts.csv"
+        f" NDVI_SOURCE={tmp_path}/sources/ndvi NDVI_STAC_URL={tmp_path}/sources/stac/catalog.json"
         f" nuru-yield ingest all --date {DEMO_RUN_DATE}`"
     )
     assert "`make demo STALL_MINUTES=30`" in hints["model_training"]
