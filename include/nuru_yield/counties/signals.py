@@ -1,6 +1,13 @@
 """Season signals: a county's rain and heat so far this season against its normal to date
 (pure functions; docs/DESIGN.md, "County bulletins").
 
+The one definition of "the season to date against the normal to date", and its one wording.
+The scoring night's county step computes it (``scoring.counties``) into ``county_forecasts``;
+the bulletin, the API, the Forecasts view and the drift report (``monitoring.report``) all
+state those rows, so they cannot disagree about a county's night. (Drift's crop-calendar
+reference, ``monitoring.reference``, is a sample of other plot-seasons to compare
+distributions with, not a normal to quote.)
+
 A dry season is news for a county agriculture officer, not a fault of the model: the
 bulletin says "rain 40% below the county's normal to date". For each plot-season of a
 sample of the county's (:func:`sample`), the normal to date is the same window — its planting

@@ -1,11 +1,11 @@
 """When to alert and retrain, and how people hear about it (plain Python, no Airflow).
 
 An alert is raised on evidence that the model is wrong, never on an unusual season alone
-(a dry season is a season signal for the bulletin: :mod:`.drift`, :mod:`.season`): when
-realized accuracy — freshly computed because new harvest labels arrived — is worse than the
-champion's evaluation at the same lead time by more than a margin, or when tonight's inputs
-lie outside the range the model was trained on (over all plots, a feature's share outside
-beyond the rule's). Each reason is one line a person can act on. Delivery (:func:`deliver`)
+(a dry season is a season signal for the bulletin: :mod:`.drift`; in words,
+:mod:`nuru_yield.counties.signals`): when realized accuracy — freshly computed because new
+harvest labels arrived — is worse than the champion's evaluation at the same lead time by
+more than a margin, or when tonight's inputs lie outside the range the model was trained on
+(over all plots, a feature's share outside beyond the rule's). Each reason is one line a person can act on. Delivery (:func:`deliver`)
 goes to a webhook (JSON POST) or an SMTP server, as configured; it is off by default. The
 Airflow notifier of the ``drift_monitoring`` DAG calls :func:`deliver`.
 """

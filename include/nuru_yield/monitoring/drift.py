@@ -7,7 +7,8 @@ that the model is wrong, so each finding gets a **signal**:
 
 * ``season signal`` — a season-varying variable (rain, heat, dry spells, NDVI, planting, the
   data counts, the forecast itself) drifted: the season is far from the county's normal to
-  date. News for the bulletin (:mod:`.season` says it in words), never a retraining trigger;
+  date. News for the bulletin, whose season signals (:mod:`nuru_yield.counties.signals`)
+  the report quotes, never a retraining trigger;
 * ``plot mix`` — a static variable (location, altitude, season kind:
   ``features.columns.STATIC_FEATURES``) drifted: other plots than the reference's are
   scored tonight. Reported, not a trigger;

@@ -4,12 +4,13 @@
 
 1. current rows: the champion's rows of the prediction log for D (features + prediction),
    or, when D was not scored, the features partition (features only);
-2. the crop-calendar-aware reference (:mod:`.reference`) — the counties' normal to date,
-   :func:`normal_to_date` —, and the reference prediction: the same model version applied
-   to the reference rows;
+2. the crop-calendar-aware reference (:mod:`.reference`, :func:`reference_of`), and the
+   reference prediction: the same model version applied to the reference rows;
 3. drift per variable, overall and per county, each finding a season signal, a change of
    plot mix or evidence against the model (inputs outside its training ranges) (:mod:`.drift`);
-   the season to date against the normal, per county, in words (:mod:`.season`);
+   the season to date against the normal to date, per county, in words, as the night's
+   county bulletin states it (its ``county_forecasts`` rows: one definition,
+   :mod:`nuru_yield.counties.signals`, computed once by the scoring night);
 4. realized accuracy of the labelled seasons (:mod:`.accuracy`) into ``model_performance``;
 5. the alert on model evidence only (:mod:`.alerts`), with a cooldown between retraining
    triggers;
@@ -42,7 +43,6 @@ from nuru_yield.monitoring.alerts import Alert, accuracy_reasons, outside_reason
 from nuru_yield.monitoring.drift import PREDICTION, detect_drift
 from nuru_yield.monitoring.reference import ReferenceSpec, matched_reference
 from nuru_yield.monitoring.report import DriftReport, driver_shares, render_html
-from nuru_yield.monitoring.season import compare_to_normal
 from nuru_yield.monitoring.statistics import DriftRule
 from nuru_yield.names import (
     CHAMPION,
@@ -322,14 +322,16 @@ def decide_alert(
 
 
 # --- the run ------------------------------------------------------------------------------
-def normal_to_date(
+def reference_of(
     current: pd.DataFrame, run_date: dt.date, *, lake: Lake, settings: Settings
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The crop-calendar-aware reference of ``current`` (feature rows of ``run_date`` with
     ``county``, ``season``, ``season_year`` and ``days_after_planting``): the same counties'
     plot-seasons of the previous ``DRIFT_REFERENCE_YEARS``, planted in the same week, seen on
-    the same calendar day — their normal to date (:mod:`.reference`) —, and its description.
-    :func:`nuru_yield.monitoring.season.compare_to_normal` sets ``current`` beside it."""
+    the same calendar day (:mod:`.reference`), and its description. Drift compares
+    distributions with it; "% of normal" in words is the county bulletin's
+    (:mod:`nuru_yield.counties.signals`), whose normal does not depend on which plots
+    existed in earlier years."""
     spec = reference_spec(settings, run_date)
     raw = load_raw(lake, dt.date(run_date.year - spec.years - 1, 1, 1), run_date)
     return matched_reference(raw, current, run_date, spec)
@@ -381,7 +383,7 @@ def run_monitoring(
     lake = lake or Lake.from_settings(settings)
     engine = engine or get_engine(settings.predictions_db_url)
     current, source = load_current(lake, run_date)
-    reference, described = normal_to_date(current, run_date, lake=lake, settings=settings)
+    reference, described = reference_of(current, run_date, lake=lake, settings=settings)
     if predictor is None and ranges is None and not current.empty:
         model = scoring_model(current)
         if model is not None:
@@ -390,7 +392,6 @@ def run_monitoring(
         reference[PREDICTION] = predictor(reference)
     rule = rule_from(settings)
     drifts = detect_drift(reference, current, VARIABLES, rule, ranges=ranges)
-    season = compare_to_normal(current, reference) if not current.empty else None
     fresh = update_realized_accuracy(lake, engine, run_date, settings)
     alert = decide_alert(lake, run_date, drifts, fresh, settings, evaluation)
     drivers = driver_shares(current["top_drivers"]) if "top_drivers" in current else {}
@@ -406,7 +407,6 @@ def run_monitoring(
         fresh,
         counties=counties,
         bulletin=lake.uri(bulletin) if lake.exists(bulletin) else None,
-        season=season,
         ranges_checked=ranges is not None,
         drivers=drivers,
     )

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nuru_yield.counties.figures import COUNTY_SEASON
+from nuru_yield.counties.signals import SIGNAL_COLUMNS
 from nuru_yield.features.columns import STATIC_FEATURES
 from nuru_yield.monitoring.alerts import Alert
 from nuru_yield.monitoring.drift import (
@@ -22,7 +24,6 @@ from nuru_yield.monitoring.drift import (
     SEASON_SIGNAL,
     VariableDrift,
 )
-from nuru_yield.monitoring.season import FAMILIES, family_of, phrases
 from nuru_yield.monitoring.statistics import DRIFTED, INSUFFICIENT, STATISTICS, DriftRule
 from nuru_yield.svg import figure_svg
 
@@ -49,11 +50,10 @@ class DriftReport:
     drifts: list[VariableDrift]
     alert: Alert
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows filled this run
-    # The season to date beside the normal, per county × season kind (season.compare_to_normal).
-    season: pd.DataFrame | None = None
     ranges_checked: bool = False  # whether the model's training ranges were known
     drivers: dict[str, float] = field(default_factory=dict)  # driver_shares of the night
-    # The night's county forecasts (``county_forecasts``) and the bulletin they are in.
+    # The night's county forecasts (``county_forecasts``) and the bulletin they are in; their
+    # season to date against the normal to date is the one the report states.
     counties: pd.DataFrame = field(default_factory=pd.DataFrame)
     bulletin: str | None = None
 
@@ -76,27 +76,27 @@ class DriftReport:
         return SEASON_SIGNAL if season else NOTHING
 
     @property
+    def season_to_date(self) -> pd.DataFrame:
+        """The season to date against the normal to date per county × season × season
+        year, as the night's county bulletin states it (:data:`SEASON_TO_DATE` of its
+        ``county_forecasts`` rows; none when the night wrote none)."""
+        if not set(SEASON_TO_DATE) <= set(self.counties.columns):
+            return pd.DataFrame(columns=SEASON_TO_DATE)
+        return self.counties[SEASON_TO_DATE].reset_index(drop=True)
+
+    @property
     def season_signals(self) -> list[str]:
-        """The season signals in words: per county × season kind whose county drifted on a
-        weather or NDVI variable, the departure of each drifted family from the county's
-        normal to date (all plots first)."""
-        if self.season is None:
+        """The season signals in words, when a season-varying variable drifted: the county
+        bulletin's ``season_signal`` of each county-season that has one (rain or heat far
+        from its normal to date), then the forecasts' departure from past seasons at the
+        same point when the forecast itself drifted."""
+        if not any(d.signal == SEASON_SIGNAL for d in self.drifts):
             return []
-        families: dict[str | None, set[str]] = {}
-        for d in self.drifts:
-            family = family_of(d.variable)
-            if d.signal == SEASON_SIGNAL and family is not None:
-                families.setdefault(d.county, set()).add(family)
-        lines = []
-        for row in self.season.itertuples(index=False):
-            county = None if pd.isna(row.county) else row.county
-            drifted = families.get(county)
-            if not drifted:
-                continue
-            words = phrases(row, [family for family in FAMILIES if family in drifted])
-            if words:
-                where = "all plots" if county is None else county
-                lines.append(f"{where} ({row.season}): {'; '.join(words)}")
+        lines = [
+            f"{row.county} ({row.season} {row.season_year}): {row.season_signal}"
+            for row in self.season_to_date.itertuples(index=False)
+            if isinstance(row.season_signal, str)
+        ]
         forecast = next((d for d in self.overall if d.variable == PREDICTION), None)
         if forecast is not None and forecast.signal == SEASON_SIGNAL:
             lines.append(
@@ -162,9 +162,7 @@ class DriftReport:
                 "variables": [d.as_row() for d in self.drifts],
                 "drivers": self.drivers_summary,
                 "driver_shares": self.drivers,
-                "season_to_date": []
-                if self.season is None
-                else self.season.astype(object).to_dict(orient="records"),
+                "season_to_date": self.season_to_date.astype(object).to_dict(orient="records"),
                 "realized_accuracy": self.accuracy.to_dict(orient="records"),
                 "county_bulletin": {
                     "uri": self.bulletin,
@@ -191,6 +189,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
+# The columns of the night's county forecasts that state the season to date against the
+# normal to date (``nuru_yield.counties.signals``: one definition, one wording).
+SEASON_TO_DATE = [*COUNTY_SEASON, "n_plots", *SIGNAL_COLUMNS]
 # What the report shows of each county forecast of the night (docs/DESIGN.md, "County
 # bulletins"): the figure, where it stands, its status and the season signal.
 COUNTY_SUMMARY = [
@@ -295,27 +296,24 @@ def _summary_rows(drifts: Sequence[VariableDrift]) -> list[dict[str, Any]]:
 
 
 def _season_rows(report: DriftReport) -> list[dict[str, Any]]:
-    """The season to date beside the normal, per county × season kind, with the words."""
-    if report.season is None:
-        return []
+    """The season to date beside the normal to date, per county-season, with the words (the
+    county bulletin's)."""
     rows = []
-    for row in report.season.itertuples(index=False):
-        county = "all plots" if pd.isna(row.county) else row.county
+    for row in report.season_to_date.itertuples(index=False):
         rows.append(
             {
-                "name": f"{county}, {row.season}",
+                "name": f"{row.county}, {row.season} {row.season_year}",
                 "cells": [
-                    f"{row.n_plots:,}",
-                    f"{row.n_normal:,}",
+                    _fmt(row.normal_years, 0),
                     _fmt(row.rain_mm, 0),
                     _fmt(row.normal_rain_mm, 0),
                     "–" if pd.isna(row.rain_pct_of_normal) else f"{row.rain_pct_of_normal:.0f}%",
-                    _fmt(row.tmax_departure_c, 1),
-                    _fmt(row.dry_spell_days, 0),
-                    _fmt(row.normal_dry_spell_days, 0),
-                    _fmt(row.ndvi_departure, 2),
+                    _fmt(row.tmax_c, 1),
+                    _fmt(row.normal_tmax_c, 1),
+                    _fmt(row.heat_days, 1),
+                    _fmt(row.normal_heat_days, 1),
                 ],
-                "words": "; ".join(phrases(row)),
+                "words": row.season_signal if isinstance(row.season_signal, str) else "",
             }
         )
     return rows
@@ -400,20 +398,20 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         run_date=report.run_date.isoformat(),
         alert=report.alert,
         finding=report.finding,
+        seasonal=report.finding in (SEASON_SIGNAL, BOTH),
         season_signals=report.season_signals,
         evidence=report.evidence_summary,
         drivers=report.drivers_summary,
         season_headings=[
             "county, season",
-            "plots",
-            "normal plot-seasons",
+            "normal years",
             "rain mm",
             "normal rain mm",
             "rain % of normal",
-            "Tmax vs normal °C",
-            "dry spell days",
-            "normal dry spell days",
-            "NDVI vs normal",
+            "mean Tmax °C",
+            "normal Tmax °C",
+            "heat days",
+            "normal heat days",
             "in words",
         ],
         season_rows=_season_rows(report),

@@ -14,7 +14,6 @@ import pandas as pd
 from nuru_yield.monitoring.alerts import Alert
 from nuru_yield.monitoring.drift import detect_drift
 from nuru_yield.monitoring.report import DriftReport, driver_shares, render_html
-from nuru_yield.monitoring.season import compare_to_normal
 from nuru_yield.monitoring.statistics import DriftRule
 
 RUN_DATE = dt.date(2024, 6, 30)
@@ -24,10 +23,41 @@ ACCURACY_REASON = (
 )
 
 
+def bulletin_rows() -> pd.DataFrame:
+    """The night's ``county_forecasts`` rows of the two counties (the columns the report
+    reads): Kitui far below its normal rain to date, Bungoma near it, and a Short Rains
+    county-season without a normal yet."""
+    return pd.DataFrame(
+        [
+            {"county": "Bungoma", "season": "Long Rains", "season_year": 2024, "n_plots": 600,
+             "forecast_kg_per_ha": 2410.0, "lower_kg_per_ha": 1900.0, "upper_kg_per_ha": 2800.0,
+             "pct_of_5yr_mean": 98.0, "beats_naive": True, "status": "ok",
+             "rain_mm": 290.0, "normal_rain_mm": 300.0, "rain_pct_of_normal": 96.7,
+             "tmax_c": 26.1, "normal_tmax_c": 26.0, "heat_days": 0.0, "normal_heat_days": 0.0,
+             "normal_years": 10, "season_signal": None},
+            {"county": "Kitui", "season": "Long Rains", "season_year": 2024, "n_plots": 600,
+             "forecast_kg_per_ha": 612.4, "lower_kg_per_ha": 450.0, "upper_kg_per_ha": 800.0,
+             "pct_of_5yr_mean": 71.2, "beats_naive": True, "status": "ok",
+             "rain_mm": 58.0, "normal_rain_mm": 100.0, "rain_pct_of_normal": 58.0,
+             "tmax_c": 31.5, "normal_tmax_c": 30.0, "heat_days": 6.0, "normal_heat_days": 2.0,
+             "normal_years": 10,
+             "season_signal": "rain 42% below the county's normal to date (58 mm against "
+             "100); days 1.5 °C hotter than the county's normal to date (mean maximum 31.5 °C "
+             "against 30.0)"},
+            {"county": "Kitui", "season": "Short Rains", "season_year": 2024, "n_plots": 3,
+             "forecast_kg_per_ha": None, "lower_kg_per_ha": None, "upper_kg_per_ha": None,
+             "pct_of_5yr_mean": None, "beats_naive": None, "status": "too_few_plots",
+             "rain_mm": None, "normal_rain_mm": None, "rain_pct_of_normal": None,
+             "tmax_c": None, "normal_tmax_c": None, "heat_days": None, "normal_heat_days": None,
+             "normal_years": None, "season_signal": None},
+        ]
+    )  # fmt: skip
+
+
 def sample_report() -> tuple[DriftReport, pd.DataFrame, pd.DataFrame]:
     """A report over two counties: rain collapsed (drifted: a season signal), altitude
     unchanged (ok), and NDVI missing in almost every current row (insufficient data); the
-    alert is realized accuracy (model evidence)."""
+    alert is realized accuracy (model evidence); the night's county bulletin rows."""
     rng = np.random.default_rng(0)
     n_ref, n_cur = 3000, 1200
     reference = pd.DataFrame(
@@ -88,7 +118,7 @@ def sample_report() -> tuple[DriftReport, pd.DataFrame, pd.DataFrame]:
         drifts,
         Alert((ACCURACY_REASON,)),
         accuracy,
-        compare_to_normal(current, reference),
+        counties=bulletin_rows(),
     )
     return report, reference, current
 
@@ -101,12 +131,17 @@ def test_json_report_lists_every_variable_and_county_and_is_strict_json() -> Non
     assert payload["drifted"] == ["precip_total"]
     assert payload["finding"] == "season signal and model evidence"
     assert payload["model_evidence"] == ACCURACY_REASON
-    (everyone, *counties) = payload["season_signals"]
-    assert everyone.startswith("all plots (Long Rains): rain 6") and "% below" in everyone
-    assert [line.split(" (")[0] for line in counties] == ["Bungoma", "Kitui"]
-    season = {row["county"]: row for row in payload["season_to_date"]}
-    assert set(season) == {None, "Bungoma", "Kitui"}
-    assert 35 < season[None]["rain_pct_of_normal"] < 45  # rain × 0.4
+    # The season signals in words are the county bulletin's, word for word.
+    kitui = bulletin_rows().iloc[1]
+    assert payload["season_signals"] == [f"Kitui (Long Rains 2024): {kitui['season_signal']}"]
+    season = {(row["county"], row["season"]): row for row in payload["season_to_date"]}
+    assert set(season) == {
+        ("Bungoma", "Long Rains"),
+        ("Kitui", "Long Rains"),
+        ("Kitui", "Short Rains"),
+    }
+    assert season[("Kitui", "Long Rains")]["rain_pct_of_normal"] == 58.0
+    assert season[("Kitui", "Short Rains")]["normal_rain_mm"] is None  # no normal: null
     assert payload["alert"] == {
         "raised": True,
         "trigger_training": True,
@@ -200,8 +235,10 @@ def test_the_report_carries_the_nights_county_bulletin() -> None:
     assert '<td class="name">&lt;b&gt;Kitui&lt;/b&gt;</td>' in section
     assert "<td>612</td><td>450–800</td><td>71</td><td>58</td>" in section
     assert "rain 42% below" in section
-    empty = render_html(sample_report()[0], reference, current)
-    assert "No county forecasts for this night." in empty
+    empty = dataclasses.replace(report, counties=pd.DataFrame(), bulletin=None)
+    assert empty.season_signals == [] and empty.to_json()["season_to_date"] == []
+    page = render_html(empty, reference, current)
+    assert "No county forecasts for this night." in page and '<table class="season">' not in page
 
 
 def test_a_season_signal_without_evidence_says_so_and_asks_for_no_retraining() -> None:
@@ -218,9 +255,26 @@ def test_a_season_signal_without_evidence_says_so_and_asks_for_no_retraining() -
     signal = page[page.index('<div class="signal">') :]
     signal = signal[: signal.index("</div>")]
     assert "news for the bulletin, not a model fault" in signal
-    assert signal.count("<li>") == 3 and "<li>Kitui (Long Rains): rain " in signal
+    assert signal.count("<li>") == 1 and "<li>Kitui (Long Rains 2024): rain 42% below " in signal
     season = page[page.index('<table class="season">') :]
-    assert season.count('<td class="words">') == 3
+    season = season[: season.index("</table>")]
+    assert season.count('<td class="words">') == 3  # every county-season, with or without words
+    assert "<td>58%</td>" in season and "<td>97%</td>" in season
+    assert '<td class="name">Kitui, Short Rains 2024</td><td>–</td>' in season
+
+
+def test_the_bulletins_words_are_a_season_signal_only_when_the_season_drifted() -> None:
+    """A county far from its normal to date, on a night where no season-varying variable
+    drifted from the drift reference: its numbers and words stay in the season table, but
+    the report does not call the night a season signal."""
+    report, reference, current = sample_report()
+    quiet = [d for d in report.drifts if d.variable != "precip_total"]
+    report = dataclasses.replace(report, drifts=quiet, alert=Alert())
+    assert report.finding == "nothing unusual"
+    assert report.season_signals == []
+    page = render_html(report, reference, current)
+    assert '<div class="signal">' not in page
+    assert "rain 42% below the county" in page[page.index('<table class="season">') :]
 
 
 def test_the_nights_driver_slots_are_counted_by_feature() -> None:
