@@ -136,7 +136,7 @@ def staging_exists(engine: sa.Engine, run_date: dt.date) -> bool:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
-    assert upgrade(db_url) == LATEST_VERSION == 5
+    assert upgrade(db_url) == LATEST_VERSION == 6
     engine = get_engine(db_url)
     tables_before = set(sa.inspect(engine).get_table_names())
     assert upgrade(db_url) == LATEST_VERSION

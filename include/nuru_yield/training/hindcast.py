@@ -143,6 +143,11 @@ def county_skill(
             f"no training set for {run_date}: {lake.uri(path)} not found "
             f"(`nuru-yield skill --date {run_date}` builds it; the training DAG has)"
         )
+    # The database first, as scoring does: its schema made current (idempotent) before the
+    # minutes of hindcasts, not found missing after them.
+    from nuru_yield.db.migrations import upgrade
+
+    upgrade(settings.predictions_db_url)
     version = version or _champion()
     with registry_errors(f"loading {MODEL_NAME} v{version}"):
         model = load_model(f"models:/{MODEL_NAME}/{version}")
