@@ -336,7 +336,9 @@ def _area(plots: pd.DataFrame, quarantine: Quarantine, mapping: dict[str, str]) 
     impossible = area.notna() & ~((area > 0) & (area <= MAX_AREA_HA))
     quarantine.add(
         impossible,
-        "area " + area.map("{:g}".format).astype("string") + f" ha is not a plot's (0 < area ≤ {MAX_AREA_HA:,.0f} ha)",
+        "area "
+        + area.map("{:g}".format).astype("string")
+        + f" ha is not a plot's (0 < area ≤ {MAX_AREA_HA:,.0f} ha)",
     )
     plots["_area_ha"] = area.round(4)
 
