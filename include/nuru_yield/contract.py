@@ -31,6 +31,7 @@ PLOT_GEOMETRIES_SCHEMA = pa.schema(
 # An optional column of ``raw/plots.parquet`` (readers of the contract ignore it): the plot's
 # area in hectares, null where unknown (a plot given as a point). It weights a plot in its
 # county's figures and makes production (tonnes) countable (``nuru_yield.counties``).
+# `nuru-yield ingest plots` writes it from an area column, else the polygon's area.
 PLOT_AREA = "area_ha"
 PLOTS_WITH_AREA_SCHEMA = PLOTS_SCHEMA.append(pa.field(PLOT_AREA, pa.float64()))
 CELLS_SCHEMA = pa.schema(

@@ -9,7 +9,7 @@ on a window of the product's global grid that covers the given weather cells:
   (optionally gzipped; north-up, EPSG:4326, nodata −9999);
 * AgERA5 daily NetCDF per variable (K, J m⁻² d⁻¹; 0.1° pixel centres at multiples of 0.1°,
   latitude north to south, fill −9999);
-* plots as GeoJSON polygons around each plot's point, and a crop-cut survey CSV.
+* plots as GeoJSON squares of each plot's area around its point, and a crop-cut survey CSV.
 
 A cell's value is written to every product pixel the cell's centre falls in (CHIRPS: the
 cell itself; AgERA5: the 0.1° pixel holding the cell centre), so reading the files back at
@@ -180,15 +180,18 @@ def write_agera5_day(
     return path
 
 
-def plot_squares(longitude: np.ndarray, latitude: np.ndarray, half_side_m: float) -> np.ndarray:
-    """Each plot's square (WGS84 polygons): ``half_side_m`` around its point in the
-    equal-area projection (EPSG:6933), so that its centroid is the point."""
+def plot_squares(longitude: np.ndarray, latitude: np.ndarray, area_ha: np.ndarray) -> np.ndarray:
+    """Each plot's square (WGS84 polygons) of its area: a half side of
+    √(area_ha · 10,000) / 2 m around its point in the equal-area projection (EPSG:6933, the
+    one the plots reader measures in), so that its centroid is the point and its area,
+    read back, the plot's. ``plots.geojson`` and the NDVI rasters' plots are these."""
     import shapely
     from pyproj import Transformer
 
     forward = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
     back = Transformer.from_crs("EPSG:6933", "EPSG:4326", always_xy=True)
     x, y = forward.transform(longitude, latitude)
+    half_side_m = np.sqrt(np.asarray(area_ha, dtype=np.float64) * 10_000.0) / 2.0
     corners = [(1, -1), (1, 1), (-1, 1), (-1, -1), (1, -1)]  # as shapely.box orders them
     ring = np.stack(
         [np.column_stack(back.transform(x + dx * half_side_m, y + dy * half_side_m))
@@ -202,10 +205,9 @@ class RealFormats:
     """The synthetic world written as the real products (``sample-data --format real``),
     under ``folder``: ``chirps/`` (yearly NetCDF; the last year as daily ``.tif.gz``, as a
     current season arrives), ``agera5/`` (one NetCDF per variable and day), ``plots.geojson``
-    (a 30 m square around each plot, no seasons), ``plot_seasons.csv`` and
+    (a square of its area around each plot, no seasons), ``plot_seasons.csv`` and
     ``crop_cuts.csv`` (5 × 5 m cuts with their grain moisture)."""
 
-    PLOT_HALF_SIDE_M = 15.0
     CUT_AREA_M2 = 25.0
 
     def __init__(self, folder: Path, last_year: int, standard_moisture_pct: float = 12.5) -> None:
@@ -247,16 +249,18 @@ class RealFormats:
                 write_agera5_day(self.folder / "agera5", day, column, cell_ids, values[index])
 
     def plots(self, plots: pa.Table) -> None:
-        """``plots.geojson`` (one square per plot, centred on its point in the equal-area
-        projection, so its centroid is the point) and ``plot_seasons.csv``."""
+        """``plots.geojson`` (one square per plot of its ``area_ha``, centred on its point in
+        the equal-area projection, so its centroid is the point and its area the plot's) and
+        ``plot_seasons.csv``."""
         import geopandas as gpd
         import pandas as pd
 
         frame = plots.to_pandas()
         static = frame.drop_duplicates("plot_id").sort_values("plot_id")
         squares = plot_squares(
-            static["longitude"].to_numpy(), static["latitude"].to_numpy(), self.PLOT_HALF_SIDE_M
-        )
+            static["longitude"].to_numpy(), static["latitude"].to_numpy(),
+            static["area_ha"].to_numpy(),
+        )  # fmt: skip
         gpd.GeoDataFrame(
             {
                 "PlotID": static["plot_id"].to_numpy(),

@@ -191,11 +191,12 @@ def generate_to_lake(
     write = _writer(lake, summary, raw_contract)
     write(0, names.RAW_WEATHER_CELLS, _cells_table(cells))
 
+    areas = seasons.plot_areas(plots, _rng(seed, 9))
     real = RealFormats(real_formats, end_year) if real_formats is not None else None
     rasters = (
         SampleRasters(
             real_formats, plot_table.plot_id, plot_table.longitude, plot_table.latitude,
-            plot_table.county, RealFormats.PLOT_HALF_SIDE_M, end_year,
+            plot_table.county, areas, end_year,
         )
         if real_formats is not None
         else None
@@ -212,7 +213,6 @@ def generate_to_lake(
             (lake.uri(names.ndvi_year_dir(year)), sum(rows for _, rows in buckets))
         )
     blocks = run.blocks
-    areas = seasons.plot_areas(plots, _rng(seed, 9))
     plot_seasons = _plots_table(blocks, plot_table, history, areas)
     write(0, names.RAW_PLOTS, plot_seasons)
     labels = _labels(

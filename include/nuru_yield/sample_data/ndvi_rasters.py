@@ -222,7 +222,7 @@ class SampleRasters:
         longitude: np.ndarray,
         latitude: np.ndarray,
         county: np.ndarray,
-        half_side_m: float,
+        area_ha: np.ndarray,
         last_year: int,
     ) -> None:
         import shapely
@@ -240,7 +240,7 @@ class SampleRasters:
         )
         from rasterio.crs import CRS
 
-        squares = plot_squares(self.longitude, self.latitude, half_side_m)  # as plots.geojson
+        squares = plot_squares(self.longitude, self.latitude, area_ha)  # as plots.geojson
         self.squares = squares
         box = shapely.bounds(project(squares, CRS.from_proj4(SINUSOIDAL_PROJ4)))
         self.pixels = _touched(self.transform, box)

@@ -40,7 +40,7 @@ import pyarrow as pa
 
 from nuru_yield import names
 from nuru_yield.config import get_settings
-from nuru_yield.contract import PLOT_GEOMETRIES_SCHEMA, YIELDS_SCHEMA
+from nuru_yield.contract import PLOT_GEOMETRIES_SCHEMA, PLOTS_WITH_AREA_SCHEMA, YIELDS_SCHEMA
 from nuru_yield.errors import DataValidationError
 from nuru_yield.lake import Lake
 from nuru_yield.nightly import (
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 PRODUCTS = (plots.PRODUCT, yields.PRODUCT)
 TARGETS = {plots.PRODUCT: names.RAW_PLOTS, yields.PRODUCT: names.RAW_YIELDS}
-SCHEMAS = {plots.PRODUCT: plots.PLOTS_INGEST_SCHEMA, yields.PRODUCT: YIELDS_SCHEMA}
+SCHEMAS = {plots.PRODUCT: PLOTS_WITH_AREA_SCHEMA, yields.PRODUCT: YIELDS_SCHEMA}
 SEASONS = "plot_seasons"
 # The fingerprint a raw table was written from, in its key-value metadata.
 FINGERPRINT_KEY = "nuru_yield.source_files"
@@ -254,6 +254,8 @@ def _fingerprint(
         "columns": settings.source_columns,
         "threshold": settings.validation_max_bad_share,
     }
+    if product == plots.PRODUCT:  # a reading rule: a new bound reads the files again
+        knobs |= {"max_area_ha": plots.MAX_AREA_HA}
     if product == yields.PRODUCT:
         knobs |= {"moisture": settings.yield_standard_moisture_pct, "unit": settings.yields_unit}
     payload = {

@@ -5,6 +5,11 @@ Shapefile, or a CSV with latitude / longitude (docs/DESIGN.md, "Real sources").
   EPSG:6933, the centroid then back to WGS 84); points give the point. A file in another
   CRS is reprojected; a file with no CRS is taken as WGS 84 only if its coordinates are
   degrees.
+* Area (``area_ha``, hectares): an area column (``area_ha``, ``area``, ``hectares``, …) where
+  a row has a value, else the polygon's area, else null (a point). The surveyed figure wins:
+  it is what the field app's user measured or declared, and a drawn boundary is often a
+  rough sketch. An area that is not a number, not positive or above
+  :data:`MAX_AREA_HA` quarantines the row.
 * Altitude: sampled from the DEM GeoTIFF ``DEM_SOURCE`` at the centroid when set, else an
   ``altitude`` column (``altitude_m``, ``elevation``, …); neither is one error line: an
   altitude is never made up.
@@ -16,7 +21,7 @@ Shapefile, or a CSV with latitude / longitude (docs/DESIGN.md, "Real sources").
   belongs to the year before.
 
 Rows with a problem (no or invalid geometry, outside Kenya, a duplicate plot id, a value
-that does not convert, an unknown season) are quarantined with a reason.
+that does not convert, an unknown season, an impossible area) are quarantined with a reason.
 
 Two steps, so that a night can split the work by plot bucket: :func:`read_file` reads a
 file as downloaded (every attribute a string; a vector file's geometries in their CRS,
@@ -38,7 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from nuru_yield.contract import PLOT_GEOMETRIES_SCHEMA, PLOTS_SCHEMA
+from nuru_yield.contract import PLOT_AREA, PLOT_GEOMETRIES_SCHEMA, PLOTS_WITH_AREA_SCHEMA
 from nuru_yield.errors import DataValidationError
 from nuru_yield.sources.rasters import first_line
 from nuru_yield.sources.tables import (
@@ -58,9 +63,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRODUCT = "plots"
-PLOTS_INGEST_SCHEMA = PLOTS_SCHEMA.append(pa.field("area_ha", pa.float64()))
 CRS_KEY = "nuru_yield.crs"  # the CRS of staged rows as read (:func:`to_arrow`)
 _GEOMETRY = "geometry"
+_POLYGON_AREA = "_polygon_area_ha"  # the boundary's area; an area column wins over it
+# The largest area (ha) taken for one plot. Smallholder maize plots are 0.1–5 ha and the
+# largest commercial fields a few hundred: more is a unit slip (square metres read as
+# hectares) or the boundary of a farm block or a county, never one plot.
+MAX_AREA_HA = 1_000.0
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: cylindrical equal-area
 # Kenya's extent with a 0.1° margin (Natural Earth admin-0: 4.72° S–5.03° N, 33.91–41.90° E).
 KENYA_LATITUDE = (-4.82, 5.13)
@@ -74,6 +83,7 @@ SPELLINGS: dict[str, tuple[str, ...]] = {
     "season": ("season_name",),
     "season_year": ("year", "seasonyear"),
     "planting_date": ("planting", "date_planted", "sowing_date", "planted_on", "planting_dt"),
+    PLOT_AREA: ("area", "hectares", "area_hectares", "plot_area_ha", "plot_area", "size_ha"),
 }
 SEASONS = {
     "longrains": "Long Rains", "lr": "Long Rains", "long": "Long Rains", "masika": "Long Rains",
@@ -198,6 +208,7 @@ def read_plots(
     if seasons:
         plots = _join_seasons(plots, seasons, mapping, quarantine)
     _season_columns(plots, quarantine)
+    _area(plots, quarantine, mapping)
     key = ["plot_id", "season_year", "season"]
     duplicated = plots.duplicated(key, keep=False) & plots["plot_id"].notna()
     quarantine.add(
@@ -208,8 +219,9 @@ def read_plots(
     rejected = plots[bad].drop(columns=[c for c in plots if c.startswith("_")]).copy()
     rejected[REASON] = quarantine.reason[bad]
     good = plots[~bad].sort_values(key, kind="stable")
+    good = good.assign(**{PLOT_AREA: good["_area_ha"]})
     table = pa.Table.from_pandas(
-        good[PLOTS_INGEST_SCHEMA.names], schema=PLOTS_INGEST_SCHEMA, preserve_index=False
+        good[PLOTS_WITH_AREA_SCHEMA.names], schema=PLOTS_WITH_AREA_SCHEMA, preserve_index=False
     )
     return PlotsRead(table, _geometries(good), rejected, len(plots))
 
@@ -250,7 +262,7 @@ def _read_one(frame: pd.DataFrame, name: str, mapping: dict[str, str]) -> pd.Dat
             out[column], wrong = numbers(out[column])
             problem[wrong & problem.isna()] = f"{column} is not a number"
         problem[out["latitude"].isna() & problem.isna()] = "no latitude / longitude"
-        out["area_ha"] = np.nan
+        out[_POLYGON_AREA] = np.nan
         out["_wkb"] = None
     else:
         out, problem = _read_geometries(frame)
@@ -265,7 +277,14 @@ def _read_one(frame: pd.DataFrame, name: str, mapping: dict[str, str]) -> pd.Dat
 
 
 def _read_geometries(frame: gpd.GeoDataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Centroid and area (equal-area projection) and the WGS 84 boundary of each row."""
+    """Centroid, area and the WGS 84 boundary of each row.
+
+    The area is the polygon's in EPSG:6933 (cylindrical equal-area on the WGS 84 ellipsoid):
+    an equal-area projection keeps every shape's ellipsoidal area, so the only difference
+    from a geodesic area is the edges (straight in the projection, not geodesics), far
+    below a square metre for a plot's edges of tens to hundreds of metres. It is the
+    projection the centroid needs anyway: one vectorised reprojection, where a geodesic
+    area (``pyproj.Geod``) is a Python loop over the polygons for the same figure."""
     import shapely
 
     geometry = frame.geometry
@@ -289,7 +308,7 @@ def _read_geometries(frame: gpd.GeoDataFrame) -> tuple[pd.DataFrame, pd.Series]:
     out = pd.DataFrame(frame.drop(columns=frame.geometry.name))
     out["latitude"] = np.nan
     out["longitude"] = np.nan
-    out["area_ha"] = np.nan
+    out[_POLYGON_AREA] = np.nan
     out["_wkb"] = None
     out.loc[usable, "latitude"] = np.round(centroids.y.to_numpy(), 6)
     out.loc[usable, "longitude"] = np.round(centroids.x.to_numpy(), 6)
@@ -297,8 +316,31 @@ def _read_geometries(frame: gpd.GeoDataFrame) -> tuple[pd.DataFrame, pd.Series]:
         list(shapely.to_wkb(wgs84.values)), index=wgs84.index, dtype=object
     )
     polygons = usable & kinds.isin(["Polygon", "MultiPolygon"])
-    out.loc[polygons, "area_ha"] = projected[polygons[usable].to_numpy()].area.to_numpy() / 1e4
+    out.loc[polygons, _POLYGON_AREA] = projected[polygons[usable].to_numpy()].area.to_numpy() / 1e4
     return out, problem
+
+
+def _area(plots: pd.DataFrame, quarantine: Quarantine, mapping: dict[str, str]) -> None:
+    """Each row's area (``_area_ha``, hectares, to the square metre): its area column's value
+    where given (the plots file's, or the plot-seasons CSV's: a season's planted area), else
+    its polygon's, else null. Not a number, not positive or above :data:`MAX_AREA_HA`: the
+    row is quarantined."""
+    where = ", ".join(sorted(plots[SOURCE].dropna().unique()))
+    area = plots[_POLYGON_AREA].astype(np.float64)
+    column = find_column(plots, PLOT_AREA, SPELLINGS[PLOT_AREA], mapping, where)
+    if column is not None:
+        given, wrong = numbers(plots[column])
+        quarantine.add(wrong, f"{column} " + plots[column].astype("string").map(repr)
+                       + " is not a number")  # fmt: skip
+        area = given.fillna(area)
+    impossible = area.notna() & ~((area > 0) & (area <= MAX_AREA_HA))
+    quarantine.add(
+        impossible,
+        "area "
+        + area.map("{:g}".format).astype("string")
+        + f" ha is not a plot's (0 < area ≤ {MAX_AREA_HA:,.0f} ha)",
+    )
+    plots["_area_ha"] = area.round(4)
 
 
 def _with_crs(frame: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:

@@ -78,6 +78,7 @@ EXPECTED_SCHEMAS = {
         ("season", pa.string()),
         ("season_year", pa.int64()),
         ("planting_date", pa.date32()),
+        ("area_ha", pa.float64()),  # optional in the contract; the sample world has it
     ],
     names.RAW_WEATHER_CELLS: [
         ("cell_id", pa.int64()),
