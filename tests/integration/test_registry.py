@@ -298,6 +298,19 @@ def test_no_labels_is_a_clear_error_and_promotes_nothing(sample_lake, empty_regi
     assert _promotions() == []
 
 
+def test_training_makes_a_new_databases_schema_before_it_fits(
+    sample_lake, postgres_url, monkeypatch
+):
+    """A fresh PostgreSQL: the gate's decision, minutes after the training set, once found no
+    `model_promotions` table (and left a registered version without a gate record)."""
+    monkeypatch.setenv("PREDICTIONS_DB_URL", postgres_url)
+    reset_settings()
+    assert "model_promotions" not in sa.inspect(get_engine()).get_table_names()
+    build_training_set(SAMPLE_TRAINING_DATE, sample_lake)
+    tables = set(sa.inspect(get_engine()).get_table_names())
+    assert {"model_promotions", "county_skill", "predictions"} <= tables
+
+
 def test_training_set_uses_only_seasons_over_by_the_run_date(sample_lake):
     with pytest.raises(TrainingError, match="no labelled plot-season was over by 2021-06-01"):
         build_training_set(dt.date(2021, 6, 1), sample_lake)

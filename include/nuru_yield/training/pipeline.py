@@ -127,9 +127,13 @@ class PromotionOutcome(StepResult):
 def build_training_set(run_date: dt.date, lake: Lake | None = None) -> TrainingSet:
     """Feature rows of each labelled plot-season over by ``run_date``, one cut-off drawn in
     every lead-time band, written to :func:`training_set_path` (quarantined labels next to
-    it)."""
+    it). The predictions database's schema is made current first (idempotent): the gate
+    records its decision there, minutes of fitting later."""
+    from nuru_yield.db.migrations import upgrade
+
     lake = lake or Lake.from_settings()
     settings = get_settings()
+    upgrade(settings.predictions_db_url)
     try:
         labels = lake.read_parquet(RAW_YIELDS).to_pandas()
     except LakeError:
