@@ -59,8 +59,8 @@ def sample_data(
         typer.Option(
             help="contract: the raw contract into the lake; real: the world as the products "
             "a team downloads (CHIRPS, AgERA5, GeoJSON plots, plot-seasons and crop-cut "
-            "CSVs) under $NURU_HOME/sources, for `nuru-yield ingest` (the raw NDVI, which no "
-            "adapter reads yet, still into the lake); both: the two.",
+            "CSVs, NDVI composites and a STAC catalog of Sentinel-2 scenes) under "
+            "$NURU_HOME/sources, for `nuru-yield ingest`; both: the two.",
         ),
     ] = "contract",
 ) -> None:

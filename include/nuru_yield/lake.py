@@ -159,7 +159,7 @@ class Lake:
     # --- checks ---------------------------------------------------------------------------
     def check_writable(self) -> None:
         """Fail early with one clear line when the lake root cannot be written."""
-        probe = f"_probe/{os.getpid()}"
+        probe = f"_probe-{os.getpid()}"  # a file, not a folder: nothing left behind
         try:
             self.write_bytes(probe, b"ok")
             self.delete(probe)

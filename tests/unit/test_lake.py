@@ -126,6 +126,12 @@ def test_unwritable_local_lake_fails_with_one_line(tmp_path: Path) -> None:
     assert "\n" not in str(error.value)
 
 
+def test_the_writable_check_leaves_nothing_behind(tmp_path: Path) -> None:
+    lake = Lake(f"file://{tmp_path}/lake")
+    lake.check_writable()
+    assert list((tmp_path / "lake").iterdir()) == []  # once an empty _probe/ folder
+
+
 @pytest.mark.s3
 def test_missing_bucket_is_a_clear_lake_error(s3_endpoint: str) -> None:
     lake = Lake(

@@ -20,10 +20,11 @@ radiation). Then, each in a fresh process:
   0.05° pixel once, as the system samples): the tighter bound.
 
 The last line is one JSON object: ``plots, cells, files, seconds`` (the weather night),
-``cpu_seconds, peak_rss_mb, baseline_s, baseline_cpu_s, ratio`` (seconds / baseline_s, the
-baseline at the plots' points), ``cpu_ratio``, ``cells_baseline_s, cells_ratio`` (against
-the baseline at the cells), and the plots night's ``plots_s, plots_cpu_s,
-plots_peak_rss_mb``.
+``cpu_seconds, baseline_s, baseline_cpu_s, ratio`` (seconds / baseline_s, the baseline at
+the plots' points), ``cpu_ratio``, ``cells_baseline_s, cells_ratio`` (against the baseline
+at the cells), the plots night's ``plots_s, plots_cpu_s``, and the peaks: ``peak_rss_mb``
+(the larger of the two nights'), ``weather_peak_rss_mb``, ``plots_peak_rss_mb``,
+``baseline_peak_rss_mb``.
 """
 
 from __future__ import annotations
