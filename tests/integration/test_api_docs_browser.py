@@ -44,6 +44,8 @@ def test_swagger_ui_renders_under_its_content_security_policy(chromium: str, tmp
         "/models/reload",
         "/health",
         "/metrics",
+        "/counties",
+        "/counties/{county}/forecast",
     }, done.stdout[-2000:]
     assert 'class="btn authorize' in done.stdout  # the key's "Authorize" button
     # Chromium logs every blocked script, style, image or request to the console.

@@ -146,7 +146,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     assert sorted(inspector.get_view_names()) == ["latest_county_forecasts", "latest_predictions"]
     with engine.connect() as connection:
         versions = connection.execute(sa.select(db_schema.schema_version.c.version)).scalars()
-        assert list(versions) == [1, 2, 3, 4, 5]
+        assert list(versions) == [1, 2, 3, 4, 5, 6]
 
 
 def test_upgrade_from_version_2_flags_accuracy_rows_with_too_few_labels(db_url: str) -> None:

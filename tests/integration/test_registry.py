@@ -356,7 +356,7 @@ def test_cli_train_promotes_a_first_champion(sample_lake, empty_registry, capsys
     assert "): promoted — " in decision, decision
     skill = lines[lines.index(decision) + 1 :]
     assert skill[0].startswith(f"county skill of {MODEL_NAME} v1: hindcasts leaving out each of 0")
-    assert "(no county with enough labelled seasons)" in skill
+    assert "  (no county with enough labelled seasons)" in skill
     assert _aliases() == {CHAMPION: "1"}
     [row] = _promotions()
     assert (row["decision"], row["candidate_version"]) == ("promoted", "1")

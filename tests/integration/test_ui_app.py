@@ -19,7 +19,6 @@ from fastapi.testclient import TestClient
 from nuru_yield.config import reset_settings
 from nuru_yield.db import schema
 from nuru_yield.db.engine import dispose_engines, get_engine
-from nuru_yield.db.migrations import upgrade
 from nuru_yield.dev.local_services import free_port
 from nuru_yield.lake import Lake
 from nuru_yield.names import FORECASTS_MOUNT
@@ -31,6 +30,7 @@ from tests.fixtures.counties import (
     World,
     bulletin_world,
     create_county_tables,
+    drop_county_tables,
 )
 
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -279,10 +279,9 @@ def test_an_empty_database_says_there_is_nothing_yet(
     monkeypatch: pytest.MonkeyPatch,
     tables: str,
 ) -> None:
-    if tables == "with empty county tables":
-        create_county_tables(database_url)
-    else:
-        upgrade(database_url)
+    create_county_tables(database_url)
+    if tables == "without county tables":
+        drop_county_tables(database_url)
     client = view_client(monkeypatch, database_url, lake)
     client.cookies.set("_token", token(auth_manager))
 
