@@ -5,7 +5,6 @@ the ``county_forecasts`` rows as CSV (pure: text in, text out)."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import html
 import math
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from nuru_yield.counties.forecasts import OK, TOO_FEW_PLOTS
+from nuru_yield.pages import template
 
 # Where a forecast stands against the five-year mean: a colour per band of % of the mean.
 _BANDS = (
@@ -225,18 +225,6 @@ def table_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-@functools.cache
-def _template() -> Any:
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("nuru_yield.counties", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("bulletin.html.j2")
-
-
 def bulletin_html(
     rows: pd.DataFrame,
     trajectory: pd.DataFrame,
@@ -261,7 +249,7 @@ def bulletin_html(
         title = f"{row.county} · {row.season} {row.season_year}"
         trajectories.append(Markup(trajectory_chart(points, title)))  # drawn here, escaped
     below = figures[figures["beats_naive"].eq(False)]
-    return _template().render(
+    return template("nuru_yield.counties", "bulletin.html.j2").render(
         run_date=run_date.isoformat(),
         versions=", ".join(f"v{v}" for v in versions),
         seasons=", ".join(seasons),

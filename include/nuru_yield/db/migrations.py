@@ -58,26 +58,30 @@ def _flag_too_few_labels(connection: sa.Connection) -> None:
     )
 
 
+def _add_columns(connection: sa.Connection, **added: tuple[tuple[str, str], ...]) -> None:
+    """Add each table's (name, SQL type) columns it does not have yet (a database created at
+    a later version has them already)."""
+    for table, columns in added.items():
+        present = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+        for name, sql_type in columns:
+            if name not in present:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+
+
 def _forecast_basis(connection: sa.Connection) -> None:
     # The blend toward the county normal: what each forecast rests on, and the normal; the
     # normal's error beside realized accuracy. A database created at this version already has
     # the columns (step 1 creates the current schema). On PostgreSQL, a column added to the
     # partitioned `predictions` is added to every partition.
-    for table, added in (
-        ("predictions", (("basis", "VARCHAR(16)"), ("normal_kg_per_ha", "DOUBLE PRECISION"))),
-        (
-            "model_performance",
-            (
-                ("normal_rmse", "DOUBLE PRECISION"),
-                ("mean_forecast", "DOUBLE PRECISION"),
-                ("mean_actual", "DOUBLE PRECISION"),
-            ),
+    _add_columns(
+        connection,
+        predictions=(("basis", "VARCHAR(16)"), ("normal_kg_per_ha", "DOUBLE PRECISION")),
+        model_performance=(
+            ("normal_rmse", "DOUBLE PRECISION"),
+            ("mean_forecast", "DOUBLE PRECISION"),
+            ("mean_actual", "DOUBLE PRECISION"),
         ),
-    ):
-        present = {c["name"] for c in sa.inspect(connection).get_columns(table)}
-        for name, sql_type in added:
-            if name not in present:
-                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+    )
     connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
     through_normal = schema.PREDICTION_COLUMNS.index("normal_kg_per_ha") + 1
     connection.exec_driver_sql(
@@ -90,22 +94,16 @@ def _plot_normal_and_drift_signals(connection: sa.Connection) -> None:
     # plot mix, model evidence) with the share outside the training range and both means. A
     # database created at this version already has the columns (step 1 creates the current
     # schema); on PostgreSQL a column added to `predictions` reaches every partition.
-    for table, added in (
-        ("predictions", (("plot_normal_kg_per_ha", "DOUBLE PRECISION"),)),
-        (
-            "drift_reports",
-            (
-                ("signal", "VARCHAR(32)"),
-                ("outside_training_share", "DOUBLE PRECISION"),
-                ("current_mean", "DOUBLE PRECISION"),
-                ("reference_mean", "DOUBLE PRECISION"),
-            ),
+    _add_columns(
+        connection,
+        predictions=(("plot_normal_kg_per_ha", "DOUBLE PRECISION"),),
+        drift_reports=(
+            ("signal", "VARCHAR(32)"),
+            ("outside_training_share", "DOUBLE PRECISION"),
+            ("current_mean", "DOUBLE PRECISION"),
+            ("reference_mean", "DOUBLE PRECISION"),
         ),
-    ):
-        present = {c["name"] for c in sa.inspect(connection).get_columns(table)}
-        for name, sql_type in added:
-            if name not in present:
-                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
+    )
     connection.exec_driver_sql("DROP VIEW IF EXISTS latest_predictions")
     connection.exec_driver_sql(schema.LATEST_PREDICTIONS_VIEW)
 

@@ -4,7 +4,6 @@ HTML page for people (inline SVG charts, inline CSS, no script, nothing from the
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from nuru_yield.monitoring.drift import (
     VariableDrift,
 )
 from nuru_yield.monitoring.statistics import DRIFTED, INSUFFICIENT, STATISTICS, DriftRule
+from nuru_yield.pages import template
 from nuru_yield.svg import figure_svg
 
 # What a report saw (``DriftReport.finding``).
@@ -360,18 +360,6 @@ def _accuracy_cell(column: str, value: Any) -> str:
     return _fmt(value, _ACCURACY_DECIMALS.get(column, 1))
 
 
-@functools.cache
-def _template() -> Any:
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("nuru_yield.monitoring", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("drift_report.html.j2")
-
-
 def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame) -> str:
     """The page: what it saw (season signal, model evidence) and the alert, the season to
     date against the normal by county, summary table, per-county drift, realized accuracy,
@@ -394,7 +382,7 @@ def render_html(report: DriftReport, reference: pd.DataFrame, current: pd.DataFr
         charts.append({"variable": d.variable, "svg": Markup(svg)})  # drawn by matplotlib
     accuracy_columns = [c for c in report.accuracy.columns if c != "computed_at"]
     county_variables = list(dict.fromkeys(d.variable for d in by_county))
-    return _template().render(
+    return template("nuru_yield.monitoring", "drift_report.html.j2").render(
         run_date=report.run_date.isoformat(),
         alert=report.alert,
         finding=report.finding,

@@ -18,6 +18,7 @@ from typing import Any
 
 from nuru_yield.errors import NuruError
 from nuru_yield.lake import Lake
+from nuru_yield.pages import template
 from nuru_yield.ui import charts
 from nuru_yield.ui.data import Night, PlotMap, Row, json_rows, read_plot_map
 
@@ -224,21 +225,9 @@ def _when(moment: dt.datetime | None) -> str:
     return "–" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
 
 
-@functools.cache
-def _template() -> Any:
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("nuru_yield.ui", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return environment.get_template("forecasts.html.j2")
-
-
 def render(page: dict[str, Any]) -> str:
     """The page of :func:`context`'s result."""
-    return _template().render(**page)
+    return template("nuru_yield.ui", "forecasts.html.j2").render(**page)
 
 
 def as_json(view: Night, dag_runs: Sequence[DagRunLink]) -> dict[str, Any]:
