@@ -63,6 +63,9 @@ def test_the_demo_runs_the_night_in_its_own_scratch_home(tmp_path: Path) -> None
     lake = Lake(f"file://{home / 'lake'}")
     # The raw contract came through the adapters: what only an ingest writes is there.
     assert lake.exists(RAW_PLOT_GEOMETRIES) and lake.exists(RAW_WEATHER_SOURCES)
+    # NDVI from both raster paths: MOD13Q1-style composites and Sentinel-2 scenes (STAC).
+    ledgers = {path.rsplit("/", 1)[-1].rsplit("-", 1)[0] for path in lake.list("sources/ndvi")}
+    assert ledgers == {"mod13q1", "sentinel-2-l2a"}, ledgers
     assert lake.exists(features_path(DEMO_RUN_DATE))
     assert lake.exists(prediction_log_path(DEMO_RUN_DATE))
     with sqlite3.connect(home / "predictions.db") as connection:

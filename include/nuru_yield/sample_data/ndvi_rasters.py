@@ -192,7 +192,9 @@ def write_stac_catalog(folder: Path, items: Iterable[pystac.Item], title: str) -
 
 # --- the sample world's NDVI as rasters (`nuru-yield sample-data --formats real|both`) -----
 MODIS_PERIOD_DAYS = 16  # MOD13Q1 periods start on days 1, 17, 33, … of each year
-S2_SCENE_DAYS = ((6, 1), (6, 6), (6, 11))  # (month, day) of the last year's scenes
+# (month, day) of the last year's scenes: the days before the demo's night (10 April), within
+# NDVI_STAC_DAYS of it, so that the demo's night ingests them through the STAC path.
+S2_SCENE_DAYS = ((3, 28), (4, 2), (4, 7))
 S2_SCENE_METRES = 20_000.0
 S2_MATCH_DAYS = 8  # a plot's observation this close to a scene's day is what it shows
 S2_BACKGROUND_NDVI = 0.3
@@ -207,8 +209,8 @@ class SampleRasters:
       (maximum-value compositing keeps the clearest look): reliability good, or cloudy
       when more than half the plot was under cloud then; fill where the plot was not seen.
       Where two plots share a pixel, the larger id's value is there.
-    * ``stac/``: a static STAC catalog of three Sentinel-2-like L2A scenes (1, 6 and 11 June
-      of the last year) over the plots of one 20 km square of the county with the most
+    * ``stac/``: a static STAC catalog of three Sentinel-2-like L2A scenes (28 March, 2 and
+      7 April of the last year) over the plots of one 20 km square of the county with the most
       plots: each plot's 10 m pixels show its observation within ``S2_MATCH_DAYS`` days
       (SCL cloud where it was mostly cloudy), grassland elsewhere.
 
